@@ -1,0 +1,151 @@
+//! The process configuration: one typed struct read from the environment at start-up.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::str::FromStr;
+
+use sqlx::postgres::PgConnectOptions;
+
+/// Why the environment could not be turned into a [`Config`].
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A required variable is absent.
+    #[error("missing environment variable {0}")]
+    Missing(&'static str),
+    /// A variable is present but unusable.
+    #[error("invalid value for {name}: {reason}")]
+    Invalid {
+        /// The variable's name.
+        name: &'static str,
+        /// What is wrong with it (never the value itself: it may be a secret).
+        reason: String,
+    },
+}
+
+/// Where the database is. Prints without its password.
+#[derive(Clone)]
+pub struct DatabaseConfig {
+    options: PgConnectOptions,
+    /// Upper bound of the request-path pool.
+    pub max_connections: u32,
+}
+
+impl DatabaseConfig {
+    /// Connection options (host, port, user, password, database).
+    pub fn connect_options(&self) -> PgConnectOptions {
+        self.options.clone()
+    }
+}
+
+impl fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("host", &self.options.get_host())
+            .field("port", &self.options.get_port())
+            .field("database", &self.options.get_database())
+            .field("max_connections", &self.max_connections)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Everything a Casebook process needs to start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The Postgres cluster.
+    pub database: DatabaseConfig,
+    /// Where `casebook serve` listens; loopback unless told otherwise.
+    pub listen: SocketAddr,
+}
+
+impl Config {
+    /// Reads `DATABASE_URL` (required), `DATABASE_MAX_CONNECTIONS` (default 16) and
+    /// `CASEBOOK_LISTEN` (default `127.0.0.1:8080`).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Like [`Config::from_env`], over any source of variables (tests pass a map).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let url = lookup("DATABASE_URL").ok_or(ConfigError::Missing("DATABASE_URL"))?;
+        let options = PgConnectOptions::from_str(&url).map_err(|err| ConfigError::Invalid {
+            name: "DATABASE_URL",
+            reason: err.to_string(),
+        })?;
+        let max_connections = parse_or(&lookup, "DATABASE_MAX_CONNECTIONS", 16)?;
+        let listen = parse_or(
+            &lookup,
+            "CASEBOOK_LISTEN",
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080),
+        )?;
+        Ok(Self {
+            database: DatabaseConfig {
+                options,
+                max_connections,
+            },
+            listen,
+        })
+    }
+}
+
+fn parse_or<T>(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: T,
+) -> Result<T, ConfigError>
+where
+    T: FromStr,
+    T::Err: fmt::Display,
+{
+    match lookup(name) {
+        None => Ok(default),
+        Some(raw) => raw.parse().map_err(|err: T::Err| ConfigError::Invalid {
+            name,
+            reason: err.to_string(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config_from(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn a_missing_database_url_is_named() {
+        let err = config_from(&[]).unwrap_err();
+        assert!(matches!(err, ConfigError::Missing("DATABASE_URL")));
+    }
+
+    #[test]
+    fn defaults_listen_on_loopback() {
+        let config = config_from(&[("DATABASE_URL", "postgres://u:secret@127.0.0.1:5432/db")])
+            .expect("valid config");
+        assert_eq!(config.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(config.database.max_connections, 16);
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_password() {
+        let config = config_from(&[("DATABASE_URL", "postgres://u:hunter2@127.0.0.1:5432/db")])
+            .expect("valid config");
+        assert!(!format!("{config:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn an_unparsable_port_is_reported_by_name() {
+        let err = config_from(&[
+            ("DATABASE_URL", "postgres://127.0.0.1/db"),
+            ("CASEBOOK_LISTEN", "not-an-address"),
+        ])
+        .unwrap_err();
+        assert!(matches!(err, ConfigError::Invalid { name: "CASEBOOK_LISTEN", .. }));
+    }
+}

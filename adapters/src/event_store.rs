@@ -1,0 +1,442 @@
+//! The event store: a cqrs-es [`EventStore`](cqrs_es::EventStore) over Casebook's `events`
+//! table, with snapshots every [`SNAPSHOT_EVERY`] events.
+//!
+//! Whole streams are read through postgres-es's repository. The write path, snapshots and the
+//! incremental read are Casebook's own:
+//! - postgres-es commits a snapshot update *before* checking that it matched, so a command
+//!   whose events were committed could be reported as a conflict; it also records the last
+//!   event's sequence for a snapshot folded only up to an earlier boundary. Here the events
+//!   and the snapshot are one statement, the snapshot is the command's resulting state at its
+//!   last event, and a snapshot only ever moves forward: a snapshot write never fails a
+//!   command.
+//! - postgres-es reports every database error but 23505 as "unexpected"; a missing or
+//!   malformed tenant (23502, 22P02) is a validation error and a dropped connection is
+//!   retryable, and callers need to tell them apart ([`StoreError`], [`CommandError`]).
+//! - its incremental read formats the sequence into the SQL text, preparing a new statement
+//!   per call.
+
+use std::collections::HashMap;
+use std::error::Error as StdError;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use cqrs_es::persist::{
+    EventUpcaster, PersistedEventRepository, PersistenceError, SerializedEvent,
+};
+use cqrs_es::{Aggregate, AggregateContext, AggregateError, DomainEvent, EventEnvelope};
+use postgres_es::PostgresEventRepository;
+use serde_json::Value;
+use sqlx::postgres::PgRow;
+use sqlx::{PgPool, Row};
+
+/// Events between two snapshots: bounds the cost of loading any aggregate.
+pub const SNAPSHOT_EVERY: usize = 20;
+
+const SELECT_COLUMNS: &str =
+    "aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata";
+
+/// Appends the events of one command, and optionally moves the snapshot forward, in a single
+/// statement (so one round trip, and atomic without an explicit transaction).
+const APPEND_EVENTS: &str = "
+WITH appended AS (
+    INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+    SELECT $1, $2, e.sequence, e.event_type, e.event_version, e.payload, e.metadata
+      FROM UNNEST($3::bigint[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[])
+           AS e(sequence, event_type, event_version, payload, metadata)
+    RETURNING sequence
+), snapshot AS (
+    INSERT INTO snapshots (aggregate_type, aggregate_id, last_sequence, current_snapshot, payload)
+    SELECT $1, $2, $8, 1, $9
+     WHERE $9::jsonb IS NOT NULL AND EXISTS (SELECT 1 FROM appended)
+    ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE
+       SET last_sequence = EXCLUDED.last_sequence,
+           current_snapshot = snapshots.current_snapshot + 1,
+           payload = EXCLUDED.payload,
+           updated_at = now()
+     WHERE snapshots.last_sequence < EXCLUDED.last_sequence
+)
+SELECT count(*) FROM appended";
+
+/// A failure of the event store, classified for the caller.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another command appended to the same stream first; reload and retry.
+    #[error("optimistic concurrency conflict")]
+    Conflict,
+    /// The event itself is unacceptable (e.g. metadata without a valid tenant id).
+    #[error("event rejected by the store: {0}")]
+    InvalidEvent(String),
+    /// The database could not be reached or shed the request; retrying may succeed.
+    #[error("event store unavailable")]
+    Unavailable(#[source] sqlx::Error),
+    /// Anything else.
+    #[error("event store failure")]
+    Unexpected(#[source] Box<dyn StdError + Send + Sync>),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        if let sqlx::Error::Database(db) = &err {
+            match db.code().as_deref() {
+                Some("23505") => return StoreError::Conflict,
+                // not_null_violation (missing tenant), invalid_text_representation (bad uuid),
+                // check_violation: the event, not the database, is at fault.
+                Some("23502" | "22P02" | "23514") => {
+                    return StoreError::InvalidEvent(db.message().to_owned())
+                }
+                Some(code) if is_transient_sqlstate(code) => return StoreError::Unavailable(err),
+                _ => {}
+            }
+        }
+        match err {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(err),
+            other => StoreError::Unexpected(Box::new(other)),
+        }
+    }
+}
+
+/// Connection exceptions, serialization failures, deadlocks, shutdowns, resource exhaustion.
+fn is_transient_sqlstate(code: &str) -> bool {
+    code.starts_with("08")
+        || code.starts_with("53")
+        || matches!(code, "40001" | "40P01" | "57P01" | "57P02" | "57P03")
+}
+
+impl From<StoreError> for PersistenceError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Conflict => PersistenceError::OptimisticLockError,
+            // cqrs-es has no variant for these, so the typed error rides inside and
+            // [`CommandError::from`] recovers it by downcasting.
+            other => PersistenceError::UnknownError(Box::new(other)),
+        }
+    }
+}
+
+/// The outcome of a failed command, in the terms an application service maps to responses.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError<E: StdError> {
+    /// The aggregate refused the command (a domain error).
+    #[error(transparent)]
+    Rejected(E),
+    /// Optimistic concurrency conflict (HTTP 409).
+    #[error("optimistic concurrency conflict")]
+    Conflict,
+    /// The event could not be stored as given (HTTP 422).
+    #[error("invalid event: {0}")]
+    Invalid(String),
+    /// Transient infrastructure failure; the command may be retried (HTTP 503).
+    #[error("event store unavailable")]
+    Unavailable(#[source] Box<dyn StdError + Send + Sync>),
+    /// Anything else (HTTP 500, details only in logs).
+    #[error("unexpected event store failure")]
+    Unexpected(#[source] Box<dyn StdError + Send + Sync>),
+}
+
+impl<E: StdError> From<AggregateError<E>> for CommandError<E> {
+    fn from(err: AggregateError<E>) -> Self {
+        match err {
+            AggregateError::UserError(err) => CommandError::Rejected(err),
+            AggregateError::AggregateConflict => CommandError::Conflict,
+            AggregateError::DatabaseConnectionError(err) => CommandError::Unavailable(err),
+            AggregateError::DeserializationError(err) => CommandError::Unexpected(err),
+            AggregateError::UnexpectedError(err) => match err.downcast::<StoreError>() {
+                Ok(store) => match *store {
+                    StoreError::Conflict => CommandError::Conflict,
+                    StoreError::InvalidEvent(reason) => CommandError::Invalid(reason),
+                    StoreError::Unavailable(err) => CommandError::Unavailable(Box::new(err)),
+                    StoreError::Unexpected(err) => CommandError::Unexpected(err),
+                },
+                Err(other) => CommandError::Unexpected(other),
+            },
+        }
+    }
+}
+
+/// A loaded aggregate, as the store needs it back at commit.
+pub struct StoreContext<A: Aggregate> {
+    aggregate_id: String,
+    aggregate: A,
+    current_sequence: usize,
+    snapshot_sequence: usize,
+}
+
+impl<A: Aggregate> StoreContext<A> {
+    /// The aggregate's id.
+    pub fn aggregate_id(&self) -> &str {
+        &self.aggregate_id
+    }
+
+    /// The loaded state.
+    pub fn state(&self) -> &A {
+        &self.aggregate
+    }
+
+    /// The sequence of the last event folded into the state (0 for a new aggregate).
+    pub fn current_sequence(&self) -> usize {
+        self.current_sequence
+    }
+
+    /// How many events were read on top of the snapshot to load this aggregate.
+    pub fn events_replayed(&self) -> usize {
+        self.current_sequence - self.snapshot_sequence
+    }
+}
+
+impl<A: Aggregate> AggregateContext<A> for StoreContext<A> {
+    fn aggregate(&mut self) -> &mut A {
+        &mut self.aggregate
+    }
+}
+
+/// Casebook's cqrs-es event store over the `events` and `snapshots` tables.
+///
+/// cqrs-es's own `PersistedEventStore` cannot be used with snapshots: in cqrs-es 0.5 the
+/// command handler already applies its events to the context's aggregate (through the
+/// `EventSink`), and the store applies them a second time before snapshotting, so snapshots
+/// of any state that counts events are wrong. Here the context's aggregate — which already
+/// holds the command's events — *is* the snapshot.
+pub struct EventStore<A> {
+    pool: PgPool,
+    upcasters: Arc<[Box<dyn EventUpcaster>]>,
+    _aggregate: PhantomData<fn() -> A>,
+}
+
+impl<A> Clone for EventStore<A> {
+    fn clone(&self) -> Self {
+        Self {
+            pool: self.pool.clone(),
+            upcasters: self.upcasters.clone(),
+            _aggregate: PhantomData,
+        }
+    }
+}
+
+impl<A: Aggregate> EventStore<A> {
+    /// A store appending through `pool`, upcasting old events with `upcasters` on load.
+    pub fn new(pool: PgPool, upcasters: Vec<Box<dyn EventUpcaster>>) -> Self {
+        Self {
+            pool,
+            upcasters: upcasters.into(),
+            _aggregate: PhantomData,
+        }
+    }
+
+    async fn snapshot(&self, aggregate_id: &str) -> Result<Option<(usize, A)>, StoreError> {
+        let row: Option<(i64, Value)> = sqlx::query_as(
+            "SELECT last_sequence, payload FROM snapshots
+              WHERE aggregate_type = $1 AND aggregate_id = $2",
+        )
+        .bind(A::TYPE)
+        .bind(aggregate_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.and_then(|(sequence, payload)| {
+            // A snapshot of an older shape is only a missed shortcut: replay from the start.
+            match serde_json::from_value(payload) {
+                Ok(state) => Some((sequence as usize, state)),
+                Err(err) => {
+                    tracing::warn!(aggregate = A::TYPE, aggregate_id, error = %err,
+                        "ignoring a snapshot that no longer deserializes");
+                    None
+                }
+            }
+        }))
+    }
+
+    async fn events_after(
+        &self,
+        aggregate_id: &str,
+        after_sequence: usize,
+    ) -> Result<Vec<EventEnvelope<A>>, AggregateError<A::Error>> {
+        let sql = format!(
+            "SELECT {SELECT_COLUMNS} FROM events
+              WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3
+              ORDER BY sequence"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(A::TYPE)
+            .bind(aggregate_id)
+            .bind(after_sequence as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|err| aggregate_error(err.into()))?;
+        rows.iter()
+            .map(|row| {
+                let event = serialized_event(row).map_err(aggregate_error)?;
+                self.envelope(event)
+            })
+            .collect()
+    }
+
+    fn envelope(&self, event: SerializedEvent) -> Result<EventEnvelope<A>, AggregateError<A::Error>> {
+        let event = self.upcasters.iter().fold(event, |event, upcaster| {
+            if upcaster.can_upcast(&event.event_type, &event.event_version) {
+                upcaster.upcast(event)
+            } else {
+                event
+            }
+        });
+        EventEnvelope::try_from(event).map_err(|err| match err {
+            PersistenceError::DeserializationError(err) => {
+                AggregateError::DeserializationError(err)
+            }
+            other => AggregateError::UnexpectedError(Box::new(other)),
+        })
+    }
+
+    async fn append(
+        &self,
+        aggregate_id: &str,
+        envelopes: &[EventEnvelope<A>],
+        snapshot: Option<(usize, Value)>,
+    ) -> Result<(), StoreError> {
+        let mut sequences = Vec::with_capacity(envelopes.len());
+        let mut types = Vec::with_capacity(envelopes.len());
+        let mut versions = Vec::with_capacity(envelopes.len());
+        let mut payloads = Vec::with_capacity(envelopes.len());
+        let mut metadata = Vec::with_capacity(envelopes.len());
+        for envelope in envelopes {
+            sequences.push(envelope.sequence as i64);
+            types.push(envelope.payload.event_type());
+            versions.push(envelope.payload.event_version());
+            payloads.push(serde_json::to_value(&envelope.payload).map_err(serialization)?);
+            metadata.push(serde_json::to_value(&envelope.metadata).map_err(serialization)?);
+        }
+        let (snapshot_sequence, snapshot_payload) = match snapshot {
+            Some((sequence, payload)) => (Some(sequence as i64), Some(payload)),
+            None => (None, None),
+        };
+        let appended: i64 = sqlx::query_scalar(APPEND_EVENTS)
+            .bind(A::TYPE)
+            .bind(aggregate_id)
+            .bind(sequences)
+            .bind(types)
+            .bind(versions)
+            .bind(payloads)
+            .bind(metadata)
+            .bind(snapshot_sequence)
+            .bind(snapshot_payload)
+            .fetch_one(&self.pool)
+            .await?;
+        debug_assert_eq!(appended as usize, envelopes.len());
+        Ok(())
+    }
+}
+
+fn serialization(err: serde_json::Error) -> StoreError {
+    StoreError::Unexpected(Box::new(err))
+}
+
+/// Carries a [`StoreError`] through cqrs-es's error type; [`CommandError::from`] recovers it.
+fn aggregate_error<E: StdError>(err: StoreError) -> AggregateError<E> {
+    match err {
+        StoreError::Conflict => AggregateError::AggregateConflict,
+        other => AggregateError::UnexpectedError(Box::new(other)),
+    }
+}
+
+impl<A> cqrs_es::EventStore<A> for EventStore<A>
+where
+    A: Aggregate + Send + Sync,
+    A::Error: Send,
+{
+    type AC = StoreContext<A>;
+
+    async fn load_events(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<Vec<EventEnvelope<A>>, AggregateError<A::Error>> {
+        // The full stream, as postgres-es reads it.
+        let events = PostgresEventRepository::new(self.pool.clone())
+            .get_events::<A>(aggregate_id)
+            .await
+            .map_err(|err| AggregateError::UnexpectedError(Box::new(err)))?;
+        events.into_iter().map(|e| self.envelope(e)).collect()
+    }
+
+    async fn load_aggregate(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<StoreContext<A>, AggregateError<A::Error>> {
+        let (snapshot_sequence, mut aggregate) = self
+            .snapshot(aggregate_id)
+            .await
+            .map_err(aggregate_error)?
+            .unwrap_or_default();
+        let mut current_sequence = snapshot_sequence;
+        for envelope in self.events_after(aggregate_id, snapshot_sequence).await? {
+            current_sequence = envelope.sequence;
+            aggregate.apply(envelope.payload);
+        }
+        Ok(StoreContext {
+            aggregate_id: aggregate_id.to_owned(),
+            aggregate,
+            current_sequence,
+            snapshot_sequence,
+        })
+    }
+
+    async fn commit(
+        &self,
+        events: Vec<A::Event>,
+        context: StoreContext<A>,
+        metadata: HashMap<String, String>,
+    ) -> Result<Vec<EventEnvelope<A>>, AggregateError<A::Error>> {
+        let envelopes: Vec<EventEnvelope<A>> = events
+            .into_iter()
+            .zip(context.current_sequence + 1..)
+            .map(|(payload, sequence)| EventEnvelope {
+                aggregate_id: context.aggregate_id.clone(),
+                sequence,
+                payload,
+                metadata: metadata.clone(),
+            })
+            .collect();
+        let Some(last) = envelopes.last() else {
+            return Ok(envelopes);
+        };
+        let snapshot = if last.sequence - context.snapshot_sequence >= SNAPSHOT_EVERY {
+            let state = serde_json::to_value(&context.aggregate)
+                .map_err(|err| aggregate_error(serialization(err)))?;
+            Some((last.sequence, state))
+        } else {
+            None
+        };
+        self.append(&context.aggregate_id, &envelopes, snapshot)
+            .await
+            .map_err(aggregate_error)?;
+        Ok(envelopes)
+    }
+}
+
+fn serialized_event(row: &PgRow) -> Result<SerializedEvent, StoreError> {
+    let sequence: i64 = row.try_get("sequence")?;
+    Ok(SerializedEvent::new(
+        row.try_get("aggregate_id")?,
+        sequence as usize,
+        row.try_get("aggregate_type")?,
+        row.try_get("event_type")?,
+        row.try_get("event_version")?,
+        row.try_get("payload")?,
+        row.try_get("metadata")?,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_and_serialization_failures_are_transient_constraint_violations_are_not() {
+        assert!(is_transient_sqlstate("08006"));
+        assert!(is_transient_sqlstate("40001"));
+        assert!(is_transient_sqlstate("53300"));
+        assert!(!is_transient_sqlstate("23502"));
+        assert!(!is_transient_sqlstate("22P02"));
+    }
+}

@@ -1,0 +1,348 @@
+//! The event store against the real Postgres: appends, concurrency, snapshots, append-only.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use casebook_adapters::event_store::{CommandError, EventStore, SNAPSHOT_EVERY};
+use casebook_adapters::postgres::DbRole;
+use casebook_tests::TestDb;
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::{Aggregate, AggregateError, CqrsFramework, DomainEvent, EventStore as _};
+use serde::{Deserialize, Serialize};
+use sqlx::{PgPool, Row};
+use uuid::Uuid;
+
+/// The smallest aggregate that exercises the store: it counts, and remembers nothing else.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Counter {
+    value: u64,
+    /// Events applied since this value was created or deserialized: after a load, exactly
+    /// the events read on top of the snapshot.
+    #[serde(skip)]
+    applied_since_load: usize,
+}
+
+enum CounterCommand {
+    Add { times: usize, marker: Uuid },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+enum CounterEvent {
+    Added { marker: Uuid },
+}
+
+impl DomainEvent for CounterEvent {
+    fn event_type(&self) -> String {
+        "Added".into()
+    }
+    fn event_version(&self) -> String {
+        "1".into()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("nothing to add")]
+struct NothingToAdd;
+
+impl Aggregate for Counter {
+    const TYPE: &'static str = "Counter";
+    type Command = CounterCommand;
+    type Event = CounterEvent;
+    type Error = NothingToAdd;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: CounterCommand,
+        _: &(),
+        sink: &EventSink<Self>,
+    ) -> Result<(), NothingToAdd> {
+        let CounterCommand::Add { times, marker } = command;
+        if times == 0 {
+            return Err(NothingToAdd);
+        }
+        for _ in 0..times {
+            sink.write(CounterEvent::Added { marker }, self).await;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, _event: CounterEvent) {
+        self.value += 1;
+        self.applied_since_load += 1;
+    }
+}
+
+type Cqrs = CqrsFramework<Counter, EventStore<Counter>>;
+
+fn cqrs(pool: &PgPool) -> Arc<Cqrs> {
+    Arc::new(CqrsFramework::new(
+        EventStore::new(pool.clone(), vec![]),
+        vec![],
+        (),
+    ))
+}
+
+fn tenant_metadata(tenant: Uuid) -> HashMap<String, String> {
+    HashMap::from([
+        ("tenant_id".to_string(), tenant.to_string()),
+        ("request_id".to_string(), Uuid::new_v4().to_string()),
+    ])
+}
+
+async fn add(
+    cqrs: &Cqrs,
+    id: &str,
+    times: usize,
+    marker: Uuid,
+) -> Result<(), CommandError<NothingToAdd>> {
+    cqrs.execute_with_metadata(
+        id,
+        CounterCommand::Add { times, marker },
+        tenant_metadata(Uuid::nil()),
+    )
+    .await
+    .map_err(CommandError::from)
+}
+
+#[tokio::test]
+async fn an_appended_event_is_stored_with_position_transaction_tenant_and_time() {
+    let db = TestDb::new().await;
+    let pool = db.pool(DbRole::App, 4).await;
+    let cqrs = cqrs(&pool);
+    let tenant = Uuid::new_v4();
+    let id = Uuid::new_v4().to_string();
+
+    cqrs.execute_with_metadata(
+        &id,
+        CounterCommand::Add {
+            times: 2,
+            marker: Uuid::nil(),
+        },
+        tenant_metadata(tenant),
+    )
+    .await
+    .expect("command accepted");
+
+    let rows = sqlx::query(
+        "SELECT sequence, global_position, transaction_id::text AS tx, tenant_id, recorded_at
+           FROM events WHERE aggregate_id = $1 ORDER BY sequence",
+    )
+    .bind(&id)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), 2);
+    let first_position: i64 = rows[0].get("global_position");
+    let second_position: i64 = rows[1].get("global_position");
+    assert!(first_position >= 1 && second_position > first_position);
+    assert_eq!(
+        rows[0].get::<String, _>("tx"),
+        rows[1].get::<String, _>("tx"),
+        "one command, one transaction"
+    );
+    assert_eq!(rows[1].get::<Uuid, _>("tenant_id"), tenant);
+    let recorded: chrono::DateTime<chrono::Utc> = rows[0].get("recorded_at");
+    assert!((chrono::Utc::now() - recorded).num_seconds().abs() < 60);
+
+    let store: EventStore<Counter> = EventStore::new(pool.clone(), vec![]);
+    let loaded = store.load_aggregate(&id).await.unwrap();
+    assert_eq!(loaded.state().value, 2);
+    assert_eq!(loaded.current_sequence(), 2);
+}
+
+#[tokio::test]
+async fn concurrent_commands_on_one_aggregate_keep_the_stream_contiguous_and_losers_conflict() {
+    let db = TestDb::new().await;
+    let pool = db.pool(DbRole::App, 20).await;
+    let cqrs = cqrs(&pool);
+    let id = Uuid::new_v4().to_string();
+
+    let attempts: Vec<_> = (0..50)
+        .map(|_| {
+            let cqrs = cqrs.clone();
+            let id = id.clone();
+            let marker = Uuid::new_v4();
+            tokio::spawn(async move { (marker, add(&cqrs, &id, 1, marker).await) })
+        })
+        .collect();
+    let mut accepted = Vec::new();
+    let mut conflicts = 0;
+    for attempt in attempts {
+        match attempt.await.unwrap() {
+            (marker, Ok(())) => accepted.push(marker),
+            (_, Err(CommandError::Conflict)) => conflicts += 1,
+            (_, Err(other)) => panic!("expected success or a typed conflict, got {other:?}"),
+        }
+    }
+    assert_eq!(accepted.len() + conflicts, 50);
+    assert!(!accepted.is_empty());
+
+    let stored: Vec<(i64, serde_json::Value)> = sqlx::query_as(
+        "SELECT sequence, payload FROM events WHERE aggregate_id = $1 ORDER BY sequence",
+    )
+    .bind(&id)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let sequences: Vec<i64> = stored.iter().map(|(s, _)| *s).collect();
+    assert_eq!(sequences, (1..=accepted.len() as i64).collect::<Vec<_>>());
+    let mut stored_markers: Vec<Uuid> = stored
+        .iter()
+        .map(|(_, payload)| serde_json::from_value::<CounterEvent>(payload.clone()).unwrap())
+        .map(|CounterEvent::Added { marker }| marker)
+        .collect();
+    stored_markers.sort();
+    accepted.sort();
+    assert_eq!(stored_markers, accepted, "exactly the accepted commands' events");
+}
+
+#[tokio::test]
+async fn a_long_stream_loads_from_its_snapshot_plus_the_events_after_it() {
+    let db = TestDb::new().await;
+    let pool = db.pool(DbRole::App, 4).await;
+    let cqrs = cqrs(&pool);
+    let id = Uuid::new_v4().to_string();
+    // 10,000 events in large commands, each leaving a snapshot at its last event...
+    for _ in 0..10 {
+        add(&cqrs, &id, 1_000, Uuid::new_v4()).await.unwrap();
+    }
+    // ...then a tail of single-event commands too short to earn a snapshot of its own.
+    for _ in 0..7 {
+        add(&cqrs, &id, 1, Uuid::new_v4()).await.unwrap();
+    }
+
+    let store: EventStore<Counter> = EventStore::new(pool.clone(), vec![]);
+    let loaded = store.load_aggregate(&id).await.unwrap();
+    assert_eq!(loaded.current_sequence(), 10_007);
+    assert_eq!(loaded.state().value, 10_007);
+    assert_eq!(
+        loaded.state().applied_since_load,
+        7,
+        "only the events after the snapshot at 10,000 are read and applied"
+    );
+    assert_eq!(loaded.events_replayed(), 7);
+    assert!(loaded.events_replayed() < SNAPSHOT_EVERY);
+}
+
+#[tokio::test]
+async fn a_snapshot_write_racing_other_commands_never_fails_a_committed_command() {
+    let db = TestDb::new().await;
+    let pool = db.pool(DbRole::App, 16).await;
+    let cqrs = cqrs(&pool);
+    let id = Uuid::new_v4().to_string();
+
+    // Many rounds of concurrent commands, each round crossing snapshot boundaries, some
+    // with several events so a command's snapshot folds only part of its own events.
+    for round in 0..20 {
+        let attempts: Vec<_> = (0..8)
+            .map(|i| {
+                let cqrs = cqrs.clone();
+                let id = id.clone();
+                let marker = Uuid::new_v4();
+                let times = 1 + (round + i) % 3;
+                tokio::spawn(async move { (marker, times, add(&cqrs, &id, times, marker).await) })
+            })
+            .collect();
+        for attempt in attempts {
+            let (marker, times, result) = attempt.await.unwrap();
+            let stored: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM events WHERE aggregate_id = $1 AND payload->'Added'->>'marker' = $2",
+            )
+            .bind(&id)
+            .bind(marker.to_string())
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            match result {
+                Ok(()) => assert_eq!(stored, times as i64, "accepted means stored"),
+                Err(CommandError::Conflict) => assert_eq!(stored, 0, "conflict means not stored"),
+                Err(other) => panic!("unexpected error {other:?}"),
+            }
+        }
+    }
+
+    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_id = $1")
+        .bind(&id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let store: EventStore<Counter> = EventStore::new(pool.clone(), vec![]);
+    let loaded = store.load_aggregate(&id).await.unwrap();
+    assert_eq!(loaded.state().value as i64, total, "snapshot + tail folds every event");
+}
+
+#[tokio::test]
+async fn history_cannot_be_rewritten_by_the_application_role_or_anyone_else() {
+    let db = TestDb::new().await;
+    let app = db.pool(DbRole::App, 2).await;
+    let id = Uuid::new_v4().to_string();
+    add(&cqrs(&app), &id, 1, Uuid::new_v4()).await.unwrap();
+
+    for statement in [
+        "UPDATE events SET payload = '{}'",
+        "DELETE FROM events",
+        "TRUNCATE events",
+    ] {
+        let err = sqlx::query(statement).execute(&app).await.unwrap_err();
+        assert_eq!(
+            err.as_database_error().and_then(|e| e.code()).as_deref(),
+            Some("42501"),
+            "{statement} as casebook_app"
+        );
+        let mut superuser = db.superuser().await;
+        let err = sqlx::query(statement)
+            .execute(&mut superuser)
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("append-only"),
+            "{statement} as superuser is stopped by the trigger: {err}"
+        );
+    }
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&app)
+        .await
+        .unwrap();
+    assert_eq!(count, 1);
+}
+
+#[tokio::test]
+async fn an_event_without_a_valid_tenant_is_rejected_as_invalid() {
+    let db = TestDb::new().await;
+    let pool = db.pool(DbRole::App, 2).await;
+    let cqrs = cqrs(&pool);
+
+    for metadata in [
+        HashMap::new(),
+        HashMap::from([("tenant_id".to_string(), "not-a-uuid".to_string())]),
+    ] {
+        let err = cqrs
+            .execute_with_metadata(
+                &Uuid::new_v4().to_string(),
+                CounterCommand::Add {
+                    times: 1,
+                    marker: Uuid::nil(),
+                },
+                metadata,
+            )
+            .await
+            .map_err(CommandError::from)
+            .unwrap_err();
+        assert!(matches!(err, CommandError::Invalid(_)), "got {err:?}");
+    }
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(count, 0);
+}
+
+#[tokio::test]
+async fn a_domain_rejection_is_reported_as_such() {
+    let db = TestDb::new().await;
+    let pool = db.pool(DbRole::App, 2).await;
+    let err = add(&cqrs(&pool), "any", 0, Uuid::nil()).await.unwrap_err();
+    assert!(matches!(err, CommandError::Rejected(NothingToAdd)));
+    let _: AggregateError<NothingToAdd> = AggregateError::UserError(NothingToAdd);
+}

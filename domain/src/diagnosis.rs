@@ -1,0 +1,478 @@
+//! The [`Diagnosis`] aggregate: the AI's answer to one query, from request to resolution.
+
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::{Aggregate, DomainEvent};
+use serde::{Deserialize, Serialize};
+
+use crate::actor::{Actor, Owned, Role};
+use crate::decision::Outcome;
+use crate::error::{ensure, AccessError, DomainError, ErrorKind};
+use crate::ids::{DecisionId, DiagnosisId, JudgmentId, QueryId, SessionId, TenantId, UserId};
+use crate::policy::{ModelTier, MAX_DIAGNOSIS_ATTEMPTS};
+use crate::values::{Confidence, DiagnosisText, QueryText, Reason};
+
+/// Customers request diagnoses.
+const CUSTOMERS: &[Role] = &[Role::Customer];
+/// The platform (worker, process managers) drives them.
+const SYSTEM: &[Role] = &[Role::System];
+
+/// A captured judgment found relevant to the query, with its similarity score.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RetrievedJudgment {
+    /// The judgment.
+    pub judgment_id: JudgmentId,
+    /// Similarity to the query (higher is closer).
+    pub score: f32,
+}
+
+/// How serious a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// For information.
+    Info,
+    /// Minor.
+    Low,
+    /// Worth attention.
+    Medium,
+    /// Needs action.
+    High,
+}
+
+/// One structured finding of a proposed diagnosis.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    /// One line.
+    pub summary: String,
+    /// Optional explanation.
+    pub detail: Option<String>,
+    /// How serious it is.
+    pub severity: Severity,
+}
+
+/// Where a proposal came from: enough to reproduce and audit it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Provenance {
+    /// The provider's model id.
+    pub model_id: String,
+    /// The tier the router chose.
+    pub model_tier: ModelTier,
+    /// The prompt template's id (name and version).
+    pub prompt_template_id: String,
+    /// A hash of the template's text.
+    pub prompt_template_hash: String,
+    /// The judgments put into the prompt.
+    pub retrieved_judgment_ids: Vec<JudgmentId>,
+    /// Tokens in.
+    pub input_tokens: u32,
+    /// Tokens out.
+    pub output_tokens: u32,
+    /// What the call cost, in millionths of a US dollar. Added in v2 of `DiagnosisProposed`;
+    /// v1 events are upcast with 0.
+    pub cost_usd_micros: u64,
+}
+
+/// A command to the [`Diagnosis`] aggregate, whose id is the [`DiagnosisId`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum DiagnosisCommand {
+    /// Ask for a diagnosis of a submitted query.
+    Request {
+        /// A customer; the diagnosis belongs to their tenant.
+        actor: Actor,
+        /// The new diagnosis' id, chosen by the caller.
+        diagnosis_id: DiagnosisId,
+        /// The session the query was submitted in.
+        session_id: SessionId,
+        /// The query.
+        query_id: QueryId,
+        /// The query's text.
+        query: QueryText,
+        /// Whether the tenant is active, as read by the application.
+        tenant_active: bool,
+    },
+    /// Record the precedents retrieved for an attempt (starting a new attempt after a retryable failure).
+    RecordContext {
+        /// The system.
+        actor: Actor,
+        /// Nearest captured judgments, best first; may be empty.
+        judgments: Vec<RetrievedJudgment>,
+    },
+    /// Record the model's proposal.
+    Propose {
+        /// The system.
+        actor: Actor,
+        /// The proposed diagnosis.
+        text: DiagnosisText,
+        /// Its structured findings.
+        findings: Vec<Finding>,
+        /// The model's confidence.
+        confidence: Confidence,
+        /// Where it came from.
+        provenance: Provenance,
+    },
+    /// Record that the current attempt failed.
+    Fail {
+        /// The system.
+        actor: Actor,
+        /// What went wrong.
+        reason: Reason,
+        /// Whether another attempt may succeed; ignored once the attempts are spent.
+        retryable: bool,
+    },
+    /// Close the diagnosis with the decision made on it.
+    Resolve {
+        /// The system.
+        actor: Actor,
+        /// The decision; must be [`DecisionId::for_diagnosis`] of this diagnosis.
+        decision_id: DecisionId,
+        /// What was decided.
+        outcome: Outcome,
+    },
+}
+
+/// Something that happened to a [`Diagnosis`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum DiagnosisEvent {
+    /// A diagnosis was asked for.
+    DiagnosisRequested {
+        /// The diagnosis.
+        diagnosis_id: DiagnosisId,
+        /// Its tenant.
+        tenant_id: TenantId,
+        /// The session of the query.
+        session_id: SessionId,
+        /// The query.
+        query_id: QueryId,
+        /// The query's text.
+        query: QueryText,
+        /// The customer who asked.
+        requested_by: UserId,
+    },
+    /// Precedents were retrieved for an attempt.
+    ContextRetrieved {
+        /// The attempt, from 1.
+        attempt: u32,
+        /// Nearest captured judgments, best first.
+        judgments: Vec<RetrievedJudgment>,
+    },
+    /// The model proposed a diagnosis (version 2: with cost).
+    DiagnosisProposed {
+        /// The proposed diagnosis.
+        text: DiagnosisText,
+        /// Its structured findings.
+        findings: Vec<Finding>,
+        /// The model's confidence.
+        confidence: Confidence,
+        /// Where it came from.
+        provenance: Provenance,
+    },
+    /// An attempt failed.
+    DiagnosisFailed {
+        /// The attempt, from 1.
+        attempt: u32,
+        /// What went wrong.
+        reason: Reason,
+        /// Whether it will be retried; `false` is final.
+        retryable: bool,
+    },
+    /// A decision closed the diagnosis.
+    DiagnosisResolved {
+        /// The decision.
+        decision_id: DecisionId,
+        /// What was decided.
+        outcome: Outcome,
+    },
+}
+
+impl DomainEvent for DiagnosisEvent {
+    fn event_type(&self) -> String {
+        match self {
+            Self::DiagnosisRequested { .. } => "DiagnosisRequested",
+            Self::ContextRetrieved { .. } => "ContextRetrieved",
+            Self::DiagnosisProposed { .. } => "DiagnosisProposed",
+            Self::DiagnosisFailed { .. } => "DiagnosisFailed",
+            Self::DiagnosisResolved { .. } => "DiagnosisResolved",
+        }
+        .to_owned()
+    }
+
+    fn event_version(&self) -> String {
+        match self {
+            Self::DiagnosisProposed { .. } => "2",
+            _ => "1",
+        }
+        .to_owned()
+    }
+}
+
+/// Where a diagnosis is in its lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum DiagnosisStatus {
+    /// Waiting for the worker.
+    Requested,
+    /// Precedents retrieved; waiting for the model.
+    ContextRetrieved,
+    /// Waiting for a decision.
+    Proposed,
+    /// The last attempt failed; `retryable: false` is terminal.
+    Failed {
+        /// Whether another attempt may start.
+        retryable: bool,
+    },
+    /// Decided; terminal.
+    Resolved {
+        /// What was decided.
+        outcome: Outcome,
+    },
+}
+
+/// The facts about a diagnosis a [`ConsultantDecision`](crate::decision::ConsultantDecision)
+/// command needs, read by the application before dispatch.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DiagnosisSnapshot {
+    /// The diagnosis.
+    pub diagnosis_id: DiagnosisId,
+    /// Its tenant.
+    pub tenant_id: TenantId,
+    /// The proposal's confidence while the diagnosis is [`DiagnosisStatus::Proposed`], else `None`.
+    pub proposed_confidence: Option<Confidence>,
+}
+
+/// Why a [`DiagnosisCommand`] was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DiagnosisError {
+    /// Not found, or the actor's role may not run the command.
+    #[error(transparent)]
+    Access(#[from] AccessError),
+    /// The tenant is suspended.
+    #[error("the tenant is suspended")]
+    TenantSuspended,
+    /// `Request` on a diagnosis that exists.
+    #[error("the diagnosis was already requested")]
+    AlreadyRequested,
+    /// The command isn't allowed in the current status.
+    #[error("cannot {command} a diagnosis in status {status:?}")]
+    IllegalTransition {
+        /// The command, e.g. `"propose"`.
+        command: &'static str,
+        /// The status it was refused in.
+        status: DiagnosisStatus,
+    },
+    /// `Resolve` with another diagnosis' decision.
+    #[error("decision {decision_id} is not this diagnosis' decision")]
+    ForeignDecision {
+        /// The offending decision.
+        decision_id: DecisionId,
+    },
+}
+
+impl DomainError for DiagnosisError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Access(e) => e.kind(),
+            Self::ForeignDecision { .. } => ErrorKind::Invalid,
+            Self::TenantSuspended | Self::AlreadyRequested | Self::IllegalTransition { .. } => {
+                ErrorKind::Conflict
+            }
+        }
+    }
+}
+
+/// The AI's answer to one query: requested, context retrieved, proposed (or failed and
+/// retried), resolved by a decision.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Diagnosis {
+    state: Option<DiagnosisState>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct DiagnosisState {
+    diagnosis_id: DiagnosisId,
+    tenant_id: TenantId,
+    status: DiagnosisStatus,
+    attempt: u32,
+    confidence: Option<Confidence>,
+}
+
+impl Owned for DiagnosisState {
+    fn tenant_id(&self) -> TenantId {
+        self.tenant_id
+    }
+}
+
+impl DiagnosisState {
+    /// `IllegalTransition` for `command` in the current status.
+    fn illegal(&self, command: &'static str) -> DiagnosisError {
+        DiagnosisError::IllegalTransition {
+            command,
+            status: self.status,
+        }
+    }
+}
+
+impl Diagnosis {
+    /// The status, once requested.
+    pub fn status(&self) -> Option<DiagnosisStatus> {
+        self.state.as_ref().map(|s| s.status)
+    }
+
+    /// What a decision command needs to know about this diagnosis, once requested.
+    pub fn snapshot(&self) -> Option<DiagnosisSnapshot> {
+        self.state.as_ref().map(|s| DiagnosisSnapshot {
+            diagnosis_id: s.diagnosis_id,
+            tenant_id: s.tenant_id,
+            proposed_confidence: s.confidence.filter(|_| s.status == DiagnosisStatus::Proposed),
+        })
+    }
+
+    fn decide(&self, command: DiagnosisCommand) -> Result<DiagnosisEvent, DiagnosisError> {
+        let state = self.state.as_ref();
+        let event = match command {
+            DiagnosisCommand::Request {
+                actor,
+                diagnosis_id,
+                session_id,
+                query_id,
+                query,
+                tenant_active,
+            } => {
+                actor.authorize_creation(CUSTOMERS, state, DiagnosisError::AlreadyRequested)?;
+                ensure(tenant_active, DiagnosisError::TenantSuspended)?;
+                DiagnosisEvent::DiagnosisRequested {
+                    diagnosis_id,
+                    tenant_id: actor.tenant_id,
+                    session_id,
+                    query_id,
+                    query,
+                    requested_by: actor.user_id,
+                }
+            }
+            DiagnosisCommand::RecordContext { actor, judgments } => {
+                let state = actor.authorize(SYSTEM, state)?;
+                let attempt = match state.status {
+                    DiagnosisStatus::Requested => state.attempt,
+                    DiagnosisStatus::Failed { retryable: true } => state.attempt + 1,
+                    _ => return Err(state.illegal("record context for")),
+                };
+                DiagnosisEvent::ContextRetrieved { attempt, judgments }
+            }
+            DiagnosisCommand::Propose {
+                actor,
+                text,
+                findings,
+                confidence,
+                provenance,
+            } => {
+                let state = actor.authorize(SYSTEM, state)?;
+                ensure(
+                    state.status == DiagnosisStatus::ContextRetrieved,
+                    state.illegal("propose"),
+                )?;
+                DiagnosisEvent::DiagnosisProposed {
+                    text,
+                    findings,
+                    confidence,
+                    provenance,
+                }
+            }
+            DiagnosisCommand::Fail {
+                actor,
+                reason,
+                retryable,
+            } => {
+                let state = actor.authorize(SYSTEM, state)?;
+                ensure(
+                    matches!(
+                        state.status,
+                        DiagnosisStatus::Requested | DiagnosisStatus::ContextRetrieved
+                    ),
+                    state.illegal("fail"),
+                )?;
+                DiagnosisEvent::DiagnosisFailed {
+                    attempt: state.attempt,
+                    reason,
+                    // Once the attempts are spent a failure is final, whatever its cause.
+                    retryable: retryable && state.attempt < MAX_DIAGNOSIS_ATTEMPTS,
+                }
+            }
+            DiagnosisCommand::Resolve {
+                actor,
+                decision_id,
+                outcome,
+            } => {
+                let state = actor.authorize(SYSTEM, state)?;
+                ensure(
+                    state.status == DiagnosisStatus::Proposed,
+                    state.illegal("resolve"),
+                )?;
+                ensure(
+                    decision_id == DecisionId::for_diagnosis(state.diagnosis_id),
+                    DiagnosisError::ForeignDecision { decision_id },
+                )?;
+                DiagnosisEvent::DiagnosisResolved {
+                    decision_id,
+                    outcome,
+                }
+            }
+        };
+        Ok(event)
+    }
+}
+
+impl Aggregate for Diagnosis {
+    const TYPE: &'static str = "Diagnosis";
+    type Command = DiagnosisCommand;
+    type Event = DiagnosisEvent;
+    type Error = DiagnosisError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: DiagnosisCommand,
+        _: &(),
+        sink: &EventSink<Self>,
+    ) -> Result<(), DiagnosisError> {
+        let event = self.decide(command)?;
+        sink.write(event, self).await;
+        Ok(())
+    }
+
+    fn apply(&mut self, event: DiagnosisEvent) {
+        match (event, self.state.as_mut()) {
+            (
+                DiagnosisEvent::DiagnosisRequested {
+                    diagnosis_id,
+                    tenant_id,
+                    ..
+                },
+                _,
+            ) => {
+                self.state = Some(DiagnosisState {
+                    diagnosis_id,
+                    tenant_id,
+                    status: DiagnosisStatus::Requested,
+                    attempt: 1,
+                    confidence: None,
+                });
+            }
+            (DiagnosisEvent::ContextRetrieved { attempt, .. }, Some(state)) => {
+                state.status = DiagnosisStatus::ContextRetrieved;
+                state.attempt = attempt;
+            }
+            (DiagnosisEvent::DiagnosisProposed { confidence, .. }, Some(state)) => {
+                state.status = DiagnosisStatus::Proposed;
+                state.confidence = Some(confidence);
+            }
+            (DiagnosisEvent::DiagnosisFailed { retryable, .. }, Some(state)) => {
+                state.status = DiagnosisStatus::Failed { retryable };
+            }
+            (DiagnosisEvent::DiagnosisResolved { outcome, .. }, Some(state)) => {
+                state.status = DiagnosisStatus::Resolved { outcome };
+            }
+            // `decide` emits nothing else before the request, so a sound stream never gets here.
+            (_, None) => {}
+        }
+    }
+}

@@ -1,0 +1,252 @@
+//! The [`TenantSession`] aggregate: a customer's conversation, holding their queries.
+
+use std::collections::BTreeSet;
+
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::{Aggregate, DomainEvent};
+use serde::{Deserialize, Serialize};
+
+use crate::actor::{Actor, Owned, Role};
+use crate::error::{ensure, AccessError, DomainError, ErrorKind};
+use crate::ids::{QueryId, SessionId, TenantId, UserId};
+use crate::values::{QueryText, Subject, UploadKey};
+
+/// Sessions are the customers' own.
+const CUSTOMERS: &[Role] = &[Role::Customer];
+
+/// A command to the [`TenantSession`] aggregate, whose id is the [`SessionId`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum SessionCommand {
+    /// Start a session.
+    Open {
+        /// A customer; the session belongs to their tenant.
+        actor: Actor,
+        /// The new session's id, chosen by the caller.
+        session_id: SessionId,
+        /// What it is about.
+        subject: Subject,
+        /// Uploaded files; every key must lie under `<tenant_id>/`.
+        attachments: Vec<UploadKey>,
+        /// Whether the tenant is active, as read by the application.
+        tenant_active: bool,
+    },
+    /// Ask something in an open session.
+    SubmitQuery {
+        /// A customer of the session's tenant.
+        actor: Actor,
+        /// The query's id, chosen by the caller; unique within the session.
+        query_id: QueryId,
+        /// The question.
+        text: QueryText,
+        /// Whether the tenant is active, as read by the application.
+        tenant_active: bool,
+    },
+    /// End the session; it accepts nothing afterwards.
+    Close {
+        /// A customer of the session's tenant.
+        actor: Actor,
+    },
+}
+
+/// Something that happened to a [`TenantSession`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum SessionEvent {
+    /// The session started.
+    SessionOpened {
+        /// The session.
+        session_id: SessionId,
+        /// Its tenant.
+        tenant_id: TenantId,
+        /// What it is about.
+        subject: Subject,
+        /// Uploaded files.
+        attachments: Vec<UploadKey>,
+        /// The customer who opened it.
+        opened_by: UserId,
+    },
+    /// A query was asked.
+    QuerySubmitted {
+        /// The query.
+        query_id: QueryId,
+        /// The question.
+        text: QueryText,
+        /// The customer who asked.
+        submitted_by: UserId,
+    },
+    /// The session ended.
+    SessionClosed {
+        /// The customer who closed it.
+        closed_by: UserId,
+    },
+}
+
+impl DomainEvent for SessionEvent {
+    fn event_type(&self) -> String {
+        match self {
+            Self::SessionOpened { .. } => "SessionOpened",
+            Self::QuerySubmitted { .. } => "QuerySubmitted",
+            Self::SessionClosed { .. } => "SessionClosed",
+        }
+        .to_owned()
+    }
+
+    fn event_version(&self) -> String {
+        "1".to_owned()
+    }
+}
+
+/// Why a [`SessionCommand`] was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    /// Not found, or the actor's role may not run the command.
+    #[error(transparent)]
+    Access(#[from] AccessError),
+    /// The tenant is suspended.
+    #[error("the tenant is suspended")]
+    TenantSuspended,
+    /// `Open` on a session that exists.
+    #[error("the session is already open")]
+    AlreadyOpened,
+    /// An attachment key outside the tenant's prefix.
+    #[error("attachment {key} does not belong to this tenant")]
+    ForeignAttachment {
+        /// The offending key.
+        key: UploadKey,
+    },
+    /// The session is closed.
+    #[error("the session is closed")]
+    Closed,
+    /// A query id already used in this session.
+    #[error("query {query_id} was already submitted")]
+    DuplicateQuery {
+        /// The repeated id.
+        query_id: QueryId,
+    },
+}
+
+impl DomainError for SessionError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Access(e) => e.kind(),
+            Self::ForeignAttachment { .. } => ErrorKind::Invalid,
+            Self::TenantSuspended
+            | Self::AlreadyOpened
+            | Self::Closed
+            | Self::DuplicateQuery { .. } => ErrorKind::Conflict,
+        }
+    }
+}
+
+/// A customer's session: open, accepting queries, until closed.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TenantSession {
+    state: Option<SessionState>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct SessionState {
+    tenant_id: TenantId,
+    queries: BTreeSet<QueryId>,
+    closed: bool,
+}
+
+impl Owned for SessionState {
+    fn tenant_id(&self) -> TenantId {
+        self.tenant_id
+    }
+}
+
+impl TenantSession {
+    fn decide(&self, command: SessionCommand) -> Result<SessionEvent, SessionError> {
+        let state = self.state.as_ref();
+        let event = match command {
+            SessionCommand::Open {
+                actor,
+                session_id,
+                subject,
+                attachments,
+                tenant_active,
+            } => {
+                actor.authorize_creation(CUSTOMERS, state, SessionError::AlreadyOpened)?;
+                ensure(tenant_active, SessionError::TenantSuspended)?;
+                if let Some(key) = attachments.iter().find(|k| !k.belongs_to(actor.tenant_id)) {
+                    return Err(SessionError::ForeignAttachment { key: key.clone() });
+                }
+                SessionEvent::SessionOpened {
+                    session_id,
+                    tenant_id: actor.tenant_id,
+                    subject,
+                    attachments,
+                    opened_by: actor.user_id,
+                }
+            }
+            SessionCommand::SubmitQuery {
+                actor,
+                query_id,
+                text,
+                tenant_active,
+            } => {
+                let state = actor.authorize(CUSTOMERS, state)?;
+                ensure(!state.closed, SessionError::Closed)?;
+                ensure(tenant_active, SessionError::TenantSuspended)?;
+                ensure(
+                    !state.queries.contains(&query_id),
+                    SessionError::DuplicateQuery { query_id },
+                )?;
+                SessionEvent::QuerySubmitted {
+                    query_id,
+                    text,
+                    submitted_by: actor.user_id,
+                }
+            }
+            SessionCommand::Close { actor } => {
+                ensure(
+                    !actor.authorize(CUSTOMERS, state)?.closed,
+                    SessionError::Closed,
+                )?;
+                SessionEvent::SessionClosed {
+                    closed_by: actor.user_id,
+                }
+            }
+        };
+        Ok(event)
+    }
+}
+
+impl Aggregate for TenantSession {
+    const TYPE: &'static str = "TenantSession";
+    type Command = SessionCommand;
+    type Event = SessionEvent;
+    type Error = SessionError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: SessionCommand,
+        _: &(),
+        sink: &EventSink<Self>,
+    ) -> Result<(), SessionError> {
+        let event = self.decide(command)?;
+        sink.write(event, self).await;
+        Ok(())
+    }
+
+    fn apply(&mut self, event: SessionEvent) {
+        match (event, self.state.as_mut()) {
+            (SessionEvent::SessionOpened { tenant_id, .. }, _) => {
+                self.state = Some(SessionState {
+                    tenant_id,
+                    queries: BTreeSet::new(),
+                    closed: false,
+                });
+            }
+            (SessionEvent::QuerySubmitted { query_id, .. }, Some(state)) => {
+                state.queries.insert(query_id);
+            }
+            (SessionEvent::SessionClosed { .. }, Some(state)) => state.closed = true,
+            // `decide` emits nothing else before opening, so a sound stream never gets here.
+            (_, None) => {}
+        }
+    }
+}

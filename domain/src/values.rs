@@ -1,0 +1,185 @@
+//! Validating value types: once constructed, a value is known to be valid.
+//!
+//! Every constructor returns a [`ValidationError`] naming the offending field, and serde
+//! deserializes through the same constructor, so an invalid value can't enter through JSON
+//! either.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// An input that failed validation, naming the field it came from.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ValidationError {
+    /// The field that was rejected, e.g. `"reason"`.
+    pub field: &'static str,
+    /// What is wrong with it, e.g. `"must not be empty"`.
+    pub message: String,
+}
+
+impl ValidationError {
+    /// A validation error for `field`.
+    pub fn new(field: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
+/// Trims `value` and checks it is non-empty and at most `max_chars` characters long.
+pub(crate) fn bounded(
+    value: String,
+    field: &'static str,
+    max_chars: usize,
+) -> Result<String, ValidationError> {
+    let trimmed = value.trim();
+    if trimmed.is_empty() {
+        return Err(ValidationError::new(field, "must not be empty"));
+    }
+    if trimmed.chars().count() > max_chars {
+        return Err(ValidationError::new(
+            field,
+            format!("must be at most {max_chars} characters"),
+        ));
+    }
+    Ok(if trimmed.len() == value.len() {
+        value
+    } else {
+        trimmed.to_owned()
+    })
+}
+
+/// Declares a trimmed, non-empty, length-bounded text newtype.
+macro_rules! bounded_text {
+    ($(#[$meta:meta])* $name:ident { field: $field:literal, max_chars: $max:expr }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+        #[serde(try_from = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            /// The longest accepted value, in characters.
+            pub const MAX_CHARS: usize = $max;
+
+            #[doc = concat!("Trims `value` and checks it is non-empty and at most [`", stringify!($name), "::MAX_CHARS`] characters.")]
+            pub fn parse(value: impl Into<String>) -> Result<Self, $crate::values::ValidationError> {
+                $crate::values::bounded(value.into(), $field, $max).map(Self)
+            }
+
+            /// The validated text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = $crate::values::ValidationError;
+
+            fn try_from(value: String) -> Result<Self, Self::Error> {
+                Self::parse(value)
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+pub(crate) use bounded_text;
+
+bounded_text! {
+    /// Why something was done (a rejection, an amendment, a suspension, a failure): up to 2,000 characters.
+    Reason { field: "reason", max_chars: 2_000 }
+}
+bounded_text! {
+    /// A customer's query: up to 20,000 characters.
+    QueryText { field: "query", max_chars: 20_000 }
+}
+bounded_text! {
+    /// The subject line of a session: up to 200 characters.
+    Subject { field: "subject", max_chars: 200 }
+}
+bounded_text! {
+    /// A tenant's display name: up to 200 characters.
+    TenantName { field: "tenant_name", max_chars: 200 }
+}
+bounded_text! {
+    /// The text of a proposed or amended diagnosis: up to 20,000 characters.
+    DiagnosisText { field: "diagnosis_text", max_chars: 20_000 }
+}
+bounded_text! {
+    /// The title of a captured judgment: up to 200 characters.
+    JudgmentTitle { field: "title", max_chars: 200 }
+}
+bounded_text! {
+    /// The body of a captured judgment: up to 20,000 characters.
+    JudgmentBody { field: "body", max_chars: 20_000 }
+}
+bounded_text! {
+    /// A label on a captured judgment: up to 64 characters.
+    Tag { field: "tag", max_chars: 64 }
+}
+bounded_text! {
+    /// The object-store key of an uploaded attachment: up to 1,024 characters.
+    ///
+    /// Keys are laid out as `<tenant_id>/...`; the session checks the prefix against its tenant.
+    UploadKey { field: "attachment", max_chars: 1_024 }
+}
+
+/// A model's confidence in its answer, or a threshold on it: a number in `0.0..=1.0`.
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize, Deserialize)]
+#[serde(try_from = "f64")]
+pub struct Confidence(f64);
+
+impl Confidence {
+    /// Checks `value` is in `0.0..=1.0` (which also rules out NaN).
+    pub fn new(value: f64) -> Result<Self, ValidationError> {
+        if (0.0..=1.0).contains(&value) {
+            Ok(Self(value))
+        } else {
+            Err(ValidationError::new(
+                "confidence",
+                "must be a number between 0 and 1",
+            ))
+        }
+    }
+
+    /// The value, in `0.0..=1.0`.
+    pub fn value(self) -> f64 {
+        self.0
+    }
+}
+
+impl TryFrom<f64> for Confidence {
+    type Error = ValidationError;
+
+    fn try_from(value: f64) -> Result<Self, Self::Error> {
+        Self::new(value)
+    }
+}
+
+impl fmt::Display for Confidence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl UploadKey {
+    /// Whether the key lies under `<tenant_id>/` (with something after the slash).
+    pub fn belongs_to(&self, tenant_id: crate::ids::TenantId) -> bool {
+        self.0
+            .strip_prefix(&tenant_id.to_string())
+            .and_then(|rest| rest.strip_prefix('/'))
+            .is_some_and(|rest| !rest.is_empty())
+    }
+}

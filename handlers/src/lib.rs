@@ -1,0 +1,11 @@
+//! Casebook's handlers: the processes that host the domain.
+//!
+//! - [`http`]: the one axum [`Router`](axum::Router) — served by `axum::serve` in
+//!   `casebook serve` and by `lambda_http` in the `api` Lambda.
+//! - [`server`]: the local all-in-one process (`casebook serve`): config, migrations, router,
+//!   graceful shutdown.
+//! - [`telemetry`]: JSON logs through `tracing`.
+
+pub mod http;
+pub mod server;
+pub mod telemetry;

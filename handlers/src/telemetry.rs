@@ -1,0 +1,15 @@
+//! Structured logging: JSON lines on stdout (CloudWatch Logs reads them as they are).
+
+use tracing_subscriber::EnvFilter;
+
+/// Installs the global JSON subscriber; the filter comes from `RUST_LOG` (default `info`).
+/// Safe to call more than once (later calls are ignored), as tests do.
+pub fn init() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_env_filter(filter)
+        .try_init();
+}

@@ -1,0 +1,291 @@
+//! The gap-safe reader of the global event log.
+//!
+//! Identity values are handed out at insert, but transactions commit in another order, so a
+//! reader that remembers only "the last position I saw" can step over an event whose
+//! transaction was still open. This reader orders by `(transaction_id, global_position)` and
+//! only reads events of transactions older than the oldest one still running
+//! (`pg_snapshot_xmin`): everything below that horizon is final, and nothing new can appear
+//! below it.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::Stream;
+use serde_json::Value;
+use sqlx::postgres::{PgListener, PgRow};
+use sqlx::{PgPool, Row};
+use uuid::Uuid;
+
+/// The `NOTIFY` channel the events table's insert trigger signals.
+pub const EVENTS_CHANNEL: &str = "casebook_events";
+
+/// A position in the global log: the last event a reader has consumed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Checkpoint {
+    /// The appending transaction's id (`xid8`).
+    pub transaction_id: i64,
+    /// The event's identity value, unique across the log.
+    pub global_position: i64,
+}
+
+impl Checkpoint {
+    /// Before the first event.
+    pub const START: Checkpoint = Checkpoint {
+        transaction_id: 0,
+        global_position: 0,
+    };
+}
+
+/// One stored event with everything the store added to it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedEvent {
+    /// Where the event sits in the log.
+    pub checkpoint: Checkpoint,
+    /// The tenant the event belongs to.
+    pub tenant_id: Uuid,
+    /// e.g. `Diagnosis`.
+    pub aggregate_type: String,
+    /// The aggregate instance (a UUID string for Casebook's aggregates).
+    pub aggregate_id: String,
+    /// 1-based position within the aggregate's stream.
+    pub sequence: i64,
+    /// The event's variant name.
+    pub event_type: String,
+    /// The payload's schema version (upcast before deserializing older ones).
+    pub event_version: String,
+    /// The event body.
+    pub payload: Value,
+    /// Actor, request, correlation and causation ids, source, tenant.
+    pub metadata: Value,
+    /// When the store accepted it.
+    pub recorded_at: DateTime<Utc>,
+}
+
+impl RecordedEvent {
+    /// The global position (unique, but not the reading order).
+    pub fn global_position(&self) -> i64 {
+        self.checkpoint.global_position
+    }
+}
+
+/// Which part of the log to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Every tenant's events.
+    All,
+    /// One tenant's events only.
+    Tenant(Uuid),
+}
+
+/// A failure while reading the log. A stream yields it and then ends: it never ends
+/// silently on an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The database failed the query or the connection.
+    #[error("reading the event log failed")]
+    Database(#[from] sqlx::Error),
+}
+
+/// One page of the log in reading order; `$filter` narrows it (the tenant variant gets its
+/// own statement so its prepared plan can use the tenant index).
+macro_rules! page_sql {
+    ($filter:literal) => {
+        concat!(
+            "SELECT transaction_id::text::bigint AS transaction_id, global_position, tenant_id,
+                    aggregate_type, aggregate_id, sequence, event_type, event_version, payload,
+                    metadata, recorded_at
+               FROM events
+              WHERE (transaction_id, global_position) > ($1::bigint::text::xid8, $2)
+                AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) ",
+            $filter,
+            " ORDER BY transaction_id, global_position
+              LIMIT $3"
+        )
+    };
+}
+
+const PAGE_ALL: &str = page_sql!("");
+const PAGE_TENANT: &str = page_sql!("AND tenant_id = $4");
+
+/// Reads the log in gap-safe order.
+#[derive(Clone)]
+pub struct LogReader {
+    pool: PgPool,
+    page_size: u32,
+    poll_interval: Duration,
+}
+
+impl LogReader {
+    /// A reader over `pool` with pages of 2,000 events, polling every 500 ms when no
+    /// notification arrives.
+    pub fn new(pool: PgPool) -> Self {
+        Self {
+            pool,
+            page_size: 2_000,
+            poll_interval: Duration::from_millis(500),
+        }
+    }
+
+    /// Events per round trip.
+    pub fn with_page_size(self, page_size: u32) -> Self {
+        Self { page_size, ..self }
+    }
+
+    /// The longest a tailing stream sleeps without a notification before looking again.
+    pub fn with_poll_interval(self, poll_interval: Duration) -> Self {
+        Self {
+            poll_interval,
+            ..self
+        }
+    }
+
+    /// At most `limit` events after `after`, in reading order, all of them final.
+    pub async fn read_page(
+        &self,
+        after: Checkpoint,
+        scope: Scope,
+        limit: u32,
+    ) -> Result<Vec<RecordedEvent>, ReadError> {
+        let sql = match scope {
+            Scope::All => PAGE_ALL,
+            Scope::Tenant(_) => PAGE_TENANT,
+        };
+        let query = sqlx::query(sql)
+            .bind(after.transaction_id)
+            .bind(after.global_position)
+            .bind(i64::from(limit));
+        let query = match scope {
+            Scope::All => query,
+            Scope::Tenant(tenant) => query.bind(tenant),
+        };
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(recorded_event)
+            .collect::<Result<_, _>>()
+            .map_err(ReadError::from)
+    }
+
+    /// Every final event after `from`, ending when the reader has caught up with the head.
+    /// Pages are fetched as the consumer pulls, so a slow consumer holds one page at most.
+    pub fn catch_up(
+        &self,
+        from: Checkpoint,
+        scope: Scope,
+    ) -> impl Stream<Item = Result<RecordedEvent, ReadError>> + Send + 'static {
+        self.stream(from, scope, Follow::No)
+    }
+
+    /// Every event after `from`, forever: when caught up it waits for a `NOTIFY` from the
+    /// events table (or the poll interval, whichever comes first) and reads on.
+    pub fn follow(
+        &self,
+        from: Checkpoint,
+        scope: Scope,
+    ) -> impl Stream<Item = Result<RecordedEvent, ReadError>> + Send + 'static {
+        self.stream(from, scope, Follow::Yes)
+    }
+
+    fn stream(
+        &self,
+        from: Checkpoint,
+        scope: Scope,
+        follow: Follow,
+    ) -> impl Stream<Item = Result<RecordedEvent, ReadError>> + Send + 'static {
+        let state = StreamState {
+            reader: self.clone(),
+            scope,
+            follow,
+            after: from,
+            buffer: VecDeque::new(),
+            listener: None,
+            failed: false,
+        };
+        futures::stream::unfold(state, |mut state| async move {
+            if state.failed {
+                return None;
+            }
+            match state.next().await {
+                Ok(Some(event)) => Some((Ok(event), state)),
+                Ok(None) => None,
+                Err(err) => {
+                    state.failed = true;
+                    Some((Err(err), state))
+                }
+            }
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Follow {
+    Yes,
+    No,
+}
+
+struct StreamState {
+    reader: LogReader,
+    scope: Scope,
+    follow: Follow,
+    after: Checkpoint,
+    buffer: VecDeque<RecordedEvent>,
+    listener: Option<PgListener>,
+    failed: bool,
+}
+
+impl StreamState {
+    async fn next(&mut self) -> Result<Option<RecordedEvent>, ReadError> {
+        loop {
+            if let Some(event) = self.buffer.pop_front() {
+                self.after = event.checkpoint;
+                return Ok(Some(event));
+            }
+            if self.follow == Follow::Yes && self.listener.is_none() {
+                // Listen before reading, so a commit between the read and the wait still
+                // wakes us.
+                let mut listener = PgListener::connect_with(&self.reader.pool).await?;
+                listener.listen(EVENTS_CHANNEL).await?;
+                self.listener = Some(listener);
+            }
+            let page = self
+                .reader
+                .read_page(self.after, self.scope, self.reader.page_size)
+                .await?;
+            if !page.is_empty() {
+                self.buffer = page.into();
+                continue;
+            }
+            match (&self.follow, self.listener.as_mut()) {
+                (Follow::Yes, Some(listener)) => {
+                    // A timeout is the polling fallback: notifications can be lost when the
+                    // listener reconnects, and a later commit of an older transaction may
+                    // release events without a fresh notification of its own.
+                    if let Ok(notification) =
+                        tokio::time::timeout(self.reader.poll_interval, listener.recv()).await
+                    {
+                        notification?;
+                    }
+                }
+                _ => return Ok(None),
+            }
+        }
+    }
+}
+
+fn recorded_event(row: &PgRow) -> Result<RecordedEvent, sqlx::Error> {
+    Ok(RecordedEvent {
+        checkpoint: Checkpoint {
+            transaction_id: row.try_get("transaction_id")?,
+            global_position: row.try_get("global_position")?,
+        },
+        tenant_id: row.try_get("tenant_id")?,
+        aggregate_type: row.try_get("aggregate_type")?,
+        aggregate_id: row.try_get("aggregate_id")?,
+        sequence: row.try_get("sequence")?,
+        event_type: row.try_get("event_type")?,
+        event_version: row.try_get("event_version")?,
+        payload: row.try_get("payload")?,
+        metadata: row.try_get("metadata")?,
+        recorded_at: row.try_get("recorded_at")?,
+    })
+}

@@ -1,0 +1,1 @@
+//! casebook-replay: the auditors' and data teams' CLI (grows in its own issue).

@@ -1,0 +1,87 @@
+//! `infra/local/stack.sh`: idempotent start, and a stop that stops only its own stack.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn stack(cache: &Path, verb: &str) -> (bool, String) {
+    let output = Command::new("bash")
+        .arg(repo_root().join("infra/local/stack.sh"))
+        .arg(verb)
+        .env("CASEBOOK_CACHE", cache)
+        // Reuse the running stack's emulator install instead of a fresh pip install.
+        .env(
+            "CASEBOOK_VENV",
+            Path::new(&std::env::var("CASEBOOK_CACHE").expect("run under the local stack"))
+                .join("venv"),
+        )
+        .output()
+        .expect("run stack.sh");
+    (
+        output.status.success(),
+        String::from_utf8(output.stdout).expect("utf-8 exports"),
+    )
+}
+
+fn exports(text: &str) -> HashMap<String, String> {
+    text.lines()
+        .filter_map(|line| line.strip_prefix("export "))
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn pids(cache: &Path) -> (String, String) {
+    let postmaster = std::fs::read_to_string(cache.join("pg/data/postmaster.pid"))
+        .expect("postgres running")
+        .lines()
+        .next()
+        .unwrap()
+        .to_string();
+    let moto = std::fs::read_to_string(cache.join("moto.pid"))
+        .expect("moto running")
+        .trim()
+        .to_string();
+    (postmaster, moto)
+}
+
+fn answers(url: &str) -> bool {
+    Command::new("psql")
+        .args([url, "-Atc", "select 1"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+#[test]
+fn the_stack_starts_once_and_stops_only_what_it_started() {
+    let cache = std::env::temp_dir().join(format!("casebook-stack-{}", uuid::Uuid::new_v4()));
+    let main_stack = std::env::var("CASEBOOK_PG_ADMIN_URL").expect("run under the local stack");
+
+    let (ok, first) = stack(&cache, "up");
+    assert!(ok, "first up");
+    let first_env = exports(&first);
+    let first_pids = pids(&cache);
+    assert!(answers(&first_env["CASEBOOK_PG_ADMIN_URL"]));
+    assert_ne!(first_env["CASEBOOK_PG_ADMIN_URL"], main_stack);
+
+    let (ok, second) = stack(&cache, "up");
+    assert!(ok, "second up");
+    assert_eq!(exports(&second), first_env, "same ports, same exports");
+    assert_eq!(pids(&cache), first_pids, "nothing restarted");
+
+    let (ok, _) = stack(&cache, "down");
+    assert!(ok, "down");
+    assert!(!answers(&first_env["CASEBOOK_PG_ADMIN_URL"]), "its Postgres stopped");
+    assert!(
+        !Path::new(&format!("/proc/{}", first_pids.1)).exists(),
+        "its emulator stopped"
+    );
+    assert!(answers(&main_stack), "the other stack still runs");
+
+    std::fs::remove_dir_all(&cache).ok();
+}
