@@ -127,6 +127,18 @@ pub enum DecisionCommand {
     },
 }
 
+impl DecisionCommand {
+    /// Who issues the command (for the events' metadata).
+    pub fn actor(&self) -> &Actor {
+        match self {
+            Self::Approve { actor, .. }
+            | Self::Amend { actor, .. }
+            | Self::Reject { actor, .. }
+            | Self::AutoApprove { actor, .. } => actor,
+        }
+    }
+}
+
 /// Something that happened to a [`ConsultantDecision`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]

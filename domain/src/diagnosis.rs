@@ -130,6 +130,19 @@ pub enum DiagnosisCommand {
     },
 }
 
+impl DiagnosisCommand {
+    /// Who issues the command (for the events' metadata).
+    pub fn actor(&self) -> &Actor {
+        match self {
+            Self::Request { actor, .. }
+            | Self::RecordContext { actor, .. }
+            | Self::Propose { actor, .. }
+            | Self::Fail { actor, .. }
+            | Self::Resolve { actor, .. } => actor,
+        }
+    }
+}
+
 /// Something that happened to a [`Diagnosis`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]
@@ -323,7 +336,9 @@ impl Diagnosis {
         self.state.as_ref().map(|s| DiagnosisSnapshot {
             diagnosis_id: s.diagnosis_id,
             tenant_id: s.tenant_id,
-            proposed_confidence: s.confidence.filter(|_| s.status == DiagnosisStatus::Proposed),
+            proposed_confidence: s
+                .confidence
+                .filter(|_| s.status == DiagnosisStatus::Proposed),
         })
     }
 

@@ -92,6 +92,18 @@ pub enum JudgmentCommand {
     },
 }
 
+impl JudgmentCommand {
+    /// Who issues the command (for the events' metadata).
+    pub fn actor(&self) -> &Actor {
+        match self {
+            Self::CaptureFromDecision { actor, .. }
+            | Self::Author { actor, .. }
+            | Self::Revise { actor, .. }
+            | Self::Retire { actor, .. } => actor,
+        }
+    }
+}
+
 /// Something that happened to a [`Judgment`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type")]

@@ -48,6 +48,17 @@ pub enum SessionCommand {
     },
 }
 
+impl SessionCommand {
+    /// Who issues the command (for the events' metadata).
+    pub fn actor(&self) -> &Actor {
+        match self {
+            Self::Open { actor, .. } | Self::SubmitQuery { actor, .. } | Self::Close { actor } => {
+                actor
+            }
+        }
+    }
+}
+
 /// Something that happened to a [`TenantSession`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type")]

@@ -60,6 +60,20 @@ pub enum TenantCommand {
     },
 }
 
+impl TenantCommand {
+    /// Who issues the command (for the events' metadata).
+    pub fn actor(&self) -> &Actor {
+        match self {
+            Self::Onboard { actor, .. }
+            | Self::ChangePlan { actor, .. }
+            | Self::SetAutoResolveThreshold { actor, .. }
+            | Self::SetModelPolicy { actor, .. }
+            | Self::Suspend { actor, .. }
+            | Self::Reactivate { actor } => actor,
+        }
+    }
+}
+
 /// Something that happened to a [`Tenant`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]

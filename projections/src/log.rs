@@ -7,14 +7,16 @@
 //! (`pg_snapshot_xmin`): everything below that horizon is final, and nothing new can appear
 //! below it.
 
-use std::collections::VecDeque;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures::Stream;
-use serde_json::Value;
+use futures::{Stream, StreamExt};
+use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
 use sqlx::postgres::{PgListener, PgRow};
 use sqlx::{PgPool, Row};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
 use uuid::Uuid;
 
 /// The `NOTIFY` channel the events table's insert trigger signals.
@@ -38,7 +40,11 @@ impl Checkpoint {
 }
 
 /// One stored event with everything the store added to it.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// Payload and metadata stay raw JSON text until a consumer asks for them in its own types:
+/// parsing into a generic `Value` first would cost a second parse and most of the reader's
+/// time.
+#[derive(Debug, Clone)]
 pub struct RecordedEvent {
     /// Where the event sits in the log.
     pub checkpoint: Checkpoint,
@@ -54,10 +60,10 @@ pub struct RecordedEvent {
     pub event_type: String,
     /// The payload's schema version (upcast before deserializing older ones).
     pub event_version: String,
-    /// The event body.
-    pub payload: Value,
-    /// Actor, request, correlation and causation ids, source, tenant.
-    pub metadata: Value,
+    /// The event body, as stored.
+    pub payload: Box<RawValue>,
+    /// Actor, request, correlation and causation ids, source, tenant, as stored.
+    pub metadata: Box<RawValue>,
     /// When the store accepted it.
     pub recorded_at: DateTime<Utc>,
 }
@@ -66,6 +72,16 @@ impl RecordedEvent {
     /// The global position (unique, but not the reading order).
     pub fn global_position(&self) -> i64 {
         self.checkpoint.global_position
+    }
+
+    /// The payload deserialized into the consumer's type.
+    pub fn payload<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_str(self.payload.get())
+    }
+
+    /// The metadata deserialized into the consumer's type.
+    pub fn metadata<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_str(self.metadata.get())
     }
 }
 
@@ -85,6 +101,9 @@ pub enum ReadError {
     /// The database failed the query or the connection.
     #[error("reading the event log failed")]
     Database(#[from] sqlx::Error),
+    /// A stored payload or metadata column is not JSON (cannot happen for `jsonb`).
+    #[error("stored event is not valid JSON")]
+    Json(#[from] serde_json::Error),
 }
 
 /// One page of the log in reading order; `$filter` narrows it (the tenant variant gets its
@@ -92,9 +111,9 @@ pub enum ReadError {
 macro_rules! page_sql {
     ($filter:literal) => {
         concat!(
-            "SELECT transaction_id::text::bigint AS transaction_id, global_position, tenant_id,
-                    aggregate_type, aggregate_id, sequence, event_type, event_version, payload,
-                    metadata, recorded_at
+            "SELECT transaction_id::text::bigint AS transaction_number, global_position, tenant_id,
+                    aggregate_type, aggregate_id, sequence, event_type, event_version,
+                    payload::text AS payload, metadata::text AS metadata, recorded_at
                FROM events
               WHERE (transaction_id, global_position) > ($1::bigint::text::xid8, $2)
                 AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) ",
@@ -160,14 +179,14 @@ impl LogReader {
             Scope::Tenant(tenant) => query.bind(tenant),
         };
         let rows = query.fetch_all(&self.pool).await?;
-        rows.iter()
-            .map(recorded_event)
-            .collect::<Result<_, _>>()
-            .map_err(ReadError::from)
+        rows.iter().map(recorded_event).collect()
     }
 
     /// Every final event after `from`, ending when the reader has caught up with the head.
-    /// Pages are fetched as the consumer pulls, so a slow consumer holds one page at most.
+    ///
+    /// A background task fetches the next page while the consumer works through the current
+    /// one; it waits for the consumer before fetching further, so at most three pages (one
+    /// being consumed, one queued, one in flight) are ever held, whatever the log's size.
     pub fn catch_up(
         &self,
         from: Checkpoint,
@@ -192,30 +211,71 @@ impl LogReader {
         scope: Scope,
         follow: Follow,
     ) -> impl Stream<Item = Result<RecordedEvent, ReadError>> + Send + 'static {
-        let state = StreamState {
-            reader: self.clone(),
-            scope,
-            follow,
-            after: from,
-            buffer: VecDeque::new(),
-            listener: None,
-            failed: false,
-        };
-        futures::stream::unfold(state, |mut state| async move {
-            if state.failed {
-                return None;
-            }
-            match state.next().await {
-                Ok(Some(event)) => Some((Ok(event), state)),
-                Ok(None) => None,
-                Err(err) => {
-                    state.failed = true;
-                    Some((Err(err), state))
-                }
-            }
+        let (pages, receiver) = mpsc::channel(1);
+        tokio::spawn(self.clone().produce(from, scope, follow, pages));
+        ReceiverStream::new(receiver).flat_map(|page| {
+            let events: Vec<Result<RecordedEvent, ReadError>> = match page {
+                Ok(events) => events.into_iter().map(Ok).collect(),
+                Err(err) => vec![Err(err)],
+            };
+            futures::stream::iter(events)
         })
     }
+
+    /// Feeds `pages` until caught up (or forever when following), the consumer goes away, or
+    /// an error — which is sent, and ends the stream.
+    async fn produce(self, mut after: Checkpoint, scope: Scope, follow: Follow, pages: PageSender) {
+        let mut listener = None;
+        loop {
+            let page = match self.next_page(&mut after, scope, follow, &mut listener).await {
+                Ok(Some(page)) => Ok(page),
+                Ok(None) => return,
+                Err(err) => Err(err),
+            };
+            let failed = page.is_err();
+            if pages.send(page).await.is_err() || failed {
+                return;
+            }
+        }
+    }
+
+    /// The next non-empty page after `after` (advancing it), or `None` when caught up and
+    /// not following.
+    async fn next_page(
+        &self,
+        after: &mut Checkpoint,
+        scope: Scope,
+        follow: Follow,
+        listener: &mut Option<PgListener>,
+    ) -> Result<Option<Vec<RecordedEvent>>, ReadError> {
+        loop {
+            if follow == Follow::Yes && listener.is_none() {
+                // Listen before reading, so a commit between the read and the wait still
+                // wakes us.
+                let mut new_listener = PgListener::connect_with(&self.pool).await?;
+                new_listener.listen(EVENTS_CHANNEL).await?;
+                *listener = Some(new_listener);
+            }
+            let page = self.read_page(*after, scope, self.page_size).await?;
+            if let Some(last) = page.last() {
+                *after = last.checkpoint;
+                return Ok(Some(page));
+            }
+            let Some(listener) = listener.as_mut() else {
+                return Ok(None);
+            };
+            // The timeout is the polling fallback: notifications are lost while the listener
+            // reconnects, and the commit of an older transaction can release events whose
+            // notification came (and was answered with an empty page) earlier.
+            if let Ok(notification) = tokio::time::timeout(self.poll_interval, listener.recv()).await
+            {
+                notification?;
+            }
+        }
+    }
 }
+
+type PageSender = mpsc::Sender<Result<Vec<RecordedEvent>, ReadError>>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Follow {
@@ -223,59 +283,10 @@ enum Follow {
     No,
 }
 
-struct StreamState {
-    reader: LogReader,
-    scope: Scope,
-    follow: Follow,
-    after: Checkpoint,
-    buffer: VecDeque<RecordedEvent>,
-    listener: Option<PgListener>,
-    failed: bool,
-}
-
-impl StreamState {
-    async fn next(&mut self) -> Result<Option<RecordedEvent>, ReadError> {
-        loop {
-            if let Some(event) = self.buffer.pop_front() {
-                self.after = event.checkpoint;
-                return Ok(Some(event));
-            }
-            if self.follow == Follow::Yes && self.listener.is_none() {
-                // Listen before reading, so a commit between the read and the wait still
-                // wakes us.
-                let mut listener = PgListener::connect_with(&self.reader.pool).await?;
-                listener.listen(EVENTS_CHANNEL).await?;
-                self.listener = Some(listener);
-            }
-            let page = self
-                .reader
-                .read_page(self.after, self.scope, self.reader.page_size)
-                .await?;
-            if !page.is_empty() {
-                self.buffer = page.into();
-                continue;
-            }
-            match (&self.follow, self.listener.as_mut()) {
-                (Follow::Yes, Some(listener)) => {
-                    // A timeout is the polling fallback: notifications can be lost when the
-                    // listener reconnects, and a later commit of an older transaction may
-                    // release events without a fresh notification of its own.
-                    if let Ok(notification) =
-                        tokio::time::timeout(self.reader.poll_interval, listener.recv()).await
-                    {
-                        notification?;
-                    }
-                }
-                _ => return Ok(None),
-            }
-        }
-    }
-}
-
-fn recorded_event(row: &PgRow) -> Result<RecordedEvent, sqlx::Error> {
+fn recorded_event(row: &PgRow) -> Result<RecordedEvent, ReadError> {
     Ok(RecordedEvent {
         checkpoint: Checkpoint {
-            transaction_id: row.try_get("transaction_id")?,
+            transaction_id: row.try_get("transaction_number")?,
             global_position: row.try_get("global_position")?,
         },
         tenant_id: row.try_get("tenant_id")?,
@@ -284,8 +295,8 @@ fn recorded_event(row: &PgRow) -> Result<RecordedEvent, sqlx::Error> {
         sequence: row.try_get("sequence")?,
         event_type: row.try_get("event_type")?,
         event_version: row.try_get("event_version")?,
-        payload: row.try_get("payload")?,
-        metadata: row.try_get("metadata")?,
+        payload: RawValue::from_string(row.try_get("payload")?)?,
+        metadata: RawValue::from_string(row.try_get("metadata")?)?,
         recorded_at: row.try_get("recorded_at")?,
     })
 }

@@ -1,0 +1,248 @@
+//! Event store throughput next to raw Postgres on the same cluster, in one run.
+//!
+//! `cargo bench -p casebook-adapters --bench event_store` (with the local stack up) prints a
+//! Markdown report: (a) raw single-row INSERT commits, (b) the raw SQL equivalent of a
+//! command, (c) Casebook commands through cqrs-es, and vanilla cqrs-es + postgres-es, each
+//! at 1, 4 and 16 connections; (d) append cost on a 10-event vs a 10,000-event stream.
+//! `BENCH_SECONDS` (default 5) sets each throughput cell's duration.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use casebook_adapters::event_store::EventStore;
+use casebook_tests::{DbRole, TestDb};
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::persist::PersistedEventStore;
+use cqrs_es::{Aggregate, CqrsFramework, DomainEvent};
+use postgres_es::PostgresEventRepository;
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Ledger {
+    entries: u64,
+}
+
+struct Record {
+    note: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+enum LedgerEvent {
+    Recorded { note: String },
+}
+
+impl DomainEvent for LedgerEvent {
+    fn event_type(&self) -> String {
+        "Recorded".into()
+    }
+    fn event_version(&self) -> String {
+        "1".into()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("never")]
+struct Never;
+
+impl Aggregate for Ledger {
+    const TYPE: &'static str = "Ledger";
+    type Command = Record;
+    type Event = LedgerEvent;
+    type Error = Never;
+    type Services = ();
+
+    async fn handle(&mut self, command: Record, _: &(), sink: &EventSink<Self>) -> Result<(), Never> {
+        sink.write(LedgerEvent::Recorded { note: command.note }, self)
+            .await;
+        Ok(())
+    }
+
+    fn apply(&mut self, _: LedgerEvent) {
+        self.entries += 1;
+    }
+}
+
+const NOTE: &str = "a contract clause the consultant flagged for review: indemnity cap";
+
+fn metadata() -> HashMap<String, String> {
+    HashMap::from([
+        ("tenant_id".into(), "6f1c2f4e-8a8e-4f53-9d0e-4c1f3b0b8a11".into()),
+        ("actor".into(), "bench".into()),
+        ("request_id".into(), Uuid::new_v4().to_string()),
+    ])
+}
+
+/// Runs `op` from `tasks` concurrent tasks for `duration`; returns operations per second.
+async fn throughput<F, Fut>(tasks: usize, duration: Duration, op: F) -> f64
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let done = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let handles: Vec<_> = (0..tasks)
+        .map(|_| {
+            let op = op.clone();
+            let done = done.clone();
+            tokio::spawn(async move {
+                while start.elapsed() < duration {
+                    op().await;
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    for handle in handles {
+        handle.await.expect("bench task");
+    }
+    done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+}
+
+async fn raw_insert(pool: PgPool) {
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+         VALUES ('Raw', $1, 1, 'Recorded', '1', $2, $3)",
+    )
+    .bind(Uuid::new_v4().to_string())
+    .bind(serde_json::json!({ "Recorded": { "note": NOTE } }))
+    .bind(serde_json::to_value(metadata()).unwrap())
+    .execute(&pool)
+    .await
+    .expect("raw insert");
+}
+
+async fn raw_command(pool: PgPool) {
+    let id = Uuid::new_v4().to_string();
+    let mut tx = pool.begin().await.expect("begin");
+    let existing: Vec<(i64, serde_json::Value)> = sqlx::query_as(
+        "SELECT sequence, payload FROM events
+          WHERE aggregate_type = 'RawCommand' AND aggregate_id = $1 ORDER BY sequence",
+    )
+    .bind(&id)
+    .fetch_all(&mut *tx)
+    .await
+    .expect("read stream");
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+         VALUES ('RawCommand', $1, $2, 'Recorded', '1', $3, $4)",
+    )
+    .bind(&id)
+    .bind(existing.len() as i64 + 1)
+    .bind(serde_json::json!({ "Recorded": { "note": NOTE } }))
+    .bind(serde_json::to_value(metadata()).unwrap())
+    .execute(&mut *tx)
+    .await
+    .expect("append");
+    tx.commit().await.expect("commit");
+}
+
+type Casebook = CqrsFramework<Ledger, EventStore<Ledger>>;
+type Vanilla = CqrsFramework<Ledger, PersistedEventStore<PostgresEventRepository, Ledger>>;
+
+fn record() -> Record {
+    Record { note: NOTE.into() }
+}
+
+async fn append_cost(cqrs: &Casebook, id: &str, appends: usize) -> Duration {
+    let start = Instant::now();
+    for _ in 0..appends {
+        cqrs.execute_with_metadata(id, record(), metadata())
+            .await
+            .expect("append");
+    }
+    start.elapsed() / appends as u32
+}
+
+async fn seed_stream(pool: &PgPool, id: &str, events: i64) {
+    let cqrs: Casebook = CqrsFramework::new(EventStore::new(pool.clone(), vec![]), vec![], ());
+    // Through the store, so the stream has the snapshots a real one would have.
+    for _ in 0..events {
+        cqrs.execute_with_metadata(id, record(), metadata())
+            .await
+            .expect("seed");
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let seconds: u64 = std::env::var("BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    let cell = Duration::from_secs(seconds);
+    let db = TestDb::new().await;
+
+    println!("## Event store (each cell {seconds} s; new aggregate per command)\n");
+    println!("| connections | (a) raw INSERT commits/s | (b) raw command (read + append) /s | (c) Casebook commands/s | vanilla cqrs-es + postgres-es /s | (c)/(b) | (c)/vanilla |");
+    println!("|---|---|---|---|---|---|---|");
+    for connections in [1_usize, 4, 16] {
+        let pool = db.pool(DbRole::App, connections as u32).await;
+        let a = throughput(connections, cell, {
+            let pool = pool.clone();
+            move || raw_insert(pool.clone())
+        })
+        .await;
+        let b = throughput(connections, cell, {
+            let pool = pool.clone();
+            move || raw_command(pool.clone())
+        })
+        .await;
+        let casebook: Arc<Casebook> = Arc::new(CqrsFramework::new(
+            EventStore::new(pool.clone(), vec![]),
+            vec![],
+            (),
+        ));
+        let c = throughput(connections, cell, move || {
+            let cqrs = casebook.clone();
+            async move {
+                cqrs.execute_with_metadata(&Uuid::new_v4().to_string(), record(), metadata())
+                    .await
+                    .expect("casebook command");
+            }
+        })
+        .await;
+        let vanilla: Arc<Vanilla> = Arc::new(CqrsFramework::new(
+            PersistedEventStore::new_event_store(
+                PostgresEventRepository::new(pool.clone()),
+            ),
+            vec![],
+            (),
+        ));
+        let v = throughput(connections, cell, move || {
+            let cqrs = vanilla.clone();
+            async move {
+                cqrs.execute_with_metadata(&Uuid::new_v4().to_string(), record(), metadata())
+                    .await
+                    .expect("vanilla command");
+            }
+        })
+        .await;
+        println!(
+            "| {connections} | {a:.0} | {b:.0} | {c:.0} | {v:.0} | {:.0} % | {:.2}× |",
+            100.0 * c / b,
+            c / v
+        );
+        pool.close().await;
+    }
+
+    let pool = db.pool(DbRole::App, 4).await;
+    let (short, long) = (Uuid::new_v4().to_string(), Uuid::new_v4().to_string());
+    seed_stream(&pool, &short, 10).await;
+    seed_stream(&pool, &long, 10_000).await;
+    let cqrs: Casebook = CqrsFramework::new(EventStore::new(pool.clone(), vec![]), vec![], ());
+    let short_cost = append_cost(&cqrs, &short, 500).await;
+    let long_cost = append_cost(&cqrs, &long, 500).await;
+    println!("\n## (d) Append cost by stream length (1 connection, 500 appends each)\n");
+    println!("| stream | mean append | ratio |");
+    println!("|---|---|---|");
+    println!("| 10 events | {short_cost:?} | 1.00 |");
+    println!(
+        "| 10,000 events | {long_cost:?} | {:.2} |",
+        long_cost.as_secs_f64() / short_cost.as_secs_f64()
+    );
+
+}

@@ -1,0 +1,282 @@
+use casebook_domain::actor::Role;
+use casebook_domain::error::{AccessError, DomainError, ErrorKind};
+use casebook_domain::policy::{ModelPolicy, PlanTier};
+use casebook_domain::tenant::{Tenant, TenantCommand, TenantError, TenantEvent};
+use cqrs_es::test::TestFramework;
+use cqrs_es::Aggregate;
+
+use crate::support::{actor, conf, user, v, OTHER_TENANT, TENANT};
+
+fn tenant() -> TestFramework<Tenant> {
+    TestFramework::with(())
+}
+
+fn admin() -> casebook_domain::actor::Actor {
+    actor(Role::Admin, TENANT)
+}
+
+fn onboarded() -> Vec<TenantEvent> {
+    vec![TenantEvent::TenantOnboarded {
+        tenant_id: TENANT,
+        name: v("Acme Audit"),
+        plan: PlanTier::Professional,
+        onboarded_by: user(Role::Admin),
+    }]
+}
+
+fn suspended() -> Vec<TenantEvent> {
+    let mut events = onboarded();
+    events.push(TenantEvent::TenantSuspended {
+        reason: v("unpaid invoices"),
+    });
+    events
+}
+
+fn replay(events: Vec<TenantEvent>) -> Tenant {
+    let mut tenant = Tenant::default();
+    events.into_iter().for_each(|e| tenant.apply(e));
+    tenant
+}
+
+#[test]
+fn an_admin_onboards_their_tenant() {
+    tenant()
+        .given_no_previous_events()
+        .when(TenantCommand::Onboard {
+            actor: admin(),
+            name: v("Acme Audit"),
+            plan: PlanTier::Professional,
+        })
+        .then_expect_events(onboarded());
+}
+
+#[test]
+fn only_an_admin_onboards() {
+    tenant()
+        .given_no_previous_events()
+        .when(TenantCommand::Onboard {
+            actor: actor(Role::Consultant, TENANT),
+            name: v("Acme Audit"),
+            plan: PlanTier::Starter,
+        })
+        .then_expect_error(TenantError::Access(AccessError::Forbidden {
+            role: Role::Consultant,
+        }));
+}
+
+#[test]
+fn onboarding_twice_is_refused() {
+    tenant()
+        .given(onboarded())
+        .when(TenantCommand::Onboard {
+            actor: admin(),
+            name: v("Acme Again"),
+            plan: PlanTier::Starter,
+        })
+        .then_expect_error(TenantError::AlreadyOnboarded);
+}
+
+#[test]
+fn onboarding_over_another_tenant_is_not_found() {
+    tenant()
+        .given(onboarded())
+        .when(TenantCommand::Onboard {
+            actor: actor(Role::Admin, OTHER_TENANT),
+            name: v("Intruder"),
+            plan: PlanTier::Starter,
+        })
+        .then_expect_error(TenantError::Access(AccessError::NotFound));
+}
+
+#[test]
+fn an_admin_changes_the_plan() {
+    tenant()
+        .given(onboarded())
+        .when(TenantCommand::ChangePlan {
+            actor: admin(),
+            plan: PlanTier::CostSensitive,
+        })
+        .then_expect_events(vec![TenantEvent::PlanChanged {
+            plan: PlanTier::CostSensitive,
+        }]);
+}
+
+#[test]
+fn another_tenants_admin_cannot_see_the_tenant() {
+    tenant()
+        .given(onboarded())
+        .when(TenantCommand::ChangePlan {
+            actor: actor(Role::Admin, OTHER_TENANT),
+            plan: PlanTier::Enterprise,
+        })
+        .then_expect_error(TenantError::Access(AccessError::NotFound));
+}
+
+#[test]
+fn commands_before_onboarding_are_not_found() {
+    tenant()
+        .given_no_previous_events()
+        .when(TenantCommand::ChangePlan {
+            actor: admin(),
+            plan: PlanTier::Enterprise,
+        })
+        .then_expect_error(TenantError::Access(AccessError::NotFound));
+}
+
+#[test]
+fn a_customer_cannot_change_the_plan() {
+    tenant()
+        .given(onboarded())
+        .when(TenantCommand::ChangePlan {
+            actor: actor(Role::Customer, TENANT),
+            plan: PlanTier::Enterprise,
+        })
+        .then_expect_error(TenantError::Access(AccessError::Forbidden {
+            role: Role::Customer,
+        }));
+}
+
+#[test]
+fn an_admin_sets_and_clears_the_auto_resolve_threshold() {
+    tenant()
+        .given(onboarded())
+        .when(TenantCommand::SetAutoResolveThreshold {
+            actor: admin(),
+            threshold: Some(conf(0.9)),
+        })
+        .then_expect_events(vec![TenantEvent::AutoResolveThresholdSet {
+            threshold: Some(conf(0.9)),
+        }]);
+    tenant()
+        .given(onboarded())
+        .when(TenantCommand::SetAutoResolveThreshold {
+            actor: admin(),
+            threshold: None,
+        })
+        .then_expect_events(vec![TenantEvent::AutoResolveThresholdSet {
+            threshold: None,
+        }]);
+}
+
+#[test]
+fn an_auditor_cannot_set_the_threshold() {
+    tenant()
+        .given(onboarded())
+        .when(TenantCommand::SetAutoResolveThreshold {
+            actor: actor(Role::Auditor, TENANT),
+            threshold: Some(conf(0.5)),
+        })
+        .then_expect_error(TenantError::Access(AccessError::Forbidden {
+            role: Role::Auditor,
+        }));
+}
+
+#[test]
+fn an_admin_sets_the_model_policy() {
+    tenant()
+        .given(onboarded())
+        .when(TenantCommand::SetModelPolicy {
+            actor: admin(),
+            policy: ModelPolicy::OpenWeightsOnly,
+        })
+        .then_expect_events(vec![TenantEvent::ModelPolicySet {
+            policy: ModelPolicy::OpenWeightsOnly,
+        }]);
+}
+
+#[test]
+fn the_system_cannot_set_the_model_policy() {
+    tenant()
+        .given(onboarded())
+        .when(TenantCommand::SetModelPolicy {
+            actor: actor(Role::System, TENANT),
+            policy: ModelPolicy::OpenWeightsOnly,
+        })
+        .then_expect_error(TenantError::Access(AccessError::Forbidden {
+            role: Role::System,
+        }));
+}
+
+#[test]
+fn an_admin_suspends_an_active_tenant() {
+    tenant()
+        .given(onboarded())
+        .when(TenantCommand::Suspend {
+            actor: admin(),
+            reason: v("unpaid invoices"),
+        })
+        .then_expect_events(vec![TenantEvent::TenantSuspended {
+            reason: v("unpaid invoices"),
+        }]);
+}
+
+#[test]
+fn suspending_twice_is_refused() {
+    tenant()
+        .given(suspended())
+        .when(TenantCommand::Suspend {
+            actor: admin(),
+            reason: v("again"),
+        })
+        .then_expect_error(TenantError::AlreadySuspended);
+}
+
+#[test]
+fn an_admin_reactivates_a_suspended_tenant() {
+    tenant()
+        .given(suspended())
+        .when(TenantCommand::Reactivate { actor: admin() })
+        .then_expect_events(vec![TenantEvent::TenantReactivated]);
+}
+
+#[test]
+fn reactivating_an_active_tenant_is_refused() {
+    tenant()
+        .given(onboarded())
+        .when(TenantCommand::Reactivate { actor: admin() })
+        .then_expect_error(TenantError::NotSuspended);
+}
+
+#[test]
+fn another_tenants_admin_cannot_reactivate() {
+    tenant()
+        .given(suspended())
+        .when(TenantCommand::Reactivate {
+            actor: actor(Role::Admin, OTHER_TENANT),
+        })
+        .then_expect_error(TenantError::Access(AccessError::NotFound));
+}
+
+#[test]
+fn the_tenant_reports_what_the_application_reads_before_dispatch() {
+    assert!(!Tenant::default().is_active());
+    let active = replay(onboarded());
+    assert!(active.is_active());
+    assert_eq!(active.plan(), Some(PlanTier::Professional));
+    assert_eq!(active.model_policy(), Some(ModelPolicy::ByPlan));
+    assert_eq!(active.auto_resolve_threshold(), None);
+
+    let mut events = suspended();
+    events.push(TenantEvent::AutoResolveThresholdSet {
+        threshold: Some(conf(0.8)),
+    });
+    let suspended = replay(events);
+    assert!(!suspended.is_active());
+    assert_eq!(suspended.auto_resolve_threshold(), Some(conf(0.8)));
+}
+
+#[test]
+fn errors_are_classified_for_clients() {
+    assert_eq!(
+        TenantError::Access(AccessError::NotFound).kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        TenantError::Access(AccessError::Forbidden {
+            role: Role::Auditor
+        })
+        .kind(),
+        ErrorKind::Forbidden
+    );
+    assert_eq!(TenantError::AlreadySuspended.kind(), ErrorKind::Conflict);
+}
