@@ -59,12 +59,22 @@ CREATE TRIGGER events_no_truncate
     BEFORE TRUNCATE ON events
     FOR EACH STATEMENT EXECUTE FUNCTION events_reject_mutation();
 
--- Wakes log readers as soon as a transaction that appended events commits (NOTIFY is
--- delivered at commit and collapsed per transaction); readers still poll as a fallback.
+-- Wakes log readers when a transaction that appended events commits (NOTIFY is delivered at
+-- commit). A notifying commit holds a cluster-wide lock through its WAL flush, which defeats
+-- group commit: notifying on every append cut single-row commits at 16 connections from
+-- ~11.7k/s to ~3.7k/s here. So each session notifies at most every 50 ms; a quiet system
+-- still wakes readers on every commit, and under load readers are busy reading anyway, with
+-- their polling interval bounding the wait for an event whose notification was skipped.
 CREATE FUNCTION events_notify() RETURNS trigger
 LANGUAGE plpgsql AS $$
+DECLARE
+    last_notified text := current_setting('casebook.events_notified_at', true);
 BEGIN
-    PERFORM pg_notify('casebook_events', '');
+    IF last_notified IS NULL OR last_notified = ''
+       OR clock_timestamp() - last_notified::timestamptz > interval '50 milliseconds' THEN
+        PERFORM set_config('casebook.events_notified_at', clock_timestamp()::text, false);
+        PERFORM pg_notify('casebook_events', '');
+    END IF;
     RETURN NULL;
 END $$;
 

@@ -146,6 +146,12 @@ mod tests {
             ("CASEBOOK_LISTEN", "not-an-address"),
         ])
         .unwrap_err();
-        assert!(matches!(err, ConfigError::Invalid { name: "CASEBOOK_LISTEN", .. }));
+        assert!(matches!(
+            err,
+            ConfigError::Invalid {
+                name: "CASEBOOK_LISTEN",
+                ..
+            }
+        ));
     }
 }

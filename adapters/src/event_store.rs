@@ -32,8 +32,27 @@ use sqlx::{PgPool, Row};
 /// Events between two snapshots: bounds the cost of loading any aggregate.
 pub const SNAPSHOT_EVERY: usize = 20;
 
-const SELECT_COLUMNS: &str =
-    "aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata";
+const EVENTS_AFTER: &str = "
+SELECT aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata
+  FROM events
+ WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3
+ ORDER BY sequence";
+
+/// The aggregate's snapshot (a row flagged `is_snapshot`, its `sequence` the last one folded
+/// in) followed by the events after it: loading costs one round trip however long the stream.
+const LOAD_AGGREGATE: &str = "
+WITH snapshot AS (
+    SELECT last_sequence, payload FROM snapshots WHERE aggregate_type = $1 AND aggregate_id = $2
+)
+SELECT true AS is_snapshot, $1 AS aggregate_type, $2 AS aggregate_id, last_sequence AS sequence,
+       NULL AS event_type, NULL AS event_version, payload, NULL::jsonb AS metadata
+  FROM snapshot
+UNION ALL
+SELECT false, aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata
+  FROM events
+ WHERE aggregate_type = $1 AND aggregate_id = $2
+   AND sequence > COALESCE((SELECT last_sequence FROM snapshot), 0)
+ORDER BY sequence";
 
 /// Appends the events of one command, and optionally moves the snapshot forward, in a single
 /// statement (so one round trip, and atomic without an explicit transaction).
@@ -166,6 +185,15 @@ pub struct StoreContext<A: Aggregate> {
 }
 
 impl<A: Aggregate> StoreContext<A> {
+    fn empty(aggregate_id: &str) -> Self {
+        Self {
+            aggregate_id: aggregate_id.to_owned(),
+            aggregate: A::default(),
+            current_sequence: 0,
+            snapshot_sequence: 0,
+        }
+    }
+
     /// The aggregate's id.
     pub fn aggregate_id(&self) -> &str {
         &self.aggregate_id
@@ -226,26 +254,13 @@ impl<A: Aggregate> EventStore<A> {
         }
     }
 
-    async fn snapshot(&self, aggregate_id: &str) -> Result<Option<(usize, A)>, StoreError> {
-        let row: Option<(i64, Value)> = sqlx::query_as(
-            "SELECT last_sequence, payload FROM snapshots
-              WHERE aggregate_type = $1 AND aggregate_id = $2",
-        )
-        .bind(A::TYPE)
-        .bind(aggregate_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.and_then(|(sequence, payload)| {
-            // A snapshot of an older shape is only a missed shortcut: replay from the start.
-            match serde_json::from_value(payload) {
-                Ok(state) => Some((sequence as usize, state)),
-                Err(err) => {
-                    tracing::warn!(aggregate = A::TYPE, aggregate_id, error = %err,
-                        "ignoring a snapshot that no longer deserializes");
-                    None
-                }
-            }
-        }))
+    /// The snapshot (if any) and the events after it, in one round trip.
+    async fn snapshot_and_tail(&self, aggregate_id: &str) -> Result<Vec<PgRow>, StoreError> {
+        Ok(sqlx::query(LOAD_AGGREGATE)
+            .bind(A::TYPE)
+            .bind(aggregate_id)
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     async fn events_after(
@@ -253,12 +268,7 @@ impl<A: Aggregate> EventStore<A> {
         aggregate_id: &str,
         after_sequence: usize,
     ) -> Result<Vec<EventEnvelope<A>>, AggregateError<A::Error>> {
-        let sql = format!(
-            "SELECT {SELECT_COLUMNS} FROM events
-              WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3
-              ORDER BY sequence"
-        );
-        let rows = sqlx::query(&sql)
+        let rows = sqlx::query(EVENTS_AFTER)
             .bind(A::TYPE)
             .bind(aggregate_id)
             .bind(after_sequence as i64)
@@ -266,14 +276,55 @@ impl<A: Aggregate> EventStore<A> {
             .await
             .map_err(|err| aggregate_error(err.into()))?;
         rows.iter()
-            .map(|row| {
-                let event = serialized_event(row).map_err(aggregate_error)?;
-                self.envelope(event)
-            })
+            .map(|row| self.envelope(serialized_event(row).map_err(aggregate_error)?))
             .collect()
     }
 
-    fn envelope(&self, event: SerializedEvent) -> Result<EventEnvelope<A>, AggregateError<A::Error>> {
+    /// Folds the loaded rows; `None` when the snapshot no longer deserializes (the aggregate
+    /// changed shape), in which case the caller replays from the start.
+    fn fold(
+        &self,
+        aggregate_id: &str,
+        rows: &[PgRow],
+    ) -> Result<Option<StoreContext<A>>, AggregateError<A::Error>> {
+        let mut context = StoreContext::<A>::empty(aggregate_id);
+        for row in rows {
+            let is_snapshot: bool = row
+                .try_get("is_snapshot")
+                .map_err(|err| aggregate_error(err.into()))?;
+            if is_snapshot {
+                let (sequence, payload): (i64, Value) = (
+                    row.try_get("sequence")
+                        .map_err(|e| aggregate_error(e.into()))?,
+                    row.try_get("payload")
+                        .map_err(|e| aggregate_error(e.into()))?,
+                );
+                match serde_json::from_value(payload) {
+                    Ok(state) => {
+                        context.aggregate = state;
+                        context.current_sequence = sequence as usize;
+                        context.snapshot_sequence = sequence as usize;
+                    }
+                    Err(err) => {
+                        // A snapshot of an older shape is only a missed shortcut.
+                        tracing::warn!(aggregate = A::TYPE, aggregate_id, error = %err,
+                            "ignoring a snapshot that no longer deserializes");
+                        return Ok(None);
+                    }
+                }
+                continue;
+            }
+            let envelope = self.envelope(serialized_event(row).map_err(aggregate_error)?)?;
+            context.current_sequence = envelope.sequence;
+            context.aggregate.apply(envelope.payload);
+        }
+        Ok(Some(context))
+    }
+
+    fn envelope(
+        &self,
+        event: SerializedEvent,
+    ) -> Result<EventEnvelope<A>, AggregateError<A::Error>> {
         let event = self.upcasters.iter().fold(event, |event, upcaster| {
             if upcaster.can_upcast(&event.event_type, &event.event_version) {
                 upcaster.upcast(event)
@@ -363,22 +414,19 @@ where
         &self,
         aggregate_id: &str,
     ) -> Result<StoreContext<A>, AggregateError<A::Error>> {
-        let (snapshot_sequence, mut aggregate) = self
-            .snapshot(aggregate_id)
+        let rows = self
+            .snapshot_and_tail(aggregate_id)
             .await
-            .map_err(aggregate_error)?
-            .unwrap_or_default();
-        let mut current_sequence = snapshot_sequence;
-        for envelope in self.events_after(aggregate_id, snapshot_sequence).await? {
-            current_sequence = envelope.sequence;
-            aggregate.apply(envelope.payload);
+            .map_err(aggregate_error)?;
+        if let Some(context) = self.fold(aggregate_id, &rows)? {
+            return Ok(context);
         }
-        Ok(StoreContext {
-            aggregate_id: aggregate_id.to_owned(),
-            aggregate,
-            current_sequence,
-            snapshot_sequence,
-        })
+        let mut context = StoreContext::<A>::empty(aggregate_id);
+        for envelope in self.events_after(aggregate_id, 0).await? {
+            context.current_sequence = envelope.sequence;
+            context.aggregate.apply(envelope.payload);
+        }
+        Ok(context)
     }
 
     async fn commit(

@@ -45,7 +45,10 @@ pub async fn connect(
 ) -> Result<PgPool, sqlx::Error> {
     let pool_options = PgPoolOptions::new()
         .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(10));
+        .acquire_timeout(Duration::from_secs(10))
+        // sqlx pings every connection before handing it out: a round trip per statement.
+        // A dead connection instead fails its statement, which callers see as retryable.
+        .test_before_acquire(false);
     let pool_options = match role.role_name() {
         None => pool_options,
         Some(name) => pool_options.after_connect(move |conn, _meta| {

@@ -194,7 +194,10 @@ async fn concurrent_commands_on_one_aggregate_keep_the_stream_contiguous_and_los
         .collect();
     stored_markers.sort();
     accepted.sort();
-    assert_eq!(stored_markers, accepted, "exactly the accepted commands' events");
+    assert_eq!(
+        stored_markers, accepted,
+        "exactly the accepted commands' events"
+    );
 }
 
 #[tokio::test]
@@ -269,7 +272,11 @@ async fn a_snapshot_write_racing_other_commands_never_fails_a_committed_command(
         .unwrap();
     let store: EventStore<Counter> = EventStore::new(pool.clone(), vec![]);
     let loaded = store.load_aggregate(&id).await.unwrap();
-    assert_eq!(loaded.state().value as i64, total, "snapshot + tail folds every event");
+    assert_eq!(
+        loaded.state().value as i64,
+        total,
+        "snapshot + tail folds every event"
+    );
 }
 
 #[tokio::test]

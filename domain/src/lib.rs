@@ -14,6 +14,7 @@
 //! | [`policy`] | model routing ([`policy::route_model`]) and auto-resolve ([`policy::should_auto_approve`]) |
 //! | [`ports`] | [`ports::Embedder`] and [`ports::Llm`], implemented by the adapters |
 //! | [`upcast`], [`any_event`] | older event versions, and decoding any stored event |
+//! | [`metadata`] | [`metadata::EventMetadata`]: actor, request, correlation and causation ids on every event |
 //!
 //! ## How every command is checked
 //! Every command carries an [`actor::Actor`], and every aggregate checks, in this order:
@@ -90,6 +91,7 @@ pub mod diagnosis;
 pub mod error;
 pub mod ids;
 pub mod judgment;
+pub mod metadata;
 pub mod policy;
 pub mod ports;
 pub mod session;

@@ -37,7 +37,9 @@ impl Application {
         let owner = postgres::connect(options.clone(), DbRole::Owner, 1)
             .await
             .map_err(ServeError::Connect)?;
-        postgres::migrate(&owner).await.map_err(ServeError::Migrate)?;
+        postgres::migrate(&owner)
+            .await
+            .map_err(ServeError::Migrate)?;
         owner.close().await;
         let pool = postgres::connect(options, DbRole::App, config.database.max_connections)
             .await

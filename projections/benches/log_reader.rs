@@ -73,5 +73,8 @@ async fn main() {
     println!("| reader | events/s | ratio |");
     println!("|---|---|---|");
     println!("| raw `COPY (… ORDER BY transaction_id, global_position) TO STDOUT` ({} MB) | {copy_rate:.0} | 1.00 |", bytes / 1_000_000);
-    println!("| `LogReader::catch_up` (pages of 5,000, decoded events) | {rate:.0} | {:.2} |", rate / copy_rate);
+    println!(
+        "| `LogReader::catch_up` (pages of 5,000, decoded events) | {rate:.0} | {:.2} |",
+        rate / copy_rate
+    );
 }

@@ -227,7 +227,10 @@ impl LogReader {
     async fn produce(self, mut after: Checkpoint, scope: Scope, follow: Follow, pages: PageSender) {
         let mut listener = None;
         loop {
-            let page = match self.next_page(&mut after, scope, follow, &mut listener).await {
+            let page = match self
+                .next_page(&mut after, scope, follow, &mut listener)
+                .await
+            {
                 Ok(Some(page)) => Ok(page),
                 Ok(None) => return,
                 Err(err) => Err(err),
@@ -267,7 +270,8 @@ impl LogReader {
             // The timeout is the polling fallback: notifications are lost while the listener
             // reconnects, and the commit of an older transaction can release events whose
             // notification came (and was answered with an empty page) earlier.
-            if let Ok(notification) = tokio::time::timeout(self.poll_interval, listener.recv()).await
+            if let Ok(notification) =
+                tokio::time::timeout(self.poll_interval, listener.recv()).await
             {
                 notification?;
             }

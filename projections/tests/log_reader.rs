@@ -104,7 +104,10 @@ async fn a_database_failure_surfaces_as_an_error_not_a_silent_end() {
     pool.close().await;
     let mut stream = Box::pin(reader.catch_up(Checkpoint::START, Scope::All));
     assert!(matches!(stream.next().await, Some(Err(_))));
-    assert!(stream.next().await.is_none(), "the stream ends after reporting");
+    assert!(
+        stream.next().await.is_none(),
+        "the stream ends after reporting"
+    );
 }
 
 /// What a writer task committed.
@@ -169,7 +172,13 @@ async fn a_reader_consuming_during_concurrent_appends_sees_every_committed_event
     });
 
     let writers: Vec<_> = (0..8)
-        .map(|writer| tokio::spawn(write_with_random_delays(writers_pool.clone(), writer, 2_500)))
+        .map(|writer| {
+            tokio::spawn(write_with_random_delays(
+                writers_pool.clone(),
+                writer,
+                2_500,
+            ))
+        })
         .collect();
     let mut committed = HashSet::new();
     for writer in writers {
@@ -185,7 +194,11 @@ async fn a_reader_consuming_during_concurrent_appends_sees_every_committed_event
         .await
         .expect("the reader catches up")
         .unwrap();
-    assert_eq!(seen.len(), committed.len(), "no event skipped, none read twice");
+    assert_eq!(
+        seen.len(),
+        committed.len(),
+        "no event skipped, none read twice"
+    );
     let seen_keys: HashSet<(String, i64)> = keys(&seen).into_iter().collect();
     assert_eq!(seen_keys, committed);
     assert!(

@@ -105,9 +105,9 @@ pub fn admin_options() -> PgConnectOptions {
 
 async fn ensure_template(admin: &PgConnectOptions) -> String {
     let fingerprint: u64 = MIGRATOR.iter().fold(0xcbf2_9ce4_8422_2325, |hash, m| {
-        m.checksum
-            .iter()
-            .fold(hash, |h, byte| (h ^ u64::from(*byte)).wrapping_mul(0x100_0000_01b3))
+        m.checksum.iter().fold(hash, |h, byte| {
+            (h ^ u64::from(*byte)).wrapping_mul(0x100_0000_01b3)
+        })
     });
     let template = format!("casebook_template_{fingerprint:016x}");
     let mut conn = admin.connect().await.expect("connect to the test cluster");

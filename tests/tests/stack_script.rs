@@ -76,7 +76,10 @@ fn the_stack_starts_once_and_stops_only_what_it_started() {
 
     let (ok, _) = stack(&cache, "down");
     assert!(ok, "down");
-    assert!(!answers(&first_env["CASEBOOK_PG_ADMIN_URL"]), "its Postgres stopped");
+    assert!(
+        !answers(&first_env["CASEBOOK_PG_ADMIN_URL"]),
+        "its Postgres stopped"
+    );
     assert!(
         !Path::new(&format!("/proc/{}", first_pids.1)).exists(),
         "its emulator stopped"

@@ -7,7 +7,11 @@ use casebook_handlers::telemetry;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "casebook", version, about = "Casebook: event-sourced judgment capture")]
+#[command(
+    name = "casebook",
+    version,
+    about = "Casebook: event-sourced judgment capture"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
