@@ -28,8 +28,9 @@ cargo fmt --all -- --check
 log "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+log "cargo doc (the crate overviews must render without warnings)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
+
+# Last, so its summary is the run's closing line.
 log "cargo nextest run"
 cargo nextest run --workspace --locked --no-fail-fast "$@"
-
-log "doc tests"
-cargo test --workspace --locked --doc
