@@ -23,6 +23,7 @@ use std::sync::Arc;
 use cqrs_es::persist::{
     EventUpcaster, PersistedEventRepository, PersistenceError, SerializedEvent,
 };
+use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, AggregateContext, AggregateError, DomainEvent, EventEnvelope};
 use postgres_es::PostgresEventRepository;
 use serde_json::Value;
@@ -62,7 +63,7 @@ WITH appended AS (
     SELECT $1, $2, e.sequence, e.event_type, e.event_version, e.payload, e.metadata
       FROM UNNEST($3::bigint[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[])
            AS e(sequence, event_type, event_version, payload, metadata)
-    RETURNING sequence
+    RETURNING sequence, global_position
 ), snapshot AS (
     INSERT INTO snapshots (aggregate_type, aggregate_id, last_sequence, current_snapshot, payload)
     SELECT $1, $2, $8, 1, $9
@@ -74,7 +75,7 @@ WITH appended AS (
            updated_at = now()
      WHERE snapshots.last_sequence < EXCLUDED.last_sequence
 )
-SELECT count(*) FROM appended";
+SELECT sequence, global_position FROM appended ORDER BY sequence";
 
 /// A failure of the event store, classified for the caller.
 #[derive(Debug, thiserror::Error)]
@@ -202,6 +203,11 @@ impl<A: Aggregate> StoreContext<A> {
     /// The loaded state.
     pub fn state(&self) -> &A {
         &self.aggregate
+    }
+
+    /// The loaded state, by value.
+    pub fn into_state(self) -> A {
+        self.aggregate
     }
 
     /// The sequence of the last event folded into the state (0 for a new aggregate).
@@ -345,7 +351,7 @@ impl<A: Aggregate> EventStore<A> {
         aggregate_id: &str,
         envelopes: &[EventEnvelope<A>],
         snapshot: Option<(usize, Value)>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<i64>, StoreError> {
         let mut sequences = Vec::with_capacity(envelopes.len());
         let mut types = Vec::with_capacity(envelopes.len());
         let mut versions = Vec::with_capacity(envelopes.len());
@@ -362,7 +368,7 @@ impl<A: Aggregate> EventStore<A> {
             Some((sequence, payload)) => (Some(sequence as i64), Some(payload)),
             None => (None, None),
         };
-        let appended: i64 = sqlx::query_scalar(APPEND_EVENTS)
+        let appended: Vec<(i64, i64)> = sqlx::query_as(APPEND_EVENTS)
             .bind(A::TYPE)
             .bind(aggregate_id)
             .bind(sequences)
@@ -372,10 +378,9 @@ impl<A: Aggregate> EventStore<A> {
             .bind(metadata)
             .bind(snapshot_sequence)
             .bind(snapshot_payload)
-            .fetch_one(&self.pool)
+            .fetch_all(&self.pool)
             .await?;
-        debug_assert_eq!(appended as usize, envelopes.len());
-        Ok(())
+        Ok(appended.into_iter().map(|(_, position)| position).collect())
     }
 }
 
@@ -435,6 +440,77 @@ where
         context: StoreContext<A>,
         metadata: HashMap<String, String>,
     ) -> Result<Vec<EventEnvelope<A>>, AggregateError<A::Error>> {
+        let (envelopes, _positions) = self
+            .write(events, &context, metadata)
+            .await
+            .map_err(aggregate_error)?;
+        Ok(envelopes)
+    }
+}
+
+/// An event the store accepted, and where it landed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    /// The aggregate's type (`Aggregate::TYPE`).
+    pub aggregate_type: &'static str,
+    /// The aggregate's id.
+    pub aggregate_id: String,
+    /// Position within the aggregate's stream (its version after this event).
+    pub sequence: usize,
+    /// Position in the global log.
+    pub global_position: i64,
+    /// The event's type.
+    pub event_type: String,
+}
+
+impl<A> EventStore<A>
+where
+    A: Aggregate + Send + Sync,
+    A::Error: Send,
+{
+    /// Loads the aggregate, lets it handle `command`, and appends the resulting events with
+    /// `metadata` — what `CqrsFramework::execute_with_metadata` does, but reporting where the
+    /// events landed, which API clients are given back (cqrs-es's framework returns `()`).
+    pub async fn execute(
+        &self,
+        aggregate_id: &str,
+        command: A::Command,
+        services: &A::Services,
+        metadata: HashMap<String, String>,
+    ) -> Result<Vec<Committed>, CommandError<A::Error>> {
+        let mut context = cqrs_es::EventStore::load_aggregate(self, aggregate_id).await?;
+        let sink = EventSink::default();
+        context
+            .aggregate
+            .handle(command, services, &sink)
+            .await
+            .map_err(CommandError::Rejected)?;
+        let events = sink.collect().await;
+        let (envelopes, positions) = self
+            .write(events, &context, metadata)
+            .await
+            .map_err(|err| CommandError::from(aggregate_error::<A::Error>(err)))?;
+        Ok(envelopes
+            .iter()
+            .zip(positions)
+            .map(|(envelope, global_position)| Committed {
+                aggregate_type: A::TYPE,
+                aggregate_id: envelope.aggregate_id.clone(),
+                sequence: envelope.sequence,
+                global_position,
+                event_type: envelope.payload.event_type(),
+            })
+            .collect())
+    }
+
+    /// Appends `events` after the context's sequence, with a snapshot of the context's state
+    /// (which already holds them) when one is due.
+    async fn write(
+        &self,
+        events: Vec<A::Event>,
+        context: &StoreContext<A>,
+        metadata: HashMap<String, String>,
+    ) -> Result<(Vec<EventEnvelope<A>>, Vec<i64>), StoreError> {
         let envelopes: Vec<EventEnvelope<A>> = events
             .into_iter()
             .zip(context.current_sequence + 1..)
@@ -446,19 +522,18 @@ where
             })
             .collect();
         let Some(last) = envelopes.last() else {
-            return Ok(envelopes);
+            return Ok((envelopes, Vec::new()));
         };
         let snapshot = if last.sequence - context.snapshot_sequence >= SNAPSHOT_EVERY {
-            let state = serde_json::to_value(&context.aggregate)
-                .map_err(|err| aggregate_error(serialization(err)))?;
+            let state = serde_json::to_value(&context.aggregate).map_err(serialization)?;
             Some((last.sequence, state))
         } else {
             None
         };
-        self.append(&context.aggregate_id, &envelopes, snapshot)
-            .await
-            .map_err(aggregate_error)?;
-        Ok(envelopes)
+        let positions = self
+            .append(&context.aggregate_id, &envelopes, snapshot)
+            .await?;
+        Ok((envelopes, positions))
     }
 }
 

@@ -83,6 +83,14 @@ uuid_id! {
     JudgmentId { field: "judgment_id" }
 }
 
+impl DiagnosisId {
+    /// The diagnosis of a query: the same UUID, so one query has one diagnosis and a retried
+    /// request lands on the same stream.
+    pub const fn for_query(query: QueryId) -> Self {
+        Self(query.0)
+    }
+}
+
 impl DecisionId {
     /// The one decision a diagnosis can have: the same UUID, so a second decision on the same
     /// diagnosis lands on the same event stream and is rejected.

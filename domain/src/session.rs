@@ -169,6 +169,13 @@ impl Owned for SessionState {
 }
 
 impl TenantSession {
+    /// Whether `query_id` was submitted in this session.
+    pub fn has_query(&self, query_id: QueryId) -> bool {
+        self.state
+            .as_ref()
+            .is_some_and(|state| state.queries.contains(&query_id))
+    }
+
     fn decide(&self, command: SessionCommand) -> Result<SessionEvent, SessionError> {
         let state = self.state.as_ref();
         let event = match command {

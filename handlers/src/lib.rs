@@ -7,5 +7,7 @@
 //! - [`telemetry`]: JSON logs through `tracing`.
 
 pub mod http;
+pub mod reactions;
 pub mod server;
+pub mod service;
 pub mod telemetry;

@@ -1,0 +1,404 @@
+//! The application service: turns a caller's intent into domain commands.
+//!
+//! It reads the preconditions that live in other aggregates (is the tenant active, is the
+//! diagnosis proposed) from the event store itself — strongly consistent, unlike read
+//! models — puts them in the command, attaches the metadata every event carries, and maps
+//! every failure to a [`ServiceError`] a client can act on. The aggregates decide; this only
+//! prepares and dispatches.
+
+use std::collections::HashMap;
+
+use casebook_adapters::event_store::{CommandError, Committed, EventStore};
+use casebook_domain::actor::Actor;
+use casebook_domain::decision::{ConsultantDecision, DecisionCommand};
+use casebook_domain::diagnosis::{Diagnosis, DiagnosisCommand, DiagnosisEvent, DiagnosisSnapshot};
+use casebook_domain::error::{DomainError, ErrorKind};
+use casebook_domain::ids::{DecisionId, DiagnosisId, JudgmentId, QueryId, SessionId, TenantId};
+use casebook_domain::judgment::{DecisionSnapshot, Judgment, JudgmentCommand, JudgmentContent};
+use casebook_domain::metadata::EventMetadata;
+use casebook_domain::policy::should_auto_approve;
+use casebook_domain::session::{SessionCommand, TenantSession};
+use casebook_domain::tenant::{Tenant, TenantCommand};
+use casebook_domain::upcast::upcasters;
+use casebook_domain::values::{DiagnosisText, QueryText, Reason, Subject, UploadKey};
+use cqrs_es::Aggregate;
+use sqlx::PgPool;
+
+/// Why a request could not be carried out, in terms a client can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// No such resource in the caller's tenant (also: it belongs to another tenant).
+    #[error("not found")]
+    NotFound,
+    /// The caller's role may not do this.
+    #[error("forbidden")]
+    Forbidden,
+    /// The input is invalid.
+    #[error("invalid: {0}")]
+    Invalid(String),
+    /// The resource's state does not allow this (e.g. the session is closed).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// Another command changed the resource first; retrying may succeed.
+    #[error("concurrent modification")]
+    Concurrency,
+    /// A dependency is unavailable; retrying later may succeed.
+    #[error("service unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A bug or an unexpected failure: details are logged, never shown.
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl<E: DomainError + Send + Sync + 'static> From<CommandError<E>> for ServiceError {
+    fn from(err: CommandError<E>) -> Self {
+        match err {
+            CommandError::Rejected(err) => match err.kind() {
+                ErrorKind::NotFound => ServiceError::NotFound,
+                ErrorKind::Forbidden => ServiceError::Forbidden,
+                ErrorKind::Invalid => ServiceError::Invalid(err.to_string()),
+                ErrorKind::Conflict => ServiceError::Conflict(err.to_string()),
+            },
+            CommandError::Conflict => ServiceError::Concurrency,
+            CommandError::Invalid(reason) => ServiceError::Invalid(reason),
+            CommandError::Unavailable(err) => ServiceError::Unavailable(err),
+            CommandError::Unexpected(err) => ServiceError::Internal(err),
+        }
+    }
+}
+
+/// Who asks, and as part of what.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    /// The authenticated caller (or the system, for reactions and the worker).
+    pub actor: Actor,
+    /// The metadata the resulting events carry.
+    pub metadata: EventMetadata,
+}
+
+/// A command the store accepted: the events it appended and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    /// Every event appended, in order.
+    pub events: Vec<Committed>,
+}
+
+impl Accepted {
+    fn extend(mut self, more: Accepted) -> Self {
+        self.events.extend(more.events);
+        self
+    }
+}
+
+/// Casebook's use cases over the event store.
+#[derive(Clone)]
+pub struct Service {
+    tenants: EventStore<Tenant>,
+    sessions: EventStore<TenantSession>,
+    diagnoses: EventStore<Diagnosis>,
+    decisions: EventStore<ConsultantDecision>,
+    judgments: EventStore<Judgment>,
+}
+
+impl Service {
+    /// A service appending through `pool` (which should run as `casebook_app`).
+    pub fn new(pool: PgPool) -> Self {
+        Self {
+            tenants: EventStore::new(pool.clone(), upcasters()),
+            sessions: EventStore::new(pool.clone(), upcasters()),
+            diagnoses: EventStore::new(pool.clone(), upcasters()),
+            decisions: EventStore::new(pool.clone(), upcasters()),
+            judgments: EventStore::new(pool, upcasters()),
+        }
+    }
+
+    /// Onboards the caller's tenant (an admin of that tenant).
+    pub async fn onboard_tenant(
+        &self,
+        ctx: &RequestContext,
+        command: TenantCommand,
+    ) -> Result<Accepted, ServiceError> {
+        self.administer_tenant(ctx, command).await
+    }
+
+    /// Any tenant administration command, dispatched to the caller's tenant.
+    pub async fn administer_tenant(
+        &self,
+        ctx: &RequestContext,
+        command: TenantCommand,
+    ) -> Result<Accepted, ServiceError> {
+        execute(
+            &self.tenants,
+            &ctx.actor.tenant_id.to_string(),
+            command,
+            ctx,
+        )
+        .await
+    }
+
+    /// Opens a session for a customer.
+    pub async fn open_session(
+        &self,
+        ctx: &RequestContext,
+        session_id: SessionId,
+        subject: Subject,
+        attachments: Vec<UploadKey>,
+    ) -> Result<Accepted, ServiceError> {
+        let tenant_active = self.tenant_active(ctx.actor.tenant_id).await?;
+        let command = SessionCommand::Open {
+            actor: ctx.actor.clone(),
+            session_id,
+            subject,
+            attachments,
+            tenant_active,
+        };
+        execute(&self.sessions, &session_id.to_string(), command, ctx).await
+    }
+
+    /// Submits a query in an open session and requests its diagnosis (same id as the
+    /// query: one diagnosis per query). Retrying after a partial failure completes it.
+    pub async fn submit_query(
+        &self,
+        ctx: &RequestContext,
+        session_id: SessionId,
+        query_id: QueryId,
+        text: QueryText,
+    ) -> Result<Accepted, ServiceError> {
+        let tenant_active = self.tenant_active(ctx.actor.tenant_id).await?;
+        let submit = SessionCommand::SubmitQuery {
+            actor: ctx.actor.clone(),
+            query_id,
+            text: text.clone(),
+            tenant_active,
+        };
+        let submitted = match execute(&self.sessions, &session_id.to_string(), submit, ctx).await {
+            Ok(accepted) => accepted,
+            // A retry of a request whose diagnosis request did not make it.
+            Err(ServiceError::Conflict(_)) if self.query_pending(&session_id, query_id).await? => {
+                Accepted { events: Vec::new() }
+            }
+            Err(err) => return Err(err),
+        };
+        let diagnosis_id = DiagnosisId::for_query(query_id);
+        let request = DiagnosisCommand::Request {
+            actor: ctx.actor.clone(),
+            diagnosis_id,
+            session_id,
+            query_id,
+            query: text,
+            tenant_active,
+        };
+        let requested = execute(&self.diagnoses, &diagnosis_id.to_string(), request, ctx).await?;
+        Ok(submitted.extend(requested))
+    }
+
+    /// Closes a session.
+    pub async fn close_session(
+        &self,
+        ctx: &RequestContext,
+        session_id: SessionId,
+    ) -> Result<Accepted, ServiceError> {
+        let command = SessionCommand::Close {
+            actor: ctx.actor.clone(),
+        };
+        execute(&self.sessions, &session_id.to_string(), command, ctx).await
+    }
+
+    /// Runs a diagnosis-pipeline command (context, proposal, failure, resolution).
+    pub async fn advance_diagnosis(
+        &self,
+        ctx: &RequestContext,
+        diagnosis_id: DiagnosisId,
+        command: DiagnosisCommand,
+    ) -> Result<Accepted, ServiceError> {
+        execute(&self.diagnoses, &diagnosis_id.to_string(), command, ctx).await
+    }
+
+    /// A consultant's verdict on a proposed diagnosis (exactly one per diagnosis).
+    pub async fn decide(
+        &self,
+        ctx: &RequestContext,
+        diagnosis_id: DiagnosisId,
+        verdict: ConsultantVerdict,
+    ) -> Result<Accepted, ServiceError> {
+        let diagnosis = self.diagnosis_snapshot(diagnosis_id).await?;
+        let actor = ctx.actor.clone();
+        let command = match verdict {
+            ConsultantVerdict::Approve => DecisionCommand::Approve { actor, diagnosis },
+            ConsultantVerdict::Amend {
+                amended_text,
+                reason,
+            } => DecisionCommand::Amend {
+                actor,
+                diagnosis,
+                amended_text,
+                reason,
+            },
+            ConsultantVerdict::Reject { reason } => DecisionCommand::Reject {
+                actor,
+                diagnosis,
+                reason,
+            },
+        };
+        let decision_id = DecisionId::for_diagnosis(diagnosis_id);
+        execute(&self.decisions, &decision_id.to_string(), command, ctx).await
+    }
+
+    /// Approves a proposal without review when the tenant's threshold allows it (the system
+    /// acting on a `DiagnosisProposed` event); `None` when the policy says no.
+    pub async fn auto_approve_if_allowed(
+        &self,
+        ctx: &RequestContext,
+        diagnosis_id: DiagnosisId,
+    ) -> Result<Option<Accepted>, ServiceError> {
+        let diagnosis = self.diagnosis_snapshot(diagnosis_id).await?;
+        let tenant = self.tenant(ctx.actor.tenant_id).await?;
+        let Some(confidence) = diagnosis.proposed_confidence else {
+            return Ok(None);
+        };
+        if !should_auto_approve(
+            tenant.auto_resolve_threshold(),
+            confidence,
+            tenant.is_active(),
+        ) {
+            return Ok(None);
+        }
+        let command = DecisionCommand::AutoApprove {
+            actor: ctx.actor.clone(),
+            diagnosis,
+            threshold: tenant.auto_resolve_threshold(),
+            tenant_active: tenant.is_active(),
+        };
+        let decision_id = DecisionId::for_diagnosis(diagnosis_id);
+        execute(&self.decisions, &decision_id.to_string(), command, ctx)
+            .await
+            .map(Some)
+    }
+
+    /// The diagnosis' query and its latest proposal's text, from its stream.
+    pub async fn diagnosis_texts(
+        &self,
+        diagnosis_id: DiagnosisId,
+    ) -> Result<(String, String), ServiceError> {
+        let events = cqrs_es::EventStore::load_events(&self.diagnoses, &diagnosis_id.to_string())
+            .await
+            .map_err(|err| ServiceError::from(CommandError::from(err)))?;
+        let mut query = None;
+        let mut proposal = None;
+        for envelope in events {
+            match envelope.payload {
+                DiagnosisEvent::DiagnosisRequested { query: text, .. } => {
+                    query = Some(text.as_str().to_owned());
+                }
+                DiagnosisEvent::DiagnosisProposed { text, .. } => {
+                    proposal = Some(text.as_str().to_owned());
+                }
+                _ => {}
+            }
+        }
+        query.zip(proposal).ok_or(ServiceError::NotFound)
+    }
+
+    /// Captures an approved or amended decision as judgment (the system acting on a
+    /// `DecisionMade` event).
+    pub async fn capture_judgment(
+        &self,
+        ctx: &RequestContext,
+        decision: DecisionSnapshot,
+        content: JudgmentContent,
+    ) -> Result<Accepted, ServiceError> {
+        let judgment_id = JudgmentId::for_decision(decision.decision_id);
+        let command = JudgmentCommand::CaptureFromDecision {
+            actor: ctx.actor.clone(),
+            decision,
+            content,
+        };
+        execute(&self.judgments, &judgment_id.to_string(), command, ctx).await
+    }
+
+    /// A consultant's own judgment: author, revise or retire.
+    pub async fn edit_judgment(
+        &self,
+        ctx: &RequestContext,
+        judgment_id: JudgmentId,
+        command: JudgmentCommand,
+    ) -> Result<Accepted, ServiceError> {
+        execute(&self.judgments, &judgment_id.to_string(), command, ctx).await
+    }
+
+    async fn tenant(&self, tenant_id: TenantId) -> Result<Tenant, ServiceError> {
+        load(&self.tenants, &tenant_id.to_string()).await
+    }
+
+    async fn tenant_active(&self, tenant_id: TenantId) -> Result<bool, ServiceError> {
+        Ok(self.tenant(tenant_id).await?.is_active())
+    }
+
+    async fn diagnosis_snapshot(
+        &self,
+        diagnosis_id: DiagnosisId,
+    ) -> Result<DiagnosisSnapshot, ServiceError> {
+        let diagnosis = load(&self.diagnoses, &diagnosis_id.to_string()).await?;
+        diagnosis.snapshot().ok_or(ServiceError::NotFound)
+    }
+
+    /// Whether the session holds `query_id` but its diagnosis was never requested.
+    async fn query_pending(
+        &self,
+        session_id: &SessionId,
+        query_id: QueryId,
+    ) -> Result<bool, ServiceError> {
+        let session = load(&self.sessions, &session_id.to_string()).await?;
+        if !session.has_query(query_id) {
+            return Ok(false);
+        }
+        let diagnosis_id = DiagnosisId::for_query(query_id);
+        let diagnosis = load(&self.diagnoses, &diagnosis_id.to_string()).await?;
+        Ok(diagnosis.status().is_none())
+    }
+}
+
+/// What a consultant decided.
+#[derive(Debug, Clone)]
+pub enum ConsultantVerdict {
+    /// Approve the proposal as it stands.
+    Approve,
+    /// Correct it.
+    Amend {
+        /// The corrected text.
+        amended_text: DiagnosisText,
+        /// Why, optionally.
+        reason: Option<Reason>,
+    },
+    /// Reject it.
+    Reject {
+        /// Why (required).
+        reason: Reason,
+    },
+}
+
+async fn load<A>(store: &EventStore<A>, aggregate_id: &str) -> Result<A, ServiceError>
+where
+    A: Aggregate + Send + Sync,
+    A::Error: DomainError + Send + Sync + 'static,
+{
+    let context = cqrs_es::EventStore::load_aggregate(store, aggregate_id)
+        .await
+        .map_err(|err| ServiceError::from(CommandError::from(err)))?;
+    Ok(context.into_state())
+}
+
+async fn execute<A>(
+    store: &EventStore<A>,
+    aggregate_id: &str,
+    command: A::Command,
+    ctx: &RequestContext,
+) -> Result<Accepted, ServiceError>
+where
+    A: Aggregate<Services = ()> + Send + Sync,
+    A::Error: DomainError + Send + Sync + 'static,
+{
+    let metadata: HashMap<String, String> = ctx.metadata.to_map();
+    let events = store.execute(aggregate_id, command, &(), metadata).await?;
+    Ok(Accepted { events })
+}
