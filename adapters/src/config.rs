@@ -48,6 +48,18 @@ impl fmt::Debug for DatabaseConfig {
     }
 }
 
+/// Which ID tokens the API trusts (a Cognito user pool's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthConfig {
+    /// The tokens' `iss`: `https://cognito-idp.<region>.amazonaws.com/<pool id>`.
+    pub issuer: String,
+    /// The app client id: the tokens' `aud`.
+    pub audience: String,
+    /// Where the signing keys are served (the issuer's `/.well-known/jwks.json` in AWS; the
+    /// emulator serves them under its own address).
+    pub jwks_url: String,
+}
+
 /// Everything a Casebook process needs to start.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -55,11 +67,17 @@ pub struct Config {
     pub database: DatabaseConfig,
     /// Where `casebook serve` listens; loopback unless told otherwise.
     pub listen: SocketAddr,
+    /// Token verification; `None` when not configured (the API then refuses every request).
+    pub auth: Option<AuthConfig>,
+    /// Multiplies every tier's rate limit (1 in production; load tests raise it).
+    pub rate_limit_scale: u32,
 }
 
 impl Config {
-    /// Reads `DATABASE_URL` (required), `DATABASE_MAX_CONNECTIONS` (default 16) and
-    /// `CASEBOOK_LISTEN` (default `127.0.0.1:8080`).
+    /// Reads `DATABASE_URL` (required), `DATABASE_MAX_CONNECTIONS` (default 16),
+    /// `CASEBOOK_LISTEN` (default `127.0.0.1:8080`), `CASEBOOK_JWT_ISSUER`,
+    /// `CASEBOOK_JWT_AUDIENCE` and `CASEBOOK_JWKS_URL` (all three or none; the JWKS URL
+    /// defaults to the issuer's well-known path) and `CASEBOOK_RATE_LIMIT_SCALE` (default 1).
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
@@ -77,12 +95,26 @@ impl Config {
             "CASEBOOK_LISTEN",
             SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080),
         )?;
+        let auth = match (lookup("CASEBOOK_JWT_ISSUER"), lookup("CASEBOOK_JWT_AUDIENCE")) {
+            (Some(issuer), Some(audience)) => Some(AuthConfig {
+                jwks_url: lookup("CASEBOOK_JWKS_URL")
+                    .unwrap_or_else(|| format!("{issuer}/.well-known/jwks.json")),
+                issuer,
+                audience,
+            }),
+            (None, None) => None,
+            (Some(_), None) => return Err(ConfigError::Missing("CASEBOOK_JWT_AUDIENCE")),
+            (None, Some(_)) => return Err(ConfigError::Missing("CASEBOOK_JWT_ISSUER")),
+        };
+        let rate_limit_scale = parse_or(&lookup, "CASEBOOK_RATE_LIMIT_SCALE", 1)?;
         Ok(Self {
             database: DatabaseConfig {
                 options,
                 max_connections,
             },
             listen,
+            auth,
+            rate_limit_scale,
         })
     }
 }

@@ -5,10 +5,18 @@
 //! - [`event_store`]: the cqrs-es event repository over the extended `events` table, with
 //!   snapshots and typed errors ([`event_store::StoreError`]).
 //! - [`config`]: the one typed configuration struct, read from the environment once.
+//! - [`cognito`]: Cognito user pools from the administrator's side (pool, groups, app client,
+//!   users, sign-in) and the identity contract: the `custom:tenant_id` attribute and the
+//!   group ↔ role mapping.
+//! - [`ai`]: the AI providers behind the domain's `Embedder` and `Llm` ports — Bedrock
+//!   (Titan v2 embeddings, Converse per model tier) or embedded local models
+//!   (all-MiniLM-L6-v2 and a GGUF model on candle) — with prompt templates and prices.
 //!
 //! The AWS clients (Bedrock, S3, SQS, EventBridge) and the local embedded providers live
 //! here too as they land; the domain and the projections never see them.
 
+pub mod ai;
+pub mod cognito;
 pub mod config;
 pub mod event_store;
 pub mod postgres;

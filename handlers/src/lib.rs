@@ -1,11 +1,15 @@
 //! Casebook's handlers: the processes that host the domain.
 //!
+//! - [`auth`]: Cognito ID-token verification into a tenant-scoped principal, shared by the API
+//!   and the Lambda authorizer.
 //! - [`http`]: the one axum [`Router`](axum::Router) — served by `axum::serve` in
 //!   `casebook serve` and by `lambda_http` in the `api` Lambda.
 //! - [`server`]: the local all-in-one process (`casebook serve`): config, migrations, router,
 //!   graceful shutdown.
 //! - [`telemetry`]: JSON logs through `tracing`.
 
+pub mod auth;
+pub mod demo;
 pub mod http;
 pub mod reactions;
 pub mod server;

@@ -16,7 +16,9 @@ use casebook_domain::ids::{DecisionId, DiagnosisId, TenantId};
 use casebook_domain::judgment::{DecisionSnapshot, JudgmentContent};
 use casebook_domain::metadata::{EventMetadata, MetadataError, Source};
 use casebook_domain::values::{JudgmentBody, JudgmentTitle, ValidationError};
+use casebook_projections::error::ApplyError;
 use casebook_projections::log::RecordedEvent;
+use casebook_projections::subscription::Subscription;
 
 use crate::service::{RequestContext, Service, ServiceError};
 
@@ -208,5 +210,52 @@ fn done_if_repeated<T>(result: Result<T, ServiceError>) -> Result<(), ReactionEr
             Ok(())
         }
         Err(err) => Err(err.into()),
+    }
+}
+
+/// The reactions as a checkpointed subscription of the projections runner. Commands go
+/// through the event store (their own transactions), so delivery is at least once and the
+/// reactions' idempotency is what makes a redelivery harmless.
+pub struct ReactionSubscription {
+    reactions: Reactions,
+}
+
+impl ReactionSubscription {
+    /// The subscription's name in `subscriptions`.
+    pub const NAME: &'static str = "reactions";
+
+    /// A subscription running `reactions`.
+    pub fn new(reactions: Reactions) -> Self {
+        Self { reactions }
+    }
+}
+
+#[async_trait::async_trait]
+impl Subscription for ReactionSubscription {
+    fn name(&self) -> &str {
+        Self::NAME
+    }
+
+    async fn apply(
+        &mut self,
+        _conn: &mut sqlx::PgConnection,
+        events: &[RecordedEvent],
+    ) -> Result<(), ApplyError> {
+        for event in events {
+            self.reactions.react(event).await.map_err(|err| match err {
+                ReactionError::Command(ServiceError::Unavailable(_))
+                | ReactionError::Command(ServiceError::Concurrency) => {
+                    ApplyError::Transient(Box::new(err))
+                }
+                other => ApplyError::Permanent {
+                    message: format!(
+                        "reaction to {} {}/{} failed",
+                        event.event_type, event.aggregate_type, event.aggregate_id
+                    ),
+                    source: Some(Box::new(other)),
+                },
+            })?;
+        }
+        Ok(())
     }
 }

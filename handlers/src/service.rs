@@ -16,7 +16,7 @@ use casebook_domain::error::{DomainError, ErrorKind};
 use casebook_domain::ids::{DecisionId, DiagnosisId, JudgmentId, QueryId, SessionId, TenantId};
 use casebook_domain::judgment::{DecisionSnapshot, Judgment, JudgmentCommand, JudgmentContent};
 use casebook_domain::metadata::EventMetadata;
-use casebook_domain::policy::should_auto_approve;
+use casebook_domain::policy::{should_auto_approve, PlanTier};
 use casebook_domain::session::{SessionCommand, TenantSession};
 use casebook_domain::tenant::{Tenant, TenantCommand};
 use casebook_domain::upcast::upcasters;
@@ -324,6 +324,11 @@ impl Service {
         command: JudgmentCommand,
     ) -> Result<Accepted, ServiceError> {
         execute(&self.judgments, &judgment_id.to_string(), command, ctx).await
+    }
+
+    /// The tenant's plan, once onboarded.
+    pub async fn tenant_plan(&self, tenant_id: TenantId) -> Result<Option<PlanTier>, ServiceError> {
+        Ok(self.tenant(tenant_id).await?.plan())
     }
 
     async fn tenant(&self, tenant_id: TenantId) -> Result<Tenant, ServiceError> {

@@ -228,7 +228,7 @@ impl LogReader {
         let mut listener = None;
         loop {
             let page = match self
-                .next_page(&mut after, scope, follow, &mut listener)
+                .next_page(&mut after, scope, follow, &mut listener, &pages)
                 .await
             {
                 Ok(Some(page)) => Ok(page),
@@ -243,13 +243,14 @@ impl LogReader {
     }
 
     /// The next non-empty page after `after` (advancing it), or `None` when caught up and
-    /// not following.
+    /// not following, or when the consumer of `pages` has gone away while waiting.
     async fn next_page(
         &self,
         after: &mut Checkpoint,
         scope: Scope,
         follow: Follow,
         listener: &mut Option<PgListener>,
+        pages: &PageSender,
     ) -> Result<Option<Vec<RecordedEvent>>, ReadError> {
         loop {
             if follow == Follow::Yes && listener.is_none() {
@@ -270,10 +271,15 @@ impl LogReader {
             // The timeout is the polling fallback: notifications are lost while the listener
             // reconnects, and the commit of an older transaction can release events whose
             // notification came (and was answered with an empty page) earlier.
-            if let Ok(notification) =
-                tokio::time::timeout(self.poll_interval, listener.recv()).await
-            {
-                notification?;
+            // A tailing reader whose consumer has dropped the stream would otherwise keep
+            // polling (and holding its listener connection) forever.
+            tokio::select! {
+                () = pages.closed() => return Ok(None),
+                waited = tokio::time::timeout(self.poll_interval, listener.recv()) => {
+                    if let Ok(notification) = waited {
+                        notification?;
+                    }
+                }
             }
         }
     }

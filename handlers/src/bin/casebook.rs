@@ -2,16 +2,12 @@
 
 use anyhow::Context;
 use casebook_adapters::config::Config;
-use casebook_handlers::server::{shutdown_signal, Application};
-use casebook_handlers::telemetry;
+use casebook_handlers::server::{shutdown_signal, verifier, Application};
+use casebook_handlers::{demo, telemetry};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(
-    name = "casebook",
-    version,
-    about = "Casebook: event-sourced judgment capture"
-)]
+#[command(name = "casebook", version, about = "Casebook: event-sourced judgment capture")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -19,22 +15,57 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Migrate the database and serve the API until SIGINT/SIGTERM.
+    /// Migrate the database, serve the API and run every subscription until SIGINT/SIGTERM.
     Serve,
+    /// Create the local demo tenant and users (AWS emulator) and print how to call the API.
+    Demo {
+        /// Print only `export …` lines for the server's token settings.
+        #[arg(long)]
+        exports: bool,
+    },
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     telemetry::init();
+    let config = Config::from_env().context("reading configuration")?;
     match cli.command {
         Command::Serve => {
-            let config = Config::from_env().context("reading configuration")?;
-            let app = Application::build(&config)
+            let auth = config.auth.as_ref().context(
+                "CASEBOOK_JWT_ISSUER and CASEBOOK_JWT_AUDIENCE are not set (infra/local/run.sh sets them for the local user pool)",
+            )?;
+            let verifier = verifier(auth).context("token settings")?;
+            let app = Application::build(&config, verifier)
                 .await
                 .context("starting casebook")?;
             app.run_until(shutdown_signal()).await.context("serving")?;
         }
+        Command::Demo { exports } => {
+            let demo = demo::set_up(&config).await.context("setting up the demo")?;
+            let auth = demo.auth_config();
+            println!("export CASEBOOK_JWT_ISSUER={}", auth.issuer);
+            println!("export CASEBOOK_JWT_AUDIENCE={}", auth.audience);
+            println!("export CASEBOOK_JWKS_URL={}", auth.jwks_url);
+            if !exports {
+                print_walkthrough(&demo, &config);
+            }
+        }
     }
     Ok(())
+}
+
+fn print_walkthrough(demo: &demo::Demo, config: &Config) {
+    let base = format!("http://{}", config.listen);
+    println!("\n# Demo tenant {} — users (password {}):", demo.tenant, demo::PASSWORD);
+    for (role, username, token) in &demo.users {
+        let variable = format!("{role:?}_TOKEN").to_uppercase();
+        println!("# {username}\nexport {variable}={token}");
+    }
+    println!(
+        "\n# Open a session as the customer:\ncurl -s -X POST {base}/v1/sessions \\\n  -H \"Authorization: Bearer $CUSTOMER_TOKEN\" -H 'Content-Type: application/json' \\\n  -d \"{{\\\"session_id\\\": \\\"$(cat /proc/sys/kernel/random/uuid)\\\", \\\"subject\\\": \\\"Supplier contract\\\"}}\"\n"
+    );
+    println!(
+        "# The tenant's events as the auditor:\ncurl -s {base}/v1/events -H \"Authorization: Bearer $AUDITOR_TOKEN\"\n"
+    );
 }

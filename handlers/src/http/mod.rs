@@ -1,24 +1,150 @@
-//! The HTTP API: one router, whatever hosts it.
+//! The HTTP API: one router, whatever hosts it (`axum::serve` locally, `lambda_http` in
+//! the `api` Lambda). Nothing in it needs a TCP peer.
+//!
+//! Every `/v1` route runs behind, in order: request id → access log → authentication
+//! ([`caller`]) → the tenant's rate limit ([`rate_limit`]) → `Idempotency-Key` handling
+//! ([`idempotency`]). Errors are problem documents ([`problem`]).
 
-use axum::extract::State;
+pub mod caller;
+pub mod commands;
+pub mod events;
+pub mod idempotency;
+pub mod json;
+pub mod problem;
+pub mod rate_limit;
+pub mod request_id;
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
 use axum::http::StatusCode;
+use axum::middleware::from_fn_with_state;
 use axum::routing::get;
 use axum::{Json, Router};
+use casebook_projections::log::LogReader;
 use serde_json::{json, Value};
 use sqlx::PgPool;
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::service::Service;
+use caller::Authenticator;
+use rate_limit::TenantLimiter;
+use request_id::{MakeUuid, X_REQUEST_ID};
 
 /// What every request handler can reach.
 #[derive(Clone)]
 pub struct AppState {
     /// The request-path pool (runs as `casebook_app`).
     pub pool: PgPool,
+    /// The use cases.
+    pub service: Service,
+    /// The gap-safe log reader (for the auditors' event stream).
+    pub log: LogReader,
+    /// Verifies bearer tokens.
+    pub auth: Authenticator,
+    /// Per-tenant rate limits.
+    pub limiter: Arc<TenantLimiter>,
+}
+
+impl AppState {
+    /// State over `pool` with the given authenticator and limiter.
+    pub fn new(pool: PgPool, auth: Authenticator, limiter: Arc<TenantLimiter>) -> Self {
+        Self {
+            service: Service::new(pool.clone()),
+            log: LogReader::new(pool.clone()),
+            pool,
+            auth,
+            limiter,
+        }
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Casebook API", version = "1", description = "Sessions, diagnoses, consultant decisions and captured judgment, per tenant. Errors are application/problem+json with a stable `code`."),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT (Cognito ID token)")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The `/v1` routes and their OpenAPI description, from one registration.
+fn v1() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(commands::onboard_tenant))
+        .routes(routes!(commands::change_tenant_settings))
+        .routes(routes!(commands::change_tenant_status))
+        .routes(routes!(commands::open_session))
+        .routes(routes!(commands::submit_query))
+        .routes(routes!(commands::close_session))
+        .routes(routes!(commands::decide))
+        .routes(routes!(commands::author_judgment))
+        .routes(routes!(commands::revise_judgment))
+        .routes(routes!(commands::retire_judgment))
+        .routes(routes!(events::stream_events))
+        .split_for_parts()
+}
+
+/// The OpenAPI 3.1 document served at `/v1/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    v1().1
 }
 
 /// The API's routes.
 pub fn router(state: AppState) -> Router {
+    let (api, openapi) = v1();
+    let api = api
+        .layer(from_fn_with_state(state.clone(), idempotency::idempotent))
+        .layer(from_fn_with_state(state.clone(), rate_limit::limit_tenant))
+        .layer(from_fn_with_state(state.clone(), caller::require_caller));
+    let openapi = Arc::new(openapi);
     Router::new()
         .route("/health", get(health))
+        .route(
+            "/v1/openapi.json",
+            get(move || {
+                let openapi = openapi.clone();
+                async move { Json(openapi.as_ref().clone()) }
+            }),
+        )
+        .merge(api)
         .with_state(state)
+        .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
+            let request_id = request
+                .headers()
+                .get(&X_REQUEST_ID)
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or_default();
+            tracing::info_span!(
+                "request",
+                method = %request.method(),
+                path = %request.uri().path(),
+                request_id,
+            )
+        }))
+        .layer(SetRequestIdLayer::new(X_REQUEST_ID.clone(), MakeUuid))
 }
 
 /// Healthy when the database answers; 503 otherwise, so load balancers stop routing here.
@@ -27,10 +153,7 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
         .fetch_one(&state.pool)
         .await
     {
-        Ok(_) => (
-            StatusCode::OK,
-            Json(json!({ "status": "ok", "database": "ok" })),
-        ),
+        Ok(_) => (StatusCode::OK, Json(json!({ "status": "ok", "database": "ok" }))),
         Err(err) => {
             tracing::error!(error = %err, "health check: database unreachable");
             (

@@ -1,0 +1,212 @@
+//! Local AI providers: embedding throughput (texts/s) and GGUF generation speed (tokens/s).
+//!
+//! ```sh
+//! infra/local/models.sh
+//! cargo bench -p casebook-adapters --bench embeddings
+//! ```
+//!
+//! The corpus is real text: lines of the plain-text files under `/usr/share/doc` (20–300
+//! characters, deduplicated, chosen by hash so every package contributes). The whole
+//! corpus (`BENCH_CORPUS_TEXTS`, default 101,000: 100,000 to index and 1,000 queries) is
+//! embedded once and cached as
+//! `${CASEBOOK_CACHE:-/var/cache/casebook}/bench/minilm-corpus.{txt,f32}`, which the
+//! judgment-search benchmark of `casebook-projections` loads; the throughput figure comes
+//! from that run, or, when the cache is already there, from re-embedding a sample of
+//! `BENCH_EMBED_SAMPLE` texts (default 10,000).
+
+use std::collections::{HashSet, hash_map::DefaultHasher};
+use std::hash::{Hash, Hasher};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use casebook_adapters::ai::local::{GgufLlm, GgufSettings, LocalEmbedder, MINILM_DIMENSION};
+use casebook_adapters::ai::prompt::{user_message, DIAGNOSIS_V1};
+use casebook_adapters::ai::AiConfig;
+use casebook_domain::ids::JudgmentId;
+use casebook_domain::policy::ModelTier;
+use casebook_domain::ports::{DiagnosisPrompt, Precedent};
+use casebook_domain::values::{JudgmentBody, JudgmentTitle, QueryText};
+
+fn main() {
+    let config = AiConfig::from_env().expect("AI configuration");
+    let corpus_texts = env_usize("BENCH_CORPUS_TEXTS", 101_000);
+    let sample = env_usize("BENCH_EMBED_SAMPLE", 10_000);
+    let cache_dir = cache_dir().join("bench");
+    std::fs::create_dir_all(&cache_dir).expect("create the bench cache dir");
+
+    let embedder = LocalEmbedder::new(config.minilm_dir());
+    let started = Instant::now();
+    embedder.preload().expect("load all-MiniLM-L6-v2");
+    println!("model load: {:.2?}", started.elapsed());
+
+    let texts_file = cache_dir.join("minilm-corpus.txt");
+    let vectors_file = cache_dir.join("minilm-corpus.f32");
+    let cached = texts_file.is_file() && vectors_file.is_file();
+    if cached {
+        let texts: Vec<String> = std::fs::read_to_string(&texts_file)
+            .expect("read the cached corpus")
+            .lines()
+            .take(sample)
+            .map(str::to_owned)
+            .collect();
+        println!("corpus cached in {}; re-embedding a sample", cache_dir.display());
+        throughput(&embedder, &texts);
+    } else {
+        let texts = corpus(corpus_texts);
+        println!("corpus: {} lines from /usr/share/doc", texts.len());
+        let vectors = throughput(&embedder, &texts);
+        write_corpus(&texts_file, &vectors_file, &texts, &vectors);
+        println!("cached the embedded corpus in {}", cache_dir.display());
+    }
+    generation(&config);
+}
+
+/// Greedy generation speed of the GGUF model on a diagnosis prompt with three precedents.
+fn generation(config: &AiConfig) {
+    let max_new_tokens = u32::try_from(env_usize("BENCH_GGUF_TOKENS", 128)).unwrap();
+    let llm = GgufLlm::new(GgufSettings {
+        path: config.gguf_path.clone(),
+        max_new_tokens,
+    });
+    let started = Instant::now();
+    llm.preload().expect("load the GGUF model");
+    println!("\nGGUF model load: {:.2?}", started.elapsed());
+    let precedent = |title: &str, body: &str| Precedent {
+        judgment_id: JudgmentId::new(),
+        title: JudgmentTitle::parse(title).unwrap(),
+        body: JudgmentBody::parse(body).unwrap(),
+        score: 0.8,
+    };
+    let prompt = DiagnosisPrompt {
+        system: DIAGNOSIS_V1.text().to_owned(),
+        query: QueryText::parse(
+            "Our boiler loses about one bar of pressure every night and the radiators \
+             upstairs are cold in the morning. What is wrong and what should we do?",
+        )
+        .unwrap(),
+        precedents: vec![
+            precedent("Pressure loss overnight", "Usually a flat expansion vessel: recharge it to 1 bar and check the relief valve for drips."),
+            precedent("Cold radiators upstairs", "Air in the system or a pump running too slowly: bleed the radiators, then check the pump speed."),
+            precedent("Boiler lockout after refill", "Overfilling trips the pressure switch: drain to 1.5 bar and reset."),
+        ],
+        tier: ModelTier::OpenWeights,
+    };
+    let user = user_message(&prompt);
+    for run in 1..=3 {
+        let generation = llm
+            .complete_blocking(&prompt.system, &user)
+            .expect("generate");
+        let decode = generation.elapsed - generation.prompt_time;
+        println!(
+            "run {run}: prompt {} tokens in {:.2?} ({:.0} tokens/s); generated {} tokens in {:.2?} ({:.1} tokens/s, {:?})",
+            generation.input_tokens,
+            generation.prompt_time,
+            f64::from(generation.input_tokens) / generation.prompt_time.as_secs_f64(),
+            generation.output_tokens,
+            decode,
+            f64::from(generation.output_tokens.saturating_sub(1)) / decode.as_secs_f64(),
+            generation.stop_reason,
+        );
+        if run == 1 {
+            println!("output: {:?}", generation.text);
+        }
+    }
+}
+
+/// Embeds `texts` in chunks as a batch job would, prints texts/s, returns the vectors.
+fn throughput(embedder: &LocalEmbedder, texts: &[String]) -> Vec<Vec<f32>> {
+    let tokens: usize = texts.iter().map(|t| t.split_whitespace().count()).sum();
+    let started = Instant::now();
+    let mut vectors = Vec::with_capacity(texts.len());
+    for chunk in texts.chunks(1_024) {
+        vectors.extend(embedder.embed_blocking(chunk).expect("embed"));
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "embedding throughput: {} texts in {elapsed:.2?} = {:.0} texts/s (avg {:.1} words/text)",
+        texts.len(),
+        texts.len() as f64 / elapsed.as_secs_f64(),
+        tokens as f64 / texts.len() as f64,
+    );
+    vectors
+}
+
+/// Up to `limit` distinct lines of plain text from `/usr/share/doc`.
+fn corpus(limit: usize) -> Vec<String> {
+    let mut files = Vec::new();
+    collect_files(Path::new("/usr/share/doc"), &mut files);
+    files.sort();
+    let mut seen = HashSet::new();
+    let mut lines = Vec::new();
+    for file in files {
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            continue; // binary or not UTF-8
+        };
+        for line in text.lines() {
+            let line = line.trim();
+            let chars = line.chars().count();
+            let letters = line.chars().filter(|c| c.is_alphabetic()).count();
+            if (20..=300).contains(&chars) && letters * 2 >= chars && seen.insert(line.to_owned())
+            {
+                lines.push(line.to_owned());
+            }
+        }
+    }
+    // Spread the choice over every file rather than taking the alphabetically first packages.
+    lines.sort_by_cached_key(|line| {
+        let mut hasher = DefaultHasher::new();
+        line.hash(&mut hasher);
+        hasher.finish()
+    });
+    lines.truncate(limit);
+    lines
+}
+
+fn collect_files(dir: &Path, files: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if meta.is_dir() {
+            collect_files(&path, files);
+        } else if meta.is_file()
+            && meta.len() < 2 << 20
+            && path.extension().is_none_or(|ext| ext != "gz")
+        {
+            files.push(path);
+        }
+    }
+}
+
+/// Texts one per line; vectors as little-endian f32, [`MINILM_DIMENSION`] per text.
+fn write_corpus(texts_file: &Path, vectors_file: &Path, texts: &[String], vectors: &[Vec<f32>]) {
+    let mut out = BufWriter::new(std::fs::File::create(texts_file).expect("create corpus"));
+    for text in texts {
+        writeln!(out, "{text}").expect("write corpus");
+    }
+    out.flush().expect("write corpus");
+    let mut out = BufWriter::new(std::fs::File::create(vectors_file).expect("create vectors"));
+    for vector in vectors {
+        assert_eq!(vector.len(), MINILM_DIMENSION);
+        for value in vector {
+            out.write_all(&value.to_le_bytes()).expect("write vectors");
+        }
+    }
+    out.flush().expect("write vectors");
+}
+
+fn cache_dir() -> PathBuf {
+    PathBuf::from(std::env::var("CASEBOOK_CACHE").unwrap_or_else(|_| "/var/cache/casebook".into()))
+}
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .map(|raw| raw.parse().unwrap_or_else(|_| panic!("{name} must be a number")))
+        .unwrap_or(default)
+}

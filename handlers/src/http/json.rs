@@ -1,0 +1,38 @@
+//! JSON bodies whose rejections are problem documents with the offending field.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Request};
+use axum::Json;
+use serde::de::DeserializeOwned;
+
+use super::problem::ApiError;
+
+/// Like [`axum::Json`], but a body that does not fit is a 422 `validation_failed` naming the
+/// field (or a `malformed_body` when it is not JSON at all), never axum's plain-text error.
+pub struct Body<T>(pub T);
+
+impl<S, T> FromRequest<S> for Body<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(request, state).await {
+            Ok(Json(value)) => Ok(Body(value)),
+            Err(JsonRejection::JsonDataError(err)) => {
+                // serde_path_to_error's "path: message" (axum's source error) names the field.
+                let detail = std::error::Error::source(&err)
+                    .map(ToString::to_string)
+                    .unwrap_or_else(|| err.body_text());
+                let (field, message) = detail
+                    .split_once(": ")
+                    .map(|(field, message)| (field.to_owned(), message.to_owned()))
+                    .unwrap_or_else(|| ("body".to_owned(), detail.clone()));
+                Err(ApiError::Invalid { field, message })
+            }
+            Err(rejection) => Err(ApiError::MalformedBody(rejection.body_text())),
+        }
+    }
+}

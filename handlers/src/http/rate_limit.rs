@@ -1,0 +1,210 @@
+//! Per-tenant rate limits by plan tier: a token bucket per tenant, the same rates and bursts
+//! as the API Gateway usage plans in `infra/template.yaml` (a test keeps them equal), so the
+//! local server throttles exactly as the deployment does.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use casebook_domain::ids::TenantId;
+use casebook_domain::policy::PlanTier;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use crate::auth::Principal;
+use super::problem::ApiError;
+use super::AppState;
+
+/// Requests per second and burst for one tier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TierLimit {
+    /// Sustained requests per second.
+    pub rate: u32,
+    /// Bucket size.
+    pub burst: u32,
+}
+
+/// The limit of every tier.
+pub fn tier_limit(tier: PlanTier) -> TierLimit {
+    match tier {
+        PlanTier::Starter => TierLimit { rate: 10, burst: 20 },
+        PlanTier::Professional => TierLimit { rate: 50, burst: 100 },
+        PlanTier::Enterprise => TierLimit { rate: 200, burst: 400 },
+        PlanTier::CostSensitive => TierLimit { rate: 5, burst: 10 },
+    }
+}
+
+const TIERS: [PlanTier; 4] = [
+    PlanTier::Starter,
+    PlanTier::Professional,
+    PlanTier::Enterprise,
+    PlanTier::CostSensitive,
+];
+
+/// How long a tenant's tier is trusted before it is read again (plan changes take effect
+/// within this delay).
+const TIER_TTL: Duration = Duration::from_secs(30);
+
+/// The buckets of all tenants.
+pub struct TenantLimiter {
+    limiters: HashMap<PlanTier, DefaultKeyedRateLimiter<TenantId>>,
+    tiers: Mutex<HashMap<TenantId, (PlanTier, Instant)>>,
+    scale: u32,
+}
+
+impl TenantLimiter {
+    /// Limits as configured for the tiers, multiplied by `scale` (benchmarks raise them; 1 in
+    /// production).
+    pub fn new(scale: u32) -> Arc<Self> {
+        let limiters = TIERS
+            .into_iter()
+            .map(|tier| {
+                let limit = tier_limit(tier);
+                let quota = Quota::per_second(nonzero(limit.rate * scale))
+                    .allow_burst(nonzero(limit.burst * scale));
+                (tier, RateLimiter::keyed(quota))
+            })
+            .collect();
+        Arc::new(Self {
+            limiters,
+            tiers: Mutex::new(HashMap::new()),
+            scale,
+        })
+    }
+
+    fn cached_tier(&self, tenant: TenantId) -> Option<PlanTier> {
+        let tiers = self.tiers.lock().expect("tier cache poisoned");
+        tiers
+            .get(&tenant)
+            .filter(|(_, read_at)| read_at.elapsed() < TIER_TTL)
+            .map(|(tier, _)| *tier)
+    }
+
+    fn remember(&self, tenant: TenantId, tier: PlanTier) {
+        self.tiers
+            .lock()
+            .expect("tier cache poisoned")
+            .insert(tenant, (tier, Instant::now()));
+    }
+
+    /// Takes one token from the tenant's bucket, or says how long to wait.
+    fn admit(&self, tenant: TenantId, tier: PlanTier) -> Result<(), Duration> {
+        let limiter = &self.limiters[&tier];
+        limiter
+            .check_key(&tenant)
+            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+    }
+
+    /// Drops every cached tier, so the next request of each tenant reads its plan again.
+    pub fn forget_tiers(&self) {
+        self.tiers.lock().expect("tier cache poisoned").clear();
+    }
+
+    /// The multiplier in force.
+    pub fn scale(&self) -> u32 {
+        self.scale
+    }
+}
+
+fn nonzero(value: u32) -> NonZeroU32 {
+    NonZeroU32::new(value.max(1)).expect("at least one")
+}
+
+/// Middleware (after authentication): 429 with `Retry-After` once the tenant's bucket is empty.
+pub async fn limit_tenant(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let tenant = request
+        .extensions()
+        .get::<Principal>()
+        .map(|caller| caller.tenant_id)
+        .ok_or(ApiError::Unauthenticated("missing_token"))?;
+    let tier = match state.limiter.cached_tier(tenant) {
+        Some(tier) => tier,
+        None => {
+            // A tenant not yet onboarded is held to the smallest plan.
+            let tier = state
+                .service
+                .tenant_plan(tenant)
+                .await?
+                .unwrap_or(PlanTier::Starter);
+            state.limiter.remember(tenant, tier);
+            tier
+        }
+    };
+    if let Err(wait) = state.limiter.admit(tenant, tier) {
+        return Err(ApiError::RateLimited {
+            retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
+        });
+    }
+    Ok(next.run(request).await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `Tiers` mapping of the SAM template, read without a YAML library: the block is a
+    /// fixed two-level map of names to Rate/Burst.
+    fn template_tiers() -> HashMap<String, (u32, u32)> {
+        let template = include_str!("../../../infra/template.yaml");
+        let block = template
+            .split("\n  Tiers:\n")
+            .nth(1)
+            .expect("the template maps Tiers");
+        let mut tiers = HashMap::new();
+        let mut current: Option<String> = None;
+        let mut rate = 0;
+        for line in block.lines() {
+            let indent = line.len() - line.trim_start().len();
+            let line = line.trim();
+            if indent < 4 && !line.is_empty() {
+                break;
+            }
+            if let Some(name) = line.strip_prefix("Name: ") {
+                current = Some(name.to_owned());
+            } else if let Some(value) = line.strip_prefix("Rate: ") {
+                rate = value.parse().unwrap();
+            } else if let Some(value) = line.strip_prefix("Burst: ") {
+                tiers.insert(current.clone().unwrap(), (rate, value.parse().unwrap()));
+            }
+        }
+        tiers
+    }
+
+    #[test]
+    fn local_limits_equal_the_usage_plans_in_the_template() {
+        let template = template_tiers();
+        assert_eq!(template.len(), TIERS.len());
+        for tier in TIERS {
+            let name = serde_json::to_value(tier).unwrap();
+            let limit = tier_limit(tier);
+            assert_eq!(
+                template[name.as_str().unwrap()],
+                (limit.rate, limit.burst),
+                "{tier:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_burst_is_admitted_then_refused_with_a_wait() {
+        let limiter = TenantLimiter::new(1);
+        let tenant = TenantId::new();
+        let burst = tier_limit(PlanTier::CostSensitive).burst;
+        for _ in 0..burst {
+            limiter.admit(tenant, PlanTier::CostSensitive).unwrap();
+        }
+        let wait = limiter.admit(tenant, PlanTier::CostSensitive).unwrap_err();
+        assert!(wait > Duration::ZERO);
+        limiter
+            .admit(TenantId::new(), PlanTier::CostSensitive)
+            .expect("another tenant has its own bucket");
+    }
+}

@@ -1,0 +1,275 @@
+//! The API end to end: real Postgres, real Cognito tokens from the AWS emulator, the real
+//! router (driven in-process, as API Gateway's Lambda integration would).
+
+mod support;
+
+use axum::http::StatusCode;
+use serde_json::{json, Value};
+use support::{spawn_app, TestApp, User};
+use uuid::Uuid;
+
+async fn onboarded(app: &TestApp) {
+    for admin in [&app.acme.admin, &app.globex.admin] {
+        let (status, body) = app
+            .post(admin, "/v1/tenant", json!({ "name": "A practice", "plan": "enterprise" }))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+}
+
+async fn open_session(app: &TestApp, customer: &User) -> Uuid {
+    let session = Uuid::new_v4();
+    let (status, body) = app
+        .post(customer, "/v1/sessions", json!({ "session_id": session, "subject": "Supplier contract" }))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    session
+}
+
+#[tokio::test]
+async fn a_customer_opens_a_session_and_submits_a_query() {
+    let app = spawn_app().await;
+    onboarded(&app).await;
+    let session = open_session(&app, &app.acme.customer).await;
+    let query = Uuid::new_v4();
+    let (status, body) = app
+        .post(
+            &app.acme.customer,
+            &format!("/v1/sessions/{session}/queries"),
+            json!({ "query_id": query, "text": "Is the indemnity clause acceptable?" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["ids"]["diagnosis_id"], json!(query));
+    let events: Vec<&str> = body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(events, ["QuerySubmitted", "DiagnosisRequested"]);
+    assert!(body["events"][1]["global_position"].as_i64().unwrap() > 0);
+
+    let (status, _) = app
+        .post(&app.acme.customer, &format!("/v1/sessions/{session}/close"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let (status, body) = app
+        .post(
+            &app.acme.customer,
+            &format!("/v1/sessions/{session}/queries"),
+            json!({ "query_id": Uuid::new_v4(), "text": "one more?" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["code"], "state_conflict");
+}
+
+#[tokio::test]
+async fn tenant_settings_judgments_and_the_event_stream_work_for_their_roles() {
+    let app = spawn_app().await;
+    onboarded(&app).await;
+    let (status, body) = app
+        .post(&app.acme.admin, "/v1/tenant/settings", json!({ "auto_resolve_threshold": 0.9 }))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let (status, _) = app
+        .post(&app.acme.admin, "/v1/tenant/settings", json!({ "plan": "starter" }))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+
+    let judgment = Uuid::new_v4();
+    let (status, body) = app
+        .post(
+            &app.acme.consultant,
+            "/v1/judgments",
+            json!({ "judgment_id": judgment, "title": "Indemnity caps", "body": "Cap at 12 months of fees.", "tags": ["contracts"] }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, _) = app
+        .post(
+            &app.acme.consultant,
+            &format!("/v1/judgments/{judgment}/revise"),
+            json!({ "title": "Indemnity caps", "body": "Cap at 12 months of fees, 24 for data breaches." }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let (status, _) = app
+        .post(&app.acme.consultant, &format!("/v1/judgments/{judgment}/retire"), json!({ "reason": "superseded" }))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+
+    // The log shows an event once every older transaction in the cluster has ended.
+    app.wait_for_events(&app.acme.auditor, 5).await;
+    let (status, headers, text) = app.get_raw(&app.acme.auditor, "/v1/events?limit=2").await;
+    assert_eq!(status, StatusCode::OK);
+    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["event_type"], "TenantOnboarded");
+    let cursor = headers["casebook-next-cursor"].to_str().unwrap().to_owned();
+    let (_, _, rest) = app
+        .get_raw(&app.acme.auditor, &format!("/v1/events?after={cursor}"))
+        .await;
+    let rest: Vec<Value> = rest.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rest.len(), 3, "the remaining acme events, and none of globex's");
+    assert!(rest.iter().all(|e| e["metadata"]["tenant_id"] == json!(app.acme.tenant)));
+}
+
+#[tokio::test]
+async fn another_tenants_ids_are_not_found_and_leak_nothing() {
+    let app = spawn_app().await;
+    onboarded(&app).await;
+    let session = open_session(&app, &app.acme.customer).await;
+    let judgment = Uuid::new_v4();
+    app.post(
+        &app.acme.consultant,
+        "/v1/judgments",
+        json!({ "judgment_id": judgment, "title": "t", "body": "b" }),
+    )
+    .await;
+    let diagnosis = Uuid::new_v4();
+    app.post(
+        &app.acme.customer,
+        &format!("/v1/sessions/{session}/queries"),
+        json!({ "query_id": diagnosis, "text": "q" }),
+    )
+    .await;
+
+    let attempts = [
+        (&app.globex.customer, format!("/v1/sessions/{session}/queries"), json!({ "query_id": Uuid::new_v4(), "text": "peek" })),
+        (&app.globex.customer, format!("/v1/sessions/{session}/close"), json!({})),
+        (&app.globex.consultant, format!("/v1/diagnoses/{diagnosis}/decision"), json!({ "verdict": "approve" })),
+        (&app.globex.consultant, format!("/v1/judgments/{judgment}/revise"), json!({ "title": "t", "body": "mine now" })),
+        (&app.globex.consultant, format!("/v1/judgments/{judgment}/retire"), json!({ "reason": "gone" })),
+    ];
+    for (user, path, body) in attempts {
+        let (status, response) = app.post(user, &path, body).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {response}");
+        assert_eq!(response["code"], "not_found");
+        let text = response.to_string();
+        assert!(!text.contains(&session.to_string()) && !text.contains(&judgment.to_string()));
+    }
+    app.wait_for_events(&app.globex.auditor, 1).await;
+    let (_, _, globex_events) = app.get_raw(&app.globex.auditor, "/v1/events").await;
+    assert!(!globex_events.contains(&app.acme.tenant.to_string()));
+}
+
+#[tokio::test]
+async fn roles_may_only_do_what_their_role_allows() {
+    let app = spawn_app().await;
+    onboarded(&app).await;
+    let forbidden = [
+        (&app.acme.customer, "/v1/tenant/settings", json!({ "plan": "starter" })),
+        (&app.acme.consultant, "/v1/sessions", json!({ "session_id": Uuid::new_v4(), "subject": "x" })),
+        (&app.acme.auditor, "/v1/judgments", json!({ "judgment_id": Uuid::new_v4(), "title": "t", "body": "b" })),
+        (&app.acme.customer, "/v1/judgments", json!({ "judgment_id": Uuid::new_v4(), "title": "t", "body": "b" })),
+    ];
+    for (user, path, body) in forbidden {
+        let (status, response) = app.post(user, path, body).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}: {response}");
+        assert_eq!(response["code"], "forbidden");
+    }
+    let (status, _, _) = app.get_raw(&app.acme.customer, "/v1/events").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn bad_input_is_a_problem_document_naming_the_field() {
+    let app = spawn_app().await;
+    onboarded(&app).await;
+    let cases = [
+        (json!({ "session_id": "not-a-uuid", "subject": "x" }), "session_id"),
+        (json!({ "session_id": Uuid::new_v4(), "subject": "   " }), "subject"),
+        (json!({ "session_id": Uuid::new_v4(), "subject": "x", "surprise": 1 }), "body"),
+    ];
+    for (body, field) in cases {
+        let (status, response) = app.post(&app.acme.customer, "/v1/sessions", body).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{response}");
+        assert_eq!(response["code"], "validation_failed");
+        assert!(response["field"].as_str().unwrap().contains(field) || field == "body", "{response}");
+    }
+    let (status, response) = app.post_text(&app.acme.customer, "/v1/sessions", "{not json").await;
+    assert!(status.is_client_error());
+    assert_eq!(response["code"], "malformed_body");
+    let (status, _) = app.post_anonymous("/v1/sessions", json!({})).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_repeated_post_with_its_idempotency_key_has_one_effect() {
+    let app = spawn_app().await;
+    onboarded(&app).await;
+    let body = json!({ "session_id": Uuid::new_v4(), "subject": "Supplier contract" });
+    let (first_status, first) = app
+        .post_with_key(&app.acme.customer, "/v1/sessions", body.clone(), "key-1")
+        .await;
+    assert_eq!(first_status, StatusCode::CREATED);
+    let (again_status, again) = app
+        .post_with_key(&app.acme.customer, "/v1/sessions", body.clone(), "key-1")
+        .await;
+    assert_eq!(again_status, StatusCode::CREATED);
+    assert_eq!(again, first, "the original response, replayed");
+    let opened: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'SessionOpened'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(opened, 1);
+
+    let (status, response) = app
+        .post_with_key(
+            &app.acme.customer,
+            "/v1/sessions",
+            json!({ "session_id": Uuid::new_v4(), "subject": "Other" }),
+            "key-1",
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(response["code"], "idempotency_key_reused");
+}
+
+#[tokio::test]
+async fn a_tenant_past_its_burst_is_told_when_to_retry() {
+    let app = spawn_app().await;
+    onboarded(&app).await;
+    app.post(&app.acme.admin, "/v1/tenant/settings", json!({ "plan": "cost_sensitive" }))
+        .await;
+    app.forget_cached_tiers();
+    let mut limited = None;
+    for _ in 0..50 {
+        let response = app.post_response(&app.acme.customer, "/v1/sessions/not-a-uuid/close").await;
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            limited = Some(response);
+            break;
+        }
+    }
+    let response = limited.expect("the cost-sensitive burst is 10");
+    assert!(response.headers()["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+    let (status, _) = app.post(&app.globex.customer, "/v1/sessions", json!({ "session_id": Uuid::new_v4(), "subject": "x" })).await;
+    assert_eq!(status, StatusCode::CREATED, "another tenant is not throttled");
+}
+
+#[tokio::test]
+async fn every_route_is_in_the_openapi_document_and_responses_carry_a_request_id() {
+    let app = spawn_app().await;
+    let response = app.get_public("/v1/openapi.json").await;
+    assert!(response.headers().contains_key("x-request-id"));
+    let document: Value = support::json_body(response).await;
+    let paths = document["paths"].as_object().unwrap();
+    for (method, path) in [
+        ("post", "/v1/tenant"),
+        ("post", "/v1/tenant/settings"),
+        ("post", "/v1/tenant/status"),
+        ("post", "/v1/sessions"),
+        ("post", "/v1/sessions/{session_id}/queries"),
+        ("post", "/v1/sessions/{session_id}/close"),
+        ("post", "/v1/diagnoses/{diagnosis_id}/decision"),
+        ("post", "/v1/judgments"),
+        ("post", "/v1/judgments/{judgment_id}/revise"),
+        ("post", "/v1/judgments/{judgment_id}/retire"),
+        ("get", "/v1/events"),
+    ] {
+        assert!(paths.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} documented");
+    }
+    assert_eq!(document["openapi"].as_str().unwrap().get(..3), Some("3.1"));
+}

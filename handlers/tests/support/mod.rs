@@ -1,0 +1,184 @@
+//! `spawn_app`: a database, a Cognito user pool with two tenants' users, and the real router.
+
+#![allow(dead_code)] // each test binary uses its own part of the harness
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, StatusCode};
+use axum::response::Response;
+use axum::Router;
+use casebook_adapters::cognito::{CognitoAdmin, PoolInfo};
+use casebook_adapters::config::AuthConfig;
+use casebook_domain::actor::Role;
+use casebook_domain::ids::TenantId;
+use casebook_handlers::http::rate_limit::TenantLimiter;
+use casebook_handlers::http::{router, AppState};
+use casebook_tests::{DbRole, TestDb};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use sqlx::PgPool;
+use tower::ServiceExt;
+
+/// A signed-in user.
+pub struct User {
+    pub token: String,
+}
+
+/// One tenant's users, one per role.
+pub struct TenantUsers {
+    pub tenant: TenantId,
+    pub admin: User,
+    pub customer: User,
+    pub consultant: User,
+    pub auditor: User,
+}
+
+pub struct TestApp {
+    pub router: Router,
+    pub pool: PgPool,
+    pub state: AppState,
+    pub acme: TenantUsers,
+    pub globex: TenantUsers,
+    pub pool_info: PoolInfo,
+    _db: TestDb,
+}
+
+const PASSWORD: &str = "Correct-Horse-9-battery";
+
+async fn users(cognito: &CognitoAdmin, pool: &PoolInfo, name: &str) -> TenantUsers {
+    let tenant = TenantId::new();
+    let mut signed_in = Vec::new();
+    for role in [Role::Admin, Role::Customer, Role::Consultant, Role::Auditor] {
+        let username = format!("{name}-{role:?}").to_lowercase();
+        cognito
+            .ensure_user(pool, &username, PASSWORD, tenant, role)
+            .await
+            .expect("user created");
+        let token = cognito.id_token(pool, &username, PASSWORD).await.expect("signed in");
+        signed_in.push(User { token });
+    }
+    let mut users = signed_in.into_iter();
+    TenantUsers {
+        tenant,
+        admin: users.next().unwrap(),
+        customer: users.next().unwrap(),
+        consultant: users.next().unwrap(),
+        auditor: users.next().unwrap(),
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    let db = TestDb::new().await;
+    let pool = db.pool(DbRole::App, 8).await;
+    let cognito = CognitoAdmin::from_env().await.expect("emulator configured");
+    let pool_info = cognito
+        .ensure_pool(&format!("casebook-test-{}", uuid::Uuid::new_v4().simple()))
+        .await
+        .expect("user pool");
+    let acme = users(&cognito, &pool_info, "acme").await;
+    let globex = users(&cognito, &pool_info, "globex").await;
+    let auth = casebook_handlers::server::verifier(&AuthConfig {
+        issuer: pool_info.issuer.clone(),
+        audience: pool_info.client_id.clone(),
+        jwks_url: pool_info.jwks_url.clone(),
+    })
+    .expect("verifier");
+    let state = AppState::new(pool.clone(), auth, TenantLimiter::new(1));
+    TestApp {
+        router: router(state.clone()),
+        pool,
+        state,
+        acme,
+        globex,
+        pool_info,
+        _db: db,
+    }
+}
+
+pub async fn json_body(response: Response) -> Value {
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+}
+
+impl TestApp {
+    pub async fn send(&self, request: Request<Body>) -> Response {
+        self.router.clone().oneshot(request).await.expect("infallible")
+    }
+
+    fn post_request(user: Option<&User>, path: &str, body: String, key: Option<&str>) -> Request<Body> {
+        let mut request = Request::post(path).header("content-type", "application/json");
+        if let Some(user) = user {
+            request = request.header("authorization", format!("Bearer {}", user.token));
+        }
+        if let Some(key) = key {
+            request = request.header("idempotency-key", key);
+        }
+        request.body(Body::from(body)).unwrap()
+    }
+
+    pub async fn post(&self, user: &User, path: &str, body: Value) -> (StatusCode, Value) {
+        let response = self
+            .send(Self::post_request(Some(user), path, body.to_string(), None))
+            .await;
+        (response.status(), json_body(response).await)
+    }
+
+    pub async fn post_with_key(&self, user: &User, path: &str, body: Value, key: &str) -> (StatusCode, Value) {
+        let response = self
+            .send(Self::post_request(Some(user), path, body.to_string(), Some(key)))
+            .await;
+        (response.status(), json_body(response).await)
+    }
+
+    pub async fn post_text(&self, user: &User, path: &str, body: &str) -> (StatusCode, Value) {
+        let response = self
+            .send(Self::post_request(Some(user), path, body.to_owned(), None))
+            .await;
+        (response.status(), json_body(response).await)
+    }
+
+    pub async fn post_anonymous(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let response = self
+            .send(Self::post_request(None, path, body.to_string(), None))
+            .await;
+        (response.status(), json_body(response).await)
+    }
+
+    pub async fn post_response(&self, user: &User, path: &str) -> Response {
+        self.send(Self::post_request(Some(user), path, "{}".into(), None)).await
+    }
+
+    pub async fn get_raw(&self, user: &User, path: &str) -> (StatusCode, HeaderMap, String) {
+        let request = Request::get(path)
+            .header("authorization", format!("Bearer {}", user.token))
+            .body(Body::empty())
+            .unwrap();
+        let response = self.send(request).await;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, headers, String::from_utf8(bytes.to_vec()).unwrap())
+    }
+
+    pub async fn get_public(&self, path: &str) -> Response {
+        self.send(Request::get(path).body(Body::empty()).unwrap()).await
+    }
+
+    /// Waits until the auditor's stream shows at least `count` events (a hang guard, not a
+    /// speed assertion: events become readable when older transactions end).
+    pub async fn wait_for_events(&self, auditor: &User, count: usize) {
+        for _ in 0..600 {
+            let (_, _, text) = self.get_raw(auditor, "/v1/events?limit=1000").await;
+            if text.lines().count() >= count {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("the event stream never showed {count} events");
+    }
+
+    /// Plan changes reach the limiter after its cache expires; tests don't wait for that.
+    pub fn forget_cached_tiers(&self) {
+        self.state.limiter.forget_tiers();
+    }
+}
+

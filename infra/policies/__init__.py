@@ -1,0 +1,1 @@
+# Casebook's custom checkov policies (loaded with --external-checks-dir infra/policies).

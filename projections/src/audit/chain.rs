@@ -1,0 +1,502 @@
+//! The audit hash chain: the canonical encoding of an audit row, its hash, and a pure
+//! verifier that needs nothing but the rows (an export verifies offline).
+//!
+//! # Canonical encoding (version 1)
+//!
+//! The canonical bytes of a row are the 17 ASCII bytes `casebook-audit-v1` followed by its
+//! fields in this order (`prev_hash` and `hash` are not fields of the encoding):
+//!
+//! `tenant_id, seq, global_position, recorded_at, actor_id, actor_role, source, action,
+//! aggregate_type, aggregate_id, event_sequence, session_id, query_id, diagnosis_id,
+//! decision_id, judgment_id, outcome, reason, threshold, confidence, model_id, model_tier,
+//! prompt_template_id, prompt_template_hash, retrieved_judgment_ids, input_tokens,
+//! output_tokens, cost_usd_micros, request_id, correlation_id, causation_id`
+//!
+//! Each field is encoded as the single byte `0x00` when NULL, else as the byte `0x01`, the
+//! length in bytes of its text as a 4-byte big-endian unsigned integer, and the text's UTF-8
+//! bytes. The text of a value is:
+//! - a UUID: lowercase, hyphenated (`6f1c2f4e-8a8e-4f53-9d0e-4c1f3b0b8a11`);
+//! - an integer: base 10, `-` for negatives, no leading zeros;
+//! - a timestamp: UTC, `YYYY-MM-DDTHH:MM:SS.ffffffZ` with exactly six fractional digits;
+//! - a floating-point number: the shortest decimal that reads back as the same IEEE-754
+//!   double, without exponent (Rust's `f64` `Display`: `0.85`, `1`, `0.1`);
+//! - a list of UUIDs: the UUIDs joined by `,` (an empty list is the empty text, which is not
+//!   NULL);
+//! - text: itself.
+//!
+//! `hash = SHA-256(prev_hash ‖ canonical bytes)`, where `prev_hash` is the 32-byte hash of the
+//! tenant's previous row, and 32 zero bytes for its first row (`seq` 1). Each tenant's rows
+//! form one chain, numbered by `seq` from 1 without gaps.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+
+use casebook_domain::ids::{DecisionId, DiagnosisId, JudgmentId, QueryId, SessionId, TenantId};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sha2::{Digest as _, Sha256};
+
+/// The version tag every row's canonical bytes begin with.
+pub const CANONICAL_TAG: &[u8] = b"casebook-audit-v1";
+
+/// A SHA-256 hash in the chain.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct ChainHash(pub [u8; 32]);
+
+impl ChainHash {
+    /// The `prev_hash` of a tenant's first row.
+    pub const ZERO: ChainHash = ChainHash([0; 32]);
+}
+
+impl fmt::Display for ChainHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|byte| write!(f, "{byte:02x}"))
+    }
+}
+
+impl fmt::Debug for ChainHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ChainHash({self})")
+    }
+}
+
+/// Text that isn't 64 hexadecimal digits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a chain hash is 64 hexadecimal digits")]
+pub struct InvalidHash;
+
+impl FromStr for ChainHash {
+    type Err = InvalidHash;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let digits = s.as_bytes();
+        if digits.len() != 64 {
+            return Err(InvalidHash);
+        }
+        let mut bytes = [0; 32];
+        for (byte, pair) in bytes.iter_mut().zip(digits.chunks_exact(2)) {
+            let text = std::str::from_utf8(pair).map_err(|_| InvalidHash)?;
+            *byte = u8::from_str_radix(text, 16).map_err(|_| InvalidHash)?;
+        }
+        Ok(Self(bytes))
+    }
+}
+
+impl TryFrom<&[u8]> for ChainHash {
+    type Error = InvalidHash;
+
+    fn try_from(bytes: &[u8]) -> Result<Self, Self::Error> {
+        bytes.try_into().map(Self).map_err(|_| InvalidHash)
+    }
+}
+
+impl Serialize for ChainHash {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ChainHash {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// One row of `audit_log`: who did what to which subject, with what outcome and provenance,
+/// chained to the tenant's previous row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// The tenant whose chain the row belongs to.
+    pub tenant_id: TenantId,
+    /// The row's number in the tenant's chain, from 1.
+    pub seq: i64,
+    /// The event's global position.
+    pub global_position: i64,
+    /// When the store accepted the event.
+    pub recorded_at: DateTime<Utc>,
+    /// The acting user (or `casebook:system`).
+    pub actor_id: String,
+    /// The role they acted in (`customer`, `consultant`, `admin`, `system`, …).
+    pub actor_role: String,
+    /// The issuing part of the system (`api`, `worker`, `reaction`, `scheduler`).
+    pub source: String,
+    /// The event type, e.g. `DecisionMade`.
+    pub action: String,
+    /// The stream's aggregate type.
+    pub aggregate_type: String,
+    /// The stream's aggregate id.
+    pub aggregate_id: String,
+    /// The event's sequence in its stream.
+    pub event_sequence: i64,
+    /// The session concerned.
+    pub session_id: Option<SessionId>,
+    /// The query concerned.
+    pub query_id: Option<QueryId>,
+    /// The diagnosis concerned.
+    pub diagnosis_id: Option<DiagnosisId>,
+    /// The decision concerned.
+    pub decision_id: Option<DecisionId>,
+    /// The judgment concerned.
+    pub judgment_id: Option<JudgmentId>,
+    /// A decision's or resolution's outcome (`approved`, `amended`, `rejected`,
+    /// `auto_approved`); a failure's `retryable` or `final`.
+    pub outcome: Option<String>,
+    /// Why (a rejection, amendment, suspension, failure or retirement).
+    pub reason: Option<String>,
+    /// The auto-resolve threshold set (`AutoResolveThresholdSet`) or in force (auto-approval).
+    pub threshold: Option<f64>,
+    /// A proposal's confidence (`DiagnosisProposed`, auto-approval).
+    pub confidence: Option<f64>,
+    /// The model of an AI proposal.
+    pub model_id: Option<String>,
+    /// Its tier.
+    pub model_tier: Option<String>,
+    /// The prompt template's id.
+    pub prompt_template_id: Option<String>,
+    /// The prompt template's hash.
+    pub prompt_template_hash: Option<String>,
+    /// The judgments put into the prompt.
+    pub retrieved_judgment_ids: Option<Vec<JudgmentId>>,
+    /// Tokens in.
+    pub input_tokens: Option<i64>,
+    /// Tokens out.
+    pub output_tokens: Option<i64>,
+    /// Cost in millionths of a US dollar.
+    pub cost_usd_micros: Option<i64>,
+    /// The request that issued the command.
+    pub request_id: String,
+    /// The chain of requests it belongs to.
+    pub correlation_id: String,
+    /// The event or request that caused it.
+    pub causation_id: String,
+    /// The hash of the tenant's previous row ([`ChainHash::ZERO`] for `seq` 1).
+    pub prev_hash: ChainHash,
+    /// `SHA-256(prev_hash ‖ canonical bytes)`.
+    pub hash: ChainHash,
+}
+
+/// Appends fields in the canonical encoding.
+struct Encoder(Vec<u8>);
+
+impl Encoder {
+    fn text(&mut self, text: &str) {
+        self.0.push(1);
+        // Audit fields are far below 4 GiB: events are capped at Postgres' 1 GB per value.
+        let len = u32::try_from(text.len()).unwrap_or(u32::MAX);
+        self.0.extend_from_slice(&len.to_be_bytes());
+        self.0.extend_from_slice(text.as_bytes());
+    }
+
+    fn opt_text(&mut self, text: Option<&str>) {
+        match text {
+            Some(text) => self.text(text),
+            None => self.0.push(0),
+        }
+    }
+
+    fn opt<T: fmt::Display>(&mut self, value: Option<T>) {
+        match value {
+            Some(value) => self.text(&value.to_string()),
+            None => self.0.push(0),
+        }
+    }
+}
+
+impl AuditRecord {
+    /// The row's canonical bytes (see the module documentation).
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        let mut e = Encoder(Vec::with_capacity(512));
+        e.0.extend_from_slice(CANONICAL_TAG);
+        e.text(&self.tenant_id.to_string());
+        e.text(&self.seq.to_string());
+        e.text(&self.global_position.to_string());
+        e.text(
+            &self
+                .recorded_at
+                .to_rfc3339_opts(SecondsFormat::Micros, true),
+        );
+        e.text(&self.actor_id);
+        e.text(&self.actor_role);
+        e.text(&self.source);
+        e.text(&self.action);
+        e.text(&self.aggregate_type);
+        e.text(&self.aggregate_id);
+        e.text(&self.event_sequence.to_string());
+        e.opt(self.session_id);
+        e.opt(self.query_id);
+        e.opt(self.diagnosis_id);
+        e.opt(self.decision_id);
+        e.opt(self.judgment_id);
+        e.opt_text(self.outcome.as_deref());
+        e.opt_text(self.reason.as_deref());
+        e.opt(self.threshold);
+        e.opt(self.confidence);
+        e.opt_text(self.model_id.as_deref());
+        e.opt_text(self.model_tier.as_deref());
+        e.opt_text(self.prompt_template_id.as_deref());
+        e.opt_text(self.prompt_template_hash.as_deref());
+        e.opt(self.retrieved_judgment_ids.as_ref().map(|ids| {
+            ids.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        }));
+        e.opt(self.input_tokens);
+        e.opt(self.output_tokens);
+        e.opt(self.cost_usd_micros);
+        e.text(&self.request_id);
+        e.text(&self.correlation_id);
+        e.text(&self.causation_id);
+        e.0
+    }
+
+    /// `SHA-256(prev_hash ‖ canonical bytes)` for this row's content and `prev_hash`.
+    pub fn compute_hash(&self) -> ChainHash {
+        let mut hasher = Sha256::new();
+        hasher.update(self.prev_hash.0);
+        hasher.update(self.canonical_bytes());
+        ChainHash(hasher.finalize().into())
+    }
+}
+
+/// What is wrong at a broken link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkProblem {
+    /// The row's `seq` is not the next one of its tenant's chain (a row is missing,
+    /// duplicated or out of order).
+    Sequence {
+        /// The `seq` the chain expected.
+        expected: i64,
+    },
+    /// The row's `prev_hash` is not the previous row's `hash`.
+    PrevHash {
+        /// The previous row's hash.
+        expected: ChainHash,
+    },
+    /// The row's `hash` doesn't match its content: the row was altered.
+    Hash {
+        /// The hash of the content as stored.
+        computed: ChainHash,
+    },
+}
+
+/// The first row at which a tenant's chain doesn't verify.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("audit chain of tenant {tenant_id} broken at seq {seq} (global position {global_position}): {problem:?}")]
+pub struct BrokenLink {
+    /// The tenant.
+    pub tenant_id: TenantId,
+    /// The offending row's `seq`, as stored.
+    pub seq: i64,
+    /// The offending row's global position, as stored.
+    pub global_position: i64,
+    /// What is wrong.
+    pub problem: LinkProblem,
+}
+
+/// Checks rows one at a time, each tenant's in `seq` order (tenants may interleave): the
+/// sequence has no gaps, every row names its predecessor's hash, and every hash matches its
+/// row's content.
+#[derive(Debug, Default)]
+pub struct ChainVerifier {
+    heads: HashMap<TenantId, (i64, ChainHash)>,
+    verified: u64,
+}
+
+impl ChainVerifier {
+    /// A verifier expecting every tenant's chain from `seq` 1.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Checks the next row of its tenant's chain.
+    pub fn push(&mut self, record: &AuditRecord) -> Result<(), BrokenLink> {
+        let (last_seq, last_hash) = self
+            .heads
+            .get(&record.tenant_id)
+            .copied()
+            .unwrap_or((0, ChainHash::ZERO));
+        let broken = |problem| BrokenLink {
+            tenant_id: record.tenant_id,
+            seq: record.seq,
+            global_position: record.global_position,
+            problem,
+        };
+        if record.seq != last_seq + 1 {
+            return Err(broken(LinkProblem::Sequence {
+                expected: last_seq + 1,
+            }));
+        }
+        if record.prev_hash != last_hash {
+            return Err(broken(LinkProblem::PrevHash {
+                expected: last_hash,
+            }));
+        }
+        let computed = record.compute_hash();
+        if computed != record.hash {
+            return Err(broken(LinkProblem::Hash { computed }));
+        }
+        self.heads
+            .insert(record.tenant_id, (record.seq, record.hash));
+        self.verified += 1;
+        Ok(())
+    }
+
+    /// How many rows verified so far.
+    pub fn verified(&self) -> u64 {
+        self.verified
+    }
+
+    /// Each tenant's last verified `seq` and hash: the chain heads to anchor elsewhere.
+    pub fn heads(&self) -> &HashMap<TenantId, (i64, ChainHash)> {
+        &self.heads
+    }
+}
+
+/// Verifies complete chains: every tenant's rows from `seq` 1, in order. Returns how many
+/// rows verified.
+pub fn verify_records<'a>(
+    records: impl IntoIterator<Item = &'a AuditRecord>,
+) -> Result<u64, BrokenLink> {
+    let mut verifier = ChainVerifier::new();
+    for record in records {
+        verifier.push(record)?;
+    }
+    Ok(verifier.verified())
+}
+
+#[cfg(test)]
+mod tests {
+    use uuid::Uuid;
+
+    use super::*;
+
+    fn record(tenant: TenantId, seq: i64, prev_hash: ChainHash) -> AuditRecord {
+        let mut record = AuditRecord {
+            tenant_id: tenant,
+            seq,
+            global_position: seq * 10,
+            recorded_at: DateTime::from_timestamp(1_764_000_000, 123_456_000).unwrap(),
+            actor_id: "consultant-1".into(),
+            actor_role: "consultant".into(),
+            source: "api".into(),
+            action: "DecisionMade".into(),
+            aggregate_type: "ConsultantDecision".into(),
+            aggregate_id: Uuid::from_u128(7).to_string(),
+            event_sequence: 1,
+            session_id: None,
+            query_id: None,
+            diagnosis_id: Some(DiagnosisId::from_uuid(Uuid::from_u128(7))),
+            decision_id: Some(DecisionId::from_uuid(Uuid::from_u128(7))),
+            judgment_id: None,
+            outcome: Some("approved".into()),
+            reason: None,
+            threshold: None,
+            confidence: Some(0.85),
+            model_id: None,
+            model_tier: None,
+            prompt_template_id: None,
+            prompt_template_hash: None,
+            retrieved_judgment_ids: Some(vec![]),
+            input_tokens: None,
+            output_tokens: None,
+            cost_usd_micros: None,
+            request_id: "req-1".into(),
+            correlation_id: "req-1".into(),
+            causation_id: "req-1".into(),
+            prev_hash,
+            hash: ChainHash::ZERO,
+        };
+        record.hash = record.compute_hash();
+        record
+    }
+
+    fn chain(tenant: TenantId, n: i64) -> Vec<AuditRecord> {
+        let mut prev = ChainHash::ZERO;
+        (1..=n)
+            .map(|seq| {
+                let r = record(tenant, seq, prev);
+                prev = r.hash;
+                r
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_canonical_bytes_follow_the_documented_layout() {
+        let r = record(TenantId::from_uuid(Uuid::from_u128(1)), 1, ChainHash::ZERO);
+        let bytes = r.canonical_bytes();
+        assert!(bytes.starts_with(b"casebook-audit-v1"));
+        let tenant = b"00000000-0000-0000-0000-000000000001";
+        let mut expected = vec![1, 0, 0, 0, 36];
+        expected.extend_from_slice(tenant);
+        assert_eq!(&bytes[17..17 + 41], expected.as_slice());
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(text.contains("2025-11-24T16:00:00.123456Z"), "{text}");
+        assert!(text.contains("0.85"));
+    }
+
+    #[test]
+    fn null_and_empty_encode_differently() {
+        let tenant = TenantId::from_uuid(Uuid::from_u128(1));
+        let mut a = record(tenant, 1, ChainHash::ZERO);
+        let mut b = a.clone();
+        a.retrieved_judgment_ids = None;
+        b.retrieved_judgment_ids = Some(vec![]);
+        assert_ne!(a.canonical_bytes(), b.canonical_bytes());
+    }
+
+    #[test]
+    fn an_intact_chain_verifies_and_interleaved_tenants_too() {
+        let (a, b) = (TenantId::new(), TenantId::new());
+        let (chain_a, chain_b) = (chain(a, 3), chain(b, 2));
+        let interleaved = [&chain_a[0], &chain_b[0], &chain_a[1], &chain_a[2], &chain_b[1]];
+        assert_eq!(verify_records(interleaved), Ok(5));
+    }
+
+    #[test]
+    fn an_altered_row_breaks_the_chain_at_that_row() {
+        let tenant = TenantId::new();
+        let mut rows = chain(tenant, 4);
+        rows[2].reason = Some("edited".into());
+        let broken = verify_records(&rows).unwrap_err();
+        assert_eq!(broken.seq, 3);
+        assert!(matches!(broken.problem, LinkProblem::Hash { .. }));
+    }
+
+    #[test]
+    fn a_missing_row_breaks_the_chain_at_its_successor() {
+        let tenant = TenantId::new();
+        let mut rows = chain(tenant, 4);
+        rows.remove(1);
+        let broken = verify_records(&rows).unwrap_err();
+        assert_eq!(broken.seq, 3);
+        assert_eq!(broken.problem, LinkProblem::Sequence { expected: 2 });
+    }
+
+    #[test]
+    fn a_rehashed_row_breaks_the_link_to_its_successor() {
+        let tenant = TenantId::new();
+        let mut rows = chain(tenant, 3);
+        rows[1].actor_id = "someone-else".into();
+        rows[1].hash = rows[1].compute_hash();
+        let broken = verify_records(&rows).unwrap_err();
+        assert_eq!(broken.seq, 3);
+        assert!(matches!(broken.problem, LinkProblem::PrevHash { .. }));
+    }
+
+    #[test]
+    fn records_and_hashes_round_trip_through_json() {
+        let rows = chain(TenantId::new(), 2);
+        let text = serde_json::to_string(&rows).unwrap();
+        let back: Vec<AuditRecord> = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, rows);
+        assert_eq!(verify_records(&back), Ok(2));
+        assert_eq!(
+            rows[0].hash.to_string().parse::<ChainHash>(),
+            Ok(rows[0].hash)
+        );
+    }
+}

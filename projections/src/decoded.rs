@@ -1,0 +1,97 @@
+//! Stored events decoded into the domain's types: upcast, deserialized, metadata typed.
+//!
+//! Decoding costs more than most projections' work on an event, so a batch is decoded once
+//! and shared by every projection that applies it.
+
+use casebook_domain::any_event::AnyEvent;
+use casebook_domain::metadata::EventMetadata;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::error::ApplyError;
+use crate::log::{Checkpoint, RecordedEvent};
+
+/// One event of the log in the domain's terms.
+#[derive(Debug, Clone)]
+pub struct DecodedEvent {
+    /// Where the event sits in the log.
+    pub checkpoint: Checkpoint,
+    /// The tenant, as the store recorded it.
+    pub tenant_id: Uuid,
+    /// e.g. `Diagnosis`.
+    pub aggregate_type: String,
+    /// The aggregate instance.
+    pub aggregate_id: String,
+    /// 1-based position within the aggregate's stream.
+    pub sequence: i64,
+    /// The event's variant name.
+    pub event_type: String,
+    /// When the store accepted it.
+    pub recorded_at: DateTime<Utc>,
+    /// The event, upcast to its current version.
+    pub event: AnyEvent,
+    /// Actor, request, correlation and causation ids, source.
+    pub metadata: EventMetadata,
+}
+
+impl DecodedEvent {
+    /// Decodes a stored event. An event that doesn't decode is a permanent failure: it would
+    /// not decode on a retry either.
+    pub fn decode(recorded: &RecordedEvent) -> Result<Self, ApplyError> {
+        let payload = serde_json::from_str(recorded.payload.get())
+            .map_err(|err| ApplyError::permanent_from("payload is not JSON", err))?;
+        let event = AnyEvent::decode(
+            &recorded.aggregate_type,
+            &recorded.event_type,
+            &recorded.event_version,
+            payload,
+        )
+        .map_err(|err| ApplyError::permanent_from("cannot decode the event", err))?;
+        let metadata: EventMetadata = recorded
+            .metadata()
+            .map_err(|err| ApplyError::permanent_from("invalid event metadata", err))?;
+        Ok(Self {
+            checkpoint: recorded.checkpoint,
+            tenant_id: recorded.tenant_id,
+            aggregate_type: recorded.aggregate_type.clone(),
+            aggregate_id: recorded.aggregate_id.clone(),
+            sequence: recorded.sequence,
+            event_type: recorded.event_type.clone(),
+            recorded_at: recorded.recorded_at,
+            event,
+            metadata,
+        })
+    }
+
+    /// The global position.
+    pub fn position(&self) -> i64 {
+        self.checkpoint.global_position
+    }
+
+    /// The aggregate id as a UUID (every Casebook aggregate's id is one).
+    pub fn aggregate_uuid(&self) -> Result<Uuid, ApplyError> {
+        Uuid::parse_str(&self.aggregate_id).map_err(|err| {
+            ApplyError::permanent_from(
+                format!("aggregate id {:?} is not a UUID", self.aggregate_id),
+                err,
+            )
+        })
+    }
+}
+
+/// One line naming an event, for errors and logs: `Diagnosis/<id>#3 DiagnosisProposed at 1234`.
+pub fn describe(event: &RecordedEvent) -> String {
+    format!(
+        "{}/{}#{} {} at {}",
+        event.aggregate_type,
+        event.aggregate_id,
+        event.sequence,
+        event.event_type,
+        event.global_position()
+    )
+}
+
+/// Decodes a batch; the first event that doesn't decode fails it.
+pub fn decode_all(events: &[RecordedEvent]) -> Result<Vec<DecodedEvent>, ApplyError> {
+    events.iter().map(DecodedEvent::decode).collect()
+}

@@ -1,0 +1,273 @@
+//! Folding judgment events into the index.
+
+use std::collections::{BTreeSet, HashMap};
+
+use casebook_domain::any_event::AnyEvent;
+use casebook_domain::ids::TenantId;
+use casebook_domain::judgment::{JudgmentContent, JudgmentEvent};
+use casebook_domain::ports::{EmbedError, Embedder};
+use casebook_domain::tenant::TenantEvent;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use super::partition::{create_partition, ensure_model};
+use super::IndexError;
+use crate::log::RecordedEvent;
+
+/// What one [`apply`] changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Judgments inserted or replaced.
+    pub upserted: usize,
+    /// Judgments removed (retired).
+    pub retired: usize,
+    /// Tenant partitions created.
+    pub partitions_created: usize,
+}
+
+/// The last word of a batch on one judgment.
+enum Change {
+    Upsert {
+        tenant: Uuid,
+        position: i64,
+        content: JudgmentContent,
+    },
+    Retire {
+        tenant: Uuid,
+    },
+}
+
+/// Applies a batch of the log (in reading order) to the index through `conn`, inside the
+/// caller's transaction:
+///
+/// - `TenantOnboarded` creates the tenant's partition;
+/// - `JudgmentCaptured` and `JudgmentRevised` embed `title + "\n" + body` with `embedder`
+///   and insert or replace the row (creating the partition if need be);
+/// - `JudgmentRetired` removes the row: a retired judgment is never retrieved again;
+/// - every other event is skipped without being decoded.
+///
+/// Only a judgment's last change in the batch is written (and embedded). A row is only
+/// replaced by a later event than the one it holds, so applying a batch twice changes
+/// nothing. All texts are embedded before the first write, so the transaction isn't held
+/// open across the embedder's work more than it must.
+pub async fn apply(
+    conn: &mut PgConnection,
+    events: &[RecordedEvent],
+    embedder: &dyn Embedder,
+) -> Result<Applied, IndexError> {
+    let mut onboarded = BTreeSet::new();
+    let mut order: Vec<Uuid> = Vec::new();
+    let mut changes: HashMap<Uuid, Change> = HashMap::new();
+    for recorded in events {
+        let Some(event) = decode(recorded)? else {
+            continue;
+        };
+        let position = recorded.global_position();
+        let (judgment, change) = match event {
+            AnyEvent::Tenant(TenantEvent::TenantOnboarded { tenant_id, .. }) => {
+                onboarded.insert(*tenant_id.as_uuid());
+                continue;
+            }
+            AnyEvent::Judgment(JudgmentEvent::JudgmentCaptured {
+                judgment_id,
+                tenant_id,
+                content,
+                ..
+            }) => (
+                *judgment_id.as_uuid(),
+                Change::Upsert {
+                    tenant: *tenant_id.as_uuid(),
+                    position,
+                    content,
+                },
+            ),
+            AnyEvent::Judgment(JudgmentEvent::JudgmentRevised { content, .. }) => (
+                aggregate_uuid(recorded)?,
+                Change::Upsert {
+                    tenant: recorded.tenant_id,
+                    position,
+                    content,
+                },
+            ),
+            AnyEvent::Judgment(JudgmentEvent::JudgmentRetired { .. }) => (
+                aggregate_uuid(recorded)?,
+                Change::Retire {
+                    tenant: recorded.tenant_id,
+                },
+            ),
+            _ => continue,
+        };
+        if changes.insert(judgment, change).is_none() {
+            order.push(judgment);
+        }
+    }
+    if onboarded.is_empty() && changes.is_empty() {
+        return Ok(Applied::default());
+    }
+
+    ensure_model(conn, embedder).await?;
+    let mut upserts = Upserts::default();
+    let mut retired = (Vec::new(), Vec::new());
+    let mut tenants = onboarded;
+    for judgment in &order {
+        match &changes[judgment] {
+            Change::Upsert {
+                tenant,
+                position,
+                content,
+            } => {
+                tenants.insert(*tenant);
+                upserts.push(*tenant, *judgment, *position, content);
+            }
+            Change::Retire { tenant } => {
+                retired.0.push(*tenant);
+                retired.1.push(*judgment);
+            }
+        }
+    }
+    let vectors = embedder.embed(&upserts.texts).await?;
+    if let Some(wrong) = vectors.iter().find(|v| v.len() != embedder.dimension()) {
+        return Err(EmbedError::WrongDimension {
+            expected: embedder.dimension(),
+            actual: wrong.len(),
+        }
+        .into());
+    }
+
+    let mut applied = Applied::default();
+    for tenant in tenants {
+        if create_partition(conn, TenantId::from_uuid(tenant)).await? {
+            applied.partitions_created += 1;
+        }
+    }
+    if !retired.1.is_empty() {
+        applied.retired = usize::try_from(
+            sqlx::query(
+                "DELETE FROM judgment_index
+                  WHERE (tenant_id, judgment_id) IN (SELECT * FROM UNNEST($1::uuid[], $2::uuid[]))",
+            )
+            .bind(&retired.0)
+            .bind(&retired.1)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected(),
+        )
+        .unwrap_or(usize::MAX);
+    }
+    if !upserts.judgments.is_empty() {
+        let literals: Vec<String> = vectors.iter().map(|v| vector_literal(v)).collect();
+        applied.upserted = usize::try_from(
+            sqlx::query(UPSERT)
+                .bind(&upserts.tenants)
+                .bind(&upserts.judgments)
+                .bind(&upserts.positions)
+                .bind(embedder.model_id())
+                .bind(i32::try_from(embedder.dimension()).unwrap_or(i32::MAX))
+                .bind(&upserts.titles)
+                .bind(&upserts.bodies)
+                .bind(&upserts.tags)
+                .bind(&literals)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected(),
+        )
+        .unwrap_or(usize::MAX);
+    }
+    Ok(applied)
+}
+
+/// Inserts or replaces a batch of rows given as parallel arrays; a row is only replaced by
+/// a later event. Tags travel as JSON arrays (a `text[][]` must be rectangular), vectors as
+/// pgvector's text form.
+const UPSERT: &str = "
+    INSERT INTO judgment_index AS j
+           (tenant_id, judgment_id, source_position, embedding_model, embedding_dim,
+            title, body, tags, embedding)
+    SELECT u.tenant_id, u.judgment_id, u.source_position, $4, $5, u.title, u.body,
+           ARRAY(SELECT jsonb_array_elements_text(u.tags::jsonb)), u.embedding::vector
+      FROM UNNEST($1::uuid[], $2::uuid[], $3::bigint[], $6::text[], $7::text[], $8::text[], $9::text[])
+           AS u(tenant_id, judgment_id, source_position, title, body, tags, embedding)
+    ON CONFLICT (tenant_id, judgment_id) DO UPDATE
+       SET source_position = EXCLUDED.source_position,
+           embedding_model = EXCLUDED.embedding_model,
+           embedding_dim = EXCLUDED.embedding_dim,
+           title = EXCLUDED.title,
+           body = EXCLUDED.body,
+           tags = EXCLUDED.tags,
+           embedding = EXCLUDED.embedding,
+           indexed_at = now()
+     WHERE j.source_position < EXCLUDED.source_position";
+
+/// Rows to upsert as parallel arrays, plus the texts to embed.
+#[derive(Default)]
+struct Upserts {
+    tenants: Vec<Uuid>,
+    judgments: Vec<Uuid>,
+    positions: Vec<i64>,
+    titles: Vec<String>,
+    bodies: Vec<String>,
+    tags: Vec<String>,
+    texts: Vec<String>,
+}
+
+impl Upserts {
+    fn push(&mut self, tenant: Uuid, judgment: Uuid, position: i64, content: &JudgmentContent) {
+        let tags: Vec<&str> = content.tags.iter().map(|tag| tag.as_str()).collect();
+        self.tenants.push(tenant);
+        self.judgments.push(judgment);
+        self.positions.push(position);
+        self.titles.push(content.title.as_str().to_owned());
+        self.bodies.push(content.body.as_str().to_owned());
+        self.tags
+            .push(serde_json::Value::from(tags).to_string());
+        self.texts
+            .push(format!("{}\n{}", content.title.as_str(), content.body.as_str()));
+    }
+}
+
+/// The event in domain terms, if the index cares about it (decoding only those).
+fn decode(recorded: &RecordedEvent) -> Result<Option<AnyEvent>, IndexError> {
+    // The aggregates' cqrs-es type names (`Aggregate::TYPE`).
+    let relevant = recorded.aggregate_type == "Judgment"
+        || (recorded.aggregate_type == "Tenant" && recorded.event_type == "TenantOnboarded");
+    if !relevant {
+        return Ok(None);
+    }
+    let position = recorded.global_position();
+    let payload = serde_json::from_str(recorded.payload.get()).map_err(|err| {
+        IndexError::MalformedEvent {
+            position,
+            reason: err.to_string(),
+        }
+    })?;
+    AnyEvent::decode(
+        &recorded.aggregate_type,
+        &recorded.event_type,
+        &recorded.event_version,
+        payload,
+    )
+    .map(Some)
+    .map_err(|source| IndexError::Decode { position, source })
+}
+
+fn aggregate_uuid(recorded: &RecordedEvent) -> Result<Uuid, IndexError> {
+    Uuid::parse_str(&recorded.aggregate_id).map_err(|err| IndexError::MalformedEvent {
+        position: recorded.global_position(),
+        reason: format!("aggregate id {:?}: {err}", recorded.aggregate_id),
+    })
+}
+
+/// pgvector's text form, `[x,y,…]`; Rust prints the shortest decimal that reads back as
+/// the same `f32`, so nothing is lost.
+fn vector_literal(vector: &[f32]) -> String {
+    let mut text = String::with_capacity(vector.len() * 12 + 2);
+    text.push('[');
+    for (i, value) in vector.iter().enumerate() {
+        if i > 0 {
+            text.push(',');
+        }
+        text.push_str(&value.to_string());
+    }
+    text.push(']');
+    text
+}

@@ -1,0 +1,91 @@
+//! The judgment index: captured judgments embedded for tenant-scoped similarity search
+//! (pgvector, HNSW, cosine).
+//!
+//! **Layout** (migration `20261125002001_judgment_index.sql`): `judgment_index` is
+//! LIST-partitioned by tenant, each tenant's partition with an HNSW index of its own
+//! (m 16, ef_construction 64), created on demand — when the tenant is onboarded, with its
+//! first judgment, or by [`ensure_tenant_partition`]. A search prunes to the tenant's
+//! partition at run time, also under a prepared statement's generic plan, so it never
+//! loses results to a tenant filter. Each row records its judgment, tenant, source event
+//! position, embedding model and dimension, title, body and tags.
+//!
+//! **One model per index.** The first write records the embedder's model and dimension;
+//! a write with another embedder fails with [`IndexError::ModelChanged`]: changing the
+//! model means a rebuild ([`reset`], then replaying the log).
+//!
+//! **Use.** A subscription calls [`apply`] with each batch of the log, inside the
+//! transaction that also moves its checkpoint (exactly-once effect); the diagnosis path
+//! calls [`search`]. Both take a plain `&mut PgConnection`, so any runner can drive them.
+
+mod apply;
+mod partition;
+mod search;
+
+pub use apply::{apply, Applied};
+pub use partition::{ensure_model, ensure_tenant_partition, reset};
+pub use search::{search, search_sql, JudgmentHit, EF_SEARCH};
+
+use casebook_domain::any_event::DecodeError;
+use casebook_domain::ports::EmbedError;
+
+/// Why the judgment index could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    /// The database failed the statement or the connection.
+    #[error("judgment index query failed")]
+    Database(#[from] sqlx::Error),
+    /// The embedder failed.
+    #[error("embedding judgments failed")]
+    Embed(#[from] EmbedError),
+    /// A stored event does not decode.
+    #[error("cannot decode event at position {position}")]
+    Decode {
+        /// The event's global position.
+        position: i64,
+        /// Why.
+        #[source]
+        source: DecodeError,
+    },
+    /// A stored event's payload is not JSON, or its aggregate id not a UUID.
+    #[error("malformed event at position {position}: {reason}")]
+    MalformedEvent {
+        /// The event's global position.
+        position: i64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The index holds vectors of another model: rebuild it to switch models.
+    #[error("the judgment index holds {indexed_model} ({indexed_dimension} dimensions), not {embedder_model} ({embedder_dimension}): rebuild it to change models")]
+    ModelChanged {
+        /// The model of the stored vectors.
+        indexed_model: String,
+        /// Their dimension.
+        indexed_dimension: usize,
+        /// The embedder's model.
+        embedder_model: String,
+        /// Its dimension.
+        embedder_dimension: usize,
+    },
+    /// A stored row no longer passes the domain's validation.
+    #[error("judgment index row {judgment_id} is invalid: {reason}")]
+    CorruptRow {
+        /// The row's judgment.
+        judgment_id: uuid::Uuid,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl IndexError {
+    /// Whether trying again may succeed: database and transient embedding failures.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Database(_) => true,
+            Self::Embed(err) => err.is_retryable(),
+            Self::Decode { .. }
+            | Self::MalformedEvent { .. }
+            | Self::ModelChanged { .. }
+            | Self::CorruptRow { .. } => false,
+        }
+    }
+}

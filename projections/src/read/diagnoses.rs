@@ -1,0 +1,118 @@
+//! The `diagnoses` read model and the consultant review queue.
+
+use std::time::Duration;
+
+use casebook_domain::ids::{DiagnosisId, SessionId, TenantId};
+use sqlx::{PgConnection, Row};
+
+use super::{fetch_limit, page, Page, PageRequest};
+use crate::models::{diagnosis_from_row, Diagnosis, DIAGNOSIS_COLUMNS};
+use crate::sql::select_list;
+
+/// A diagnosis waiting for a consultant's decision.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueItem {
+    /// The diagnosis, with its proposal.
+    pub diagnosis: Diagnosis,
+    /// How long it has waited since it was proposed (by the database's clock).
+    pub age: Duration,
+    /// The proposal's global position: the queue's order and cursor.
+    pub position: i64,
+}
+
+/// One diagnosis of `tenant`.
+pub async fn get(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    diagnosis: DiagnosisId,
+) -> Result<Option<Diagnosis>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {} FROM diagnoses WHERE tenant_id = $1 AND diagnosis_id = $2",
+        select_list(DIAGNOSIS_COLUMNS)
+    );
+    sqlx::query(&sql)
+        .bind(tenant.as_uuid())
+        .bind(diagnosis.as_uuid())
+        .fetch_optional(conn)
+        .await?
+        .as_ref()
+        .map(diagnosis_from_row)
+        .transpose()
+}
+
+/// `tenant`'s diagnoses, newest first.
+pub async fn list(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    request: PageRequest,
+) -> Result<Page<Diagnosis>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {} FROM diagnoses
+          WHERE tenant_id = $1 AND ($2::bigint IS NULL OR position < $2)
+          ORDER BY position DESC LIMIT $3",
+        select_list(DIAGNOSIS_COLUMNS)
+    );
+    let rows = sqlx::query(&sql)
+        .bind(tenant.as_uuid())
+        .bind(request.after)
+        .bind(fetch_limit(request))
+        .fetch_all(conn)
+        .await?;
+    page(rows, request, diagnosis_from_row, |d| d.position)
+}
+
+/// The diagnoses requested in one session of `tenant`, in request order.
+pub async fn for_session(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    session: SessionId,
+) -> Result<Vec<Diagnosis>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {} FROM diagnoses WHERE tenant_id = $1 AND session_id = $2 ORDER BY position",
+        select_list(DIAGNOSIS_COLUMNS)
+    );
+    sqlx::query(&sql)
+        .bind(tenant.as_uuid())
+        .bind(session.as_uuid())
+        .fetch_all(conn)
+        .await?
+        .iter()
+        .map(diagnosis_from_row)
+        .collect()
+}
+
+/// The consultant review queue: `tenant`'s proposed, undecided diagnoses, oldest proposal
+/// first, with their age. The cursor is the proposal's position.
+pub async fn review_queue(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    request: PageRequest,
+) -> Result<Page<QueueItem>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {}, GREATEST(EXTRACT(EPOCH FROM now() - proposed_at), 0)::float8 AS age_seconds
+           FROM diagnoses
+          WHERE tenant_id = $1 AND status = 'proposed' AND decided_at IS NULL
+            AND ($2::bigint IS NULL OR proposed_position > $2)
+          ORDER BY proposed_position LIMIT $3",
+        select_list(DIAGNOSIS_COLUMNS)
+    );
+    let rows = sqlx::query(&sql)
+        .bind(tenant.as_uuid())
+        .bind(request.after)
+        .bind(fetch_limit(request))
+        .fetch_all(conn)
+        .await?;
+    page(
+        rows,
+        request,
+        |row| {
+            let age: f64 = row.try_get("age_seconds")?;
+            Ok(QueueItem {
+                diagnosis: diagnosis_from_row(row)?,
+                age: Duration::from_secs_f64(age.max(0.0)),
+                position: row.try_get("proposed_position")?,
+            })
+        },
+        |item| item.position,
+    )
+}

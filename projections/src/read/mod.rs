@@ -1,0 +1,64 @@
+//! The read models' queries, for the API.
+//!
+//! Every function takes the caller's connection or transaction, on which the caller has run
+//! `SET LOCAL app.tenant_id = '<tenant>'` as the app (or auditor) role: row-level security
+//! then hides every other tenant's rows, and each query filters by the tenant it is given as
+//! well. Lists page by keyset on a row's `position` (the global position of the event that
+//! created it): a [`Page`] returns the cursor of the next page, which the API can hand out
+//! opaquely and pass back as [`PageRequest::after`].
+
+pub mod decisions;
+pub mod diagnoses;
+pub mod sessions;
+pub mod tenants;
+pub mod usage;
+
+use sqlx::postgres::PgRow;
+
+/// Which page of a list to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageRequest {
+    /// The most rows to return (at least 1).
+    pub limit: i64,
+    /// The previous page's [`Page::next`]; `None` for the first page.
+    pub after: Option<i64>,
+}
+
+impl PageRequest {
+    /// The first page of at most `limit` rows.
+    pub fn first(limit: i64) -> Self {
+        Self { limit, after: None }
+    }
+}
+
+/// One page of a list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    /// The rows, in list order.
+    pub items: Vec<T>,
+    /// The cursor of the next page; `None` on the last page.
+    pub next: Option<i64>,
+}
+
+/// Builds a page from up to `limit + 1` rows (the extra one only says there is more).
+pub(crate) fn page<T>(
+    rows: Vec<PgRow>,
+    request: PageRequest,
+    from_row: impl Fn(&PgRow) -> Result<T, sqlx::Error>,
+    cursor: impl Fn(&T) -> i64,
+) -> Result<Page<T>, sqlx::Error> {
+    let limit = usize::try_from(request.limit.max(1)).unwrap_or(usize::MAX);
+    let more = rows.len() > limit;
+    let items = rows
+        .iter()
+        .take(limit)
+        .map(from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    let next = if more { items.last().map(cursor) } else { None };
+    Ok(Page { items, next })
+}
+
+/// `limit + 1` for the query, so [`page`] can tell whether there is more.
+pub(crate) fn fetch_limit(request: PageRequest) -> i64 {
+    request.limit.max(1).saturating_add(1)
+}

@@ -1,0 +1,655 @@
+//! Rebuilding projections from history, beside the live tables, then swapping them in.
+//!
+//! A [`Rebuild`] covers one or more projections, for every tenant or for one:
+//! 1. [`Rebuild::build`] creates shadow tables (copies of the live ones, empty; see
+//!    [`Naming`]) and applies the log to them from position zero while the live tables keep
+//!    serving. The log is read and decoded once for all the projections, in a pipeline (the
+//!    next page is read and decoded while the current batch is written), and each batch's
+//!    rows are committed together with each projection's own checkpoint row,
+//!    `<name>#rebuild` (or `<name>#rebuild@<tenant>`, status `rebuilding`). A build stopped or
+//!    killed half way resumes from there; progress is reported after every batch.
+//! 2. [`Rebuild::verify`] compares the shadow and live tables by [`digest`] and names the
+//!    first differing key.
+//! 3. [`Rebuild::swap`] swaps in one transaction: it locks the live subscriptions' rows
+//!    (waiting for a live runner's batch in flight), drops the live tables, renames the
+//!    shadows (and their indexes) into their place, and moves each live checkpoint to the
+//!    rebuild's, so the live runner carries on from there (a `failed` subscription is
+//!    `running` again). A one-tenant rebuild instead catches its shadow up to the live
+//!    checkpoint inside that transaction and replaces just that tenant's rows.
+//!
+//! Rebuilds run as the role that owns the read-model tables (the migrator): creating,
+//! dropping and renaming tables takes ownership.
+
+pub mod digest;
+mod shadow;
+
+use std::future::Future;
+use std::time::Duration;
+
+use casebook_domain::ids::TenantId;
+use futures::StreamExt;
+use sqlx::{Connection, Executor, PgConnection, PgPool};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::checkpoints::{self, State, TX_PARAM};
+use crate::decoded::{describe, DecodedEvent};
+use crate::error::ApplyError;
+use crate::log::{Checkpoint, LogReader, ReadError, Scope};
+use crate::projection::{Naming, Projection, ProjectionId, TableSpec};
+use digest::{canonical_settings, first_difference, table_digest, TableDigest};
+
+/// Whose rows a rebuild covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RebuildScope {
+    /// Every tenant: the tables are replaced.
+    All,
+    /// One tenant: its rows are replaced.
+    Tenant(TenantId),
+}
+
+/// Why a rebuild step failed. Nothing live changes unless [`Rebuild::swap`] succeeds.
+#[derive(Debug, thiserror::Error)]
+pub enum RebuildError {
+    /// Another process is rebuilding the same projection (and scope).
+    #[error("{0} is being rebuilt by another process")]
+    Busy(String),
+    /// The database failed.
+    #[error("rebuild database error")]
+    Database(#[from] sqlx::Error),
+    /// Reading the log failed.
+    #[error("reading the log failed")]
+    Read(#[from] ReadError),
+    /// An event doesn't decode.
+    #[error("cannot decode event {event}")]
+    Decode {
+        /// The event.
+        event: String,
+        /// Why.
+        #[source]
+        source: ApplyError,
+    },
+    /// A projection could not apply a batch.
+    #[error("projection {projection} failed")]
+    Apply {
+        /// The projection.
+        projection: ProjectionId,
+        /// Why.
+        #[source]
+        source: ApplyError,
+    },
+    /// Swap or verify before anything was built.
+    #[error("projection {0} has no rebuild to use")]
+    NotBuilt(ProjectionId),
+    /// A one-tenant swap found the live projection behind the rebuild: let it catch up first.
+    #[error("live projection {projection} ({live:?}) is behind its rebuild ({rebuilt:?})")]
+    LiveBehind {
+        /// The projection.
+        projection: ProjectionId,
+        /// The live checkpoint.
+        live: Checkpoint,
+        /// The rebuild's checkpoint.
+        rebuilt: Checkpoint,
+    },
+    /// Verify found the live tables and the rebuild at different points of the log.
+    #[error("projection {projection}: live ({live:?}) and rebuild ({rebuilt:?}) are at different points of the log")]
+    CheckpointsDiffer {
+        /// The projection.
+        projection: ProjectionId,
+        /// The live checkpoint.
+        live: Checkpoint,
+        /// The rebuild's checkpoint.
+        rebuilt: Checkpoint,
+    },
+}
+
+/// Reported after every committed batch of a build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RebuildProgress {
+    /// Events applied by this build so far.
+    pub applied: u64,
+    /// Events the log held after the starting point when this build started.
+    pub total: u64,
+    /// The last event applied.
+    pub checkpoint: Checkpoint,
+    /// Since this build started.
+    pub elapsed: Duration,
+}
+
+/// How a build ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BuildOutcome {
+    /// Where this build started (the earliest of the projections' rebuild checkpoints; the
+    /// log's start for a fresh rebuild).
+    pub resumed_from: Checkpoint,
+    /// The last event applied (the earliest over the projections).
+    pub checkpoint: Checkpoint,
+    /// Events applied by this build.
+    pub applied: u64,
+    /// Caught up with the log (`false`: stopped first).
+    pub caught_up: bool,
+}
+
+/// One table's comparison by [`Rebuild::verify`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableVerdict {
+    /// The table.
+    pub table: TableSpec,
+    /// The live table's digest (the scope's rows).
+    pub live: TableDigest,
+    /// The rebuilt table's digest.
+    pub rebuilt: TableDigest,
+    /// The first key (as JSON) whose rows differ, if any.
+    pub first_difference: Option<String>,
+}
+
+impl TableVerdict {
+    /// Whether the live and rebuilt rows are the same.
+    pub fn matches(&self) -> bool {
+        self.live == self.rebuilt && self.first_difference.is_none()
+    }
+}
+
+/// A rebuild of some projections; see the module documentation.
+#[derive(Debug, Clone)]
+pub struct Rebuild {
+    pool: PgPool,
+    projections: Vec<ProjectionId>,
+    scope: RebuildScope,
+    batch_size: usize,
+}
+
+/// A projection being rebuilt: its shadow writer and rebuild checkpoint.
+struct Part {
+    id: ProjectionId,
+    projection: Box<dyn Projection>,
+    checkpoint: Checkpoint,
+}
+
+impl Rebuild {
+    /// A rebuild of `projections` (e.g. [`ProjectionId::ALL`]) for `scope`, through `pool`,
+    /// whose role must own the read-model tables.
+    pub fn new(
+        pool: PgPool,
+        projections: impl IntoIterator<Item = ProjectionId>,
+        scope: RebuildScope,
+    ) -> Self {
+        let mut projections: Vec<_> = projections.into_iter().collect();
+        projections.sort_unstable();
+        projections.dedup();
+        Self {
+            pool,
+            projections,
+            scope,
+            batch_size: 10_000,
+        }
+    }
+
+    /// Events per transaction (and per page read); 10,000 by default.
+    pub fn with_batch_size(self, batch_size: usize) -> Self {
+        Self {
+            batch_size: batch_size.max(1),
+            ..self
+        }
+    }
+
+    /// The shadow tables' names.
+    pub fn naming(&self) -> Naming {
+        match self.scope {
+            RebuildScope::All => Naming::Shadow,
+            RebuildScope::Tenant(tenant) => Naming::TenantShadow(*tenant.as_uuid()),
+        }
+    }
+
+    /// The checkpoint row of projection `id`'s rebuild.
+    pub fn row_name(&self, id: ProjectionId) -> String {
+        match self.scope {
+            RebuildScope::All => format!("{id}#rebuild"),
+            RebuildScope::Tenant(tenant) => format!("{id}#rebuild@{tenant}"),
+        }
+    }
+
+    fn log_scope(&self) -> Scope {
+        match self.scope {
+            RebuildScope::All => Scope::All,
+            RebuildScope::Tenant(tenant) => Scope::Tenant(*tenant.as_uuid()),
+        }
+    }
+
+    fn tenant(&self) -> Option<uuid::Uuid> {
+        match self.scope {
+            RebuildScope::All => None,
+            RebuildScope::Tenant(tenant) => Some(*tenant.as_uuid()),
+        }
+    }
+
+    /// A connection of its own holding every rebuild row's advisory lock.
+    async fn session(&self) -> Result<PgConnection, RebuildError> {
+        let mut conn = self.pool.acquire().await?.detach();
+        for id in &self.projections {
+            let name = self.row_name(*id);
+            if !checkpoints::try_lock(&mut conn, &name).await? {
+                return Err(RebuildError::Busy(name));
+            }
+        }
+        Ok(conn)
+    }
+
+    /// Resumes each projection's rebuild where its checkpoint row says, or starts it afresh
+    /// (new empty shadow tables, checkpoint at the start) when the row or a table is missing.
+    async fn prepare(&self, conn: &mut PgConnection) -> Result<Vec<Part>, RebuildError> {
+        let naming = self.naming();
+        let mut parts = Vec::with_capacity(self.projections.len());
+        for &id in &self.projections {
+            let row = self.row_name(id);
+            let mut complete = checkpoints::get(conn, &row).await?.map(|(cp, _)| cp);
+            for table in id.tables() {
+                if !shadow::exists(conn, &naming.table(table.name)).await? {
+                    complete = None;
+                }
+            }
+            let checkpoint = match complete {
+                Some(checkpoint) => checkpoint,
+                None => {
+                    let mut tx = conn.begin().await?;
+                    for table in id.tables() {
+                        let shadow_name = naming.table(table.name);
+                        shadow::drop_if_exists(&mut tx, &shadow_name).await?;
+                        shadow::create(&mut tx, table.name, &shadow_name).await?;
+                    }
+                    sqlx::query("DELETE FROM subscriptions WHERE name = $1")
+                        .bind(&row)
+                        .execute(&mut *tx)
+                        .await?;
+                    checkpoints::ensure(&mut tx, &row, State::Rebuilding).await?;
+                    tx.commit().await?;
+                    Checkpoint::START
+                }
+            };
+            parts.push(Part {
+                id,
+                projection: id.build(&naming),
+                checkpoint,
+            });
+        }
+        Ok(parts)
+    }
+
+    /// The earliest live checkpoint of the projections (a one-tenant build stops there).
+    async fn live_floor(&self, conn: &mut PgConnection) -> Result<Checkpoint, RebuildError> {
+        let mut floor: Option<Checkpoint> = None;
+        for id in &self.projections {
+            let live = checkpoints::get(conn, id.name())
+                .await?
+                .map_or(Checkpoint::START, |(cp, _)| cp);
+            floor = Some(floor.map_or(live, |f| f.min(live)));
+        }
+        Ok(floor.unwrap_or(Checkpoint::START))
+    }
+
+    /// Builds the shadow tables up to the head of the log (a one-tenant build: up to the
+    /// live projections' checkpoint), or until `stop` resolves. Resumable: a build stopped
+    /// or killed half way continues from its last committed batch.
+    pub async fn build(
+        &self,
+        stop: impl Future<Output = ()>,
+        mut progress: impl FnMut(&RebuildProgress),
+    ) -> Result<BuildOutcome, RebuildError> {
+        let mut conn = self.session().await?;
+        let mut parts = self.prepare(&mut conn).await?;
+        let from = parts
+            .iter()
+            .map(|p| p.checkpoint)
+            .min()
+            .unwrap_or(Checkpoint::START);
+        let total = count_between(&mut conn, from, None, self.tenant()).await?;
+        let started = Instant::now();
+        tracing::info!(projections = ?self.projections, scope = ?self.scope, from = ?from, total, "rebuild started");
+
+        let mut batches = self.decoded_batches(from);
+        let mut outcome = BuildOutcome {
+            resumed_from: from,
+            checkpoint: from,
+            applied: 0,
+            caught_up: false,
+        };
+        tokio::pin!(stop);
+        loop {
+            let batch = tokio::select! {
+                biased;
+                () = &mut stop => break,
+                batch = batches.recv() => batch,
+            };
+            let Some(batch) = batch else {
+                outcome.caught_up = true;
+                break;
+            };
+            let mut batch = batch?;
+            let mut last_batch = false;
+            if self.tenant().is_some() {
+                let floor = self.live_floor(&mut conn).await?;
+                let keep = batch.partition_point(|e| e.checkpoint <= floor);
+                if keep < batch.len() {
+                    batch.truncate(keep);
+                    last_batch = true;
+                }
+            }
+            if let Some(last) = batch.last() {
+                apply_batch(&mut conn, &mut parts, &batch, |id| self.row_name(id)).await?;
+                outcome.applied += batch.len() as u64;
+                outcome.checkpoint = last.checkpoint;
+                progress(&RebuildProgress {
+                    applied: outcome.applied,
+                    total,
+                    checkpoint: last.checkpoint,
+                    elapsed: started.elapsed(),
+                });
+            }
+            if last_batch {
+                outcome.caught_up = true;
+                break;
+            }
+        }
+        outcome.checkpoint = parts
+            .iter()
+            .map(|p| p.checkpoint)
+            .min()
+            .unwrap_or(outcome.checkpoint);
+        tracing::info!(applied = outcome.applied, caught_up = outcome.caught_up, elapsed = ?started.elapsed(), "rebuild build ended");
+        let _ = conn.close().await;
+        Ok(outcome)
+    }
+
+    /// Reads and decodes the log after `from` in the rebuild's scope on a task of its own,
+    /// a batch ahead of the writer.
+    fn decoded_batches(
+        &self,
+        from: Checkpoint,
+    ) -> mpsc::Receiver<Result<Vec<DecodedEvent>, RebuildError>> {
+        let reader = LogReader::new(self.pool.clone())
+            .with_page_size(u32::try_from(self.batch_size).unwrap_or(u32::MAX));
+        let mut pages = reader
+            .catch_up(from, self.log_scope())
+            .ready_chunks(self.batch_size);
+        let (sender, receiver) = mpsc::channel(2);
+        tokio::spawn(async move {
+            while let Some(page) = pages.next().await {
+                let batch = page
+                    .into_iter()
+                    .map(|event| {
+                        let event = event?;
+                        DecodedEvent::decode(&event).map_err(|source| RebuildError::Decode {
+                            event: describe(&event),
+                            source,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>();
+                let failed = batch.is_err();
+                if sender.send(batch).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        receiver
+    }
+
+    /// Compares the rebuilt and live tables, all in one snapshot. Both must be at the same
+    /// point of the log (no event of the scope between their checkpoints): build after the
+    /// live runner has caught up with a quiet log, or stop the live runner.
+    pub async fn verify(&self) -> Result<Vec<TableVerdict>, RebuildError> {
+        let mut conn = self.session().await?;
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await?;
+        let result = self.verify_in(&mut conn).await;
+        let _ = conn.close().await;
+        result
+    }
+
+    async fn verify_in(&self, conn: &mut PgConnection) -> Result<Vec<TableVerdict>, RebuildError> {
+        canonical_settings(conn).await?;
+        let naming = self.naming();
+        let tenant = self.tenant();
+        let mut verdicts = Vec::new();
+        for &id in &self.projections {
+            let live = checkpoints::get(conn, id.name())
+                .await?
+                .map_or(Checkpoint::START, |(cp, _)| cp);
+            let rebuilt = checkpoints::get(conn, &self.row_name(id))
+                .await?
+                .ok_or(RebuildError::NotBuilt(id))?
+                .0;
+            let (low, high) = (live.min(rebuilt), live.max(rebuilt));
+            if count_between(conn, low, Some(high), tenant).await? > 0 {
+                return Err(RebuildError::CheckpointsDiffer {
+                    projection: id,
+                    live,
+                    rebuilt,
+                });
+            }
+            for table in id.tables() {
+                let shadow_name = naming.table(table.name);
+                let live_digest = table_digest(conn, table.name, table.key, tenant).await?;
+                let rebuilt_digest = table_digest(conn, &shadow_name, table.key, tenant).await?;
+                let first_difference = if live_digest == rebuilt_digest {
+                    None
+                } else {
+                    first_difference(conn, table.name, &shadow_name, table.key, tenant).await?
+                };
+                verdicts.push(TableVerdict {
+                    table: *table,
+                    live: live_digest,
+                    rebuilt: rebuilt_digest,
+                    first_difference,
+                });
+            }
+        }
+        Ok(verdicts)
+    }
+
+    /// Swaps the rebuilt tables in, in one transaction (see the module documentation).
+    pub async fn swap(&self) -> Result<(), RebuildError> {
+        let mut conn = self.session().await?;
+        let naming = self.naming();
+        let mut tx = conn.begin().await?;
+        for &id in &self.projections {
+            checkpoints::ensure(&mut tx, id.name(), State::Running).await?;
+        }
+        for &id in &self.projections {
+            let live = checkpoints::lock(&mut tx, id.name())
+                .await?
+                .map_or(Checkpoint::START, |(cp, _)| cp);
+            let row = self.row_name(id);
+            let rebuilt = checkpoints::lock(&mut tx, &row)
+                .await?
+                .ok_or(RebuildError::NotBuilt(id))?
+                .0;
+            for table in id.tables() {
+                if !shadow::exists(&mut tx, &naming.table(table.name)).await? {
+                    return Err(RebuildError::NotBuilt(id));
+                }
+            }
+            match self.scope {
+                RebuildScope::All => {
+                    for table in id.tables() {
+                        shadow::swap_in(&mut tx, table.name, &naming.table(table.name)).await?;
+                    }
+                    sqlx::query(&format!(
+                        "UPDATE subscriptions
+                            SET checkpoint_tx = $2{TX_PARAM}, checkpoint_position = $3,
+                                status = 'running', last_error = NULL, updated_at = now()
+                          WHERE name = $1"
+                    ))
+                    .bind(id.name())
+                    .bind(rebuilt.transaction_id)
+                    .bind(rebuilt.global_position)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                RebuildScope::Tenant(tenant) => {
+                    if rebuilt > live {
+                        return Err(RebuildError::LiveBehind {
+                            projection: id,
+                            live,
+                            rebuilt,
+                        });
+                    }
+                    self.catch_up_tenant(&mut tx, id, rebuilt, live).await?;
+                    for table in id.tables() {
+                        shadow::merge_tenant(
+                            &mut tx,
+                            table.name,
+                            &naming.table(table.name),
+                            *tenant.as_uuid(),
+                        )
+                        .await?;
+                    }
+                }
+            }
+            sqlx::query("DELETE FROM subscriptions WHERE name = $1")
+                .bind(&row)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        if self.scope == RebuildScope::All {
+            for id in &self.projections {
+                for table in id.tables() {
+                    conn.execute(format!(r#"ANALYZE "{}""#, table.name).as_str())
+                        .await?;
+                }
+            }
+        }
+        tracing::info!(projections = ?self.projections, scope = ?self.scope, "rebuild swapped in");
+        let _ = conn.close().await;
+        Ok(())
+    }
+
+    /// Applies the scope's events in `(from, to]` to projection `id`'s shadow, inside the
+    /// swap's transaction.
+    async fn catch_up_tenant(
+        &self,
+        conn: &mut PgConnection,
+        id: ProjectionId,
+        from: Checkpoint,
+        to: Checkpoint,
+    ) -> Result<(), RebuildError> {
+        let reader = LogReader::new(self.pool.clone());
+        let projection = id.build(&self.naming());
+        let page_size = u32::try_from(self.batch_size).unwrap_or(u32::MAX);
+        let mut after = from;
+        while after < to {
+            let page = reader.read_page(after, self.log_scope(), page_size).await?;
+            let keep: Vec<_> = page.iter().take_while(|e| e.checkpoint <= to).collect();
+            let Some(last) = keep.last() else { break };
+            after = last.checkpoint;
+            let events = keep
+                .iter()
+                .map(|event| {
+                    DecodedEvent::decode(event).map_err(|source| RebuildError::Decode {
+                        event: describe(event),
+                        source,
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            projection
+                .apply(conn, &events)
+                .await
+                .map_err(|source| RebuildError::Apply {
+                    projection: id,
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Builds, and swaps in if the build caught up (`Ok(true)`); `Ok(false)` when `stop`
+    /// resolved first (run again to resume).
+    pub async fn run(
+        &self,
+        stop: impl Future<Output = ()>,
+        progress: impl FnMut(&RebuildProgress),
+    ) -> Result<bool, RebuildError> {
+        if !self.build(stop, progress).await?.caught_up {
+            return Ok(false);
+        }
+        self.swap().await?;
+        Ok(true)
+    }
+
+    /// Drops the shadow tables and checkpoint rows of this rebuild.
+    pub async fn discard(&self) -> Result<(), RebuildError> {
+        let mut conn = self.session().await?;
+        let naming = self.naming();
+        let mut tx = conn.begin().await?;
+        for &id in &self.projections {
+            for table in id.tables() {
+                shadow::drop_if_exists(&mut tx, &naming.table(table.name)).await?;
+            }
+            sqlx::query("DELETE FROM subscriptions WHERE name = $1")
+                .bind(self.row_name(id))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        let _ = conn.close().await;
+        Ok(())
+    }
+}
+
+/// Applies one batch to every part in one transaction, each part only the events after its
+/// own checkpoint, and moves each part's checkpoint row.
+async fn apply_batch(
+    conn: &mut PgConnection,
+    parts: &mut [Part],
+    batch: &[DecodedEvent],
+    row_name: impl Fn(ProjectionId) -> String,
+) -> Result<(), RebuildError> {
+    let mut tx = conn.begin().await?;
+    for part in parts.iter_mut() {
+        let start = batch.partition_point(|e| e.checkpoint <= part.checkpoint);
+        let events = &batch[start..];
+        let Some(last) = events.last() else { continue };
+        part.projection
+            .apply(&mut tx, events)
+            .await
+            .map_err(|source| RebuildError::Apply {
+                projection: part.id,
+                source,
+            })?;
+        checkpoints::advance(&mut tx, &row_name(part.id), last.checkpoint).await?;
+    }
+    tx.commit().await?;
+    for part in parts.iter_mut() {
+        if let Some(last) = batch.last() {
+            part.checkpoint = part.checkpoint.max(last.checkpoint);
+        }
+    }
+    Ok(())
+}
+
+/// Events after `from` (up to and including `to`, when given), of `tenant` when given.
+async fn count_between(
+    conn: &mut PgConnection,
+    from: Checkpoint,
+    to: Option<Checkpoint>,
+    tenant: Option<uuid::Uuid>,
+) -> Result<u64, RebuildError> {
+    let to = to.unwrap_or(Checkpoint {
+        transaction_id: i64::MAX,
+        global_position: i64::MAX,
+    });
+    let count: i64 = sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM events
+          WHERE (transaction_id, global_position) > ($1{TX_PARAM}, $2)
+            AND (transaction_id, global_position) <= ($3{TX_PARAM}, $4)
+            AND ($5::uuid IS NULL OR tenant_id = $5)"
+    ))
+    .bind(from.transaction_id)
+    .bind(from.global_position)
+    .bind(to.transaction_id)
+    .bind(to.global_position)
+    .bind(tenant)
+    .fetch_one(conn)
+    .await?;
+    Ok(u64::try_from(count).unwrap_or(0))
+}

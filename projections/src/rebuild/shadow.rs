@@ -1,0 +1,149 @@
+//! Shadow tables: a live table's copy — columns, constraints, indexes, row-level security
+//! policies and grants — built beside it, then swapped in.
+
+use sqlx::{Executor, PgConnection, Row};
+use uuid::Uuid;
+
+/// Whether `table` exists (in the search path).
+pub(crate) async fn exists(conn: &mut PgConnection, table: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT to_regclass(quote_ident($1)) IS NOT NULL")
+        .bind(table)
+        .fetch_one(conn)
+        .await
+}
+
+/// Drops `table` if it exists.
+pub(crate) async fn drop_if_exists(conn: &mut PgConnection, table: &str) -> Result<(), sqlx::Error> {
+    conn.execute(format!(r#"DROP TABLE IF EXISTS "{table}""#).as_str())
+        .await?;
+    Ok(())
+}
+
+/// Creates `shadow` as an empty copy of `live`: `LIKE … INCLUDING ALL` (columns, defaults,
+/// constraints, indexes), then row-level security, its policies and its grants, which
+/// `LIKE` doesn't copy.
+pub(crate) async fn create(
+    conn: &mut PgConnection,
+    live: &str,
+    shadow: &str,
+) -> Result<(), sqlx::Error> {
+    conn.execute(format!(r#"CREATE TABLE "{shadow}" (LIKE "{live}" INCLUDING ALL)"#).as_str())
+        .await?;
+    let (rls, force): (bool, bool) = sqlx::query_as(
+        "SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE oid = quote_ident($1)::regclass",
+    )
+    .bind(live)
+    .fetch_one(&mut *conn)
+    .await?;
+    if rls {
+        conn.execute(format!(r#"ALTER TABLE "{shadow}" ENABLE ROW LEVEL SECURITY"#).as_str())
+            .await?;
+    }
+    if force {
+        conn.execute(format!(r#"ALTER TABLE "{shadow}" FORCE ROW LEVEL SECURITY"#).as_str())
+            .await?;
+    }
+    let policies = sqlx::query(
+        "SELECT quote_ident(policyname) AS name, permissive, cmd, qual, with_check,
+                array_to_string(ARRAY(SELECT CASE WHEN r = 'public' THEN 'PUBLIC' ELSE quote_ident(r) END
+                                        FROM unnest(roles) AS r), ', ') AS roles
+           FROM pg_policies WHERE schemaname = current_schema() AND tablename = $1",
+    )
+    .bind(live)
+    .fetch_all(&mut *conn)
+    .await?;
+    for policy in policies {
+        let name: String = policy.try_get("name")?;
+        let permissive: String = policy.try_get("permissive")?;
+        let cmd: String = policy.try_get("cmd")?;
+        let roles: String = policy.try_get("roles")?;
+        let mut sql = format!(
+            r#"CREATE POLICY {name} ON "{shadow}" AS {permissive} FOR {cmd} TO {roles}"#
+        );
+        if let Some(qual) = policy.try_get::<Option<String>, _>("qual")? {
+            sql.push_str(&format!(" USING ({qual})"));
+        }
+        if let Some(check) = policy.try_get::<Option<String>, _>("with_check")? {
+            sql.push_str(&format!(" WITH CHECK ({check})"));
+        }
+        conn.execute(sql.as_str()).await?;
+    }
+    let grants = sqlx::query(
+        "SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(r.rolname) END AS grantee,
+                a.privilege_type
+           FROM pg_class c
+          CROSS JOIN LATERAL aclexplode(c.relacl) AS a
+           LEFT JOIN pg_roles r ON r.oid = a.grantee
+          WHERE c.oid = quote_ident($1)::regclass AND a.grantee <> c.relowner",
+    )
+    .bind(live)
+    .fetch_all(&mut *conn)
+    .await?;
+    for grant in grants {
+        let grantee: String = grant.try_get("grantee")?;
+        let privilege: String = grant.try_get("privilege_type")?;
+        conn.execute(format!(r#"GRANT {privilege} ON "{shadow}" TO {grantee}"#).as_str())
+            .await?;
+    }
+    Ok(())
+}
+
+/// Each index of `table` with its definition, minus its own and its table's name.
+async fn indexes(conn: &mut PgConnection, table: &str) -> Result<Vec<(String, String)>, sqlx::Error> {
+    sqlx::query_as(
+        r"SELECT c.relname::text,
+                 regexp_replace(pg_get_indexdef(i.indexrelid), ' INDEX \S+ ON \S+ ', ' INDEX ON ')
+            FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+           WHERE i.indrelid = quote_ident($1)::regclass
+           ORDER BY c.relname",
+    )
+    .bind(table)
+    .fetch_all(conn)
+    .await
+}
+
+/// Replaces `live` by `shadow` (inside the caller's transaction): drops `live`, renames
+/// `shadow` to it, and gives each of its indexes the name of the live index it matches, so
+/// migrations keep finding indexes (and primary key constraints) by their names.
+pub(crate) async fn swap_in(
+    conn: &mut PgConnection,
+    live: &str,
+    shadow: &str,
+) -> Result<(), sqlx::Error> {
+    let old = indexes(conn, live).await?;
+    let mut new = indexes(conn, shadow).await?;
+    conn.execute(format!(r#"DROP TABLE "{live}""#).as_str()).await?;
+    conn.execute(format!(r#"ALTER TABLE "{shadow}" RENAME TO "{live}""#).as_str())
+        .await?;
+    for (name, definition) in old {
+        if let Some(i) = new.iter().position(|(_, d)| *d == definition) {
+            let (new_name, _) = new.swap_remove(i);
+            if new_name != name {
+                conn.execute(format!(r#"ALTER INDEX "{new_name}" RENAME TO "{name}""#).as_str())
+                    .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Replaces `tenant`'s rows of `live` by the rows of `shadow` (inside the caller's
+/// transaction) and drops `shadow`.
+pub(crate) async fn merge_tenant(
+    conn: &mut PgConnection,
+    live: &str,
+    shadow: &str,
+    tenant: Uuid,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(&format!(r#"DELETE FROM "{live}" WHERE tenant_id = $1"#))
+        .bind(tenant)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(&format!(
+        r#"INSERT INTO "{live}" SELECT * FROM "{shadow}" WHERE tenant_id = $1"#
+    ))
+    .bind(tenant)
+    .execute(&mut *conn)
+    .await?;
+    drop_if_exists(conn, shadow).await
+}

@@ -1,0 +1,329 @@
+//! The judgment index against a real Postgres with pgvector: partitions per tenant, the
+//! apply path a subscription drives, and the tenant-scoped search.
+//!
+//! Vectors come from a small bag-of-words embedder, so the expected order of results is
+//! known exactly; the real models are tested in `casebook-adapters`.
+
+use async_trait::async_trait;
+use casebook_domain::ids::{JudgmentId, TenantId, UserId};
+use casebook_domain::judgment::{JudgmentContent, JudgmentEvent, JudgmentOrigin};
+use casebook_domain::ports::{EmbedError, Embedder};
+use casebook_domain::values::{JudgmentBody, JudgmentTitle, Reason, Tag};
+use casebook_projections::judgment_index::{self, IndexError};
+use casebook_projections::log::{Checkpoint, RecordedEvent};
+use casebook_tests::{DbRole, TestDb};
+use serde_json::value::RawValue;
+use sqlx::{Connection, PgConnection, PgPool, Row};
+
+const DIMENSION: usize = 64;
+
+/// Words hashed into buckets, normalized: texts sharing more words are closer.
+struct WordsEmbedder {
+    model_id: &'static str,
+}
+
+#[async_trait]
+impl Embedder for WordsEmbedder {
+    fn model_id(&self) -> &str {
+        self.model_id
+    }
+
+    fn dimension(&self) -> usize {
+        DIMENSION
+    }
+
+    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        Ok(texts.iter().map(|text| words_vector(text)).collect())
+    }
+}
+
+fn words_vector(text: &str) -> Vec<f32> {
+    let mut vector = vec![0.0_f32; DIMENSION];
+    for word in text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+    {
+        let hash = word
+            .to_lowercase()
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+            });
+        vector[(hash % DIMENSION as u64) as usize] += 1.0;
+    }
+    let norm = vector.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-6);
+    vector.iter().map(|v| v / norm).collect()
+}
+
+const WORDS: WordsEmbedder = WordsEmbedder {
+    model_id: "test/words-v1",
+};
+
+/// Builds events as the store records them (cqrs-es payloads, generated tenant column).
+struct Log {
+    position: i64,
+}
+
+impl Log {
+    fn new() -> Self {
+        Self { position: 0 }
+    }
+
+    fn record(&mut self, tenant: TenantId, judgment: JudgmentId, event: &JudgmentEvent) -> RecordedEvent {
+        use cqrs_es::DomainEvent;
+        self.position += 1;
+        RecordedEvent {
+            checkpoint: Checkpoint {
+                transaction_id: 1_000 + self.position,
+                global_position: self.position,
+            },
+            tenant_id: *tenant.as_uuid(),
+            aggregate_type: "Judgment".to_owned(),
+            aggregate_id: judgment.to_string(),
+            sequence: self.position,
+            event_type: event.event_type(),
+            event_version: event.event_version(),
+            payload: RawValue::from_string(serde_json::to_string(event).unwrap()).unwrap(),
+            metadata: RawValue::from_string(format!(r#"{{"tenant_id":"{tenant}"}}"#)).unwrap(),
+            recorded_at: chrono::Utc::now(),
+        }
+    }
+
+    fn captured(&mut self, tenant: TenantId, judgment: JudgmentId, title: &str, body: &str) -> RecordedEvent {
+        let event = JudgmentEvent::JudgmentCaptured {
+            judgment_id: judgment,
+            tenant_id: tenant,
+            origin: JudgmentOrigin::Authored,
+            content: content(title, body),
+            captured_by: consultant(),
+        };
+        self.record(tenant, judgment, &event)
+    }
+}
+
+fn content(title: &str, body: &str) -> JudgmentContent {
+    JudgmentContent {
+        title: JudgmentTitle::parse(title).unwrap(),
+        body: JudgmentBody::parse(body).unwrap(),
+        tags: vec![Tag::parse("heating").unwrap()],
+    }
+}
+
+fn consultant() -> UserId {
+    "consultant-1".parse().unwrap()
+}
+
+async fn apply(pool: &PgPool, events: &[RecordedEvent], embedder: &dyn Embedder) -> Result<judgment_index::Applied, IndexError> {
+    let mut tx = pool.begin().await.unwrap();
+    let applied = judgment_index::apply(&mut tx, events, embedder).await?;
+    tx.commit().await.unwrap();
+    Ok(applied)
+}
+
+async fn search(pool: &PgPool, tenant: TenantId, query: &str, k: u32) -> Vec<(JudgmentId, f32)> {
+    let mut conn = pool.acquire().await.unwrap();
+    judgment_index::search(&mut conn, tenant, &words_vector(query), k)
+        .await
+        .expect("search")
+        .into_iter()
+        .map(|hit| (hit.judgment_id, hit.score))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_query_returns_only_its_own_tenants_judgments_best_first() {
+    let db = TestDb::new().await;
+    let projector = db.pool(DbRole::Projector, 2).await;
+    let app = db.pool(DbRole::App, 2).await;
+    let (tenant_a, tenant_b) = (TenantId::new(), TenantId::new());
+    let (pressure_a, noise_a, invoice_a) = (JudgmentId::new(), JudgmentId::new(), JudgmentId::new());
+    let (pressure_b, roof_b) = (JudgmentId::new(), JudgmentId::new());
+    let mut log = Log::new();
+    let events = vec![
+        log.captured(tenant_a, pressure_a, "Boiler pressure drops", "Boiler pressure drops overnight: refill and check the expansion vessel"),
+        log.captured(tenant_b, pressure_b, "Boiler pressure drops", "Boiler pressure drops overnight after a repair: check the relief valve"),
+        log.captured(tenant_a, noise_a, "Boiler bangs", "Boiler makes a banging noise: kettling, descale the heat exchanger"),
+        log.captured(tenant_a, invoice_a, "Invoice overdue", "Customer invoice payment overdue: send a reminder"),
+        log.captured(tenant_b, roof_b, "Roof leak", "Roof leaks in heavy rain: replace the flashing"),
+    ];
+    let applied = apply(&projector, &events, &WORDS).await.expect("apply");
+    assert_eq!(applied.upserted, 5);
+    assert_eq!(applied.partitions_created, 2);
+
+    let hits = search(&app, tenant_a, "boiler pressure drops overnight", 10).await;
+    let ids: Vec<JudgmentId> = hits.iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids, vec![pressure_a, noise_a, invoice_a], "own tenant only, best first");
+    assert!(hits.windows(2).all(|pair| pair[0].1 >= pair[1].1));
+    assert!(hits[0].1 > 0.7, "the close judgment scores high: {hits:?}");
+
+    let hits = search(&app, tenant_b, "boiler pressure drops overnight", 1).await;
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0].0, pressure_b);
+}
+
+#[tokio::test]
+async fn rows_record_tenant_position_model_dimension_and_content() {
+    let db = TestDb::new().await;
+    let projector = db.pool(DbRole::Projector, 2).await;
+    let tenant = TenantId::new();
+    let judgment = JudgmentId::new();
+    let mut log = Log::new();
+    apply(&projector, &[log.captured(tenant, judgment, "Boiler bangs", "Descale it")], &WORDS)
+        .await
+        .expect("apply");
+    let row = sqlx::query(
+        "SELECT tenant_id, source_position, embedding_model, embedding_dim, title, body, tags,
+                vector_dims(embedding) AS dims, tableoid::regclass::text AS partition
+           FROM judgment_index WHERE judgment_id = $1",
+    )
+    .bind(judgment.as_uuid())
+    .fetch_one(&projector)
+    .await
+    .unwrap();
+    assert_eq!(row.get::<uuid::Uuid, _>("tenant_id"), *tenant.as_uuid());
+    assert_eq!(row.get::<i64, _>("source_position"), 1);
+    assert_eq!(row.get::<String, _>("embedding_model"), "test/words-v1");
+    assert_eq!(row.get::<i32, _>("embedding_dim"), 64);
+    assert_eq!(row.get::<i32, _>("dims"), 64);
+    assert_eq!(row.get::<String, _>("title"), "Boiler bangs");
+    assert_eq!(row.get::<String, _>("body"), "Descale it");
+    assert_eq!(row.get::<Vec<String>, _>("tags"), vec!["heating".to_owned()]);
+    assert_eq!(
+        row.get::<String, _>("partition"),
+        format!("judgment_index_{}", tenant.as_uuid().simple())
+    );
+}
+
+#[tokio::test]
+async fn a_revision_replaces_the_content_a_retirement_removes_it_and_replays_change_nothing() {
+    let db = TestDb::new().await;
+    let projector = db.pool(DbRole::Projector, 2).await;
+    let app = db.pool(DbRole::App, 2).await;
+    let tenant = TenantId::new();
+    let (kept, retired) = (JudgmentId::new(), JudgmentId::new());
+    let mut log = Log::new();
+    let first = vec![
+        log.captured(tenant, kept, "Roof leak", "Roof leaks in rain"),
+        log.captured(tenant, retired, "Gutter blocked", "Gutter blocked by leaves"),
+    ];
+    apply(&projector, &first, &WORDS).await.expect("apply");
+    let revised = JudgmentEvent::JudgmentRevised {
+        content: content("Boiler pressure", "Boiler pressure drops overnight"),
+        revised_by: consultant(),
+    };
+    let retirement = JudgmentEvent::JudgmentRetired {
+        reason: Reason::parse("outdated").unwrap(),
+        retired_by: consultant(),
+    };
+    let second = vec![log.record(tenant, kept, &revised), log.record(tenant, retired, &retirement)];
+    let applied = apply(&projector, &second, &WORDS).await.expect("apply");
+    assert_eq!((applied.upserted, applied.retired), (1, 1));
+
+    let hits = search(&app, tenant, "boiler pressure drops overnight", 10).await;
+    assert_eq!(hits.len(), 1, "the retired judgment is gone");
+    assert_eq!(hits[0].0, kept);
+    assert!(hits[0].1 > 0.9, "searched by its revised content: {hits:?}");
+
+    // The first batch again (a replay): the revision is newer, so nothing changes.
+    let applied = apply(&projector, &first, &WORDS).await.expect("replay");
+    assert_eq!(applied.upserted, 0);
+    let title: String = sqlx::query_scalar("SELECT title FROM judgment_index WHERE judgment_id = $1")
+        .bind(kept.as_uuid())
+        .fetch_one(&projector)
+        .await
+        .unwrap();
+    assert_eq!(title, "Boiler pressure");
+}
+
+#[tokio::test]
+async fn an_embedder_of_another_model_is_refused_until_the_index_is_rebuilt() {
+    let db = TestDb::new().await;
+    let projector = db.pool(DbRole::Projector, 2).await;
+    let tenant = TenantId::new();
+    let mut log = Log::new();
+    apply(&projector, &[log.captured(tenant, JudgmentId::new(), "A", "a")], &WORDS)
+        .await
+        .expect("apply");
+    let other = WordsEmbedder {
+        model_id: "test/words-v2",
+    };
+    let event = log.captured(tenant, JudgmentId::new(), "B", "b");
+    let err = apply(&projector, std::slice::from_ref(&event), &other).await.unwrap_err();
+    assert!(matches!(err, IndexError::ModelChanged { .. }), "{err:?}");
+    assert!(!err.is_retryable());
+
+    let mut conn = projector.acquire().await.unwrap();
+    judgment_index::reset(&mut conn).await.expect("reset");
+    drop(conn);
+    apply(&projector, &[event], &other).await.expect("apply after the rebuild's reset");
+}
+
+#[tokio::test]
+async fn a_tenant_partition_can_be_created_ahead_of_its_first_judgment() {
+    let db = TestDb::new().await;
+    let projector = db.pool(DbRole::Projector, 2).await;
+    let app = db.pool(DbRole::App, 2).await;
+    let tenant = TenantId::new();
+    let mut conn = projector.acquire().await.unwrap();
+    assert!(judgment_index::ensure_tenant_partition(&mut conn, tenant, &WORDS).await.unwrap());
+    assert!(!judgment_index::ensure_tenant_partition(&mut conn, tenant, &WORDS).await.unwrap());
+    drop(conn);
+    assert!(search(&app, tenant, "anything", 10).await.is_empty());
+}
+
+/// The plan of the statement `search` prepares, for `tenant`, as the request-path role.
+async fn explain_search(conn: &mut PgConnection, tenant: TenantId, generic: bool) -> String {
+    let mut tx = conn.begin().await.unwrap();
+    let mode = if generic { "force_generic_plan" } else { "force_custom_plan" };
+    sqlx::query("SELECT set_config('plan_cache_mode', $1, true), set_config('hnsw.ef_search', '40', true), set_config('app.tenant_id', $2, true)")
+        .bind(mode)
+        .bind(tenant.to_string())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let statement = format!("search_{}", if generic { "generic" } else { "custom" });
+    sqlx::raw_sql(&format!(
+        "PREPARE {statement}(uuid, real[], bigint) AS {}",
+        judgment_index::search_sql(DIMENSION)
+    ))
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    let query: Vec<String> = words_vector("boiler pressure").iter().map(f32::to_string).collect();
+    let plan: Vec<String> = sqlx::query_scalar(&format!(
+        "EXPLAIN EXECUTE {statement}('{tenant}', '{{{}}}', 10)",
+        query.join(",")
+    ))
+    .fetch_all(&mut *tx)
+    .await
+    .unwrap();
+    tx.rollback().await.unwrap();
+    plan.join("\n")
+}
+
+#[tokio::test]
+async fn the_prepared_search_uses_the_tenants_hnsw_index_and_prunes_the_other_partitions() {
+    let db = TestDb::new().await;
+    let projector = db.pool(DbRole::Projector, 2).await;
+    let (tenant_a, tenant_b) = (TenantId::new(), TenantId::new());
+    let mut log = Log::new();
+    let topics = ["boiler", "pressure", "roof", "invoice", "gutter", "radiator", "valve", "pump"];
+    let events: Vec<RecordedEvent> = (0..3_000)
+        .map(|i| {
+            let tenant = if i % 3 == 0 { tenant_b } else { tenant_a };
+            let text = format!("{} {} case {i}", topics[i % topics.len()], topics[(i / 8) % topics.len()]);
+            log.captured(tenant, JudgmentId::new(), &text, &text)
+        })
+        .collect();
+    apply(&projector, &events, &WORDS).await.expect("apply");
+    sqlx::query("ANALYZE judgment_index").execute(&projector).await.unwrap();
+
+    let mut conn: PgConnection = db.pool(DbRole::App, 1).await.acquire().await.unwrap().detach();
+    let own_index = format!("judgment_index_{}_hnsw", tenant_a.as_uuid().simple());
+    let other_partition = format!("judgment_index_{}", tenant_b.as_uuid().simple());
+    for generic in [true, false] {
+        let plan = explain_search(&mut conn, tenant_a, generic).await;
+        assert!(plan.contains(&format!("Index Scan using {own_index}")), "generic={generic}:\n{plan}");
+        assert!(!plan.contains(&other_partition), "generic={generic}:\n{plan}");
+    }
+}

@@ -1,0 +1,11 @@
+//! The projections against the real Postgres: read models, runner, faults, rebuilds, the
+//! audit chain and row-level security.
+
+mod audit;
+mod faults;
+mod oracle;
+mod read_models;
+mod rebuild;
+mod rls;
+mod runner;
+mod support;

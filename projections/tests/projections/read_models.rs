@@ -1,0 +1,33 @@
+//! Every read model equals a straightforward fold over the log.
+
+use casebook_domain::diagnosis::DiagnosisStatus;
+
+use crate::oracle::{assert_read_models_match, fold_log};
+use crate::support::{assert_all_match, Driver, Stack};
+use casebook_projections::projection::ProjectionId;
+
+#[tokio::test]
+async fn every_read_model_equals_a_straightforward_fold_after_random_commands_across_three_tenants() {
+    let stack = Stack::new().await;
+    let mut driver = Driver::new(stack.app.clone(), 5);
+    driver.onboard(3).await;
+    driver.run(200).await;
+    // Small batches: rows are created in one batch and changed in later ones.
+    stack.drain_all(7).await;
+    driver.run(300).await;
+    stack.drain_all(64).await;
+
+    let expected = fold_log(&stack.owner).await;
+    assert_eq!(expected.tenants.len(), 3);
+    assert!(expected.sessions.len() > 10, "{}", expected.sessions.len());
+    assert!(expected.decisions.len() > 5, "{}", expected.decisions.len());
+    assert!(!expected.usage.is_empty());
+    let statuses = |pred: fn(&DiagnosisStatus) -> bool| {
+        expected.diagnoses.values().filter(|d| pred(&d.status)).count()
+    };
+    assert!(statuses(|s| matches!(s, DiagnosisStatus::Proposed)) > 0, "something waits for review");
+    assert!(statuses(|s| matches!(s, DiagnosisStatus::Resolved { .. })) > 0);
+    assert!(statuses(|s| matches!(s, DiagnosisStatus::Failed { .. })) > 0);
+    assert_read_models_match(&stack.app, &expected).await;
+    assert_all_match(&stack.verify_against_rebuild(&ProjectionId::ALL).await);
+}

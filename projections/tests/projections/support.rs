@@ -1,0 +1,648 @@
+//! Shared by the projection tests: a database with the three roles' pools, and a driver that
+//! issues a random but plausible mix of commands through the real event store.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use casebook_adapters::event_store::{CommandError, EventStore};
+use casebook_domain::actor::{Actor, Role};
+use casebook_domain::decision::{ConsultantDecision, DecisionCommand, Outcome};
+use casebook_domain::diagnosis::{
+    Diagnosis, DiagnosisCommand, DiagnosisStatus, Finding, Provenance, RetrievedJudgment, Severity,
+};
+use casebook_domain::ids::{
+    DecisionId, DiagnosisId, JudgmentId, QueryId, SessionId, TenantId, UserId,
+};
+use casebook_domain::judgment::{DecisionSnapshot, Judgment, JudgmentCommand, JudgmentContent};
+use casebook_domain::metadata::{EventMetadata, Source};
+use casebook_domain::policy::{ModelPolicy, ModelTier, PlanTier};
+use casebook_domain::session::{SessionCommand, TenantSession};
+use casebook_domain::tenant::{Tenant, TenantCommand};
+use casebook_domain::upcast::upcasters;
+use casebook_domain::values::Confidence;
+use casebook_projections::log::Checkpoint;
+use casebook_projections::projection::ProjectionId;
+use casebook_projections::rebuild::{Rebuild, RebuildScope, TableVerdict};
+use casebook_projections::runner::{DrainOutcome, DrainReport, Runner, RunnerConfig};
+use casebook_tests::{DbRole, TestDb};
+use cqrs_es::{Aggregate, EventStore as _};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use sqlx::{Executor, PgConnection, PgPool};
+
+/// A test database and a pool per role.
+pub struct Stack {
+    pub db: TestDb,
+    pub app: PgPool,
+    pub projector: PgPool,
+    pub owner: PgPool,
+}
+
+impl Stack {
+    pub async fn new() -> Self {
+        let db = TestDb::new().await;
+        let app = db.pool(DbRole::App, 4).await;
+        let projector = db.pool(DbRole::Projector, 16).await;
+        let owner = db.pool(DbRole::Owner, 4).await;
+        Self {
+            db,
+            app,
+            projector,
+            owner,
+        }
+    }
+
+    /// Quick pacing for tests.
+    pub fn config(batch_size: usize) -> RunnerConfig {
+        RunnerConfig {
+            batch_size,
+            poll_interval: Duration::from_millis(50),
+            initial_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(200),
+            standby_interval: Duration::from_millis(100),
+            lag_interval: Duration::from_secs(1),
+        }
+    }
+
+    /// Drains every projection with `batch_size` and checks each caught up.
+    pub async fn drain_all(&self, batch_size: usize) -> Vec<DrainReport> {
+        let reports = Runner::new(self.projector.clone())
+            .with_projections(ProjectionId::ALL)
+            .with_config(Self::config(batch_size))
+            .drain(Duration::from_secs(120))
+            .await
+            .expect("no subscription panics");
+        for report in &reports {
+            assert_eq!(report.outcome, DrainOutcome::CaughtUp, "{report:?}");
+        }
+        reports
+    }
+
+    /// Builds every projection afresh into shadow tables and compares them with the live
+    /// ones; returns the verdicts (and discards the shadows).
+    pub async fn verify_against_rebuild(&self, projections: &[ProjectionId]) -> Vec<TableVerdict> {
+        let rebuild = Rebuild::new(self.owner.clone(), projections.iter().copied(), RebuildScope::All)
+            .with_batch_size(97);
+        rebuild.discard().await.expect("discard any earlier rebuild");
+        let built = rebuild
+            .build(std::future::pending(), |_| {})
+            .await
+            .expect("rebuild");
+        assert!(built.caught_up);
+        let verdicts = rebuild.verify().await.expect("verify");
+        rebuild.discard().await.expect("discard");
+        verdicts
+    }
+
+    /// A live subscription's checkpoint.
+    pub async fn checkpoint(&self, name: &str) -> Checkpoint {
+        let (tx, position): (i64, i64) = sqlx::query_as(
+            "SELECT checkpoint_tx::text::bigint, checkpoint_position FROM subscriptions WHERE name = $1",
+        )
+        .bind(name)
+        .fetch_one(&self.owner)
+        .await
+        .expect("subscription row");
+        Checkpoint {
+            transaction_id: tx,
+            global_position: position,
+        }
+    }
+}
+
+/// Asserts every verdict matches, naming the first that doesn't.
+pub fn assert_all_match(verdicts: &[TableVerdict]) {
+    assert!(!verdicts.is_empty());
+    for verdict in verdicts {
+        assert!(verdict.matches(), "{} differs: {verdict:?}", verdict.table.name);
+    }
+}
+
+/// Begins a transaction as the pool's role with `app.tenant_id` set.
+pub async fn as_tenant(conn: &mut PgConnection, tenant: Option<TenantId>) {
+    conn.execute("BEGIN").await.expect("begin");
+    if let Some(tenant) = tenant {
+        conn.execute(format!("SET LOCAL app.tenant_id = '{tenant}'").as_str())
+            .await
+            .expect("set tenant");
+    }
+}
+
+fn parse<T: TryFrom<String>>(text: impl Into<String>) -> T
+where
+    T::Error: std::fmt::Debug,
+{
+    T::try_from(text.into()).expect("valid test value")
+}
+
+fn confidence(value: f64) -> Confidence {
+    Confidence::new(value).expect("valid confidence")
+}
+
+/// What the driver knows about a tenant's aggregates.
+#[derive(Default)]
+struct Known {
+    sessions: Vec<SessionId>,
+    diagnoses: Vec<DiagnosisId>,
+    judgments: Vec<JudgmentId>,
+}
+
+/// Issues random commands through the event store, as the application and its reactions
+/// would, reading preconditions from the aggregates first.
+pub struct Driver {
+    pool: PgPool,
+    rng: StdRng,
+    pub tenants: Vec<TenantId>,
+    known: HashMap<TenantId, Known>,
+    requests: u64,
+    pub accepted: usize,
+}
+
+const MODELS: [(&str, ModelTier); 3] = [
+    ("anthropic.claude-haiku", ModelTier::Triage),
+    ("anthropic.claude-sonnet", ModelTier::Standard),
+    ("meta.llama3-70b", ModelTier::OpenWeights),
+];
+
+impl Driver {
+    /// A driver over `pool` (the app role) with a seeded generator.
+    pub fn new(pool: PgPool, seed: u64) -> Self {
+        Self {
+            pool,
+            rng: StdRng::seed_from_u64(seed),
+            tenants: Vec::new(),
+            known: HashMap::new(),
+            requests: 0,
+            accepted: 0,
+        }
+    }
+
+    fn store<A: Aggregate>(&self) -> EventStore<A> {
+        EventStore::new(self.pool.clone(), upcasters())
+    }
+
+    async fn state<A>(&self, id: impl ToString) -> A
+    where
+        A: Aggregate + Send + Sync + Clone,
+        A::Error: Send,
+    {
+        self.store::<A>()
+            .load_aggregate(&id.to_string())
+            .await
+            .expect("load aggregate")
+            .state()
+            .clone()
+    }
+
+    /// Runs `command` as `actor`; `true` when accepted, `false` when the aggregate refused.
+    async fn execute<A>(&mut self, id: impl ToString, command: A::Command, actor: &Actor, source: Source) -> bool
+    where
+        A: Aggregate<Services = ()> + Send + Sync,
+        A::Error: Send + std::fmt::Debug,
+    {
+        self.requests += 1;
+        let metadata = EventMetadata::new(actor, format!("req-{}", self.requests), source);
+        match self
+            .store::<A>()
+            .execute(&id.to_string(), command, &(), metadata.to_map())
+            .await
+        {
+            Ok(_) => {
+                self.accepted += 1;
+                true
+            }
+            Err(CommandError::Rejected(_)) => false,
+            Err(other) => panic!("command failed: {other:?}"),
+        }
+    }
+
+    fn user(&mut self, role: Role, tenant: TenantId) -> Actor {
+        let n = self.rng.gen_range(1..=3);
+        Actor {
+            user_id: parse::<UserId>(format!("{role:?}-{n}").to_lowercase()),
+            tenant_id: tenant,
+            role,
+        }
+    }
+
+    /// Onboards `n` tenants (with an auto-resolve threshold for some).
+    pub async fn onboard(&mut self, n: usize) {
+        for i in 0..n {
+            let tenant = TenantId::new();
+            let admin = self.user(Role::Admin, tenant);
+            let name = format!("Practice {i}");
+            let onboarded = self
+                .execute::<Tenant>(
+                    tenant,
+                    TenantCommand::Onboard {
+                        actor: admin.clone(),
+                        name: parse(name),
+                        plan: PlanTier::Professional,
+                    },
+                    &admin,
+                    Source::Api,
+                )
+                .await;
+            assert!(onboarded);
+            if i % 2 == 0 {
+                self.execute::<Tenant>(
+                    tenant,
+                    TenantCommand::SetAutoResolveThreshold {
+                        actor: admin.clone(),
+                        threshold: Some(confidence(0.9)),
+                    },
+                    &admin,
+                    Source::Api,
+                )
+                .await;
+            }
+            self.tenants.push(tenant);
+            self.known.insert(tenant, Known::default());
+        }
+    }
+
+    /// Issues `steps` random commands.
+    pub async fn run(&mut self, steps: usize) {
+        for _ in 0..steps {
+            self.step().await;
+        }
+    }
+
+    /// One random command.
+    pub async fn step(&mut self) {
+        let tenant = *self.tenants.choose(&mut self.rng).expect("onboarded tenants");
+        match self.rng.gen_range(0..100) {
+            0..=2 => self.tenant_admin(tenant).await,
+            3..=12 => self.open_session(tenant).await,
+            13..=14 => self.close_session(tenant).await,
+            15..=34 => self.submit_query(tenant).await,
+            35..=38 => self.judgment_work(tenant).await,
+            _ => self.advance_diagnosis(tenant).await,
+        }
+    }
+
+    async fn tenant_admin(&mut self, tenant: TenantId) {
+        let admin = self.user(Role::Admin, tenant);
+        let state: Tenant = self.state(tenant).await;
+        let command = match self.rng.gen_range(0..5) {
+            0 => TenantCommand::ChangePlan {
+                actor: admin.clone(),
+                plan: *[PlanTier::Starter, PlanTier::Enterprise, PlanTier::CostSensitive]
+                    .choose(&mut self.rng)
+                    .expect("plans"),
+            },
+            1 => TenantCommand::SetAutoResolveThreshold {
+                actor: admin.clone(),
+                threshold: [None, Some(confidence(0.8)), Some(confidence(0.95))]
+                    [self.rng.gen_range(0..3)],
+            },
+            2 => TenantCommand::SetModelPolicy {
+                actor: admin.clone(),
+                policy: if self.rng.gen() {
+                    ModelPolicy::OpenWeightsOnly
+                } else {
+                    ModelPolicy::ByPlan
+                },
+            },
+            _ if state.is_active() => TenantCommand::Suspend {
+                actor: admin.clone(),
+                reason: parse("billing overdue"),
+            },
+            _ => TenantCommand::Reactivate {
+                actor: admin.clone(),
+            },
+        };
+        self.execute::<Tenant>(tenant, command, &admin, Source::Api).await;
+    }
+
+    async fn tenant_active(&self, tenant: TenantId) -> bool {
+        self.state::<Tenant>(tenant).await.is_active()
+    }
+
+    async fn open_session(&mut self, tenant: TenantId) {
+        let customer = self.user(Role::Customer, tenant);
+        let session = SessionId::new();
+        let attachments = (0..self.rng.gen_range(0..3))
+            .map(|i| parse(format!("{tenant}/upload-{i}.pdf")))
+            .collect();
+        let tenant_active = self.tenant_active(tenant).await;
+        let command = SessionCommand::Open {
+            actor: customer.clone(),
+            session_id: session,
+            subject: parse(format!("Lease review {}", self.requests)),
+            attachments,
+            tenant_active,
+        };
+        if self
+            .execute::<TenantSession>(session, command, &customer, Source::Api)
+            .await
+        {
+            self.known.entry(tenant).or_default().sessions.push(session);
+        }
+    }
+
+    fn pick<T: Copy>(&mut self, items: impl Fn(&Known) -> &Vec<T>, tenant: TenantId) -> Option<T> {
+        let known = self.known.get(&tenant)?;
+        items(known).choose(&mut self.rng).copied()
+    }
+
+    async fn close_session(&mut self, tenant: TenantId) {
+        let Some(session) = self.pick(|k| &k.sessions, tenant) else {
+            return;
+        };
+        let customer = self.user(Role::Customer, tenant);
+        let command = SessionCommand::Close {
+            actor: customer.clone(),
+        };
+        self.execute::<TenantSession>(session, command, &customer, Source::Api)
+            .await;
+    }
+
+    async fn submit_query(&mut self, tenant: TenantId) {
+        let Some(session) = self.pick(|k| &k.sessions, tenant) else {
+            return self.open_session(tenant).await;
+        };
+        let customer = self.user(Role::Customer, tenant);
+        let query = QueryId::new();
+        let text = format!("Is clause {} enforceable?", self.rng.gen_range(1..40));
+        let tenant_active = self.tenant_active(tenant).await;
+        let submitted = self
+            .execute::<TenantSession>(
+                session,
+                SessionCommand::SubmitQuery {
+                    actor: customer.clone(),
+                    query_id: query,
+                    text: parse(text.clone()),
+                    tenant_active,
+                },
+                &customer,
+                Source::Api,
+            )
+            .await;
+        if !submitted {
+            return;
+        }
+        let diagnosis = DiagnosisId::new();
+        if self
+            .execute::<Diagnosis>(
+                diagnosis,
+                DiagnosisCommand::Request {
+                    actor: customer.clone(),
+                    diagnosis_id: diagnosis,
+                    session_id: session,
+                    query_id: query,
+                    query: parse(text),
+                    tenant_active,
+                },
+                &customer,
+                Source::Api,
+            )
+            .await
+        {
+            self.known.entry(tenant).or_default().diagnoses.push(diagnosis);
+        }
+    }
+
+    fn provenance(&mut self, tenant: TenantId) -> Provenance {
+        let (model, tier) = *MODELS.choose(&mut self.rng).expect("models");
+        let judgments = self.known.get(&tenant).map(|k| k.judgments.clone()).unwrap_or_default();
+        Provenance {
+            model_id: model.to_owned(),
+            model_tier: tier,
+            prompt_template_id: "diagnose/v3".to_owned(),
+            prompt_template_hash: "sha256:3f2a".to_owned(),
+            retrieved_judgment_ids: judgments
+                .choose_multiple(&mut self.rng, 2)
+                .copied()
+                .collect(),
+            input_tokens: self.rng.gen_range(200..4_000),
+            output_tokens: self.rng.gen_range(50..900),
+            cost_usd_micros: self.rng.gen_range(100..20_000),
+        }
+    }
+
+    async fn advance_diagnosis(&mut self, tenant: TenantId) {
+        let Some(diagnosis) = self.pick(|k| &k.diagnoses, tenant) else {
+            return self.submit_query(tenant).await;
+        };
+        let system = Actor::system(tenant);
+        let state: Diagnosis = self.state(diagnosis).await;
+        let Some(status) = state.status() else { return };
+        match status {
+            DiagnosisStatus::Requested | DiagnosisStatus::Failed { retryable: true } => {
+                let command = if self.rng.gen_ratio(1, 6) {
+                    DiagnosisCommand::Fail {
+                        actor: system.clone(),
+                        reason: parse("model timed out"),
+                        retryable: self.rng.gen_ratio(4, 5),
+                    }
+                } else {
+                    let judgments = self
+                        .known
+                        .get(&tenant)
+                        .map(|k| k.judgments.clone())
+                        .unwrap_or_default();
+                    DiagnosisCommand::RecordContext {
+                        actor: system.clone(),
+                        judgments: judgments
+                            .choose_multiple(&mut self.rng, 2)
+                            .map(|j| RetrievedJudgment {
+                                judgment_id: *j,
+                                score: 0.75,
+                            })
+                            .collect(),
+                    }
+                };
+                self.execute::<Diagnosis>(diagnosis, command, &system, Source::Worker)
+                    .await;
+            }
+            DiagnosisStatus::ContextRetrieved => {
+                let command = if self.rng.gen_ratio(1, 8) {
+                    DiagnosisCommand::Fail {
+                        actor: system.clone(),
+                        reason: parse("malformed model output"),
+                        retryable: true,
+                    }
+                } else {
+                    let findings = (0..self.rng.gen_range(0..3))
+                        .map(|i| Finding {
+                            summary: format!("Finding {i}"),
+                            detail: (i == 1).then(|| "See clause 4.2".to_owned()),
+                            severity: [Severity::Info, Severity::Medium, Severity::High][i % 3],
+                        })
+                        .collect();
+                    let provenance = self.provenance(tenant);
+                    DiagnosisCommand::Propose {
+                        actor: system.clone(),
+                        text: parse("The clause is enforceable with caveats."),
+                        findings,
+                        confidence: confidence(
+                            [0.55, 0.8, 0.92, 0.97][self.rng.gen_range(0..4)],
+                        ),
+                        provenance,
+                    }
+                };
+                self.execute::<Diagnosis>(diagnosis, command, &system, Source::Worker)
+                    .await;
+            }
+            DiagnosisStatus::Proposed => self.decide_or_resolve(tenant, diagnosis, &state).await,
+            DiagnosisStatus::Resolved { outcome } if outcome.captures_judgment() => {
+                self.capture(tenant, diagnosis, outcome).await;
+            }
+            DiagnosisStatus::Failed { retryable: false } | DiagnosisStatus::Resolved { .. } => {}
+        }
+    }
+
+    async fn decide_or_resolve(&mut self, tenant: TenantId, diagnosis: DiagnosisId, state: &Diagnosis) {
+        let decision_id = DecisionId::for_diagnosis(diagnosis);
+        let decision: ConsultantDecision = self.state(decision_id).await;
+        let system = Actor::system(tenant);
+        if let Some(outcome) = decision.outcome() {
+            self.execute::<Diagnosis>(
+                diagnosis,
+                DiagnosisCommand::Resolve {
+                    actor: system.clone(),
+                    decision_id,
+                    outcome,
+                },
+                &system,
+                Source::Reaction,
+            )
+            .await;
+            return;
+        }
+        let snapshot = state.snapshot().expect("requested diagnosis");
+        let tenant_state: Tenant = self.state(tenant).await;
+        let (actor, source, command) = match self.rng.gen_range(0..4) {
+            0 => (
+                system.clone(),
+                Source::Reaction,
+                DecisionCommand::AutoApprove {
+                    actor: system.clone(),
+                    diagnosis: snapshot,
+                    threshold: tenant_state.auto_resolve_threshold(),
+                    tenant_active: tenant_state.is_active(),
+                },
+            ),
+            1 => {
+                let consultant = self.user(Role::Consultant, tenant);
+                (
+                    consultant.clone(),
+                    Source::Api,
+                    DecisionCommand::Approve {
+                        actor: consultant,
+                        diagnosis: snapshot,
+                    },
+                )
+            }
+            2 => {
+                let consultant = self.user(Role::Consultant, tenant);
+                (
+                    consultant.clone(),
+                    Source::Api,
+                    DecisionCommand::Amend {
+                        actor: consultant,
+                        diagnosis: snapshot,
+                        amended_text: parse("Enforceable only after notice."),
+                        reason: self.rng.gen::<bool>().then(|| parse("missed the notice period")),
+                    },
+                )
+            }
+            _ => {
+                let consultant = self.user(Role::Consultant, tenant);
+                (
+                    consultant.clone(),
+                    Source::Api,
+                    DecisionCommand::Reject {
+                        actor: consultant,
+                        diagnosis: snapshot,
+                        reason: parse("wrong jurisdiction"),
+                    },
+                )
+            }
+        };
+        self.execute::<ConsultantDecision>(decision_id, command, &actor, source)
+            .await;
+    }
+
+    async fn capture(&mut self, tenant: TenantId, diagnosis: DiagnosisId, outcome: Outcome) {
+        let decision_id = DecisionId::for_diagnosis(diagnosis);
+        let judgment = JudgmentId::for_decision(decision_id);
+        let system = Actor::system(tenant);
+        let command = JudgmentCommand::CaptureFromDecision {
+            actor: system.clone(),
+            decision: DecisionSnapshot {
+                decision_id,
+                diagnosis_id: diagnosis,
+                tenant_id: tenant,
+                outcome,
+            },
+            content: JudgmentContent {
+                title: parse("Notice periods"),
+                body: parse("Check the notice period first."),
+                tags: vec![parse("lease")],
+            },
+        };
+        if self
+            .execute::<Judgment>(judgment, command, &system, Source::Reaction)
+            .await
+        {
+            self.known.entry(tenant).or_default().judgments.push(judgment);
+        }
+    }
+
+    async fn judgment_work(&mut self, tenant: TenantId) {
+        let consultant = self.user(Role::Consultant, tenant);
+        let existing = self.pick(|k| &k.judgments, tenant);
+        let content = JudgmentContent {
+            title: parse("House rule"),
+            body: parse("Always ask for the signed copy."),
+            tags: vec![],
+        };
+        match (existing, self.rng.gen_range(0..3)) {
+            (Some(judgment), 0) => {
+                self.execute::<Judgment>(
+                    judgment,
+                    JudgmentCommand::Revise {
+                        actor: consultant.clone(),
+                        content,
+                    },
+                    &consultant,
+                    Source::Api,
+                )
+                .await;
+            }
+            (Some(judgment), 1) => {
+                self.execute::<Judgment>(
+                    judgment,
+                    JudgmentCommand::Retire {
+                        actor: consultant.clone(),
+                        reason: parse("superseded"),
+                    },
+                    &consultant,
+                    Source::Api,
+                )
+                .await;
+            }
+            _ => {
+                let judgment = JudgmentId::new();
+                if self
+                    .execute::<Judgment>(
+                        judgment,
+                        JudgmentCommand::Author {
+                            actor: consultant.clone(),
+                            judgment_id: judgment,
+                            content,
+                        },
+                        &consultant,
+                        Source::Api,
+                    )
+                    .await
+                {
+                    self.known.entry(tenant).or_default().judgments.push(judgment);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,770 @@
+//! `infra/template.yaml` (the AWS SAM template): the wiring between its resources, checked
+//! offline by parsing the template. `infra/validate.sh` lints it (cfn-lint) and checks its
+//! security policies (checkov); these tests check what neither knows: that the functions are
+//! this workspace's binaries, that queues outlast their consumers, that environments name only
+//! the template's own resources, the schedules, and that tiers and roles match the domain.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use casebook_domain::actor::Role;
+use casebook_domain::policy::PlanTier;
+use serde_yaml::{Mapping, Value};
+
+/// The Lambda functions and the workspace binaries they run.
+const FUNCTIONS: [&str; 5] = ["api", "authorizer", "worker", "scheduler", "projector"];
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn template() -> &'static Value {
+    static TEMPLATE: OnceLock<Value> = OnceLock::new();
+    TEMPLATE.get_or_init(|| {
+        let path = repo_root().join("infra/template.yaml");
+        let text = std::fs::read_to_string(&path).expect("read infra/template.yaml");
+        serde_yaml::from_str(&text).expect("infra/template.yaml is YAML")
+    })
+}
+
+fn section(name: &str) -> &'static Mapping {
+    template()
+        .get(name)
+        .and_then(Value::as_mapping)
+        .unwrap_or_else(|| panic!("template has a {name} section"))
+}
+
+/// `(logical id, resource)` for every resource of `kind`.
+fn resources_of(kind: &str) -> Vec<(&'static str, &'static Value)> {
+    section("Resources")
+        .iter()
+        .filter(|(_, r)| r.get("Type").and_then(Value::as_str) == Some(kind))
+        .map(|(id, r)| (id.as_str().expect("string logical id"), r))
+        .collect()
+}
+
+fn resource(id: &str) -> &'static Value {
+    section("Resources")
+        .get(id)
+        .unwrap_or_else(|| panic!("resource {id} is defined"))
+}
+
+fn type_of(id: &str) -> &'static str {
+    resource(id)
+        .get("Type")
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| panic!("resource {id} has a Type"))
+}
+
+fn prop<'a>(resource: &'a Value, path: &[&str]) -> Option<&'a Value> {
+    path.iter()
+        .try_fold(resource.get("Properties")?, |v, key| v.get(*key))
+}
+
+fn prop_str<'a>(resource: &'a Value, path: &[&str]) -> Option<&'a str> {
+    prop(resource, path).and_then(Value::as_str)
+}
+
+fn prop_u64(resource: &Value, path: &[&str]) -> Option<u64> {
+    prop(resource, path).and_then(Value::as_u64)
+}
+
+/// A function property, falling back to `Globals.Function`.
+fn function_prop(function: &'static Value, key: &str) -> Option<&'static Value> {
+    prop(function, &[key]).or_else(|| {
+        template()
+            .get("Globals")
+            .and_then(|g| g.get("Function"))
+            .and_then(|f| f.get(key))
+    })
+}
+
+/// An intrinsic function as `(name, argument)`, in either spelling: the short tag
+/// (`!Ref X`, which serde_yaml 0.9 parses as a tagged value) or the long form
+/// (`{Ref: X}`, `{Fn::GetAtt: [X, Arn]}`). Names come back long: `Ref`, `Fn::GetAtt`, ...
+fn intrinsic(value: &Value) -> Option<(String, &Value)> {
+    match value {
+        Value::Tagged(tagged) => {
+            let tag = tagged.tag.to_string();
+            let name = tag.trim_start_matches('!');
+            let long = match name {
+                "Ref" | "Condition" => name.to_string(),
+                other => format!("Fn::{other}"),
+            };
+            Some((long, &tagged.value))
+        }
+        Value::Mapping(map) if map.len() == 1 => {
+            let (key, arg) = map.iter().next()?;
+            let key = key.as_str()?;
+            (key == "Ref" || key == "Condition" || key.starts_with("Fn::"))
+                .then(|| (key.to_string(), arg))
+        }
+        _ => None,
+    }
+}
+
+/// The logical id a `Ref` or `GetAtt` points at (`ApiFunction.Alias` → `ApiFunction`).
+fn target_of(value: &Value) -> Option<String> {
+    let (name, arg) = intrinsic(value)?;
+    match name.as_str() {
+        "Ref" => Some(arg.as_str()?.split('.').next()?.to_string()),
+        "Fn::GetAtt" => match arg {
+            Value::String(s) => Some(s.split('.').next()?.to_string()),
+            Value::Sequence(seq) => Some(seq.first()?.as_str()?.to_string()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The `${Name}` / `${Name.Attr}` placeholders of a `Fn::Sub` string, and its literal parts.
+fn sub_placeholders(text: &str) -> (Vec<String>, String) {
+    let mut names = Vec::new();
+    let mut literal = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        literal.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after.find('}').expect("closed ${...} in Fn::Sub");
+        let inner = &after[..end];
+        if let Some(escaped) = inner.strip_prefix('!') {
+            literal.push_str(escaped); // ${!Literal} is text, not a reference
+        } else {
+            names.push(inner.split('.').next().unwrap().to_string());
+        }
+        rest = &after[end + 1..];
+    }
+    literal.push_str(rest);
+    (names, literal)
+}
+
+/// Every logical id or parameter a value refers to, with the literal text it contains.
+fn references(value: &Value, refs: &mut BTreeSet<String>, literals: &mut Vec<String>) {
+    if let Some((name, arg)) = intrinsic(value) {
+        match name.as_str() {
+            "Ref" | "Fn::GetAtt" => {
+                refs.insert(target_of(value).expect("well-formed Ref/GetAtt"));
+            }
+            "Fn::Sub" => {
+                let (text, vars) = match arg {
+                    Value::String(s) => (s.as_str(), None),
+                    Value::Sequence(seq) => (
+                        seq[0].as_str().expect("Fn::Sub string"),
+                        seq.get(1).and_then(Value::as_mapping),
+                    ),
+                    other => panic!("unexpected Fn::Sub argument {other:?}"),
+                };
+                let (names, literal) = sub_placeholders(text);
+                literals.push(literal);
+                let locals: BTreeSet<&str> = vars
+                    .map(|m| m.keys().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                refs.extend(names.into_iter().filter(|n| !locals.contains(n.as_str())));
+                for v in vars.into_iter().flat_map(|m| m.values()) {
+                    references(v, refs, literals);
+                }
+            }
+            _ => references(arg, refs, literals),
+        }
+        return;
+    }
+    match value {
+        Value::String(s) => literals.push(s.clone()),
+        Value::Sequence(seq) => seq.iter().for_each(|v| references(v, refs, literals)),
+        Value::Mapping(map) => map.values().for_each(|v| references(v, refs, literals)),
+        _ => {}
+    }
+}
+
+fn is_defined(name: &str) -> bool {
+    name.starts_with("AWS::")
+        || section("Parameters").contains_key(name)
+        || section("Resources").contains_key(name)
+}
+
+/// `Fn::FindInMap [Map, Top, Second]` resolved against the template's Mappings.
+fn find_in_map(value: &Value) -> &'static Value {
+    let (name, arg) = intrinsic(value).expect("an intrinsic");
+    assert_eq!(name, "Fn::FindInMap", "expected Fn::FindInMap, got {name}");
+    let keys: Vec<&str> = arg
+        .as_sequence()
+        .expect("FindInMap list")
+        .iter()
+        .map(|k| k.as_str().expect("literal FindInMap keys"))
+        .collect();
+    section("Mappings")
+        .get(keys[0])
+        .and_then(|m| m.get(keys[1]))
+        .and_then(|m| m.get(keys[2]))
+        .unwrap_or_else(|| panic!("mapping {keys:?} exists"))
+}
+
+/// The binary a function runs, from its `CodeUri` (cargo-lambda's `target/lambda/<bin>/`).
+fn binary_of(function: &Value) -> String {
+    let uri = prop_str(function, &["CodeUri"]).expect("function has a local CodeUri");
+    uri.strip_prefix("../target/lambda/")
+        .and_then(|rest| rest.strip_suffix('/'))
+        .filter(|bin| !bin.is_empty() && !bin.contains('/'))
+        .unwrap_or_else(|| panic!("CodeUri {uri} is not ../target/lambda/<bin>/"))
+        .to_string()
+}
+
+/// Logical id of the function whose binary is `bin`.
+fn function_for(bin: &str) -> &'static str {
+    resources_of("AWS::Serverless::Function")
+        .into_iter()
+        .find(|(_, f)| binary_of(f) == bin)
+        .map(|(id, _)| id)
+        .unwrap_or_else(|| panic!("a function runs the {bin} binary"))
+}
+
+fn timeout_of(function_id: &str) -> u64 {
+    function_prop(resource(function_id), "Timeout")
+        .and_then(Value::as_u64)
+        .unwrap_or(3) // Lambda's default
+}
+
+#[test]
+fn the_functions_are_the_five_cargo_lambda_binaries_on_arm64() {
+    let functions = resources_of("AWS::Serverless::Function");
+    let bins: BTreeSet<String> = functions.iter().map(|(_, f)| binary_of(f)).collect();
+    assert_eq!(bins, FUNCTIONS.iter().map(|s| s.to_string()).collect());
+    for (id, function) in functions {
+        let get = |key| function_prop(function, key);
+        assert_eq!(
+            get("Runtime").and_then(Value::as_str),
+            Some("provided.al2023"),
+            "{id}"
+        );
+        assert_eq!(
+            get("Handler").and_then(Value::as_str),
+            Some("bootstrap"),
+            "{id}"
+        );
+        let arch: Vec<&str> = get("Architectures")
+            .and_then(Value::as_sequence)
+            .map(|s| s.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        assert_eq!(arch, ["arm64"], "{id}");
+        assert!(
+            prop(function, &["LoggingConfig", "LogGroup"]).is_some(),
+            "{id} logs to a log group of the template (with retention)"
+        );
+    }
+    let api = resource(function_for("api"));
+    assert_eq!(prop_str(api, &["AutoPublishAlias"]), Some("live"));
+    assert!(
+        prop(
+            api,
+            &[
+                "ProvisionedConcurrencyConfig",
+                "ProvisionedConcurrentExecutions"
+            ]
+        )
+        .is_some(),
+        "api has provisioned concurrency"
+    );
+}
+
+/// Fails until every function's binary exists as `handlers/src/bin/<name>.rs`.
+#[test]
+fn every_function_binary_exists_in_the_workspace() {
+    let missing: Vec<String> = resources_of("AWS::Serverless::Function")
+        .into_iter()
+        .map(|(_, f)| format!("handlers/src/bin/{}.rs", binary_of(f)))
+        .filter(|path| !repo_root().join(path).is_file())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "infra/template.yaml deploys binaries the workspace lacks: {missing:?}"
+    );
+}
+
+#[test]
+fn every_queue_outlasts_six_times_its_consumer_timeout() {
+    let mappings = resources_of("AWS::Lambda::EventSourceMapping");
+    assert!(
+        !mappings.is_empty(),
+        "the worker consumes the diagnosis queue"
+    );
+    let mut consumed = BTreeSet::new();
+    for (id, mapping) in mappings {
+        let queue = target_of(prop(mapping, &["EventSourceArn"]).expect("EventSourceArn"))
+            .expect("EventSourceArn refers to a template resource");
+        let function = target_of(prop(mapping, &["FunctionName"]).expect("FunctionName"))
+            .expect("FunctionName refers to a template resource");
+        assert_eq!(type_of(&queue), "AWS::SQS::Queue", "{id}");
+        let visibility = prop_u64(resource(&queue), &["VisibilityTimeout"]).unwrap_or(30);
+        let window = prop_u64(mapping, &["MaximumBatchingWindowInSeconds"]).unwrap_or(0);
+        let timeout = timeout_of(&function);
+        assert!(
+            visibility >= 6 * timeout + window,
+            "{queue}: visibility {visibility} s < 6 x {function}'s timeout {timeout} s + batching window {window} s"
+        );
+        let response_types: Vec<&str> = prop(mapping, &["FunctionResponseTypes"])
+            .and_then(Value::as_sequence)
+            .map(|s| s.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        assert_eq!(response_types, ["ReportBatchItemFailures"], "{id}");
+        consumed.insert((queue, function));
+    }
+    assert!(consumed.contains(&(
+        "DiagnosisQueue".to_string(),
+        function_for("worker").to_string()
+    )));
+}
+
+#[test]
+fn every_queue_has_a_dead_letter_queue_or_is_one() {
+    let queues = resources_of("AWS::SQS::Queue");
+    // Everything the template names as a dead-letter target, whatever delivers to it.
+    let mut dead_letter_targets = BTreeSet::new();
+    for (_, queue) in &queues {
+        if let Some(arn) = prop(queue, &["RedrivePolicy", "deadLetterTargetArn"]) {
+            dead_letter_targets.insert(target_of(arn).expect("DLQ is a template queue"));
+        }
+    }
+    for (_, rule) in resources_of("AWS::Events::Rule") {
+        for target in prop(rule, &["Targets"])
+            .and_then(Value::as_sequence)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(arn) = target.get("DeadLetterConfig").and_then(|d| d.get("Arn")) {
+                dead_letter_targets.insert(target_of(arn).expect("DLQ is a template queue"));
+            }
+        }
+    }
+    for (_, schedule) in resources_of("AWS::Scheduler::Schedule") {
+        if let Some(arn) = prop(schedule, &["Target", "DeadLetterConfig", "Arn"]) {
+            dead_letter_targets.insert(target_of(arn).expect("DLQ is a template queue"));
+        }
+    }
+    for (_, function) in resources_of("AWS::Serverless::Function") {
+        let path = [
+            "EventInvokeConfig",
+            "DestinationConfig",
+            "OnFailure",
+            "Destination",
+        ];
+        if let Some(arn) = prop(function, &path) {
+            dead_letter_targets.insert(target_of(arn).expect("DLQ is a template queue"));
+        }
+    }
+    for (id, queue) in &queues {
+        if prop(queue, &["RedrivePolicy"]).is_some() {
+            let max = prop_u64(queue, &["RedrivePolicy", "maxReceiveCount"]).unwrap_or(0);
+            assert!(max >= 1, "{id}: maxReceiveCount");
+        } else {
+            assert!(
+                dead_letter_targets.contains(*id),
+                "{id} has no dead-letter queue and is no one's dead-letter queue"
+            );
+        }
+    }
+    for target in &dead_letter_targets {
+        assert_eq!(type_of(target), "AWS::SQS::Queue", "{target}");
+        let dlq = resource(target);
+        assert!(
+            prop(dlq, &["RedrivePolicy"]).is_none(),
+            "{target} is a DLQ with a DLQ"
+        );
+        assert_eq!(
+            prop_u64(dlq, &["MessageRetentionPeriod"]),
+            Some(1_209_600),
+            "{target} keeps dead letters for the maximum 14 days"
+        );
+    }
+    for name in ["DiagnosisQueue", "LocalJobsQueue"] {
+        assert!(prop(resource(name), &["RedrivePolicy"]).is_some(), "{name}");
+    }
+}
+
+#[test]
+fn function_environments_name_only_template_resources() {
+    for (id, function) in resources_of("AWS::Serverless::Function") {
+        let vars = prop(function, &["Environment", "Variables"])
+            .and_then(Value::as_mapping)
+            .unwrap_or_else(|| panic!("{id} has environment variables"));
+        for (key, value) in vars {
+            let key = key.as_str().expect("variable name");
+            let mut refs = BTreeSet::new();
+            let mut literals = Vec::new();
+            references(value, &mut refs, &mut literals);
+            for name in &refs {
+                assert!(
+                    is_defined(name),
+                    "{id}.{key} refers to {name}, which the template does not define"
+                );
+            }
+            for text in &literals {
+                for smell in ["arn:", "amazonaws.com", "https://", "sqs.", ".rds."] {
+                    assert!(
+                        !text.contains(smell),
+                        "{id}.{key} hard-codes a resource ({text:?}); use !Ref/!GetAtt/!Sub"
+                    );
+                }
+            }
+        }
+    }
+    // The relay and the worker really are wired to the template's queue, bus and proxy.
+    let projector = resource(function_for("projector"));
+    let env = |f: &'static Value, key: &str| {
+        let mut refs = BTreeSet::new();
+        references(
+            prop(f, &["Environment", "Variables", key]).unwrap_or_else(|| panic!("{key}")),
+            &mut refs,
+            &mut Vec::new(),
+        );
+        refs
+    };
+    assert!(env(projector, "DIAGNOSIS_QUEUE_URL").contains("DiagnosisQueue"));
+    assert!(env(projector, "EVENT_BUS_NAME").contains("EventBus"));
+    for bin in FUNCTIONS {
+        assert!(
+            env(resource(function_for(bin)), "DATABASE_URL").contains("DbProxy"),
+            "{bin} connects through RDS Proxy"
+        );
+    }
+    assert!(
+        env(resource(function_for("scheduler")), "LOCAL_JOBS_QUEUE_URL").contains("LocalJobsQueue")
+    );
+}
+
+/// `cron(minutes hours day-of-month month day-of-week year)` → its six fields.
+fn cron_fields(expression: &str) -> Vec<&str> {
+    let inner = expression
+        .strip_prefix("cron(")
+        .and_then(|e| e.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("{expression} is a cron() expression"));
+    let fields: Vec<&str> = inner.split_whitespace().collect();
+    assert_eq!(fields.len(), 6, "{expression} has six fields");
+    fields
+}
+
+/// Schedules by the `job` of their JSON input: (expression, timezone, target logical id).
+fn schedules() -> BTreeMap<String, (String, String, String)> {
+    resources_of("AWS::Scheduler::Schedule")
+        .into_iter()
+        .map(|(id, s)| {
+            let input: serde_json::Value = serde_json::from_str(
+                prop_str(s, &["Target", "Input"]).unwrap_or_else(|| panic!("{id} has an Input")),
+            )
+            .expect("schedule input is JSON");
+            let job = input["job"]
+                .as_str()
+                .expect("input names its job")
+                .to_string();
+            let expression = prop_str(s, &["ScheduleExpression"]).unwrap().to_string();
+            // EventBridge Scheduler's default time zone is UTC.
+            let zone = prop_str(s, &["ScheduleExpressionTimezone"])
+                .unwrap_or("UTC")
+                .to_string();
+            let target =
+                target_of(prop(s, &["Target", "Arn"]).unwrap()).expect("target in template");
+            (job, (expression, zone, target))
+        })
+        .collect()
+}
+
+#[test]
+fn schedules_export_weekly_on_sunday_at_two_archive_nightly_and_catch_up_every_minute() {
+    let schedules = schedules();
+    let scheduler = function_for("scheduler").to_string();
+    let projector = function_for("projector").to_string();
+
+    let (expr, zone, target) = &schedules["fine_tune_export"];
+    assert_eq!(expr, "cron(0 2 ? * SUN *)");
+    assert_eq!(zone, "UTC");
+    assert_eq!(target, &scheduler);
+
+    let (expr, zone, target) = &schedules["audit_archive"];
+    let f = cron_fields(expr);
+    assert!(
+        f[0].parse::<u8>().is_ok_and(|m| m < 60),
+        "{expr}: one fixed minute"
+    );
+    assert!(
+        f[1].parse::<u8>().is_ok_and(|h| h < 24),
+        "{expr}: one fixed hour"
+    );
+    assert!(
+        matches!((f[2], f[4]), ("*", "?") | ("?", "*")),
+        "{expr}: every day"
+    );
+    assert_eq!((f[3], f[5]), ("*", "*"), "{expr}: every month, every year");
+    assert_eq!(zone, "UTC");
+    assert_eq!(target, &scheduler);
+
+    let (expr, _, target) = &schedules["catch_up"];
+    assert_eq!(expr, "rate(1 minute)");
+    assert_eq!(target, &projector);
+}
+
+#[test]
+fn every_bucket_is_kms_encrypted_private_and_tls_only() {
+    let buckets = resources_of("AWS::S3::Bucket");
+    let ids: BTreeSet<&str> = buckets.iter().map(|(id, _)| *id).collect();
+    for expected in [
+        "ArtifactsBucket",
+        "UploadsBucket",
+        "AuditArchiveBucket",
+        "StaticSiteBucket",
+    ] {
+        assert!(ids.contains(expected), "{expected} exists");
+    }
+    let policies: BTreeMap<String, &Value> = resources_of("AWS::S3::BucketPolicy")
+        .into_iter()
+        .map(|(_, p)| (target_of(prop(p, &["Bucket"]).unwrap()).unwrap(), p))
+        .collect();
+    for (id, bucket) in buckets {
+        let rules = prop(
+            bucket,
+            &["BucketEncryption", "ServerSideEncryptionConfiguration"],
+        )
+        .and_then(Value::as_sequence)
+        .unwrap_or_else(|| panic!("{id} has default encryption"));
+        for rule in rules {
+            let default = &rule["ServerSideEncryptionByDefault"];
+            assert_eq!(default["SSEAlgorithm"].as_str(), Some("aws:kms"), "{id}");
+            let key = target_of(&default["KMSMasterKeyID"]).expect("key from the template");
+            assert_eq!(type_of(&key), "AWS::KMS::Key", "{id}");
+        }
+        for flag in [
+            "BlockPublicAcls",
+            "BlockPublicPolicy",
+            "IgnorePublicAcls",
+            "RestrictPublicBuckets",
+        ] {
+            assert_eq!(
+                prop(bucket, &["PublicAccessBlockConfiguration", flag]).and_then(Value::as_bool),
+                Some(true),
+                "{id}.{flag}"
+            );
+        }
+        let policy = policies
+            .get(id)
+            .unwrap_or_else(|| panic!("{id} has a bucket policy"));
+        let statements = prop(policy, &["PolicyDocument", "Statement"])
+            .and_then(Value::as_sequence)
+            .unwrap();
+        assert!(
+            statements
+                .iter()
+                .any(|s| s["Effect"].as_str() == Some("Deny")
+                    && s["Condition"]["Bool"]["aws:SecureTransport"].as_str() == Some("false")),
+            "{id} denies requests without TLS"
+        );
+    }
+    let audit = resource("AuditArchiveBucket");
+    assert_eq!(
+        prop_str(
+            audit,
+            &[
+                "ObjectLockConfiguration",
+                "Rule",
+                "DefaultRetention",
+                "Mode"
+            ]
+        ),
+        Some("COMPLIANCE")
+    );
+    let transitions = prop(audit, &["LifecycleConfiguration", "Rules"])
+        .and_then(Value::as_sequence)
+        .unwrap()
+        .iter()
+        .filter_map(|r| r.get("Transitions").and_then(Value::as_sequence))
+        .flatten()
+        .count();
+    assert!(transitions > 0, "the audit archive moves to colder storage");
+}
+
+/// Every plan tier of the domain, spelled as the API and events spell it.
+fn plan_tiers() -> BTreeSet<String> {
+    let all = [
+        PlanTier::Starter,
+        PlanTier::Professional,
+        PlanTier::Enterprise,
+        PlanTier::CostSensitive,
+    ];
+    // A new tier fails to compile here until the template gets its usage plan.
+    for tier in all {
+        match tier {
+            PlanTier::Starter
+            | PlanTier::Professional
+            | PlanTier::Enterprise
+            | PlanTier::CostSensitive => {}
+        }
+    }
+    all.iter()
+        .map(|t| {
+            serde_json::to_value(t)
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn usage_plans_are_exactly_the_plan_tiers_each_with_limits_and_a_key() {
+    let plan_keys = resources_of("AWS::ApiGateway::UsagePlanKey");
+    let mut tiers = BTreeSet::new();
+    for (id, plan) in resources_of("AWS::ApiGateway::UsagePlan") {
+        let tag = prop(plan, &["Tags"])
+            .and_then(Value::as_sequence)
+            .and_then(|tags| {
+                tags.iter()
+                    .find(|t| t["Key"].as_str() == Some("casebook:tier"))
+            })
+            .unwrap_or_else(|| panic!("{id} has a casebook:tier tag"));
+        let tier = find_in_map(&tag["Value"]).as_str().unwrap().to_string();
+        for path in [
+            ["Throttle", "RateLimit"],
+            ["Throttle", "BurstLimit"],
+            ["Quota", "Limit"],
+        ] {
+            let limit = find_in_map(prop(plan, &path).unwrap())
+                .as_u64()
+                .unwrap_or(0);
+            assert!(limit > 0, "{id}.{path:?}");
+        }
+        let stages = prop(plan, &["ApiStages"])
+            .and_then(Value::as_sequence)
+            .unwrap();
+        assert!(stages
+            .iter()
+            .all(|s| target_of(&s["ApiId"]).as_deref() == Some("RestApi")));
+        let key = plan_keys
+            .iter()
+            .find(|(_, k)| target_of(prop(k, &["UsagePlanId"]).unwrap()).as_deref() == Some(id))
+            .map(|(_, k)| target_of(prop(k, &["KeyId"]).unwrap()).unwrap())
+            .unwrap_or_else(|| panic!("{id} has an API key"));
+        assert_eq!(type_of(&key), "AWS::ApiGateway::ApiKey");
+        assert!(tiers.insert(tier), "one usage plan per tier");
+    }
+    assert_eq!(tiers, plan_tiers());
+    assert_eq!(
+        prop_str(resource("RestApi"), &["ApiKeySourceType"]),
+        Some("AUTHORIZER"),
+        "the authorizer picks the usage plan key"
+    );
+}
+
+#[test]
+fn every_api_method_goes_through_the_authorizer_and_a_usage_plan() {
+    let methods = resources_of("AWS::ApiGateway::Method");
+    assert!(!methods.is_empty());
+    for (id, method) in methods {
+        assert_eq!(
+            prop_str(method, &["AuthorizationType"]),
+            Some("CUSTOM"),
+            "{id}"
+        );
+        let authorizer = target_of(prop(method, &["AuthorizerId"]).unwrap()).unwrap();
+        assert_eq!(type_of(&authorizer), "AWS::ApiGateway::Authorizer", "{id}");
+        // AuthorizerUri is a !Sub naming the authorizer function's ARN.
+        let mut refs = BTreeSet::new();
+        let uri = prop(resource(&authorizer), &["AuthorizerUri"]).unwrap();
+        references(uri, &mut refs, &mut Vec::new());
+        assert!(
+            refs.contains(function_for("authorizer")),
+            "{id} is authorized by the authorizer function"
+        );
+        assert_eq!(
+            prop(method, &["ApiKeyRequired"]).and_then(Value::as_bool),
+            Some(true),
+            "{id}"
+        );
+    }
+}
+
+#[test]
+fn cognito_groups_are_the_domain_roles() {
+    let groups: BTreeSet<String> = resources_of("AWS::Cognito::UserPoolGroup")
+        .into_iter()
+        .map(|(_, g)| prop_str(g, &["GroupName"]).unwrap().to_string())
+        .collect();
+    let roles: BTreeSet<String> = [Role::Customer, Role::Consultant, Role::Auditor, Role::Admin]
+        .iter()
+        .filter(|role| match role {
+            Role::Customer | Role::Consultant | Role::Auditor | Role::Admin => true,
+            Role::System => false, // the platform itself, never a user
+        })
+        .map(|r| {
+            serde_json::to_value(r)
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(groups, roles);
+    let schema = prop(resource("UserPool"), &["Schema"])
+        .and_then(Value::as_sequence)
+        .unwrap();
+    let tenant = schema
+        .iter()
+        .find(|a| a["Name"].as_str() == Some("tenant_id"))
+        .expect("custom:tenant_id attribute");
+    assert_eq!(
+        tenant["Mutable"].as_bool(),
+        Some(false),
+        "tenant_id is immutable"
+    );
+}
+
+#[test]
+fn the_auto_resolve_rule_sends_proposals_to_the_projector() {
+    let (_, rule) = resources_of("AWS::Events::Rule")
+        .into_iter()
+        .find(|(id, _)| *id == "AutoResolveRule")
+        .expect("AutoResolveRule");
+    assert_eq!(
+        target_of(prop(rule, &["EventBusName"]).unwrap()).as_deref(),
+        Some("EventBus")
+    );
+    let kinds = prop(rule, &["EventPattern", "detail-type"])
+        .and_then(Value::as_sequence)
+        .unwrap();
+    assert_eq!(kinds, &[Value::from("DiagnosisProposed")]);
+    let targets = prop(rule, &["Targets"])
+        .and_then(Value::as_sequence)
+        .unwrap();
+    assert!(targets
+        .iter()
+        .any(|t| target_of(&t["Arn"]).as_deref() == Some(function_for("projector"))));
+    // The projector's relay publishes with the source the rule matches.
+    let source = prop_str(
+        resource(function_for("projector")),
+        &["Environment", "Variables", "EVENT_SOURCE"],
+    );
+    let pattern = prop(rule, &["EventPattern", "source"])
+        .and_then(Value::as_sequence)
+        .unwrap();
+    assert_eq!(pattern, &[Value::from(source.expect("EVENT_SOURCE"))]);
+}
+
+#[test]
+fn short_form_intrinsics_parse_as_tagged_values() {
+    // The template's !Ref / !GetAtt / !Sub arrive as serde_yaml tagged values, and the
+    // helpers above read both spellings alike.
+    let short: Value =
+        serde_yaml::from_str("a: !GetAtt Q.Arn\nb: !Ref X\nc: !Sub 'x-${Y.Z}-${!Lit}'").unwrap();
+    let long: Value = serde_yaml::from_str(
+        "a: {Fn::GetAtt: [Q, Arn]}\nb: {Ref: X}\nc: {Fn::Sub: 'x-${Y.Z}-${!Lit}'}",
+    )
+    .unwrap();
+    for v in [&short, &long] {
+        assert_eq!(target_of(&v["a"]).as_deref(), Some("Q"));
+        assert_eq!(target_of(&v["b"]).as_deref(), Some("X"));
+        let mut refs = BTreeSet::new();
+        let mut literals = Vec::new();
+        references(&v["c"], &mut refs, &mut literals);
+        assert_eq!(refs, BTreeSet::from(["Y".to_string()]));
+        assert_eq!(literals, ["x--Lit"]);
+    }
+    assert!(matches!(short["a"], Value::Tagged(_)));
+}
