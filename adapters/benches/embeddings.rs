@@ -1,4 +1,5 @@
-//! Local AI providers: embedding throughput (texts/s) and GGUF generation speed (tokens/s).
+//! Local AI providers: embedding throughput (texts/s) of both all-MiniLM-L6-v2 runtimes
+//! (int8 in onnxruntime, F32 in candle) and GGUF generation speed (tokens/s).
 //!
 //! ```sh
 //! infra/local/models.sh
@@ -10,9 +11,9 @@
 //! corpus (`BENCH_CORPUS_TEXTS`, default 101,000: 100,000 to index and 1,000 queries) is
 //! embedded once and cached as
 //! `${CASEBOOK_CACHE:-/var/cache/casebook}/bench/minilm-corpus.{txt,f32}`, which the
-//! judgment-search benchmark of `casebook-projections` loads; the throughput figure comes
-//! from that run, or, when the cache is already there, from re-embedding a sample of
-//! `BENCH_EMBED_SAMPLE` texts (default 10,000).
+//! judgment-search benchmark of `casebook-projections` loads, with the configured runtime
+//! (`CASEBOOK_LOCAL_EMBEDDINGS`, default onnx). Throughput is measured for both runtimes on
+//! the same `BENCH_EMBED_SAMPLE` texts (default 5,000) of the corpus, one after the other.
 
 use std::collections::{HashSet, hash_map::DefaultHasher};
 use std::hash::{Hash, Hasher};
@@ -20,7 +21,9 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use casebook_adapters::ai::local::{GgufLlm, GgufSettings, LocalEmbedder, MINILM_DIMENSION};
+use casebook_adapters::ai::local::{
+    GgufLlm, GgufSettings, LocalEmbedder, MiniLmRuntime, MINILM_DIMENSION,
+};
 use casebook_adapters::ai::prompt::{user_message, DIAGNOSIS_V1};
 use casebook_adapters::ai::AiConfig;
 use casebook_domain::ids::JudgmentId;
@@ -31,33 +34,43 @@ use casebook_domain::values::{JudgmentBody, JudgmentTitle, QueryText};
 fn main() {
     let config = AiConfig::from_env().expect("AI configuration");
     let corpus_texts = env_usize("BENCH_CORPUS_TEXTS", 101_000);
-    let sample = env_usize("BENCH_EMBED_SAMPLE", 10_000);
+    let sample = env_usize("BENCH_EMBED_SAMPLE", 5_000);
     let cache_dir = cache_dir().join("bench");
     std::fs::create_dir_all(&cache_dir).expect("create the bench cache dir");
 
-    let embedder = LocalEmbedder::new(config.minilm_dir());
-    let started = Instant::now();
-    embedder.preload().expect("load all-MiniLM-L6-v2");
-    println!("model load: {:.2?}", started.elapsed());
-
     let texts_file = cache_dir.join("minilm-corpus.txt");
     let vectors_file = cache_dir.join("minilm-corpus.f32");
-    let cached = texts_file.is_file() && vectors_file.is_file();
-    if cached {
-        let texts: Vec<String> = std::fs::read_to_string(&texts_file)
+    let texts: Vec<String> = if texts_file.is_file() && vectors_file.is_file() {
+        println!("corpus cached in {}", cache_dir.display());
+        std::fs::read_to_string(&texts_file)
             .expect("read the cached corpus")
             .lines()
-            .take(sample)
             .map(str::to_owned)
-            .collect();
-        println!("corpus cached in {}; re-embedding a sample", cache_dir.display());
-        throughput(&embedder, &texts);
+            .collect()
     } else {
         let texts = corpus(corpus_texts);
         println!("corpus: {} lines from /usr/share/doc", texts.len());
-        let vectors = throughput(&embedder, &texts);
+        let embedder = LocalEmbedder::new(config.minilm_dir(), config.local_embeddings.clone());
+        let started = Instant::now();
+        let vectors = embed_all(&embedder, &texts);
+        println!(
+            "embedded the corpus ({:?}) in {:.1?}",
+            config.local_embeddings,
+            started.elapsed()
+        );
         write_corpus(&texts_file, &vectors_file, &texts, &vectors);
         println!("cached the embedded corpus in {}", cache_dir.display());
+        texts
+    };
+    let sample = &texts[..sample.min(texts.len())];
+    let onnx = match &config.local_embeddings {
+        runtime @ MiniLmRuntime::Onnx { .. } => runtime.clone(),
+        MiniLmRuntime::Candle => MiniLmRuntime::Onnx {
+            library: config.models_dir.join("onnxruntime/libonnxruntime.so"),
+        },
+    };
+    for runtime in [onnx, MiniLmRuntime::Candle] {
+        throughput(&LocalEmbedder::new(config.minilm_dir(), runtime), sample);
     }
     generation(&config);
 }
@@ -114,22 +127,29 @@ fn generation(config: &AiConfig) {
     }
 }
 
-/// Embeds `texts` in chunks as a batch job would, prints texts/s, returns the vectors.
-fn throughput(embedder: &LocalEmbedder, texts: &[String]) -> Vec<Vec<f32>> {
-    let tokens: usize = texts.iter().map(|t| t.split_whitespace().count()).sum();
+/// Embeds `texts` in chunks of 1,024 as a batch job would.
+fn embed_all(embedder: &LocalEmbedder, texts: &[String]) -> Vec<Vec<f32>> {
+    texts
+        .chunks(1_024)
+        .flat_map(|chunk| embedder.embed_blocking(chunk).expect("embed"))
+        .collect()
+}
+
+/// Prints the texts/s and tokens/s of embedding `texts` (after loading the model).
+fn throughput(embedder: &LocalEmbedder, texts: &[String]) {
     let started = Instant::now();
-    let mut vectors = Vec::with_capacity(texts.len());
-    for chunk in texts.chunks(1_024) {
-        vectors.extend(embedder.embed_blocking(chunk).expect("embed"));
-    }
+    embedder.preload().expect("load all-MiniLM-L6-v2");
+    let load = started.elapsed();
+    embed_all(embedder, &texts[..texts.len().min(200)]); // warm-up
+    let started = Instant::now();
+    embed_all(embedder, texts);
     let elapsed = started.elapsed();
     println!(
-        "embedding throughput: {} texts in {elapsed:.2?} = {:.0} texts/s (avg {:.1} words/text)",
+        "{}: load {load:.2?}; {} texts in {elapsed:.2?} = {:.0} texts/s",
+        casebook_domain::ports::Embedder::model_id(embedder),
         texts.len(),
         texts.len() as f64 / elapsed.as_secs_f64(),
-        tokens as f64 / texts.len() as f64,
     );
-    vectors
 }
 
 /// Up to `limit` distinct lines of plain text from `/usr/share/doc`.

@@ -11,11 +11,15 @@
 //! - [`ai`]: the AI providers behind the domain's `Embedder` and `Llm` ports — Bedrock
 //!   (Titan v2 embeddings, Converse per model tier) or embedded local models
 //!   (all-MiniLM-L6-v2 and a GGUF model on candle) — with prompt templates and prices.
+//! - [`aws`]: the messaging clients — EventBridge `PutEvents` in size-limited batches with
+//!   per-entry retries, SQS send/receive/delete — and the idempotent creation of the bus and
+//!   the queues with their dead-letter queues (local emulator, tests).
 //!
 //! The AWS clients (Bedrock, S3, SQS, EventBridge) and the local embedded providers live
 //! here too as they land; the domain and the projections never see them.
 
 pub mod ai;
+pub mod aws;
 pub mod cognito;
 pub mod config;
 pub mod event_store;

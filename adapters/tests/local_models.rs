@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use casebook_adapters::ai::config::AiConfig;
 use casebook_adapters::ai::local::{
-    GgufLlm, GgufSettings, LocalEmbedder, MINILM_DIMENSION, MINILM_MODEL_ID,
-    UNSTRUCTURED_CONFIDENCE,
+    GgufLlm, GgufSettings, LocalEmbedder, MiniLmRuntime, MINILM_CANDLE_MODEL_ID,
+    MINILM_DIMENSION, MINILM_ONNX_MODEL_ID, UNSTRUCTURED_CONFIDENCE,
 };
 use casebook_adapters::ai::prompt::DIAGNOSIS_V1;
 use casebook_adapters::ai::AiProviders;
@@ -20,8 +20,10 @@ fn config() -> AiConfig {
     AiConfig::from_env().expect("AI configuration")
 }
 
+/// The embedder the product builds from its configuration (onnxruntime, int8, by default).
 fn embedder() -> LocalEmbedder {
-    LocalEmbedder::new(config().minilm_dir())
+    let config = config();
+    LocalEmbedder::new(config.minilm_dir(), config.local_embeddings)
 }
 
 fn cosine(a: &[f32], b: &[f32]) -> f32 {
@@ -31,7 +33,7 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
 #[tokio::test]
 async fn vectors_are_384_dimensional_and_normalized() {
     let embedder = embedder();
-    assert_eq!(embedder.model_id(), MINILM_MODEL_ID);
+    assert!([MINILM_ONNX_MODEL_ID, MINILM_CANDLE_MODEL_ID].contains(&embedder.model_id()));
     assert_eq!(embedder.dimension(), 384);
     let texts = vec![
         "Short.".to_owned(),
@@ -101,8 +103,25 @@ async fn a_texts_vector_does_not_depend_on_the_batch_it_is_embedded_with() {
 }
 
 #[tokio::test]
+async fn the_int8_onnx_and_f32_candle_runtimes_agree() {
+    let config = config();
+    let library = config.models_dir.join("onnxruntime/libonnxruntime.so");
+    let onnx = LocalEmbedder::new(config.minilm_dir(), MiniLmRuntime::Onnx { library });
+    let candle = LocalEmbedder::new(config.minilm_dir(), MiniLmRuntime::Candle);
+    assert_ne!(onnx.model_id(), candle.model_id(), "a runtime switch is a model change");
+    let texts = vec![
+        "The boiler loses pressure every night.".to_owned(),
+        "Copyright (C) 2009 Free Software Foundation, Inc.".to_owned(),
+    ];
+    let (a, b) = (onnx.embed(&texts).await.unwrap(), candle.embed(&texts).await.unwrap());
+    for (x, y) in a.iter().zip(&b) {
+        assert!(cosine(x, y) > 0.97, "int8 stays close to F32: {}", cosine(x, y));
+    }
+}
+
+#[tokio::test]
 async fn a_missing_model_names_the_command_that_fetches_it() {
-    let embedder = LocalEmbedder::new("/nonexistent/models/all-minilm-l6-v2");
+    let embedder = LocalEmbedder::new("/nonexistent/models/all-minilm-l6-v2", MiniLmRuntime::Candle);
     let err = embedder.embed(&["x".to_owned()]).await.unwrap_err();
     assert!(matches!(err, EmbedError::Permanent(_)));
     let message = std::error::Error::source(&err).unwrap().to_string();
@@ -172,7 +191,7 @@ async fn a_prompt_longer_than_the_context_is_refused() {
 #[tokio::test]
 async fn without_aws_the_providers_are_the_local_models() {
     let providers = AiProviders::local(&config());
-    assert_eq!(providers.embedder.model_id(), MINILM_MODEL_ID);
+    assert_eq!(providers.embedder.model_id(), MINILM_ONNX_MODEL_ID);
     let vectors = providers
         .embedder
         .embed(&["hello".to_owned()])

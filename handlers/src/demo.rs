@@ -88,8 +88,7 @@ pub async fn set_up(config: &Config) -> Result<Demo, DemoError> {
     owner.close().await;
     let app = postgres::connect(config.database.connect_options(), DbRole::App, 2).await?;
     let actor = Actor {
-        user_id: UserId::parse(admin_sub.unwrap_or_default())
-            .unwrap_or_else(|_| UserId::system()),
+        user_id: UserId::parse(admin_sub.unwrap_or_default()).unwrap_or_else(|_| UserId::system()),
         tenant_id: tenant,
         role: Role::Admin,
     };
@@ -102,7 +101,10 @@ pub async fn set_up(config: &Config) -> Result<Demo, DemoError> {
         name: TenantName::parse("Demo Practice").expect("a valid name"),
         plan: PlanTier::Professional,
     };
-    match Service::new(app.clone()).onboard_tenant(&ctx, onboard).await {
+    match Service::new(app.clone())
+        .onboard_tenant(&ctx, onboard)
+        .await
+    {
         Ok(_) | Err(ServiceError::Conflict(_)) => {}
         Err(err) => return Err(err.into()),
     }

@@ -7,11 +7,16 @@
 //! - [`server`]: the local all-in-one process (`casebook serve`): config, migrations, router,
 //!   graceful shutdown.
 //! - [`telemetry`]: JSON logs through `tracing`.
+//! - [`relay`]: the subscription publishing events to EventBridge and SQS.
+//! - [`worker`]: the SQS message handlers, for the `worker` Lambda and the local loop.
 
 pub mod auth;
+pub mod authorizer;
 pub mod demo;
 pub mod http;
 pub mod reactions;
+pub mod relay;
 pub mod server;
 pub mod service;
 pub mod telemetry;
+pub mod worker;

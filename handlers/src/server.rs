@@ -5,19 +5,20 @@ use std::net::SocketAddr;
 
 use std::sync::Arc;
 
-use casebook_adapters::config::{AuthConfig, Config};
 use crate::auth::{InvalidVerifierConfig, TokenVerifier, VerifierConfig};
+use casebook_adapters::config::{AuthConfig, Config};
 use casebook_adapters::postgres::{self, DbRole};
+use sqlx::PgPool;
 use tokio::net::TcpListener;
 
 use casebook_projections::projection::ProjectionId;
 use casebook_projections::runner::{RunError, Runner};
 
 use crate::http::caller::Authenticator;
-use crate::reactions::{ReactionSubscription, Reactions};
-use crate::service::Service;
 use crate::http::rate_limit::TenantLimiter;
 use crate::http::{router, AppState};
+use crate::reactions::{ReactionSubscription, Reactions};
+use crate::service::Service;
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -57,7 +58,7 @@ impl Application {
             .map_err(ServeError::Migrate)?;
         owner.close().await;
         let state = api_state(config, auth).await?;
-        let projector = projector(config, state.service.clone()).await?;
+        let projector = projector(projector_pool(config).await?, state.service.clone());
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(ServeError::Io)?;
@@ -128,20 +129,24 @@ pub fn verifier(config: &AuthConfig) -> Result<Authenticator, InvalidVerifierCon
     Ok(Arc::new(verifier))
 }
 
-/// The runner of every subscription: the projections (as `casebook_projector`) and the
-/// reactions (issuing commands through `service`).
-pub async fn projector(config: &Config, service: Service) -> Result<Runner, ServeError> {
+/// The pool the subscriptions run on (as `casebook_projector`), sized for all of them.
+pub async fn projector_pool(config: &Config) -> Result<PgPool, ServeError> {
     let subscriptions = ProjectionId::ALL.len() + 1;
-    let pool = postgres::connect(
+    postgres::connect(
         config.database.connect_options(),
         DbRole::Projector,
         (2 * subscriptions + 2) as u32,
     )
     .await
-    .map_err(ServeError::Connect)?;
-    Ok(Runner::new(pool)
+    .map_err(ServeError::Connect)
+}
+
+/// The runner of every subscription: the projections and the reactions (issuing commands
+/// through `service`).
+pub fn projector(pool: PgPool, service: Service) -> Runner {
+    Runner::new(pool)
         .with_projections(ProjectionId::ALL)
-        .with_subscription(ReactionSubscription::new(Reactions::new(service))))
+        .with_subscription(ReactionSubscription::new(Reactions::new(service)))
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -24,23 +24,37 @@ async fn a_rest_proxy_event_gets_the_same_response_as_a_local_request() {
     let app = spawn_app().await;
     let template = include_str!("fixtures/apigw_rest_open_session.json");
     let (status, _) = app
-        .post(&app.acme.admin, "/v1/tenant", json!({ "name": "Acme", "plan": "enterprise" }))
+        .post(
+            &app.acme.admin,
+            "/v1/tenant",
+            json!({ "name": "Acme", "plan": "enterprise" }),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED);
 
     let tenant = app.acme.tenant.to_string();
     let via_lambda = app
-        .send(event(template, &app.acme.customer.token, &tenant, Uuid::new_v4()).map(axum::body::Body::new))
+        .send(
+            event(template, &app.acme.customer.token, &tenant, Uuid::new_v4())
+                .map(axum::body::Body::new),
+        )
         .await;
     assert_eq!(via_lambda.status(), StatusCode::CREATED);
     let lambda_body = json_body(via_lambda).await;
 
     let session = Uuid::new_v4();
     let (local_status, local_body) = app
-        .post(&app.acme.customer, "/v1/sessions", json!({ "session_id": session, "subject": "Supplier contract" }))
+        .post(
+            &app.acme.customer,
+            "/v1/sessions",
+            json!({ "session_id": session, "subject": "Supplier contract" }),
+        )
         .await;
     assert_eq!(local_status, StatusCode::CREATED);
-    assert_eq!(lambda_body["events"][0]["event_type"], local_body["events"][0]["event_type"]);
+    assert_eq!(
+        lambda_body["events"][0]["event_type"],
+        local_body["events"][0]["event_type"]
+    );
     assert_eq!(
         lambda_body.as_object().unwrap().keys().collect::<Vec<_>>(),
         local_body.as_object().unwrap().keys().collect::<Vec<_>>()
@@ -48,7 +62,15 @@ async fn a_rest_proxy_event_gets_the_same_response_as_a_local_request() {
 
     // The authorizer's tenant must agree with the token's: defence in depth.
     let mismatched = app
-        .send(event(template, &app.acme.customer.token, &app.globex.tenant.to_string(), Uuid::new_v4()).map(axum::body::Body::new))
+        .send(
+            event(
+                template,
+                &app.acme.customer.token,
+                &app.globex.tenant.to_string(),
+                Uuid::new_v4(),
+            )
+            .map(axum::body::Body::new),
+        )
         .await;
     assert_eq!(mismatched.status(), StatusCode::UNAUTHORIZED);
 }

@@ -1,11 +1,23 @@
 #!/usr/bin/env bash
 # Everything, locally, on embedded defaults: starts the stack (installing what is missing),
-# builds and runs `casebook serve` in the foreground (Ctrl-C stops it; the stack keeps
-# running — `infra/local/stack.sh down` stops that).
+# creates the demo tenant and its users in the local Cognito, prints their tokens and a curl
+# that works as pasted, then runs `casebook serve` (API + every subscription) in the
+# foreground. Ctrl-C stops the server; `infra/local/stack.sh down` stops the stack.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/casebook/target}
 eval "$(infra/local/stack.sh up)"
 export CASEBOOK_LISTEN=${CASEBOOK_LISTEN:-127.0.0.1:8080}
-echo "run.sh: serving on http://$CASEBOOK_LISTEN (try: curl http://$CASEBOOK_LISTEN/health)" >&2
-exec cargo run --release --locked -p casebook-handlers --bin casebook -- serve
+
+cargo build --locked -p casebook-handlers --bin casebook
+casebook=$CARGO_TARGET_DIR/debug/casebook
+
+# The demo's output is also kept, so another shell can `source` it for the tokens.
+demo_file=$CASEBOOK_CACHE/demo.sh
+"$casebook" demo > "$demo_file"
+# shellcheck source=/dev/null
+source "$demo_file"
+cat "$demo_file" >&2
+echo "run.sh: tokens and settings saved in $demo_file (source it in another shell)" >&2
+echo "run.sh: serving on http://$CASEBOOK_LISTEN" >&2
+exec "$casebook" serve

@@ -19,6 +19,9 @@ fi
 
 eval "$(infra/local/stack.sh up)"
 
+log "validating the AWS template (cfn-lint, checkov policies)"
+infra/validate.sh
+
 log "checking the dependency graph"
 infra/local/check-deps.sh
 

@@ -4,6 +4,8 @@
 //! |---|---|---|
 //! | `CASEBOOK_AI_PROVIDER` | `local` | `local` (embedded models, offline) or `bedrock` |
 //! | `CASEBOOK_MODELS_DIR` | `${CASEBOOK_CACHE:-/var/cache/casebook}/models` | where `infra/local/models.sh` unpacks the local models |
+//! | `CASEBOOK_LOCAL_EMBEDDINGS` | `onnx` | the local embedder's runtime: `onnx` (int8, onnxruntime) or `candle` (F32) |
+//! | `CASEBOOK_ONNXRUNTIME_LIB` | `<models dir>/onnxruntime/libonnxruntime.so` | the onnxruntime library (from the PyPI wheel) |
 //! | `CASEBOOK_GGUF_PATH` | `<models dir>/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf` | the custom model (a GGUF file) |
 //! | `CASEBOOK_GGUF_MAX_NEW_TOKENS` | `256` | generation limit of the custom model |
 //! | `CASEBOOK_BEDROCK_REGION` | the SDK's (`AWS_REGION`, profile, …) | Bedrock's region |
@@ -31,7 +33,7 @@ use std::time::Duration;
 use casebook_domain::policy::ModelTier;
 
 use crate::ai::bedrock::CallPolicy;
-use crate::ai::local::{GGUF_DIR, MINILM_DIR, SMOLLM2_FILE};
+use crate::ai::local::{MiniLmRuntime, GGUF_DIR, MINILM_DIR, SMOLLM2_FILE};
 use crate::ai::pricing::{ModelPrice, PriceTable};
 use crate::config::ConfigError;
 
@@ -54,6 +56,8 @@ pub struct AiConfig {
     pub provider: Provider,
     /// Where the local models live.
     pub models_dir: PathBuf,
+    /// The local embedder's runtime.
+    pub local_embeddings: MiniLmRuntime,
     /// The custom-model provider's GGUF file.
     pub gguf_path: PathBuf,
     /// The custom model's generation limit.
@@ -169,6 +173,21 @@ impl AiConfig {
             },
             PathBuf::from,
         );
+        let local_embeddings = match lookup("CASEBOOK_LOCAL_EMBEDDINGS").as_deref() {
+            None | Some("onnx") => MiniLmRuntime::Onnx {
+                library: lookup("CASEBOOK_ONNXRUNTIME_LIB").map_or_else(
+                    || models_dir.join("onnxruntime").join("libonnxruntime.so"),
+                    PathBuf::from,
+                ),
+            },
+            Some("candle") => MiniLmRuntime::Candle,
+            Some(_) => {
+                return Err(ConfigError::Invalid {
+                    name: "CASEBOOK_LOCAL_EMBEDDINGS",
+                    reason: "must be `onnx` or `candle`".into(),
+                })
+            }
+        };
         let gguf_path = lookup("CASEBOOK_GGUF_PATH").map_or_else(
             || models_dir.join(GGUF_DIR).join(SMOLLM2_FILE),
             PathBuf::from,
@@ -178,6 +197,7 @@ impl AiConfig {
         Ok(Self {
             provider,
             models_dir,
+            local_embeddings,
             gguf_path,
             gguf_max_new_tokens,
             bedrock,
@@ -320,6 +340,12 @@ mod tests {
         assert_eq!(
             config.minilm_dir(),
             PathBuf::from("/var/cache/casebook/models/all-minilm-l6-v2")
+        );
+        assert_eq!(
+            config.local_embeddings,
+            MiniLmRuntime::Onnx {
+                library: PathBuf::from("/var/cache/casebook/models/onnxruntime/libonnxruntime.so")
+            }
         );
         let config = config_from(&[("CASEBOOK_CACHE", "/tmp/cb")]).expect("valid");
         assert_eq!(

@@ -5,7 +5,7 @@
 //! |---|---|
 //! | [`config`] | [`AiConfig`]: provider choice, model paths, Bedrock model ids per tier, prices, timeouts |
 //! | [`bedrock`] | [`bedrock::TitanEmbedder`] (Titan Text Embeddings v2) and [`bedrock::BedrockLlm`] (Converse) |
-//! | [`local`] | [`local::LocalEmbedder`] (all-MiniLM-L6-v2 on candle) and [`local::GgufLlm`] (a GGUF model on candle) |
+//! | [`local`] | [`local::LocalEmbedder`] (all-MiniLM-L6-v2, int8 in onnxruntime or F32 in candle) and [`local::GgufLlm`] (a GGUF model on candle) |
 //! | [`prompt`] | versioned, hashed prompt templates ([`prompt::DIAGNOSIS_V1`]) and the user message |
 //! | [`pricing`] | [`pricing::PriceTable`]: tokens to micro-dollars |
 //! | [`model_cache`] | local models load lazily, once per process; a missing file names `infra/local/models.sh` |
@@ -50,7 +50,7 @@ pub struct AiProviders {
 
 impl AiProviders {
     /// Bedrock (Titan v2 + Converse) when `config.provider` is [`Provider::Bedrock`],
-    /// otherwise the embedded models (all-MiniLM-L6-v2 + the GGUF model). Local models load
+    /// otherwise the embedded models (all-MiniLM-L6-v2 + the GGUF model, see [`Self::local`]). Local models load
     /// on first use, so this never touches the model files.
     pub async fn from_config(config: &AiConfig) -> Self {
         match config.provider {
@@ -82,7 +82,10 @@ impl AiProviders {
     /// The embedded models from `config`'s models directory and GGUF path.
     pub fn local(config: &AiConfig) -> Self {
         Self {
-            embedder: Arc::new(LocalEmbedder::new(config.minilm_dir())),
+            embedder: Arc::new(LocalEmbedder::new(
+                config.minilm_dir(),
+                config.local_embeddings.clone(),
+            )),
             llm: Arc::new(GgufLlm::new(GgufSettings {
                 path: config.gguf_path.clone(),
                 max_new_tokens: config.gguf_max_new_tokens,

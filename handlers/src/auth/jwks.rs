@@ -29,7 +29,7 @@ pub enum JwksError {
     /// The server answered with a non-success status.
     #[error("the JWKS server answered {0}")]
     Status(reqwest::StatusCode),
-    /// The body exceeded [`MAX_JWKS_BYTES`].
+    /// The body exceeded the size limit (64 KiB; Cognito's set is about 1 KiB).
     #[error("the JWKS is larger than {MAX_JWKS_BYTES} bytes")]
     TooLarge,
     /// The body isn't a JWKS.

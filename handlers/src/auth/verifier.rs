@@ -299,15 +299,11 @@ fn rs256_kid(token: &str) -> Result<String, AuthError> {
         return Err(malformed("longer than any ID token"));
     }
     let mut parts = token.split('.');
-    let header = match (parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some(header), Some(payload), Some(signature), None) => {
-            if ![header, payload, signature].into_iter().all(is_base64url) {
-                return Err(malformed("a part is empty or not base64url"));
-            }
-            header
-        }
-        _ => return Err(malformed("not three dot-separated parts")),
-    };
+    let (header, payload, signature) =
+        match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some(header), Some(payload), Some(signature), None) => (header, payload, signature),
+            _ => return Err(malformed("not three dot-separated parts")),
+        };
     let header = URL_SAFE_NO_PAD
         .decode(header)
         .map_err(|_| malformed("header is not base64url"))?;
@@ -320,6 +316,10 @@ fn rs256_kid(token: &str) -> Result<String, AuthError> {
     }
     if header.crit.is_some() {
         return Err(malformed("critical header extensions are not supported"));
+    }
+    // Checked after `alg`, so an unsigned (`none`) token is reported as such.
+    if !is_base64url(payload) || !is_base64url(signature) {
+        return Err(malformed("payload or signature is empty or not base64url"));
     }
     match header.kid {
         Some(kid) if !kid.is_empty() && kid.chars().count() <= MAX_KID_CHARS => Ok(kid),

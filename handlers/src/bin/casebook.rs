@@ -7,7 +7,11 @@ use casebook_handlers::{demo, telemetry};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "casebook", version, about = "Casebook: event-sourced judgment capture")]
+#[command(
+    name = "casebook",
+    version,
+    about = "Casebook: event-sourced judgment capture"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -55,17 +59,24 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Token exports on stdout (so the output can be sourced); the explanation and the curl
+/// examples on stderr.
 fn print_walkthrough(demo: &demo::Demo, config: &Config) {
     let base = format!("http://{}", config.listen);
-    println!("\n# Demo tenant {} — users (password {}):", demo.tenant, demo::PASSWORD);
+    eprintln!(
+        "\n# Demo tenant {} — users (password {}):",
+        demo.tenant,
+        demo::PASSWORD
+    );
     for (role, username, token) in &demo.users {
         let variable = format!("{role:?}_TOKEN").to_uppercase();
-        println!("# {username}\nexport {variable}={token}");
+        eprintln!("#   {username}: ${variable}");
+        println!("export {variable}={token}");
     }
-    println!(
-        "\n# Open a session as the customer:\ncurl -s -X POST {base}/v1/sessions \\\n  -H \"Authorization: Bearer $CUSTOMER_TOKEN\" -H 'Content-Type: application/json' \\\n  -d \"{{\\\"session_id\\\": \\\"$(cat /proc/sys/kernel/random/uuid)\\\", \\\"subject\\\": \\\"Supplier contract\\\"}}\"\n"
+    eprintln!(
+        "\n# Open a session as the customer (after `source` of this output):\ncurl -s -X POST {base}/v1/sessions \\\n  -H \"Authorization: Bearer $CUSTOMER_TOKEN\" -H 'Content-Type: application/json' \\\n  -d \"{{\\\"session_id\\\": \\\"$(cat /proc/sys/kernel/random/uuid)\\\", \\\"subject\\\": \\\"Supplier contract\\\"}}\"\n"
     );
-    println!(
+    eprintln!(
         "# The tenant's events as the auditor:\ncurl -s {base}/v1/events -H \"Authorization: Bearer $AUDITOR_TOKEN\"\n"
     );
 }

@@ -24,11 +24,11 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::caller::act_as;
-use crate::auth::Principal;
 use super::json::Body;
 use super::problem::ApiError;
 use super::request_id::RequestId;
 use super::AppState;
+use crate::auth::Principal;
 use crate::service::{Accepted, ConsultantVerdict, RequestContext};
 
 /// Where one event landed.
@@ -73,7 +73,11 @@ fn answer(status: StatusCode, ids: Value, accepted: Accepted) -> Answer {
     Ok((status, Json(CommandAccepted { ids, events })))
 }
 
-fn context(caller: &Principal, request_id: &RequestId, roles: &[Role]) -> Result<RequestContext, ApiError> {
+fn context(
+    caller: &Principal,
+    request_id: &RequestId,
+    roles: &[Role],
+) -> Result<RequestContext, ApiError> {
     let actor = act_as(caller, roles)?;
     let metadata = EventMetadata::new(&actor, request_id.as_str(), Source::Api);
     Ok(RequestContext { actor, metadata })
@@ -119,7 +123,11 @@ pub async fn onboard_tenant(
         plan: parse_enum::<PlanTier>("plan", &body.plan)?,
     };
     let accepted = state.service.onboard_tenant(&ctx, command).await?;
-    answer(StatusCode::CREATED, json!({ "tenant_id": caller.tenant_id }), accepted)
+    answer(
+        StatusCode::CREATED,
+        json!({ "tenant_id": caller.tenant_id }),
+        accepted,
+    )
 }
 
 /// A change to the caller's tenant's settings: exactly one field.
@@ -160,7 +168,11 @@ pub async fn change_tenant_settings(
         },
     };
     let accepted = state.service.administer_tenant(&ctx, command).await?;
-    answer(StatusCode::ACCEPTED, json!({ "tenant_id": caller.tenant_id }), accepted)
+    answer(
+        StatusCode::ACCEPTED,
+        json!({ "tenant_id": caller.tenant_id }),
+        accepted,
+    )
 }
 
 /// Suspending or reactivating the caller's tenant.
@@ -198,7 +210,11 @@ pub async fn change_tenant_status(
         }
     };
     let accepted = state.service.administer_tenant(&ctx, command).await?;
-    answer(StatusCode::ACCEPTED, json!({ "tenant_id": caller.tenant_id }), accepted)
+    answer(
+        StatusCode::ACCEPTED,
+        json!({ "tenant_id": caller.tenant_id }),
+        accepted,
+    )
 }
 
 /// Opening a session.
@@ -234,7 +250,11 @@ pub async fn open_session(
         .service
         .open_session(&ctx, session_id, Subject::parse(body.subject)?, attachments)
         .await?;
-    answer(StatusCode::CREATED, json!({ "session_id": session_id }), accepted)
+    answer(
+        StatusCode::CREATED,
+        json!({ "session_id": session_id }),
+        accepted,
+    )
 }
 
 /// Submitting a query.
@@ -286,7 +306,11 @@ pub async fn close_session(
     let ctx = context(&caller, &request_id, &[Role::Customer])?;
     let session_id: SessionId = parse_id("session_id", &session_id)?;
     let accepted = state.service.close_session(&ctx, session_id).await?;
-    answer(StatusCode::ACCEPTED, json!({ "session_id": session_id }), accepted)
+    answer(
+        StatusCode::ACCEPTED,
+        json!({ "session_id": session_id }),
+        accepted,
+    )
 }
 
 /// A consultant's decision.
@@ -384,8 +408,15 @@ pub async fn author_judgment(
         judgment_id,
         content: content(body)?,
     };
-    let accepted = state.service.edit_judgment(&ctx, judgment_id, command).await?;
-    answer(StatusCode::CREATED, json!({ "judgment_id": judgment_id }), accepted)
+    let accepted = state
+        .service
+        .edit_judgment(&ctx, judgment_id, command)
+        .await?;
+    answer(
+        StatusCode::CREATED,
+        json!({ "judgment_id": judgment_id }),
+        accepted,
+    )
 }
 
 /// Revises a judgment (consultant).
@@ -405,8 +436,15 @@ pub async fn revise_judgment(
         actor: ctx.actor.clone(),
         content: content(body)?,
     };
-    let accepted = state.service.edit_judgment(&ctx, judgment_id, command).await?;
-    answer(StatusCode::ACCEPTED, json!({ "judgment_id": judgment_id }), accepted)
+    let accepted = state
+        .service
+        .edit_judgment(&ctx, judgment_id, command)
+        .await?;
+    answer(
+        StatusCode::ACCEPTED,
+        json!({ "judgment_id": judgment_id }),
+        accepted,
+    )
 }
 
 /// Retiring a judgment.
@@ -434,7 +472,13 @@ pub async fn retire_judgment(
         actor: ctx.actor.clone(),
         reason: Reason::parse(body.reason)?,
     };
-    let accepted = state.service.edit_judgment(&ctx, judgment_id, command).await?;
-    answer(StatusCode::ACCEPTED, json!({ "judgment_id": judgment_id }), accepted)
+    let accepted = state
+        .service
+        .edit_judgment(&ctx, judgment_id, command)
+        .await?;
+    answer(
+        StatusCode::ACCEPTED,
+        json!({ "judgment_id": judgment_id }),
+        accepted,
+    )
 }
-

@@ -13,9 +13,9 @@ use serde_json::value::RawValue;
 use utoipa::IntoParams;
 
 use super::caller::act_as;
-use crate::auth::Principal;
 use super::problem::ApiError;
 use super::AppState;
+use crate::auth::Principal;
 
 /// Paging through the stream.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -82,7 +82,11 @@ pub async fn stream_events(
     let limit = page.limit.unwrap_or(100).clamp(1, 1_000);
     let events = state
         .log
-        .read_page(after, Scope::Tenant(caller.tenant_id.as_uuid().to_owned()), limit)
+        .read_page(
+            after,
+            Scope::Tenant(caller.tenant_id.as_uuid().to_owned()),
+            limit,
+        )
         .await
         .map_err(|err| ApiError::Unavailable(Box::new(err)))?;
     let mut body = Vec::new();

@@ -16,9 +16,9 @@ use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 
-use crate::auth::Principal;
 use super::problem::ApiError;
 use super::AppState;
+use crate::auth::Principal;
 
 /// The request header.
 pub static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
@@ -72,9 +72,7 @@ pub async fn idempotent(
         }
     }
 
-    let response = next
-        .run(Request::from_parts(parts, Body::from(body)))
-        .await;
+    let response = next.run(Request::from_parts(parts, Body::from(body))).await;
     let (parts, body) = response.into_parts();
     let body = to_bytes(body, usize::MAX)
         .await
@@ -109,7 +107,10 @@ fn replay(status: i16, body: Vec<u8>) -> Response {
             "application/problem+json"
         }),
     );
-    headers.insert(IDEMPOTENT_REPLAYED.clone(), HeaderValue::from_static("true"));
+    headers.insert(
+        IDEMPOTENT_REPLAYED.clone(),
+        HeaderValue::from_static("true"),
+    );
     response
 }
 

@@ -117,9 +117,7 @@ impl ApiError {
     fn detail(&self) -> Option<String> {
         match self {
             ApiError::Invalid { message, .. } => Some(message.clone()),
-            ApiError::MalformedBody(message) | ApiError::Conflict(message) => {
-                Some(message.clone())
-            }
+            ApiError::MalformedBody(message) | ApiError::Conflict(message) => Some(message.clone()),
             ApiError::RateLimited { retry_after_secs } => {
                 Some(format!("retry after {retry_after_secs} s"))
             }

@@ -15,9 +15,9 @@ use casebook_domain::policy::PlanTier;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-use crate::auth::Principal;
 use super::problem::ApiError;
 use super::AppState;
+use crate::auth::Principal;
 
 /// Requests per second and burst for one tier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,9 +31,18 @@ pub struct TierLimit {
 /// The limit of every tier.
 pub fn tier_limit(tier: PlanTier) -> TierLimit {
     match tier {
-        PlanTier::Starter => TierLimit { rate: 10, burst: 20 },
-        PlanTier::Professional => TierLimit { rate: 50, burst: 100 },
-        PlanTier::Enterprise => TierLimit { rate: 200, burst: 400 },
+        PlanTier::Starter => TierLimit {
+            rate: 10,
+            burst: 20,
+        },
+        PlanTier::Professional => TierLimit {
+            rate: 50,
+            burst: 100,
+        },
+        PlanTier::Enterprise => TierLimit {
+            rate: 200,
+            burst: 400,
+        },
         PlanTier::CostSensitive => TierLimit { rate: 5, burst: 10 },
     }
 }

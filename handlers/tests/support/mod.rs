@@ -53,7 +53,10 @@ async fn users(cognito: &CognitoAdmin, pool: &PoolInfo, name: &str) -> TenantUse
             .ensure_user(pool, &username, PASSWORD, tenant, role)
             .await
             .expect("user created");
-        let token = cognito.id_token(pool, &username, PASSWORD).await.expect("signed in");
+        let token = cognito
+            .id_token(pool, &username, PASSWORD)
+            .await
+            .expect("signed in");
         signed_in.push(User { token });
     }
     let mut users = signed_in.into_iter();
@@ -101,10 +104,19 @@ pub async fn json_body(response: Response) -> Value {
 
 impl TestApp {
     pub async fn send(&self, request: Request<Body>) -> Response {
-        self.router.clone().oneshot(request).await.expect("infallible")
+        self.router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("infallible")
     }
 
-    fn post_request(user: Option<&User>, path: &str, body: String, key: Option<&str>) -> Request<Body> {
+    fn post_request(
+        user: Option<&User>,
+        path: &str,
+        body: String,
+        key: Option<&str>,
+    ) -> Request<Body> {
         let mut request = Request::post(path).header("content-type", "application/json");
         if let Some(user) = user {
             request = request.header("authorization", format!("Bearer {}", user.token));
@@ -122,9 +134,20 @@ impl TestApp {
         (response.status(), json_body(response).await)
     }
 
-    pub async fn post_with_key(&self, user: &User, path: &str, body: Value, key: &str) -> (StatusCode, Value) {
+    pub async fn post_with_key(
+        &self,
+        user: &User,
+        path: &str,
+        body: Value,
+        key: &str,
+    ) -> (StatusCode, Value) {
         let response = self
-            .send(Self::post_request(Some(user), path, body.to_string(), Some(key)))
+            .send(Self::post_request(
+                Some(user),
+                path,
+                body.to_string(),
+                Some(key),
+            ))
             .await;
         (response.status(), json_body(response).await)
     }
@@ -144,7 +167,8 @@ impl TestApp {
     }
 
     pub async fn post_response(&self, user: &User, path: &str) -> Response {
-        self.send(Self::post_request(Some(user), path, "{}".into(), None)).await
+        self.send(Self::post_request(Some(user), path, "{}".into(), None))
+            .await
     }
 
     pub async fn get_raw(&self, user: &User, path: &str) -> (StatusCode, HeaderMap, String) {
@@ -160,7 +184,8 @@ impl TestApp {
     }
 
     pub async fn get_public(&self, path: &str) -> Response {
-        self.send(Request::get(path).body(Body::empty()).unwrap()).await
+        self.send(Request::get(path).body(Body::empty()).unwrap())
+            .await
     }
 
     /// Waits until the auditor's stream shows at least `count` events (a hang guard, not a
@@ -181,4 +206,3 @@ impl TestApp {
         self.state.limiter.forget_tiers();
     }
 }
-

@@ -193,6 +193,11 @@ impl Rebuild {
         }
     }
 
+    /// Whose rows it covers.
+    pub fn scope(&self) -> RebuildScope {
+        self.scope
+    }
+
     /// The shadow tables' names.
     pub fn naming(&self) -> Naming {
         match self.scope {

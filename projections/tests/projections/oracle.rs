@@ -291,22 +291,20 @@ pub async fn fold_log(owner: &PgPool) -> Expected {
     x
 }
 
-/// Reads every page of a list.
-async fn all_pages<T, F, Fut>(mut page: F) -> Vec<T>
-where
-    F: FnMut(PageRequest) -> Fut,
-    Fut: std::future::Future<Output = Page<T>>,
-{
-    let mut items = Vec::new();
-    let mut request = PageRequest::first(4);
-    loop {
-        let next = page(request).await;
-        items.extend(next.items);
-        match next.next {
-            Some(after) => request.after = Some(after),
-            None => return items,
+/// Reads every page of a list, four rows at a time: `all_pages!(|r| list(conn, tenant, r))`.
+macro_rules! all_pages {
+    (|$r:ident| $call:expr) => {{
+        let mut items = Vec::new();
+        let mut $r = PageRequest::first(4);
+        loop {
+            let page: Page<_> = $call.await.unwrap();
+            items.extend(page.items);
+            match page.next {
+                Some(after) => $r.after = Some(after),
+                None => break items,
+            }
         }
-    }
+    }};
 }
 
 /// Compares every read model of every tenant, through the read functions as the app role.
@@ -321,11 +319,7 @@ pub async fn assert_read_models_match(app: &PgPool, x: &Expected) {
         let mut sessions: Vec<&Session> =
             x.sessions.values().filter(|s| s.tenant_id == t).collect();
         sessions.sort_by_key(|s| std::cmp::Reverse(s.position));
-        let listed = all_pages(|r| {
-            let conn = &mut *conn;
-            async move { read::sessions::list(conn, t, r).await.unwrap() }
-        })
-        .await;
+        let listed = all_pages!(|r| read::sessions::list(&mut conn, t, r));
         assert_eq!(listed.iter().collect::<Vec<_>>(), sessions, "sessions of {t}");
         for session in &sessions {
             let mut queries: Vec<&SessionQuery> = x
@@ -345,11 +339,7 @@ pub async fn assert_read_models_match(app: &PgPool, x: &Expected) {
         let mut diagnoses: Vec<&Diagnosis> =
             x.diagnoses.values().filter(|d| d.tenant_id == t).collect();
         diagnoses.sort_by_key(|d| std::cmp::Reverse(d.position));
-        let listed = all_pages(|r| {
-            let conn = &mut *conn;
-            async move { read::diagnoses::list(conn, t, r).await.unwrap() }
-        })
-        .await;
+        let listed = all_pages!(|r| read::diagnoses::list(&mut conn, t, r));
         assert_eq!(listed.iter().collect::<Vec<_>>(), diagnoses, "diagnoses of {t}");
 
         let mut queue: Vec<&Diagnosis> = diagnoses
@@ -358,11 +348,7 @@ pub async fn assert_read_models_match(app: &PgPool, x: &Expected) {
             .filter(|d| d.status == DiagnosisStatus::Proposed && d.decision.is_none())
             .collect();
         queue.sort_by_key(|d| d.proposal.as_ref().unwrap().position);
-        let listed = all_pages(|r| {
-            let conn = &mut *conn;
-            async move { read::diagnoses::review_queue(conn, t, r).await.unwrap() }
-        })
-        .await;
+        let listed = all_pages!(|r| read::diagnoses::review_queue(&mut conn, t, r));
         assert_eq!(
             listed.iter().map(|item| &item.diagnosis).collect::<Vec<_>>(),
             queue,
@@ -372,11 +358,7 @@ pub async fn assert_read_models_match(app: &PgPool, x: &Expected) {
         let mut decisions: Vec<&Decision> =
             x.decisions.values().filter(|d| d.tenant_id == t).collect();
         decisions.sort_by_key(|d| std::cmp::Reverse(d.position));
-        let listed = all_pages(|r| {
-            let conn = &mut *conn;
-            async move { read::decisions::list(conn, t, None, r).await.unwrap() }
-        })
-        .await;
+        let listed = all_pages!(|r| read::decisions::list(&mut conn, t, None, r));
         assert_eq!(listed.iter().collect::<Vec<_>>(), decisions, "decisions of {t}");
 
         let usage: Vec<&Usage> = x

@@ -20,7 +20,6 @@ use casebook_domain::session::{SessionCommand, TenantSession};
 use casebook_domain::tenant::{Tenant, TenantCommand};
 use casebook_domain::upcast::upcasters;
 use casebook_domain::values::Confidence;
-use casebook_projections::log::Checkpoint;
 use casebook_projections::projection::ProjectionId;
 use casebook_projections::rebuild::{Rebuild, RebuildScope, TableVerdict};
 use casebook_projections::runner::{DrainOutcome, DrainReport, Runner, RunnerConfig};
@@ -65,18 +64,74 @@ impl Stack {
         }
     }
 
-    /// Drains every projection with `batch_size` and checks each caught up.
+    /// Drains every projection with `batch_size` until none lags: a drain catches up with
+    /// what is *final*, and the horizon is cluster-wide, so other tests' open transactions
+    /// can hold a drain back. Returns the reports of every drain.
     pub async fn drain_all(&self, batch_size: usize) -> Vec<DrainReport> {
-        let reports = Runner::new(self.projector.clone())
-            .with_projections(ProjectionId::ALL)
-            .with_config(Self::config(batch_size))
-            .drain(Duration::from_secs(120))
-            .await
-            .expect("no subscription panics");
-        for report in &reports {
-            assert_eq!(report.outcome, DrainOutcome::CaughtUp, "{report:?}");
+        let mut all = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let reports = Runner::new(self.projector.clone())
+                .with_projections(ProjectionId::ALL)
+                .with_config(Self::config(batch_size))
+                .drain(Duration::from_secs(120))
+                .await
+                .expect("no subscription panics");
+            for report in &reports {
+                assert_eq!(report.outcome, DrainOutcome::CaughtUp, "{report:?}");
+            }
+            all.extend(reports);
+            if self.lagging(&projection_names()).await.is_empty() {
+                return all;
+            }
+            assert!(std::time::Instant::now() < deadline, "never caught up");
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        reports
+    }
+
+    /// The subscriptions among `names` that lag (or have no row yet).
+    pub async fn lagging(&self, names: &[&str]) -> Vec<String> {
+        let mut conn = self.owner.acquire().await.expect("connection");
+        let statuses = casebook_projections::status::status(&mut conn)
+            .await
+            .expect("status");
+        names
+            .iter()
+            .filter(|name| !statuses.iter().any(|s| s.name == **name && s.lag_events == 0))
+            .map(|name| name.to_string())
+            .collect()
+    }
+
+    /// Builds `rebuild` (resuming) until its checkpoint rows don't lag.
+    pub async fn build_to_head(&self, rebuild: &Rebuild, projections: &[ProjectionId]) {
+        let names: Vec<String> = projections.iter().map(|id| rebuild.row_name(*id)).collect();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let built = rebuild
+                .build(std::future::pending(), |_| {})
+                .await
+                .expect("rebuild");
+            assert!(built.caught_up);
+            let tenant = match rebuild.scope() {
+                RebuildScope::All => None,
+                RebuildScope::Tenant(tenant) => Some(*tenant.as_uuid()),
+            };
+            let behind: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM subscriptions s JOIN events e
+                    ON (e.transaction_id, e.global_position) > (s.checkpoint_tx, s.checkpoint_position)
+                 WHERE s.name = ANY($1) AND ($2::uuid IS NULL OR e.tenant_id = $2)",
+            )
+            .bind(&names)
+            .bind(tenant)
+            .fetch_one(&self.owner)
+            .await
+            .expect("rebuild lag");
+            if behind == 0 {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "rebuild never caught up");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Builds every projection afresh into shadow tables and compares them with the live
@@ -85,29 +140,10 @@ impl Stack {
         let rebuild = Rebuild::new(self.owner.clone(), projections.iter().copied(), RebuildScope::All)
             .with_batch_size(97);
         rebuild.discard().await.expect("discard any earlier rebuild");
-        let built = rebuild
-            .build(std::future::pending(), |_| {})
-            .await
-            .expect("rebuild");
-        assert!(built.caught_up);
+        self.build_to_head(&rebuild, projections).await;
         let verdicts = rebuild.verify().await.expect("verify");
         rebuild.discard().await.expect("discard");
         verdicts
-    }
-
-    /// A live subscription's checkpoint.
-    pub async fn checkpoint(&self, name: &str) -> Checkpoint {
-        let (tx, position): (i64, i64) = sqlx::query_as(
-            "SELECT checkpoint_tx::text::bigint, checkpoint_position FROM subscriptions WHERE name = $1",
-        )
-        .bind(name)
-        .fetch_one(&self.owner)
-        .await
-        .expect("subscription row");
-        Checkpoint {
-            transaction_id: tx,
-            global_position: position,
-        }
     }
 }
 
@@ -645,4 +681,22 @@ impl Driver {
             }
         }
     }
+}
+
+/// Waits (polling, at most a minute) until each of `names` has a row and no lag.
+pub async fn wait_caught_up(stack: &Stack, names: &[&str]) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let lagging = stack.lagging(names).await;
+        if lagging.is_empty() {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "not caught up: {lagging:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The live projections' subscription names.
+pub fn projection_names() -> Vec<&'static str> {
+    ProjectionId::ALL.iter().map(|id| id.name()).collect()
 }

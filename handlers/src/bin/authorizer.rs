@@ -1,0 +1,43 @@
+//! The `authorizer` Lambda: API Gateway's TOKEN authorizer (see
+//! `casebook_handlers::authorizer`).
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use casebook_adapters::config::Config;
+use casebook_adapters::postgres::{self, DbRole};
+use casebook_handlers::authorizer::{Authorizer, TokenAuthorizerEvent};
+use casebook_handlers::server::verifier;
+use casebook_handlers::service::Service;
+use casebook_handlers::telemetry;
+use lambda_runtime::{service_fn, LambdaEvent};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    telemetry::init();
+    let config = Config::from_env().context("reading configuration")?;
+    let auth = config
+        .auth
+        .as_ref()
+        .context("CASEBOOK_JWT_ISSUER and CASEBOOK_JWT_AUDIENCE must be set")?;
+    let pool = postgres::connect(config.database.connect_options(), DbRole::App, 2)
+        .await
+        .context("connecting")?;
+    let authorizer = Arc::new(Authorizer::new(
+        verifier(auth).context("token settings")?,
+        Service::new(pool),
+        Authorizer::usage_keys_from_env(),
+    ));
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<TokenAuthorizerEvent>| {
+            let authorizer = authorizer.clone();
+            async move {
+                authorizer
+                    .authorize(&event.payload)
+                    .await
+                    .map_err(lambda_runtime::Error::from)
+            }
+        },
+    ))
+    .await
+}

@@ -1,0 +1,41 @@
+//! The `projector` Lambda: drains every subscription (read models, audit chain, reactions)
+//! until caught up or the invocation's time is nearly spent. Invoked by the API after
+//! commits and every minute by a schedule, as a safety net.
+
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use casebook_adapters::config::Config;
+use casebook_adapters::postgres::{self, DbRole};
+use casebook_handlers::server::{projector, projector_pool};
+use casebook_handlers::service::Service;
+use casebook_handlers::telemetry;
+use lambda_runtime::{service_fn, LambdaEvent};
+use serde_json::{json, Value};
+
+/// Left for the runner to commit its last batch and return before Lambda's deadline.
+const MARGIN: Duration = Duration::from_secs(5);
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    telemetry::init();
+    let config = Config::from_env().context("reading configuration")?;
+    let projector_pool = projector_pool(&config).await.context("connecting")?;
+    let app = postgres::connect(config.database.connect_options(), DbRole::App, 4)
+        .await
+        .context("connecting")?;
+    let service = Service::new(app);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+        let runner = projector(projector_pool.clone(), service.clone());
+        async move {
+            let left = event
+                .context
+                .deadline()
+                .duration_since(SystemTime::now())
+                .unwrap_or_default();
+            let reports = runner.drain(left.saturating_sub(MARGIN)).await?;
+            Ok::<_, lambda_runtime::Error>(json!({ "subscriptions": reports.len() }))
+        }
+    }))
+    .await
+}

@@ -1,0 +1,260 @@
+//! The relay: a checkpointed subscription that publishes every domain event to the
+//! EventBridge bus and sends the events that start async work to SQS
+//! (`DiagnosisRequested` → the `diagnosis` queue).
+//!
+//! Delivery is at least once: the runner checkpoints after [`Relay::apply`] returns, so a
+//! crash between publishing and checkpointing publishes the batch again. Every message
+//! carries the stable [`event_id`] (`<Aggregate>/<id>/<sequence>`) and the tenant, and
+//! consumers deduplicate on it (see [`crate::worker`]).
+//!
+//! Environment ([`RelayConfig::from_env`]): `EVENT_BUS_NAME`, `EVENT_SOURCE` (default
+//! `casebook`), `DIAGNOSIS_QUEUE_URL` — the projector function's contract in infra/README.md.
+
+use std::sync::Arc;
+
+use casebook_adapters::aws::eventbridge::{BusEntry, EventBus};
+use casebook_adapters::aws::sqs::Queue;
+use casebook_adapters::aws::AwsError;
+use casebook_adapters::aws::SdkConfig;
+use casebook_adapters::event_store::EventStore;
+use casebook_domain::diagnosis::DiagnosisEvent;
+use casebook_domain::policy::should_auto_approve;
+use casebook_domain::tenant::Tenant;
+use casebook_domain::upcast::upcasters;
+use casebook_projections::error::ApplyError;
+use casebook_projections::log::RecordedEvent;
+use casebook_projections::subscription::Subscription;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+/// The `type` message attribute of a diagnosis request on the `diagnosis` queue.
+pub const DIAGNOSIS_REQUESTED: &str = "DiagnosisRequested";
+
+/// The stable id of an event: `<Aggregate>/<id>/<sequence>`.
+pub fn event_id(event: &RecordedEvent) -> String {
+    format!(
+        "{}/{}/{}",
+        event.aggregate_type, event.aggregate_id, event.sequence
+    )
+}
+
+/// Where the relay publishes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayConfig {
+    /// `EVENT_BUS_NAME`.
+    pub bus_name: String,
+    /// `EVENT_SOURCE`, the entries' `Source` (`casebook`).
+    pub source: String,
+    /// `DIAGNOSIS_QUEUE_URL`.
+    pub diagnosis_queue_url: String,
+}
+
+/// A required variable is missing.
+#[derive(Debug, thiserror::Error)]
+#[error("environment variable {0} is not set")]
+pub struct MissingVar(pub &'static str);
+
+impl RelayConfig {
+    /// Reads `EVENT_BUS_NAME`, `EVENT_SOURCE` (default `casebook`), `DIAGNOSIS_QUEUE_URL`.
+    pub fn from_env() -> Result<Self, MissingVar> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// As [`from_env`](Self::from_env), from any lookup.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, MissingVar> {
+        let get = |name: &'static str| {
+            lookup(name)
+                .filter(|v| !v.is_empty())
+                .ok_or(MissingVar(name))
+        };
+        Ok(Self {
+            bus_name: get("EVENT_BUS_NAME")?,
+            source: lookup("EVENT_SOURCE")
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| "casebook".to_owned()),
+            diagnosis_queue_url: get("DIAGNOSIS_QUEUE_URL")?,
+        })
+    }
+}
+
+/// The body of a message on the `diagnosis` queue (its message attributes repeat
+/// `event_id`, `tenant_id` and `type`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiagnosisMessage {
+    /// The `DiagnosisRequested` event's id.
+    pub event_id: String,
+    /// The tenant.
+    pub tenant_id: Uuid,
+    /// The diagnosis (the event's aggregate id).
+    pub diagnosis_id: Uuid,
+}
+
+/// A hook run after publishing a batch and before the runner checkpoints it (tests
+/// simulate a crash there by returning an error).
+pub type AfterPublish = Arc<dyn Fn(&[RecordedEvent]) -> Result<(), ApplyError> + Send + Sync>;
+
+/// The relay subscription; see the module documentation.
+pub struct Relay {
+    bus: EventBus,
+    diagnosis_queue: Queue,
+    source: String,
+    tenants: Option<EventStore<Tenant>>,
+    after_publish: Option<AfterPublish>,
+}
+
+impl Relay {
+    /// The subscription's name in `subscriptions`.
+    pub const NAME: &'static str = "relay";
+
+    /// A relay publishing per `config` with clients from `shared`. `app_pool` (the
+    /// application role) is read for each proposal's tenant threshold (`auto_resolve`).
+    pub fn new(shared: &SdkConfig, config: &RelayConfig, app_pool: PgPool) -> Self {
+        Self {
+            bus: EventBus::new(shared, &config.bus_name),
+            diagnosis_queue: Queue::new(shared, &config.diagnosis_queue_url),
+            source: config.source.clone(),
+            tenants: Some(EventStore::new(app_pool, upcasters())),
+            after_publish: None,
+        }
+    }
+
+    /// Runs `hook` after each published batch, before the checkpoint.
+    pub fn with_after_publish(mut self, hook: AfterPublish) -> Self {
+        self.after_publish = Some(hook);
+        self
+    }
+
+    /// Whether a `DiagnosisProposed` event is at or above its tenant's auto-resolve threshold.
+    async fn auto_resolve(&self, event: &RecordedEvent) -> Result<Option<bool>, ApplyError> {
+        if event.event_type != "DiagnosisProposed" {
+            return Ok(None);
+        }
+        let Ok(DiagnosisEvent::DiagnosisProposed { confidence, .. }) =
+            serde_json::from_str::<DiagnosisEvent>(event.payload.get())
+        else {
+            // Another version's shape: let the rule not fire rather than stop the relay.
+            return Ok(Some(false));
+        };
+        let Some(tenants) = &self.tenants else {
+            return Ok(Some(false));
+        };
+        let tenant = cqrs_es::EventStore::load_aggregate(tenants, &event.tenant_id.to_string())
+            .await
+            .map_err(|err| ApplyError::Transient(Box::new(err)))?
+            .into_state();
+        Ok(Some(should_auto_approve(
+            tenant.auto_resolve_threshold(),
+            confidence,
+            tenant.is_active(),
+        )))
+    }
+
+    /// The bus entry for `event`.
+    pub fn bus_entry(&self, event: &RecordedEvent, auto_resolve: Option<bool>) -> BusEntry {
+        bus_entry(&self.source, event, auto_resolve)
+    }
+}
+
+#[derive(Serialize)]
+struct Detail<'a> {
+    event_id: String,
+    tenant_id: Uuid,
+    aggregate_type: &'a str,
+    aggregate_id: &'a str,
+    sequence: i64,
+    event_type: &'a str,
+    event_version: &'a str,
+    global_position: i64,
+    recorded_at: chrono::DateTime<chrono::Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auto_resolve: Option<bool>,
+    payload: &'a RawValue,
+    metadata: &'a RawValue,
+}
+
+/// The bus entry for `event`: `Source` = `source`, `DetailType` = the event type, and a
+/// detail with the event id, tenant, ids, payload and metadata (and `auto_resolve` for a
+/// proposal).
+pub fn bus_entry(source: &str, event: &RecordedEvent, auto_resolve: Option<bool>) -> BusEntry {
+    let detail = Detail {
+        event_id: event_id(event),
+        tenant_id: event.tenant_id,
+        aggregate_type: &event.aggregate_type,
+        aggregate_id: &event.aggregate_id,
+        sequence: event.sequence,
+        event_type: &event.event_type,
+        event_version: &event.event_version,
+        global_position: event.global_position(),
+        recorded_at: event.recorded_at,
+        auto_resolve,
+        payload: &event.payload,
+        metadata: &event.metadata,
+    };
+    BusEntry {
+        source: source.to_owned(),
+        detail_type: event.event_type.clone(),
+        // Serializing plain fields and valid raw JSON cannot fail.
+        detail: serde_json::to_string(&detail).unwrap_or_default(),
+    }
+}
+
+fn aws_error(err: AwsError) -> ApplyError {
+    if err.is_retryable() {
+        ApplyError::Transient(Box::new(err))
+    } else {
+        ApplyError::permanent_from("cannot publish", err)
+    }
+}
+
+#[async_trait::async_trait]
+impl Subscription for Relay {
+    fn name(&self) -> &str {
+        Self::NAME
+    }
+
+    async fn apply(
+        &mut self,
+        _conn: &mut PgConnection,
+        events: &[RecordedEvent],
+    ) -> Result<(), ApplyError> {
+        let mut entries = Vec::with_capacity(events.len());
+        for event in events {
+            let auto_resolve = self.auto_resolve(event).await?;
+            entries.push(self.bus_entry(event, auto_resolve));
+            if event.event_type == DIAGNOSIS_REQUESTED {
+                let diagnosis_id: Uuid = event.aggregate_id.parse().map_err(|_| {
+                    ApplyError::permanent(format!(
+                        "diagnosis id {:?} is not a UUID",
+                        event.aggregate_id
+                    ))
+                })?;
+                let message = DiagnosisMessage {
+                    event_id: event_id(event),
+                    tenant_id: event.tenant_id,
+                    diagnosis_id,
+                };
+                let body = serde_json::to_string(&message)
+                    .map_err(|err| ApplyError::permanent_from("cannot encode", err))?;
+                let tenant = event.tenant_id.to_string();
+                self.diagnosis_queue
+                    .send(
+                        &body,
+                        &[
+                            ("event_id", message.event_id.as_str()),
+                            ("tenant_id", tenant.as_str()),
+                            ("type", DIAGNOSIS_REQUESTED),
+                        ],
+                    )
+                    .await
+                    .map_err(aws_error)?;
+            }
+        }
+        self.bus.put(&entries).await.map_err(aws_error)?;
+        if let Some(hook) = &self.after_publish {
+            hook(events)?;
+        }
+        Ok(())
+    }
+}

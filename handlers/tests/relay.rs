@@ -1,0 +1,332 @@
+//! The relay against the AWS emulator and Postgres: a requested diagnosis becomes exactly
+//! one SQS message, an EventBridge rule receives matched events, and a relay that dies
+//! between publishing and checkpointing delivers twice while the consumer's effect happens
+//! once.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use casebook_adapters::aws::setup::{ensure_resources, queue_arn, ResourceNames, Resources};
+use casebook_adapters::aws::sqs::{Queue, Received};
+use casebook_adapters::aws::{shared_config, SdkConfig};
+use casebook_adapters::postgres::DbRole;
+use casebook_domain::actor::{Actor, Role};
+use casebook_domain::ids::{DiagnosisId, QueryId, SessionId, TenantId, UserId};
+use casebook_domain::metadata::{EventMetadata, Source};
+use casebook_domain::policy::PlanTier;
+use casebook_domain::ports::{
+    DiagnosisPrompt, EmbedError, Embedder, Llm, LlmAnswer, LlmError, StopReason,
+};
+use casebook_domain::tenant::TenantCommand;
+use casebook_domain::values::{Confidence, DiagnosisText, QueryText, Subject, TenantName};
+use casebook_handlers::relay::{DiagnosisMessage, Relay, RelayConfig};
+use casebook_handlers::service::{RequestContext, Service};
+use casebook_handlers::worker::Worker;
+use casebook_projections::error::ApplyError;
+use casebook_projections::runner::Runner;
+use casebook_tests::TestDb;
+use sqlx::PgPool;
+
+fn ctx(tenant: TenantId, role: Role, user: &str) -> RequestContext {
+    let actor = Actor {
+        user_id: UserId::parse(user).unwrap(),
+        tenant_id: tenant,
+        role,
+    };
+    let metadata = EventMetadata::new(&actor, format!("req-{user}"), Source::Api);
+    RequestContext { actor, metadata }
+}
+
+/// Onboards a tenant and submits one query; returns the tenant and the diagnosis.
+async fn ask(service: &Service) -> (TenantId, DiagnosisId) {
+    let tenant = TenantId::new();
+    let admin = ctx(tenant, Role::Admin, "relay-admin");
+    let customer = ctx(tenant, Role::Customer, "relay-customer");
+    service
+        .onboard_tenant(
+            &admin,
+            TenantCommand::Onboard {
+                actor: admin.actor.clone(),
+                name: TenantName::parse("Relay Ltd").unwrap(),
+                plan: PlanTier::Professional,
+            },
+        )
+        .await
+        .expect("onboarded");
+    let session = SessionId::new();
+    service
+        .open_session(
+            &customer,
+            session,
+            Subject::parse("Contract").unwrap(),
+            vec![],
+        )
+        .await
+        .expect("session opened");
+    let query = QueryId::new();
+    service
+        .submit_query(
+            &customer,
+            session,
+            query,
+            QueryText::parse("Is the indemnity cap enforceable?").unwrap(),
+        )
+        .await
+        .expect("query submitted");
+    (tenant, DiagnosisId::for_query(query))
+}
+
+struct Env {
+    db: TestDb,
+    app: PgPool,
+    projector: PgPool,
+    aws: SdkConfig,
+    resources: Resources,
+    config: RelayConfig,
+}
+
+async fn env() -> Env {
+    let db = TestDb::new().await;
+    let app = db.pool(DbRole::App, 8).await;
+    let projector = db.pool(DbRole::Projector, 6).await;
+    let aws = shared_config().await;
+    let prefix = format!("relay-{}", uuid::Uuid::new_v4().simple());
+    let resources = ensure_resources(&aws, &ResourceNames::with_prefix(&prefix))
+        .await
+        .expect("bus and queues");
+    let config = RelayConfig {
+        bus_name: resources.bus_name.clone(),
+        source: "casebook".to_owned(),
+        diagnosis_queue_url: resources.diagnosis_queue_url.clone(),
+    };
+    Env {
+        db,
+        app,
+        projector,
+        aws,
+        resources,
+        config,
+    }
+}
+
+/// Runs the relay until it has applied every event in the log. (Drains repeat: the gap-safe
+/// reader waits for transactions still open anywhere in the cluster, e.g. other tests'.)
+async fn drain(env: &Env, make: impl Fn() -> Relay) {
+    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&env.app)
+        .await
+        .unwrap();
+    let mut applied = 0;
+    for _ in 0..600 {
+        let reports = Runner::new(env.projector.clone())
+            .with_subscription(make())
+            .drain(Duration::from_secs(60))
+            .await
+            .expect("runner");
+        assert!(
+            !matches!(
+                reports[0].outcome,
+                casebook_projections::runner::DrainOutcome::Failed { .. }
+            ),
+            "{reports:?}"
+        );
+        applied += reports[0].applied;
+        if applied >= total as u64 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the relay never caught up ({applied} of {total})");
+}
+
+/// Receives until `n` messages arrived, then checks that no more come (a short long-poll).
+async fn receive_exactly(queue: &Queue, n: usize) -> Vec<Received> {
+    let mut got = Vec::new();
+    for _ in 0..60 {
+        if got.len() >= n {
+            break;
+        }
+        got.extend(queue.receive(10, 1).await.expect("receive"));
+    }
+    assert_eq!(got.len(), n, "{got:?}");
+    let more = queue.receive(10, 1).await.expect("receive");
+    assert!(more.is_empty(), "unexpected extra messages: {more:?}");
+    got
+}
+
+#[tokio::test]
+async fn a_requested_diagnosis_becomes_exactly_one_message_on_the_diagnosis_queue() {
+    let env = env().await;
+    let service = Service::new(env.app.clone());
+    let (tenant, diagnosis) = ask(&service).await;
+    let relay = || Relay::new(&env.aws, &env.config, env.app.clone());
+    drain(&env, relay).await;
+    // A second drain finds nothing new: still one message.
+    let reports = Runner::new(env.projector.clone())
+        .with_subscription(relay())
+        .drain(Duration::from_secs(60))
+        .await
+        .expect("runner");
+    assert_eq!(reports[0].applied, 0);
+
+    let queue = Queue::new(&env.aws, &env.resources.diagnosis_queue_url);
+    let messages = receive_exactly(&queue, 1).await;
+    let body: DiagnosisMessage = serde_json::from_str(&messages[0].body).unwrap();
+    assert_eq!(body.tenant_id.to_string(), tenant.to_string());
+    assert_eq!(body.diagnosis_id.to_string(), diagnosis.to_string());
+    assert_eq!(body.event_id, format!("Diagnosis/{diagnosis}/1"));
+    assert_eq!(messages[0].attributes.get("event_id"), Some(&body.event_id));
+    assert_eq!(
+        messages[0].attributes.get("tenant_id"),
+        Some(&tenant.to_string())
+    );
+    assert_eq!(
+        messages[0].attributes.get("type").map(String::as_str),
+        Some("DiagnosisRequested")
+    );
+    drop(env.db);
+}
+
+#[tokio::test]
+async fn an_eventbridge_rule_delivers_matched_events_to_its_target_queue() {
+    let env = env().await;
+    let events = aws_sdk_eventbridge_client(&env.aws);
+    let target = casebook_adapters::aws::setup::ensure_queue(
+        &env.aws,
+        &format!("{}-target", env.resources.bus_name),
+        &[],
+    )
+    .await
+    .unwrap();
+    let target_arn = queue_arn(&env.aws, &target).await.unwrap();
+    let pattern = serde_json::json!({
+        "source": ["casebook"],
+        "detail-type": ["DiagnosisRequested"],
+    });
+    events
+        .put_rule()
+        .name("requested")
+        .event_bus_name(&env.resources.bus_name)
+        .event_pattern(pattern.to_string())
+        .send()
+        .await
+        .expect("rule");
+    events
+        .put_targets()
+        .rule("requested")
+        .event_bus_name(&env.resources.bus_name)
+        .targets(
+            casebook_adapters::aws::aws_sdk_eventbridge::types::Target::builder()
+                .id("queue")
+                .arn(target_arn)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .expect("target");
+
+    let service = Service::new(env.app.clone());
+    let (tenant, diagnosis) = ask(&service).await;
+    drain(&env, || Relay::new(&env.aws, &env.config, env.app.clone())).await;
+
+    // Only the DiagnosisRequested event matches (not TenantOnboarded, SessionOpened, ...).
+    let queue = Queue::new(&env.aws, &target);
+    let messages = receive_exactly(&queue, 1).await;
+    let envelope: serde_json::Value = serde_json::from_str(&messages[0].body).unwrap();
+    assert_eq!(envelope["source"], "casebook");
+    assert_eq!(envelope["detail-type"], "DiagnosisRequested");
+    let detail = &envelope["detail"];
+    assert_eq!(detail["event_id"], format!("Diagnosis/{diagnosis}/1"));
+    assert_eq!(detail["tenant_id"], tenant.to_string());
+    assert_eq!(detail["aggregate_id"], diagnosis.to_string());
+    assert_eq!(detail["payload"]["type"], "DiagnosisRequested");
+}
+
+fn aws_sdk_eventbridge_client(
+    aws: &SdkConfig,
+) -> casebook_adapters::aws::aws_sdk_eventbridge::Client {
+    casebook_adapters::aws::aws_sdk_eventbridge::Client::new(aws)
+}
+
+/// A deterministic embedder.
+struct FixedEmbedder;
+
+#[async_trait]
+impl Embedder for FixedEmbedder {
+    fn model_id(&self) -> &str {
+        "test-embedder"
+    }
+    fn dimension(&self) -> usize {
+        4
+    }
+    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        Ok(texts.iter().map(|_| vec![0.5, 0.5, 0.5, 0.5]).collect())
+    }
+}
+
+/// A model that counts its calls.
+#[derive(Default)]
+struct CountingLlm {
+    calls: AtomicUsize,
+}
+
+#[async_trait]
+impl Llm for CountingLlm {
+    async fn diagnose(&self, _prompt: &DiagnosisPrompt) -> Result<LlmAnswer, LlmError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        Ok(LlmAnswer {
+            text: DiagnosisText::parse("The cap is enforceable.").unwrap(),
+            findings: vec![],
+            confidence: Confidence::new(0.6).unwrap(),
+            input_tokens: 10,
+            output_tokens: 5,
+            model_id: "test-model".to_owned(),
+            stop_reason: StopReason::EndTurn,
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_relay_killed_after_publishing_delivers_twice_and_the_consumer_acts_once() {
+    let env = env().await;
+    let service = Service::new(env.app.clone());
+    let (_tenant, diagnosis) = ask(&service).await;
+    let crashed = Arc::new(AtomicBool::new(false));
+    let hook_crashed = crashed.clone();
+    let hook: casebook_handlers::relay::AfterPublish = Arc::new(move |_events| {
+        if hook_crashed.swap(true, Ordering::SeqCst) {
+            Ok(())
+        } else {
+            Err(ApplyError::Transient("killed before the checkpoint".into()))
+        }
+    });
+    let relay =
+        || Relay::new(&env.aws, &env.config, env.app.clone()).with_after_publish(hook.clone());
+    drain(&env, relay).await;
+    assert!(crashed.load(Ordering::SeqCst));
+
+    let queue = Queue::new(&env.aws, &env.resources.diagnosis_queue_url);
+    let messages = receive_exactly(&queue, 2).await;
+    assert_eq!(messages[0].body, messages[1].body, "same stable event id");
+
+    let llm = Arc::new(CountingLlm::default());
+    let worker = Worker::new(env.app.clone(), Arc::new(FixedEmbedder), llm.clone());
+    for message in &messages {
+        worker
+            .handle(&message.body, &message.attributes)
+            .await
+            .expect("handled");
+    }
+    assert_eq!(llm.calls.load(Ordering::SeqCst), 1);
+    let proposals: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE aggregate_id = $1 AND event_type = 'DiagnosisProposed'",
+    )
+    .bind(diagnosis.to_string())
+    .fetch_one(&env.app)
+    .await
+    .unwrap();
+    assert_eq!(proposals, 1);
+}

@@ -1,0 +1,258 @@
+//! The SQS worker: the Lambda handler reports exactly the failed records, and locally a
+//! message whose handler always fails moves to the DLQ after `maxReceiveCount` receives
+//! without blocking the other messages of its batch.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_lambda_events::event::sqs::SqsEvent;
+use casebook_adapters::aws::setup::{ensure_resources, ResourceNames};
+use casebook_adapters::aws::shared_config;
+use casebook_adapters::aws::sqs::Queue;
+use casebook_adapters::postgres::DbRole;
+use casebook_domain::actor::{Actor, Role};
+use casebook_domain::ids::{DiagnosisId, QueryId, SessionId, TenantId, UserId};
+use casebook_domain::metadata::{EventMetadata, Source};
+use casebook_domain::policy::PlanTier;
+use casebook_domain::ports::{
+    DiagnosisPrompt, EmbedError, Embedder, Llm, LlmAnswer, LlmError, StopReason,
+};
+use casebook_domain::tenant::TenantCommand;
+use casebook_domain::values::{Confidence, DiagnosisText, QueryText, Subject, TenantName};
+use casebook_handlers::relay::DiagnosisMessage;
+use casebook_handlers::service::{RequestContext, Service};
+use casebook_handlers::worker::{handle_sqs_event, run_worker_until, Worker};
+use casebook_tests::TestDb;
+use sqlx::PgPool;
+
+fn ctx(tenant: TenantId, role: Role, user: &str) -> RequestContext {
+    let actor = Actor {
+        user_id: UserId::parse(user).unwrap(),
+        tenant_id: tenant,
+        role,
+    };
+    let metadata = EventMetadata::new(&actor, format!("req-{user}"), Source::Api);
+    RequestContext { actor, metadata }
+}
+
+async fn ask(service: &Service) -> (TenantId, DiagnosisId) {
+    let tenant = TenantId::new();
+    let admin = ctx(tenant, Role::Admin, "worker-admin");
+    let customer = ctx(tenant, Role::Customer, "worker-customer");
+    service
+        .onboard_tenant(
+            &admin,
+            TenantCommand::Onboard {
+                actor: admin.actor.clone(),
+                name: TenantName::parse("Worker Ltd").unwrap(),
+                plan: PlanTier::Professional,
+            },
+        )
+        .await
+        .expect("onboarded");
+    let session = SessionId::new();
+    service
+        .open_session(&customer, session, Subject::parse("Lease").unwrap(), vec![])
+        .await
+        .expect("session opened");
+    let query = QueryId::new();
+    service
+        .submit_query(
+            &customer,
+            session,
+            query,
+            QueryText::parse("May the landlord raise the rent twice a year?").unwrap(),
+        )
+        .await
+        .expect("query submitted");
+    (tenant, DiagnosisId::for_query(query))
+}
+
+fn message(tenant: TenantId, diagnosis: DiagnosisId) -> String {
+    serde_json::to_string(&DiagnosisMessage {
+        event_id: format!("Diagnosis/{diagnosis}/1"),
+        tenant_id: tenant.to_string().parse().unwrap(),
+        diagnosis_id: diagnosis.to_string().parse().unwrap(),
+    })
+    .unwrap()
+}
+
+struct FixedEmbedder;
+
+#[async_trait]
+impl Embedder for FixedEmbedder {
+    fn model_id(&self) -> &str {
+        "test-embedder"
+    }
+    fn dimension(&self) -> usize {
+        4
+    }
+    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        Ok(texts.iter().map(|_| vec![0.5; 4]).collect())
+    }
+}
+
+#[derive(Default)]
+struct CountingLlm {
+    calls: AtomicUsize,
+}
+
+#[async_trait]
+impl Llm for CountingLlm {
+    async fn diagnose(&self, _prompt: &DiagnosisPrompt) -> Result<LlmAnswer, LlmError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        Ok(LlmAnswer {
+            text: DiagnosisText::parse("Only once a year, per the lease.").unwrap(),
+            findings: vec![],
+            confidence: Confidence::new(0.7).unwrap(),
+            input_tokens: 12,
+            output_tokens: 6,
+            model_id: "test-model".to_owned(),
+            stop_reason: StopReason::EndTurn,
+        })
+    }
+}
+
+async fn proposals(pool: &PgPool, diagnosis: DiagnosisId) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE aggregate_id = $1 AND event_type = 'DiagnosisProposed'",
+    )
+    .bind(diagnosis.to_string())
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+/// An SQS event as Lambda delivers it; `BODY_n` are replaced.
+const FIXTURE: &str = r#"{
+  "Records": [
+    {
+      "messageId": "good-1",
+      "receiptHandle": "rh-1",
+      "body": "BODY_GOOD",
+      "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1764000000000",
+                     "SenderId": "AIDAEXAMPLE", "ApproximateFirstReceiveTimestamp": "1764000000001"},
+      "messageAttributes": {
+        "type": {"stringValue": "DiagnosisRequested", "stringListValues": [], "binaryListValues": [], "dataType": "String"}
+      },
+      "md5OfBody": "x",
+      "eventSource": "aws:sqs",
+      "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:casebook-dev-diagnosis",
+      "awsRegion": "us-east-1"
+    },
+    {
+      "messageId": "missing-2",
+      "receiptHandle": "rh-2",
+      "body": "BODY_MISSING",
+      "attributes": {"ApproximateReceiveCount": "1"},
+      "messageAttributes": {},
+      "md5OfBody": "x",
+      "eventSource": "aws:sqs",
+      "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:casebook-dev-diagnosis",
+      "awsRegion": "us-east-1"
+    },
+    {
+      "messageId": "garbage-3",
+      "receiptHandle": "rh-3",
+      "body": "not json",
+      "attributes": {"ApproximateReceiveCount": "1"},
+      "messageAttributes": {},
+      "md5OfBody": "x",
+      "eventSource": "aws:sqs",
+      "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:casebook-dev-diagnosis",
+      "awsRegion": "us-east-1"
+    }
+  ]
+}"#;
+
+#[tokio::test]
+async fn the_lambda_handler_reports_exactly_the_failed_records() {
+    let db = TestDb::new().await;
+    let app = db.pool(DbRole::App, 4).await;
+    let service = Service::new(app.clone());
+    let (tenant, diagnosis) = ask(&service).await;
+    let missing = DiagnosisId::for_query(QueryId::new());
+    let json = |s: String| serde_json::to_string(&s).unwrap();
+    let fixture = FIXTURE
+        .replace("\"BODY_GOOD\"", &json(message(tenant, diagnosis)))
+        .replace("\"BODY_MISSING\"", &json(message(tenant, missing)));
+    let event: SqsEvent = serde_json::from_str(&fixture).expect("fixture parses");
+
+    let llm = Arc::new(CountingLlm::default());
+    let worker = Worker::new(app.clone(), Arc::new(FixedEmbedder), llm.clone());
+    let response = handle_sqs_event(&worker, event.clone()).await;
+    let body = serde_json::to_value(&response).unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({"batchItemFailures": [
+            {"itemIdentifier": "missing-2"},
+            {"itemIdentifier": "garbage-3"},
+        ]})
+    );
+    assert_eq!(proposals(&app, diagnosis).await, 1);
+
+    // Redelivered: the good record is already done; the model is not asked again.
+    let again = serde_json::to_value(handle_sqs_event(&worker, event).await).unwrap();
+    assert_eq!(again, body);
+    assert_eq!(llm.calls.load(Ordering::SeqCst), 1);
+    assert_eq!(proposals(&app, diagnosis).await, 1);
+}
+
+#[tokio::test]
+async fn a_message_that_always_fails_moves_to_the_dlq_without_blocking_its_batch() {
+    let db = TestDb::new().await;
+    let app = db.pool(DbRole::App, 4).await;
+    let service = Service::new(app.clone());
+    let (tenant, diagnosis) = ask(&service).await;
+    let aws = shared_config().await;
+    let mut names =
+        ResourceNames::with_prefix(&format!("worker-{}", uuid::Uuid::new_v4().simple()));
+    names.visibility_timeout = 1;
+    let resources = ensure_resources(&aws, &names).await.expect("queues");
+    let queue = Queue::new(&aws, &resources.diagnosis_queue_url);
+    let dlq = Queue::new(&aws, &resources.diagnosis_dlq_url);
+    let poison = message(tenant, DiagnosisId::for_query(QueryId::new()));
+    queue
+        .send(&poison, &[("type", "DiagnosisRequested")])
+        .await
+        .unwrap();
+    queue
+        .send(
+            &message(tenant, diagnosis),
+            &[("type", "DiagnosisRequested")],
+        )
+        .await
+        .unwrap();
+
+    let llm = Arc::new(CountingLlm::default());
+    let worker = Worker::new(app.clone(), Arc::new(FixedEmbedder), llm.clone());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(run_worker_until(worker, queue.clone(), async {
+        let _ = stopped.await;
+    }));
+
+    // Hang guard only: the poison message shows up in the DLQ after three receives.
+    let mut dead = Vec::new();
+    for _ in 0..120 {
+        dead = dlq.receive(10, 1).await.unwrap();
+        if !dead.is_empty() {
+            break;
+        }
+    }
+    let _ = stop.send(());
+    running.await.unwrap();
+    assert_eq!(dead.len(), 1, "the poison message reached the DLQ");
+    assert_eq!(dead[0].body, poison);
+    assert_eq!(
+        proposals(&app, diagnosis).await,
+        1,
+        "the good message was handled"
+    );
+    assert_eq!(llm.calls.load(Ordering::SeqCst), 1);
+    let left = queue.receive(10, 2).await.unwrap();
+    assert!(left.is_empty(), "{left:?}");
+    drop(db);
+    tokio::time::sleep(Duration::ZERO).await;
+}

@@ -1,0 +1,147 @@
+//! The audit table: one chained row per event; tampering is caught at the row.
+
+use casebook_domain::ids::TenantId;
+use casebook_projections::audit::{self, verify_chain, LinkProblem, VerifyError};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use sqlx::{Executor, PgConnection};
+
+use crate::oracle::fold_log;
+use crate::support::{Driver, Stack};
+
+#[tokio::test]
+async fn every_event_gets_one_row_in_its_tenants_chain_which_verifies() {
+    let stack = Stack::new().await;
+    let mut driver = Driver::new(stack.app.clone(), 61);
+    driver.onboard(3).await;
+    driver.run(300).await;
+    stack.drain_all(33).await;
+    let expected = fold_log(&stack.owner).await;
+    let mut conn = stack.owner.acquire().await.unwrap();
+    for (tenant, events) in &expected.events {
+        let tenant = TenantId::from_uuid(*tenant);
+        let rows = audit::records(&mut conn, tenant, 0, 1_000_000).await.unwrap();
+        let got: Vec<(i64, String)> = rows
+            .iter()
+            .map(|r| (r.global_position, r.action.clone()))
+            .collect();
+        assert_eq!(&got, events);
+        assert!(rows.iter().zip(1..).all(|(r, seq)| r.seq == seq));
+        assert_eq!(verify_chain(&mut conn, tenant).await.unwrap(), rows.len() as u64);
+        // An export verifies offline, from JSON lines, with the pure verifier.
+        let lines: Vec<String> = rows.iter().map(|r| serde_json::to_string(r).unwrap()).collect();
+        let back: Vec<audit::AuditRecord> =
+            lines.iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(audit::chain::verify_records(&back), Ok(rows.len() as u64));
+
+        for row in &rows {
+            match row.action.as_str() {
+                "DiagnosisProposed" => {
+                    let d = &expected.diagnoses[row.diagnosis_id.unwrap().as_uuid()];
+                    let p = &d.proposal.as_ref().unwrap().provenance;
+                    assert_eq!(row.model_id.as_ref(), Some(&p.model_id));
+                    assert_eq!(row.input_tokens, Some(i64::from(p.input_tokens)));
+                    assert_eq!(row.actor_role, "system");
+                    assert_eq!(row.source, "worker");
+                }
+                "DecisionMade" => {
+                    let decision = &expected.decisions[row.decision_id.unwrap().as_uuid()];
+                    assert_eq!(row.actor_id, decision.decided_by.to_string());
+                    let outcome = serde_json::to_value(decision.verdict.outcome()).unwrap();
+                    assert_eq!(row.outcome.as_deref(), outcome.as_str());
+                    assert_eq!(row.threshold.is_some(), row.outcome.as_deref() == Some("auto_approved"));
+                }
+                _ => {}
+            }
+            assert!(row.request_id.starts_with("req-"));
+        }
+    }
+}
+
+/// Applies `change` to the row `seq` of `tenant` as the superuser, verifies in the same
+/// transaction, and rolls back.
+async fn verify_with(
+    su: &mut PgConnection,
+    tenant: TenantId,
+    seq: i64,
+    change: &str,
+) -> Result<u64, VerifyError> {
+    su.execute("BEGIN").await.unwrap();
+    let changed = sqlx::query(&format!(
+        "UPDATE audit_log SET {change} WHERE tenant_id = $1 AND seq = $2"
+    ))
+    .bind(tenant.as_uuid())
+    .bind(seq)
+    .execute(&mut *su)
+    .await
+    .unwrap();
+    assert_eq!(changed.rows_affected(), 1);
+    let result = verify_chain(su, tenant).await;
+    su.execute("ROLLBACK").await.unwrap();
+    result
+}
+
+#[tokio::test]
+async fn altering_any_one_stored_audit_row_fails_verification_at_exactly_that_row() {
+    let stack = Stack::new().await;
+    let mut driver = Driver::new(stack.app.clone(), 71);
+    driver.onboard(3).await;
+    driver.run(200).await;
+    stack.drain_all(50).await;
+    let tenant = driver.tenants[0];
+    let mut su = stack.db.superuser().await;
+    let rows = verify_chain(&mut su, tenant).await.unwrap() as i64;
+    assert!(rows > 20);
+
+    let changes = [
+        "actor_id = actor_id || '-forged'",
+        "actor_role = 'admin' || actor_role",
+        "action = 'DecisionMade' || action",
+        "outcome = COALESCE(outcome, '') || 'x'",
+        "reason = COALESCE(reason, '') || 'x'",
+        "recorded_at = recorded_at + interval '1 microsecond'",
+        "global_position = global_position + 1000000",
+        "confidence = COALESCE(confidence, 0) + 0.01",
+        "model_id = COALESCE(model_id, '') || 'x'",
+        "retrieved_judgment_ids = '[\"00000000-0000-0000-0000-000000000001\"]'",
+        "cost_usd_micros = COALESCE(cost_usd_micros, 0) + 1",
+        "request_id = request_id || 'x'",
+        "causation_id = causation_id || 'x'",
+        "session_id = gen_random_uuid()",
+        "hash = sha256(hash)",
+        "prev_hash = sha256(prev_hash)",
+    ];
+    let mut rng = StdRng::seed_from_u64(7);
+    for change in changes {
+        let seq = rng.gen_range(1..=rows);
+        match verify_with(&mut su, tenant, seq, change).await {
+            Err(VerifyError::Broken(link)) => {
+                assert_eq!(link.seq, seq, "{change}: {link}");
+                assert_eq!(link.tenant_id, tenant);
+                let expected_problem = if change.starts_with("prev_hash") {
+                    matches!(link.problem, LinkProblem::PrevHash { .. })
+                } else {
+                    matches!(link.problem, LinkProblem::Hash { .. })
+                };
+                assert!(expected_problem, "{change}: {link}");
+            }
+            other => panic!("{change} at seq {seq} went unnoticed: {other:?}"),
+        }
+    }
+
+    // A deleted row breaks the chain at its successor.
+    su.execute("BEGIN").await.unwrap();
+    sqlx::query("DELETE FROM audit_log WHERE tenant_id = $1 AND seq = 5")
+        .bind(tenant.as_uuid())
+        .execute(&mut su)
+        .await
+        .unwrap();
+    let Err(VerifyError::Broken(link)) = verify_chain(&mut su, tenant).await else {
+        panic!("a deleted row went unnoticed");
+    };
+    su.execute("ROLLBACK").await.unwrap();
+    assert_eq!((link.seq, link.problem), (6, LinkProblem::Sequence { expected: 5 }));
+
+    // Untouched, it still verifies.
+    assert_eq!(verify_chain(&mut su, tenant).await.unwrap() as i64, rows);
+}
