@@ -450,7 +450,8 @@ async fn a_timeout_surfaces_as_a_retryable_failure() {
         started.elapsed() < Duration::from_secs(2),
         "gave up at the timeout"
     );
-    assert!(format!("{:?}", err).contains("timed out"), "{err:?}");
+    let cause = std::error::Error::source(&err).expect("a cause").to_string();
+    assert!(cause.contains("timed out after 200ms"), "{cause}");
 }
 
 #[tokio::test]

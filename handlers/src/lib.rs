@@ -7,6 +7,7 @@
 //! - [`server`]: the local all-in-one process (`casebook serve`): config, migrations, router,
 //!   graceful shutdown.
 //! - [`telemetry`]: JSON logs through `tracing`.
+//! - [`jobs`]: the scheduled jobs of the `scheduler` function.
 //! - [`relay`]: the subscription publishing events to EventBridge and SQS.
 //! - [`worker`]: the SQS message handlers, for the `worker` Lambda and the local loop.
 
@@ -14,6 +15,7 @@ pub mod auth;
 pub mod authorizer;
 pub mod demo;
 pub mod http;
+pub mod jobs;
 pub mod reactions;
 pub mod relay;
 pub mod server;

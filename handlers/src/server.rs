@@ -17,7 +17,14 @@ use casebook_projections::runner::{RunError, Runner};
 use crate::http::caller::Authenticator;
 use crate::http::rate_limit::TenantLimiter;
 use crate::http::{router, AppState};
+use casebook_adapters::ai::{AiConfig, AiProviders};
+use casebook_adapters::aws::setup::{ensure_resources, ResourceNames};
+use casebook_adapters::aws::shared_config;
+use casebook_adapters::aws::sqs::Queue;
+
 use crate::reactions::{ReactionSubscription, Reactions};
+use crate::relay::{Relay, RelayConfig};
+use crate::worker::{run_worker_until, Worker};
 use crate::service::Service;
 
 /// Why the server could not start or stopped with an error.
@@ -32,6 +39,9 @@ pub enum ServeError {
     /// The listening socket failed.
     #[error("cannot serve HTTP")]
     Io(#[source] std::io::Error),
+    /// The AWS side could not be set up.
+    #[error("cannot set up the AWS resources")]
+    Aws(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The subscriptions runner failed.
     #[error("the projections runner failed")]
     Projector(#[source] RunError),
@@ -42,6 +52,7 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     projector: Runner,
+    worker: Option<(Worker, Queue)>,
 }
 
 impl Application {
@@ -58,7 +69,17 @@ impl Application {
             .map_err(ServeError::Migrate)?;
         owner.close().await;
         let state = api_state(config, auth).await?;
-        let projector = projector(projector_pool(config).await?, state.service.clone());
+        let mut projector = projector(projector_pool(config).await?, state.service.clone());
+        let worker = match async_wiring(&state.pool).await? {
+            Some((relay, worker, queue)) => {
+                projector = projector.with_subscription(relay);
+                Some((worker, queue))
+            }
+            None => {
+                tracing::warn!("no AWS configured: events are not relayed, diagnoses not worked");
+                None
+            }
+        };
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(ServeError::Io)?;
@@ -66,6 +87,7 @@ impl Application {
             listener,
             state,
             projector,
+            worker,
         })
     }
 
@@ -88,12 +110,17 @@ impl Application {
         let server = axum::serve(self.listener, router(self.state.clone()))
             .with_graceful_shutdown(stopped_for(stopped.clone()))
             .into_future();
-        let projector = self.projector.run_until(stopped_for(stopped));
+        let projector = self.projector.run_until(stopped_for(stopped.clone()));
+        let worker = async move {
+            if let Some((worker, queue)) = self.worker {
+                run_worker_until(worker, queue, stopped_for(stopped)).await;
+            }
+        };
         let signal = async move {
             shutdown.await;
             let _ = stop.send(true);
         };
-        let (served, projected, ()) = tokio::join!(server, projector, signal);
+        let (served, projected, (), ()) = tokio::join!(server, projector, worker, signal);
         served.map_err(ServeError::Io)?;
         projected.map_err(ServeError::Projector)?;
         self.state.pool.close().await;
@@ -147,6 +174,37 @@ pub fn projector(pool: PgPool, service: Service) -> Runner {
     Runner::new(pool)
         .with_projections(ProjectionId::ALL)
         .with_subscription(ReactionSubscription::new(Reactions::new(service)))
+}
+
+/// The relay and the diagnosis worker, when AWS is reachable: against the local emulator
+/// (`AWS_ENDPOINT_URL`) the bus and queues are created on the spot; deployed, their names come
+/// from the environment (`EVENT_BUS_NAME`, `DIAGNOSIS_QUEUE_URL`). The worker's models are the
+/// embedded local ones unless Bedrock is configured (`AiConfig`).
+pub async fn async_wiring(
+    app_pool: &PgPool,
+) -> Result<Option<(Relay, Worker, Queue)>, ServeError> {
+    let aws = shared_config().await;
+    let relay_config = if std::env::var_os("AWS_ENDPOINT_URL").is_some() {
+        let resources = ensure_resources(&aws, &ResourceNames::with_prefix("casebook-local"))
+            .await
+            .map_err(|err| ServeError::Aws(Box::new(err)))?;
+        RelayConfig {
+            bus_name: resources.bus_name,
+            source: "casebook".to_owned(),
+            diagnosis_queue_url: resources.diagnosis_queue_url,
+        }
+    } else {
+        match RelayConfig::from_env() {
+            Ok(config) => config,
+            Err(_) => return Ok(None),
+        }
+    };
+    let ai = AiConfig::from_env().map_err(|err| ServeError::Aws(Box::new(err)))?;
+    let providers = AiProviders::from_config(&ai).await;
+    let relay = Relay::new(&aws, &relay_config, app_pool.clone());
+    let worker = Worker::new(app_pool.clone(), providers.embedder, providers.llm);
+    let queue = Queue::new(&aws, &relay_config.diagnosis_queue_url);
+    Ok(Some((relay, worker, queue)))
 }
 
 /// Completes on SIGINT or SIGTERM.

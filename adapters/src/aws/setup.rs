@@ -55,7 +55,10 @@ pub struct Resources {
 }
 
 /// Creates the bus and the queues unless they exist.
-pub async fn ensure_resources(shared: &SdkConfig, names: &ResourceNames) -> Result<Resources, AwsError> {
+pub async fn ensure_resources(
+    shared: &SdkConfig,
+    names: &ResourceNames,
+) -> Result<Resources, AwsError> {
     let bus_arn = ensure_bus(shared, &names.bus).await?;
     let (diagnosis_queue_url, diagnosis_dlq_url) =
         ensure_queue_with_dlq(shared, &names.diagnosis_queue, names.visibility_timeout).await?;
@@ -85,10 +88,13 @@ pub async fn ensure_bus(shared: &SdkConfig, name: &str) -> Result<String, AwsErr
         .send()
         .await
         .map_err(|err| AwsError::call("CreateEventBus", err))?;
-    created.event_bus_arn().map(str::to_owned).ok_or(AwsError::Missing {
-        operation: "CreateEventBus",
-        what: "EventBusArn",
-    })
+    created
+        .event_bus_arn()
+        .map(str::to_owned)
+        .ok_or(AwsError::Missing {
+            operation: "CreateEventBus",
+            what: "EventBusArn",
+        })
 }
 
 /// Creates queue `name` (standard) with `attributes`, or returns the existing one's URL.
@@ -103,10 +109,13 @@ pub async fn ensure_queue(
         request = request.attributes(key.clone(), value);
     }
     match request.send().await {
-        Ok(created) => created.queue_url().map(str::to_owned).ok_or(AwsError::Missing {
-            operation: "CreateQueue",
-            what: "QueueUrl",
-        }),
+        Ok(created) => created
+            .queue_url()
+            .map(str::to_owned)
+            .ok_or(AwsError::Missing {
+                operation: "CreateQueue",
+                what: "QueueUrl",
+            }),
         // Exists with other attributes: keep it.
         Err(_) => client
             .get_queue_url()
@@ -153,7 +162,10 @@ pub async fn ensure_queue_with_dlq(
     let dlq_url = ensure_queue(
         shared,
         &format!("{name}-dlq"),
-        &[(QueueAttributeName::MessageRetentionPeriod, "1209600".to_owned())],
+        &[(
+            QueueAttributeName::MessageRetentionPeriod,
+            "1209600".to_owned(),
+        )],
     )
     .await?;
     let dlq_arn = queue_arn(shared, &dlq_url).await?;
@@ -167,7 +179,10 @@ pub async fn ensure_queue_with_dlq(
         name,
         &[
             (QueueAttributeName::RedrivePolicy, redrive),
-            (QueueAttributeName::VisibilityTimeout, visibility_timeout.to_string()),
+            (
+                QueueAttributeName::VisibilityTimeout,
+                visibility_timeout.to_string(),
+            ),
         ],
     )
     .await?;

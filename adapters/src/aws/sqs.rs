@@ -56,7 +56,11 @@ impl Queue {
 
     /// Sends `body` with string message `attributes`; returns the message id.
     pub async fn send(&self, body: &str, attributes: &[(&str, &str)]) -> Result<String, AwsError> {
-        let mut request = self.client.send_message().queue_url(&self.url).message_body(body);
+        let mut request = self
+            .client
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(body);
         for (name, value) in attributes {
             let value = MessageAttributeValue::builder()
                 .data_type("String")
@@ -69,10 +73,13 @@ impl Queue {
             .send()
             .await
             .map_err(|err| AwsError::call("SendMessage", err))?;
-        output.message_id().map(str::to_owned).ok_or(AwsError::Missing {
-            operation: "SendMessage",
-            what: "MessageId",
-        })
+        output
+            .message_id()
+            .map(str::to_owned)
+            .ok_or(AwsError::Missing {
+                operation: "SendMessage",
+                what: "MessageId",
+            })
     }
 
     /// Receives up to `max` (1..=10) messages, waiting up to `wait_seconds` (long poll).

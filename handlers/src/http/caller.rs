@@ -11,20 +11,20 @@ use casebook_domain::actor::{Actor, Role};
 
 use super::problem::ApiError;
 use super::AppState;
-use crate::auth::{bearer_token, AuthError, Principal, TokenVerifier};
+use crate::auth::{bearer_token, AuthError, AuthErrorKind, Principal, TokenVerifier};
 
 /// Shared handle to the token verifier.
 pub type Authenticator = Arc<TokenVerifier>;
 
 impl From<AuthError> for ApiError {
     fn from(err: AuthError) -> Self {
-        match err {
+        tracing::info!(code = err.code(), error = %err, "token refused");
+        match err.kind() {
+            // A valid token of a user in none of Casebook's groups: known, but not allowed.
+            AuthErrorKind::Forbidden => ApiError::Forbidden,
             // Our dependency failed, not the caller's token.
-            AuthError::JwksUnavailable(source) => ApiError::Unavailable(Box::new(source)),
-            other => {
-                tracing::info!(code = other.code(), error = %other, "token refused");
-                ApiError::Unauthenticated(other.code())
-            }
+            AuthErrorKind::Unavailable => ApiError::Unavailable(Box::new(err)),
+            AuthErrorKind::Unauthenticated => ApiError::Unauthenticated(err.code()),
         }
     }
 }
