@@ -15,7 +15,7 @@
 //! (`CASEBOOK_LOCAL_EMBEDDINGS`, default onnx). Throughput is measured for both runtimes on
 //! the same `BENCH_EMBED_SAMPLE` texts (default 5,000) of the corpus, one after the other.
 
-use std::collections::{HashSet, hash_map::DefaultHasher};
+use std::collections::{hash_map::DefaultHasher, HashSet};
 use std::hash::{Hash, Hasher};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -78,13 +78,24 @@ fn main() {
 /// Greedy generation speed of the GGUF model on a diagnosis prompt with three precedents.
 fn generation(config: &AiConfig) {
     let max_new_tokens = u32::try_from(env_usize("BENCH_GGUF_TOKENS", 128)).unwrap();
-    let llm = GgufLlm::new(GgufSettings {
-        path: config.gguf_path.clone(),
-        max_new_tokens,
-    });
-    let started = Instant::now();
-    llm.preload().expect("load the GGUF model");
-    println!("\nGGUF model load: {:.2?}", started.elapsed());
+    for dequantize in [true, false] {
+        let llm = GgufLlm::new(GgufSettings {
+            max_new_tokens,
+            dequantize,
+            ..config.gguf_settings()
+        });
+        let started = Instant::now();
+        llm.preload().expect("load the GGUF model");
+        println!(
+            "\nGGUF model (dequantized to F32: {dequantize}) load: {:.2?}",
+            started.elapsed()
+        );
+        generate(&llm);
+    }
+}
+
+/// Three greedy generations of a diagnosis prompt with three precedents.
+fn generate(llm: &GgufLlm) {
     let precedent = |title: &str, body: &str| Precedent {
         judgment_id: JudgmentId::new(),
         title: JudgmentTitle::parse(title).unwrap(),
@@ -167,8 +178,7 @@ fn corpus(limit: usize) -> Vec<String> {
             let line = line.trim();
             let chars = line.chars().count();
             let letters = line.chars().filter(|c| c.is_alphabetic()).count();
-            if (20..=300).contains(&chars) && letters * 2 >= chars && seen.insert(line.to_owned())
-            {
+            if (20..=300).contains(&chars) && letters * 2 >= chars && seen.insert(line.to_owned()) {
                 lines.push(line.to_owned());
             }
         }
@@ -227,6 +237,9 @@ fn cache_dir() -> PathBuf {
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
-        .map(|raw| raw.parse().unwrap_or_else(|_| panic!("{name} must be a number")))
+        .map(|raw| {
+            raw.parse()
+                .unwrap_or_else(|_| panic!("{name} must be a number"))
+        })
         .unwrap_or(default)
 }

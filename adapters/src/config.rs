@@ -95,7 +95,10 @@ impl Config {
             "CASEBOOK_LISTEN",
             SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080),
         )?;
-        let auth = match (lookup("CASEBOOK_JWT_ISSUER"), lookup("CASEBOOK_JWT_AUDIENCE")) {
+        let auth = match (
+            lookup("CASEBOOK_JWT_ISSUER"),
+            lookup("CASEBOOK_JWT_AUDIENCE"),
+        ) {
             (Some(issuer), Some(audience)) => Some(AuthConfig {
                 jwks_url: lookup("CASEBOOK_JWKS_URL")
                     .unwrap_or_else(|| format!("{issuer}/.well-known/jwks.json")),

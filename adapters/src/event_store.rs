@@ -20,10 +20,10 @@ use std::error::Error as StdError;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
+use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::{
     EventUpcaster, PersistedEventRepository, PersistenceError, SerializedEvent,
 };
-use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, AggregateContext, AggregateError, DomainEvent, EventEnvelope};
 use postgres_es::PostgresEventRepository;
 use serde_json::Value;

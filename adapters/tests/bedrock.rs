@@ -87,7 +87,9 @@ impl FakeBedrock {
             received: Mutex::default(),
             script: Mutex::new(script.into()),
         });
-        let app = Router::new().fallback(answer).with_state(Arc::clone(&state));
+        let app = Router::new()
+            .fallback(answer)
+            .with_state(Arc::clone(&state));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await });
@@ -111,7 +113,11 @@ impl FakeBedrock {
             ("CASEBOOK_BEDROCK_BACKOFF_MAX_MS".into(), "50".into()),
             ("CASEBOOK_BEDROCK_TIMEOUT_MS".into(), "5000".into()),
         ]);
-        vars.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        vars.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
         AiConfig::from_lookup(|name| vars.get(name).cloned())
             .expect("valid configuration")
             .bedrock
@@ -272,7 +278,10 @@ async fn titan_embeddings_send_one_invoke_model_per_text_with_dimensions_and_nor
             request.body,
             json!({"inputText": text, "dimensions": 256, "normalize": true})
         );
-        assert!(request.headers.contains_key("authorization"), "SigV4-signed");
+        assert!(
+            request.headers.contains_key("authorization"),
+            "SigV4-signed"
+        );
     }
 }
 
@@ -304,11 +313,17 @@ async fn converse_asks_the_tiers_model_for_the_tool_and_parses_answer_and_usage(
     );
     assert_eq!(answer.findings.len(), 2);
     assert_eq!(answer.findings[0].severity, Severity::Medium);
-    assert_eq!(answer.findings[0].detail.as_deref(), Some("From 1.5 to 0.5 bar"));
+    assert_eq!(
+        answer.findings[0].detail.as_deref(),
+        Some("From 1.5 to 0.5 bar")
+    );
     assert_eq!(answer.findings[1].detail, None);
     assert!((answer.confidence.value() - 0.82).abs() < 1e-9);
     assert_eq!((answer.input_tokens, answer.output_tokens), (1234, 210));
-    assert_eq!(answer.model_id, "us.anthropic.claude-sonnet-4-20250514-v1:0");
+    assert_eq!(
+        answer.model_id,
+        "us.anthropic.claude-sonnet-4-20250514-v1:0"
+    );
     assert_eq!(answer.stop_reason, StopReason::EndTurn);
     // Sonnet 4 at $3 / $15 per million tokens: 1234 × 3 + 210 × 15 micro-dollars.
     assert_eq!(
@@ -353,8 +368,14 @@ async fn converse_asks_the_tiers_model_for_the_tool_and_parses_answer_and_usage(
 #[tokio::test]
 async fn each_tier_calls_its_configured_model() {
     let tiers = [
-        (ModelTier::Triage, "us.anthropic.claude-3-5-haiku-20241022-v1:0"),
-        (ModelTier::Strongest, "arn:aws:bedrock:eu-west-1:123456789012:inference-profile/eu.anthropic.claude-opus"),
+        (
+            ModelTier::Triage,
+            "us.anthropic.claude-3-5-haiku-20241022-v1:0",
+        ),
+        (
+            ModelTier::Strongest,
+            "arn:aws:bedrock:eu-west-1:123456789012:inference-profile/eu.anthropic.claude-opus",
+        ),
     ];
     let fake = FakeBedrock::start(vec![
         converse_tool_use(diagnosis_input()),
@@ -397,7 +418,10 @@ async fn the_open_weights_model_is_offered_the_tool_and_may_answer_in_json_text(
     assert!((answer.confidence.value() - 0.82).abs() < 1e-9);
     let received = fake.received();
     assert_eq!(received[0].model_id, "us.meta.llama3-3-70b-instruct-v1:0");
-    assert_eq!(received[0].body["toolConfig"]["toolChoice"], json!({"auto": {}}));
+    assert_eq!(
+        received[0].body["toolConfig"]["toolChoice"],
+        json!({"auto": {}})
+    );
 }
 
 #[tokio::test]
@@ -443,14 +467,19 @@ async fn a_timeout_surfaces_as_a_retryable_failure() {
     .await;
     let llm = fake.llm(&[("CASEBOOK_BEDROCK_TIMEOUT_MS", "200")]);
     let started = std::time::Instant::now();
-    let err = llm.diagnose(&prompt(ModelTier::Standard)).await.unwrap_err();
+    let err = llm
+        .diagnose(&prompt(ModelTier::Standard))
+        .await
+        .unwrap_err();
     assert!(matches!(err, LlmError::Transient(_)), "{err:?}");
     assert!(err.is_retryable());
     assert!(
         started.elapsed() < Duration::from_secs(2),
         "gave up at the timeout"
     );
-    let cause = std::error::Error::source(&err).expect("a cause").to_string();
+    let cause = std::error::Error::source(&err)
+        .expect("a cause")
+        .to_string();
     assert!(cause.contains("timed out after 200ms"), "{cause}");
 }
 

@@ -24,8 +24,8 @@ use casebook_adapters::aws::sqs::Queue;
 
 use crate::reactions::{ReactionSubscription, Reactions};
 use crate::relay::{Relay, RelayConfig};
-use crate::worker::{run_worker_until, Worker};
 use crate::service::Service;
+use crate::worker::{run_worker_until, Worker};
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -180,9 +180,7 @@ pub fn projector(pool: PgPool, service: Service) -> Runner {
 /// (`AWS_ENDPOINT_URL`) the bus and queues are created on the spot; deployed, their names come
 /// from the environment (`EVENT_BUS_NAME`, `DIAGNOSIS_QUEUE_URL`). The worker's models are the
 /// embedded local ones unless Bedrock is configured (`AiConfig`).
-pub async fn async_wiring(
-    app_pool: &PgPool,
-) -> Result<Option<(Relay, Worker, Queue)>, ServeError> {
+pub async fn async_wiring(app_pool: &PgPool) -> Result<Option<(Relay, Worker, Queue)>, ServeError> {
     let aws = shared_config().await;
     let relay_config = if std::env::var_os("AWS_ENDPOINT_URL").is_some() {
         let resources = ensure_resources(&aws, &ResourceNames::with_prefix("casebook-local"))

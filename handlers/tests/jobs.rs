@@ -8,7 +8,10 @@ use casebook_tests::TestDb;
 fn only_built_jobs_are_accepted() {
     let parse = |s: &str| serde_json::from_str::<JobRequest>(s).map(|r| r.job);
     assert_eq!(parse(r#"{"job":"lag_check"}"#).unwrap(), Job::LagCheck);
-    assert!(parse(r#"{"job":"finetune_export"}"#).is_err(), "not built yet");
+    assert!(
+        parse(r#"{"job":"finetune_export"}"#).is_err(),
+        "not built yet"
+    );
     assert!(parse(r#"{"job":"nope"}"#).is_err());
 }
 

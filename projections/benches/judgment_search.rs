@@ -68,18 +68,16 @@ fn load_corpus() -> (Vec<String>, Vec<Vec<f32>>) {
         std::env::var("CASEBOOK_CACHE").unwrap_or_else(|_| "/var/cache/casebook".into()),
     )
     .join("bench");
-    let missing = || {
-        panic!(
-            "no embedded corpus in {}: run `cargo bench -p casebook-adapters --bench embeddings` first",
-            dir.display()
-        )
-    };
+    let missing = format!(
+        "no embedded corpus in {}: run `cargo bench -p casebook-adapters --bench embeddings` first",
+        dir.display()
+    );
     let texts: Vec<String> = std::fs::read_to_string(dir.join("minilm-corpus.txt"))
-        .unwrap_or_else(|_| missing())
+        .expect(&missing)
         .lines()
         .map(str::to_owned)
         .collect();
-    let raw = std::fs::read(dir.join("minilm-corpus.f32")).unwrap_or_else(|_| missing());
+    let raw = std::fs::read(dir.join("minilm-corpus.f32")).expect(&missing);
     let vectors: Vec<Vec<f32>> = raw
         .chunks_exact(DIMENSION * 4)
         .map(|row| {
@@ -88,7 +86,11 @@ fn load_corpus() -> (Vec<String>, Vec<Vec<f32>>) {
                 .collect()
         })
         .collect();
-    assert_eq!(texts.len(), vectors.len(), "corpus texts and vectors disagree");
+    assert_eq!(
+        texts.len(),
+        vectors.len(),
+        "corpus texts and vectors disagree"
+    );
     assert!(
         vectors.len() > INDEXED,
         "the corpus needs more than {INDEXED} vectors (BENCH_CORPUS_TEXTS)"
@@ -121,7 +123,7 @@ fn captured(line: usize, tenant: TenantId, text: &str) -> (JudgmentId, RecordedE
             body: JudgmentBody::parse(body).unwrap(),
             tags: Vec::new(),
         },
-        captured_by: "bench".parse::<UserId>().unwrap(),
+        captured_by: UserId::parse("bench").unwrap(),
     };
     let position = i64::try_from(line).unwrap() + 1;
     let recorded = RecordedEvent {
@@ -166,7 +168,9 @@ async fn recall(
 ) -> f64 {
     let mut recall_sum = 0.0;
     for query in queries {
-        let hits = judgment_index::search(conn, tenant, query, K as u32).await.unwrap();
+        let hits = judgment_index::search(conn, tenant, query, K as u32)
+            .await
+            .unwrap();
         let exact = exact_top_k(members, vectors, query);
         let found = hits
             .iter()
@@ -189,14 +193,20 @@ async fn latency(
     for _ in 0..rounds {
         for query in queries {
             let started = Instant::now();
-            let hits = judgment_index::search(conn, tenant, query, K as u32).await.unwrap();
+            let hits = judgment_index::search(conn, tenant, query, K as u32)
+                .await
+                .unwrap();
             latencies.push(started.elapsed());
             assert_eq!(hits.len(), K);
         }
     }
     latencies.sort();
     let mean = latencies.iter().sum::<Duration>() / u32::try_from(latencies.len()).unwrap();
-    (percentile(&latencies, 0.5), percentile(&latencies, 0.99), mean)
+    (
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+        mean,
+    )
 }
 
 #[tokio::main]
@@ -237,10 +247,16 @@ async fn main() {
             })
             .collect();
         let mut tx = projector.begin().await.unwrap();
-        judgment_index::apply(&mut tx, &events, &embedder).await.unwrap();
+        judgment_index::apply(&mut tx, &events, &embedder)
+            .await
+            .unwrap();
         tx.commit().await.unwrap();
         if batch % 10 == 9 {
-            println!("  loaded {} rows in {:.1?}", (batch + 1) * 2_000, started.elapsed());
+            println!(
+                "  loaded {} rows in {:.1?}",
+                (batch + 1) * 2_000,
+                started.elapsed()
+            );
         }
     }
     let load = started.elapsed();
@@ -248,8 +264,9 @@ async fn main() {
         "load through judgment_index::apply (HNSW maintained per insert): {INDEXED} rows in {load:.1?} = {:.0} rows/s",
         INDEXED as f64 / load.as_secs_f64()
     );
+    // As autovacuum would (it needs the tables' owner).
     sqlx::query("VACUUM ANALYZE judgment_index")
-        .execute(&projector)
+        .execute(&mut db.superuser().await)
         .await
         .unwrap();
 
@@ -309,6 +326,9 @@ async fn main() {
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
-        .map(|raw| raw.parse().unwrap_or_else(|_| panic!("{name} must be a number")))
+        .map(|raw| {
+            raw.parse()
+                .unwrap_or_else(|_| panic!("{name} must be a number"))
+        })
         .unwrap_or(default)
 }

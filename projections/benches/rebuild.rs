@@ -106,11 +106,36 @@ const MODELS: [(&str, ModelTier); 3] = [
 impl Generator {
     fn push(&mut self, tenant: usize, actor: Role, source: Source, id: String, event: AnyEvent) {
         let (aggregate_type, event_type, event_version, payload) = match &event {
-            AnyEvent::Tenant(e) => ("Tenant", e.event_type(), e.event_version(), serde_json::to_string(e)),
-            AnyEvent::Session(e) => ("TenantSession", e.event_type(), e.event_version(), serde_json::to_string(e)),
-            AnyEvent::Diagnosis(e) => ("Diagnosis", e.event_type(), e.event_version(), serde_json::to_string(e)),
-            AnyEvent::Decision(e) => ("ConsultantDecision", e.event_type(), e.event_version(), serde_json::to_string(e)),
-            AnyEvent::Judgment(e) => ("Judgment", e.event_type(), e.event_version(), serde_json::to_string(e)),
+            AnyEvent::Tenant(e) => (
+                "Tenant",
+                e.event_type(),
+                e.event_version(),
+                serde_json::to_string(e),
+            ),
+            AnyEvent::Session(e) => (
+                "TenantSession",
+                e.event_type(),
+                e.event_version(),
+                serde_json::to_string(e),
+            ),
+            AnyEvent::Diagnosis(e) => (
+                "Diagnosis",
+                e.event_type(),
+                e.event_version(),
+                serde_json::to_string(e),
+            ),
+            AnyEvent::Decision(e) => (
+                "ConsultantDecision",
+                e.event_type(),
+                e.event_version(),
+                serde_json::to_string(e),
+            ),
+            AnyEvent::Judgment(e) => (
+                "Judgment",
+                e.event_type(),
+                e.event_version(),
+                serde_json::to_string(e),
+            ),
         };
         let tenant_id = self.tenants[tenant];
         let user = match actor {
@@ -132,7 +157,8 @@ impl Generator {
             .entry(format!("{aggregate_type}/{id}"))
             .or_insert(0);
         *sequence += 1;
-        let offset = Duration::from_secs(90 * 86_400).mul_f64(self.rows.len() as f64 / self.total as f64);
+        let offset =
+            Duration::from_secs(90 * 86_400).mul_f64(self.rows.len() as f64 / self.total as f64);
         self.rows.push(Row {
             aggregate_type,
             aggregate_id: id,
@@ -366,7 +392,11 @@ impl Generator {
                         diagnosis_id: flow.diagnosis,
                         tenant_id,
                         verdict,
-                        decided_by: if auto { UserId::system() } else { parse("consultant-2") },
+                        decided_by: if auto {
+                            UserId::system()
+                        } else {
+                            parse("consultant-2")
+                        },
                     }),
                 );
                 flow.step = Step::Resolve;
@@ -472,8 +502,18 @@ fn generate(total: usize) -> Vec<Row> {
 
 async fn seed(pool: &PgPool, rows: Vec<Row>) {
     for chunk in rows.chunks(20_000) {
-        let mut columns: (Vec<&str>, Vec<&str>, Vec<i64>, Vec<&str>, Vec<&str>, Vec<&str>, Vec<&str>, Vec<DateTime<Utc>>) =
-            Default::default();
+        // One vector per column of the bulk insert below, in its order.
+        #[allow(clippy::type_complexity)]
+        let mut columns: (
+            Vec<&str>,
+            Vec<&str>,
+            Vec<i64>,
+            Vec<&str>,
+            Vec<&str>,
+            Vec<&str>,
+            Vec<&str>,
+            Vec<DateTime<Utc>>,
+        ) = Default::default();
         for row in chunk {
             columns.0.push(row.aggregate_type);
             columns.1.push(&row.aggregate_id);
@@ -505,9 +545,67 @@ async fn seed(pool: &PgPool, rows: Vec<Row>) {
     }
 }
 
-async fn raw_copy(pool: &PgPool) -> (Duration, usize) {
-    let mut conn = pool.acquire().await.expect("connection");
+/// CPU seconds (user + system) a process has used, from `/proc/<pid>/stat` (Linux; 100
+/// ticks a second, the kernel's fixed USER_HZ).
+fn cpu_seconds(pid: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the parenthesized command: state is the 3rd field, utime the 14th.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| fields.get(i - 3).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(14) + ticks(15)) / 100.0
+}
+
+/// The server processes serving this database (backends, autovacuum) and their CPU so far.
+async fn server_cpu(pool: &PgPool) -> HashMap<i32, f64> {
+    let pids: Vec<i32> = sqlx::query_scalar(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database()",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("backends");
+    pids.into_iter()
+        .map(|pid| (pid, cpu_seconds(&pid.to_string())))
+        .collect()
+}
+
+/// Wall time and CPU time of one pass.
+struct Measured {
+    wall: Duration,
+    client_cpu: f64,
+    server_cpu: f64,
+}
+
+/// Runs `pass`, measuring wall time, this process' CPU and the database's server processes'
+/// CPU (those alive at the end; a connection closed during the pass is not counted).
+async fn measure<T>(pool: &PgPool, pass: impl std::future::Future<Output = T>) -> (T, Measured) {
+    let server_before = server_cpu(pool).await;
+    let client_before = cpu_seconds("self");
     let start = Instant::now();
+    let value = pass.await;
+    let wall = start.elapsed();
+    let client_cpu = cpu_seconds("self") - client_before;
+    let server_cpu = server_cpu(pool)
+        .await
+        .into_iter()
+        .map(|(pid, cpu)| cpu - server_before.get(&pid).copied().unwrap_or(0.0))
+        .sum();
+    (
+        value,
+        Measured {
+            wall,
+            client_cpu,
+            server_cpu,
+        },
+    )
+}
+
+async fn raw_copy(pool: &PgPool) -> usize {
+    let mut conn = pool.acquire().await.expect("connection");
     let mut copy = conn
         .copy_out_raw(
             "COPY (SELECT transaction_id, global_position, tenant_id, aggregate_type, aggregate_id,
@@ -520,12 +618,11 @@ async fn raw_copy(pool: &PgPool) -> (Duration, usize) {
     while let Some(chunk) = copy.try_next().await.expect("copy chunk") {
         bytes += chunk.len();
     }
-    (start.elapsed(), bytes)
+    bytes
 }
 
 /// The reader and the domain decoding alone, without writing anything.
-async fn read_and_decode(pool: &PgPool) -> (Duration, u64) {
-    let start = Instant::now();
+async fn read_and_decode(pool: &PgPool) -> u64 {
     let mut events = LogReader::new(pool.clone())
         .with_page_size(10_000)
         .catch_up(Checkpoint::START, Scope::All);
@@ -534,13 +631,13 @@ async fn read_and_decode(pool: &PgPool) -> (Duration, u64) {
         casebook_projections::decoded::DecodedEvent::decode(&event.expect("read")).expect("decode");
         count += 1;
     }
-    (start.elapsed(), count)
+    count
 }
 
-async fn rebuild(pool: &PgPool, projections: &[ProjectionId], batch: usize) -> Duration {
+async fn rebuild(pool: &PgPool, projections: &[ProjectionId], batch: usize) {
+    eprintln!("rebuilding {projections:?}");
     let rebuild = Rebuild::new(pool.clone(), projections.iter().copied(), RebuildScope::All)
         .with_batch_size(batch);
-    let start = Instant::now();
     let mut last_report = Instant::now();
     let swapped = rebuild
         .run(std::future::pending(), |p| {
@@ -557,7 +654,6 @@ async fn rebuild(pool: &PgPool, projections: &[ProjectionId], batch: usize) -> D
         .await
         .expect("rebuild");
     assert!(swapped);
-    start.elapsed()
 }
 
 #[tokio::main]
@@ -566,18 +662,22 @@ async fn main() {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(1_000_000);
+    let batch: usize = std::env::var("BENCH_BATCH")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(10_000);
     let db = TestDb::new().await;
-    let pool = db.pool(DbRole::Owner, 4).await;
+    let pool = db.pool(DbRole::Owner, 10).await;
     let started = Instant::now();
     seed(&pool, generate(events)).await;
     pool.execute("VACUUM ANALYZE events").await.expect("vacuum");
     eprintln!("seeded {events} events in {:.1?}", started.elapsed());
 
     raw_copy(&pool).await;
-    let (copy, bytes) = raw_copy(&pool).await;
-    let (decode, decoded) = read_and_decode(&pool).await;
+    let (bytes, copy) = measure(&pool, raw_copy(&pool)).await;
+    let (decoded, decode) = measure(&pool, read_and_decode(&pool)).await;
     assert_eq!(decoded, events as u64);
-    let all = rebuild(&pool, &ProjectionId::ALL, 10_000).await;
+    let ((), all) = measure(&pool, rebuild(&pool, &ProjectionId::ALL, batch)).await;
     let audit_rows: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log")
         .fetch_one(&pool)
         .await
@@ -590,20 +690,24 @@ async fn main() {
         ProjectionId::Decisions,
         ProjectionId::Usage,
     ];
-    let models_only = rebuild(&pool, &read_models, 10_000).await;
-    let audit_only = rebuild(&pool, &[ProjectionId::Audit], 10_000).await;
+    let ((), models_only) = measure(&pool, rebuild(&pool, &read_models, batch)).await;
+    let ((), audit_only) = measure(&pool, rebuild(&pool, &[ProjectionId::Audit], batch)).await;
 
     let rate = |d: Duration| events as f64 / d.as_secs_f64();
-    let copy_rate = rate(copy);
-    println!("\n### Rebuild of {events} events\n");
-    println!("| pass | time | events/s | vs raw read |");
-    println!("|---|---|---|---|");
-    let line = |name: &str, d: Duration| {
+    let copy_rate = rate(copy.wall);
+    println!("\n### Rebuild of {events} events (batches of {batch})\n");
+    println!("| pass | wall time | events/s | vs raw read | CPU: client + server | events per CPU-second |");
+    println!("|---|---|---|---|---|---|");
+    let line = |name: &str, m: &Measured| {
+        let cpu = m.client_cpu + m.server_cpu;
         println!(
-            "| {name} | {:.1} s | {:.0} | {:.2} |",
-            d.as_secs_f64(),
-            rate(d),
-            rate(d) / copy_rate
+            "| {name} | {:.1} s | {:.0} | {:.2} | {:.1} s + {:.1} s | {:.0} |",
+            m.wall.as_secs_f64(),
+            rate(m.wall),
+            rate(m.wall) / copy_rate,
+            m.client_cpu,
+            m.server_cpu,
+            events as f64 / cpu
         );
     };
     line(
@@ -611,10 +715,12 @@ async fn main() {
             "raw `COPY (… ORDER BY transaction_id, global_position) TO STDOUT` ({} MB)",
             bytes / 1_000_000
         ),
-        copy,
+        &copy,
     );
-    line("`LogReader::catch_up` + domain decoding, no writes", decode);
-    line("**rebuild: all read models + audit table** (build + swap)", all);
-    line("rebuild: the five read models only", models_only);
-    line("rebuild: the audit table only", audit_only);
+    line("`LogReader::catch_up` + domain decoding, no writes", &decode);
+    line("**rebuild: all read models + audit table** (build + swap)", &all);
+    line("rebuild: the five read models only", &models_only);
+    line("rebuild: the audit table only", &audit_only);
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("\nLoad average at the end (1, 5, 15 min): {}", load.split_whitespace().take(3).collect::<Vec<_>>().join(", "));
 }

@@ -159,7 +159,11 @@ pub(crate) async fn mark_failed(
 }
 
 /// Records a transient `error` of `name` (its status stays as it is).
-pub(crate) async fn record_error(pool: &PgPool, name: &str, error: &str) -> Result<(), sqlx::Error> {
+pub(crate) async fn record_error(
+    pool: &PgPool,
+    name: &str,
+    error: &str,
+) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE subscriptions SET last_error = $2, updated_at = now() WHERE name = $1")
         .bind(name)
         .bind(error)
@@ -171,10 +175,20 @@ pub(crate) async fn record_error(pool: &PgPool, name: &str, error: &str) -> Resu
 /// Takes the session-level advisory lock of `name` on `conn` if nobody holds it. It is
 /// released when the connection closes.
 pub(crate) async fn try_lock(conn: &mut PgConnection, name: &str) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended('casebook.subscription/' || $1, 0))")
-        .bind(name)
-        .fetch_one(conn)
-        .await
+    sqlx::query_scalar(
+        "SELECT pg_try_advisory_lock(hashtextextended('casebook.subscription/' || $1, 0))",
+    )
+    .bind(name)
+    .fetch_one(conn)
+    .await
+}
+
+/// Releases every advisory lock `conn` holds.
+pub(crate) async fn unlock_all(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_unlock_all()")
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// Sets a `failed` or `stopped` subscription back to `running` and clears its error: after a

@@ -162,7 +162,10 @@ impl Runner {
 
     /// Follows the log with every subscription until `shutdown` resolves, then lets each
     /// finish its batch in flight and returns.
-    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), RunError> {
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), RunError> {
         let (stop, stopped) = watch::channel(false);
         let (mut tasks, names) = self.spawn(None, stopped)?;
         let mut result = Ok(());
@@ -323,7 +326,9 @@ impl Worker {
                     last_inactive = None;
                     let error = report(&err);
                     tracing::warn!(subscription = %self.name, error = %error, retry_in = ?backoff, "subscription failed transiently; retrying");
-                    if let Err(err) = checkpoints::record_error(&self.pool, &self.name, &error).await {
+                    if let Err(err) =
+                        checkpoints::record_error(&self.pool, &self.name, &error).await
+                    {
                         tracing::warn!(subscription = %self.name, error = %err, "cannot record the error");
                     }
                     if self.deadline.is_some_and(|d| Instant::now() + backoff >= d) {
@@ -355,6 +360,13 @@ impl Worker {
     ) -> Result<SessionEnd, ApplyError> {
         let mut conn = self.pool.acquire().await?.detach();
         let end = self.locked(&mut conn, shutdown, backoff).await;
+        // Release the lock at once when the connection still works (a standby runner, or
+        // this one's next session, may take it right away); closing releases it anyway.
+        if end.is_ok() {
+            if let Err(err) = checkpoints::unlock_all(&mut conn).await {
+                tracing::debug!(subscription = %self.name, error = %err, "cannot release the lock; closing");
+            }
+        }
         if tokio::time::timeout(Duration::from_secs(1), conn.close())
             .await
             .is_err()
@@ -475,7 +487,10 @@ impl Worker {
         events: &[RecordedEvent],
     ) -> Result<Option<SessionEnd>, ApplyError> {
         for event in events {
-            match self.apply(conn, checkpoint, std::slice::from_ref(event)).await {
+            match self
+                .apply(conn, checkpoint, std::slice::from_ref(event))
+                .await
+            {
                 Ok(Batch::Applied(to)) => {
                     checkpoint = to;
                     self.applied += 1;
@@ -492,7 +507,6 @@ impl Worker {
         }
         Ok(None)
     }
-
 }
 
 /// Resolves at `deadline`, or never.
@@ -514,6 +528,8 @@ async fn report_lag(conn: &mut PgConnection, name: &str) {
     match status_of(conn, name).await {
         Ok(Some(status)) => log_lag(&status),
         Ok(None) => {}
-        Err(err) => tracing::warn!(subscription = %name, error = %err, "cannot read projection lag"),
+        Err(err) => {
+            tracing::warn!(subscription = %name, error = %err, "cannot read projection lag")
+        }
     }
 }

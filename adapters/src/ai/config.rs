@@ -8,6 +8,7 @@
 //! | `CASEBOOK_ONNXRUNTIME_LIB` | `<models dir>/onnxruntime/libonnxruntime.so` | the onnxruntime library (from the PyPI wheel) |
 //! | `CASEBOOK_GGUF_PATH` | `<models dir>/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf` | the custom model (a GGUF file) |
 //! | `CASEBOOK_GGUF_MAX_NEW_TOKENS` | `256` | generation limit of the custom model |
+//! | `CASEBOOK_GGUF_DEQUANTIZE` | `true` | expand the custom model to F32 when loading (faster, 4 bytes per parameter) |
 //! | `CASEBOOK_BEDROCK_REGION` | the SDK's (`AWS_REGION`, profile, …) | Bedrock's region |
 //! | `CASEBOOK_BEDROCK_ENDPOINT_URL` | the SDK's | another Bedrock endpoint (a VPC endpoint, a test's fake) |
 //! | `CASEBOOK_BEDROCK_EMBEDDING_MODEL` | `amazon.titan-embed-text-v2:0` | Titan Text Embeddings v2 |
@@ -62,6 +63,8 @@ pub struct AiConfig {
     pub gguf_path: PathBuf,
     /// The custom model's generation limit.
     pub gguf_max_new_tokens: u32,
+    /// Whether the custom model is expanded to F32 when loading.
+    pub gguf_dequantize: bool,
     /// Bedrock's settings (defaults when the provider is local).
     pub bedrock: BedrockConfig,
 }
@@ -193,6 +196,7 @@ impl AiConfig {
             PathBuf::from,
         );
         let gguf_max_new_tokens = parse_or(&lookup, "CASEBOOK_GGUF_MAX_NEW_TOKENS", 256)?;
+        let gguf_dequantize = parse_or(&lookup, "CASEBOOK_GGUF_DEQUANTIZE", true)?;
         let bedrock = BedrockConfig::from_lookup(&lookup)?;
         Ok(Self {
             provider,
@@ -200,8 +204,18 @@ impl AiConfig {
             local_embeddings,
             gguf_path,
             gguf_max_new_tokens,
+            gguf_dequantize,
             bedrock,
         })
+    }
+
+    /// The custom-model provider's settings.
+    pub fn gguf_settings(&self) -> crate::ai::local::GgufSettings {
+        crate::ai::local::GgufSettings {
+            path: self.gguf_path.clone(),
+            max_new_tokens: self.gguf_max_new_tokens,
+            dequantize: self.gguf_dequantize,
+        }
     }
 
     /// The all-MiniLM-L6-v2 directory inside the models directory.
@@ -257,11 +271,7 @@ impl BedrockConfig {
             }
             prices.extend(overrides);
         }
-        for model in models
-            .all()
-            .into_iter()
-            .chain([embedding_model.as_str()])
-        {
+        for model in models.all().into_iter().chain([embedding_model.as_str()]) {
             if prices.price(model).is_none() {
                 return Err(ConfigError::Invalid {
                     name: "CASEBOOK_BEDROCK_PRICES",
@@ -270,7 +280,11 @@ impl BedrockConfig {
             }
         }
         let call_policy = CallPolicy {
-            timeout: Duration::from_millis(parse_or(lookup, "CASEBOOK_BEDROCK_TIMEOUT_MS", 60_000)?),
+            timeout: Duration::from_millis(parse_or(
+                lookup,
+                "CASEBOOK_BEDROCK_TIMEOUT_MS",
+                60_000,
+            )?),
             max_attempts: parse_or(lookup, "CASEBOOK_BEDROCK_MAX_ATTEMPTS", 4)?,
             backoff_base: Duration::from_millis(parse_or(
                 lookup,
@@ -358,7 +372,10 @@ mod tests {
     fn bedrock_models_come_from_config_per_tier() {
         let config = config_from(&[
             ("CASEBOOK_AI_PROVIDER", "bedrock"),
-            ("CASEBOOK_BEDROCK_MODEL_OPEN_WEIGHTS", "mistral.mistral-large-2407-v1:0"),
+            (
+                "CASEBOOK_BEDROCK_MODEL_OPEN_WEIGHTS",
+                "mistral.mistral-large-2407-v1:0",
+            ),
             (
                 "CASEBOOK_BEDROCK_PRICES",
                 r#"{"mistral.mistral-large-2407-v1:0": {"input": 2.0, "output": 6.0}}"#,
@@ -378,8 +395,8 @@ mod tests {
 
     #[test]
     fn a_model_without_a_price_is_refused() {
-        let err = config_from(&[("CASEBOOK_BEDROCK_MODEL_STANDARD", "some.new-model-v1:0")])
-            .unwrap_err();
+        let err =
+            config_from(&[("CASEBOOK_BEDROCK_MODEL_STANDARD", "some.new-model-v1:0")]).unwrap_err();
         assert!(matches!(
             err,
             ConfigError::Invalid {

@@ -34,7 +34,7 @@ use casebook_domain::ports::{Embedder, Llm, LlmAnswer};
 pub use config::{AiConfig, Provider};
 
 use crate::ai::bedrock::{bedrock_client, BedrockLlm, TitanEmbedder};
-use crate::ai::local::{GgufLlm, GgufSettings, LocalEmbedder};
+use crate::ai::local::{GgufLlm, LocalEmbedder};
 use crate::ai::pricing::PriceTable;
 
 /// The providers of one process, behind the domain's ports.
@@ -86,10 +86,7 @@ impl AiProviders {
                 config.minilm_dir(),
                 config.local_embeddings.clone(),
             )),
-            llm: Arc::new(GgufLlm::new(GgufSettings {
-                path: config.gguf_path.clone(),
-                max_new_tokens: config.gguf_max_new_tokens,
-            })),
+            llm: Arc::new(GgufLlm::new(config.gguf_settings())),
             prices: PriceTable::default(),
         }
     }

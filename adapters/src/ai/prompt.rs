@@ -43,10 +43,8 @@ impl PromptTemplate {
 
 /// The diagnosis prompt: answer from the practice's precedents, as JSON or through the
 /// `record_diagnosis` tool.
-pub const DIAGNOSIS_V1: PromptTemplate = PromptTemplate::new(
-    "diagnosis/v1",
-    include_str!("templates/diagnosis_v1.txt"),
-);
+pub const DIAGNOSIS_V1: PromptTemplate =
+    PromptTemplate::new("diagnosis/v1", include_str!("templates/diagnosis_v1.txt"));
 
 /// The tool a Converse call offers for the structured answer.
 pub(crate) const ANSWER_TOOL: &str = "record_diagnosis";
@@ -190,8 +188,8 @@ mod tests {
 
     #[test]
     fn a_confidence_outside_zero_to_one_is_malformed() {
-        let err = parse_answer(json!({"diagnosis": "x", "findings": [], "confidence": 7}))
-            .unwrap_err();
+        let err =
+            parse_answer(json!({"diagnosis": "x", "findings": [], "confidence": 7})).unwrap_err();
         assert!(err.contains("confidence"), "{err}");
     }
 }

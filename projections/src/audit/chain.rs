@@ -29,11 +29,11 @@
 //! form one chain, numbered by `seq` from 1 without gaps.
 
 use std::collections::HashMap;
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::str::FromStr;
 
 use casebook_domain::ids::{DecisionId, DiagnosisId, JudgmentId, QueryId, SessionId, TenantId};
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest as _, Sha256};
 
@@ -177,53 +177,112 @@ pub struct AuditRecord {
     pub hash: ChainHash,
 }
 
-/// Appends fields in the canonical encoding.
-struct Encoder(Vec<u8>);
+/// Where canonical bytes go: a buffer, or straight into a hasher.
+trait Sink {
+    fn put(&mut self, bytes: &[u8]);
+}
 
-impl Encoder {
+impl Sink for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+impl Sink for Sha256 {
+    fn put(&mut self, bytes: &[u8]) {
+        self.update(bytes);
+    }
+}
+
+/// Writes fields in the canonical encoding, formatting values in one reused buffer.
+struct Encoder<'a, S: Sink> {
+    sink: &'a mut S,
+    scratch: String,
+}
+
+impl<S: Sink> Encoder<'_, S> {
     fn text(&mut self, text: &str) {
-        self.0.push(1);
-        // Audit fields are far below 4 GiB: events are capped at Postgres' 1 GB per value.
-        let len = u32::try_from(text.len()).unwrap_or(u32::MAX);
-        self.0.extend_from_slice(&len.to_be_bytes());
-        self.0.extend_from_slice(text.as_bytes());
+        put_text(self.sink, text);
     }
 
     fn opt_text(&mut self, text: Option<&str>) {
         match text {
             Some(text) => self.text(text),
-            None => self.0.push(0),
+            None => self.sink.put(&[0]),
         }
+    }
+
+    fn value(&mut self, value: impl fmt::Display) {
+        self.scratch.clear();
+        // Writing to a String cannot fail.
+        let _ = write!(self.scratch, "{value}");
+        put_text(self.sink, &self.scratch);
     }
 
     fn opt<T: fmt::Display>(&mut self, value: Option<T>) {
         match value {
-            Some(value) => self.text(&value.to_string()),
-            None => self.0.push(0),
+            Some(value) => self.value(value),
+            None => self.sink.put(&[0]),
         }
+    }
+}
+
+fn put_text(sink: &mut impl Sink, text: &str) {
+    // Audit fields are far below 4 GiB: Postgres caps a value at 1 GB.
+    let len = u32::try_from(text.len()).unwrap_or(u32::MAX);
+    sink.put(&[1]);
+    sink.put(&len.to_be_bytes());
+    sink.put(text.as_bytes());
+}
+
+/// Displays UUIDs joined by commas, without building the joined text.
+struct Joined<'a>(&'a [JudgmentId]);
+
+impl fmt::Display for Joined<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, id) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{id}")?;
+        }
+        Ok(())
     }
 }
 
 impl AuditRecord {
     /// The row's canonical bytes (see the module documentation).
     pub fn canonical_bytes(&self) -> Vec<u8> {
-        let mut e = Encoder(Vec::with_capacity(512));
-        e.0.extend_from_slice(CANONICAL_TAG);
-        e.text(&self.tenant_id.to_string());
-        e.text(&self.seq.to_string());
-        e.text(&self.global_position.to_string());
-        e.text(
-            &self
-                .recorded_at
-                .to_rfc3339_opts(SecondsFormat::Micros, true),
-        );
+        let mut bytes = Vec::with_capacity(512);
+        self.encode(&mut bytes);
+        bytes
+    }
+
+    /// `SHA-256(prev_hash ‖ canonical bytes)` for this row's content and `prev_hash`.
+    pub fn compute_hash(&self) -> ChainHash {
+        let mut hasher = Sha256::new();
+        hasher.update(self.prev_hash.0);
+        self.encode(&mut hasher);
+        ChainHash(hasher.finalize().into())
+    }
+
+    fn encode(&self, sink: &mut impl Sink) {
+        sink.put(CANONICAL_TAG);
+        let mut e = Encoder {
+            sink,
+            scratch: String::with_capacity(64),
+        };
+        e.value(self.tenant_id);
+        e.value(self.seq);
+        e.value(self.global_position);
+        e.value(self.recorded_at.format("%Y-%m-%dT%H:%M:%S%.6fZ"));
         e.text(&self.actor_id);
         e.text(&self.actor_role);
         e.text(&self.source);
         e.text(&self.action);
         e.text(&self.aggregate_type);
         e.text(&self.aggregate_id);
-        e.text(&self.event_sequence.to_string());
+        e.value(self.event_sequence);
         e.opt(self.session_id);
         e.opt(self.query_id);
         e.opt(self.diagnosis_id);
@@ -237,27 +296,13 @@ impl AuditRecord {
         e.opt_text(self.model_tier.as_deref());
         e.opt_text(self.prompt_template_id.as_deref());
         e.opt_text(self.prompt_template_hash.as_deref());
-        e.opt(self.retrieved_judgment_ids.as_ref().map(|ids| {
-            ids.iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(",")
-        }));
+        e.opt(self.retrieved_judgment_ids.as_deref().map(Joined));
         e.opt(self.input_tokens);
         e.opt(self.output_tokens);
         e.opt(self.cost_usd_micros);
         e.text(&self.request_id);
         e.text(&self.correlation_id);
         e.text(&self.causation_id);
-        e.0
-    }
-
-    /// `SHA-256(prev_hash ‖ canonical bytes)` for this row's content and `prev_hash`.
-    pub fn compute_hash(&self) -> ChainHash {
-        let mut hasher = Sha256::new();
-        hasher.update(self.prev_hash.0);
-        hasher.update(self.canonical_bytes());
-        ChainHash(hasher.finalize().into())
     }
 }
 
@@ -452,7 +497,13 @@ mod tests {
     fn an_intact_chain_verifies_and_interleaved_tenants_too() {
         let (a, b) = (TenantId::new(), TenantId::new());
         let (chain_a, chain_b) = (chain(a, 3), chain(b, 2));
-        let interleaved = [&chain_a[0], &chain_b[0], &chain_a[1], &chain_a[2], &chain_b[1]];
+        let interleaved = [
+            &chain_a[0],
+            &chain_b[0],
+            &chain_a[1],
+            &chain_a[2],
+            &chain_b[1],
+        ];
         assert_eq!(verify_records(interleaved), Ok(5));
     }
 

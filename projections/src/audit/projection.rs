@@ -133,7 +133,9 @@ pub(crate) fn describe(e: &DecodedEvent) -> Result<AuditRecord, ApplyError> {
             r.outcome = Some(enum_value(&verdict.outcome())?);
             match verdict {
                 Verdict::Approved => {}
-                Verdict::Amended { reason, .. } => r.reason = reason.as_ref().map(|x| x.to_string()),
+                Verdict::Amended { reason, .. } => {
+                    r.reason = reason.as_ref().map(|x| x.to_string())
+                }
                 Verdict::Rejected { reason } => r.reason = Some(reason.to_string()),
                 Verdict::AutoApproved {
                     threshold,
@@ -206,8 +208,9 @@ impl AuditProjection {
             .await?
         {
             let hash: Vec<u8> = row.try_get("hash")?;
-            let hash = ChainHash::try_from(hash.as_slice())
-                .map_err(|err| ApplyError::permanent_from("stored chain head is not a hash", err))?;
+            let hash = ChainHash::try_from(hash.as_slice()).map_err(|err| {
+                ApplyError::permanent_from("stored chain head is not a hash", err)
+            })?;
             heads.insert(row.try_get("tenant_id")?, (row.try_get("seq")?, hash));
         }
         Ok(heads)
@@ -267,7 +270,8 @@ impl Arrays {
         self.event_sequence.push(r.event_sequence);
         self.session_id.push(r.session_id.map(|id| *id.as_uuid()));
         self.query_id.push(r.query_id.map(|id| *id.as_uuid()));
-        self.diagnosis_id.push(r.diagnosis_id.map(|id| *id.as_uuid()));
+        self.diagnosis_id
+            .push(r.diagnosis_id.map(|id| *id.as_uuid()));
         self.decision_id.push(r.decision_id.map(|id| *id.as_uuid()));
         self.judgment_id.push(r.judgment_id.map(|id| *id.as_uuid()));
         self.outcome.push(r.outcome);

@@ -218,10 +218,12 @@ impl Upserts {
         self.positions.push(position);
         self.titles.push(content.title.as_str().to_owned());
         self.bodies.push(content.body.as_str().to_owned());
-        self.tags
-            .push(serde_json::Value::from(tags).to_string());
-        self.texts
-            .push(format!("{}\n{}", content.title.as_str(), content.body.as_str()));
+        self.tags.push(serde_json::Value::from(tags).to_string());
+        self.texts.push(format!(
+            "{}\n{}",
+            content.title.as_str(),
+            content.body.as_str()
+        ));
     }
 }
 
@@ -234,12 +236,11 @@ fn decode(recorded: &RecordedEvent) -> Result<Option<AnyEvent>, IndexError> {
         return Ok(None);
     }
     let position = recorded.global_position();
-    let payload = serde_json::from_str(recorded.payload.get()).map_err(|err| {
-        IndexError::MalformedEvent {
+    let payload =
+        serde_json::from_str(recorded.payload.get()).map_err(|err| IndexError::MalformedEvent {
             position,
             reason: err.to_string(),
-        }
-    })?;
+        })?;
     AnyEvent::decode(
         &recorded.aggregate_type,
         &recorded.event_type,

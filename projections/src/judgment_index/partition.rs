@@ -8,7 +8,10 @@ use super::IndexError;
 
 /// Records `embedder`'s model and dimension as the index's, or checks they are the ones
 /// already recorded ([`IndexError::ModelChanged`] otherwise).
-pub async fn ensure_model(conn: &mut PgConnection, embedder: &dyn Embedder) -> Result<(), IndexError> {
+pub async fn ensure_model(
+    conn: &mut PgConnection,
+    embedder: &dyn Embedder,
+) -> Result<(), IndexError> {
     let dimension = i32::try_from(embedder.dimension()).unwrap_or(i32::MAX);
     let (model, stored_dimension): (String, i32) = sqlx::query_as(
         "WITH recorded AS (
@@ -51,11 +54,16 @@ pub async fn ensure_tenant_partition(
 }
 
 /// Creates the partition of `tenant` (the model must be recorded).
-pub(super) async fn create_partition(conn: &mut PgConnection, tenant: TenantId) -> Result<bool, IndexError> {
-    Ok(sqlx::query_scalar("SELECT judgment_index_ensure_partition($1)")
-        .bind(tenant.as_uuid())
-        .fetch_one(&mut *conn)
-        .await?)
+pub(super) async fn create_partition(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+) -> Result<bool, IndexError> {
+    Ok(
+        sqlx::query_scalar("SELECT judgment_index_ensure_partition($1)")
+            .bind(tenant.as_uuid())
+            .fetch_one(&mut *conn)
+            .await?,
+    )
 }
 
 /// Empties the index for a rebuild: drops every tenant's partition and forgets the model.

@@ -165,7 +165,12 @@ impl Projection for DecisionsProjection {
                 Verdict::AutoApproved {
                     threshold,
                     confidence,
-                } => (None, None, Some(threshold.value()), Some(confidence.value())),
+                } => (
+                    None,
+                    None,
+                    Some(threshold.value()),
+                    Some(confidence.value()),
+                ),
             };
             amended.push(text);
             reasons.push(reason);

@@ -18,8 +18,8 @@ use crate::decoded::DecodedEvent;
 use crate::error::ApplyError;
 use crate::projection::{Naming, Projection, ProjectionId};
 use crate::sql::{
-    col, decode_error, enum_value, get_json, get_opt_enum, get_user, json_text,
-    load_by_key, to_i64, upsert_unnest, Column, Touched,
+    col, decode_error, enum_value, get_json, get_opt_enum, get_user, json_text, load_by_key,
+    to_i64, upsert_unnest, Column, Touched,
 };
 
 /// A row of `diagnoses`.
@@ -271,7 +271,9 @@ fn fold(rows: &mut HashMap<Uuid, Diagnosis>, e: &DecodedEvent) -> Result<(), App
     }) = &e.event
     {
         if rows.contains_key(&id) {
-            return Err(ApplyError::permanent(format!("diagnosis {id} requested twice")));
+            return Err(ApplyError::permanent(format!(
+                "diagnosis {id} requested twice"
+            )));
         }
         rows.insert(
             id,
@@ -300,8 +302,7 @@ fn fold(rows: &mut HashMap<Uuid, Diagnosis>, e: &DecodedEvent) -> Result<(), App
         ApplyError::permanent(format!("{} for unknown diagnosis {id}", e.event_type))
     })?;
     let attempt = |attempt: u32| {
-        i32::try_from(attempt)
-            .map_err(|err| ApplyError::permanent_from("attempt overflows", err))
+        i32::try_from(attempt).map_err(|err| ApplyError::permanent_from("attempt overflows", err))
     };
     match &e.event {
         AnyEvent::Diagnosis(event) => {
@@ -474,7 +475,8 @@ impl Arrays {
         }
         match row.decision {
             Some(decision) => {
-                self.decision_outcome.push(Some(enum_value(&decision.outcome)?));
+                self.decision_outcome
+                    .push(Some(enum_value(&decision.outcome)?));
                 self.decided_by.push(Some(decision.decided_by.to_string()));
                 self.decided_at.push(Some(decision.decided_at));
             }

@@ -21,8 +21,6 @@ pub use usage::{Usage, UsageProjection};
 
 pub(crate) use decisions::{from_row as decision_from_row, COLUMNS as DECISION_COLUMNS};
 pub(crate) use diagnoses::{from_row as diagnosis_from_row, COLUMNS as DIAGNOSIS_COLUMNS};
-pub(crate) use sessions::{
-    query_from_row, session_from_row, QUERY_COLUMNS, SESSION_COLUMNS,
-};
+pub(crate) use sessions::{query_from_row, session_from_row, QUERY_COLUMNS, SESSION_COLUMNS};
 pub(crate) use tenants::{from_row as tenant_from_row, COLUMNS as TENANT_COLUMNS};
 pub(crate) use usage::{from_row as usage_from_row, COLUMNS as USAGE_COLUMNS};

@@ -19,8 +19,7 @@ use crate::decoded::DecodedEvent;
 use crate::error::ApplyError;
 use crate::projection::{Naming, Projection, ProjectionId};
 use crate::sql::{
-    col, decode_error, enum_value, get_enum, get_user, load_by_key, upsert_unnest, Column,
-    Touched,
+    col, decode_error, enum_value, get_enum, get_user, load_by_key, upsert_unnest, Column, Touched,
 };
 
 /// Whether a tenant may work.
@@ -96,7 +95,11 @@ pub(crate) fn from_row(row: &PgRow) -> Result<Tenant, sqlx::Error> {
 }
 
 /// Folds one tenant event into the rows.
-fn fold(rows: &mut HashMap<Uuid, Tenant>, e: &DecodedEvent, event: &TenantEvent) -> Result<(), ApplyError> {
+fn fold(
+    rows: &mut HashMap<Uuid, Tenant>,
+    e: &DecodedEvent,
+    event: &TenantEvent,
+) -> Result<(), ApplyError> {
     let id = e.aggregate_uuid()?;
     if let TenantEvent::TenantOnboarded {
         tenant_id,
@@ -106,7 +109,9 @@ fn fold(rows: &mut HashMap<Uuid, Tenant>, e: &DecodedEvent, event: &TenantEvent)
     } = event
     {
         if rows.contains_key(&id) {
-            return Err(ApplyError::permanent(format!("tenant {id} onboarded twice")));
+            return Err(ApplyError::permanent(format!(
+                "tenant {id} onboarded twice"
+            )));
         }
         rows.insert(
             id,
@@ -188,7 +193,9 @@ impl Projection for TenantsProjection {
         if touched.is_empty() {
             return Ok(());
         }
-        let mut rows = touched.load(conn, &self.load, "tenant_id", from_row).await?;
+        let mut rows = touched
+            .load(conn, &self.load, "tenant_id", from_row)
+            .await?;
         for e in events {
             if let AnyEvent::Tenant(event) = &e.event {
                 fold(&mut rows, e, event)?;

@@ -24,12 +24,14 @@ pub mod digest;
 mod shadow;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use casebook_domain::ids::TenantId;
 use futures::StreamExt;
 use sqlx::{Connection, Executor, PgConnection, PgPool};
 use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::checkpoints::{self, State, TX_PARAM};
@@ -294,22 +296,55 @@ impl Rebuild {
 
     /// Builds the shadow tables up to the head of the log (a one-tenant build: up to the
     /// live projections' checkpoint), or until `stop` resolves. Resumable: a build stopped
-    /// or killed half way continues from its last committed batch.
+    /// or killed half way continues from each projection's last committed batch.
+    ///
+    /// The log is read and decoded once; each projection applies the batches on a
+    /// connection of its own, concurrently, so the pool needs a connection per projection
+    /// plus two.
     pub async fn build(
         &self,
         stop: impl Future<Output = ()>,
+        progress: impl FnMut(&RebuildProgress),
+    ) -> Result<BuildOutcome, RebuildError> {
+        let mut session = self.session().await?;
+        let result = self.build_in(&mut session, stop, progress).await;
+        end_session(session).await;
+        result
+    }
+
+    async fn build_in(
+        &self,
+        session: &mut PgConnection,
+        stop: impl Future<Output = ()>,
         mut progress: impl FnMut(&RebuildProgress),
     ) -> Result<BuildOutcome, RebuildError> {
-        let mut conn = self.session().await?;
-        let mut parts = self.prepare(&mut conn).await?;
+        let parts = self.prepare(session).await?;
         let from = parts
             .iter()
             .map(|p| p.checkpoint)
             .min()
             .unwrap_or(Checkpoint::START);
-        let total = count_between(&mut conn, from, None, self.tenant()).await?;
+        let total = count_between(session, from, None, self.tenant()).await?;
         let started = Instant::now();
         tracing::info!(projections = ?self.projections, scope = ?self.scope, from = ?from, total, "rebuild started");
+
+        let (acks_sender, mut acks) = mpsc::unbounded_channel();
+        let mut feeds = Vec::with_capacity(parts.len());
+        let mut workers = JoinSet::new();
+        for (index, part) in parts.into_iter().enumerate() {
+            let (feed, batches) = mpsc::channel(2);
+            feeds.push(feed);
+            let row = self.row_name(part.id);
+            workers.spawn(apply_part(
+                index,
+                part,
+                row,
+                self.pool.clone(),
+                batches,
+                acks_sender.clone(),
+            ));
+        }
+        drop(acks_sender);
 
         let mut batches = self.decoded_batches(from);
         let mut outcome = BuildOutcome {
@@ -318,50 +353,90 @@ impl Rebuild {
             applied: 0,
             caught_up: false,
         };
+        // Batches handed out (their size and last checkpoint), and how many each part has
+        // committed: a batch counts as applied once every part has committed it.
+        let mut dispatched: Vec<(u64, Checkpoint)> = Vec::new();
+        let mut committed = vec![0_usize; feeds.len()];
+        let mut reported = 0;
+        let mut feeding = true;
         tokio::pin!(stop);
-        loop {
-            let batch = tokio::select! {
+        let result = loop {
+            tokio::select! {
                 biased;
-                () = &mut stop => break,
-                batch = batches.recv() => batch,
-            };
-            let Some(batch) = batch else {
-                outcome.caught_up = true;
-                break;
-            };
-            let mut batch = batch?;
-            let mut last_batch = false;
-            if self.tenant().is_some() {
-                let floor = self.live_floor(&mut conn).await?;
-                let keep = batch.partition_point(|e| e.checkpoint <= floor);
-                if keep < batch.len() {
-                    batch.truncate(keep);
-                    last_batch = true;
+                ack = acks.recv() => match ack {
+                    Some((_, Err(err))) => break Err(err),
+                    Some((index, Ok(()))) => {
+                        committed[index] += 1;
+                        let done = committed.iter().copied().min().unwrap_or(0);
+                        while reported < done {
+                            let (size, checkpoint) = dispatched[reported];
+                            reported += 1;
+                            outcome.applied += size;
+                            outcome.checkpoint = checkpoint;
+                            progress(&RebuildProgress {
+                                applied: outcome.applied,
+                                total,
+                                checkpoint,
+                                elapsed: started.elapsed(),
+                            });
+                        }
+                    }
+                    // Every part has finished its feed.
+                    None => break Ok(()),
+                },
+                () = &mut stop, if feeding => {
+                    feeding = false;
+                    feeds.clear();
+                }
+                batch = batches.recv(), if feeding => {
+                    let Some(batch) = batch else {
+                        outcome.caught_up = true;
+                        feeding = false;
+                        feeds.clear();
+                        continue;
+                    };
+                    let mut batch = match batch {
+                        Ok(batch) => batch,
+                        Err(err) => break Err(err),
+                    };
+                    if self.tenant().is_some() {
+                        let floor = match self.live_floor(session).await {
+                            Ok(floor) => floor,
+                            Err(err) => break Err(err),
+                        };
+                        let keep = batch.partition_point(|e| e.checkpoint <= floor);
+                        if keep < batch.len() {
+                            batch.truncate(keep);
+                            outcome.caught_up = true;
+                            feeding = false;
+                        }
+                    }
+                    if let Some(last) = batch.last() {
+                        dispatched.push((batch.len() as u64, last.checkpoint));
+                        let batch = Arc::new(batch);
+                        for feed in &feeds {
+                            // A part that stopped has reported why on `acks`.
+                            let _ = feed.send(batch.clone()).await;
+                        }
+                    }
+                    if !feeding {
+                        feeds.clear();
+                    }
                 }
             }
-            if let Some(last) = batch.last() {
-                apply_batch(&mut conn, &mut parts, &batch, |id| self.row_name(id)).await?;
-                outcome.applied += batch.len() as u64;
-                outcome.checkpoint = last.checkpoint;
-                progress(&RebuildProgress {
-                    applied: outcome.applied,
-                    total,
-                    checkpoint: last.checkpoint,
-                    elapsed: started.elapsed(),
-                });
-            }
-            if last_batch {
-                outcome.caught_up = true;
-                break;
+        };
+        if result.is_err() {
+            workers.abort_all();
+        }
+        while let Some(joined) = workers.join_next().await {
+            if let Err(err) = joined {
+                if err.is_panic() {
+                    std::panic::resume_unwind(err.into_panic());
+                }
             }
         }
-        outcome.checkpoint = parts
-            .iter()
-            .map(|p| p.checkpoint)
-            .min()
-            .unwrap_or(outcome.checkpoint);
+        result?;
         tracing::info!(applied = outcome.applied, caught_up = outcome.caught_up, elapsed = ?started.elapsed(), "rebuild build ended");
-        let _ = conn.close().await;
         Ok(outcome)
     }
 
@@ -403,10 +478,15 @@ impl Rebuild {
     /// live runner has caught up with a quiet log, or stop the live runner.
     pub async fn verify(&self) -> Result<Vec<TableVerdict>, RebuildError> {
         let mut conn = self.session().await?;
-        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .await?;
-        let result = self.verify_in(&mut conn).await;
-        let _ = conn.close().await;
+        let result = async {
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                .await?;
+            let verdicts = self.verify_in(&mut conn).await?;
+            conn.execute("COMMIT").await?;
+            Ok(verdicts)
+        }
+        .await;
+        end_session(conn).await;
         result
     }
 
@@ -453,7 +533,13 @@ impl Rebuild {
 
     /// Swaps the rebuilt tables in, in one transaction (see the module documentation).
     pub async fn swap(&self) -> Result<(), RebuildError> {
-        let mut conn = self.session().await?;
+        let mut session = self.session().await?;
+        let result = self.swap_in(&mut session).await;
+        end_session(session).await;
+        result
+    }
+
+    async fn swap_in(&self, conn: &mut PgConnection) -> Result<(), RebuildError> {
         let naming = self.naming();
         let mut tx = conn.begin().await?;
         for &id in &self.projections {
@@ -525,7 +611,6 @@ impl Rebuild {
             }
         }
         tracing::info!(projections = ?self.projections, scope = ?self.scope, "rebuild swapped in");
-        let _ = conn.close().await;
         Ok(())
     }
 
@@ -574,16 +659,28 @@ impl Rebuild {
         stop: impl Future<Output = ()>,
         progress: impl FnMut(&RebuildProgress),
     ) -> Result<bool, RebuildError> {
-        if !self.build(stop, progress).await?.caught_up {
-            return Ok(false);
+        let mut session = self.session().await?;
+        let result = async {
+            if !self.build_in(&mut session, stop, progress).await?.caught_up {
+                return Ok(false);
+            }
+            self.swap_in(&mut session).await?;
+            Ok(true)
         }
-        self.swap().await?;
-        Ok(true)
+        .await;
+        end_session(session).await;
+        result
     }
 
     /// Drops the shadow tables and checkpoint rows of this rebuild.
     pub async fn discard(&self) -> Result<(), RebuildError> {
-        let mut conn = self.session().await?;
+        let mut session = self.session().await?;
+        let result = self.discard_in(&mut session).await;
+        end_session(session).await;
+        result
+    }
+
+    async fn discard_in(&self, conn: &mut PgConnection) -> Result<(), RebuildError> {
         let naming = self.naming();
         let mut tx = conn.begin().await?;
         for &id in &self.projections {
@@ -596,39 +693,75 @@ impl Rebuild {
                 .await?;
         }
         tx.commit().await?;
-        let _ = conn.close().await;
         Ok(())
     }
 }
 
-/// Applies one batch to every part in one transaction, each part only the events after its
-/// own checkpoint, and moves each part's checkpoint row.
-async fn apply_batch(
-    conn: &mut PgConnection,
-    parts: &mut [Part],
-    batch: &[DecodedEvent],
-    row_name: impl Fn(ProjectionId) -> String,
-) -> Result<(), RebuildError> {
-    let mut tx = conn.begin().await?;
-    for part in parts.iter_mut() {
-        let start = batch.partition_point(|e| e.checkpoint <= part.checkpoint);
-        let events = &batch[start..];
-        let Some(last) = events.last() else { continue };
-        part.projection
-            .apply(&mut tx, events)
-            .await
-            .map_err(|source| RebuildError::Apply {
-                projection: part.id,
-                source,
-            })?;
-        checkpoints::advance(&mut tx, &row_name(part.id), last.checkpoint).await?;
+/// Releases a session's advisory locks at once (closing alone leaves them to the server's
+/// own pace, and the caller may lock again right away), then closes it.
+async fn end_session(mut conn: PgConnection) {
+    if let Err(err) = checkpoints::unlock_all(&mut conn).await {
+        tracing::debug!(error = %err, "cannot release the rebuild's locks; closing");
     }
-    tx.commit().await?;
-    for part in parts.iter_mut() {
-        if let Some(last) = batch.last() {
-            part.checkpoint = part.checkpoint.max(last.checkpoint);
+    let _ = conn.close().await;
+}
+
+/// Applies the batches of `feed` to one part, each in a transaction that also moves the
+/// part's checkpoint row (only the events after that checkpoint: a resumed build re-reads
+/// from the earliest part). Reports each batch, or the error that stops it, on `acks`.
+async fn apply_part(
+    index: usize,
+    mut part: Part,
+    row: String,
+    pool: PgPool,
+    mut feed: mpsc::Receiver<Arc<Vec<DecodedEvent>>>,
+    acks: mpsc::UnboundedSender<(usize, Result<(), RebuildError>)>,
+) {
+    let mut conn = match pool.acquire().await {
+        Ok(conn) => conn,
+        Err(err) => {
+            let _ = acks.send((index, Err(err.into())));
+            return;
+        }
+    };
+    while let Some(batch) = feed.recv().await {
+        let start = batch.partition_point(|e| e.checkpoint <= part.checkpoint);
+        let result = match batch[start..].last() {
+            None => Ok(()),
+            Some(last) => {
+                let last = last.checkpoint;
+                let applied =
+                    apply_in_transaction(&mut conn, &part, &row, &batch[start..], last).await;
+                if applied.is_ok() {
+                    part.checkpoint = last;
+                }
+                applied
+            }
+        };
+        let failed = result.is_err();
+        if acks.send((index, result)).is_err() || failed {
+            return;
         }
     }
+}
+
+async fn apply_in_transaction(
+    conn: &mut PgConnection,
+    part: &Part,
+    row: &str,
+    events: &[DecodedEvent],
+    last: Checkpoint,
+) -> Result<(), RebuildError> {
+    let mut tx = conn.begin().await?;
+    part.projection
+        .apply(&mut tx, events)
+        .await
+        .map_err(|source| RebuildError::Apply {
+            projection: part.id,
+            source,
+        })?;
+    checkpoints::advance(&mut tx, row, last).await?;
+    tx.commit().await?;
     Ok(())
 }
 

@@ -13,7 +13,10 @@ pub(crate) async fn exists(conn: &mut PgConnection, table: &str) -> Result<bool,
 }
 
 /// Drops `table` if it exists.
-pub(crate) async fn drop_if_exists(conn: &mut PgConnection, table: &str) -> Result<(), sqlx::Error> {
+pub(crate) async fn drop_if_exists(
+    conn: &mut PgConnection,
+    table: &str,
+) -> Result<(), sqlx::Error> {
     conn.execute(format!(r#"DROP TABLE IF EXISTS "{table}""#).as_str())
         .await?;
     Ok(())
@@ -57,9 +60,8 @@ pub(crate) async fn create(
         let permissive: String = policy.try_get("permissive")?;
         let cmd: String = policy.try_get("cmd")?;
         let roles: String = policy.try_get("roles")?;
-        let mut sql = format!(
-            r#"CREATE POLICY {name} ON "{shadow}" AS {permissive} FOR {cmd} TO {roles}"#
-        );
+        let mut sql =
+            format!(r#"CREATE POLICY {name} ON "{shadow}" AS {permissive} FOR {cmd} TO {roles}"#);
         if let Some(qual) = policy.try_get::<Option<String>, _>("qual")? {
             sql.push_str(&format!(" USING ({qual})"));
         }
@@ -89,7 +91,10 @@ pub(crate) async fn create(
 }
 
 /// Each index of `table` with its definition, minus its own and its table's name.
-async fn indexes(conn: &mut PgConnection, table: &str) -> Result<Vec<(String, String)>, sqlx::Error> {
+async fn indexes(
+    conn: &mut PgConnection,
+    table: &str,
+) -> Result<Vec<(String, String)>, sqlx::Error> {
     sqlx::query_as(
         r"SELECT c.relname::text,
                  regexp_replace(pg_get_indexdef(i.indexrelid), ' INDEX \S+ ON \S+ ', ' INDEX ON ')
@@ -112,7 +117,8 @@ pub(crate) async fn swap_in(
 ) -> Result<(), sqlx::Error> {
     let old = indexes(conn, live).await?;
     let mut new = indexes(conn, shadow).await?;
-    conn.execute(format!(r#"DROP TABLE "{live}""#).as_str()).await?;
+    conn.execute(format!(r#"DROP TABLE "{live}""#).as_str())
+        .await?;
     conn.execute(format!(r#"ALTER TABLE "{shadow}" RENAME TO "{live}""#).as_str())
         .await?;
     for (name, definition) in old {

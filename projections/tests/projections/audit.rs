@@ -20,18 +20,28 @@ async fn every_event_gets_one_row_in_its_tenants_chain_which_verifies() {
     let mut conn = stack.owner.acquire().await.unwrap();
     for (tenant, events) in &expected.events {
         let tenant = TenantId::from_uuid(*tenant);
-        let rows = audit::records(&mut conn, tenant, 0, 1_000_000).await.unwrap();
+        let rows = audit::records(&mut conn, tenant, 0, 1_000_000)
+            .await
+            .unwrap();
         let got: Vec<(i64, String)> = rows
             .iter()
             .map(|r| (r.global_position, r.action.clone()))
             .collect();
         assert_eq!(&got, events);
         assert!(rows.iter().zip(1..).all(|(r, seq)| r.seq == seq));
-        assert_eq!(verify_chain(&mut conn, tenant).await.unwrap(), rows.len() as u64);
+        assert_eq!(
+            verify_chain(&mut conn, tenant).await.unwrap(),
+            rows.len() as u64
+        );
         // An export verifies offline, from JSON lines, with the pure verifier.
-        let lines: Vec<String> = rows.iter().map(|r| serde_json::to_string(r).unwrap()).collect();
-        let back: Vec<audit::AuditRecord> =
-            lines.iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let lines: Vec<String> = rows
+            .iter()
+            .map(|r| serde_json::to_string(r).unwrap())
+            .collect();
+        let back: Vec<audit::AuditRecord> = lines
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         assert_eq!(audit::chain::verify_records(&back), Ok(rows.len() as u64));
 
         for row in &rows {
@@ -49,7 +59,10 @@ async fn every_event_gets_one_row_in_its_tenants_chain_which_verifies() {
                     assert_eq!(row.actor_id, decision.decided_by.to_string());
                     let outcome = serde_json::to_value(decision.verdict.outcome()).unwrap();
                     assert_eq!(row.outcome.as_deref(), outcome.as_str());
-                    assert_eq!(row.threshold.is_some(), row.outcome.as_deref() == Some("auto_approved"));
+                    assert_eq!(
+                        row.threshold.is_some(),
+                        row.outcome.as_deref() == Some("auto_approved")
+                    );
                 }
                 _ => {}
             }
@@ -140,7 +153,10 @@ async fn altering_any_one_stored_audit_row_fails_verification_at_exactly_that_ro
         panic!("a deleted row went unnoticed");
     };
     su.execute("ROLLBACK").await.unwrap();
-    assert_eq!((link.seq, link.problem), (6, LinkProblem::Sequence { expected: 5 }));
+    assert_eq!(
+        (link.seq, link.problem),
+        (6, LinkProblem::Sequence { expected: 5 })
+    );
 
     // Untouched, it still verifies.
     assert_eq!(verify_chain(&mut su, tenant).await.unwrap() as i64, rows);

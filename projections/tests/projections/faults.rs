@@ -83,7 +83,8 @@ fn faulty_runner(
 }
 
 #[tokio::test]
-async fn an_error_between_apply_and_commit_rolls_the_batch_back_and_the_rerun_matches_a_clean_rebuild() {
+async fn an_error_between_apply_and_commit_rolls_the_batch_back_and_the_rerun_matches_a_clean_rebuild(
+) {
     let stack = Stack::new().await;
     let mut driver = Driver::new(stack.app.clone(), 8);
     driver.onboard(3).await;
@@ -95,7 +96,10 @@ async fn an_error_between_apply_and_commit_rolls_the_batch_back_and_the_rerun_ma
             .drain(Duration::from_secs(120))
             .await
             .unwrap();
-        assert!(reports.iter().all(|r| r.outcome == DrainOutcome::CaughtUp), "{reports:?}");
+        assert!(
+            reports.iter().all(|r| r.outcome == DrainOutcome::CaughtUp),
+            "{reports:?}"
+        );
         if stack.lagging(&projection_names()).await.is_empty() {
             break;
         }
@@ -148,7 +152,12 @@ async fn a_runner_killed_between_apply_and_commit_leaves_rows_and_checkpoint_con
         {
             break;
         }
-        assert!(reports.iter().all(|r| matches!(r.outcome, DrainOutcome::CaughtUp | DrainOutcome::Busy)), "{reports:?}");
+        assert!(
+            reports
+                .iter()
+                .all(|r| matches!(r.outcome, DrainOutcome::CaughtUp | DrainOutcome::Busy)),
+            "{reports:?}"
+        );
         assert!(std::time::Instant::now() < deadline, "locks never released");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

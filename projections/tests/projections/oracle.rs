@@ -13,8 +13,8 @@ use casebook_domain::policy::ModelPolicy;
 use casebook_domain::session::SessionEvent;
 use casebook_domain::tenant::TenantEvent;
 use casebook_projections::models::{
-    Decision, Diagnosis, DiagnosisDecision, Proposal, Session, SessionQuery, SessionStatus,
-    Tenant, TenantStatus, Usage,
+    Decision, Diagnosis, DiagnosisDecision, Proposal, Session, SessionQuery, SessionStatus, Tenant,
+    TenantStatus, Usage,
 };
 use casebook_projections::read::{self, Page, PageRequest};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -314,13 +314,20 @@ pub async fn assert_read_models_match(app: &PgPool, x: &Expected) {
     for (tenant_uuid, tenant) in &x.tenants {
         let t = tenant.tenant_id;
         as_tenant(&mut conn, Some(t)).await;
-        assert_eq!(read::tenants::get(&mut conn, t).await.unwrap().as_ref(), Some(tenant));
+        assert_eq!(
+            read::tenants::get(&mut conn, t).await.unwrap().as_ref(),
+            Some(tenant)
+        );
 
         let mut sessions: Vec<&Session> =
             x.sessions.values().filter(|s| s.tenant_id == t).collect();
         sessions.sort_by_key(|s| std::cmp::Reverse(s.position));
         let listed = all_pages!(|r| read::sessions::list(&mut conn, t, r));
-        assert_eq!(listed.iter().collect::<Vec<_>>(), sessions, "sessions of {t}");
+        assert_eq!(
+            listed.iter().collect::<Vec<_>>(),
+            sessions,
+            "sessions of {t}"
+        );
         for session in &sessions {
             let mut queries: Vec<&SessionQuery> = x
                 .queries
@@ -328,10 +335,15 @@ pub async fn assert_read_models_match(app: &PgPool, x: &Expected) {
                 .filter(|q| q.session_id == session.session_id)
                 .collect();
             queries.sort_by_key(|q| q.position);
-            let read = read::sessions::queries(&mut conn, t, session.session_id).await.unwrap();
+            let read = read::sessions::queries(&mut conn, t, session.session_id)
+                .await
+                .unwrap();
             assert_eq!(read.iter().collect::<Vec<_>>(), queries);
             assert_eq!(
-                read::sessions::get(&mut conn, t, session.session_id).await.unwrap().as_ref(),
+                read::sessions::get(&mut conn, t, session.session_id)
+                    .await
+                    .unwrap()
+                    .as_ref(),
                 Some(*session)
             );
         }
@@ -340,7 +352,11 @@ pub async fn assert_read_models_match(app: &PgPool, x: &Expected) {
             x.diagnoses.values().filter(|d| d.tenant_id == t).collect();
         diagnoses.sort_by_key(|d| std::cmp::Reverse(d.position));
         let listed = all_pages!(|r| read::diagnoses::list(&mut conn, t, r));
-        assert_eq!(listed.iter().collect::<Vec<_>>(), diagnoses, "diagnoses of {t}");
+        assert_eq!(
+            listed.iter().collect::<Vec<_>>(),
+            diagnoses,
+            "diagnoses of {t}"
+        );
 
         let mut queue: Vec<&Diagnosis> = diagnoses
             .iter()
@@ -350,7 +366,10 @@ pub async fn assert_read_models_match(app: &PgPool, x: &Expected) {
         queue.sort_by_key(|d| d.proposal.as_ref().unwrap().position);
         let listed = all_pages!(|r| read::diagnoses::review_queue(&mut conn, t, r));
         assert_eq!(
-            listed.iter().map(|item| &item.diagnosis).collect::<Vec<_>>(),
+            listed
+                .iter()
+                .map(|item| &item.diagnosis)
+                .collect::<Vec<_>>(),
             queue,
             "review queue of {t}"
         );
@@ -359,7 +378,11 @@ pub async fn assert_read_models_match(app: &PgPool, x: &Expected) {
             x.decisions.values().filter(|d| d.tenant_id == t).collect();
         decisions.sort_by_key(|d| std::cmp::Reverse(d.position));
         let listed = all_pages!(|r| read::decisions::list(&mut conn, t, None, r));
-        assert_eq!(listed.iter().collect::<Vec<_>>(), decisions, "decisions of {t}");
+        assert_eq!(
+            listed.iter().collect::<Vec<_>>(),
+            decisions,
+            "decisions of {t}"
+        );
 
         let usage: Vec<&Usage> = x
             .usage
@@ -371,9 +394,7 @@ pub async fn assert_read_models_match(app: &PgPool, x: &Expected) {
             NaiveDate::from_ymd_opt(2000, 1, 1).unwrap(),
             NaiveDate::from_ymd_opt(2100, 1, 1).unwrap(),
         );
-        let read = read::usage::daily(&mut conn, t, from, to)
-            .await
-            .unwrap();
+        let read = read::usage::daily(&mut conn, t, from, to).await.unwrap();
         assert_eq!(read.iter().collect::<Vec<_>>(), usage, "usage of {t}");
         conn.execute("ROLLBACK").await.unwrap();
     }

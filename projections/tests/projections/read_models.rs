@@ -7,7 +7,8 @@ use crate::support::{assert_all_match, Driver, Stack};
 use casebook_projections::projection::ProjectionId;
 
 #[tokio::test]
-async fn every_read_model_equals_a_straightforward_fold_after_random_commands_across_three_tenants() {
+async fn every_read_model_equals_a_straightforward_fold_after_random_commands_across_three_tenants()
+{
     let stack = Stack::new().await;
     let mut driver = Driver::new(stack.app.clone(), 5);
     driver.onboard(3).await;
@@ -23,9 +24,16 @@ async fn every_read_model_equals_a_straightforward_fold_after_random_commands_ac
     assert!(expected.decisions.len() > 5, "{}", expected.decisions.len());
     assert!(!expected.usage.is_empty());
     let statuses = |pred: fn(&DiagnosisStatus) -> bool| {
-        expected.diagnoses.values().filter(|d| pred(&d.status)).count()
+        expected
+            .diagnoses
+            .values()
+            .filter(|d| pred(&d.status))
+            .count()
     };
-    assert!(statuses(|s| matches!(s, DiagnosisStatus::Proposed)) > 0, "something waits for review");
+    assert!(
+        statuses(|s| matches!(s, DiagnosisStatus::Proposed)) > 0,
+        "something waits for review"
+    );
     assert!(statuses(|s| matches!(s, DiagnosisStatus::Resolved { .. })) > 0);
     assert!(statuses(|s| matches!(s, DiagnosisStatus::Failed { .. })) > 0);
     assert_read_models_match(&stack.app, &expected).await;

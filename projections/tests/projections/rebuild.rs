@@ -43,8 +43,8 @@ async fn a_rebuild_while_commands_keep_arriving_swaps_in_tables_equal_to_the_liv
     });
 
     let mut reports = 0;
-    let rebuild = Rebuild::new(stack.owner.clone(), ProjectionId::ALL, RebuildScope::All)
-        .with_batch_size(40);
+    let rebuild =
+        Rebuild::new(stack.owner.clone(), ProjectionId::ALL, RebuildScope::All).with_batch_size(40);
     let swapped = rebuild
         .run(std::future::pending(), |_| reports += 1)
         .await
@@ -117,8 +117,8 @@ async fn a_rebuild_killed_half_way_resumes_and_finishes_with_the_same_digest() {
     driver.run(300).await;
     stack.drain_all(100).await;
 
-    let rebuild = Rebuild::new(stack.owner.clone(), ProjectionId::ALL, RebuildScope::All)
-        .with_batch_size(40);
+    let rebuild =
+        Rebuild::new(stack.owner.clone(), ProjectionId::ALL, RebuildScope::All).with_batch_size(40);
     let (progress, mut reported) = mpsc::unbounded_channel();
     let killed = tokio::spawn({
         let rebuild = rebuild.clone();
@@ -171,11 +171,21 @@ async fn a_one_tenant_rebuild_replaces_that_tenants_rows_and_nothing_else() {
     let a_session = tampered(a).fetch_one(&mut su).await.unwrap();
     let b_session = tampered(b).fetch_one(&mut su).await.unwrap();
 
-    let for_a = Rebuild::new(stack.owner.clone(), ProjectionId::ALL, RebuildScope::Tenant(a));
+    let for_a = Rebuild::new(
+        stack.owner.clone(),
+        ProjectionId::ALL,
+        RebuildScope::Tenant(a),
+    );
     stack.build_to_head(&for_a, &ProjectionId::ALL).await;
     let verdicts = for_a.verify().await.unwrap();
-    let sessions = verdicts.iter().find(|v| v.table.name == "sessions").unwrap();
-    assert_eq!(sessions.first_difference, Some(format!("[\"{a_session}\"]")));
+    let sessions = verdicts
+        .iter()
+        .find(|v| v.table.name == "sessions")
+        .unwrap();
+    assert_eq!(
+        sessions.first_difference,
+        Some(format!("[\"{a_session}\"]"))
+    );
     assert!(verdicts
         .iter()
         .filter(|v| v.table.name != "sessions")
@@ -187,13 +197,25 @@ async fn a_one_tenant_rebuild_replaces_that_tenants_rows_and_nothing_else() {
     stack.drain_all(100).await;
     for_a.swap().await.unwrap();
 
-    let again = Rebuild::new(stack.owner.clone(), ProjectionId::ALL, RebuildScope::Tenant(a));
+    let again = Rebuild::new(
+        stack.owner.clone(),
+        ProjectionId::ALL,
+        RebuildScope::Tenant(a),
+    );
     stack.build_to_head(&again, &ProjectionId::ALL).await;
     assert_all_match(&again.verify().await.unwrap());
     again.discard().await.unwrap();
 
     // B's damage is still there, and the whole-table comparison names it first.
-    let verdicts = stack.verify_against_rebuild(&[ProjectionId::Sessions]).await;
-    let sessions = verdicts.iter().find(|v| v.table.name == "sessions").unwrap();
-    assert_eq!(sessions.first_difference, Some(format!("[\"{b_session}\"]")));
+    let verdicts = stack
+        .verify_against_rebuild(&[ProjectionId::Sessions])
+        .await;
+    let sessions = verdicts
+        .iter()
+        .find(|v| v.table.name == "sessions")
+        .unwrap();
+    assert_eq!(
+        sessions.first_difference,
+        Some(format!("[\"{b_session}\"]"))
+    );
 }

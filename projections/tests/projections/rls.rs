@@ -22,11 +22,13 @@ async fn count(conn: &mut PgConnection, sql: &str) -> i64 {
 }
 
 async fn owner_count(owner: &PgPool, table: &str, tenant: uuid::Uuid) -> i64 {
-    sqlx::query_scalar(&format!("SELECT count(*) FROM {table} WHERE tenant_id = $1"))
-        .bind(tenant)
-        .fetch_one(owner)
-        .await
-        .unwrap()
+    sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM {table} WHERE tenant_id = $1"
+    ))
+    .bind(tenant)
+    .fetch_one(owner)
+    .await
+    .unwrap()
 }
 
 #[tokio::test]
@@ -62,7 +64,10 @@ async fn with_the_tenant_set_to_a_no_query_sees_bs_rows_even_without_a_tenant_fi
             assert_eq!(theirs, 0, "{table}: B's rows are invisible");
             assert!(owner_count(&stack.owner, table, *b.as_uuid()).await > 0);
         }
-        assert_eq!(read::sessions::get(&mut conn, b, b_session).await.unwrap(), None);
+        assert_eq!(
+            read::sessions::get(&mut conn, b, b_session).await.unwrap(),
+            None
+        );
         assert_eq!(read::tenants::get(&mut conn, b).await.unwrap(), None);
         conn.execute("COMMIT").await.unwrap();
 

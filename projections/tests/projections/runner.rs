@@ -182,7 +182,11 @@ async fn a_poison_event_stops_its_subscription_right_before_it_and_is_never_skip
     };
     assert!(error.contains(&format!("at {poison}")), "{error}");
     assert!(error.contains("cannot decode"), "{error}");
-    assert_eq!(counted.load(Ordering::SeqCst), events, "other subscriptions go on");
+    assert_eq!(
+        counted.load(Ordering::SeqCst),
+        events,
+        "other subscriptions go on"
+    );
 
     let mut conn = stack.owner.acquire().await.unwrap();
     let failed = status_of(&mut conn, "sessions").await.unwrap().unwrap();
@@ -208,20 +212,31 @@ async fn a_poison_event_stops_its_subscription_right_before_it_and_is_never_skip
         .any(|r| r.name == "sessions" && r.outcome == DrainOutcome::Inactive(State::Failed)));
 
     // The fix (here: erasing the bad event), then a resume: it carries on from there.
-    conn.execute("BEGIN; SET LOCAL casebook.erasure = 'on'").await.unwrap();
+    conn.execute("BEGIN; SET LOCAL casebook.erasure = 'on'")
+        .await
+        .unwrap();
     sqlx::query("DELETE FROM events WHERE global_position = $1")
         .bind(poison)
         .execute(&mut *conn)
         .await
         .unwrap();
     conn.execute("COMMIT").await.unwrap();
-    assert!(checkpoints::resume(&stack.projector, "sessions").await.unwrap());
+    assert!(checkpoints::resume(&stack.projector, "sessions")
+        .await
+        .unwrap());
     loop {
         let reports = drain().await.unwrap();
-        assert!(reports.iter().all(|r| r.outcome == DrainOutcome::CaughtUp), "{reports:?}");
+        assert!(
+            reports.iter().all(|r| r.outcome == DrainOutcome::CaughtUp),
+            "{reports:?}"
+        );
         if stack.lagging(&["sessions"]).await.is_empty() {
             break;
         }
     }
-    assert_all_match(&stack.verify_against_rebuild(&[ProjectionId::Sessions]).await);
+    assert_all_match(
+        &stack
+            .verify_against_rebuild(&[ProjectionId::Sessions])
+            .await,
+    );
 }

@@ -43,7 +43,7 @@ impl Stack {
         let db = TestDb::new().await;
         let app = db.pool(DbRole::App, 4).await;
         let projector = db.pool(DbRole::Projector, 16).await;
-        let owner = db.pool(DbRole::Owner, 4).await;
+        let owner = db.pool(DbRole::Owner, 10).await;
         Self {
             db,
             app,
@@ -97,7 +97,11 @@ impl Stack {
             .expect("status");
         names
             .iter()
-            .filter(|name| !statuses.iter().any(|s| s.name == **name && s.lag_events == 0))
+            .filter(|name| {
+                !statuses
+                    .iter()
+                    .any(|s| s.name == **name && s.lag_events == 0)
+            })
             .map(|name| name.to_string())
             .collect()
     }
@@ -129,7 +133,10 @@ impl Stack {
             if behind == 0 {
                 return;
             }
-            assert!(std::time::Instant::now() < deadline, "rebuild never caught up");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "rebuild never caught up"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -137,9 +144,16 @@ impl Stack {
     /// Builds every projection afresh into shadow tables and compares them with the live
     /// ones; returns the verdicts (and discards the shadows).
     pub async fn verify_against_rebuild(&self, projections: &[ProjectionId]) -> Vec<TableVerdict> {
-        let rebuild = Rebuild::new(self.owner.clone(), projections.iter().copied(), RebuildScope::All)
-            .with_batch_size(97);
-        rebuild.discard().await.expect("discard any earlier rebuild");
+        let rebuild = Rebuild::new(
+            self.owner.clone(),
+            projections.iter().copied(),
+            RebuildScope::All,
+        )
+        .with_batch_size(97);
+        rebuild
+            .discard()
+            .await
+            .expect("discard any earlier rebuild");
         self.build_to_head(&rebuild, projections).await;
         let verdicts = rebuild.verify().await.expect("verify");
         rebuild.discard().await.expect("discard");
@@ -151,7 +165,11 @@ impl Stack {
 pub fn assert_all_match(verdicts: &[TableVerdict]) {
     assert!(!verdicts.is_empty());
     for verdict in verdicts {
-        assert!(verdict.matches(), "{} differs: {verdict:?}", verdict.table.name);
+        assert!(
+            verdict.matches(),
+            "{} differs: {verdict:?}",
+            verdict.table.name
+        );
     }
 }
 
@@ -232,7 +250,13 @@ impl Driver {
     }
 
     /// Runs `command` as `actor`; `true` when accepted, `false` when the aggregate refused.
-    async fn execute<A>(&mut self, id: impl ToString, command: A::Command, actor: &Actor, source: Source) -> bool
+    async fn execute<A>(
+        &mut self,
+        id: impl ToString,
+        command: A::Command,
+        actor: &Actor,
+        source: Source,
+    ) -> bool
     where
         A: Aggregate<Services = ()> + Send + Sync,
         A::Error: Send + std::fmt::Debug,
@@ -307,7 +331,10 @@ impl Driver {
 
     /// One random command.
     pub async fn step(&mut self) {
-        let tenant = *self.tenants.choose(&mut self.rng).expect("onboarded tenants");
+        let tenant = *self
+            .tenants
+            .choose(&mut self.rng)
+            .expect("onboarded tenants");
         match self.rng.gen_range(0..100) {
             0..=2 => self.tenant_admin(tenant).await,
             3..=12 => self.open_session(tenant).await,
@@ -324,9 +351,13 @@ impl Driver {
         let command = match self.rng.gen_range(0..5) {
             0 => TenantCommand::ChangePlan {
                 actor: admin.clone(),
-                plan: *[PlanTier::Starter, PlanTier::Enterprise, PlanTier::CostSensitive]
-                    .choose(&mut self.rng)
-                    .expect("plans"),
+                plan: *[
+                    PlanTier::Starter,
+                    PlanTier::Enterprise,
+                    PlanTier::CostSensitive,
+                ]
+                .choose(&mut self.rng)
+                .expect("plans"),
             },
             1 => TenantCommand::SetAutoResolveThreshold {
                 actor: admin.clone(),
@@ -349,7 +380,8 @@ impl Driver {
                 actor: admin.clone(),
             },
         };
-        self.execute::<Tenant>(tenant, command, &admin, Source::Api).await;
+        self.execute::<Tenant>(tenant, command, &admin, Source::Api)
+            .await;
     }
 
     async fn tenant_active(&self, tenant: TenantId) -> bool {
@@ -436,13 +468,21 @@ impl Driver {
             )
             .await
         {
-            self.known.entry(tenant).or_default().diagnoses.push(diagnosis);
+            self.known
+                .entry(tenant)
+                .or_default()
+                .diagnoses
+                .push(diagnosis);
         }
     }
 
     fn provenance(&mut self, tenant: TenantId) -> Provenance {
         let (model, tier) = *MODELS.choose(&mut self.rng).expect("models");
-        let judgments = self.known.get(&tenant).map(|k| k.judgments.clone()).unwrap_or_default();
+        let judgments = self
+            .known
+            .get(&tenant)
+            .map(|k| k.judgments.clone())
+            .unwrap_or_default();
         Provenance {
             model_id: model.to_owned(),
             model_tier: tier,
@@ -513,9 +553,7 @@ impl Driver {
                         actor: system.clone(),
                         text: parse("The clause is enforceable with caveats."),
                         findings,
-                        confidence: confidence(
-                            [0.55, 0.8, 0.92, 0.97][self.rng.gen_range(0..4)],
-                        ),
+                        confidence: confidence([0.55, 0.8, 0.92, 0.97][self.rng.gen_range(0..4)]),
                         provenance,
                     }
                 };
@@ -530,7 +568,12 @@ impl Driver {
         }
     }
 
-    async fn decide_or_resolve(&mut self, tenant: TenantId, diagnosis: DiagnosisId, state: &Diagnosis) {
+    async fn decide_or_resolve(
+        &mut self,
+        tenant: TenantId,
+        diagnosis: DiagnosisId,
+        state: &Diagnosis,
+    ) {
         let decision_id = DecisionId::for_diagnosis(diagnosis);
         let decision: ConsultantDecision = self.state(decision_id).await;
         let system = Actor::system(tenant);
@@ -581,7 +624,10 @@ impl Driver {
                         actor: consultant,
                         diagnosis: snapshot,
                         amended_text: parse("Enforceable only after notice."),
-                        reason: self.rng.gen::<bool>().then(|| parse("missed the notice period")),
+                        reason: self
+                            .rng
+                            .gen::<bool>()
+                            .then(|| parse("missed the notice period")),
                     },
                 )
             }
@@ -624,7 +670,11 @@ impl Driver {
             .execute::<Judgment>(judgment, command, &system, Source::Reaction)
             .await
         {
-            self.known.entry(tenant).or_default().judgments.push(judgment);
+            self.known
+                .entry(tenant)
+                .or_default()
+                .judgments
+                .push(judgment);
         }
     }
 
@@ -676,7 +726,11 @@ impl Driver {
                     )
                     .await
                 {
-                    self.known.entry(tenant).or_default().judgments.push(judgment);
+                    self.known
+                        .entry(tenant)
+                        .or_default()
+                        .judgments
+                        .push(judgment);
                 }
             }
         }
@@ -691,7 +745,10 @@ pub async fn wait_caught_up(stack: &Stack, names: &[&str]) {
         if lagging.is_empty() {
             return;
         }
-        assert!(std::time::Instant::now() < deadline, "not caught up: {lagging:?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not caught up: {lagging:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

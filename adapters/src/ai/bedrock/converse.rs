@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use aws_sdk_bedrockruntime::operation::converse::ConverseOutput as ConverseResponse;
 use aws_sdk_bedrockruntime::types::{
     ContentBlock, ConversationRole, ConverseOutput, InferenceConfiguration, Message,
-    SpecificToolChoice, StopReason as BedrockStopReason, SystemContentBlock, Tool,
-    ToolChoice, ToolConfiguration, ToolInputSchema, ToolSpecification,
+    SpecificToolChoice, StopReason as BedrockStopReason, SystemContentBlock, Tool, ToolChoice,
+    ToolConfiguration, ToolInputSchema, ToolSpecification,
 };
 use aws_sdk_bedrockruntime::Client;
 use casebook_domain::ports::{DiagnosisPrompt, Llm, LlmAnswer, LlmError, StopReason};

@@ -61,8 +61,8 @@ pub async fn bedrock_client(config: &BedrockConfig) -> Client {
 /// A Bedrock client from an already loaded `shared` SDK configuration (tests pass static
 /// credentials), with `config`'s region and endpoint and the SDK's retries off.
 pub fn bedrock_client_from(shared: &SdkConfig, config: &BedrockConfig) -> Client {
-    let mut builder = aws_sdk_bedrockruntime::config::Builder::from(shared)
-        .retry_config(RetryConfig::disabled());
+    let mut builder =
+        aws_sdk_bedrockruntime::config::Builder::from(shared).retry_config(RetryConfig::disabled());
     if let Some(region) = &config.region {
         builder = builder.region(Region::new(region.clone()));
     }

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use candle_core::quantized::gguf_file;
+use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::{Device, Tensor, D};
 use candle_transformers::models::quantized_llama::ModelWeights;
 use casebook_domain::ports::{DiagnosisPrompt, Llm, LlmAnswer, LlmError, StopReason};
@@ -44,6 +44,11 @@ pub struct GgufSettings {
     pub path: PathBuf,
     /// Generation stops after this many tokens ([`StopReason::MaxTokens`]).
     pub max_new_tokens: u32,
+    /// Expand the quantized weights to F32 when loading (4 bytes per parameter in memory).
+    /// candle has no SIMD kernel for some GGUF types (Q4_1 among them) unless built for a
+    /// specific CPU, and F32 matrix products are several times faster than its portable
+    /// ones; a large model may not fit, hence the choice.
+    pub dequantize: bool,
 }
 
 /// What one generation produced.
@@ -130,7 +135,9 @@ impl GgufLlm {
             return Ok(Arc::clone(model));
         }
         let path = &self.inner.settings.path;
-        let model = model_cache::shared(path, || GgufModel::load(path).map(Mutex::new))?;
+        let dequantize = self.inner.settings.dequantize;
+        let model =
+            model_cache::shared(path, || GgufModel::load(path, dequantize).map(Mutex::new))?;
         Ok(Arc::clone(self.inner.model.get_or_init(|| model)))
     }
 }
@@ -141,9 +148,10 @@ impl Llm for GgufLlm {
         let this = self.clone();
         let system = request.system.clone();
         let user = prompt::user_message(request);
-        let generation = tokio::task::spawn_blocking(move || this.complete_blocking(&system, &user))
-            .await
-            .map_err(|join| LlmError::Transient(Box::new(join)))??;
+        let generation =
+            tokio::task::spawn_blocking(move || this.complete_blocking(&system, &user))
+                .await
+                .map_err(|join| LlmError::Transient(Box::new(join)))??;
         let (text, findings, confidence) = match prompt::find_answer_in_text(&generation.text) {
             Some(answer) => (answer.text, answer.findings, answer.confidence),
             None => {
@@ -183,6 +191,30 @@ struct PromptTooLong {
     context: usize,
 }
 
+/// The model re-encoded in memory as a GGUF file of F32 tensors (same metadata), which
+/// candle's llama then multiplies with its F32 matrix products.
+fn expand_to_f32(
+    content: &gguf_file::Content,
+    file: &mut std::fs::File,
+    device: &Device,
+) -> candle_core::Result<std::io::Cursor<Vec<u8>>> {
+    let mut tensors = Vec::with_capacity(content.tensor_infos.len());
+    for name in content.tensor_infos.keys() {
+        let weights = content.tensor(file, name, device)?.dequantize(device)?;
+        tensors.push((name.as_str(), QTensor::quantize(&weights, GgmlDType::F32)?));
+    }
+    let tensors: Vec<(&str, &QTensor)> = tensors.iter().map(|(name, t)| (*name, t)).collect();
+    let metadata: Vec<(&str, &gguf_file::Value)> = content
+        .metadata
+        .iter()
+        .map(|(k, v)| (k.as_str(), v))
+        .collect();
+    let mut out = std::io::Cursor::new(Vec::new());
+    gguf_file::write(&mut out, &metadata, &tensors)?;
+    out.set_position(0);
+    Ok(out)
+}
+
 /// The loaded weights and tokenizer.
 struct GgufModel {
     weights: ModelWeights,
@@ -194,9 +226,10 @@ struct GgufModel {
 }
 
 impl GgufModel {
-    fn load(path: &Path) -> Result<Self, ModelLoadError> {
+    fn load(path: &Path, dequantize: bool) -> Result<Self, ModelLoadError> {
         model_cache::require_file(path)?;
-        let invalid = |err: Box<dyn std::error::Error + Send + Sync>| ModelLoadError::invalid(path, err);
+        let invalid =
+            |err: Box<dyn std::error::Error + Send + Sync>| ModelLoadError::invalid(path, err);
         let mut file = std::fs::File::open(path).map_err(|err| invalid(err.into()))?;
         let content = gguf_file::Content::read(&mut file).map_err(|err| invalid(err.into()))?;
         let tokenizer = gguf_tokenizer::from_gguf(&content).map_err(|err| invalid(err.into()))?;
@@ -206,8 +239,16 @@ impl GgufModel {
             .and_then(|value| value.to_u32().ok())
             .map_or(2_048, |n| n as usize);
         let device = Device::Cpu;
-        let weights = ModelWeights::from_gguf(content, &mut file, &device)
-            .map_err(|err| invalid(err.into()))?;
+        let weights = if dequantize {
+            let mut expanded =
+                expand_to_f32(&content, &mut file, &device).map_err(|err| invalid(err.into()))?;
+            let content =
+                gguf_file::Content::read(&mut expanded).map_err(|err| invalid(err.into()))?;
+            ModelWeights::from_gguf(content, &mut expanded, &device)
+        } else {
+            ModelWeights::from_gguf(content, &mut file, &device)
+        }
+        .map_err(|err| invalid(err.into()))?;
         let stop_ids = std::iter::once(tokenizer.eos)
             .chain(tokenizer.tokenizer.token_to_id("<|endoftext|>"))
             .collect();

@@ -37,7 +37,12 @@ pub(crate) struct GgufTokenizer {
 }
 
 pub(crate) fn from_gguf(content: &Content) -> Result<GgufTokenizer, GgufTokenizerError> {
-    let get = |key: &'static str| content.metadata.get(key).ok_or(GgufTokenizerError::Metadata(key));
+    let get = |key: &'static str| {
+        content
+            .metadata
+            .get(key)
+            .ok_or(GgufTokenizerError::Metadata(key))
+    };
     let model = get("tokenizer.ggml.model")?
         .to_string()
         .map_err(|_| GgufTokenizerError::Metadata("tokenizer.ggml.model"))?;
@@ -100,6 +105,10 @@ fn strings<'a>(value: &'a Value, key: &'static str) -> Result<Vec<&'a str>, Gguf
         .to_vec()
         .map_err(|_| GgufTokenizerError::Metadata(key))?
         .iter()
-        .map(|v| v.to_string().map(String::as_str).map_err(|_| GgufTokenizerError::Metadata(key)))
+        .map(|v| {
+            v.to_string()
+                .map(String::as_str)
+                .map_err(|_| GgufTokenizerError::Metadata(key))
+        })
         .collect()
 }

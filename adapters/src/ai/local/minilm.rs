@@ -116,11 +116,13 @@ impl LocalEmbedder {
         let dir = &self.inner.dir;
         let model = match &self.inner.runtime {
             MiniLmRuntime::Onnx { library } => {
-                model_cache::shared(&dir.join(MINILM_ONNX_FILE), || MiniLm::load_onnx(dir, library))?
+                model_cache::shared(&dir.join(MINILM_ONNX_FILE), || {
+                    MiniLm::load_onnx(dir, library)
+                })?
             }
-            MiniLmRuntime::Candle => model_cache::shared(&dir.join("model.safetensors"), || {
-                MiniLm::load_candle(dir)
-            })?,
+            MiniLmRuntime::Candle => {
+                model_cache::shared(&dir.join("model.safetensors"), || MiniLm::load_candle(dir))?
+            }
         };
         Ok(Arc::clone(self.inner.model.get_or_init(|| model)))
     }
@@ -160,7 +162,7 @@ struct MiniLm {
 enum Network {
     /// `Session::run` needs `&mut`: one batch at a time, each using every core.
     Onnx(Mutex<Session>),
-    Candle(BertModel),
+    Candle(Box<BertModel>),
 }
 
 /// onnxruntime allows one environment per process; it lives as long as the process.
@@ -228,7 +230,7 @@ impl MiniLm {
             BertModel::load(vb, &config).map_err(|err| ModelLoadError::invalid(&weights, err))?;
         Ok(Self {
             tokenizer,
-            network: Network::Candle(model),
+            network: Network::Candle(Box::new(model)),
         })
     }
 
@@ -326,7 +328,8 @@ impl Batch {
                         continue;
                     }
                     let start = (row * self.width + position) * MINILM_DIMENSION;
-                    for (acc, value) in sum.iter_mut().zip(&hidden[start..start + MINILM_DIMENSION]) {
+                    for (acc, value) in sum.iter_mut().zip(&hidden[start..start + MINILM_DIMENSION])
+                    {
                         *acc += value;
                     }
                 }

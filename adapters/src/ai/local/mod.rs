@@ -9,7 +9,9 @@ mod gguf;
 mod gguf_tokenizer;
 mod minilm;
 
-pub use gguf::{Generation, GgufLlm, GgufSettings, GGUF_DIR, SMOLLM2_FILE, UNSTRUCTURED_CONFIDENCE};
+pub use gguf::{
+    Generation, GgufLlm, GgufSettings, GGUF_DIR, SMOLLM2_FILE, UNSTRUCTURED_CONFIDENCE,
+};
 pub use minilm::{
     LocalEmbedder, MiniLmRuntime, MINILM_CANDLE_MODEL_ID, MINILM_DIMENSION, MINILM_DIR,
     MINILM_ONNX_FILE, MINILM_ONNX_MODEL_ID,
