@@ -556,18 +556,22 @@ fn cpu_seconds(pid: &str) -> f64 {
         .rsplit_once(')')
         .map(|(_, rest)| rest.split_whitespace().collect())
         .unwrap_or_default();
-    let ticks = |i: usize| fields.get(i - 3).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        fields
+            .get(i - 3)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     (ticks(14) + ticks(15)) / 100.0
 }
 
 /// The server processes serving this database (backends, autovacuum) and their CPU so far.
 async fn server_cpu(pool: &PgPool) -> HashMap<i32, f64> {
-    let pids: Vec<i32> = sqlx::query_scalar(
-        "SELECT pid FROM pg_stat_activity WHERE datname = current_database()",
-    )
-    .fetch_all(pool)
-    .await
-    .expect("backends");
+    let pids: Vec<i32> =
+        sqlx::query_scalar("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+            .fetch_all(pool)
+            .await
+            .expect("backends");
     pids.into_iter()
         .map(|pid| (pid, cpu_seconds(&pid.to_string())))
         .collect()
@@ -717,10 +721,22 @@ async fn main() {
         ),
         &copy,
     );
-    line("`LogReader::catch_up` + domain decoding, no writes", &decode);
-    line("**rebuild: all read models + audit table** (build + swap)", &all);
+    line(
+        "`LogReader::catch_up` + domain decoding, no writes",
+        &decode,
+    );
+    line(
+        "**rebuild: all read models + audit table** (build + swap)",
+        &all,
+    );
     line("rebuild: the five read models only", &models_only);
     line("rebuild: the audit table only", &audit_only);
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    println!("\nLoad average at the end (1, 5, 15 min): {}", load.split_whitespace().take(3).collect::<Vec<_>>().join(", "));
+    println!(
+        "\nLoad average at the end (1, 5, 15 min): {}",
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
 }
