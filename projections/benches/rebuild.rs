@@ -669,7 +669,7 @@ async fn main() {
     let batch: usize = std::env::var("BENCH_BATCH")
         .ok()
         .and_then(|n| n.parse().ok())
-        .unwrap_or(10_000);
+        .unwrap_or(25_000);
     let db = TestDb::new().await;
     let pool = db.pool(DbRole::Owner, 10).await;
     let started = Instant::now();

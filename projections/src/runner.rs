@@ -325,7 +325,7 @@ impl Worker {
                 Err(err) => {
                     last_inactive = None;
                     let error = report(&err);
-                    tracing::warn!(subscription = %self.name, error = %error, retry_in = ?backoff, "subscription failed transiently; retrying");
+                    tracing::warn!(subscription = %self.name, error = %error, transient = err.is_transient(), retry_in = ?backoff, "subscription failed; retrying");
                     if let Err(err) =
                         checkpoints::record_error(&self.pool, &self.name, &error).await
                     {

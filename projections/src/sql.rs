@@ -7,8 +7,8 @@ use casebook_domain::ids::UserId;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::postgres::PgRow;
-use sqlx::{PgConnection, Row};
+use sqlx::postgres::{PgArguments, PgRow};
+use sqlx::{Arguments, PgConnection, Row};
 use uuid::Uuid;
 
 use crate::error::ApplyError;
@@ -68,6 +68,14 @@ pub(crate) fn insert_unnest(table: &str, columns: &[Column]) -> String {
         .collect::<Vec<_>>()
         .join(", ");
     format!("INSERT INTO {table} ({}) SELECT {values}", names(columns))
+}
+
+/// Arguments with room for about `bytes` of encoded values: a batch's column arrays run to
+/// megabytes, and growing the buffer by doubling copies them over and over.
+pub(crate) fn reserved(bytes: usize) -> PgArguments {
+    let mut arguments = PgArguments::default();
+    arguments.reserve(0, bytes);
+    arguments
 }
 
 /// [`insert_unnest`] that replaces every non-key column of an existing row.

@@ -369,7 +369,7 @@ async fn explain_search(conn: &mut PgConnection, tenant: TenantId, generic: bool
         .unwrap();
     let statement = format!("search_{}", if generic { "generic" } else { "custom" });
     sqlx::raw_sql(&format!(
-        "PREPARE {statement}(real[], bigint) AS {}",
+        "PREPARE {statement}(uuid, real[], bigint) AS {}",
         judgment_index::search_sql(DIMENSION)
     ))
     .execute(&mut *tx)
@@ -380,7 +380,7 @@ async fn explain_search(conn: &mut PgConnection, tenant: TenantId, generic: bool
         .map(f32::to_string)
         .collect();
     let plan: Vec<String> = sqlx::query_scalar(&format!(
-        "EXPLAIN EXECUTE {statement}('{{{}}}', 10)",
+        "EXPLAIN EXECUTE {statement}('{tenant}', '{{{}}}', 10)",
         query.join(",")
     ))
     .fetch_all(&mut *tx)

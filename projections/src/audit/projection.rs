@@ -19,7 +19,7 @@ use super::COLUMNS;
 use crate::decoded::DecodedEvent;
 use crate::error::ApplyError;
 use crate::projection::{Naming, Projection, ProjectionId};
-use crate::sql::{enum_value, insert_unnest, json_text, to_i64};
+use crate::sql::{enum_value, insert_unnest, json_text, reserved, to_i64};
 
 /// The audit row of `e`, before it is numbered and chained (`seq` 0, zero hashes).
 pub(crate) fn describe(e: &DecodedEvent) -> Result<AuditRecord, ApplyError> {
@@ -218,7 +218,6 @@ impl AuditProjection {
 }
 
 /// The column arrays of one insert, in [`COLUMNS`] order.
-#[derive(Default)]
 struct Arrays {
     tenant_id: Vec<Uuid>,
     seq: Vec<i64>,
@@ -256,6 +255,44 @@ struct Arrays {
 }
 
 impl Arrays {
+    fn with_capacity(n: usize) -> Self {
+        Self {
+            tenant_id: Vec::with_capacity(n),
+            seq: Vec::with_capacity(n),
+            global_position: Vec::with_capacity(n),
+            recorded_at: Vec::with_capacity(n),
+            actor_id: Vec::with_capacity(n),
+            actor_role: Vec::with_capacity(n),
+            source: Vec::with_capacity(n),
+            action: Vec::with_capacity(n),
+            aggregate_type: Vec::with_capacity(n),
+            aggregate_id: Vec::with_capacity(n),
+            event_sequence: Vec::with_capacity(n),
+            session_id: Vec::with_capacity(n),
+            query_id: Vec::with_capacity(n),
+            diagnosis_id: Vec::with_capacity(n),
+            decision_id: Vec::with_capacity(n),
+            judgment_id: Vec::with_capacity(n),
+            outcome: Vec::with_capacity(n),
+            reason: Vec::with_capacity(n),
+            threshold: Vec::with_capacity(n),
+            confidence: Vec::with_capacity(n),
+            model_id: Vec::with_capacity(n),
+            model_tier: Vec::with_capacity(n),
+            prompt_template_id: Vec::with_capacity(n),
+            prompt_template_hash: Vec::with_capacity(n),
+            retrieved_judgment_ids: Vec::with_capacity(n),
+            input_tokens: Vec::with_capacity(n),
+            output_tokens: Vec::with_capacity(n),
+            cost_usd_micros: Vec::with_capacity(n),
+            request_id: Vec::with_capacity(n),
+            correlation_id: Vec::with_capacity(n),
+            causation_id: Vec::with_capacity(n),
+            prev_hash: Vec::with_capacity(n),
+            hash: Vec::with_capacity(n),
+        }
+    }
+
     fn push(&mut self, r: AuditRecord) -> Result<(), ApplyError> {
         self.tenant_id.push(*r.tenant_id.as_uuid());
         self.seq.push(r.seq);
@@ -315,7 +352,7 @@ impl Projection for AuditProjection {
             return Ok(());
         }
         let mut heads = self.heads(conn, events).await?;
-        let mut a = Arrays::default();
+        let mut a = Arrays::with_capacity(events.len());
         for e in events {
             let mut record = describe(e)?;
             let head = heads.entry(e.tenant_id).or_insert((0, ChainHash::ZERO));
@@ -325,7 +362,7 @@ impl Projection for AuditProjection {
             *head = (record.seq, record.hash);
             a.push(record)?;
         }
-        sqlx::query(&self.insert)
+        sqlx::query_with(&self.insert, reserved(events.len() * 512))
             .bind(a.tenant_id)
             .bind(a.seq)
             .bind(a.global_position)

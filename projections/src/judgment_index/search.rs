@@ -41,25 +41,20 @@ impl JudgmentHit {
     }
 }
 
-/// The statement [`search`] prepares for vectors of `dimension` (`$1` the query as `real[]`,
-/// `$2` k), for the tenant in the transaction's `app.tenant_id`. Public for `EXPLAIN` in
-/// tests and benchmarks.
+/// The statement [`search`] prepares for vectors of `dimension` (`$1` tenant, `$2` the query
+/// as `real[]`, `$3` k). Public for `EXPLAIN` in tests and benchmarks.
 ///
 /// The cast matches the expression the partitions' HNSW indexes are built on. The tenant
-/// predicate is the row-level security policy's own expression, so under that policy the
-/// two are one condition: a separate `tenant_id = $n` would be equated with the policy's
-/// and estimated as a 0.5 % filter, and the planner would then prefer sorting the few rows
-/// it expects over the index. It is a stable expression, so the partitions are still pruned
-/// to the tenant's one when the plan starts, generic plan or not; an unset tenant matches
-/// nothing.
+/// predicate prunes to the tenant's one partition: when planning a custom plan, or when a
+/// generic plan starts; either way only that partition's index is scanned.
 pub fn search_sql(dimension: usize) -> String {
     format!(
-        "SELECT judgment_id, (1 - (embedding::vector({dimension}) <=> $1::real[]::vector({dimension})))::real AS score,
+        "SELECT judgment_id, (1 - (embedding::vector({dimension}) <=> $2::real[]::vector({dimension})))::real AS score,
                 title, body, tags, source_position
            FROM judgment_index
-          WHERE tenant_id = nullif(current_setting('app.tenant_id', true), '')::uuid
-          ORDER BY embedding::vector({dimension}) <=> $1::real[]::vector({dimension})
-          LIMIT $2"
+          WHERE tenant_id = $1
+          ORDER BY embedding::vector({dimension}) <=> $2::real[]::vector({dimension})
+          LIMIT $3"
     )
 }
 
@@ -86,6 +81,7 @@ pub async fn search(
     .execute(&mut *tx)
     .await?;
     let rows = sqlx::query(&sql)
+        .bind(tenant.as_uuid())
         .bind(query)
         .bind(i64::from(k))
         .fetch_all(&mut *tx)

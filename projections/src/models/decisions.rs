@@ -13,7 +13,9 @@ use sqlx::{PgConnection, Row};
 use crate::decoded::DecodedEvent;
 use crate::error::ApplyError;
 use crate::projection::{Naming, Projection, ProjectionId};
-use crate::sql::{col, decode_error, enum_value, get_enum, get_user, insert_unnest, Column};
+use crate::sql::{
+    col, decode_error, enum_value, get_enum, get_user, insert_unnest, reserved, Column,
+};
 
 /// A row of `decisions`.
 #[derive(Debug, Clone, PartialEq)]
@@ -184,7 +186,7 @@ impl Projection for DecisionsProjection {
         if ids.is_empty() {
             return Ok(());
         }
-        sqlx::query(&self.insert)
+        sqlx::query_with(&self.insert, reserved(positions.len() * 256))
             .bind(ids)
             .bind(diagnoses)
             .bind(tenants)

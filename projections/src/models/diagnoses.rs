@@ -19,7 +19,7 @@ use crate::error::ApplyError;
 use crate::projection::{Naming, Projection, ProjectionId};
 use crate::sql::{
     col, decode_error, enum_value, get_json, get_opt_enum, get_user, json_text, load_by_key,
-    to_i64, upsert_unnest, Column, Touched,
+    reserved, to_i64, upsert_unnest, Column, Touched,
 };
 
 /// A row of `diagnoses`.
@@ -381,7 +381,6 @@ impl DiagnosesProjection {
 }
 
 /// The column arrays of one upsert, in [`COLUMNS`] order.
-#[derive(Default)]
 struct Arrays {
     diagnosis_id: Vec<Uuid>,
     tenant_id: Vec<Uuid>,
@@ -418,6 +417,43 @@ struct Arrays {
 }
 
 impl Arrays {
+    fn with_capacity(n: usize) -> Self {
+        Self {
+            diagnosis_id: Vec::with_capacity(n),
+            tenant_id: Vec::with_capacity(n),
+            session_id: Vec::with_capacity(n),
+            query_id: Vec::with_capacity(n),
+            query: Vec::with_capacity(n),
+            requested_by: Vec::with_capacity(n),
+            requested_at: Vec::with_capacity(n),
+            position: Vec::with_capacity(n),
+            status: Vec::with_capacity(n),
+            attempt: Vec::with_capacity(n),
+            retryable: Vec::with_capacity(n),
+            failure_reason: Vec::with_capacity(n),
+            proposal: Vec::with_capacity(n),
+            findings: Vec::with_capacity(n),
+            confidence: Vec::with_capacity(n),
+            proposed_at: Vec::with_capacity(n),
+            proposed_position: Vec::with_capacity(n),
+            model_id: Vec::with_capacity(n),
+            model_tier: Vec::with_capacity(n),
+            prompt_template_id: Vec::with_capacity(n),
+            prompt_template_hash: Vec::with_capacity(n),
+            retrieved_judgment_ids: Vec::with_capacity(n),
+            input_tokens: Vec::with_capacity(n),
+            output_tokens: Vec::with_capacity(n),
+            cost_usd_micros: Vec::with_capacity(n),
+            decision_outcome: Vec::with_capacity(n),
+            decided_by: Vec::with_capacity(n),
+            decided_at: Vec::with_capacity(n),
+            resolution_outcome: Vec::with_capacity(n),
+            resolved_at: Vec::with_capacity(n),
+            updated_at: Vec::with_capacity(n),
+            version: Vec::with_capacity(n),
+        }
+    }
+
     fn push(&mut self, row: Diagnosis) -> Result<(), ApplyError> {
         self.diagnosis_id.push(*row.diagnosis_id.as_uuid());
         self.tenant_id.push(*row.tenant_id.as_uuid());
@@ -519,11 +555,12 @@ impl Projection for DiagnosesProjection {
         for e in events {
             fold(&mut rows, e)?;
         }
-        let mut a = Arrays::default();
+        let rows_len = rows.len();
+        let mut a = Arrays::with_capacity(rows_len);
         for row in rows.into_values() {
             a.push(row)?;
         }
-        sqlx::query(&self.store)
+        sqlx::query_with(&self.store, reserved(rows_len * 1024))
             .bind(a.diagnosis_id)
             .bind(a.tenant_id)
             .bind(a.session_id)

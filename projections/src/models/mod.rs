@@ -2,10 +2,11 @@
 //!
 //! Rows that change over their life (tenants, sessions, diagnoses) are written by
 //! *load, fold, store*: a batch loads the rows it touches with one `= ANY($1)` query, folds
-//! its events into them in Rust, and writes them back with one `INSERT … SELECT FROM UNNEST
-//! … ON CONFLICT DO UPDATE`. Insert-only rows (queries, decisions) are one `INSERT … UNNEST`;
-//! usage is an additive upsert. So a batch costs a few statements per projection, whatever
-//! its size, and the fold logic lives in one place, in plain Rust.
+//! its events into them in Rust, and writes them back with one `INSERT … SELECT unnest($1),
+//! unnest($2), … ON CONFLICT DO UPDATE` (every column bound as one array). Insert-only rows
+//! (queries, decisions) are one such `INSERT`; usage is an additive upsert. So a batch costs
+//! a few statements per projection, whatever its size, and the fold logic lives in one
+//! place, in plain Rust.
 
 mod decisions;
 mod diagnoses;

@@ -17,7 +17,7 @@ use crate::error::ApplyError;
 use crate::projection::{Naming, Projection, ProjectionId};
 use crate::sql::{
     col, enum_value, get_enum, get_json, get_opt_user, get_user, insert_unnest, json_text,
-    load_by_key, upsert_unnest, Column, Touched,
+    load_by_key, reserved, upsert_unnest, Column, Touched,
 };
 
 /// Whether a session accepts queries.
@@ -261,7 +261,7 @@ impl SessionsProjection {
             versions.push(row.version);
             positions.push(row.position);
         }
-        sqlx::query(&self.store)
+        sqlx::query_with(&self.store, reserved(n * 256))
             .bind(ids)
             .bind(tenants)
             .bind(subjects)
@@ -305,7 +305,7 @@ impl SessionsProjection {
             submitted_at.push(query.submitted_at);
             positions.push(query.position);
         }
-        sqlx::query(&self.insert_queries)
+        sqlx::query_with(&self.insert_queries, reserved(n * 256))
             .bind(sessions)
             .bind(ids)
             .bind(tenants)

@@ -1,13 +1,15 @@
 //! Rebuilding projections from history, beside the live tables, then swapping them in.
 //!
 //! A [`Rebuild`] covers one or more projections, for every tenant or for one:
-//! 1. [`Rebuild::build`] creates shadow tables (copies of the live ones, empty; see
-//!    [`Naming`]) and applies the log to them from position zero while the live tables keep
-//!    serving. The log is read and decoded once for all the projections, in a pipeline (the
-//!    next page is read and decoded while the current batch is written), and each batch's
-//!    rows are committed together with each projection's own checkpoint row,
-//!    `<name>#rebuild` (or `<name>#rebuild@<tenant>`, status `rebuilding`). A build stopped or
-//!    killed half way resumes from there; progress is reported after every batch.
+//! 1. [`Rebuild::build`] creates shadow tables (empty copies of the live ones, see [`Naming`];
+//!    only their primary keys at first) and applies the log to them from position zero while
+//!    the live tables keep serving. The log is read and decoded once, a batch ahead of the
+//!    writers, and each projection applies the batches on a connection of its own,
+//!    concurrently, committing each batch's rows together with the projection's own
+//!    checkpoint row, `<name>#rebuild` (or `<name>#rebuild@<tenant>`, status `rebuilding`).
+//!    A build stopped or killed half way resumes from there; progress is reported as
+//!    batches complete. Once caught up, the shadows' other indexes are built in one pass
+//!    each (cheaper than maintaining them row by row).
 //! 2. [`Rebuild::verify`] compares the shadow and live tables by [`digest`] and names the
 //!    first differing key.
 //! 3. [`Rebuild::swap`] swaps in one transaction: it locks the live subscriptions' rows
@@ -18,7 +20,8 @@
 //!    checkpoint inside that transaction and replaces just that tenant's rows.
 //!
 //! Rebuilds run as the role that owns the read-model tables (the migrator): creating,
-//! dropping and renaming tables takes ownership.
+//! dropping and renaming tables takes ownership. Its pool needs a connection per projection
+//! plus two.
 
 pub mod digest;
 mod shadow;
@@ -183,11 +186,13 @@ impl Rebuild {
             pool,
             projections,
             scope,
-            batch_size: 10_000,
+            batch_size: 25_000,
         }
     }
 
-    /// Events per transaction (and per page read); 10,000 by default.
+    /// Events per transaction (and per page read); 25,000 by default. Larger batches fold more
+    /// of a row's events together (fewer row writes) but hold more decoded events in memory:
+    /// up to about five batches at once.
     pub fn with_batch_size(self, batch_size: usize) -> Self {
         Self {
             batch_size: batch_size.max(1),
@@ -436,6 +441,9 @@ impl Rebuild {
             }
         }
         result?;
+        if outcome.caught_up {
+            self.add_deferred_indexes(session).await?;
+        }
         tracing::info!(applied = outcome.applied, caught_up = outcome.caught_up, elapsed = ?started.elapsed(), "rebuild build ended");
         Ok(outcome)
     }
@@ -539,8 +547,25 @@ impl Rebuild {
         result
     }
 
+    /// Builds the shadow tables' remaining indexes (see [`shadow::create`]), outside any
+    /// transaction the live tables wait on.
+    async fn add_deferred_indexes(&self, conn: &mut PgConnection) -> Result<(), RebuildError> {
+        let naming = self.naming();
+        for id in &self.projections {
+            for table in id.tables() {
+                let shadow_name = naming.table(table.name);
+                if shadow::exists(conn, &shadow_name).await? {
+                    shadow::add_deferred_indexes(conn, table.name, &shadow_name).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     async fn swap_in(&self, conn: &mut PgConnection) -> Result<(), RebuildError> {
         let naming = self.naming();
+        // Normally done when the build caught up; a no-op then.
+        self.add_deferred_indexes(conn).await?;
         let mut tx = conn.begin().await?;
         for &id in &self.projections {
             checkpoints::ensure(&mut tx, id.name(), State::Running).await?;

@@ -23,15 +23,32 @@ pub(crate) async fn drop_if_exists(
 }
 
 /// Creates `shadow` as an empty copy of `live`: `LIKE … INCLUDING ALL` (columns, defaults,
-/// constraints, indexes), then row-level security, its policies and its grants, which
+/// constraints) but only the primary key and unique constraints of its indexes (the
+/// projections' upserts need them; the others are built at the end, see
+/// [`add_deferred_indexes`]), then row-level security, its policies and its grants, which
 /// `LIKE` doesn't copy.
 pub(crate) async fn create(
     conn: &mut PgConnection,
     live: &str,
     shadow: &str,
 ) -> Result<(), sqlx::Error> {
-    conn.execute(format!(r#"CREATE TABLE "{shadow}" (LIKE "{live}" INCLUDING ALL)"#).as_str())
-        .await?;
+    conn.execute(
+        format!(r#"CREATE TABLE "{shadow}" (LIKE "{live}" INCLUDING ALL EXCLUDING INDEXES)"#)
+            .as_str(),
+    )
+    .await?;
+    let keys: Vec<String> = sqlx::query_scalar(
+        "SELECT pg_get_constraintdef(oid) FROM pg_constraint
+          WHERE conrelid = quote_ident($1)::regclass AND contype IN ('p', 'u')
+          ORDER BY conname",
+    )
+    .bind(live)
+    .fetch_all(&mut *conn)
+    .await?;
+    for key in keys {
+        conn.execute(format!(r#"ALTER TABLE "{shadow}" ADD {key}"#).as_str())
+            .await?;
+    }
     let (rls, force): (bool, bool) = sqlx::query_as(
         "SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE oid = quote_ident($1)::regclass",
     )
@@ -105,6 +122,44 @@ async fn indexes(
     .bind(table)
     .fetch_all(conn)
     .await
+}
+
+/// Creates the indexes of `live` that `shadow` lacks (those [`create`] left out), comparing
+/// definitions; a no-op when they are all there.
+pub(crate) async fn add_deferred_indexes(
+    conn: &mut PgConnection,
+    live: &str,
+    shadow: &str,
+) -> Result<(), sqlx::Error> {
+    let mut present: Vec<String> = indexes(conn, shadow)
+        .await?
+        .into_iter()
+        .map(|(_, definition)| definition)
+        .collect();
+    // Each live index's definition without names, and the statement creating it on the
+    // shadow (named by Postgres; the swap renames it back).
+    let wanted: Vec<(String, String)> = sqlx::query_as(
+        r"SELECT regexp_replace(d, ' INDEX \S+ ON \S+ ', ' INDEX ON '),
+                 regexp_replace(d, ' INDEX \S+ ON \S+ ', ' INDEX ON ' || quote_ident($2) || ' ')
+            FROM (SELECT pg_get_indexdef(indexrelid) AS d FROM pg_index
+                   WHERE indrelid = quote_ident($1)::regclass) AS i
+           ORDER BY 1",
+    )
+    .bind(live)
+    .bind(shadow)
+    .fetch_all(&mut *conn)
+    .await?;
+    for (definition, create) in wanted {
+        match present.iter().position(|d| *d == definition) {
+            Some(i) => {
+                present.swap_remove(i);
+            }
+            None => {
+                conn.execute(create.as_str()).await?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Replaces `live` by `shadow` (inside the caller's transaction): drops `live`, renames

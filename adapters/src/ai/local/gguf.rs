@@ -136,8 +136,14 @@ impl GgufLlm {
         }
         let path = &self.inner.settings.path;
         let dequantize = self.inner.settings.dequantize;
+        // The expanded and the quantized model of one file are different models.
+        let key = if dequantize {
+            PathBuf::from(format!("{}#f32", path.display()))
+        } else {
+            path.clone()
+        };
         let model =
-            model_cache::shared(path, || GgufModel::load(path, dequantize).map(Mutex::new))?;
+            model_cache::shared(&key, || GgufModel::load(path, dequantize).map(Mutex::new))?;
         Ok(Arc::clone(self.inner.model.get_or_init(|| model)))
     }
 }
