@@ -122,7 +122,18 @@ impl Config {
     }
 }
 
-fn parse_or<T>(
+impl Config {
+    /// The token settings, which every process that serves requests needs.
+    pub fn require_auth(&self) -> Result<&AuthConfig, ConfigError> {
+        self.auth.as_ref().ok_or(ConfigError::Missing(
+            "CASEBOOK_JWT_ISSUER and CASEBOOK_JWT_AUDIENCE",
+        ))
+    }
+}
+
+/// The variable `name` parsed, or `default` when unset; an unparsable value is an error naming
+/// the variable (never its value: it may be a secret).
+pub(crate) fn parse_or<T>(
     lookup: &impl Fn(&str) -> Option<String>,
     name: &'static str,
     default: T,

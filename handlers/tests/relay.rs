@@ -3,80 +3,24 @@
 //! between publishing and checkpointing delivers twice while the consumer's effect happens
 //! once.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+mod support;
+
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use casebook_adapters::aws::setup::{ensure_resources, queue_arn, ResourceNames, Resources};
 use casebook_adapters::aws::sqs::{Queue, Received};
 use casebook_adapters::aws::{shared_config, SdkConfig};
 use casebook_adapters::postgres::DbRole;
-use casebook_domain::actor::{Actor, Role};
-use casebook_domain::ids::{DiagnosisId, QueryId, SessionId, TenantId, UserId};
-use casebook_domain::metadata::{EventMetadata, Source};
-use casebook_domain::policy::PlanTier;
-use casebook_domain::ports::{
-    DiagnosisPrompt, EmbedError, Embedder, Llm, LlmAnswer, LlmError, StopReason,
-};
-use casebook_domain::tenant::TenantCommand;
-use casebook_domain::values::{Confidence, DiagnosisText, QueryText, Subject, TenantName};
 use casebook_handlers::relay::{DiagnosisMessage, Relay, RelayConfig};
-use casebook_handlers::service::{RequestContext, Service};
+use casebook_handlers::service::Service;
 use casebook_handlers::worker::Worker;
 use casebook_projections::error::ApplyError;
 use casebook_projections::runner::Runner;
 use casebook_tests::TestDb;
 use sqlx::PgPool;
-
-fn ctx(tenant: TenantId, role: Role, user: &str) -> RequestContext {
-    let actor = Actor {
-        user_id: UserId::parse(user).unwrap(),
-        tenant_id: tenant,
-        role,
-    };
-    let metadata = EventMetadata::new(&actor, format!("req-{user}"), Source::Api);
-    RequestContext { actor, metadata }
-}
-
-/// Onboards a tenant and submits one query; returns the tenant and the diagnosis.
-async fn ask(service: &Service) -> (TenantId, DiagnosisId) {
-    let tenant = TenantId::new();
-    let admin = ctx(tenant, Role::Admin, "relay-admin");
-    let customer = ctx(tenant, Role::Customer, "relay-customer");
-    service
-        .onboard_tenant(
-            &admin,
-            TenantCommand::Onboard {
-                actor: admin.actor.clone(),
-                name: TenantName::parse("Relay Ltd").unwrap(),
-                plan: PlanTier::Professional,
-            },
-        )
-        .await
-        .expect("onboarded");
-    let session = SessionId::new();
-    service
-        .open_session(
-            &customer,
-            session,
-            Subject::parse("Contract").unwrap(),
-            vec![],
-        )
-        .await
-        .expect("session opened");
-    let query = QueryId::new();
-    service
-        .submit_query(
-            &customer,
-            session,
-            query,
-            QueryText::parse("Is the indemnity cap enforceable?").unwrap(),
-        )
-        .await
-        .expect("query submitted");
-    (tenant, DiagnosisId::for_query(query))
-}
+use support::scenario::{tenant_with_question, CountingLlm, FixedEmbedder};
 
 struct Env {
     db: TestDb,
@@ -160,7 +104,7 @@ async fn receive_exactly(queue: &Queue, n: usize) -> Vec<Received> {
 async fn a_requested_diagnosis_becomes_exactly_one_message_on_the_diagnosis_queue() {
     let env = env().await;
     let service = Service::new(env.app.clone());
-    let (tenant, diagnosis) = ask(&service).await;
+    let (tenant, diagnosis) = tenant_with_question(&service, "relay").await;
     let relay = || Relay::new(&env.aws, &env.config, env.app.clone());
     drain(&env, relay).await;
     // A second drain finds nothing new: still one message.
@@ -229,7 +173,7 @@ async fn an_eventbridge_rule_delivers_matched_events_to_its_target_queue() {
         .expect("target");
 
     let service = Service::new(env.app.clone());
-    let (tenant, diagnosis) = ask(&service).await;
+    let (tenant, diagnosis) = tenant_with_question(&service, "relay").await;
     drain(&env, || Relay::new(&env.aws, &env.config, env.app.clone())).await;
 
     // Only the DiagnosisRequested event matches (not TenantOnboarded, SessionOpened, ...).
@@ -251,49 +195,11 @@ fn aws_sdk_eventbridge_client(
     casebook_adapters::aws::aws_sdk_eventbridge::Client::new(aws)
 }
 
-/// A deterministic embedder.
-struct FixedEmbedder;
-
-#[async_trait]
-impl Embedder for FixedEmbedder {
-    fn model_id(&self) -> &str {
-        "test-embedder"
-    }
-    fn dimension(&self) -> usize {
-        4
-    }
-    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        Ok(texts.iter().map(|_| vec![0.5, 0.5, 0.5, 0.5]).collect())
-    }
-}
-
-/// A model that counts its calls.
-#[derive(Default)]
-struct CountingLlm {
-    calls: AtomicUsize,
-}
-
-#[async_trait]
-impl Llm for CountingLlm {
-    async fn diagnose(&self, _prompt: &DiagnosisPrompt) -> Result<LlmAnswer, LlmError> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        Ok(LlmAnswer {
-            text: DiagnosisText::parse("The cap is enforceable.").unwrap(),
-            findings: vec![],
-            confidence: Confidence::new(0.6).unwrap(),
-            input_tokens: 10,
-            output_tokens: 5,
-            model_id: "test-model".to_owned(),
-            stop_reason: StopReason::EndTurn,
-        })
-    }
-}
-
 #[tokio::test]
 async fn a_relay_killed_after_publishing_delivers_twice_and_the_consumer_acts_once() {
     let env = env().await;
     let service = Service::new(env.app.clone());
-    let (_tenant, diagnosis) = ask(&service).await;
+    let (_tenant, diagnosis) = tenant_with_question(&service, "relay").await;
     let crashed = Arc::new(AtomicBool::new(false));
     let hook_crashed = crashed.clone();
     let hook: casebook_handlers::relay::AfterPublish = Arc::new(move |events| {

@@ -1,14 +1,14 @@
 //! The application service against the real Postgres: the whole happy path, metadata on
 //! every event, and tenant isolation.
 
+mod support;
+
 use casebook_adapters::postgres::DbRole;
 use casebook_domain::actor::{Actor, Role};
 use casebook_domain::diagnosis::{
     DiagnosisCommand, Finding, Provenance, RetrievedJudgment, Severity,
 };
-use casebook_domain::ids::{
-    DecisionId, DiagnosisId, JudgmentId, QueryId, SessionId, TenantId, UserId,
-};
+use casebook_domain::ids::{DecisionId, DiagnosisId, JudgmentId, QueryId, SessionId, TenantId};
 use casebook_domain::metadata::{EventMetadata, Source};
 use casebook_domain::policy::{ModelTier, PlanTier};
 use casebook_domain::tenant::TenantCommand;
@@ -18,16 +18,7 @@ use casebook_handlers::service::{ConsultantVerdict, RequestContext, Service, Ser
 use casebook_projections::log::{Checkpoint, LogReader, RecordedEvent, Scope};
 use casebook_tests::TestDb;
 use futures::TryStreamExt;
-
-fn ctx(tenant: TenantId, role: Role, user: &str) -> RequestContext {
-    let actor = Actor {
-        user_id: UserId::parse(user).unwrap(),
-        tenant_id: tenant,
-        role,
-    };
-    let metadata = EventMetadata::new(&actor, format!("req-{user}"), Source::Api);
-    RequestContext { actor, metadata }
-}
+use support::scenario::ctx;
 
 fn system(tenant: TenantId) -> RequestContext {
     let actor = Actor::system(tenant);

@@ -2,73 +2,24 @@
 //! message whose handler always fails moves to the DLQ after `maxReceiveCount` receives
 //! without blocking the other messages of its batch.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod support;
+
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use aws_lambda_events::event::sqs::SqsEvent;
 use casebook_adapters::aws::setup::{ensure_resources, ResourceNames};
 use casebook_adapters::aws::shared_config;
 use casebook_adapters::aws::sqs::Queue;
 use casebook_adapters::postgres::DbRole;
-use casebook_domain::actor::{Actor, Role};
-use casebook_domain::ids::{DiagnosisId, QueryId, SessionId, TenantId, UserId};
-use casebook_domain::metadata::{EventMetadata, Source};
-use casebook_domain::policy::PlanTier;
-use casebook_domain::ports::{
-    DiagnosisPrompt, EmbedError, Embedder, Llm, LlmAnswer, LlmError, StopReason,
-};
-use casebook_domain::tenant::TenantCommand;
-use casebook_domain::values::{Confidence, DiagnosisText, QueryText, Subject, TenantName};
+use casebook_domain::ids::{DiagnosisId, QueryId, TenantId};
 use casebook_handlers::relay::DiagnosisMessage;
-use casebook_handlers::service::{RequestContext, Service};
+use casebook_handlers::service::Service;
 use casebook_handlers::worker::{handle_sqs_event, run_worker_until, Worker};
 use casebook_tests::TestDb;
 use sqlx::PgPool;
-
-fn ctx(tenant: TenantId, role: Role, user: &str) -> RequestContext {
-    let actor = Actor {
-        user_id: UserId::parse(user).unwrap(),
-        tenant_id: tenant,
-        role,
-    };
-    let metadata = EventMetadata::new(&actor, format!("req-{user}"), Source::Api);
-    RequestContext { actor, metadata }
-}
-
-async fn ask(service: &Service) -> (TenantId, DiagnosisId) {
-    let tenant = TenantId::new();
-    let admin = ctx(tenant, Role::Admin, "worker-admin");
-    let customer = ctx(tenant, Role::Customer, "worker-customer");
-    service
-        .onboard_tenant(
-            &admin,
-            TenantCommand::Onboard {
-                actor: admin.actor.clone(),
-                name: TenantName::parse("Worker Ltd").unwrap(),
-                plan: PlanTier::Professional,
-            },
-        )
-        .await
-        .expect("onboarded");
-    let session = SessionId::new();
-    service
-        .open_session(&customer, session, Subject::parse("Lease").unwrap(), vec![])
-        .await
-        .expect("session opened");
-    let query = QueryId::new();
-    service
-        .submit_query(
-            &customer,
-            session,
-            query,
-            QueryText::parse("May the landlord raise the rent twice a year?").unwrap(),
-        )
-        .await
-        .expect("query submitted");
-    (tenant, DiagnosisId::for_query(query))
-}
+use support::scenario::{tenant_with_question, CountingLlm, FixedEmbedder};
 
 fn message(tenant: TenantId, diagnosis: DiagnosisId) -> String {
     serde_json::to_string(&DiagnosisMessage {
@@ -77,42 +28,6 @@ fn message(tenant: TenantId, diagnosis: DiagnosisId) -> String {
         diagnosis_id: diagnosis.to_string().parse().unwrap(),
     })
     .unwrap()
-}
-
-struct FixedEmbedder;
-
-#[async_trait]
-impl Embedder for FixedEmbedder {
-    fn model_id(&self) -> &str {
-        "test-embedder"
-    }
-    fn dimension(&self) -> usize {
-        4
-    }
-    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        Ok(texts.iter().map(|_| vec![0.5; 4]).collect())
-    }
-}
-
-#[derive(Default)]
-struct CountingLlm {
-    calls: AtomicUsize,
-}
-
-#[async_trait]
-impl Llm for CountingLlm {
-    async fn diagnose(&self, _prompt: &DiagnosisPrompt) -> Result<LlmAnswer, LlmError> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        Ok(LlmAnswer {
-            text: DiagnosisText::parse("Only once a year, per the lease.").unwrap(),
-            findings: vec![],
-            confidence: Confidence::new(0.7).unwrap(),
-            input_tokens: 12,
-            output_tokens: 6,
-            model_id: "test-model".to_owned(),
-            stop_reason: StopReason::EndTurn,
-        })
-    }
 }
 
 async fn proposals(pool: &PgPool, diagnosis: DiagnosisId) -> i64 {
@@ -172,7 +87,7 @@ async fn the_lambda_handler_reports_exactly_the_failed_records() {
     let db = TestDb::new().await;
     let app = db.pool(DbRole::App, 4).await;
     let service = Service::new(app.clone());
-    let (tenant, diagnosis) = ask(&service).await;
+    let (tenant, diagnosis) = tenant_with_question(&service, "worker").await;
     let missing = DiagnosisId::for_query(QueryId::new());
     let json = |s: String| serde_json::to_string(&s).unwrap();
     let fixture = FIXTURE
@@ -205,7 +120,7 @@ async fn a_message_that_always_fails_moves_to_the_dlq_without_blocking_its_batch
     let db = TestDb::new().await;
     let app = db.pool(DbRole::App, 4).await;
     let service = Service::new(app.clone());
-    let (tenant, diagnosis) = ask(&service).await;
+    let (tenant, diagnosis) = tenant_with_question(&service, "worker").await;
     let aws = shared_config().await;
     let mut names =
         ResourceNames::with_prefix(&format!("worker-{}", uuid::Uuid::new_v4().simple()));

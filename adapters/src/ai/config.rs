@@ -26,9 +26,7 @@
 //! The local stack exports `AWS_*` variables for its AWS emulator, which has no Bedrock: so
 //! Bedrock is used only when asked for by `CASEBOOK_AI_PROVIDER=bedrock`.
 
-use std::fmt;
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::time::Duration;
 
 use casebook_domain::policy::ModelTier;
@@ -36,7 +34,7 @@ use casebook_domain::policy::ModelTier;
 use crate::ai::bedrock::CallPolicy;
 use crate::ai::local::{MiniLmRuntime, GGUF_DIR, MINILM_DIR, SMOLLM2_FILE};
 use crate::ai::pricing::{ModelPrice, PriceTable};
-use crate::config::ConfigError;
+use crate::config::{parse_or, ConfigError};
 
 /// Which family of providers serves embeddings and generation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -313,24 +311,6 @@ impl BedrockConfig {
             call_policy,
             prices,
         })
-    }
-}
-
-fn parse_or<T>(
-    lookup: &impl Fn(&str) -> Option<String>,
-    name: &'static str,
-    default: T,
-) -> Result<T, ConfigError>
-where
-    T: FromStr,
-    T::Err: fmt::Display,
-{
-    match lookup(name) {
-        None => Ok(default),
-        Some(raw) => raw.parse().map_err(|err: T::Err| ConfigError::Invalid {
-            name,
-            reason: err.to_string(),
-        }),
     }
 }
 

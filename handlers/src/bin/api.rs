@@ -11,10 +11,7 @@ use casebook_handlers::telemetry;
 async fn main() -> anyhow::Result<()> {
     telemetry::init();
     let config = Config::from_env().context("reading configuration")?;
-    let auth = config
-        .auth
-        .as_ref()
-        .context("CASEBOOK_JWT_ISSUER and CASEBOOK_JWT_AUDIENCE must be set")?;
+    let auth = config.require_auth()?;
     let state = api_state(&config, verifier(auth).context("token settings")?)
         .await
         .context("connecting")?;

@@ -16,10 +16,7 @@ use lambda_runtime::{service_fn, LambdaEvent};
 async fn main() -> Result<(), lambda_runtime::Error> {
     telemetry::init();
     let config = Config::from_env().context("reading configuration")?;
-    let auth = config
-        .auth
-        .as_ref()
-        .context("CASEBOOK_JWT_ISSUER and CASEBOOK_JWT_AUDIENCE must be set")?;
+    let auth = config.require_auth()?;
     let pool = postgres::connect(config.database.connect_options(), DbRole::App, 2)
         .await
         .context("connecting")?;

@@ -36,9 +36,7 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::from_env().context("reading configuration")?;
     match cli.command {
         Command::Serve => {
-            let auth = config.auth.as_ref().context(
-                "CASEBOOK_JWT_ISSUER and CASEBOOK_JWT_AUDIENCE are not set (infra/local/run.sh sets them for the local user pool)",
-            )?;
+            let auth = config.require_auth()?;
             let verifier = verifier(auth).context("token settings")?;
             let app = Application::build(&config, verifier)
                 .await

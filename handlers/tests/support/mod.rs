@@ -2,6 +2,8 @@
 
 #![allow(dead_code)] // each test binary uses its own part of the harness
 
+pub mod scenario;
+
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode};
 use axum::response::Response;

@@ -5,7 +5,7 @@ use std::time::Duration;
 use casebook_domain::ids::{DiagnosisId, SessionId, TenantId};
 use sqlx::{PgConnection, Row};
 
-use super::{fetch_limit, page, Page, PageRequest};
+use super::{fetch_limit, newest_first, page, Page, PageRequest};
 use crate::models::{diagnosis_from_row, Diagnosis, DIAGNOSIS_COLUMNS};
 use crate::sql::select_list;
 
@@ -46,19 +46,16 @@ pub async fn list(
     tenant: TenantId,
     request: PageRequest,
 ) -> Result<Page<Diagnosis>, sqlx::Error> {
-    let sql = format!(
-        "SELECT {} FROM diagnoses
-          WHERE tenant_id = $1 AND ($2::bigint IS NULL OR position < $2)
-          ORDER BY position DESC LIMIT $3",
-        select_list(DIAGNOSIS_COLUMNS)
-    );
-    let rows = sqlx::query(&sql)
-        .bind(tenant.as_uuid())
-        .bind(request.after)
-        .bind(fetch_limit(request))
-        .fetch_all(conn)
-        .await?;
-    page(rows, request, diagnosis_from_row, |d| d.position)
+    newest_first(
+        conn,
+        "diagnoses",
+        &select_list(DIAGNOSIS_COLUMNS),
+        tenant,
+        request,
+        diagnosis_from_row,
+        |d| d.position,
+    )
+    .await
 }
 
 /// The diagnoses requested in one session of `tenant`, in request order.

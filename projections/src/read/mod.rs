@@ -13,7 +13,9 @@ pub mod sessions;
 pub mod tenants;
 pub mod usage;
 
+use casebook_domain::ids::TenantId;
 use sqlx::postgres::PgRow;
+use sqlx::PgConnection;
 
 /// Which page of a list to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,4 +63,29 @@ pub(crate) fn page<T>(
 /// `limit + 1` for the query, so [`page`] can tell whether there is more.
 pub(crate) fn fetch_limit(request: PageRequest) -> i64 {
     request.limit.max(1).saturating_add(1)
+}
+
+/// One page of `table`'s rows of `tenant`, newest first by `position`: the list every
+/// position-keyed read model offers.
+pub(crate) async fn newest_first<T>(
+    conn: &mut PgConnection,
+    table: &str,
+    columns: &str,
+    tenant: TenantId,
+    request: PageRequest,
+    from_row: impl Fn(&PgRow) -> Result<T, sqlx::Error>,
+    cursor: impl Fn(&T) -> i64,
+) -> Result<Page<T>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {columns} FROM {table}
+          WHERE tenant_id = $1 AND ($2::bigint IS NULL OR position < $2)
+          ORDER BY position DESC LIMIT $3"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(tenant.as_uuid())
+        .bind(request.after)
+        .bind(fetch_limit(request))
+        .fetch_all(conn)
+        .await?;
+    page(rows, request, from_row, cursor)
 }

@@ -3,7 +3,7 @@
 use casebook_domain::ids::{SessionId, TenantId};
 use sqlx::PgConnection;
 
-use super::{fetch_limit, page, Page, PageRequest};
+use super::{newest_first, Page, PageRequest};
 use crate::models::{
     query_from_row, session_from_row, Session, SessionQuery, QUERY_COLUMNS, SESSION_COLUMNS,
 };
@@ -35,19 +35,16 @@ pub async fn list(
     tenant: TenantId,
     request: PageRequest,
 ) -> Result<Page<Session>, sqlx::Error> {
-    let sql = format!(
-        "SELECT {} FROM sessions
-          WHERE tenant_id = $1 AND ($2::bigint IS NULL OR position < $2)
-          ORDER BY position DESC LIMIT $3",
-        select_list(SESSION_COLUMNS)
-    );
-    let rows = sqlx::query(&sql)
-        .bind(tenant.as_uuid())
-        .bind(request.after)
-        .bind(fetch_limit(request))
-        .fetch_all(conn)
-        .await?;
-    page(rows, request, session_from_row, |s| s.position)
+    newest_first(
+        conn,
+        "sessions",
+        &select_list(SESSION_COLUMNS),
+        tenant,
+        request,
+        session_from_row,
+        |s| s.position,
+    )
+    .await
 }
 
 /// The queries of one session of `tenant`, in the order they were submitted.

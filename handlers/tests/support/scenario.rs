@@ -1,0 +1,120 @@
+//! Domain-level fixtures shared by the service, relay and worker tests: request contexts, a
+//! tenant with one question asked, and deterministic stand-ins for the AI ports.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+use casebook_domain::actor::{Actor, Role};
+use casebook_domain::ids::{DiagnosisId, QueryId, SessionId, TenantId, UserId};
+use casebook_domain::metadata::{EventMetadata, Source};
+use casebook_domain::policy::PlanTier;
+use casebook_domain::ports::{
+    DiagnosisPrompt, EmbedError, Embedder, Llm, LlmAnswer, LlmError, StopReason,
+};
+use casebook_domain::tenant::TenantCommand;
+use casebook_domain::values::{Confidence, DiagnosisText, QueryText, Subject, TenantName};
+use casebook_handlers::service::{RequestContext, Service};
+
+/// `user` of `tenant` acting as `role` through the API.
+pub fn ctx(tenant: TenantId, role: Role, user: &str) -> RequestContext {
+    let actor = Actor {
+        user_id: UserId::parse(user).unwrap(),
+        tenant_id: tenant,
+        role,
+    };
+    let metadata = EventMetadata::new(&actor, format!("req-{user}"), Source::Api);
+    RequestContext { actor, metadata }
+}
+
+/// Onboards a new tenant (its admin is `<name>-admin`).
+pub async fn onboard(service: &Service, name: &str) -> TenantId {
+    let tenant = TenantId::new();
+    let admin = ctx(tenant, Role::Admin, &format!("{name}-admin"));
+    service
+        .onboard_tenant(
+            &admin,
+            TenantCommand::Onboard {
+                actor: admin.actor.clone(),
+                name: TenantName::parse(name).unwrap(),
+                plan: PlanTier::Professional,
+            },
+        )
+        .await
+        .expect("onboarded");
+    tenant
+}
+
+/// `customer` opens a session in `tenant` and asks `question`: the diagnosis is requested.
+pub async fn ask(
+    service: &Service,
+    customer: &RequestContext,
+    question: &str,
+) -> (SessionId, DiagnosisId) {
+    let session = SessionId::new();
+    service
+        .open_session(
+            customer,
+            session,
+            Subject::parse("Contract").unwrap(),
+            vec![],
+        )
+        .await
+        .expect("session opened");
+    let query = QueryId::new();
+    service
+        .submit_query(
+            customer,
+            session,
+            query,
+            QueryText::parse(question).unwrap(),
+        )
+        .await
+        .expect("query submitted");
+    (session, DiagnosisId::for_query(query))
+}
+
+/// A new tenant with one question asked by its customer.
+pub async fn tenant_with_question(service: &Service, name: &str) -> (TenantId, DiagnosisId) {
+    let tenant = onboard(service, name).await;
+    let customer = ctx(tenant, Role::Customer, &format!("{name}-customer"));
+    let (_, diagnosis) = ask(service, &customer, "Is the indemnity cap enforceable?").await;
+    (tenant, diagnosis)
+}
+
+/// The same vector for every text.
+pub struct FixedEmbedder;
+
+#[async_trait]
+impl Embedder for FixedEmbedder {
+    fn model_id(&self) -> &str {
+        "test-embedder"
+    }
+    fn dimension(&self) -> usize {
+        4
+    }
+    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        Ok(texts.iter().map(|_| vec![0.5; 4]).collect())
+    }
+}
+
+/// A model with one fixed answer that counts how often it is asked.
+#[derive(Default)]
+pub struct CountingLlm {
+    pub calls: AtomicUsize,
+}
+
+#[async_trait]
+impl Llm for CountingLlm {
+    async fn diagnose(&self, _prompt: &DiagnosisPrompt) -> Result<LlmAnswer, LlmError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        Ok(LlmAnswer {
+            text: DiagnosisText::parse("The cap is enforceable.").unwrap(),
+            findings: vec![],
+            confidence: Confidence::new(0.6).unwrap(),
+            input_tokens: 10,
+            output_tokens: 5,
+            model_id: "test-model".to_owned(),
+            stop_reason: StopReason::EndTurn,
+        })
+    }
+}
