@@ -11,6 +11,7 @@ use casebook_adapters::postgres::{self, DbRole};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 
+use casebook_projections::judgment_index::JudgmentIndexSubscription;
 use casebook_projections::projection::ProjectionId;
 use casebook_projections::runner::{RunError, Runner};
 
@@ -69,8 +70,11 @@ impl Application {
             .map_err(ServeError::Migrate)?;
         owner.close().await;
         let state = api_state(config, auth).await?;
-        let mut projector = projector(projector_pool(config).await?, state.service.clone());
-        let worker = match async_wiring(&state.pool).await? {
+        let ai = AiConfig::from_env().map_err(|err| ServeError::Aws(Box::new(err)))?;
+        let providers = AiProviders::from_config(&ai).await;
+        let mut projector = projector(projector_pool(config).await?, state.service.clone())
+            .with_subscription(JudgmentIndexSubscription::new(providers.embedder.clone()));
+        let worker = match async_wiring(&state.pool, &providers).await? {
             Some((relay, worker, queue)) => {
                 projector = projector.with_subscription(relay);
                 Some((worker, queue))
@@ -96,8 +100,8 @@ impl Application {
         self.listener.local_addr()
     }
 
-    /// Serves the API and runs every subscription (read models, audit chain, reactions)
-    /// until `shutdown` completes, then lets in-flight requests and batches finish.
+    /// Serves the API and runs every subscription (read models, audit chain, reactions, the
+    /// judgment index) until `shutdown` completes, then lets in-flight requests and batches finish.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -158,7 +162,8 @@ pub fn verifier(config: &AuthConfig) -> Result<Authenticator, InvalidVerifierCon
 
 /// The pool the subscriptions run on (as `casebook_projector`), sized for all of them.
 pub async fn projector_pool(config: &Config) -> Result<PgPool, ServeError> {
-    let subscriptions = ProjectionId::ALL.len() + 1;
+    // The projections, the reactions and the judgment index.
+    let subscriptions = ProjectionId::ALL.len() + 2;
     postgres::connect(
         config.database.connect_options(),
         DbRole::Projector,
@@ -178,9 +183,13 @@ pub fn projector(pool: PgPool, service: Service) -> Runner {
 
 /// The relay and the diagnosis worker, when AWS is reachable: against the local emulator
 /// (`AWS_ENDPOINT_URL`) the bus and queues are created on the spot; deployed, their names come
-/// from the environment (`EVENT_BUS_NAME`, `DIAGNOSIS_QUEUE_URL`). The worker's models are the
-/// embedded local ones unless Bedrock is configured (`AiConfig`).
-pub async fn async_wiring(app_pool: &PgPool) -> Result<Option<(Relay, Worker, Queue)>, ServeError> {
+/// from the environment (`EVENT_BUS_NAME`, `DIAGNOSIS_QUEUE_URL`). The worker embeds and
+/// diagnoses with `providers` (the embedded local models unless Bedrock is configured), the
+/// same embedder the judgment index is built with.
+pub async fn async_wiring(
+    app_pool: &PgPool,
+    providers: &AiProviders,
+) -> Result<Option<(Relay, Worker, Queue)>, ServeError> {
     let aws = shared_config().await;
     let relay_config = if std::env::var_os("AWS_ENDPOINT_URL").is_some() {
         let resources = ensure_resources(&aws, &ResourceNames::with_prefix("casebook-local"))
@@ -197,10 +206,8 @@ pub async fn async_wiring(app_pool: &PgPool) -> Result<Option<(Relay, Worker, Qu
             Err(_) => return Ok(None),
         }
     };
-    let ai = AiConfig::from_env().map_err(|err| ServeError::Aws(Box::new(err)))?;
-    let providers = AiProviders::from_config(&ai).await;
     let relay = Relay::new(&aws, &relay_config, app_pool.clone());
-    let worker = Worker::new(app_pool.clone(), providers.embedder, providers.llm);
+    let worker = Worker::from_providers(app_pool.clone(), providers);
     let queue = Queue::new(&aws, &relay_config.diagnosis_queue_url);
     Ok(Some((relay, worker, queue)))
 }

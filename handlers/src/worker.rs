@@ -18,19 +18,26 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use casebook_adapters::ai::pricing::PriceTable;
+use casebook_adapters::ai::prompt::DIAGNOSIS_V1;
+use casebook_adapters::ai::AiProviders;
 use casebook_adapters::aws::sqs::Queue;
 use casebook_adapters::event_store::EventStore;
 use casebook_domain::actor::Actor;
 use casebook_domain::diagnosis::{
-    Diagnosis, DiagnosisCommand, DiagnosisEvent, DiagnosisStatus, RetrievedJudgment,
+    Diagnosis, DiagnosisCommand, DiagnosisEvent, DiagnosisStatus, Provenance, RetrievedJudgment,
 };
-use casebook_domain::ids::{DiagnosisId, TenantId};
+use casebook_domain::ids::{DiagnosisId, SessionId, TenantId};
 use casebook_domain::metadata::{EventMetadata, Source};
-use casebook_domain::policy::ModelTier;
-use casebook_domain::ports::{DiagnosisPrompt, Embedder, Llm, LlmError, Precedent};
+use casebook_domain::policy::{
+    next_call, Complexity, ModelPolicy, ModelTier, NextCall, PlanTier, QueryFeatures, RoutedAnswer,
+};
+use casebook_domain::ports::{DiagnosisPrompt, EmbedError, Embedder, Llm, LlmAnswer, LlmError};
+use casebook_domain::session::{SessionEvent, TenantSession};
+use casebook_domain::tenant::Tenant;
 use casebook_domain::upcast::upcasters;
 use casebook_domain::values::{QueryText, Reason};
-use sha2::{Digest, Sha256};
+use casebook_projections::judgment_index::{self, JudgmentHit};
 use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
@@ -41,9 +48,6 @@ use crate::service::{RequestContext, Service, ServiceError};
 pub const DIAGNOSIS_CONSUMER: &str = "diagnosis-worker";
 /// Precedents retrieved per diagnosis.
 pub const PRECEDENTS: u32 = 5;
-/// The diagnosis prompt template's id.
-pub const PROMPT_TEMPLATE_ID: &str = "diagnosis/v1";
-const SYSTEM_PROMPT: &str = "You are a senior consultant. Diagnose the customer's query using the precedents given; answer with a diagnosis, its findings and your confidence.";
 
 /// Any error, boxed.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -110,20 +114,39 @@ pub struct Worker {
     pool: PgPool,
     service: Service,
     diagnoses: EventStore<Diagnosis>,
+    tenants: EventStore<Tenant>,
+    sessions: EventStore<TenantSession>,
     embedder: Arc<dyn Embedder>,
     llm: Arc<dyn Llm>,
+    prices: PriceTable,
 }
 
 impl Worker {
-    /// A worker over `pool` (the application role) and the AI ports.
+    /// A worker over `pool` (the application role) and the AI ports, with no prices (every
+    /// answer costs 0, as for models run in process).
     pub fn new(pool: PgPool, embedder: Arc<dyn Embedder>, llm: Arc<dyn Llm>) -> Self {
         Self {
             service: Service::new(pool.clone()),
             diagnoses: EventStore::new(pool.clone(), upcasters()),
+            tenants: EventStore::new(pool.clone(), upcasters()),
+            sessions: EventStore::new(pool.clone(), upcasters()),
             pool,
             embedder,
             llm,
+            prices: PriceTable::default(),
         }
+    }
+
+    /// A worker over `pool` with the process's providers, pricing answers by their table.
+    pub fn from_providers(pool: PgPool, providers: &AiProviders) -> Self {
+        Self::new(pool, providers.embedder.clone(), providers.llm.clone())
+            .with_prices(providers.prices.clone())
+    }
+
+    /// Prices answers by `prices` for their provenance.
+    pub fn with_prices(mut self, prices: PriceTable) -> Self {
+        self.prices = prices;
+        self
     }
 
     /// Handles one message by its `type` attribute (a body without one is a diagnosis
@@ -143,39 +166,39 @@ impl Worker {
         }
     }
 
-    /// Retrieves context for a requested diagnosis, asks the model and records the proposal.
-    /// Idempotent: a diagnosis past the point this message asks for is success.
+    /// Retrieves context for a requested diagnosis, asks the models the routing policy picks
+    /// and records the proposal with its provenance. Idempotent: a diagnosis past the point
+    /// this message asks for is success.
+    ///
+    /// Every command it issues names the request's event as its cause and carries on the
+    /// request's correlation id, so an auditor can walk from the customer's query to the
+    /// proposal.
     pub async fn handle_diagnosis(&self, message: &DiagnosisMessage) -> Result<(), WorkerError> {
-        let diagnosis_id: DiagnosisId = message
-            .diagnosis_id
-            .to_string()
-            .parse()
-            .map_err(|_| WorkerError::Malformed("diagnosis id".into()))?;
+        let diagnosis_id = DiagnosisId::from_uuid(message.diagnosis_id);
         let aggregate_id = diagnosis_id.to_string();
         let events = cqrs_es::EventStore::load_events(&self.diagnoses, &aggregate_id)
             .await
             .map_err(|e| failed("load diagnosis", e))?;
-        let mut query = None;
-        let mut tenant = None;
+        let mut request = None;
         let mut diagnosis = Diagnosis::default();
         for envelope in &events {
             if let DiagnosisEvent::DiagnosisRequested {
-                query: text,
+                query,
                 tenant_id,
+                session_id,
                 ..
             } = &envelope.payload
             {
-                query = Some(text.clone());
-                tenant = Some(*tenant_id);
+                request = Some((query.clone(), *tenant_id, *session_id, &envelope.metadata));
             }
             cqrs_es::Aggregate::apply(&mut diagnosis, envelope.payload.clone());
         }
-        let (Some(query), Some(tenant_id)) = (query, tenant) else {
+        let Some((query, tenant_id, session_id, request_metadata)) = request else {
             return Err(WorkerError::Malformed(format!(
                 "diagnosis {aggregate_id} not found"
             )));
         };
-        if tenant_id.to_string() != message.tenant_id.to_string() {
+        if *tenant_id.as_uuid() != message.tenant_id {
             return Err(WorkerError::Malformed(
                 "tenant does not own the diagnosis".into(),
             ));
@@ -190,18 +213,47 @@ impl Worker {
                 return Ok(());
             }
         }
+        let cause = serde_json::to_value(request_metadata)
+            .map_err(|e| failed("request metadata", e))
+            .and_then(|value| {
+                EventMetadata::from_json(value).map_err(|e| {
+                    WorkerError::Malformed(format!("request metadata of {aggregate_id}: {e}"))
+                })
+            })?;
         let actor = Actor::system(tenant_id);
         let ctx = RequestContext {
-            metadata: EventMetadata::new(&actor, message.event_id.clone(), Source::Worker),
+            metadata: EventMetadata::caused_by(
+                &actor,
+                &cause,
+                message.event_id.clone(),
+                Source::Worker,
+            ),
             actor,
         };
-        let precedents = self.retrieve(tenant_id, &query).await?;
+        let routing = self.routing(tenant_id, session_id, &query).await?;
+
+        let hits = match self.retrieve(tenant_id, &query).await {
+            Ok(hits) => hits,
+            Err(Retrieval::Embed(err)) => {
+                let retryable = err.is_retryable();
+                return self
+                    .fail(
+                        &ctx,
+                        diagnosis_id,
+                        format!("embedding the query failed: {err}"),
+                        retryable,
+                        err,
+                    )
+                    .await;
+            }
+            Err(Retrieval::Other(err)) => return Err(err),
+        };
         if status != Some(DiagnosisStatus::ContextRetrieved) {
-            let judgments = precedents
+            let judgments = hits
                 .iter()
-                .map(|p| RetrievedJudgment {
-                    judgment_id: p.judgment_id,
-                    score: p.score,
+                .map(|hit| RetrievedJudgment {
+                    judgment_id: hit.judgment_id,
+                    score: hit.score,
                 })
                 .collect();
             let command = DiagnosisCommand::RecordContext {
@@ -216,25 +268,52 @@ impl Worker {
                 return Ok(());
             }
         }
-        let prompt = DiagnosisPrompt {
-            system: SYSTEM_PROMPT.to_owned(),
+        let retrieved_judgment_ids: Vec<_> = hits.iter().map(|hit| hit.judgment_id).collect();
+        let precedent_positions: Vec<i64> = hits.iter().map(|hit| hit.source_position).collect();
+        let mut prompt = DiagnosisPrompt {
+            system: DIAGNOSIS_V1.text().to_owned(),
             query,
-            precedents: precedents.clone(),
+            precedents: hits.into_iter().map(JudgmentHit::into_precedent).collect(),
             tier: ModelTier::Standard,
         };
-        let answer = match self.llm.diagnose(&prompt).await {
-            Ok(answer) => answer,
-            Err(err) => return self.fail(&ctx, diagnosis_id, err).await,
+        let (answer, usage) = match self.ask(&mut prompt, &routing).await {
+            Ok(answered) => answered,
+            Err(err) => {
+                let retryable = err.is_retryable();
+                return self
+                    .fail(
+                        &ctx,
+                        diagnosis_id,
+                        format!("model call failed: {err}"),
+                        retryable,
+                        err,
+                    )
+                    .await;
+            }
         };
-        let provenance = casebook_domain::diagnosis::Provenance {
-            model_id: answer.model_id.clone(),
+        tracing::info!(
+            diagnosis = %aggregate_id,
+            tenant = %tenant_id,
+            model_id = %answer.model_id,
+            tier = ?prompt.tier,
+            calls = usage.calls,
+            stop_reason = ?answer.stop_reason,
+            embedding_model = %self.embedder.model_id(),
+            precedent_positions = ?precedent_positions,
+            input_tokens = usage.input_tokens,
+            output_tokens = usage.output_tokens,
+            cost_usd_micros = usage.cost_usd_micros,
+            "diagnosis answered"
+        );
+        let provenance = Provenance {
+            model_id: answer.model_id,
             model_tier: prompt.tier,
-            prompt_template_id: PROMPT_TEMPLATE_ID.to_owned(),
-            prompt_template_hash: format!("{:x}", Sha256::digest(SYSTEM_PROMPT.as_bytes())),
-            retrieved_judgment_ids: precedents.iter().map(|p| p.judgment_id).collect(),
-            input_tokens: answer.input_tokens,
-            output_tokens: answer.output_tokens,
-            cost_usd_micros: 0,
+            prompt_template_id: DIAGNOSIS_V1.id().to_owned(),
+            prompt_template_hash: DIAGNOSIS_V1.sha256_hex(),
+            retrieved_judgment_ids,
+            input_tokens: usage.input_tokens,
+            output_tokens: usage.output_tokens,
+            cost_usd_micros: usage.cost_usd_micros,
         };
         let command = DiagnosisCommand::Propose {
             actor: ctx.actor.clone(),
@@ -251,42 +330,107 @@ impl Worker {
         Ok(())
     }
 
-    /// The tenant's nearest judgments; an index not built yet for the tenant gives none.
+    /// What the routing policy decides from: the tenant's plan and model policy, and the
+    /// query's length and attachments.
+    async fn routing(
+        &self,
+        tenant_id: TenantId,
+        session_id: SessionId,
+        query: &QueryText,
+    ) -> Result<Routing, WorkerError> {
+        let tenant: Tenant =
+            cqrs_es::EventStore::load_aggregate(&self.tenants, &tenant_id.to_string())
+                .await
+                .map_err(|e| failed("load tenant", e))?
+                .into_state();
+        let (Some(plan), Some(policy)) = (tenant.plan(), tenant.model_policy()) else {
+            return Err(WorkerError::Malformed(format!(
+                "tenant {tenant_id} is not onboarded"
+            )));
+        };
+        let session = cqrs_es::EventStore::load_events(&self.sessions, &session_id.to_string())
+            .await
+            .map_err(|e| failed("load session", e))?;
+        let attachment_count = session
+            .iter()
+            .find_map(|envelope| match &envelope.payload {
+                SessionEvent::SessionOpened { attachments, .. } => Some(attachments.len()),
+                _ => None,
+            })
+            .unwrap_or(0);
+        Ok(Routing {
+            plan,
+            policy,
+            features: QueryFeatures {
+                length_chars: query.as_str().chars().count(),
+                attachment_count,
+                flagged_hard: false,
+            },
+        })
+    }
+
+    /// Asks the tiers [`next_call`] picks until it says to propose; returns the last answer
+    /// (with `prompt.tier` its tier) and the usage of every call.
+    async fn ask(
+        &self,
+        prompt: &mut DiagnosisPrompt,
+        routing: &Routing,
+    ) -> Result<(LlmAnswer, Usage), LlmError> {
+        let mut routed = Vec::new();
+        let mut usage = Usage::default();
+        let mut last = None;
+        while let NextCall::Ask(tier) =
+            next_call(routing.plan, routing.policy, routing.features, &routed)
+        {
+            prompt.tier = tier;
+            let answer = self.llm.diagnose(prompt).await?;
+            usage.add(&answer, self.cost_usd_micros(&answer));
+            routed.push(RoutedAnswer {
+                tier,
+                confidence: answer.confidence,
+                complexity: Complexity::of_findings(&answer.findings),
+            });
+            last = Some(answer);
+        }
+        // `next_call` asks at least once before proposing.
+        let answer =
+            last.ok_or_else(|| LlmError::Permanent("the routing policy asked no model".into()))?;
+        Ok((answer, usage))
+    }
+
+    /// `answer`'s cost by the price table; 0 for a model it doesn't price (one run in
+    /// process: configuration checks every configured Bedrock model has a price).
+    fn cost_usd_micros(&self, answer: &LlmAnswer) -> u64 {
+        self.prices
+            .cost_usd_micros(&answer.model_id, answer.input_tokens, answer.output_tokens)
+            .unwrap_or(0)
+    }
+
+    /// The tenant's nearest judgments, best first (none before its first judgment is indexed).
     async fn retrieve(
         &self,
         tenant: TenantId,
         query: &QueryText,
-    ) -> Result<Vec<Precedent>, WorkerError> {
+    ) -> Result<Vec<JudgmentHit>, Retrieval> {
         let vectors = self
             .embedder
             .embed(&[query.as_str().to_owned()])
             .await
-            .map_err(|e| failed("embed query", e))?;
-        let Some(vector) = vectors.into_iter().next() else {
-            return Ok(Vec::new());
+            .map_err(Retrieval::Embed)?;
+        let [vector] = vectors.as_slice() else {
+            return Err(Retrieval::Other(WorkerError::Malformed(format!(
+                "the embedder returned {} vectors for one query",
+                vectors.len()
+            ))));
         };
         let mut conn = self
             .pool
             .acquire()
             .await
-            .map_err(|e| failed("acquire", e))?;
-        match casebook_projections::judgment_index::search(&mut conn, tenant, &vector, PRECEDENTS)
+            .map_err(|e| Retrieval::Other(failed("acquire", e)))?;
+        judgment_index::search(&mut conn, tenant, vector, PRECEDENTS)
             .await
-        {
-            Ok(hits) => Ok(hits
-                .into_iter()
-                .map(|hit| Precedent {
-                    judgment_id: hit.judgment_id,
-                    title: hit.title,
-                    body: hit.body,
-                    score: hit.score,
-                })
-                .collect()),
-            Err(err) => {
-                tracing::warn!(error = %err, tenant = %tenant, "judgment search failed; proceeding without precedents");
-                Ok(Vec::new())
-            }
-        }
+            .map_err(|e| Retrieval::Other(failed("search the judgment index", e)))
     }
 
     /// Records a failed attempt; a retryable failure also fails the message (SQS retries it).
@@ -294,11 +438,11 @@ impl Worker {
         &self,
         ctx: &RequestContext,
         diagnosis_id: DiagnosisId,
-        err: LlmError,
+        reason: String,
+        retryable: bool,
+        err: impl std::error::Error + Send + Sync + 'static,
     ) -> Result<(), WorkerError> {
-        let retryable = err.is_retryable();
-        let reason =
-            Reason::parse(format!("model call failed: {err}")).map_err(|e| failed("reason", e))?;
+        let reason = Reason::parse(reason).map_err(|e| failed("reason", e))?;
         let command = DiagnosisCommand::Fail {
             actor: ctx.actor.clone(),
             reason,
@@ -310,10 +454,41 @@ impl Worker {
                 .await,
         )?;
         if retryable {
-            Err(failed("model call", err))
+            Err(failed("diagnosis attempt", err))
         } else {
             Ok(())
         }
+    }
+}
+
+/// Why retrieving precedents failed: the embedder (recorded on the diagnosis) or the rest.
+enum Retrieval {
+    Embed(EmbedError),
+    Other(WorkerError),
+}
+
+/// What routing decides from, read once per message.
+struct Routing {
+    plan: PlanTier,
+    policy: ModelPolicy,
+    features: QueryFeatures,
+}
+
+/// Tokens and cost of every model call of an attempt (triage and escalation included).
+#[derive(Default)]
+struct Usage {
+    calls: u32,
+    input_tokens: u32,
+    output_tokens: u32,
+    cost_usd_micros: u64,
+}
+
+impl Usage {
+    fn add(&mut self, answer: &LlmAnswer, cost_usd_micros: u64) {
+        self.calls += 1;
+        self.input_tokens = self.input_tokens.saturating_add(answer.input_tokens);
+        self.output_tokens = self.output_tokens.saturating_add(answer.output_tokens);
+        self.cost_usd_micros = self.cost_usd_micros.saturating_add(cost_usd_micros);
     }
 }
 

@@ -11,19 +11,23 @@
 //!
 //! **One model per index.** The first write records the embedder's model and dimension;
 //! a write with another embedder fails with [`IndexError::ModelChanged`]: changing the
-//! model means a rebuild ([`reset`], then replaying the log).
+//! model means a rebuild ([`rebuild`]: [`reset`], then replaying the log).
 //!
-//! **Use.** A subscription calls [`apply`] with each batch of the log, inside the
-//! transaction that also moves its checkpoint (exactly-once effect); the diagnosis path
-//! calls [`search`]. Both take a plain `&mut PgConnection`, so any runner can drive them.
+//! **Use.** [`JudgmentIndexSubscription`] (run by `casebook serve` with the process's
+//! embedder) calls [`apply`] with each batch of the log, inside the transaction that also
+//! moves its checkpoint (exactly-once effect); the diagnosis path calls [`search`]. Both take
+//! a plain `&mut PgConnection`, so any runner can drive them. [`rebuild`] empties the index
+//! and rewinds the subscription, which then replays the log with its (new) embedder.
 
 mod apply;
 mod partition;
 mod search;
+mod subscription;
 
 pub use apply::{apply, Applied};
 pub use partition::{ensure_model, ensure_tenant_partition, reset};
 pub use search::{search, search_sql, JudgmentHit, EF_SEARCH};
+pub use subscription::{rebuild, JudgmentIndexSubscription, SUBSCRIPTION};
 
 use casebook_domain::any_event::DecodeError;
 use casebook_domain::ports::EmbedError;
