@@ -1,0 +1,358 @@
+//! `audit verify`: a tenant's hash chain checked in the database, or offline from files.
+//!
+//! Files are read line by line (constant memory) and may mix, in order:
+//! - audit rows, one [`AuditRecord`] per line (the nightly archive);
+//! - [`EventLine`]s of a `stream --audit` export, each carrying its audit row; the line's
+//!   event columns and metadata ids must agree with the row, so an edit to either shows;
+//! - chain heads ([`HeadLine`], or a bare `{seq, hash}`), which the chain read so far must
+//!   end at: rows deleted from the end show there.
+//!
+//! Together the files must hold the chain from its first row (a night's archive follows
+//! the earlier nights'). The first broken link is reported with its file, line, `seq` and
+//! global position.
+
+use std::borrow::Cow;
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+
+use casebook_domain::ids::TenantId;
+use casebook_projections::audit::{verify_chain, AuditRecord, BrokenLink, ChainVerifier, LinkProblem, VerifyError};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::cli::{AuditVerifyArgs, Output};
+use crate::stream::{ChainHead, EventLine, HeadLine};
+use crate::{db, progress, Error, Verdict};
+
+/// What `audit verify` found.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuditReport {
+    /// The tenant.
+    pub tenant_id: Uuid,
+    /// `database`, or the files verified.
+    pub source: String,
+    /// Rows verified before the first broken link (all of them when none is).
+    pub verified: u64,
+    /// Whether the chain verified.
+    pub ok: bool,
+    /// The chain's last verified row (files only).
+    pub head: Option<ChainHead>,
+    /// Whether a file's chain head anchored the end of the chain (files only): without one,
+    /// rows deleted from the end cannot be noticed.
+    pub anchored: bool,
+    /// The first broken link.
+    pub broken: Option<Broken>,
+}
+
+/// Where and why the chain breaks.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Broken {
+    /// The file (files only).
+    pub file: Option<String>,
+    /// The 1-based line in that file (files only).
+    pub line: Option<u64>,
+    /// The offending row's `seq`, as written.
+    pub seq: Option<i64>,
+    /// The offending row's global position, as written.
+    pub global_position: Option<i64>,
+    /// What is wrong.
+    pub problem: String,
+}
+
+/// Runs `audit verify`: 0 when the chain verifies, 1 at a broken link.
+pub async fn run(args: AuditVerifyArgs, output: Output) -> Result<Verdict, Error> {
+    let report = if args.file.is_empty() {
+        let pool = db::auditor().await?;
+        verify_database(&pool, args.tenant).await?
+    } else {
+        verify_files(args.tenant, &args.file, output)?
+    };
+    print(&report, output)?;
+    Ok(if report.ok {
+        Verdict::Passed
+    } else {
+        Verdict::Failed
+    })
+}
+
+fn print(report: &AuditReport, output: Output) -> Result<(), Error> {
+    if output.json {
+        println!("{}", serde_json::to_string(report)?);
+        return Ok(());
+    }
+    match &report.broken {
+        None => {
+            let head = report
+                .head
+                .as_ref()
+                .map(|h| format!(", head seq {} hash {}", h.seq, h.hash))
+                .unwrap_or_default();
+            println!(
+                "OK: audit chain of tenant {} ({}): {} rows verified{head}",
+                report.tenant_id, report.source, report.verified
+            );
+            if !report.anchored && report.source != "database" {
+                println!("note: no chain head in the files, so rows deleted from the end would not show");
+            }
+        }
+        Some(broken) => {
+            let place = match (&broken.file, broken.line) {
+                (Some(file), Some(line)) => format!("{file} line {line}"),
+                _ => report.source.clone(),
+            };
+            let row = match (broken.seq, broken.global_position) {
+                (Some(seq), Some(position)) => format!(" (seq {seq}, global position {position})"),
+                _ => String::new(),
+            };
+            println!(
+                "BROKEN: audit chain of tenant {} at {place}{row}: {}",
+                report.tenant_id, broken.problem
+            );
+            println!("{} rows verified before it", report.verified);
+        }
+    }
+    Ok(())
+}
+
+/// Verifies `tenant`'s chain as stored, as the auditor role.
+pub async fn verify_database(pool: &sqlx::PgPool, tenant: Uuid) -> Result<AuditReport, Error> {
+    let mut conn = db::tenant_connection(pool, tenant).await?;
+    let mut report = AuditReport {
+        tenant_id: tenant,
+        source: "database".into(),
+        verified: 0,
+        ok: true,
+        head: None,
+        anchored: true,
+        broken: None,
+    };
+    match verify_chain(&mut conn, TenantId::from_uuid(tenant)).await {
+        Ok(verified) => report.verified = verified,
+        Err(VerifyError::Broken(link)) => {
+            report.verified = u64::try_from(link.seq - 1).unwrap_or(0);
+            report.ok = false;
+            report.broken = Some(Broken {
+                file: None,
+                line: None,
+                seq: Some(link.seq),
+                global_position: Some(link.global_position),
+                problem: describe(&link),
+            });
+        }
+        Err(VerifyError::Database(err)) => return Err(err.into()),
+    }
+    Ok(report)
+}
+
+/// Verifies `tenant`'s chain from `files`, in order.
+pub fn verify_files(
+    tenant: Uuid,
+    files: &[impl AsRef<Path>],
+    output: Output,
+) -> Result<AuditReport, Error> {
+    let mut total = 0;
+    for file in files {
+        total += std::fs::metadata(file.as_ref())?.len();
+    }
+    let bar = progress::bar(output, Some(total), "bytes");
+    let mut check = FileCheck {
+        tenant: TenantId::from_uuid(tenant),
+        verifier: ChainVerifier::new(),
+        anchored: false,
+    };
+    let mut broken = None;
+    'files: for file in files {
+        let name = file.as_ref().display().to_string();
+        let mut reader = BufReader::new(File::open(file.as_ref())?);
+        let mut text = String::new();
+        let mut line = 0;
+        loop {
+            text.clear();
+            let read = reader.read_line(&mut text)?;
+            if read == 0 {
+                break;
+            }
+            line += 1;
+            bar.inc(read as u64);
+            if text.trim().is_empty() {
+                continue;
+            }
+            if let Err(mut found) = check.line(text.trim_end()) {
+                found.file = Some(name.clone());
+                found.line = Some(line);
+                broken = Some(found);
+                break 'files;
+            }
+        }
+    }
+    bar.finish_and_clear();
+    let head = check
+        .verifier
+        .heads()
+        .get(&check.tenant)
+        .map(|&(seq, hash)| ChainHead {
+            tenant_id: Some(check.tenant),
+            seq,
+            hash,
+        });
+    Ok(AuditReport {
+        tenant_id: tenant,
+        source: files
+            .iter()
+            .map(|f| f.as_ref().display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        verified: check.verifier.verified(),
+        ok: broken.is_none(),
+        head,
+        anchored: check.anchored,
+        broken,
+    })
+}
+
+/// The ids an event's metadata shares with its audit row.
+#[derive(Deserialize)]
+struct MetadataIds<'a> {
+    #[serde(borrow)]
+    actor_id: Cow<'a, str>,
+    #[serde(borrow)]
+    request_id: Cow<'a, str>,
+    #[serde(borrow)]
+    correlation_id: Cow<'a, str>,
+    #[serde(borrow)]
+    causation_id: Cow<'a, str>,
+}
+
+struct FileCheck {
+    tenant: TenantId,
+    verifier: ChainVerifier,
+    anchored: bool,
+}
+
+impl FileCheck {
+    fn line(&mut self, text: &str) -> Result<(), Broken> {
+        if let Ok(event) = serde_json::from_str::<EventLine<'_>>(text) {
+            let Some(row) = event.audit.as_deref() else {
+                return Err(broken_at(
+                    Some(event.global_position),
+                    None,
+                    "the event carries no audit row: export with `stream --audit`".into(),
+                ));
+            };
+            if let Some(field) = disagreement(&event, row) {
+                return Err(broken_at(
+                    Some(event.global_position),
+                    Some(row.seq),
+                    format!("the event's {field} differs from its audit row: the line was altered"),
+                ));
+            }
+            return self.row(row);
+        }
+        if let Ok(row) = serde_json::from_str::<AuditRecord>(text) {
+            return self.row(&row);
+        }
+        let head = serde_json::from_str::<HeadLine>(text)
+            .map(|line| line.chain_head)
+            .or_else(|_| serde_json::from_str::<ChainHead>(text));
+        match head {
+            Ok(head) => self.head(&head),
+            Err(_) => Err(broken_at(
+                None,
+                None,
+                "the line is neither an event, an audit row nor a chain head".into(),
+            )),
+        }
+    }
+
+    fn row(&mut self, row: &AuditRecord) -> Result<(), Broken> {
+        if row.tenant_id != self.tenant {
+            return Err(broken_at(
+                Some(row.global_position),
+                Some(row.seq),
+                format!("a row of tenant {}", row.tenant_id),
+            ));
+        }
+        self.verifier.push(row).map_err(|link| {
+            broken_at(Some(link.global_position), Some(link.seq), describe(&link))
+        })
+    }
+
+    fn head(&mut self, head: &ChainHead) -> Result<(), Broken> {
+        if head.tenant_id.is_some_and(|t| t != self.tenant) {
+            return Ok(());
+        }
+        let (seq, hash) = self
+            .verifier
+            .heads()
+            .get(&self.tenant)
+            .copied()
+            .unwrap_or((0, casebook_projections::audit::ChainHash::ZERO));
+        if (seq, hash) != (head.seq, head.hash) {
+            return Err(broken_at(
+                None,
+                Some(head.seq),
+                format!(
+                    "the chain head names seq {} ({}), but the rows before it end at seq {seq} ({hash}): rows are missing at the end, or the head was altered",
+                    head.seq, head.hash
+                ),
+            ));
+        }
+        self.anchored = true;
+        Ok(())
+    }
+}
+
+/// The first event column or metadata id that differs from what the audit row recorded.
+fn disagreement(event: &EventLine<'_>, row: &AuditRecord) -> Option<&'static str> {
+    let metadata = serde_json::from_str::<MetadataIds<'_>>(event.metadata.get()).ok();
+    let checks = [
+        ("tenant_id", *row.tenant_id.as_uuid() == event.tenant_id),
+        ("global_position", row.global_position == event.global_position),
+        ("recorded_at", row.recorded_at == event.recorded_at),
+        ("aggregate_type", row.aggregate_type == event.aggregate_type),
+        ("aggregate_id", row.aggregate_id == event.aggregate_id),
+        ("sequence", row.event_sequence == event.sequence),
+        ("event_type", row.action == event.event_type),
+        (
+            "metadata",
+            metadata.as_ref().is_some_and(|m| {
+                m.actor_id == row.actor_id
+                    && m.request_id == row.request_id
+                    && m.correlation_id == row.correlation_id
+                    && m.causation_id == row.causation_id
+            }),
+        ),
+    ];
+    checks.iter().find(|(_, same)| !same).map(|(field, _)| *field)
+}
+
+fn broken_at(global_position: Option<i64>, seq: Option<i64>, problem: String) -> Broken {
+    Broken {
+        file: None,
+        line: None,
+        seq,
+        global_position,
+        problem,
+    }
+}
+
+/// A broken link in words.
+fn describe(link: &BrokenLink) -> String {
+    match &link.problem {
+        LinkProblem::Sequence { expected: 1 } => format!(
+            "the chain starts at seq {} instead of 1: give the earlier archives first (or verify against the database)",
+            link.seq
+        ),
+        LinkProblem::Sequence { expected } => format!(
+            "seq {} where {expected} was expected: a row is missing, duplicated or out of order",
+            link.seq
+        ),
+        LinkProblem::PrevHash { expected } => format!(
+            "prev_hash is not the previous row's hash ({expected}): a row before it is missing or was altered"
+        ),
+        LinkProblem::Hash { computed } => format!(
+            "the row's hash does not match its content (which hashes to {computed}): the row was altered"
+        ),
+    }
+}

@@ -1,0 +1,13 @@
+//! The replay CLI as its users run it: the built binary against a seeded history in a
+//! database of its own (and the AWS emulator for S3 exports).
+
+mod audit;
+mod helpers;
+mod rebuild;
+mod stream;
+
+// The projection tests' command driver and drains, reused as they are: it issues a plausible
+// mix of commands through the real event store. This crate uses part of it.
+#[allow(dead_code)]
+#[path = "../../../projections/tests/projections/support.rs"]
+mod support;
