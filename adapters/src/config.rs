@@ -28,6 +28,9 @@ pub struct DatabaseConfig {
     options: PgConnectOptions,
     /// Upper bound of the request-path pool.
     pub max_connections: u32,
+    /// Sign the password as an IAM auth token (RDS Proxy deployed) instead of taking it from
+    /// the URL.
+    pub iam_auth: bool,
 }
 
 impl DatabaseConfig {
@@ -44,6 +47,7 @@ impl fmt::Debug for DatabaseConfig {
             .field("port", &self.options.get_port())
             .field("database", &self.options.get_database())
             .field("max_connections", &self.max_connections)
+            .field("iam_auth", &self.iam_auth)
             .finish_non_exhaustive()
     }
 }
@@ -75,6 +79,7 @@ pub struct Config {
 
 impl Config {
     /// Reads `DATABASE_URL` (required), `DATABASE_MAX_CONNECTIONS` (default 16),
+    /// `DATABASE_IAM_AUTH` (`true` to sign the password with IAM; default `false`),
     /// `CASEBOOK_LISTEN` (default `127.0.0.1:8080`), `CASEBOOK_JWT_ISSUER`,
     /// `CASEBOOK_JWT_AUDIENCE` and `CASEBOOK_JWKS_URL` (all three or none; the JWKS URL
     /// defaults to the issuer's well-known path) and `CASEBOOK_RATE_LIMIT_SCALE` (default 1).
@@ -90,6 +95,7 @@ impl Config {
             reason: err.to_string(),
         })?;
         let max_connections = parse_or(&lookup, "DATABASE_MAX_CONNECTIONS", 16)?;
+        let iam_auth = parse_or(&lookup, "DATABASE_IAM_AUTH", false)?;
         let listen = parse_or(
             &lookup,
             "CASEBOOK_LISTEN",
@@ -114,6 +120,7 @@ impl Config {
             database: DatabaseConfig {
                 options,
                 max_connections,
+                iam_auth,
             },
             listen,
             auth,
@@ -176,6 +183,35 @@ mod tests {
             .expect("valid config");
         assert_eq!(config.listen, "127.0.0.1:8080".parse().unwrap());
         assert_eq!(config.database.max_connections, 16);
+        assert!(!config.database.iam_auth);
+    }
+
+    #[test]
+    fn deployed_functions_sign_their_database_password_with_iam() {
+        let config = config_from(&[
+            (
+                "DATABASE_URL",
+                "postgres://casebook@proxy.example:5432/casebook",
+            ),
+            ("DATABASE_IAM_AUTH", "true"),
+        ])
+        .expect("valid config");
+        assert!(config.database.iam_auth);
+        let err = config_from(&[
+            (
+                "DATABASE_URL",
+                "postgres://casebook@proxy.example:5432/casebook",
+            ),
+            ("DATABASE_IAM_AUTH", "yes"),
+        ])
+        .unwrap_err();
+        assert!(matches!(
+            err,
+            ConfigError::Invalid {
+                name: "DATABASE_IAM_AUTH",
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Casebook's adapters: everything that talks to the outside world on the domain's behalf.
 //!
 //! - [`postgres`]: connection pools (each assuming its least-privileged role) and the
-//!   embedded migrations.
+//!   embedded migrations; [`rds_iam`] signs IAM auth tokens for RDS Proxy.
 //! - [`event_store`]: the cqrs-es event repository over the extended `events` table, with
 //!   snapshots and typed errors ([`event_store::StoreError`]).
 //! - [`config`]: the one typed configuration struct, read from the environment once.
@@ -24,3 +24,4 @@ pub mod cognito;
 pub mod config;
 pub mod event_store;
 pub mod postgres;
+pub mod rds_iam;

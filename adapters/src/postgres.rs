@@ -3,12 +3,19 @@
 //! The deployment connects as a login user that is a member of several roles; every pool
 //! assumes exactly one of them with `SET ROLE`, so the application's request path really runs
 //! with INSERT+SELECT on the log and nothing more, and tests exercise the same privileges.
+//!
+//! Deployed, the Lambdas reach the database through RDS Proxy with IAM authentication:
+//! [`connect_database`] then signs the password ([`crate::rds_iam`]) and keeps it fresh.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Executor, PgPool};
+
+use crate::aws::shared_config;
+use crate::config::DatabaseConfig;
+use crate::rds_iam::{IamAuthError, RdsTokenSigner, TOKEN_REFRESH};
 
 /// The schema: event store, snapshots, subscriptions, roles, read models.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
@@ -59,6 +66,69 @@ pub async fn connect(
         }),
     };
     pool_options.connect_with(options).await
+}
+
+/// Why a pool could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The database refused or could not be reached.
+    #[error("cannot connect to the database")]
+    Database(#[from] sqlx::Error),
+    /// No IAM auth token could be signed.
+    #[error("cannot authenticate to the database with IAM")]
+    IamAuth(#[from] IamAuthError),
+}
+
+/// Opens a pool to the database `config` names, as [`connect`] does; with IAM
+/// authentication configured (`DATABASE_IAM_AUTH`), the password is a token signed with the
+/// process' AWS credentials, re-signed in the background before it expires.
+pub async fn connect_database(
+    config: &DatabaseConfig,
+    role: DbRole,
+    max_connections: u32,
+) -> Result<PgPool, ConnectError> {
+    let options = config.connect_options();
+    if !config.iam_auth {
+        return Ok(connect(options, role, max_connections).await?);
+    }
+    let signer = RdsTokenSigner::new(
+        &shared_config().await,
+        options.get_host(),
+        options.get_port(),
+        options.get_username(),
+    )?;
+    let token = signer.token().await?;
+    let pool = connect(options.clone().password(&token), role, max_connections).await?;
+    tokio::spawn(keep_token_fresh(pool.clone(), options, signer));
+    Ok(pool)
+}
+
+/// Re-signs the pool's password once it is [`TOKEN_REFRESH`] old, until the pool closes.
+/// Age is wall-clock time: a Lambda environment frozen between invocations wakes up with its
+/// timers due and its token possibly expired, and refreshes on the next check.
+async fn keep_token_fresh(pool: PgPool, options: PgConnectOptions, signer: RdsTokenSigner) {
+    const CHECK_EVERY: Duration = Duration::from_secs(30);
+    let mut signed_at = SystemTime::now();
+    loop {
+        tokio::select! {
+            () = pool.close_event() => return,
+            () = tokio::time::sleep(CHECK_EVERY) => {}
+        }
+        let age = signed_at.elapsed().unwrap_or(Duration::ZERO);
+        if age < TOKEN_REFRESH {
+            continue;
+        }
+        match signer.token().await {
+            Ok(token) => {
+                pool.set_connect_options(options.clone().password(&token));
+                signed_at = SystemTime::now();
+            }
+            Err(err) => tracing::error!(
+                error = %err,
+                "cannot re-sign the database auth token; new connections fail once it expires"
+            ),
+        }
+    }
 }
 
 /// Applies every pending migration (idempotent).

@@ -17,7 +17,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     telemetry::init();
     let config = Config::from_env().context("reading configuration")?;
     let auth = config.require_auth()?;
-    let pool = postgres::connect(config.database.connect_options(), DbRole::App, 2)
+    let pool = postgres::connect_database(&config.database, DbRole::App, 2)
         .await
         .context("connecting")?;
     let authorizer = Arc::new(Authorizer::new(

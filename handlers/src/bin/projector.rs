@@ -21,7 +21,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     telemetry::init();
     let config = Config::from_env().context("reading configuration")?;
     let projector_pool = projector_pool(&config).await.context("connecting")?;
-    let app = postgres::connect(config.database.connect_options(), DbRole::App, 4)
+    let app = postgres::connect_database(&config.database, DbRole::App, 4)
         .await
         .context("connecting")?;
     let service = Service::new(app);

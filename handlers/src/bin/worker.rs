@@ -17,8 +17,8 @@ use lambda_runtime::{service_fn, LambdaEvent};
 async fn main() -> anyhow::Result<()> {
     telemetry::init();
     let config = Config::from_env().context("reading configuration")?;
-    let pool = postgres::connect(
-        config.database.connect_options(),
+    let pool = postgres::connect_database(
+        &config.database,
         DbRole::App,
         config.database.max_connections,
     )
