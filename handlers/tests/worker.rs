@@ -1,12 +1,30 @@
 //! The SQS worker: the Lambda handler reports exactly the failed records, and locally a
 //! message whose handler always fails moves to the DLQ after `maxReceiveCount` receives
-//! without blocking the other messages of its batch.
+//! without blocking the other messages of its batch. The diagnosis handler routes by the
+//! domain's policy (triage, diagnosis, one escalation on low confidence; never the strongest
+//! tier for a cost-sensitive plan) and proposes with priced provenance, the retrieved
+//! precedents and the request event as its cause.
 
 mod support;
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use async_trait::async_trait;
+use casebook_adapters::ai::pricing::{ModelPrice, PriceTable};
+use casebook_adapters::ai::prompt::DIAGNOSIS_V1;
+use casebook_domain::actor::Role;
+use casebook_domain::diagnosis::{Finding, Severity};
+use casebook_domain::ids::JudgmentId;
+use casebook_domain::judgment::{JudgmentCommand, JudgmentContent};
+use casebook_domain::policy::{ModelTier, PlanTier};
+use casebook_domain::ports::{DiagnosisPrompt, Embedder, Llm, LlmAnswer, LlmError, StopReason};
+use casebook_domain::tenant::TenantCommand;
+use casebook_domain::values::{Confidence, DiagnosisText, JudgmentBody, JudgmentTitle, TenantName};
+use casebook_projections::judgment_index::JudgmentIndexSubscription;
+use casebook_projections::runner::Runner;
+use serde_json::{json, Value};
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use casebook_adapters::aws::setup::{ensure_resources, ResourceNames};
@@ -19,7 +37,7 @@ use casebook_handlers::service::Service;
 use casebook_handlers::worker::{handle_sqs_event, run_worker_until, Worker};
 use casebook_tests::TestDb;
 use sqlx::PgPool;
-use support::scenario::{tenant_with_question, CountingLlm, FixedEmbedder};
+use support::scenario::{ask, ctx, tenant_with_question, CountingLlm, FixedEmbedder};
 
 fn message(tenant: TenantId, diagnosis: DiagnosisId) -> String {
     serde_json::to_string(&DiagnosisMessage {
@@ -235,4 +253,212 @@ fn failing_effect<'t>(tx: &'t mut sqlx::Transaction<'static, sqlx::Postgres>) ->
             "boom".into(),
         ))
     })
+}
+
+/// Answers by tier from a script (confidence, findings' severity, model id) and records the
+/// tiers asked, in order.
+struct ScriptedLlm {
+    script: Vec<(ModelTier, f64, Option<Severity>, &'static str)>,
+    asked: Mutex<Vec<ModelTier>>,
+}
+
+impl ScriptedLlm {
+    fn new(script: Vec<(ModelTier, f64, Option<Severity>, &'static str)>) -> Self {
+        Self {
+            script,
+            asked: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn asked(&self) -> Vec<ModelTier> {
+        self.asked.lock().unwrap().clone()
+    }
+}
+
+#[async_trait]
+impl Llm for ScriptedLlm {
+    async fn diagnose(&self, prompt: &DiagnosisPrompt) -> Result<LlmAnswer, LlmError> {
+        self.asked.lock().unwrap().push(prompt.tier);
+        let (_, confidence, severity, model) = self
+            .script
+            .iter()
+            .find(|(tier, ..)| *tier == prompt.tier)
+            .unwrap_or_else(|| panic!("no answer scripted for {:?}", prompt.tier));
+        Ok(LlmAnswer {
+            text: DiagnosisText::parse(format!("Answer of {model}")).unwrap(),
+            findings: severity
+                .iter()
+                .map(|severity| Finding {
+                    summary: "The cap is unusual".to_owned(),
+                    detail: None,
+                    severity: *severity,
+                })
+                .collect(),
+            confidence: Confidence::new(*confidence).unwrap(),
+            input_tokens: 1_000,
+            output_tokens: 100,
+            model_id: (*model).to_owned(),
+            stop_reason: StopReason::EndTurn,
+        })
+    }
+}
+
+fn price(input: f64, output: f64) -> ModelPrice {
+    ModelPrice { input, output }
+}
+
+/// A tenant on `plan` whose customer asked one question.
+async fn tenant_on_plan(service: &Service, plan: PlanTier) -> (TenantId, DiagnosisId) {
+    let tenant = TenantId::new();
+    let admin = ctx(tenant, Role::Admin, "routing-admin");
+    service
+        .onboard_tenant(
+            &admin,
+            TenantCommand::Onboard {
+                actor: admin.actor.clone(),
+                name: TenantName::parse("Routing practice").unwrap(),
+                plan,
+            },
+        )
+        .await
+        .expect("onboarded");
+    let customer = ctx(tenant, Role::Customer, "routing-customer");
+    let (_, diagnosis) = ask(service, &customer, "Is the indemnity cap enforceable?").await;
+    (tenant, diagnosis)
+}
+
+fn diagnosis_message(tenant: TenantId, diagnosis: DiagnosisId) -> DiagnosisMessage {
+    serde_json::from_str(&message(tenant, diagnosis)).unwrap()
+}
+
+/// The stored `DiagnosisProposed` event's payload and metadata.
+async fn proposed(pool: &PgPool, diagnosis: DiagnosisId) -> (Value, Value) {
+    sqlx::query_as(
+        "SELECT payload::jsonb, metadata::jsonb FROM events
+          WHERE aggregate_id = $1 AND event_type = 'DiagnosisProposed'",
+    )
+    .bind(diagnosis.to_string())
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_low_confidence_answer_escalates_one_tier_once_with_priced_provenance_and_its_cause() {
+    let db = TestDb::new().await;
+    let app = db.pool(DbRole::App, 4).await;
+    let projector = db.pool(DbRole::Projector, 2).await;
+    let service = Service::new(app.clone());
+    let (tenant, diagnosis) = tenant_on_plan(&service, PlanTier::Professional).await;
+    // A precedent in the tenant's judgment index, indexed by the live subscription.
+    let consultant = ctx(tenant, Role::Consultant, "routing-consultant");
+    let precedent = JudgmentId::new();
+    service
+        .edit_judgment(
+            &consultant,
+            precedent,
+            JudgmentCommand::Author {
+                actor: consultant.actor.clone(),
+                judgment_id: precedent,
+                content: JudgmentContent {
+                    title: JudgmentTitle::parse("Indemnity caps").unwrap(),
+                    body: JudgmentBody::parse("Mutual caps are enforceable.").unwrap(),
+                    tags: vec![],
+                },
+            },
+        )
+        .await
+        .expect("authored");
+    let embedder: Arc<dyn Embedder> = Arc::new(FixedEmbedder);
+    let mut indexed = 0_i64;
+    for _ in 0..200 {
+        Runner::new(projector.clone())
+            .with_subscription(JudgmentIndexSubscription::new(embedder.clone()))
+            .drain(Duration::from_secs(5))
+            .await
+            .unwrap();
+        indexed = sqlx::query_scalar("SELECT count(*) FROM judgment_index")
+            .fetch_one(&projector)
+            .await
+            .unwrap();
+        if indexed == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(indexed, 1, "the precedent was indexed");
+
+    // Triage is sure but finds a medium-severity issue: the standard tier is asked, is
+    // unsure, and the strongest tier is asked once; its answer, unsure too, is proposed.
+    let llm = Arc::new(ScriptedLlm::new(vec![
+        (ModelTier::Triage, 0.9, Some(Severity::Medium), "haiku"),
+        (ModelTier::Standard, 0.3, None, "sonnet"),
+        (ModelTier::Strongest, 0.4, None, "opus"),
+    ]));
+    let prices = PriceTable::new([
+        ("haiku".to_owned(), price(0.8, 4.0)),
+        ("sonnet".to_owned(), price(3.0, 15.0)),
+        ("opus".to_owned(), price(15.0, 75.0)),
+    ]);
+    let worker = Worker::new(app.clone(), embedder, llm.clone()).with_prices(prices);
+    let message = diagnosis_message(tenant, diagnosis);
+    worker.handle_diagnosis(&message).await.expect("handled");
+    assert_eq!(
+        llm.asked(),
+        [ModelTier::Triage, ModelTier::Standard, ModelTier::Strongest]
+    );
+
+    let (payload, metadata) = proposed(&app, diagnosis).await;
+    let provenance = &payload["provenance"];
+    assert_eq!(provenance["model_id"], "opus", "{payload}");
+    assert_eq!(provenance["model_tier"], "strongest", "{payload}");
+    assert_eq!(provenance["prompt_template_id"], DIAGNOSIS_V1.id());
+    assert_eq!(
+        provenance["prompt_template_hash"],
+        DIAGNOSIS_V1.sha256_hex()
+    );
+    assert_eq!(provenance["retrieved_judgment_ids"], json!([precedent]));
+    // Every call counts: 3 × 1,000 tokens in, 3 × 100 out, each at its own model's price.
+    assert_eq!(provenance["input_tokens"], 3_000);
+    assert_eq!(provenance["output_tokens"], 300);
+    let cost = (1_000.0 * 0.8 + 100.0 * 4.0)
+        + (1_000.0 * 3.0 + 100.0 * 15.0)
+        + (1_000.0 * 15.0 + 100.0 * 75.0);
+    assert_eq!(provenance["cost_usd_micros"], json!(cost as u64));
+    // The request's event is the cause; the customer's request id carries on.
+    assert_eq!(metadata["causation_id"], message.event_id.as_str());
+    assert_eq!(metadata["correlation_id"], "req-routing-customer");
+    assert_eq!(metadata["source"], "worker");
+
+    // Redelivered: nothing more is asked or proposed.
+    worker
+        .handle_diagnosis(&message)
+        .await
+        .expect("handled again");
+    assert_eq!(llm.asked().len(), 3);
+    assert_eq!(proposals(&app, diagnosis).await, 1);
+}
+
+#[tokio::test]
+async fn a_cost_sensitive_tenant_is_never_routed_to_the_strongest_tier() {
+    let db = TestDb::new().await;
+    let app = db.pool(DbRole::App, 4).await;
+    let service = Service::new(app.clone());
+    let (tenant, diagnosis) = tenant_on_plan(&service, PlanTier::CostSensitive).await;
+    // Triage unsure and finding the query complex: the strongest tier would be next.
+    let llm = Arc::new(ScriptedLlm::new(vec![
+        (ModelTier::Triage, 0.2, Some(Severity::High), "haiku"),
+        (ModelTier::OpenWeights, 0.2, None, "llama"),
+    ]));
+    let worker = Worker::new(app.clone(), Arc::new(FixedEmbedder), llm.clone());
+    worker
+        .handle_diagnosis(&diagnosis_message(tenant, diagnosis))
+        .await
+        .expect("handled");
+    assert_eq!(llm.asked(), [ModelTier::Triage, ModelTier::OpenWeights]);
+    let (payload, _) = proposed(&app, diagnosis).await;
+    let provenance = &payload["provenance"];
+    assert_eq!(provenance["model_tier"], "open_weights", "{payload}");
+    assert_eq!(provenance["model_id"], "llama");
+    assert_eq!(provenance["retrieved_judgment_ids"], json!([]));
 }
