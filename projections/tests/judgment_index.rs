@@ -353,7 +353,9 @@ async fn a_tenant_partition_can_be_created_ahead_of_its_first_judgment() {
     assert!(search(&app, tenant, "anything", 10).await.is_empty());
 }
 
-/// The plan of the statement `search` prepares, for `tenant`, as the request-path role.
+/// The plan of the statement `judgment_index_search` runs, for `tenant`, as the request-path
+/// role: as a custom plan (how the function's dynamic statement is planned) and as a generic
+/// one (should a setting force it).
 async fn explain_search(conn: &mut PgConnection, tenant: TenantId, generic: bool) -> String {
     let mut tx = conn.begin().await.unwrap();
     let mode = if generic {
@@ -361,16 +363,19 @@ async fn explain_search(conn: &mut PgConnection, tenant: TenantId, generic: bool
     } else {
         "force_custom_plan"
     };
-    sqlx::query("SELECT set_config('plan_cache_mode', $1, true), set_config('hnsw.ef_search', '40', true), set_config('app.tenant_id', $2, true)")
+    sqlx::query("SELECT set_config('plan_cache_mode', $1, true), set_config('hnsw.ef_search', $2, true), set_config('app.tenant_id', $3, true)")
         .bind(mode)
+        .bind(judgment_index::EF_SEARCH.to_string())
         .bind(tenant.to_string())
         .execute(&mut *tx)
         .await
         .unwrap();
     let statement = format!("search_{}", if generic { "generic" } else { "custom" });
+    let sql = judgment_index::search_sql(&mut tx, DIMENSION)
+        .await
+        .unwrap();
     sqlx::raw_sql(&format!(
-        "PREPARE {statement}(uuid, real[], bigint) AS {}",
-        judgment_index::search_sql(DIMENSION)
+        "PREPARE {statement}(uuid, real[], integer) AS {sql}"
     ))
     .execute(&mut *tx)
     .await
@@ -437,4 +442,44 @@ async fn the_prepared_search_uses_the_tenants_hnsw_index_and_prunes_the_other_pa
             "generic={generic}:\n{plan}"
         );
     }
+}
+
+#[tokio::test]
+async fn the_search_scopes_its_settings_to_itself_inside_the_callers_transaction() {
+    let db = TestDb::new().await;
+    let projector = db.pool(DbRole::Projector, 2).await;
+    let tenant = TenantId::new();
+    let mut log = Log::new();
+    let events = [log.captured(tenant, JudgmentId::new(), "boiler", "boiler pressure")];
+    apply(&projector, &events, &WORDS).await.expect("apply");
+
+    let app = db.pool(DbRole::App, 1).await;
+    let mut tx = app.begin().await.unwrap();
+    let hits = judgment_index::search(&mut tx, tenant, &words_vector("boiler"), 10)
+        .await
+        .unwrap();
+    assert_eq!(hits.len(), 1);
+    let (tenant_setting, ef_search): (Option<String>, String) = sqlx::query_as(
+        "SELECT nullif(current_setting('app.tenant_id', true), ''), current_setting('hnsw.ef_search')",
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    assert_eq!(
+        tenant_setting, None,
+        "the tenant does not leak past the search"
+    );
+    assert_eq!(ef_search, "40", "pgvector's default is back");
+    tx.rollback().await.unwrap();
+
+    let configured: Vec<String> = sqlx::query_scalar(
+        "SELECT unnest(proconfig) FROM pg_proc WHERE proname = 'judgment_index_search'",
+    )
+    .fetch_all(&app)
+    .await
+    .unwrap();
+    assert!(
+        configured.contains(&format!("hnsw.ef_search={}", judgment_index::EF_SEARCH)),
+        "{configured:?}"
+    );
 }

@@ -3,14 +3,15 @@
 use casebook_domain::ids::{JudgmentId, TenantId};
 use casebook_domain::ports::Precedent;
 use casebook_domain::values::{JudgmentBody, JudgmentTitle, Tag};
-use sqlx::{Acquire, PgConnection, Row};
+use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
 use super::IndexError;
 
-/// HNSW candidate list size per search (`hnsw.ef_search`): recall@10 ≥ 0.98 on 100,000 real
-/// MiniLM vectors over 20 tenants (see `BENCHMARKS.md`).
-pub const EF_SEARCH: u32 = 40;
+/// HNSW candidate list size per search (`hnsw.ef_search`, set by `judgment_index_search`):
+/// recall@10 ≥ 0.98 on 100,000 real MiniLM vectors over 20 tenants, also for the largest
+/// (see `BENCHMARKS.md`).
+pub const EF_SEARCH: u32 = 64;
 
 /// One judgment found by [`search`].
 #[derive(Debug, Clone, PartialEq)]
@@ -41,52 +42,40 @@ impl JudgmentHit {
     }
 }
 
-/// The statement [`search`] prepares for vectors of `dimension` (`$1` tenant, `$2` the query
-/// as `real[]`, `$3` k). Public for `EXPLAIN` in tests and benchmarks.
+/// The statement `judgment_index_search` plans for each call with vectors of `dimension`
+/// (`$1` tenant, `$2` the query as `real[]`, `$3` k), as the database renders it. For
+/// `EXPLAIN` in tests and benchmarks.
 ///
 /// The cast matches the expression the partitions' HNSW indexes are built on. The tenant
-/// predicate prunes to the tenant's one partition: when planning a custom plan, or when a
-/// generic plan starts; either way only that partition's index is scanned.
-pub fn search_sql(dimension: usize) -> String {
-    format!(
-        "SELECT judgment_id, (1 - (embedding::vector({dimension}) <=> $2::real[]::vector({dimension})))::real AS score,
-                title, body, tags, source_position
-           FROM judgment_index
-          WHERE tenant_id = $1
-          ORDER BY embedding::vector({dimension}) <=> $2::real[]::vector({dimension})
-          LIMIT $3"
-    )
+/// predicate prunes to the tenant's one partition, so only that partition's index is scanned.
+pub async fn search_sql(conn: &mut PgConnection, dimension: usize) -> Result<String, IndexError> {
+    Ok(sqlx::query_scalar("SELECT judgment_index_search_sql($1)")
+        .bind(i32::try_from(dimension).unwrap_or(i32::MAX))
+        .fetch_one(conn)
+        .await?)
 }
 
 /// The `k` judgments of `tenant` nearest to `query` (a vector of the index's model), best
 /// first.
 ///
-/// Runs in a transaction of its own (a savepoint inside the caller's) that sets, with
-/// `SET LOCAL` semantics, `hnsw.ef_search` to [`EF_SEARCH`] and `app.tenant_id` to `tenant`,
-/// so it works as the request-path role under row-level security. The statement is
-/// prepared once per connection and dimension.
+/// One round trip: the prepared call of the SQL function `judgment_index_search`, which
+/// scopes `hnsw.ef_search` ([`EF_SEARCH`]) and `app.tenant_id` to itself, so it works as the
+/// request-path role under row-level security, inside or outside the caller's transaction.
 pub async fn search(
     conn: &mut PgConnection,
     tenant: TenantId,
     query: &[f32],
     k: u32,
 ) -> Result<Vec<JudgmentHit>, IndexError> {
-    let sql = search_sql(query.len());
-    let mut tx = conn.begin().await?;
-    sqlx::query(
-        "SELECT set_config('hnsw.ef_search', $1, true), set_config('app.tenant_id', $2, true)",
+    let rows = sqlx::query(
+        "SELECT judgment_id, score, title, body, tags, source_position
+           FROM judgment_index_search($1, $2, $3)",
     )
-    .bind(EF_SEARCH.to_string())
-    .bind(tenant.to_string())
-    .execute(&mut *tx)
+    .bind(tenant.as_uuid())
+    .bind(query)
+    .bind(i32::try_from(k).unwrap_or(i32::MAX))
+    .fetch_all(&mut *conn)
     .await?;
-    let rows = sqlx::query(&sql)
-        .bind(tenant.as_uuid())
-        .bind(query)
-        .bind(i64::from(k))
-        .fetch_all(&mut *tx)
-        .await?;
-    tx.commit().await?;
     rows.iter()
         .map(|row| {
             let judgment_id: Uuid = row.try_get("judgment_id")?;
