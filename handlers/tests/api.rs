@@ -378,6 +378,16 @@ async fn every_route_is_in_the_openapi_document_and_responses_carry_a_request_id
         ("post", "/v1/judgments/{judgment_id}/revise"),
         ("post", "/v1/judgments/{judgment_id}/retire"),
         ("get", "/v1/events"),
+        ("get", "/v1/sessions"),
+        ("get", "/v1/sessions/{session_id}"),
+        ("get", "/v1/diagnoses"),
+        ("get", "/v1/diagnoses/{diagnosis_id}"),
+        ("get", "/v1/review-queue"),
+        ("get", "/v1/decisions"),
+        ("get", "/v1/decisions/{decision_id}"),
+        ("get", "/v1/usage"),
+        ("get", "/v1/audit"),
+        ("get", "/v1/tenant"),
     ] {
         assert!(
             paths.get(path).and_then(|p| p.get(method)).is_some(),

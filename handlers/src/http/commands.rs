@@ -90,7 +90,8 @@ fn parse_enum<T: serde::de::DeserializeOwned>(field: &str, value: &str) -> Resul
     })
 }
 
-fn parse_id<T: std::str::FromStr>(field: &str, raw: &str) -> Result<T, ApiError> {
+/// A path id; 422 naming `field` when it is not a UUID.
+pub(super) fn parse_id<T: std::str::FromStr>(field: &str, raw: &str) -> Result<T, ApiError> {
     raw.parse().map_err(|_| ApiError::Invalid {
         field: field.into(),
         message: "must be a UUID".into(),

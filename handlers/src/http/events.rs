@@ -1,7 +1,7 @@
 //! The tenant's event stream for auditors, as NDJSON with a position cursor.
 
 use axum::body::Body as HttpBody;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -13,6 +13,7 @@ use serde_json::value::RawValue;
 use utoipa::IntoParams;
 
 use super::caller::act_as;
+use super::json::Params;
 use super::problem::ApiError;
 use super::AppState;
 use crate::auth::Principal;
@@ -70,7 +71,7 @@ pub fn decode_cursor(cursor: &str) -> Result<Checkpoint, ApiError> {
 pub async fn stream_events(
     State(state): State<AppState>,
     caller: Principal,
-    Query(page): Query<EventsPage>,
+    Params(page): Params<EventsPage>,
 ) -> Result<Response, ApiError> {
     act_as(&caller, &[Role::Auditor])?;
     let after = page

@@ -1,7 +1,9 @@
-//! JSON bodies whose rejections are problem documents with the offending field.
+//! JSON bodies and query strings whose rejections are problem documents with the offending
+//! field.
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::http::request::Parts;
 use axum::Json;
 use serde::de::DeserializeOwned;
 
@@ -33,6 +35,34 @@ where
                 Err(ApiError::Invalid { field, message })
             }
             Err(rejection) => Err(ApiError::MalformedBody(rejection.body_text())),
+        }
+    }
+}
+
+/// Like [`axum::extract::Query`], but a query string that does not fit is a 422
+/// `validation_failed` problem, never axum's plain-text 400.
+pub struct Params<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for Params<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(value)) => Ok(Params(value)),
+            Err(rejection) => {
+                // serde_urlencoded names the parameter in its message, not as a path.
+                let message = std::error::Error::source(&rejection)
+                    .map(ToString::to_string)
+                    .unwrap_or_else(|| rejection.body_text());
+                Err(ApiError::Invalid {
+                    field: "query".into(),
+                    message,
+                })
+            }
         }
     }
 }

@@ -7,18 +7,20 @@
 
 pub mod caller;
 pub mod commands;
+pub mod cursor;
 pub mod events;
 pub mod idempotency;
 pub mod json;
 pub mod problem;
 pub mod rate_limit;
+pub mod reads;
 pub mod request_id;
 
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
-use axum::middleware::from_fn_with_state;
+use axum::middleware::{from_fn_with_state, map_response};
 use axum::routing::get;
 use axum::{Json, Router};
 use casebook_projections::log::LogReader;
@@ -103,6 +105,16 @@ fn v1() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(commands::revise_judgment))
         .routes(routes!(commands::retire_judgment))
         .routes(routes!(events::stream_events))
+        .routes(routes!(reads::list_sessions))
+        .routes(routes!(reads::get_session))
+        .routes(routes!(reads::list_diagnoses))
+        .routes(routes!(reads::get_diagnosis))
+        .routes(routes!(reads::review_queue))
+        .routes(routes!(reads::list_decisions))
+        .routes(routes!(reads::get_decision))
+        .routes(routes!(reads::usage))
+        .routes(routes!(reads::audit_rows))
+        .routes(routes!(reads::get_tenant))
         .split_for_parts()
 }
 
@@ -130,6 +142,7 @@ pub fn router(state: AppState) -> Router {
         )
         .merge(api)
         .with_state(state)
+        .layer(map_response(problem::problem_for_bare_errors))
         .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
         .layer(
             TraceLayer::new_for_http()

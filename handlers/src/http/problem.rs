@@ -163,6 +163,50 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
+/// Middleware: an error response that isn't a problem document yet (the router's own 404 and
+/// 405, a body over the size limit, a path that isn't UTF-8) becomes one, with a code for its
+/// status, so clients only ever parse one error format.
+pub async fn problem_for_bare_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes() == b"application/problem+json");
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return response;
+    }
+    let code = match status {
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+        status if status.is_server_error() => "internal_error",
+        _ => "bad_request",
+    };
+    let body = Problem {
+        kind: format!("https://casebook.dev/problems/{code}"),
+        title: status.canonical_reason().unwrap_or("Error"),
+        status: status.as_u16(),
+        code,
+        detail: None,
+        field: None,
+    };
+    let mut bare = (status, axum::Json(body)).into_response();
+    // Keep what the original answer said about itself (e.g. `Allow` on a 405, the request id).
+    let (parts, _) = response.into_parts();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            bare.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    bare.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    bare
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();

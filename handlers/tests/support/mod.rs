@@ -11,7 +11,7 @@ use axum::Router;
 use casebook_adapters::cognito::{CognitoAdmin, PoolInfo};
 use casebook_adapters::config::AuthConfig;
 use casebook_domain::actor::Role;
-use casebook_domain::ids::TenantId;
+use casebook_domain::ids::{DiagnosisId, TenantId};
 use casebook_handlers::http::rate_limit::TenantLimiter;
 use casebook_handlers::http::{router, AppState};
 use casebook_tests::{DbRole, TestDb};
@@ -72,6 +72,12 @@ async fn users(cognito: &CognitoAdmin, pool: &PoolInfo, name: &str) -> TenantUse
 }
 
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with_rate_scale(1).await
+}
+
+/// [`spawn_app`] with every tier's rate limits multiplied by `scale` (tests that send many
+/// requests on purpose).
+pub async fn spawn_app_with_rate_scale(scale: u32) -> TestApp {
     let db = TestDb::new().await;
     let pool = db.pool(DbRole::App, 8).await;
     let cognito = CognitoAdmin::from_env().await.expect("emulator configured");
@@ -87,7 +93,7 @@ pub async fn spawn_app() -> TestApp {
         jwks_url: pool_info.jwks_url.clone(),
     })
     .expect("verifier");
-    let state = AppState::new(pool.clone(), auth, TenantLimiter::new(1));
+    let state = AppState::new(pool.clone(), auth, TenantLimiter::new(scale));
     TestApp {
         router: router(state.clone()),
         pool,
@@ -206,5 +212,97 @@ impl TestApp {
     /// Plan changes reach the limiter after its cache expires; tests don't wait for that.
     pub fn forget_cached_tiers(&self) {
         self.state.limiter.forget_tiers();
+    }
+}
+
+impl TestApp {
+    /// A GET as `user`, with its JSON body (`Null` when the body isn't JSON).
+    pub async fn get(&self, user: &User, path: &str) -> (StatusCode, Value) {
+        let (status, _, text) = self.get_raw(user, path).await;
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// Applies what the log holds to every read model and the audit table.
+    pub async fn project(&self) {
+        let pool = self._db.pool(casebook_tests::DbRole::Projector, 16).await;
+        casebook_projections::runner::Runner::new(pool.clone())
+            .with_projections(casebook_projections::projection::ProjectionId::ALL)
+            .drain(std::time::Duration::from_secs(5))
+            .await
+            .expect("projections applied");
+        pool.close().await;
+    }
+
+    /// Projects and reads `path` as `user` until `ready` holds for the 200 answer (bounded:
+    /// events become readable only once every older transaction in the cluster has ended).
+    pub async fn read_when(
+        &self,
+        user: &User,
+        path: &str,
+        ready: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let mut last = Value::Null;
+        for _ in 0..200 {
+            self.project().await;
+            let (status, body) = self.get(user, path).await;
+            assert_eq!(status, StatusCode::OK, "GET {path}: {body}");
+            if ready(&body) {
+                return body;
+            }
+            last = body;
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("GET {path} never became ready; last answer: {last}");
+    }
+
+    /// The platform records a proposal for `diagnosis` of `tenant` (as the worker would).
+    pub async fn propose(&self, tenant: TenantId, diagnosis: DiagnosisId, confidence: f64) {
+        use casebook_domain::actor::Actor;
+        use casebook_domain::diagnosis::{DiagnosisCommand, Provenance};
+        use casebook_domain::metadata::{EventMetadata, Source};
+        use casebook_domain::policy::ModelTier;
+        use casebook_domain::values::{Confidence, DiagnosisText};
+        use casebook_handlers::service::RequestContext;
+
+        let actor = Actor::system(tenant);
+        let ctx = RequestContext {
+            metadata: EventMetadata::new(&actor, "test-worker", Source::Worker),
+            actor: actor.clone(),
+        };
+        let service = &self.state.service;
+        service
+            .advance_diagnosis(
+                &ctx,
+                diagnosis,
+                DiagnosisCommand::RecordContext {
+                    actor: actor.clone(),
+                    judgments: vec![],
+                },
+            )
+            .await
+            .expect("context recorded");
+        service
+            .advance_diagnosis(
+                &ctx,
+                diagnosis,
+                DiagnosisCommand::Propose {
+                    actor,
+                    text: DiagnosisText::parse("The cap is enforceable.").unwrap(),
+                    findings: vec![],
+                    confidence: Confidence::new(confidence).unwrap(),
+                    provenance: Provenance {
+                        model_id: "test-model".into(),
+                        model_tier: ModelTier::Standard,
+                        prompt_template_id: "diagnosis-v1".into(),
+                        prompt_template_hash: "abc".into(),
+                        retrieved_judgment_ids: vec![],
+                        input_tokens: 10,
+                        output_tokens: 5,
+                        cost_usd_micros: 42,
+                    },
+                },
+            )
+            .await
+            .expect("proposed");
     }
 }

@@ -7,6 +7,7 @@
 //! created it): a [`Page`] returns the cursor of the next page, which the API can hand out
 //! opaquely and pass back as [`PageRequest::after`].
 
+pub mod audit;
 pub mod decisions;
 pub mod diagnoses;
 pub mod sessions;

@@ -1,0 +1,727 @@
+//! The read routes over the projections' read models and the audit table.
+//!
+//! Every read runs in its own read-only transaction as `casebook_app` with
+//! `app.tenant_id` set to the caller's tenant (row-level security), and every query filters
+//! by that tenant as well. Lists are pages `{ items, next_cursor }` whose cursor is opaque.
+//! Another tenant's id is simply not found.
+//!
+//! Who reads what, as a practice would expect:
+//!
+//! | route | customer | consultant | auditor | admin |
+//! |---|---|---|---|---|
+//! | sessions, diagnoses | ✓ | ✓ | ✓ | – |
+//! | review queue | – | ✓ | – | – |
+//! | decisions | – | ✓ | ✓ | – |
+//! | usage | – | – | ✓ | ✓ |
+//! | audit rows | – | – | ✓ | – |
+//! | tenant | – | – | ✓ | ✓ |
+
+use axum::extract::{Path, State};
+use axum::Json;
+use casebook_domain::actor::Role;
+use casebook_domain::decision::{Outcome, Verdict};
+use casebook_domain::diagnosis::{DiagnosisStatus, Finding, Provenance};
+use casebook_domain::ids::{DecisionId, DiagnosisId, QueryId, SessionId, TenantId, UserId};
+use casebook_domain::policy::{ModelPolicy, PlanTier};
+use casebook_projections::audit::AuditRecord;
+use casebook_projections::models::{
+    Decision, Diagnosis, Session, SessionQuery, SessionStatus, Tenant, TenantStatus, Usage,
+};
+use casebook_projections::read::audit::AuditFilter;
+use casebook_projections::read::diagnoses::QueueItem;
+use casebook_projections::read::{self, Page, PageRequest};
+use chrono::{DateTime, Days, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::{PgPool, Postgres, Transaction};
+use utoipa::{IntoParams, ToSchema};
+
+use super::caller::act_as;
+use super::commands::parse_id;
+use super::cursor;
+use super::json::Params;
+use super::problem::ApiError;
+use super::AppState;
+use crate::auth::Principal;
+
+const SESSION_READERS: &[Role] = &[Role::Customer, Role::Consultant, Role::Auditor];
+const DECISION_READERS: &[Role] = &[Role::Consultant, Role::Auditor];
+const USAGE_READERS: &[Role] = &[Role::Auditor, Role::Admin];
+const DEFAULT_PAGE: i64 = 20;
+const MAX_PAGE: i64 = 100;
+
+/// A read-only transaction that row-level security limits to `tenant`.
+async fn tenant_read(
+    pool: &PgPool,
+    tenant: TenantId,
+) -> Result<Transaction<'static, Postgres>, ApiError> {
+    let mut tx = pool.begin_with("BEGIN READ ONLY").await?;
+    sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
+        .bind(tenant.to_string())
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}
+
+/// Which page of a list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageParams {
+    /// The `next_cursor` of the previous page; absent for the first page.
+    pub after: Option<String>,
+    /// Items per page, 1..=100 (default 20).
+    pub limit: Option<i64>,
+}
+
+impl PageParams {
+    fn request(&self) -> Result<PageRequest, ApiError> {
+        let limit = self.limit.unwrap_or(DEFAULT_PAGE);
+        if !(1..=MAX_PAGE).contains(&limit) {
+            return Err(ApiError::Invalid {
+                field: "limit".into(),
+                message: format!("must be between 1 and {MAX_PAGE}"),
+            });
+        }
+        Ok(PageRequest {
+            limit,
+            after: self.after.as_deref().map(cursor::decode).transpose()?,
+        })
+    }
+}
+
+/// One page of a list.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Listing<T: ToSchema> {
+    /// The items, in the list's order.
+    pub items: Vec<T>,
+    /// Pass as `after` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+impl<T: ToSchema> Listing<T> {
+    fn of<R>(page: Page<R>, view: impl Fn(R) -> T) -> Json<Self> {
+        Json(Self {
+            items: page.items.into_iter().map(view).collect(),
+            next_cursor: page.next.map(cursor::encode),
+        })
+    }
+}
+
+/// A customer's session.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionView {
+    /// The session.
+    #[schema(value_type = uuid::Uuid)]
+    pub session_id: SessionId,
+    /// What it is about.
+    pub subject: String,
+    /// Upload keys.
+    pub attachments: Vec<String>,
+    /// `open` or `closed`.
+    #[schema(value_type = String)]
+    pub status: SessionStatus,
+    /// The customer who opened it.
+    #[schema(value_type = String)]
+    pub opened_by: UserId,
+    /// When.
+    pub opened_at: DateTime<Utc>,
+    /// Who closed it.
+    #[schema(value_type = Option<String>)]
+    pub closed_by: Option<UserId>,
+    /// When.
+    pub closed_at: Option<DateTime<Utc>>,
+    /// Queries submitted.
+    pub query_count: i32,
+    /// The last event's time.
+    pub last_activity_at: DateTime<Utc>,
+    /// The stream's version.
+    pub version: i64,
+}
+
+impl From<Session> for SessionView {
+    fn from(s: Session) -> Self {
+        Self {
+            session_id: s.session_id,
+            subject: s.subject,
+            attachments: s.attachments,
+            status: s.status,
+            opened_by: s.opened_by,
+            opened_at: s.opened_at,
+            closed_by: s.closed_by,
+            closed_at: s.closed_at,
+            query_count: s.query_count,
+            last_activity_at: s.last_activity_at,
+            version: s.version,
+        }
+    }
+}
+
+/// A query of a session.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QueryView {
+    /// The query.
+    #[schema(value_type = uuid::Uuid)]
+    pub query_id: QueryId,
+    /// Its diagnosis.
+    #[schema(value_type = uuid::Uuid)]
+    pub diagnosis_id: DiagnosisId,
+    /// The question.
+    pub text: String,
+    /// The customer who asked.
+    #[schema(value_type = String)]
+    pub submitted_by: UserId,
+    /// When.
+    pub submitted_at: DateTime<Utc>,
+}
+
+impl From<SessionQuery> for QueryView {
+    fn from(q: SessionQuery) -> Self {
+        Self {
+            query_id: q.query_id,
+            diagnosis_id: DiagnosisId::for_query(q.query_id),
+            text: q.text,
+            submitted_by: q.submitted_by,
+            submitted_at: q.submitted_at,
+        }
+    }
+}
+
+/// A session with its queries.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionDetail {
+    /// The session.
+    #[serde(flatten)]
+    pub session: SessionView,
+    /// Its queries, in the order they were submitted.
+    pub queries: Vec<QueryView>,
+}
+
+/// A diagnosis' proposal.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProposalView {
+    /// The proposed diagnosis.
+    pub text: String,
+    /// Structured findings.
+    #[schema(value_type = Vec<Object>)]
+    pub findings: Vec<Finding>,
+    /// The model's confidence in 0..=1.
+    pub confidence: f64,
+    /// When.
+    pub proposed_at: DateTime<Utc>,
+    /// Model, prompt template, retrieved judgments, tokens and cost.
+    #[schema(value_type = Object)]
+    pub provenance: Provenance,
+}
+
+/// The decision on a diagnosis, in short.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DecisionSummary {
+    /// `approved`, `amended`, `rejected` or `auto_approved`.
+    #[schema(value_type = String)]
+    pub outcome: Outcome,
+    /// The consultant, or `system`.
+    #[schema(value_type = String)]
+    pub decided_by: UserId,
+    /// When.
+    pub decided_at: DateTime<Utc>,
+}
+
+/// A diagnosis with its status, proposal and provenance.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DiagnosisView {
+    /// The diagnosis (and its decision's id).
+    #[schema(value_type = uuid::Uuid)]
+    pub diagnosis_id: DiagnosisId,
+    /// The session of the query.
+    #[schema(value_type = uuid::Uuid)]
+    pub session_id: SessionId,
+    /// The query.
+    #[schema(value_type = uuid::Uuid)]
+    pub query_id: QueryId,
+    /// The query's text.
+    pub query: String,
+    /// The customer who asked.
+    #[schema(value_type = String)]
+    pub requested_by: UserId,
+    /// When.
+    pub requested_at: DateTime<Utc>,
+    /// `{"status": "requested" | "context_retrieved" | "proposed"}`,
+    /// `{"status": "failed", "retryable": bool}` or `{"status": "resolved", "outcome": …}`.
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub status: DiagnosisStatus,
+    /// The current attempt, from 1.
+    pub attempt: i32,
+    /// The latest failure's reason.
+    pub failure_reason: Option<String>,
+    /// The proposal, once proposed.
+    pub proposal: Option<ProposalView>,
+    /// The decision, once decided.
+    pub decision: Option<DecisionSummary>,
+    /// When it was resolved.
+    pub resolved_at: Option<DateTime<Utc>>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+    /// The stream's version.
+    pub version: i64,
+}
+
+impl From<Diagnosis> for DiagnosisView {
+    fn from(d: Diagnosis) -> Self {
+        Self {
+            diagnosis_id: d.diagnosis_id,
+            session_id: d.session_id,
+            query_id: d.query_id,
+            query: d.query,
+            requested_by: d.requested_by,
+            requested_at: d.requested_at,
+            status: d.status,
+            attempt: d.attempt,
+            failure_reason: d.failure_reason,
+            proposal: d.proposal.map(|p| ProposalView {
+                text: p.text,
+                findings: p.findings,
+                confidence: p.confidence.value(),
+                proposed_at: p.proposed_at,
+                provenance: p.provenance,
+            }),
+            decision: d.decision.map(|decision| DecisionSummary {
+                outcome: decision.outcome,
+                decided_by: decision.decided_by,
+                decided_at: decision.decided_at,
+            }),
+            resolved_at: d.resolved_at,
+            updated_at: d.updated_at,
+            version: d.version,
+        }
+    }
+}
+
+/// A diagnosis waiting for review.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QueueEntry {
+    /// The diagnosis with its proposal.
+    #[serde(flatten)]
+    pub diagnosis: DiagnosisView,
+    /// Seconds since it was proposed.
+    pub age_seconds: u64,
+}
+
+impl From<QueueItem> for QueueEntry {
+    fn from(item: QueueItem) -> Self {
+        Self {
+            age_seconds: item.age.as_secs(),
+            diagnosis: item.diagnosis.into(),
+        }
+    }
+}
+
+/// A decision on a diagnosis.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DecisionView {
+    /// The decision.
+    #[schema(value_type = uuid::Uuid)]
+    pub decision_id: DecisionId,
+    /// The diagnosis it decides.
+    #[schema(value_type = uuid::Uuid)]
+    pub diagnosis_id: DiagnosisId,
+    /// `{"kind": "Approved" | "Amended" | "Rejected" | "AutoApproved", …details}`.
+    #[schema(value_type = Object)]
+    pub verdict: Verdict,
+    /// The consultant, or `system`.
+    #[schema(value_type = String)]
+    pub decided_by: UserId,
+    /// The role they acted in.
+    #[schema(value_type = String)]
+    pub decided_by_role: Role,
+    /// When.
+    pub decided_at: DateTime<Utc>,
+}
+
+impl From<Decision> for DecisionView {
+    fn from(d: Decision) -> Self {
+        Self {
+            decision_id: d.decision_id,
+            diagnosis_id: d.diagnosis_id,
+            verdict: d.verdict,
+            decided_by: d.decided_by,
+            decided_by_role: d.decided_by_role,
+            decided_at: d.decided_at,
+        }
+    }
+}
+
+/// The caller's tenant.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TenantView {
+    /// The tenant.
+    #[schema(value_type = uuid::Uuid)]
+    pub tenant_id: TenantId,
+    /// Display name.
+    pub name: String,
+    /// `active` or `suspended`.
+    #[schema(value_type = String)]
+    pub status: TenantStatus,
+    /// The plan tier.
+    #[schema(value_type = String)]
+    pub plan: PlanTier,
+    /// Which models may see the tenant's data.
+    #[schema(value_type = String)]
+    pub model_policy: ModelPolicy,
+    /// Proposals at or above it are approved without review; null: never.
+    pub auto_resolve_threshold: Option<f64>,
+    /// Why it is suspended, while it is.
+    pub suspended_reason: Option<String>,
+    /// When it was onboarded.
+    pub onboarded_at: DateTime<Utc>,
+    /// The stream's version.
+    pub version: i64,
+}
+
+impl From<Tenant> for TenantView {
+    fn from(t: Tenant) -> Self {
+        Self {
+            tenant_id: t.tenant_id,
+            name: t.name,
+            status: t.status,
+            plan: t.plan,
+            model_policy: t.model_policy,
+            auto_resolve_threshold: t.auto_resolve_threshold.map(|c| c.value()),
+            suspended_reason: t.suspended_reason,
+            onboarded_at: t.onboarded_at,
+            version: t.version,
+        }
+    }
+}
+
+/// The caller's tenant's sessions, newest first (customer, consultant, auditor).
+#[utoipa::path(get, path = "/v1/sessions", params(PageParams),
+    responses((status = 200, body = Listing<SessionView>)), tag = "sessions")]
+pub async fn list_sessions(
+    State(state): State<AppState>,
+    caller: Principal,
+    Params(params): Params<PageParams>,
+) -> Result<Json<Listing<SessionView>>, ApiError> {
+    act_as(&caller, SESSION_READERS)?;
+    let request = params.request()?;
+    let mut tx = tenant_read(&state.pool, caller.tenant_id).await?;
+    let page = read::sessions::list(&mut tx, caller.tenant_id, request).await?;
+    tx.commit().await?;
+    Ok(Listing::of(page, SessionView::from))
+}
+
+/// One session with its queries (customer, consultant, auditor).
+#[utoipa::path(get, path = "/v1/sessions/{session_id}",
+    params(("session_id" = Uuid, Path, description = "The session")),
+    responses((status = 200, body = SessionDetail)), tag = "sessions")]
+pub async fn get_session(
+    State(state): State<AppState>,
+    caller: Principal,
+    Path(session_id): Path<String>,
+) -> Result<Json<SessionDetail>, ApiError> {
+    act_as(&caller, SESSION_READERS)?;
+    let session_id: SessionId = parse_id("session_id", &session_id)?;
+    let mut tx = tenant_read(&state.pool, caller.tenant_id).await?;
+    let session = read::sessions::get(&mut tx, caller.tenant_id, session_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let queries = read::sessions::queries(&mut tx, caller.tenant_id, session_id).await?;
+    tx.commit().await?;
+    Ok(Json(SessionDetail {
+        session: session.into(),
+        queries: queries.into_iter().map(QueryView::from).collect(),
+    }))
+}
+
+/// The caller's tenant's diagnoses, newest first (customer, consultant, auditor).
+#[utoipa::path(get, path = "/v1/diagnoses", params(PageParams),
+    responses((status = 200, body = Listing<DiagnosisView>)), tag = "diagnoses")]
+pub async fn list_diagnoses(
+    State(state): State<AppState>,
+    caller: Principal,
+    Params(params): Params<PageParams>,
+) -> Result<Json<Listing<DiagnosisView>>, ApiError> {
+    act_as(&caller, SESSION_READERS)?;
+    let request = params.request()?;
+    let mut tx = tenant_read(&state.pool, caller.tenant_id).await?;
+    let page = read::diagnoses::list(&mut tx, caller.tenant_id, request).await?;
+    tx.commit().await?;
+    Ok(Listing::of(page, DiagnosisView::from))
+}
+
+/// One diagnosis with its status, proposal, provenance and decision (customer, consultant,
+/// auditor).
+#[utoipa::path(get, path = "/v1/diagnoses/{diagnosis_id}",
+    params(("diagnosis_id" = Uuid, Path, description = "The diagnosis")),
+    responses((status = 200, body = DiagnosisView)), tag = "diagnoses")]
+pub async fn get_diagnosis(
+    State(state): State<AppState>,
+    caller: Principal,
+    Path(diagnosis_id): Path<String>,
+) -> Result<Json<DiagnosisView>, ApiError> {
+    act_as(&caller, SESSION_READERS)?;
+    let diagnosis_id: DiagnosisId = parse_id("diagnosis_id", &diagnosis_id)?;
+    let mut tx = tenant_read(&state.pool, caller.tenant_id).await?;
+    let diagnosis = read::diagnoses::get(&mut tx, caller.tenant_id, diagnosis_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    tx.commit().await?;
+    Ok(Json(diagnosis.into()))
+}
+
+/// The review queue: proposed, undecided diagnoses, oldest first, with their age
+/// (consultant).
+#[utoipa::path(get, path = "/v1/review-queue", params(PageParams),
+    responses((status = 200, body = Listing<QueueEntry>)), tag = "review")]
+pub async fn review_queue(
+    State(state): State<AppState>,
+    caller: Principal,
+    Params(params): Params<PageParams>,
+) -> Result<Json<Listing<QueueEntry>>, ApiError> {
+    act_as(&caller, &[Role::Consultant])?;
+    let request = params.request()?;
+    let mut tx = tenant_read(&state.pool, caller.tenant_id).await?;
+    let page = read::diagnoses::review_queue(&mut tx, caller.tenant_id, request).await?;
+    tx.commit().await?;
+    Ok(Listing::of(page, QueueEntry::from))
+}
+
+/// Filters of the decisions list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DecisionParams {
+    /// Only this consultant's decisions (`system` for auto-approvals).
+    pub decided_by: Option<String>,
+    /// The `next_cursor` of the previous page.
+    pub after: Option<String>,
+    /// Items per page, 1..=100 (default 20).
+    pub limit: Option<i64>,
+}
+
+/// The caller's tenant's decisions, newest first (consultant, auditor).
+#[utoipa::path(get, path = "/v1/decisions", params(DecisionParams),
+    responses((status = 200, body = Listing<DecisionView>)), tag = "review")]
+pub async fn list_decisions(
+    State(state): State<AppState>,
+    caller: Principal,
+    Params(params): Params<DecisionParams>,
+) -> Result<Json<Listing<DecisionView>>, ApiError> {
+    act_as(&caller, DECISION_READERS)?;
+    let request = PageParams {
+        after: params.after,
+        limit: params.limit,
+    }
+    .request()?;
+    let decided_by = params.decided_by.map(UserId::parse).transpose()?;
+    let mut tx = tenant_read(&state.pool, caller.tenant_id).await?;
+    let page =
+        read::decisions::list(&mut tx, caller.tenant_id, decided_by.as_ref(), request).await?;
+    tx.commit().await?;
+    Ok(Listing::of(page, DecisionView::from))
+}
+
+/// One decision (consultant, auditor).
+#[utoipa::path(get, path = "/v1/decisions/{decision_id}",
+    params(("decision_id" = Uuid, Path, description = "The decision (the diagnosis' id)")),
+    responses((status = 200, body = DecisionView)), tag = "review")]
+pub async fn get_decision(
+    State(state): State<AppState>,
+    caller: Principal,
+    Path(decision_id): Path<String>,
+) -> Result<Json<DecisionView>, ApiError> {
+    act_as(&caller, DECISION_READERS)?;
+    let decision_id: DecisionId = parse_id("decision_id", &decision_id)?;
+    let mut tx = tenant_read(&state.pool, caller.tenant_id).await?;
+    let decision = read::decisions::get(&mut tx, caller.tenant_id, decision_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    tx.commit().await?;
+    Ok(Json(decision.into()))
+}
+
+/// The days of a usage report.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UsageParams {
+    /// First UTC day (default: 30 days before `to`).
+    #[param(value_type = Option<String>, format = Date)]
+    pub from: Option<NaiveDate>,
+    /// Last UTC day, inclusive (default: today).
+    #[param(value_type = Option<String>, format = Date)]
+    pub to: Option<NaiveDate>,
+}
+
+/// The longest report: a year and a day, so a whole leap year fits.
+const MAX_USAGE_DAYS: u64 = 366;
+
+/// The tenant's usage for some days.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsageReport {
+    /// First day.
+    pub from: NaiveDate,
+    /// Last day, inclusive.
+    pub to: NaiveDate,
+    /// Per UTC day and model, by day then model.
+    pub days: Vec<UsageDay>,
+    /// Proposals in the period.
+    pub total_proposals: i64,
+    /// Cost in the period, in millionths of a US dollar.
+    pub total_cost_usd_micros: i64,
+}
+
+/// Proposals, tokens and cost of one model on one day.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsageDay {
+    /// The UTC day.
+    pub day: NaiveDate,
+    /// The model.
+    pub model_id: String,
+    /// Proposals made.
+    pub proposals: i64,
+    /// Tokens in.
+    pub input_tokens: i64,
+    /// Tokens out.
+    pub output_tokens: i64,
+    /// Cost in millionths of a US dollar.
+    pub cost_usd_micros: i64,
+}
+
+impl From<Usage> for UsageDay {
+    fn from(u: Usage) -> Self {
+        Self {
+            day: u.day,
+            model_id: u.model_id,
+            proposals: u.proposals,
+            input_tokens: u.input_tokens,
+            output_tokens: u.output_tokens,
+            cost_usd_micros: u.cost_usd_micros,
+        }
+    }
+}
+
+/// The tenant's proposals, tokens and cost per UTC day and model (auditor, admin).
+#[utoipa::path(get, path = "/v1/usage", params(UsageParams),
+    responses((status = 200, body = UsageReport)), tag = "tenant")]
+pub async fn usage(
+    State(state): State<AppState>,
+    caller: Principal,
+    Params(params): Params<UsageParams>,
+) -> Result<Json<UsageReport>, ApiError> {
+    act_as(&caller, USAGE_READERS)?;
+    let to = params.to.unwrap_or_else(|| Utc::now().date_naive());
+    let from = match params.from {
+        Some(from) => from,
+        None => to.checked_sub_days(Days::new(30)).unwrap_or(NaiveDate::MIN),
+    };
+    let span = (to - from).num_days();
+    if span < 0 || span >= MAX_USAGE_DAYS as i64 {
+        return Err(ApiError::Invalid {
+            field: "from".into(),
+            message: format!("must be on or before `to`, at most {MAX_USAGE_DAYS} days before"),
+        });
+    }
+    let mut tx = tenant_read(&state.pool, caller.tenant_id).await?;
+    let rows = read::usage::daily(&mut tx, caller.tenant_id, from, to).await?;
+    tx.commit().await?;
+    Ok(Json(UsageReport {
+        from,
+        to,
+        total_proposals: rows.iter().map(|u| u.proposals).sum(),
+        total_cost_usd_micros: rows.iter().map(|u| u.cost_usd_micros).sum(),
+        days: rows.into_iter().map(UsageDay::from).collect(),
+    }))
+}
+
+/// Filters of the audit rows; every filter given must match.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AuditParams {
+    /// The event type, e.g. `DecisionMade`.
+    pub action: Option<String>,
+    /// The acting user's id (`system` for the platform).
+    pub actor: Option<String>,
+    /// The role acted in: `customer`, `consultant`, `auditor`, `admin` or `system`.
+    pub role: Option<String>,
+    /// The outcome, e.g. `approved`, `auto_approved`, `rejected`.
+    pub outcome: Option<String>,
+    /// The model of a proposal.
+    pub model: Option<String>,
+    /// Recorded at or after (RFC 3339).
+    pub from: Option<DateTime<Utc>>,
+    /// Recorded before (RFC 3339).
+    pub to: Option<DateTime<Utc>>,
+    /// The `next_cursor` of the previous page.
+    pub after: Option<String>,
+    /// Rows per page, 1..=100 (default 20).
+    pub limit: Option<i64>,
+}
+
+/// The tenant's audit rows in chain order, with their hashes, filtered (auditor).
+#[utoipa::path(get, path = "/v1/audit", params(AuditParams),
+    responses((status = 200, body = Listing<AuditRow>)), tag = "audit")]
+pub async fn audit_rows(
+    State(state): State<AppState>,
+    caller: Principal,
+    Params(params): Params<AuditParams>,
+) -> Result<Json<Listing<AuditRow>>, ApiError> {
+    act_as(&caller, &[Role::Auditor])?;
+    let request = PageParams {
+        after: params.after,
+        limit: params.limit,
+    }
+    .request()?;
+    if let (Some(from), Some(to)) = (params.from, params.to) {
+        if from > to {
+            return Err(ApiError::Invalid {
+                field: "from".into(),
+                message: "must not be after `to`".into(),
+            });
+        }
+    }
+    let filter = AuditFilter {
+        action: params.action,
+        actor_id: params.actor,
+        actor_role: params.role,
+        outcome: params.outcome,
+        model_id: params.model,
+        from: params.from,
+        to: params.to,
+    };
+    let mut tx = tenant_read(&state.pool, caller.tenant_id).await?;
+    let page = read::audit::list(&mut tx, caller.tenant_id, &filter, request).await?;
+    tx.commit().await?;
+    Ok(Listing::of(page, AuditRow))
+}
+
+/// One audit row: who did what to which subject, with what outcome and model, and its place in
+/// the tenant's hash chain (`seq`, `prev_hash`, `hash`, hex).
+#[derive(Debug, Serialize)]
+#[serde(transparent)]
+pub struct AuditRow(pub AuditRecord);
+
+impl utoipa::PartialSchema for AuditRow {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .description(Some(
+                "An audit row: the columns described in projections/AUDIT_QUERIES.md, hashes as hex",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for AuditRow {}
+
+/// The caller's tenant: status, plan, model policy, threshold (auditor, admin).
+#[utoipa::path(get, path = "/v1/tenant",
+    responses((status = 200, body = TenantView)), tag = "tenant")]
+pub async fn get_tenant(
+    State(state): State<AppState>,
+    caller: Principal,
+) -> Result<Json<TenantView>, ApiError> {
+    act_as(&caller, USAGE_READERS)?;
+    let mut tx = tenant_read(&state.pool, caller.tenant_id).await?;
+    let tenant = read::tenants::get(&mut tx, caller.tenant_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    tx.commit().await?;
+    Ok(Json(tenant.into()))
+}

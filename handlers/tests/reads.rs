@@ -1,0 +1,444 @@
+//! The read routes end to end: real Postgres (read models written by the real projections),
+//! real Cognito tokens from the AWS emulator, the real router.
+
+mod support;
+
+use axum::http::StatusCode;
+use casebook_domain::ids::DiagnosisId;
+use serde_json::{json, Value};
+use support::{spawn_app, TestApp, User};
+use uuid::Uuid;
+
+async fn onboarded(app: &TestApp) {
+    for admin in [&app.acme.admin, &app.globex.admin] {
+        let (status, body) = app
+            .post(
+                admin,
+                "/v1/tenant",
+                json!({ "name": "A practice", "plan": "enterprise" }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    // Until onboarded, a tenant is limited as the smallest tier; the cache would keep that.
+    app.forget_cached_tiers();
+}
+
+async fn open_session(app: &TestApp, customer: &User, subject: &str) -> Uuid {
+    let session = Uuid::new_v4();
+    let (status, body) = app
+        .post(
+            customer,
+            "/v1/sessions",
+            json!({ "session_id": session, "subject": subject }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    session
+}
+
+async fn ask(app: &TestApp, customer: &User, session: Uuid, text: &str) -> Uuid {
+    let query = Uuid::new_v4();
+    let (status, body) = app
+        .post(
+            customer,
+            &format!("/v1/sessions/{session}/queries"),
+            json!({ "query_id": query, "text": text }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    query
+}
+
+/// Acme: one session with two queries, both proposed; the first approved by the consultant.
+struct AcmeCase {
+    session: Uuid,
+    decided: Uuid,
+    waiting: Uuid,
+}
+
+async fn acme_case(app: &TestApp) -> AcmeCase {
+    onboarded(app).await;
+    let session = open_session(app, &app.acme.customer, "Supplier contract").await;
+    let decided = ask(
+        app,
+        &app.acme.customer,
+        session,
+        "Is the indemnity cap enforceable?",
+    )
+    .await;
+    let waiting = ask(
+        app,
+        &app.acme.customer,
+        session,
+        "And the liability carve-outs?",
+    )
+    .await;
+    for diagnosis in [decided, waiting] {
+        app.propose(app.acme.tenant, DiagnosisId::from_uuid(diagnosis), 0.6)
+            .await;
+    }
+    let (status, body) = app
+        .post(
+            &app.acme.consultant,
+            &format!("/v1/diagnoses/{decided}/decision"),
+            json!({ "verdict": "approve" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    AcmeCase {
+        session,
+        decided,
+        waiting,
+    }
+}
+
+fn items(body: &Value) -> &Vec<Value> {
+    body["items"].as_array().expect("a page has items")
+}
+
+/// Waits until the decision has reached every read model it touches.
+async fn projected(app: &TestApp, case: &AcmeCase) {
+    app.read_when(&app.acme.auditor, "/v1/audit?action=DecisionMade", |b| {
+        items(b).len() == 1
+    })
+    .await;
+    app.read_when(
+        &app.acme.consultant,
+        &format!("/v1/diagnoses/{}", case.decided),
+        |b| b["decision"]["outcome"] == "approved",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn every_read_model_answers_its_readers() {
+    let app = spawn_app().await;
+    let case = acme_case(&app).await;
+    projected(&app, &case).await;
+
+    let sessions = app
+        .read_when(&app.acme.customer, "/v1/sessions", |b| {
+            items(b).first().is_some_and(|s| s["query_count"] == 2)
+        })
+        .await;
+    assert_eq!(items(&sessions).len(), 1);
+    assert_eq!(sessions["items"][0]["session_id"], json!(case.session));
+    assert_eq!(sessions["items"][0]["status"], "open");
+    assert_eq!(sessions["next_cursor"], Value::Null);
+
+    let (status, session) = app
+        .get(
+            &app.acme.customer,
+            &format!("/v1/sessions/{}", case.session),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{session}");
+    assert_eq!(session["subject"], "Supplier contract");
+    let queries = session["queries"].as_array().unwrap();
+    assert_eq!(queries.len(), 2);
+    assert_eq!(queries[0]["diagnosis_id"], json!(case.decided));
+    assert_eq!(queries[1]["text"], "And the liability carve-outs?");
+
+    let (status, diagnoses) = app.get(&app.acme.customer, "/v1/diagnoses").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        items(&diagnoses)
+            .iter()
+            .map(|d| d["diagnosis_id"].clone())
+            .collect::<Vec<_>>(),
+        [json!(case.waiting), json!(case.decided)],
+        "newest first"
+    );
+    let (_, diagnosis) = app
+        .get(
+            &app.acme.customer,
+            &format!("/v1/diagnoses/{}", case.decided),
+        )
+        .await;
+    assert_eq!(diagnosis["query"], "Is the indemnity cap enforceable?");
+    assert_eq!(diagnosis["proposal"]["text"], "The cap is enforceable.");
+    assert_eq!(diagnosis["proposal"]["confidence"], 0.6);
+    assert_eq!(
+        diagnosis["proposal"]["provenance"]["model_id"],
+        "test-model"
+    );
+    assert_eq!(diagnosis["proposal"]["provenance"]["cost_usd_micros"], 42);
+    assert_eq!(diagnosis["decision"]["outcome"], "approved");
+
+    let (status, queue) = app.get(&app.acme.consultant, "/v1/review-queue").await;
+    assert_eq!(status, StatusCode::OK, "{queue}");
+    assert_eq!(items(&queue).len(), 1, "only the undecided proposal waits");
+    assert_eq!(queue["items"][0]["diagnosis_id"], json!(case.waiting));
+    assert_eq!(queue["items"][0]["status"], "proposed");
+    assert!(queue["items"][0]["age_seconds"].is_u64());
+
+    let (_, decisions) = app.get(&app.acme.consultant, "/v1/decisions").await;
+    assert_eq!(items(&decisions).len(), 1);
+    assert_eq!(decisions["items"][0]["verdict"]["kind"], "Approved");
+    assert_eq!(decisions["items"][0]["decided_by_role"], "consultant");
+    let (status, decision) = app
+        .get(
+            &app.acme.auditor,
+            &format!("/v1/decisions/{}", case.decided),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(decision["diagnosis_id"], json!(case.decided));
+    let consultant = decision["decided_by"].as_str().unwrap().to_owned();
+    let (_, by_consultant) = app
+        .get(
+            &app.acme.auditor,
+            &format!("/v1/decisions?decided_by={consultant}"),
+        )
+        .await;
+    assert_eq!(items(&by_consultant).len(), 1);
+    let (_, by_nobody) = app
+        .get(&app.acme.auditor, "/v1/decisions?decided_by=someone-else")
+        .await;
+    assert!(items(&by_nobody).is_empty());
+
+    let (status, usage) = app.get(&app.acme.admin, "/v1/usage").await;
+    assert_eq!(status, StatusCode::OK, "{usage}");
+    assert_eq!(usage["total_proposals"], 2);
+    assert_eq!(usage["total_cost_usd_micros"], 84);
+    assert_eq!(usage["days"][0]["model_id"], "test-model");
+
+    let (status, tenant) = app.get(&app.acme.admin, "/v1/tenant").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(tenant["tenant_id"], json!(app.acme.tenant));
+    assert_eq!(tenant["plan"], "enterprise");
+    assert_eq!(tenant["status"], "active");
+}
+
+#[tokio::test]
+async fn auditors_filter_the_audit_rows() {
+    let app = spawn_app().await;
+    let case = acme_case(&app).await;
+    projected(&app, &case).await;
+    let auditor = &app.acme.auditor;
+
+    let (_, decided) = app.get(auditor, "/v1/audit?action=DecisionMade").await;
+    let row = &decided["items"][0];
+    assert_eq!(row["actor_role"], "consultant");
+    assert_eq!(row["outcome"], "approved");
+    assert_eq!(row["diagnosis_id"], json!(case.decided));
+    assert_eq!(row["hash"].as_str().unwrap().len(), 64, "{row}");
+
+    let (_, by_model) = app.get(auditor, "/v1/audit?model=test-model").await;
+    assert!(items(&by_model)
+        .iter()
+        .all(|r| r["action"] == "DiagnosisProposed" && r["model_id"] == "test-model"));
+    assert_eq!(items(&by_model).len(), 2);
+
+    let actor = row["actor_id"].as_str().unwrap();
+    let (_, by_actor) = app
+        .get(
+            auditor,
+            &format!("/v1/audit?actor={actor}&outcome=approved"),
+        )
+        .await;
+    assert_eq!(items(&by_actor).len(), 1);
+    let (_, by_role) = app.get(auditor, "/v1/audit?role=customer").await;
+    assert!(items(&by_role)
+        .iter()
+        .all(|r| r["actor_role"] == "customer"));
+    assert!(items(&by_role).len() >= 3, "opened, asked twice: {by_role}");
+
+    let (_, future) = app
+        .get(auditor, "/v1/audit?from=2999-01-01T00:00:00Z")
+        .await;
+    assert!(items(&future).is_empty());
+    let (_, past) = app.get(auditor, "/v1/audit?to=2000-01-01T00:00:00Z").await;
+    assert!(items(&past).is_empty());
+    let (_, everything) = app
+        .get(auditor, "/v1/audit?from=2000-01-01T00:00:00Z&limit=100")
+        .await;
+
+    // Paging one row at a time walks the chain in order, without repeats or gaps.
+    let mut seqs = Vec::new();
+    let mut path = "/v1/audit?limit=1".to_owned();
+    loop {
+        let (status, page) = app.get(auditor, &path).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        seqs.extend(items(&page).iter().map(|r| r["seq"].as_i64().unwrap()));
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/v1/audit?limit=1&after={cursor}"),
+            None => break,
+        }
+    }
+    let all: Vec<i64> = (1..=items(&everything).len() as i64).collect();
+    assert_eq!(seqs, all);
+
+    for bad in [
+        "/v1/audit?from=yesterday",
+        "/v1/audit?from=2030-01-01T00:00:00Z&to=2020-01-01T00:00:00Z",
+        "/v1/audit?limit=0",
+        "/v1/audit?limit=101",
+        "/v1/audit?after=not-a-cursor",
+    ] {
+        let (status, problem) = app.get(auditor, bad).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {problem}");
+        assert_eq!(problem["code"], "validation_failed", "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn lists_page_with_opaque_cursors() {
+    let app = spawn_app().await;
+    onboarded(&app).await;
+    let mut opened = Vec::new();
+    for subject in ["one", "two", "three"] {
+        opened.push(open_session(&app, &app.acme.customer, subject).await);
+    }
+    app.read_when(&app.acme.customer, "/v1/sessions", |b| items(b).len() == 3)
+        .await;
+    let (_, first) = app.get(&app.acme.customer, "/v1/sessions?limit=2").await;
+    assert_eq!(items(&first).len(), 2);
+    let cursor = first["next_cursor"].as_str().expect("a second page");
+    assert!(
+        cursor.parse::<i64>().is_err(),
+        "opaque, not a bare position"
+    );
+    let (_, second) = app
+        .get(
+            &app.acme.customer,
+            &format!("/v1/sessions?limit=2&after={cursor}"),
+        )
+        .await;
+    assert_eq!(items(&second).len(), 1);
+    assert_eq!(second["next_cursor"], Value::Null);
+    let seen: Vec<Value> = items(&first)
+        .iter()
+        .chain(items(&second))
+        .map(|s| s["session_id"].clone())
+        .collect();
+    let newest_first: Vec<Value> = opened.iter().rev().map(|id| json!(id)).collect();
+    assert_eq!(seen, newest_first);
+
+    let (status, problem) = app.get(&app.acme.customer, "/v1/sessions?limit=abc").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert_eq!(problem["code"], "validation_failed");
+    let (status, problem) = app.get(&app.acme.customer, "/v1/sessions/not-a-uuid").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert_eq!(problem["field"], "session_id");
+}
+
+#[tokio::test]
+async fn another_tenants_reads_are_not_found_and_lists_never_show_its_rows() {
+    let app = spawn_app().await;
+    let case = acme_case(&app).await;
+    projected(&app, &case).await;
+    let acme_ids = [
+        app.acme.tenant.to_string(),
+        case.session.to_string(),
+        case.decided.to_string(),
+        case.waiting.to_string(),
+    ];
+    let leaks = |body: &Value| {
+        let text = body.to_string();
+        acme_ids.iter().any(|id| text.contains(id.as_str()))
+    };
+
+    let by_id = [
+        (
+            &app.globex.customer,
+            format!("/v1/sessions/{}", case.session),
+        ),
+        (
+            &app.globex.auditor,
+            format!("/v1/sessions/{}", case.session),
+        ),
+        (
+            &app.globex.customer,
+            format!("/v1/diagnoses/{}", case.decided),
+        ),
+        (
+            &app.globex.consultant,
+            format!("/v1/diagnoses/{}", case.waiting),
+        ),
+        (
+            &app.globex.consultant,
+            format!("/v1/decisions/{}", case.decided),
+        ),
+        (
+            &app.globex.auditor,
+            format!("/v1/decisions/{}", case.decided),
+        ),
+    ];
+    for (user, path) in &by_id {
+        let (status, body) = app.get(user, path).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
+        assert_eq!(body["code"], "not_found");
+        assert!(!leaks(&body), "{path}: {body}");
+    }
+
+    let lists = [
+        (&app.globex.customer, "/v1/sessions"),
+        (&app.globex.customer, "/v1/diagnoses"),
+        (&app.globex.consultant, "/v1/review-queue"),
+        (&app.globex.consultant, "/v1/decisions"),
+        (&app.globex.auditor, "/v1/audit?limit=100"),
+    ];
+    for (user, path) in lists {
+        let (status, body) = app.get(user, path).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+        assert!(!leaks(&body), "{path}: {body}");
+        let rows = items(&body);
+        if path.starts_with("/v1/audit") {
+            // Globex's own onboarding, and nothing of acme's.
+            assert!(rows
+                .iter()
+                .all(|r| r["tenant_id"] == json!(app.globex.tenant)));
+        } else {
+            assert!(rows.is_empty(), "{path}: {body}");
+        }
+    }
+    let (_, usage) = app.get(&app.globex.auditor, "/v1/usage").await;
+    assert_eq!(usage["total_proposals"], 0, "{usage}");
+    let (_, tenant) = app.get(&app.globex.admin, "/v1/tenant").await;
+    assert_eq!(tenant["tenant_id"], json!(app.globex.tenant));
+}
+
+#[tokio::test]
+async fn each_role_reads_only_what_its_role_allows() {
+    let app = spawn_app().await;
+    onboarded(&app).await;
+    let id = Uuid::new_v4();
+    // (path, customer, consultant, auditor, admin): may the role read it?
+    let matrix = [
+        ("/v1/sessions".to_owned(), [true, true, true, false]),
+        (format!("/v1/sessions/{id}"), [true, true, true, false]),
+        ("/v1/diagnoses".to_owned(), [true, true, true, false]),
+        (format!("/v1/diagnoses/{id}"), [true, true, true, false]),
+        ("/v1/review-queue".to_owned(), [false, true, false, false]),
+        ("/v1/decisions".to_owned(), [false, true, true, false]),
+        (format!("/v1/decisions/{id}"), [false, true, true, false]),
+        ("/v1/usage".to_owned(), [false, false, true, true]),
+        ("/v1/audit".to_owned(), [false, false, true, false]),
+        ("/v1/events".to_owned(), [false, false, true, false]),
+        ("/v1/tenant".to_owned(), [false, false, true, true]),
+    ];
+    let acme = &app.acme;
+    let roles = [
+        ("customer", &acme.customer),
+        ("consultant", &acme.consultant),
+        ("auditor", &acme.auditor),
+        ("admin", &acme.admin),
+    ];
+    for (path, allowed) in &matrix {
+        for ((role, user), allowed) in roles.iter().zip(allowed) {
+            let (status, body) = app.get(user, path).await;
+            if *allowed {
+                // A random id is simply absent; the tenant may not be projected yet.
+                assert!(
+                    status == StatusCode::OK || status == StatusCode::NOT_FOUND,
+                    "{role} GET {path}: {status} {body}"
+                );
+            } else {
+                assert_eq!(status, StatusCode::FORBIDDEN, "{role} GET {path}: {body}");
+                assert_eq!(body["code"], "forbidden");
+            }
+        }
+    }
+}
