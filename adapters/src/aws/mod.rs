@@ -1,14 +1,17 @@
-//! The AWS messaging clients: EventBridge ([`eventbridge`]) and SQS ([`sqs`]), plus
-//! [`setup`], which creates the bus and queues idempotently (the local emulator, tests).
+//! The AWS clients: EventBridge ([`eventbridge`]), SQS ([`sqs`]), tenant-partitioned S3
+//! buckets ([`s3`]), plus [`setup`], which creates the bus, queues and buckets idempotently
+//! (the local emulator, tests).
 //!
 //! Every client is built from one shared configuration ([`shared_config`]), which honours
 //! `AWS_ENDPOINT_URL` (the local emulator) and the usual credential chain.
 
 pub mod eventbridge;
+pub mod s3;
 pub mod setup;
 pub mod sqs;
 
 pub use aws_sdk_eventbridge;
+pub use aws_sdk_s3;
 pub use aws_sdk_sqs;
 
 pub use aws_config::SdkConfig;

@@ -1,7 +1,8 @@
-//! Creates Casebook's messaging resources idempotently: the custom event bus, the
-//! `diagnosis` queue and the `local-jobs` queue, each with a dead-letter queue (redrive after
-//! [`MAX_RECEIVE_COUNT`] receives). For the local emulator and tests; AWS gets them from the
-//! template.
+//! Creates Casebook's AWS resources idempotently: the custom event bus, the `diagnosis`
+//! queue and the `local-jobs` queue, each with a dead-letter queue (redrive after
+//! [`MAX_RECEIVE_COUNT`] receives), and the uploads, artifacts and audit-archive buckets.
+//! For the local emulator and tests; AWS gets them from the template (whose names reach the
+//! functions as `UPLOADS_BUCKET`, `ARTIFACTS_BUCKET` and `AUDIT_ARCHIVE_BUCKET`).
 
 use aws_config::SdkConfig;
 use aws_sdk_sqs::types::QueueAttributeName;
@@ -22,17 +23,27 @@ pub struct ResourceNames {
     pub local_jobs_queue: String,
     /// Visibility timeout of the work queues, seconds.
     pub visibility_timeout: u32,
+    /// Customers' uploads, under `<tenant>/` prefixes.
+    pub uploads_bucket: String,
+    /// Generated artifacts (fine-tune exports), under `<tenant>/` prefixes.
+    pub artifacts_bucket: String,
+    /// The nightly audit archive, under `<tenant>/` prefixes.
+    pub audit_archive_bucket: String,
 }
 
 impl ResourceNames {
-    /// `<prefix>-events`, `<prefix>-diagnosis`, `<prefix>-local-jobs`; visibility 720 s
-    /// (6 × the worker's 120 s).
+    /// `<prefix>-events`, `<prefix>-diagnosis`, `<prefix>-local-jobs`, buckets
+    /// `<prefix>-uploads`, `<prefix>-artifacts`, `<prefix>-audit-archive`; visibility 720 s
+    /// (6 × the worker's 120 s). Bucket names are lowercase, so the prefix should be too.
     pub fn with_prefix(prefix: &str) -> Self {
         Self {
             bus: format!("{prefix}-events"),
             diagnosis_queue: format!("{prefix}-diagnosis"),
             local_jobs_queue: format!("{prefix}-local-jobs"),
             visibility_timeout: 720,
+            uploads_bucket: format!("{prefix}-uploads"),
+            artifacts_bucket: format!("{prefix}-artifacts"),
+            audit_archive_bucket: format!("{prefix}-audit-archive"),
         }
     }
 }
@@ -52,9 +63,15 @@ pub struct Resources {
     pub local_jobs_queue_url: String,
     /// The local-jobs DLQ's URL.
     pub local_jobs_dlq_url: String,
+    /// `UPLOADS_BUCKET`.
+    pub uploads_bucket: String,
+    /// `ARTIFACTS_BUCKET`.
+    pub artifacts_bucket: String,
+    /// `AUDIT_ARCHIVE_BUCKET`.
+    pub audit_archive_bucket: String,
 }
 
-/// Creates the bus and the queues unless they exist.
+/// Creates the bus, the queues and the buckets unless they exist.
 pub async fn ensure_resources(
     shared: &SdkConfig,
     names: &ResourceNames,
@@ -64,6 +81,13 @@ pub async fn ensure_resources(
         ensure_queue_with_dlq(shared, &names.diagnosis_queue, names.visibility_timeout).await?;
     let (local_jobs_queue_url, local_jobs_dlq_url) =
         ensure_queue_with_dlq(shared, &names.local_jobs_queue, names.visibility_timeout).await?;
+    for bucket in [
+        &names.uploads_bucket,
+        &names.artifacts_bucket,
+        &names.audit_archive_bucket,
+    ] {
+        ensure_bucket(shared, bucket).await?;
+    }
     Ok(Resources {
         bus_name: names.bus.clone(),
         bus_arn,
@@ -71,7 +95,43 @@ pub async fn ensure_resources(
         diagnosis_dlq_url,
         local_jobs_queue_url,
         local_jobs_dlq_url,
+        uploads_bucket: names.uploads_bucket.clone(),
+        artifacts_bucket: names.artifacts_bucket.clone(),
+        audit_archive_bucket: names.audit_archive_bucket.clone(),
     })
+}
+
+/// Creates bucket `name` in the configuration's region unless it exists.
+pub async fn ensure_bucket(shared: &SdkConfig, name: &str) -> Result<(), AwsError> {
+    use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
+
+    let client = super::s3::client(shared);
+    if client.head_bucket().bucket(name).send().await.is_ok() {
+        return Ok(());
+    }
+    let mut request = client.create_bucket().bucket(name);
+    // us-east-1 is S3's default location and refuses to be named as a constraint.
+    if let Some(region) = shared.region().map(|r| r.as_ref()) {
+        if region != "us-east-1" {
+            request = request.create_bucket_configuration(
+                CreateBucketConfiguration::builder()
+                    .location_constraint(BucketLocationConstraint::from(region))
+                    .build(),
+            );
+        }
+    }
+    match request.send().await {
+        Ok(_) => Ok(()),
+        // Another process created it between the check and the call.
+        Err(err)
+            if err
+                .as_service_error()
+                .is_some_and(|e| e.is_bucket_already_owned_by_you()) =>
+        {
+            Ok(())
+        }
+        Err(err) => Err(AwsError::call("CreateBucket", err)),
+    }
 }
 
 /// Creates the custom bus `name` unless it exists; returns its ARN.

@@ -1,0 +1,306 @@
+//! S3 buckets partitioned by tenant: every object key starts with `<tenant_id>/`.
+//!
+//! The prefix is checked before any AWS call, so a caller can neither read nor write (nor
+//! get a presigned URL for) another tenant's object, whatever key it passes. Presigned
+//! URLs let clients move large bodies straight to and from S3 without the API in the path.
+
+use std::time::{Duration, SystemTime};
+
+use aws_config::SdkConfig;
+use aws_sdk_s3::presigning::PresigningConfig;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::Client;
+use casebook_domain::ids::TenantId;
+
+use super::BoxError;
+
+/// Why an S3 operation was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum S3Error {
+    /// The key does not lie under the caller's `<tenant>/` prefix.
+    #[error("key {key:?} is outside the tenant's prefix")]
+    OutsideTenantPrefix {
+        /// The refused key.
+        key: String,
+    },
+    /// The key is malformed (empty part, `..`, `//`, leading `/`, control character).
+    #[error("invalid key {key:?}: {reason}")]
+    InvalidKey {
+        /// The refused key.
+        key: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The AWS call failed (network, missing object, access, an invalid expiry).
+    #[error("S3 {operation} failed")]
+    Aws {
+        /// The API operation.
+        operation: &'static str,
+        /// The SDK's error.
+        #[source]
+        source: BoxError,
+    },
+}
+
+impl S3Error {
+    fn aws(
+        operation: &'static str,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::Aws {
+            operation,
+            source: Box::new(source),
+        }
+    }
+}
+
+/// A presigned HTTP request: send `method` to `url` with every one of `headers` before
+/// `expires_at`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresignedRequest {
+    /// `PUT` or `GET`.
+    pub method: String,
+    /// The signed URL.
+    pub url: String,
+    /// Headers the signature covers (e.g. `content-type` for a PUT): the client must send them.
+    pub headers: Vec<(String, String)>,
+    /// When the signature stops being accepted.
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// One bucket whose objects are partitioned by tenant: every key starts with `<tenant_id>/`.
+#[derive(Debug, Clone)]
+pub struct TenantBucket {
+    client: Client,
+    bucket: String,
+}
+
+impl TenantBucket {
+    /// A client for `bucket`.
+    pub fn new(config: &SdkConfig, bucket: impl Into<String>) -> Self {
+        Self {
+            client: client(config),
+            bucket: bucket.into(),
+        }
+    }
+
+    /// The bucket's name.
+    pub fn name(&self) -> &str {
+        &self.bucket
+    }
+
+    /// The full key `<tenant>/<relative>`; refuses empty parts, `..`, `//`, a leading `/` and
+    /// control characters.
+    pub fn tenant_key(tenant: TenantId, relative: &str) -> Result<String, S3Error> {
+        let key = format!("{tenant}/{relative}");
+        validate(&key)?;
+        Ok(key)
+    }
+
+    /// A presigned PUT of `key` with `content_type` (the uploader must send that header).
+    pub async fn presign_put(
+        &self,
+        tenant: TenantId,
+        key: &str,
+        content_type: &str,
+        expires_in: Duration,
+    ) -> Result<PresignedRequest, S3Error> {
+        check(tenant, key)?;
+        let signed = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .presigned(presigning(expires_in)?)
+            .await
+            .map_err(|err| S3Error::aws("PutObject (presign)", err))?;
+        Ok(presigned(&signed, expires_in))
+    }
+
+    /// A presigned GET of `key`.
+    pub async fn presign_get(
+        &self,
+        tenant: TenantId,
+        key: &str,
+        expires_in: Duration,
+    ) -> Result<PresignedRequest, S3Error> {
+        check(tenant, key)?;
+        let signed = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .presigned(presigning(expires_in)?)
+            .await
+            .map_err(|err| S3Error::aws("GetObject (presign)", err))?;
+        Ok(presigned(&signed, expires_in))
+    }
+
+    /// Writes `body` to `key`.
+    pub async fn put(
+        &self,
+        tenant: TenantId,
+        key: &str,
+        body: Vec<u8>,
+        content_type: &str,
+    ) -> Result<(), S3Error> {
+        check(tenant, key)?;
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|err| S3Error::aws("PutObject", err))?;
+        Ok(())
+    }
+
+    /// Reads the object at `key`.
+    pub async fn get(&self, tenant: TenantId, key: &str) -> Result<Vec<u8>, S3Error> {
+        check(tenant, key)?;
+        let object = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|err| S3Error::aws("GetObject", err))?;
+        let bytes = object
+            .body
+            .collect()
+            .await
+            .map_err(|err| S3Error::aws("GetObject (body)", err))?;
+        Ok(bytes.into_bytes().to_vec())
+    }
+}
+
+/// An S3 client. With an explicit endpoint (the local emulator) requests use path-style
+/// addressing, since `<bucket>.127.0.0.1` does not resolve.
+pub fn client(config: &SdkConfig) -> Client {
+    let s3 = aws_sdk_s3::config::Builder::from(config)
+        .force_path_style(config.endpoint_url().is_some())
+        .build();
+    Client::from_conf(s3)
+}
+
+fn presigning(expires_in: Duration) -> Result<PresigningConfig, S3Error> {
+    PresigningConfig::expires_in(expires_in).map_err(|err| S3Error::aws("presign", err))
+}
+
+fn presigned(
+    signed: &aws_sdk_s3::presigning::PresignedRequest,
+    expires_in: Duration,
+) -> PresignedRequest {
+    let expires_at = chrono::DateTime::<chrono::Utc>::from(SystemTime::now() + expires_in);
+    PresignedRequest {
+        method: signed.method().to_owned(),
+        url: signed.uri().to_owned(),
+        headers: signed
+            .headers()
+            .map(|(name, value)| (name.to_owned(), value.to_owned()))
+            .collect(),
+        expires_at,
+    }
+}
+
+/// A well-formed key under `<tenant>/`, else the reason; no AWS call is made before this.
+fn check(tenant: TenantId, key: &str) -> Result<(), S3Error> {
+    validate(key)?;
+    let prefix = format!("{tenant}/");
+    if !key.starts_with(&prefix) {
+        return Err(S3Error::OutsideTenantPrefix {
+            key: key.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+fn validate(key: &str) -> Result<(), S3Error> {
+    let invalid = |reason| {
+        Err(S3Error::InvalidKey {
+            key: key.to_owned(),
+            reason,
+        })
+    };
+    if key.starts_with('/') {
+        return invalid("leading '/'");
+    }
+    if key.chars().any(char::is_control) {
+        return invalid("control character");
+    }
+    // S3's own limit; longer keys fail at AWS anyway, later and less clearly.
+    if key.len() > 1024 {
+        return invalid("longer than 1024 bytes");
+    }
+    for part in key.split('/') {
+        match part {
+            "" => return invalid("empty path segment ('//' or trailing '/')"),
+            "." | ".." => return invalid("'.' or '..' segment"),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenant_keys_join_the_tenant_and_a_clean_relative_path() {
+        let tenant = TenantId::new();
+        assert_eq!(
+            TenantBucket::tenant_key(tenant, "uploads/a b.pdf").unwrap(),
+            format!("{tenant}/uploads/a b.pdf")
+        );
+        for bad in [
+            "",
+            "/abs",
+            "a//b",
+            "a/",
+            "../other/x",
+            "a/../../x",
+            "./x",
+            "a\u{0}b",
+            "a\nb",
+        ] {
+            assert!(
+                matches!(
+                    TenantBucket::tenant_key(tenant, bad),
+                    Err(S3Error::InvalidKey { .. })
+                ),
+                "{bad:?} accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn a_key_under_another_tenant_or_no_tenant_is_outside_the_prefix() {
+        let tenant = TenantId::new();
+        let other = TenantId::new();
+        assert!(check(tenant, &format!("{tenant}/x")).is_ok());
+        for key in [
+            format!("{other}/x"),
+            "x".to_owned(),
+            // The prefix match is on the whole segment, not a string prefix of the id.
+            format!("{tenant}x/y"),
+        ] {
+            assert!(
+                matches!(
+                    check(tenant, &key),
+                    Err(S3Error::OutsideTenantPrefix { .. })
+                ),
+                "{key:?} accepted"
+            );
+        }
+        // A traversal back out of the prefix is malformed before it is foreign.
+        assert!(matches!(
+            check(tenant, &format!("{tenant}/../{other}/x")),
+            Err(S3Error::InvalidKey { .. })
+        ));
+    }
+}
