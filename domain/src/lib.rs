@@ -11,6 +11,7 @@
 //! | [`actor`] | [`actor::Actor`] and [`actor::Role`]: who issues a command |
 //! | [`error`] | [`error::AccessError`] (shared by every aggregate) and [`error::ErrorKind`] for clients |
 //! | [`tenant`], [`session`], [`diagnosis`], [`decision`], [`judgment`] | one aggregate each |
+//! | [`finetune`] | [`finetune::FinetuneExport`]: the weekly export's file and log range |
 //! | [`policy`] | model routing ([`policy::route_model`]) and auto-resolve ([`policy::should_auto_approve`]) |
 //! | [`ports`] | [`ports::Embedder`] and [`ports::Llm`], implemented by the adapters |
 //! | [`upcast`], [`any_event`] | older event versions, and decoding any stored event |
@@ -38,6 +39,7 @@
 //! | — | `Onboard` (A) | `TenantOnboarded` | active |
 //! | active, suspended | `ChangePlan`, `SetAutoResolveThreshold`, `SetModelPolicy` (A) | `PlanChanged`, `AutoResolveThresholdSet`, `ModelPolicySet` | unchanged |
 //! | active | `Suspend` (A) | `TenantSuspended` | suspended |
+//! | active, suspended | `RecordFinetuneExport` (S) | `FinetuneExported` | unchanged (the next export starts after this one) |
 //! | suspended | `Reactivate` (A) | `TenantReactivated` | active |
 //!
 //! A suspended tenant's other aggregates refuse work: sessions, diagnosis requests and
@@ -89,6 +91,7 @@ pub mod any_event;
 pub mod decision;
 pub mod diagnosis;
 pub mod error;
+pub mod finetune;
 pub mod ids;
 pub mod judgment;
 pub mod metadata;

@@ -6,12 +6,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::actor::{Actor, Owned, Role};
 use crate::error::{ensure, AccessError, DomainError, ErrorKind};
+use crate::finetune::{FinetuneExport, LastExport, LogPosition};
 use crate::ids::{TenantId, UserId};
 use crate::policy::{ModelPolicy, PlanTier};
 use crate::values::{Confidence, Reason, TenantName};
 
 /// Only a tenant's admins run tenant commands.
 const ADMINS: &[Role] = &[Role::Admin];
+/// The scheduled jobs record exports.
+const SYSTEM: &[Role] = &[Role::System];
 
 /// A command to the [`Tenant`] aggregate, whose id is the [`TenantId`].
 #[derive(Debug, Clone, PartialEq)]
@@ -58,6 +61,13 @@ pub enum TenantCommand {
         /// An admin.
         actor: Actor,
     },
+    /// Record a fine-tune export written to S3; it must start where the last one ended.
+    RecordFinetuneExport {
+        /// The system (the scheduled export).
+        actor: Actor,
+        /// The file and the range of the log it covers.
+        export: FinetuneExport,
+    },
 }
 
 impl TenantCommand {
@@ -69,7 +79,8 @@ impl TenantCommand {
             | Self::SetAutoResolveThreshold { actor, .. }
             | Self::SetModelPolicy { actor, .. }
             | Self::Suspend { actor, .. }
-            | Self::Reactivate { actor } => actor,
+            | Self::Reactivate { actor }
+            | Self::RecordFinetuneExport { actor, .. } => actor,
         }
     }
 }
@@ -111,6 +122,11 @@ pub enum TenantEvent {
     },
     /// The suspension was lifted.
     TenantReactivated,
+    /// Approved and amended decisions were exported as fine-tune examples.
+    FinetuneExported {
+        /// The file and the range of the log it covers.
+        export: FinetuneExport,
+    },
 }
 
 impl DomainEvent for TenantEvent {
@@ -122,6 +138,7 @@ impl DomainEvent for TenantEvent {
             Self::ModelPolicySet { .. } => "ModelPolicySet",
             Self::TenantSuspended { .. } => "TenantSuspended",
             Self::TenantReactivated => "TenantReactivated",
+            Self::FinetuneExported { .. } => "FinetuneExported",
         }
         .to_owned()
     }
@@ -146,15 +163,33 @@ pub enum TenantError {
     /// `Reactivate` on an active tenant.
     #[error("the tenant is not suspended")]
     NotSuspended,
+    /// An export that does not start where the last recorded one ended (another run
+    /// recorded one since this one read the tenant).
+    #[error("the export starts after {after:?} but the last export ended at {last:?}")]
+    ExportOutOfDate {
+        /// Where the refused export starts.
+        after: Option<LogPosition>,
+        /// Where the last recorded export ended.
+        last: Option<LogPosition>,
+    },
+    /// A second export on the same day would overwrite the first one's file.
+    #[error("the tenant was already exported on {0}")]
+    AlreadyExportedOn(chrono::NaiveDate),
+    /// An export with no examples, or ending where it starts.
+    #[error("an export must hold at least one decision after its start")]
+    EmptyExport,
 }
 
 impl DomainError for TenantError {
     fn kind(&self) -> ErrorKind {
         match self {
             Self::Access(e) => e.kind(),
-            Self::AlreadyOnboarded | Self::AlreadySuspended | Self::NotSuspended => {
-                ErrorKind::Conflict
-            }
+            Self::AlreadyOnboarded
+            | Self::AlreadySuspended
+            | Self::NotSuspended
+            | Self::ExportOutOfDate { .. }
+            | Self::AlreadyExportedOn(_) => ErrorKind::Conflict,
+            Self::EmptyExport => ErrorKind::Invalid,
         }
     }
 }
@@ -172,6 +207,9 @@ struct TenantState {
     auto_resolve_threshold: Option<Confidence>,
     model_policy: ModelPolicy,
     suspended: bool,
+    /// Snapshots taken before exports existed lack it.
+    #[serde(default)]
+    last_finetune_export: Option<LastExport>,
 }
 
 impl Owned for TenantState {
@@ -199,6 +237,13 @@ impl Tenant {
     /// The auto-resolve threshold; `None` when disabled (or not onboarded).
     pub fn auto_resolve_threshold(&self) -> Option<Confidence> {
         self.state.as_ref().and_then(|s| s.auto_resolve_threshold)
+    }
+
+    /// Where the last recorded fine-tune export ended; `None` before the first.
+    pub fn last_finetune_export(&self) -> Option<&LastExport> {
+        self.state
+            .as_ref()
+            .and_then(|s| s.last_finetune_export.as_ref())
     }
 
     fn decide(&self, command: TenantCommand) -> Result<TenantEvent, TenantError> {
@@ -234,6 +279,29 @@ impl Tenant {
                 let state = actor.authorize(ADMINS, state)?;
                 ensure(state.suspended, TenantError::NotSuspended)?;
                 TenantEvent::TenantReactivated
+            }
+            TenantCommand::RecordFinetuneExport { actor, export } => {
+                let state = actor.authorize(SYSTEM, state)?;
+                let last = state.last_finetune_export.as_ref();
+                if let Some(last) = last {
+                    ensure(
+                        last.exported_on != export.exported_on,
+                        TenantError::AlreadyExportedOn(last.exported_on),
+                    )?;
+                }
+                let last_end = last.map(|l| l.up_to);
+                ensure(
+                    export.after == last_end,
+                    TenantError::ExportOutOfDate {
+                        after: export.after,
+                        last: last_end,
+                    },
+                )?;
+                ensure(
+                    export.examples > 0 && export.after.is_none_or(|a| a < export.up_to),
+                    TenantError::EmptyExport,
+                )?;
+                TenantEvent::FinetuneExported { export }
             }
         };
         Ok(event)
@@ -272,6 +340,7 @@ impl Aggregate for Tenant {
                     auto_resolve_threshold: None,
                     model_policy: ModelPolicy::default(),
                     suspended: false,
+                    last_finetune_export: None,
                 });
             }
             (TenantEvent::PlanChanged { plan }, Some(state)) => state.plan = plan,
@@ -281,6 +350,12 @@ impl Aggregate for Tenant {
             (TenantEvent::ModelPolicySet { policy }, Some(state)) => state.model_policy = policy,
             (TenantEvent::TenantSuspended { .. }, Some(state)) => state.suspended = true,
             (TenantEvent::TenantReactivated, Some(state)) => state.suspended = false,
+            (TenantEvent::FinetuneExported { export }, Some(state)) => {
+                state.last_finetune_export = Some(LastExport {
+                    up_to: export.up_to,
+                    exported_on: export.exported_on,
+                });
+            }
             // `decide` emits nothing else before onboarding, so a sound stream never gets here.
             (_, None) => {}
         }

@@ -3,6 +3,7 @@
 
 mod decision;
 mod diagnosis;
+mod finetune;
 mod judgment;
 mod policy;
 mod properties;

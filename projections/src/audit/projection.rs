@@ -68,7 +68,8 @@ pub(crate) fn describe(e: &DecodedEvent) -> Result<AuditRecord, ApplyError> {
             TenantEvent::TenantOnboarded { .. }
             | TenantEvent::PlanChanged { .. }
             | TenantEvent::ModelPolicySet { .. }
-            | TenantEvent::TenantReactivated => {}
+            | TenantEvent::TenantReactivated
+            | TenantEvent::FinetuneExported { .. } => {}
         },
         AnyEvent::Session(event) => {
             r.session_id = Some(SessionId::from_uuid(e.aggregate_uuid()?));

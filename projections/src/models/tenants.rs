@@ -135,7 +135,8 @@ fn fold(
         ApplyError::permanent(format!("{} for unknown tenant {id}", e.event_type))
     })?;
     match event {
-        TenantEvent::TenantOnboarded { .. } => {}
+        // An export changes nothing shown here; the row still moves to the new version.
+        TenantEvent::TenantOnboarded { .. } | TenantEvent::FinetuneExported { .. } => {}
         TenantEvent::PlanChanged { plan } => row.plan = *plan,
         TenantEvent::AutoResolveThresholdSet { threshold } => {
             row.auto_resolve_threshold = *threshold;
