@@ -83,7 +83,8 @@ async fn verify_exits_1_and_names_the_first_differing_key_when_a_live_row_was_ch
     replay(stack, &["rebuild", "diagnoses"]).await.assert_ok();
     let changed: uuid::Uuid = sqlx::query_scalar(
         "UPDATE diagnoses SET attempt = attempt + 7
-          WHERE diagnosis_id = (SELECT min(diagnosis_id) FROM diagnoses) RETURNING diagnosis_id",
+          WHERE diagnosis_id = (SELECT diagnosis_id FROM diagnoses ORDER BY diagnosis_id LIMIT 1)
+         RETURNING diagnosis_id",
     )
     .fetch_one(&stack.owner)
     .await

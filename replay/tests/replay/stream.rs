@@ -15,7 +15,7 @@ fn positions(lines: &[Value]) -> Vec<i64> {
 
 #[tokio::test]
 async fn stream_returns_exactly_the_tenants_events_in_order_and_nothing_of_other_tenants() {
-    let seeded = seed(7, 600, 900).await;
+    let seeded = seed(7, 2_000, 2_500).await;
     let stack = &seeded.stack;
     let mut streamed_total = 0;
     for (i, tenant) in seeded.tenants.iter().enumerate() {
@@ -39,7 +39,7 @@ async fn stream_returns_exactly_the_tenants_events_in_order_and_nothing_of_other
         .fetch_one(&stack.owner)
         .await
         .unwrap();
-    assert!(all > 1_000, "thousands of events: {all}");
+    assert!(all > 2_000, "thousands of events: {all}");
     assert_eq!(streamed_total as i64, all, "every event is some tenant's");
 }
 
@@ -91,10 +91,17 @@ async fn until_and_from_cut_at_the_right_event_by_position_and_by_time() {
 
 #[tokio::test]
 async fn filters_keep_one_aggregate_or_one_event_type_and_a_table_reads_as_rows() {
-    let seeded = seed(9, 300, 0).await;
+    let seeded = seed(9, 400, 0).await;
     let stack = &seeded.stack;
     let tenant = seeded.tenant(0);
-    let diagnosis = seeded.snapshot.diagnoses[0].id.to_string();
+    let diagnosis: String = sqlx::query_scalar(
+        "SELECT aggregate_id FROM events WHERE tenant_id = $1::uuid AND aggregate_type = 'Diagnosis'
+          ORDER BY sequence DESC LIMIT 1",
+    )
+    .bind(&tenant)
+    .fetch_one(&stack.owner)
+    .await
+    .unwrap();
     let one = replay(
         stack,
         &[
