@@ -128,9 +128,15 @@ async fn main() {
     let table = stream(&db, "table").await;
     let load_after = load_average();
     for run in [&jsonl, &table] {
-        assert_eq!(run.lines, EVENTS as u64, "every event of the tenant, no other");
+        assert_eq!(
+            run.lines, EVENTS as u64,
+            "every event of the tenant, no other"
+        );
     }
-    println!("\n## `casebook-replay stream` over one tenant's {EVENTS} events (of {})\n", EVENTS / 20 * 21);
+    println!(
+        "\n## `casebook-replay stream` over one tenant's {EVENTS} events (of {})\n",
+        EVENTS / 20 * 21
+    );
     println!("load average (1, 5, 15 min) before: {load_before}; after: {load_after}\n");
     println!("| reader | events/s | ratio to COPY | output | peak RSS |");
     println!("|---|---|---|---|---|");
@@ -138,7 +144,10 @@ async fn main() {
         "| raw `COPY (… WHERE tenant_id = … ORDER BY transaction_id, global_position) TO STDOUT` | {copy_rate:.0} | 1.00 | {} MB | — |",
         copy_bytes / 1_000_000
     );
-    for (name, run) in [("`stream --format jsonl`", &jsonl), ("`stream --format table`", &table)] {
+    for (name, run) in [
+        ("`stream --format jsonl`", &jsonl),
+        ("`stream --format table`", &table),
+    ] {
         let rate = EVENTS as f64 / run.elapsed.as_secs_f64();
         println!(
             "| {name} (whole process: start, connect, read, write) | {rate:.0} | {:.2} | {} MB | {:.1} MB |",

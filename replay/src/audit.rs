@@ -17,7 +17,9 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 
 use casebook_domain::ids::TenantId;
-use casebook_projections::audit::{verify_chain, AuditRecord, BrokenLink, ChainVerifier, LinkProblem, VerifyError};
+use casebook_projections::audit::{
+    verify_chain, AuditRecord, BrokenLink, ChainVerifier, LinkProblem, VerifyError,
+};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -93,7 +95,9 @@ fn print(report: &AuditReport, output: Output) -> Result<(), Error> {
                 report.tenant_id, report.source, report.verified
             );
             if !report.anchored && report.source != "database" {
-                println!("note: no chain head in the files, so rows deleted from the end would not show");
+                println!(
+                    "note: no chain head in the files, so rows deleted from the end would not show"
+                );
             }
         }
         Some(broken) => {
@@ -273,9 +277,9 @@ impl FileCheck {
                 format!("a row of tenant {}", row.tenant_id),
             ));
         }
-        self.verifier.push(row).map_err(|link| {
-            broken_at(Some(link.global_position), Some(link.seq), describe(&link))
-        })
+        self.verifier
+            .push(row)
+            .map_err(|link| broken_at(Some(link.global_position), Some(link.seq), describe(&link)))
     }
 
     fn head(&mut self, head: &ChainHead) -> Result<(), Broken> {
@@ -308,7 +312,10 @@ fn disagreement(event: &EventLine<'_>, row: &AuditRecord) -> Option<&'static str
     let metadata = serde_json::from_str::<MetadataIds<'_>>(event.metadata.get()).ok();
     let checks = [
         ("tenant_id", *row.tenant_id.as_uuid() == event.tenant_id),
-        ("global_position", row.global_position == event.global_position),
+        (
+            "global_position",
+            row.global_position == event.global_position,
+        ),
         ("recorded_at", row.recorded_at == event.recorded_at),
         ("aggregate_type", row.aggregate_type == event.aggregate_type),
         ("aggregate_id", row.aggregate_id == event.aggregate_id),
@@ -324,7 +331,10 @@ fn disagreement(event: &EventLine<'_>, row: &AuditRecord) -> Option<&'static str
             }),
         ),
     ];
-    checks.iter().find(|(_, same)| !same).map(|(field, _)| *field)
+    checks
+        .iter()
+        .find(|(_, same)| !same)
+        .map(|(field, _)| *field)
 }
 
 fn broken_at(global_position: Option<i64>, seq: Option<i64>, problem: String) -> Broken {

@@ -97,7 +97,9 @@ mod tests {
         }
         assert_eq!(
             "2026-05-03".parse::<Bound>(),
-            Ok(Bound::Time(expected - chrono::Duration::minutes(14 * 60 + 2)))
+            Ok(Bound::Time(
+                expected - chrono::Duration::minutes(14 * 60 + 2)
+            ))
         );
     }
 

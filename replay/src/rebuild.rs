@@ -88,7 +88,13 @@ pub async fn run_rebuild(args: RebuildArgs, output: Output) -> Result<Verdict, E
     bar.finish_and_clear();
     let outcome = outcome?;
     let report = RebuildReport {
-        projections: args.target.projection.0.iter().map(|id| id.name()).collect(),
+        projections: args
+            .target
+            .projection
+            .0
+            .iter()
+            .map(|id| id.name())
+            .collect(),
         tenant_id: args.target.tenant,
         resumed_from: outcome.resumed_from.global_position,
         global_position: outcome.checkpoint.global_position,

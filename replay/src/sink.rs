@@ -67,10 +67,7 @@ impl Sink {
     /// Opens `destination` (stdout when `None`).
     pub async fn open(destination: Option<&Destination>) -> Result<Self, Error> {
         Ok(match destination {
-            None => Sink::Stdout(BufWriter::with_capacity(
-                1 << 16,
-                std::io::stdout().lock(),
-            )),
+            None => Sink::Stdout(BufWriter::with_capacity(1 << 16, std::io::stdout().lock())),
             Some(Destination::File(path)) => {
                 Sink::File(BufWriter::with_capacity(1 << 16, File::create(path)?))
             }
@@ -95,7 +92,10 @@ impl Sink {
     pub async fn finish(self) -> Result<(), Error> {
         match self {
             Sink::Stdout(mut out) => out.flush()?,
-            Sink::File(out) => out.into_inner().map_err(|err| err.into_error())?.sync_all()?,
+            Sink::File(out) => out
+                .into_inner()
+                .map_err(|err| err.into_error())?
+                .sync_all()?,
             Sink::S3(upload) => upload.complete().await?,
         }
         Ok(())

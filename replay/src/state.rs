@@ -122,7 +122,11 @@ pub async fn state_as_of(
             "{}/{} has no events in tenant {tenant}{}",
             aggregate.aggregate_type,
             aggregate.aggregate_id,
-            if as_of.is_some() { " at that point" } else { "" }
+            if as_of.is_some() {
+                " at that point"
+            } else {
+                ""
+            }
         )));
     };
     let (sequence, global_position, recorded_at) = (

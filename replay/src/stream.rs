@@ -150,10 +150,15 @@ impl Filter {
     fn keeps(&self, event: &RecordedEvent) -> bool {
         self.from_time.is_none_or(|t| event.recorded_at >= t)
             && self.until_time.is_none_or(|t| event.recorded_at <= t)
-            && self.event_type.as_ref().is_none_or(|x| *x == event.event_type)
+            && self
+                .event_type
+                .as_ref()
+                .is_none_or(|x| *x == event.event_type)
             && self.aggregate.as_ref().is_none_or(|a| {
                 a.aggregate_type == event.aggregate_type
-                    && a.aggregate_id.as_ref().is_none_or(|id| *id == event.aggregate_id)
+                    && a.aggregate_id
+                        .as_ref()
+                        .is_none_or(|id| *id == event.aggregate_id)
             })
     }
 }
@@ -202,7 +207,17 @@ pub async fn run(pool: &PgPool, args: StreamArgs, output: Output) -> Result<(), 
         false => None,
     };
     let mut sink = Sink::open(args.out.as_ref()).await?;
-    let written = write_events(pool, start, args.tenant, &filter, args.format, chain, &mut sink, &bar).await;
+    let written = write_events(
+        pool,
+        start,
+        args.tenant,
+        &filter,
+        args.format,
+        chain,
+        &mut sink,
+        &bar,
+    )
+    .await;
     bar.finish_and_clear();
     match written {
         Ok(()) => sink.finish().await,
@@ -263,7 +278,12 @@ async fn write_events(
     }
     if let Some(chain) = chain {
         line.clear();
-        serde_json::to_writer(&mut line, &HeadLine { chain_head: chain.head() })?;
+        serde_json::to_writer(
+            &mut line,
+            &HeadLine {
+                chain_head: chain.head(),
+            },
+        )?;
         line.push(b'\n');
         sink.write(&line).await?;
     }

@@ -19,8 +19,11 @@ impl Dir {
 
     fn write(&self, name: &str, lines: &[String]) -> PathBuf {
         let path = self.0.join(name);
-        std::fs::write(&path, lines.iter().map(|l| format!("{l}\n")).collect::<String>())
-            .unwrap();
+        std::fs::write(
+            &path,
+            lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
+        )
+        .unwrap();
         path
     }
 }
@@ -93,12 +96,23 @@ async fn a_stream_export_verifies_offline_and_an_edited_or_deleted_line_breaks_a
     let export = dir.0.join("export.jsonl");
     replay(
         stack,
-        &["stream", "--tenant", &tenant, "--audit", "--out", export.to_str().unwrap()],
+        &[
+            "stream",
+            "--tenant",
+            &tenant,
+            "--audit",
+            "--out",
+            export.to_str().unwrap(),
+        ],
     )
     .await
     .assert_ok();
     let lines = read_lines(&export);
-    assert_eq!(lines.len() as u64, rows + 1, "an event per row, then the head");
+    assert_eq!(
+        lines.len() as u64,
+        rows + 1,
+        "an event per row, then the head"
+    );
 
     let (run, report) = verify(stack, &tenant, &[&export]).await;
     assert_eq!(run.code, 0, "{run:?}");
@@ -109,7 +123,9 @@ async fn a_stream_export_verifies_offline_and_an_edited_or_deleted_line_breaks_a
     let seq = k as i64 + 1;
     let altered_row = dir.write(
         "altered_row.jsonl",
-        &edit(&lines, k, |line| line["audit"]["actor_role"] = json!("admin")),
+        &edit(&lines, k, |line| {
+            line["audit"]["actor_role"] = json!("admin")
+        }),
     );
     let (run, report) = verify(stack, &tenant, &[&altered_row]).await;
     assert_broken_at(&run, &report, k + 1, seq, "altered");
@@ -130,7 +146,13 @@ async fn a_stream_export_verifies_offline_and_an_edited_or_deleted_line_breaks_a
 
     let last_deleted = dir.write("last_deleted.jsonl", &without(&lines, lines.len() - 2));
     let (run, report) = verify(stack, &tenant, &[&last_deleted]).await;
-    assert_broken_at(&run, &report, lines.len() - 1, rows as i64, "missing at the end");
+    assert_broken_at(
+        &run,
+        &report,
+        lines.len() - 1,
+        rows as i64,
+        "missing at the end",
+    );
 }
 
 #[tokio::test]
@@ -172,7 +194,9 @@ async fn a_nightly_archive_verifies_across_nights_and_an_edited_or_deleted_row_b
     let k = 5;
     let edited = dir.write(
         "edited.jsonl",
-        &edit(&second_lines, k, |row| row["reason"] = json!("nothing to see")),
+        &edit(&second_lines, k, |row| {
+            row["reason"] = json!("nothing to see")
+        }),
     );
     let (run, report) = verify(stack, &tenant, &[&first, &edited]).await;
     assert_broken_at(&run, &report, k + 1, (split + k + 1) as i64, "altered");

@@ -56,7 +56,10 @@ pub fn command(stack: &Stack, args: &[&str]) -> tokio::process::Command {
 
 /// Runs the binary to its end.
 pub async fn replay(stack: &Stack, args: &[&str]) -> Run {
-    let output = command(stack, args).output().await.expect("run casebook-replay");
+    let output = command(stack, args)
+        .output()
+        .await
+        .expect("run casebook-replay");
     Run {
         code: output.status.code().expect("exited, not killed"),
         stdout: String::from_utf8(output.stdout).expect("UTF-8 stdout"),

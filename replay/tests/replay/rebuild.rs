@@ -28,7 +28,10 @@ async fn a_rebuild_killed_half_way_resumes_and_verify_reports_equality() {
         if progress.len() == 6 && progress.iter().all(|p| *p > 0) {
             break;
         }
-        assert!(child.try_wait().unwrap().is_none(), "the rebuild ended first");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the rebuild ended first"
+        );
         assert!(Instant::now() < deadline, "no progress: {progress:?}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -46,8 +49,7 @@ async fn a_rebuild_killed_half_way_resumes_and_verify_reports_equality() {
     let deadline = Instant::now() + Duration::from_secs(30);
     let resumed = loop {
         let run = replay(stack, &["rebuild", "all", "--resume", "--json"]).await;
-        if run.code == 3 && run.stderr.contains("another process") && Instant::now() < deadline
-        {
+        if run.code == 3 && run.stderr.contains("another process") && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         }

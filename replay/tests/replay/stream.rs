@@ -54,7 +54,13 @@ async fn until_and_from_cut_at_the_right_event_by_position_and_by_time() {
     let middle = all[all.len() / 2];
     let until = replay(
         stack,
-        &["stream", "--tenant", &tenant, "--until", &middle.to_string()],
+        &[
+            "stream",
+            "--tenant",
+            &tenant,
+            "--until",
+            &middle.to_string(),
+        ],
     )
     .await;
     assert_eq!(
@@ -85,7 +91,11 @@ async fn until_and_from_cut_at_the_right_event_by_position_and_by_time() {
     assert!(!before.is_empty() && before.len() < all.len());
     assert_eq!(positions(&until_time.assert_ok().json_lines()), before);
 
-    let no_such = replay(stack, &["stream", "--tenant", &tenant, "--until", "999999999"]).await;
+    let no_such = replay(
+        stack,
+        &["stream", "--tenant", &tenant, "--until", "999999999"],
+    )
+    .await;
     assert_eq!(no_such.code, 2, "{no_such:?}");
 }
 
@@ -123,7 +133,13 @@ async fn filters_keep_one_aggregate_or_one_event_type_and_a_table_reads_as_rows(
     }
     let decisions = replay(
         stack,
-        &["stream", "--tenant", &tenant, "--event-type", "QuerySubmitted"],
+        &[
+            "stream",
+            "--tenant",
+            &tenant,
+            "--event-type",
+            "QuerySubmitted",
+        ],
     )
     .await;
     let lines = decisions.assert_ok().json_lines();
@@ -141,7 +157,11 @@ async fn state_as_of_a_position_or_a_time_equals_what_the_read_model_showed_then
     let stack = &seeded.stack;
     let tenant = seeded.tenant(0);
     let snapshot = &seeded.snapshot;
-    assert!(snapshot.diagnoses.len() >= 5, "{}", snapshot.diagnoses.len());
+    assert!(
+        snapshot.diagnoses.len() >= 5,
+        "{}",
+        snapshot.diagnoses.len()
+    );
     let mut changed_later = 0;
     for row in &snapshot.diagnoses {
         let aggregate = format!("Diagnosis/{}", row.id);
@@ -152,7 +172,10 @@ async fn state_as_of_a_position_or_a_time_equals_what_the_read_model_showed_then
             )
             .await;
             let state = &run.assert_ok().json()["state"]["state"];
-            assert_eq!(state["status"]["status"], row.status, "{aggregate} as of {as_of}");
+            assert_eq!(
+                state["status"]["status"], row.status,
+                "{aggregate} as of {as_of}"
+            );
             assert_eq!(state["attempt"], row.attempt, "{aggregate} as of {as_of}");
             assert_eq!(state["confidence"].as_f64(), row.confidence, "{aggregate}");
         }
@@ -173,7 +196,10 @@ async fn state_as_of_a_position_or_a_time_equals_what_the_read_model_showed_then
         ],
     )
     .await;
-    assert_eq!(other.code, 2, "another tenant's aggregate is not found: {other:?}");
+    assert_eq!(
+        other.code, 2,
+        "another tenant's aggregate is not found: {other:?}"
+    );
 }
 
 #[tokio::test]
@@ -215,12 +241,22 @@ async fn an_export_to_s3_is_the_same_bytes_as_an_export_to_a_file() {
     let file = dir.join("export.jsonl");
 
     let to_s3 = format!("s3://{bucket}/{key}");
-    replay(stack, &["stream", "--tenant", &tenant, "--audit", "--out", &to_s3])
-        .await
-        .assert_ok();
     replay(
         stack,
-        &["stream", "--tenant", &tenant, "--audit", "--out", file.to_str().unwrap()],
+        &["stream", "--tenant", &tenant, "--audit", "--out", &to_s3],
+    )
+    .await
+    .assert_ok();
+    replay(
+        stack,
+        &[
+            "stream",
+            "--tenant",
+            &tenant,
+            "--audit",
+            "--out",
+            file.to_str().unwrap(),
+        ],
     )
     .await
     .assert_ok();
