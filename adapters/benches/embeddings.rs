@@ -12,8 +12,11 @@
 //! embedded once and cached as
 //! `${CASEBOOK_CACHE:-/var/cache/casebook}/bench/minilm-corpus.{txt,f32}`, which the
 //! judgment-search benchmark of `casebook-projections` loads, with the configured runtime
-//! (`CASEBOOK_LOCAL_EMBEDDINGS`, default onnx). Throughput is measured for both runtimes on
-//! the same `BENCH_EMBED_SAMPLE` texts (default 5,000) of the corpus, one after the other.
+//! (`CASEBOOK_LOCAL_EMBEDDINGS`, default onnx). Throughput (texts/s and tokens/s) is measured
+//! for each runtime of `BENCH_RUNTIMES` (default `onnx,candle`) on the same
+//! `BENCH_EMBED_SAMPLE` texts (default 5,000) of the corpus, one after the other, then on
+//! as many short texts (at most 16 tokens with `[CLS]` and `[SEP]`, the length of the
+//! reference figure). `BENCH_GGUF_TOKENS=0` skips the generation benchmark.
 
 use std::collections::{hash_map::DefaultHasher, HashSet};
 use std::hash::{Hash, Hasher};
@@ -69,10 +72,41 @@ fn main() {
             library: config.models_dir.join("onnxruntime/libonnxruntime.so"),
         },
     };
-    for runtime in [onnx, MiniLmRuntime::Candle] {
-        throughput(&LocalEmbedder::new(config.minilm_dir(), runtime), sample);
+    // Counted as the embedder sees them: the shipped tokenizer pads to 128, the embedder doesn't.
+    let mut tokenizer =
+        tokenizers::Tokenizer::from_file(config.minilm_dir().join("tokenizer.json"))
+            .expect("read tokenizer.json");
+    tokenizer.with_padding(None);
+    let tokens = |text: &String| {
+        tokenizer
+            .encode(text.as_str(), true)
+            .expect("tokenize")
+            .get_ids()
+            .len()
+            .min(256)
+    };
+    let short: Vec<String> = texts
+        .iter()
+        .filter(|text| tokens(text) <= 16)
+        .take(sample.len())
+        .cloned()
+        .collect();
+    let runtimes = std::env::var("BENCH_RUNTIMES").unwrap_or_else(|_| "onnx,candle".into());
+    for name in runtimes.split(',') {
+        let runtime = match name.trim() {
+            "onnx" => onnx.clone(),
+            "candle" => MiniLmRuntime::Candle,
+            other => panic!("unknown runtime {other:?} in BENCH_RUNTIMES"),
+        };
+        let embedder = LocalEmbedder::new(config.minilm_dir(), runtime);
+        for (label, texts) in [("corpus sample", sample), ("short texts", &short[..])] {
+            let token_count: usize = texts.iter().map(tokens).sum();
+            throughput(&embedder, label, texts, token_count);
+        }
     }
-    generation(&config);
+    if env_usize("BENCH_GGUF_TOKENS", 128) > 0 {
+        generation(&config);
+    }
 }
 
 /// Greedy generation speed of the GGUF model on a diagnosis prompt with three precedents.
@@ -146,8 +180,9 @@ fn embed_all(embedder: &LocalEmbedder, texts: &[String]) -> Vec<Vec<f32>> {
         .collect()
 }
 
-/// Prints the texts/s and tokens/s of embedding `texts` (after loading the model).
-fn throughput(embedder: &LocalEmbedder, texts: &[String]) {
+/// Prints the texts/s and tokens/s of embedding `texts` (`tokens` tokens in all, after
+/// truncation) after loading the model, with the load average.
+fn throughput(embedder: &LocalEmbedder, label: &str, texts: &[String], tokens: usize) {
     let started = Instant::now();
     embedder.preload().expect("load all-MiniLM-L6-v2");
     let load = started.elapsed();
@@ -156,11 +191,22 @@ fn throughput(embedder: &LocalEmbedder, texts: &[String]) {
     embed_all(embedder, texts);
     let elapsed = started.elapsed();
     println!(
-        "{}: load {load:.2?}; {} texts in {elapsed:.2?} = {:.0} texts/s",
+        "{} ({label}): load {load:.2?}; {} texts ({:.1} tokens each) in {elapsed:.2?} = {:.0} texts/s, {:.0} tokens/s; load average {}",
         casebook_domain::ports::Embedder::model_id(embedder),
         texts.len(),
+        tokens as f64 / texts.len() as f64,
         texts.len() as f64 / elapsed.as_secs_f64(),
+        tokens as f64 / elapsed.as_secs_f64(),
+        load_average(),
     );
+}
+
+/// The 1-minute load average, as `/proc/loadavg` has it.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|text| text.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// Up to `limit` distinct lines of plain text from `/usr/share/doc`.
