@@ -4,6 +4,7 @@ use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::auth::{InvalidVerifierConfig, TokenVerifier, VerifierConfig};
 use casebook_adapters::config::{AuthConfig, Config};
@@ -17,9 +18,11 @@ use casebook_projections::runner::{RunError, Runner};
 
 use crate::http::caller::Authenticator;
 use crate::http::rate_limit::TenantLimiter;
+use crate::http::uploads::Uploads;
 use crate::http::{router, AppState};
 use casebook_adapters::ai::{AiConfig, AiProviders};
-use casebook_adapters::aws::setup::{ensure_resources, ResourceNames};
+use casebook_adapters::aws::s3::TenantBucket;
+use casebook_adapters::aws::setup::{ensure_bucket, ensure_resources, ResourceNames};
 use casebook_adapters::aws::shared_config;
 use casebook_adapters::aws::sqs::Queue;
 
@@ -133,8 +136,9 @@ impl Application {
     }
 }
 
-/// The API's state for `config`: the request-path pool (as `casebook_app`) and the limits.
-/// The `api` Lambda builds exactly this (without migrating: deployments migrate once).
+/// The API's state for `config`: the request-path pool (as `casebook_app`), the limits and
+/// the uploads bucket if there is one. The `api` Lambda builds exactly this (without
+/// migrating: deployments migrate once).
 pub async fn api_state(config: &Config, auth: Authenticator) -> Result<AppState, ServeError> {
     let pool = postgres::connect(
         config.database.connect_options(),
@@ -143,11 +147,42 @@ pub async fn api_state(config: &Config, auth: Authenticator) -> Result<AppState,
     )
     .await
     .map_err(ServeError::Connect)?;
-    Ok(AppState::new(
-        pool,
-        auth,
-        TenantLimiter::new(config.rate_limit_scale),
-    ))
+    let state = AppState::new(pool, auth, TenantLimiter::new(config.rate_limit_scale));
+    Ok(match uploads().await? {
+        Some(uploads) => state.with_uploads(uploads),
+        None => {
+            tracing::warn!("no uploads bucket configured: POST /v1/uploads answers 503");
+            state
+        }
+    })
+}
+
+/// The uploads bucket: `UPLOADS_BUCKET` when deployed; against the local emulator
+/// (`AWS_ENDPOINT_URL`) the local stack's, created on the spot; `None` otherwise. URLs live
+/// `UPLOAD_URL_EXPIRY_SECONDS` (default 900).
+pub async fn uploads() -> Result<Option<Uploads>, ServeError> {
+    let expiry = match std::env::var("UPLOAD_URL_EXPIRY_SECONDS") {
+        Ok(text) => text.parse().map_err(|err| {
+            ServeError::Aws(format!("UPLOAD_URL_EXPIRY_SECONDS {text:?}: {err}").into())
+        })?,
+        Err(_) => 900,
+    };
+    let aws = shared_config().await;
+    let bucket = match std::env::var("UPLOADS_BUCKET") {
+        Ok(name) => name,
+        Err(_) if std::env::var_os("AWS_ENDPOINT_URL").is_some() => {
+            let name = ResourceNames::with_prefix("casebook-local").uploads_bucket;
+            ensure_bucket(&aws, &name)
+                .await
+                .map_err(|err| ServeError::Aws(Box::new(err)))?;
+            name
+        }
+        Err(_) => return Ok(None),
+    };
+    Ok(Some(Uploads::new(
+        TenantBucket::new(&aws, bucket),
+        Duration::from_secs(expiry),
+    )))
 }
 
 /// The verifier of the user pool `config` names.

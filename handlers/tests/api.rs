@@ -388,6 +388,8 @@ async fn every_route_is_in_the_openapi_document_and_responses_carry_a_request_id
         ("get", "/v1/usage"),
         ("get", "/v1/audit"),
         ("get", "/v1/tenant"),
+        ("put", "/v1/sessions/{session_id}"),
+        ("post", "/v1/uploads"),
     ] {
         assert!(
             paths.get(path).and_then(|p| p.get(method)).is_some(),

@@ -442,3 +442,38 @@ async fn each_role_reads_only_what_its_role_allows() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_session_opened_at_its_own_url_reads_back() {
+    let app = spawn_app().await;
+    onboarded(&app).await;
+    let session = Uuid::new_v4();
+    let put = |user: &'static str| {
+        let token = match user {
+            "customer" => app.acme.customer.token.clone(),
+            _ => app.acme.consultant.token.clone(),
+        };
+        axum::http::Request::put(format!("/v1/sessions/{session}"))
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(r#"{"subject":"At its URL"}"#))
+            .unwrap()
+    };
+    let response = app.send(put("consultant")).await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let response = app.send(put("customer")).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let body = support::json_body(response).await;
+    assert_eq!(body["ids"]["session_id"], json!(session));
+    assert_eq!(body["events"][0]["event_type"], "SessionOpened");
+    let response = app.send(put("customer")).await;
+    assert_eq!(response.status(), StatusCode::CONFLICT, "opened once");
+    let detail = app
+        .read_when(
+            &app.acme.customer,
+            &format!("/v1/sessions/{session}"),
+            |b| b["subject"] == "At its URL",
+        )
+        .await;
+    assert_eq!(detail["status"], "open");
+}

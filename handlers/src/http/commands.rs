@@ -240,16 +240,68 @@ pub async fn open_session(
     request_id: RequestId,
     Body(body): Body<OpenSession>,
 ) -> Answer {
-    let ctx = context(&caller, &request_id, &[Role::Customer])?;
-    let session_id = SessionId::from_uuid(body.session_id);
-    let attachments = body
+    let fields = SessionFields {
+        subject: body.subject,
+        attachments: body.attachments,
+    };
+    open(
+        &state,
+        &caller,
+        &request_id,
+        SessionId::from_uuid(body.session_id),
+        fields,
+    )
+    .await
+}
+
+/// A session to open at its own URL.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SessionFields {
+    /// What the session is about.
+    pub subject: String,
+    /// Upload keys (from `POST /v1/uploads`), each under the tenant's prefix.
+    #[serde(default)]
+    pub attachments: Vec<String>,
+}
+
+/// Opens a session at the id its URL names, like `POST /v1/sessions` (customer). Load
+/// generators that can vary only the URL use it.
+#[utoipa::path(put, path = "/v1/sessions/{session_id}", request_body = SessionFields,
+    params(("session_id" = Uuid, Path, description = "The new session's id")),
+    responses((status = 201, body = CommandAccepted)), tag = "sessions")]
+pub async fn put_session(
+    State(state): State<AppState>,
+    caller: Principal,
+    request_id: RequestId,
+    Path(session_id): Path<String>,
+    Body(body): Body<SessionFields>,
+) -> Answer {
+    let session_id: SessionId = parse_id("session_id", &session_id)?;
+    open(&state, &caller, &request_id, session_id, body).await
+}
+
+async fn open(
+    state: &AppState,
+    caller: &Principal,
+    request_id: &RequestId,
+    session_id: SessionId,
+    fields: SessionFields,
+) -> Answer {
+    let ctx = context(caller, request_id, &[Role::Customer])?;
+    let attachments = fields
         .attachments
         .into_iter()
         .map(UploadKey::parse)
         .collect::<Result<Vec<_>, _>>()?;
     let accepted = state
         .service
-        .open_session(&ctx, session_id, Subject::parse(body.subject)?, attachments)
+        .open_session(
+            &ctx,
+            session_id,
+            Subject::parse(fields.subject)?,
+            attachments,
+        )
         .await?;
     answer(
         StatusCode::CREATED,

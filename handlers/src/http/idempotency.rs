@@ -1,4 +1,4 @@
-//! `Idempotency-Key` on POST: a repeat with the same key and request gets the original
+//! `Idempotency-Key` on POST and PUT: a repeat with the same key and request gets the original
 //! response and causes no second effect; the same key with another request is refused.
 //!
 //! The first request claims the key (a row without a response), runs, and stores its
@@ -28,14 +28,14 @@ pub static IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent
 /// Bodies above this are refused anyway by the routes; bounding here keeps memory bounded.
 const MAX_BODY: usize = 1024 * 1024;
 
-/// Middleware for every POST under `/v1` (after authentication).
+/// Middleware for every POST and PUT under `/v1` (after authentication).
 pub async fn idempotent(
     State(state): State<AppState>,
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
     let key = match request.headers().get(&IDEMPOTENCY_KEY) {
-        Some(key) if request.method() == Method::POST => key
+        Some(key) if matches!(*request.method(), Method::POST | Method::PUT) => key
             .to_str()
             .ok()
             .filter(|key| (1..=255).contains(&key.len()))

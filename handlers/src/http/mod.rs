@@ -3,7 +3,7 @@
 //!
 //! Every `/v1` route runs behind, in order: request id → access log → authentication
 //! ([`caller`]) → the tenant's rate limit ([`rate_limit`]) → `Idempotency-Key` handling
-//! ([`idempotency`]). Errors are problem documents ([`problem`]).
+//! ([`idempotency`], on POST and PUT). Errors are problem documents ([`problem`]).
 
 pub mod caller;
 pub mod commands;
@@ -15,6 +15,7 @@ pub mod problem;
 pub mod rate_limit;
 pub mod reads;
 pub mod request_id;
+pub mod uploads;
 
 use std::sync::Arc;
 
@@ -36,6 +37,7 @@ use crate::service::Service;
 use caller::Authenticator;
 use rate_limit::TenantLimiter;
 use request_id::{MakeUuid, X_REQUEST_ID};
+use uploads::Uploads;
 
 /// What every request handler can reach.
 #[derive(Clone)]
@@ -50,6 +52,8 @@ pub struct AppState {
     pub auth: Authenticator,
     /// Per-tenant rate limits.
     pub limiter: Arc<TenantLimiter>,
+    /// Presigned uploads, when a bucket is configured.
+    pub uploads: Option<Uploads>,
 }
 
 impl AppState {
@@ -61,6 +65,15 @@ impl AppState {
             pool,
             auth,
             limiter,
+            uploads: None,
+        }
+    }
+
+    /// The same state, handing out presigned upload URLs from `uploads`.
+    pub fn with_uploads(self, uploads: Uploads) -> Self {
+        Self {
+            uploads: Some(uploads),
+            ..self
         }
     }
 }
@@ -98,6 +111,7 @@ fn v1() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(commands::change_tenant_settings))
         .routes(routes!(commands::change_tenant_status))
         .routes(routes!(commands::open_session))
+        .routes(routes!(commands::put_session))
         .routes(routes!(commands::submit_query))
         .routes(routes!(commands::close_session))
         .routes(routes!(commands::decide))
@@ -105,6 +119,7 @@ fn v1() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(commands::revise_judgment))
         .routes(routes!(commands::retire_judgment))
         .routes(routes!(events::stream_events))
+        .routes(routes!(uploads::request_upload))
         .routes(routes!(reads::list_sessions))
         .routes(routes!(reads::get_session))
         .routes(routes!(reads::list_diagnoses))

@@ -51,6 +51,9 @@ pub enum ApiError {
         /// Seconds until a request would be admitted.
         retry_after_secs: u64,
     },
+    /// No uploads bucket is configured here (503).
+    #[error("uploads are not configured")]
+    UploadsUnavailable,
     /// A dependency is down (503).
     #[error("service unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -86,7 +89,9 @@ impl ApiError {
                 StatusCode::CONFLICT
             }
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::UploadsUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -104,6 +109,7 @@ impl ApiError {
             ApiError::IdempotencyMismatch => "idempotency_key_reused",
             ApiError::IdempotencyInProgress => "idempotency_key_in_progress",
             ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::UploadsUnavailable => "uploads_unavailable",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal_error",
         }

@@ -1,0 +1,131 @@
+//! Presigned upload URLs: the customer's file goes straight to S3, under the tenant's prefix.
+//!
+//! The API chooses the key (`<tenant>/uploads/<uuid>/<file name>`), so a caller can never name
+//! another tenant's object; the adapter checks the prefix again before signing.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use casebook_adapters::aws::s3::{S3Error, TenantBucket};
+use casebook_domain::actor::Role;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::caller::act_as;
+use super::json::Body;
+use super::problem::ApiError;
+use super::AppState;
+use crate::auth::Principal;
+
+/// Where uploads go and how long their URLs live.
+#[derive(Debug, Clone)]
+pub struct Uploads {
+    bucket: TenantBucket,
+    expires_in: Duration,
+}
+
+impl Uploads {
+    /// Uploads to `bucket`, each URL valid for `expires_in`.
+    pub fn new(bucket: TenantBucket, expires_in: Duration) -> Self {
+        Self { bucket, expires_in }
+    }
+}
+
+/// A file to upload.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UploadRequest {
+    /// The file's name (the key's last part): no `/`, no control characters, 1..=200 chars.
+    pub file_name: String,
+    /// Its media type, e.g. `application/pdf`; the upload must send it as `Content-Type`.
+    pub content_type: String,
+}
+
+/// A presigned request that uploads the file.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UploadTicket {
+    /// The object's key: pass it as a session's attachment.
+    pub key: String,
+    /// The HTTP method to use (`PUT`).
+    pub method: String,
+    /// The signed URL.
+    pub url: String,
+    /// Headers the upload must carry exactly.
+    pub headers: BTreeMap<String, String>,
+    /// When the URL stops working.
+    pub expires_at: DateTime<Utc>,
+}
+
+fn invalid(field: &str, message: &str) -> ApiError {
+    ApiError::Invalid {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+fn file_name(name: &str) -> Result<&str, ApiError> {
+    let length = name.chars().count();
+    if !(1..=200).contains(&length) || name.contains('/') || name == "." || name == ".." {
+        return Err(invalid(
+            "file_name",
+            "1 to 200 characters, without `/`, not `.` or `..`",
+        ));
+    }
+    Ok(name)
+}
+
+fn content_type(value: &str) -> Result<&str, ApiError> {
+    let token = |part: &str| {
+        !part.is_empty()
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-".contains(&b))
+    };
+    match value.split_once('/') {
+        Some((kind, subtype)) if value.len() <= 127 && token(kind) && token(subtype) => Ok(value),
+        _ => Err(invalid(
+            "content_type",
+            "a media type such as application/pdf",
+        )),
+    }
+}
+
+/// A presigned URL to upload one file under the caller's tenant (customer). 503
+/// `uploads_unavailable` when no bucket is configured.
+#[utoipa::path(post, path = "/v1/uploads", request_body = UploadRequest,
+    responses((status = 201, body = UploadTicket)), tag = "sessions")]
+pub async fn request_upload(
+    State(state): State<AppState>,
+    caller: Principal,
+    Body(body): Body<UploadRequest>,
+) -> Result<(StatusCode, Json<UploadTicket>), ApiError> {
+    act_as(&caller, &[Role::Customer])?;
+    let name = file_name(&body.file_name)?;
+    let media_type = content_type(&body.content_type)?;
+    let uploads = state.uploads.as_ref().ok_or(ApiError::UploadsUnavailable)?;
+    let relative = format!("uploads/{}/{name}", Uuid::new_v4());
+    let key = TenantBucket::tenant_key(caller.tenant_id, &relative).map_err(|err| match err {
+        S3Error::InvalidKey { reason, .. } => invalid("file_name", reason),
+        other => ApiError::Internal(Box::new(other)),
+    })?;
+    let signed = uploads
+        .bucket
+        .presign_put(caller.tenant_id, &key, media_type, uploads.expires_in)
+        .await
+        .map_err(|err| ApiError::Unavailable(Box::new(err)))?;
+    Ok((
+        StatusCode::CREATED,
+        Json(UploadTicket {
+            key,
+            method: signed.method,
+            url: signed.url,
+            headers: signed.headers.into_iter().collect(),
+            expires_at: signed.expires_at,
+        }),
+    ))
+}

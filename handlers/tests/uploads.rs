@@ -1,0 +1,160 @@
+//! Presigned uploads against the AWS emulator's S3, through the real router.
+
+mod support;
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use casebook_adapters::aws::s3::TenantBucket;
+use casebook_adapters::aws::setup::ensure_bucket;
+use casebook_adapters::aws::shared_config;
+use casebook_handlers::http::router;
+use casebook_handlers::http::uploads::Uploads;
+use serde_json::json;
+use support::{spawn_app, TestApp};
+use uuid::Uuid;
+
+/// The app with its own bucket in the emulator.
+async fn with_bucket() -> (TestApp, TenantBucket) {
+    let mut app = spawn_app().await;
+    let aws = shared_config().await;
+    let name = format!("casebook-test-{}", Uuid::new_v4().simple());
+    ensure_bucket(&aws, &name).await.expect("bucket");
+    let bucket = TenantBucket::new(&aws, name);
+    let state = app
+        .state
+        .clone()
+        .with_uploads(Uploads::new(bucket.clone(), Duration::from_secs(300)));
+    app.router = router(state);
+    (app, bucket)
+}
+
+#[tokio::test]
+async fn a_customer_uploads_through_the_presigned_url_under_its_tenant() {
+    let (app, bucket) = with_bucket().await;
+    let request = json!({ "file_name": "contract.pdf", "content_type": "application/pdf" });
+    let (status, ticket) = app
+        .post_with_key(
+            &app.acme.customer,
+            "/v1/uploads",
+            request.clone(),
+            "upload-1",
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{ticket}");
+    let key = ticket["key"].as_str().unwrap().to_owned();
+    assert!(
+        key.starts_with(&format!("{}/uploads/", app.acme.tenant)),
+        "{key}"
+    );
+    assert!(key.ends_with("/contract.pdf"));
+    assert_eq!(ticket["method"], "PUT");
+    assert!(ticket["expires_at"].is_string());
+    let (_, replayed) = app
+        .post_with_key(&app.acme.customer, "/v1/uploads", request, "upload-1")
+        .await;
+    assert_eq!(
+        replayed, ticket,
+        "a repeat with its key gets the same ticket"
+    );
+
+    // The URL works over loopback, with the headers the ticket names.
+    let url = ticket["url"].as_str().unwrap();
+    assert!(url.starts_with("http://127.0.0.1"), "{url}");
+    let mut upload = reqwest::Client::new()
+        .put(url)
+        .body(b"%PDF-1.7 test".to_vec());
+    for (name, value) in ticket["headers"].as_object().unwrap() {
+        upload = upload.header(name, value.as_str().unwrap());
+    }
+    let response = upload.send().await.expect("upload sent");
+    assert!(response.status().is_success(), "{}", response.status());
+    let stored = bucket.get(app.acme.tenant, &key).await.expect("stored");
+    assert_eq!(stored, b"%PDF-1.7 test");
+
+    // The key is the tenant's attachment; another tenant can neither attach nor fetch it.
+    for admin in [&app.acme.admin, &app.globex.admin] {
+        app.post(
+            admin,
+            "/v1/tenant",
+            json!({ "name": "P", "plan": "enterprise" }),
+        )
+        .await;
+    }
+    let (status, body) = app
+        .post(
+            &app.acme.customer,
+            "/v1/sessions",
+            json!({ "session_id": Uuid::new_v4(), "subject": "Contract", "attachments": [key] }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = app
+        .post(
+            &app.globex.customer,
+            "/v1/sessions",
+            json!({ "session_id": Uuid::new_v4(), "subject": "Peek", "attachments": [key] }),
+        )
+        .await;
+    assert!(status.is_client_error(), "{status} {body}");
+    assert!(bucket.get(app.globex.tenant, &key).await.is_err());
+    assert!(bucket
+        .presign_get(app.globex.tenant, &key, Duration::from_secs(60))
+        .await
+        .is_err());
+}
+
+#[tokio::test]
+async fn bad_upload_requests_are_refused_before_signing() {
+    let (app, _bucket) = with_bucket().await;
+    for (body, field) in [
+        (
+            json!({ "file_name": "../other-tenant/x", "content_type": "text/plain" }),
+            "file_name",
+        ),
+        (
+            json!({ "file_name": "", "content_type": "text/plain" }),
+            "file_name",
+        ),
+        (
+            json!({ "file_name": "bad\u{7}name", "content_type": "text/plain" }),
+            "file_name",
+        ),
+        (
+            json!({ "file_name": "a.txt", "content_type": "text" }),
+            "content_type",
+        ),
+        (
+            json!({ "file_name": "a.txt", "content_type": "text/plain\r\nx: y" }),
+            "content_type",
+        ),
+    ] {
+        let (status, problem) = app.post(&app.acme.customer, "/v1/uploads", body).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+        assert_eq!(problem["field"], field, "{problem}");
+    }
+    for user in [&app.acme.consultant, &app.acme.auditor, &app.acme.admin] {
+        let (status, problem) = app
+            .post(
+                user,
+                "/v1/uploads",
+                json!({ "file_name": "a.txt", "content_type": "text/plain" }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{problem}");
+    }
+}
+
+#[tokio::test]
+async fn without_a_bucket_uploads_are_unavailable_not_an_error() {
+    let app = spawn_app().await;
+    let (status, problem) = app
+        .post(
+            &app.acme.customer,
+            "/v1/uploads",
+            json!({ "file_name": "a.txt", "content_type": "text/plain" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{problem}");
+    assert_eq!(problem["code"], "uploads_unavailable");
+}
