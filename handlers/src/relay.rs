@@ -1,6 +1,7 @@
 //! The relay: a checkpointed subscription that publishes every domain event to the
 //! EventBridge bus and sends the events that start async work to SQS
-//! (`DiagnosisRequested` → the `diagnosis` queue).
+//! (`DiagnosisRequested` → the `diagnosis` queue; `FinetuneExported` → the `local-jobs`
+//! queue, with the export's S3 location, for the practice's own trainer).
 //!
 //! Delivery is at least once: the runner checkpoints after [`Relay::apply`] returns, so a
 //! crash between publishing and checkpointing publishes the batch again. Every message
@@ -8,7 +9,8 @@
 //! consumers deduplicate on it (see [`crate::worker`]).
 //!
 //! Environment ([`RelayConfig::from_env`]): `EVENT_BUS_NAME`, `EVENT_SOURCE` (default
-//! `casebook`), `DIAGNOSIS_QUEUE_URL` — the projector function's contract in infra/README.md.
+//! `casebook`), `DIAGNOSIS_QUEUE_URL` — the projector function's contract in infra/README.md —
+//! and `LOCAL_JOBS_QUEUE_URL` ([`Relay::with_local_jobs_queue`]).
 
 use std::sync::Arc;
 
@@ -19,7 +21,7 @@ use casebook_adapters::aws::SdkConfig;
 use casebook_adapters::event_store::EventStore;
 use casebook_domain::diagnosis::DiagnosisEvent;
 use casebook_domain::policy::should_auto_approve;
-use casebook_domain::tenant::Tenant;
+use casebook_domain::tenant::{Tenant, TenantEvent};
 use casebook_domain::upcast::upcasters;
 use casebook_projections::error::ApplyError;
 use casebook_projections::log::RecordedEvent;
@@ -31,6 +33,8 @@ use uuid::Uuid;
 
 /// The `type` message attribute of a diagnosis request on the `diagnosis` queue.
 pub const DIAGNOSIS_REQUESTED: &str = "DiagnosisRequested";
+/// The `type` message attribute of a fine-tune job on the `local-jobs` queue.
+pub const FINETUNE_EXPORTED: &str = "FinetuneExported";
 
 /// The stable id of an event: `<Aggregate>/<id>/<sequence>`.
 pub fn event_id(event: &RecordedEvent) -> String {
@@ -91,6 +95,22 @@ pub struct DiagnosisMessage {
     pub diagnosis_id: Uuid,
 }
 
+/// The body of a fine-tune job on the `local-jobs` queue (its message attributes repeat
+/// `event_id`, `tenant_id` and `type`): the exported file for the practice's trainer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FinetuneJobMessage {
+    /// The `FinetuneExported` event's id.
+    pub event_id: String,
+    /// The tenant.
+    pub tenant_id: Uuid,
+    /// The artifacts bucket.
+    pub bucket: String,
+    /// The JSONL file's key, under `<tenant>/finetune/`.
+    pub key: String,
+    /// Chat examples in the file.
+    pub examples: u32,
+}
+
 /// A hook run after publishing a batch and before the runner checkpoints it (tests
 /// simulate a crash there by returning an error).
 pub type AfterPublish = Arc<dyn Fn(&[RecordedEvent]) -> Result<(), ApplyError> + Send + Sync>;
@@ -99,6 +119,7 @@ pub type AfterPublish = Arc<dyn Fn(&[RecordedEvent]) -> Result<(), ApplyError> +
 pub struct Relay {
     bus: EventBus,
     diagnosis_queue: Queue,
+    local_jobs_queue: Option<Queue>,
     source: String,
     tenants: Option<EventStore<Tenant>>,
     after_publish: Option<AfterPublish>,
@@ -114,10 +135,18 @@ impl Relay {
         Self {
             bus: EventBus::new(shared, &config.bus_name),
             diagnosis_queue: Queue::new(shared, &config.diagnosis_queue_url),
+            local_jobs_queue: None,
             source: config.source.clone(),
             tenants: Some(EventStore::new(app_pool, upcasters())),
             after_publish: None,
         }
+    }
+
+    /// Sends fine-tune jobs to the queue at `url` (`LOCAL_JOBS_QUEUE_URL`). Without one, a
+    /// `FinetuneExported` event stops the relay rather than being dropped.
+    pub fn with_local_jobs_queue(mut self, shared: &SdkConfig, url: &str) -> Self {
+        self.local_jobs_queue = Some(Queue::new(shared, url));
+        self
     }
 
     /// Runs `hook` after each published batch, before the checkpoint.
@@ -200,6 +229,31 @@ pub fn bus_entry(source: &str, event: &RecordedEvent, auto_resolve: Option<bool>
     }
 }
 
+/// Sends `message` with the event's id, tenant and `kind` as message attributes.
+async fn send(
+    queue: &Queue,
+    event: &RecordedEvent,
+    kind: &str,
+    message: &impl Serialize,
+) -> Result<(), ApplyError> {
+    let body = serde_json::to_string(message)
+        .map_err(|err| ApplyError::permanent_from("cannot encode", err))?;
+    let id = event_id(event);
+    let tenant = event.tenant_id.to_string();
+    queue
+        .send(
+            &body,
+            &[
+                ("event_id", id.as_str()),
+                ("tenant_id", tenant.as_str()),
+                ("type", kind),
+            ],
+        )
+        .await
+        .map_err(aws_error)?;
+    Ok(())
+}
+
 fn aws_error(err: AwsError) -> ApplyError {
     if err.is_retryable() {
         ApplyError::Transient(Box::new(err))
@@ -235,20 +289,31 @@ impl Subscription for Relay {
                     tenant_id: event.tenant_id,
                     diagnosis_id,
                 };
-                let body = serde_json::to_string(&message)
-                    .map_err(|err| ApplyError::permanent_from("cannot encode", err))?;
-                let tenant = event.tenant_id.to_string();
-                self.diagnosis_queue
-                    .send(
-                        &body,
-                        &[
-                            ("event_id", message.event_id.as_str()),
-                            ("tenant_id", tenant.as_str()),
-                            ("type", DIAGNOSIS_REQUESTED),
-                        ],
-                    )
-                    .await
-                    .map_err(aws_error)?;
+                send(&self.diagnosis_queue, event, DIAGNOSIS_REQUESTED, &message).await?;
+            }
+            if event.event_type == FINETUNE_EXPORTED {
+                let Some(queue) = &self.local_jobs_queue else {
+                    return Err(ApplyError::permanent(
+                        "FinetuneExported needs the local-jobs queue (LOCAL_JOBS_QUEUE_URL)",
+                    ));
+                };
+                let TenantEvent::FinetuneExported { export } =
+                    event.payload::<TenantEvent>().map_err(|err| {
+                        ApplyError::permanent_from("cannot decode FinetuneExported", err)
+                    })?
+                else {
+                    return Err(ApplyError::permanent(
+                        "FinetuneExported decodes as another event",
+                    ));
+                };
+                let message = FinetuneJobMessage {
+                    event_id: event_id(event),
+                    tenant_id: event.tenant_id,
+                    bucket: export.bucket,
+                    key: export.key,
+                    examples: export.examples,
+                };
+                send(queue, event, FINETUNE_EXPORTED, &message).await?;
             }
         }
         self.bus.put(&entries).await.map_err(aws_error)?;

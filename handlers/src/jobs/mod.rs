@@ -1,15 +1,39 @@
-//! Scheduled jobs, run by the `scheduler` Lambda with input `{"job": "<name>"}`.
+//! Scheduled jobs: run by the `scheduler` Lambda with input `{"job": "<name>"}` (EventBridge
+//! schedules in AWS), and locally by [`run_scheduler_until`] on cron expressions from the
+//! environment.
 //!
-//! - `lag_check`: logs every subscription's lag as a metric line (and `RelayLagSeconds` for
-//!   the relay).
+//! - `finetune_export` (weekly, [`finetune`]): each tenant's approved and amended decisions
+//!   since its last export, as JSONL chat examples to
+//!   `s3://<artifacts>/<tenant>/finetune/<date>.jsonl`, recorded on the tenant as
+//!   `FinetuneExported` (which the relay puts on the `local-jobs` queue).
+//! - `audit_archive` (nightly, [`archive`]): each tenant's audit rows not archived yet, up
+//!   to the start of the run's day, as JSONL with the chain head to
+//!   `s3://<audit-archive>/<tenant>/<yyyy>/<mm>/<dd>.jsonl`.
+//! - `lag_check` (every minute): logs every subscription's lag as a metric line, and an
+//!   error for each one lagging more than `LAG_ALERT_SECONDS`.
 //!
-//! The weekly fine-tune export and the nightly audit archive that the template schedules are
-//! not built yet: their inputs are refused as unknown jobs, so those schedules fail visibly.
+//! Environment ([`JobsConfig::from_env`]): `ARTIFACTS_BUCKET`, `AUDIT_ARCHIVE_BUCKET`,
+//! `LAG_ALERT_SECONDS` (default 60), and for the local scheduler `SCHEDULE_FINETUNE_EXPORT`
+//! (default `0 3 * * MON`), `SCHEDULE_AUDIT_ARCHIVE` (`30 0 * * *`), `SCHEDULE_LAG_CHECK`
+//! (`* * * * *`), all UTC.
 
+pub mod archive;
+pub mod finetune;
+mod schedule;
+
+use std::time::Duration;
+
+use casebook_adapters::aws::s3::{S3Error, TenantBucket};
+use casebook_adapters::aws::SdkConfig;
+use casebook_domain::ids::TenantId;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
+pub use schedule::{run_scheduler_until, Schedule, ScheduleError};
+
 use crate::relay::Relay;
+use crate::service::{Service, ServiceError};
 
 /// The input of the `scheduler` function.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -19,22 +43,54 @@ pub struct JobRequest {
 }
 
 /// The scheduled jobs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Job {
     /// Logs the subscriptions' lag.
     LagCheck,
+    /// Exports approved and amended decisions as fine-tune examples.
+    FinetuneExport,
+    /// Archives new audit rows.
+    AuditArchive,
+}
+
+impl Job {
+    /// Every job, in the order the local scheduler lists them.
+    pub const ALL: [Job; 3] = [Job::LagCheck, Job::FinetuneExport, Job::AuditArchive];
+
+    /// The name in the job's input (`lag_check`, `finetune_export`, `audit_archive`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Job::LagCheck => "lag_check",
+            Job::FinetuneExport => "finetune_export",
+            Job::AuditArchive => "audit_archive",
+        }
+    }
 }
 
 /// What a job did.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct JobReport {
-    /// The job.
-    pub job: Job,
-    /// Subscriptions checked (lag check).
-    pub subscriptions: usize,
-    /// The largest lag seen, seconds (lag check).
-    pub max_lag_seconds: f64,
+#[serde(tag = "job", rename_all = "snake_case")]
+pub enum JobReport {
+    /// The lag check.
+    LagCheck {
+        /// Subscriptions checked.
+        subscriptions: usize,
+        /// The largest lag seen, seconds.
+        max_lag_seconds: f64,
+        /// Subscriptions lagging more than the alert threshold.
+        lagging: Vec<String>,
+    },
+    /// The fine-tune export: one entry per tenant that got a file.
+    FinetuneExport {
+        /// The files written.
+        exports: Vec<finetune::TenantExport>,
+    },
+    /// The audit archive: one entry per tenant that got a file.
+    AuditArchive {
+        /// The files written.
+        archives: Vec<archive::TenantArchive>,
+    },
 }
 
 /// Why a job failed.
@@ -43,21 +99,170 @@ pub enum JobError {
     /// The database failed.
     #[error("database error")]
     Database(#[from] sqlx::Error),
+    /// Reading the event log failed.
+    #[error("reading the event log failed")]
+    Log(#[from] casebook_projections::log::ReadError),
+    /// S3 failed or refused a key.
+    #[error("S3 error")]
+    S3(#[from] S3Error),
+    /// A command was refused or failed.
+    #[error("command failed for tenant {tenant}")]
+    Command {
+        /// The tenant.
+        tenant: TenantId,
+        /// Why.
+        #[source]
+        source: ServiceError,
+    },
+    /// A stored event or row could not be decoded.
+    #[error("cannot decode {what}")]
+    Decode {
+        /// What.
+        what: String,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The job needs a setting that is not configured.
+    #[error("{0} is not configured")]
+    NotConfigured(&'static str),
 }
 
-/// Runs `job` over `pool`.
-pub async fn run_job(pool: &PgPool, job: Job) -> Result<JobReport, JobError> {
-    match job {
-        Job::LagCheck => lag_check(pool).await,
+/// Settings of the jobs, read from the environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobsConfig {
+    /// `ARTIFACTS_BUCKET`.
+    pub artifacts_bucket: Option<String>,
+    /// `AUDIT_ARCHIVE_BUCKET`.
+    pub audit_archive_bucket: Option<String>,
+    /// `LAG_ALERT_SECONDS`: a subscription lagging more is logged as an error.
+    pub lag_alert: Duration,
+}
+
+/// A setting that does not parse.
+#[derive(Debug, thiserror::Error)]
+#[error("{name} is invalid: {reason}")]
+pub struct InvalidSetting {
+    /// The variable.
+    pub name: &'static str,
+    /// Why.
+    pub reason: String,
+}
+
+impl JobsConfig {
+    /// Reads `ARTIFACTS_BUCKET`, `AUDIT_ARCHIVE_BUCKET` and `LAG_ALERT_SECONDS`.
+    pub fn from_env() -> Result<Self, InvalidSetting> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// As [`from_env`](Self::from_env), from any lookup.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, InvalidSetting> {
+        let get = |name: &str| lookup(name).filter(|v| !v.is_empty());
+        let lag_alert = match get("LAG_ALERT_SECONDS") {
+            None => Duration::from_secs(60),
+            Some(text) => Duration::from_secs(text.parse().map_err(|_| InvalidSetting {
+                name: "LAG_ALERT_SECONDS",
+                reason: format!("{text:?} is not a whole number of seconds"),
+            })?),
+        };
+        Ok(Self {
+            artifacts_bucket: get("ARTIFACTS_BUCKET"),
+            audit_archive_bucket: get("AUDIT_ARCHIVE_BUCKET"),
+            lag_alert,
+        })
     }
 }
 
-/// Logs every subscription's lag (`projection_lag` metric lines); the relay's lag is also
-/// logged as `RelayLagSeconds`.
-pub async fn lag_check(pool: &PgPool) -> Result<JobReport, JobError> {
+/// What the jobs run against: the database (as `casebook_app`), the application service
+/// (for the commands jobs issue) and the buckets.
+#[derive(Clone)]
+pub struct Jobs {
+    pool: PgPool,
+    service: Service,
+    artifacts: Option<TenantBucket>,
+    audit_archive: Option<TenantBucket>,
+    lag_alert: Duration,
+}
+
+impl Jobs {
+    /// Jobs over `pool` with buckets from `config` (clients from `aws`).
+    pub fn new(pool: PgPool, aws: &SdkConfig, config: &JobsConfig) -> Self {
+        Self {
+            service: Service::new(pool.clone()),
+            pool,
+            artifacts: config
+                .artifacts_bucket
+                .as_ref()
+                .map(|name| TenantBucket::new(aws, name)),
+            audit_archive: config
+                .audit_archive_bucket
+                .as_ref()
+                .map(|name| TenantBucket::new(aws, name)),
+            lag_alert: config.lag_alert,
+        }
+    }
+
+    /// Runs `job` as of `now` (the export's date, the archive's cut-off).
+    pub async fn run(&self, job: Job, now: DateTime<Utc>) -> Result<JobReport, JobError> {
+        let run_id = format!("schedule:{}:{}", job.name(), now.to_rfc3339());
+        match job {
+            Job::LagCheck => lag_check(&self.pool, self.lag_alert).await,
+            Job::FinetuneExport => {
+                let bucket = self
+                    .artifacts
+                    .as_ref()
+                    .ok_or(JobError::NotConfigured("ARTIFACTS_BUCKET"))?;
+                let exports =
+                    finetune::export_all(&self.pool, &self.service, bucket, now, &run_id).await?;
+                Ok(JobReport::FinetuneExport { exports })
+            }
+            Job::AuditArchive => {
+                let bucket = self
+                    .audit_archive
+                    .as_ref()
+                    .ok_or(JobError::NotConfigured("AUDIT_ARCHIVE_BUCKET"))?;
+                let archives = archive::archive_all(&self.pool, bucket, now).await?;
+                Ok(JobReport::AuditArchive { archives })
+            }
+        }
+    }
+}
+
+/// Every onboarded tenant (from the log, which the application role reads unfiltered).
+pub(crate) async fn tenants(pool: &PgPool) -> Result<Vec<TenantId>, JobError> {
+    let ids: Vec<String> = sqlx::query_scalar(
+        "SELECT aggregate_id FROM events
+          WHERE aggregate_type = 'Tenant' AND sequence = 1 ORDER BY aggregate_id",
+    )
+    .fetch_all(pool)
+    .await?;
+    ids.iter()
+        .map(|id| {
+            id.parse().map_err(|err| JobError::Decode {
+                what: format!("tenant id {id:?}"),
+                source: Box::new(err),
+            })
+        })
+        .collect()
+}
+
+/// Appends `line` as one line of JSON.
+pub(crate) fn push_line<T: Serialize>(body: &mut Vec<u8>, line: &T) -> Result<(), JobError> {
+    serde_json::to_writer(&mut *body, line).map_err(|err| JobError::Decode {
+        what: "a JSONL line".to_owned(),
+        source: Box::new(err),
+    })?;
+    body.push(b'\n');
+    Ok(())
+}
+
+/// Logs every subscription's lag (`projection_lag` metric lines; the relay's also as
+/// `RelayLagSeconds`) and an error for each lagging more than `alert`.
+pub async fn lag_check(pool: &PgPool, alert: Duration) -> Result<JobReport, JobError> {
     let mut conn = pool.acquire().await?;
     let statuses = casebook_projections::status::status(&mut conn).await?;
     let mut max_lag_seconds: f64 = 0.0;
+    let mut lagging = Vec::new();
     for status in &statuses {
         casebook_projections::status::log_lag(status);
         if status.name == Relay::NAME {
@@ -69,11 +274,21 @@ pub async fn lag_check(pool: &PgPool) -> Result<JobReport, JobError> {
                 "relay lag"
             );
         }
+        if status.lag_seconds > alert.as_secs_f64() {
+            tracing::error!(
+                subscription = %status.name,
+                lag_seconds = status.lag_seconds,
+                lag_events = status.lag_events,
+                alert_seconds = alert.as_secs_f64(),
+                "subscription lagging beyond the alert threshold"
+            );
+            lagging.push(status.name.clone());
+        }
         max_lag_seconds = max_lag_seconds.max(status.lag_seconds);
     }
-    Ok(JobReport {
-        job: Job::LagCheck,
+    Ok(JobReport::LagCheck {
         subscriptions: statuses.len(),
         max_lag_seconds,
+        lagging,
     })
 }
