@@ -1,7 +1,7 @@
 //! The relay against the AWS emulator and Postgres: a requested diagnosis becomes exactly
-//! one SQS message, an EventBridge rule receives matched events, and a relay that dies
-//! between publishing and checkpointing delivers twice while the consumer's effect happens
-//! once.
+//! one SQS message, an EventBridge rule receives matched events, a relay that dies between
+//! publishing and checkpointing delivers twice while the consumer's effect happens once, and
+//! a recorded fine-tune export becomes one job on `local-jobs`.
 
 mod support;
 
@@ -13,14 +13,21 @@ use casebook_adapters::aws::setup::{ensure_resources, queue_arn, ResourceNames, 
 use casebook_adapters::aws::sqs::{Queue, Received};
 use casebook_adapters::aws::{shared_config, SdkConfig};
 use casebook_adapters::postgres::DbRole;
-use casebook_handlers::relay::{DiagnosisMessage, Relay, RelayConfig};
-use casebook_handlers::service::Service;
+use casebook_domain::actor::Actor;
+use casebook_domain::finetune::{FinetuneExport, LogPosition};
+use casebook_domain::ids::TenantId;
+use casebook_domain::metadata::{EventMetadata, Source};
+use casebook_domain::tenant::TenantCommand;
+use casebook_handlers::relay::{
+    DiagnosisMessage, FinetuneJobMessage, Relay, RelayConfig, FINETUNE_EXPORTED,
+};
+use casebook_handlers::service::{RequestContext, Service};
 use casebook_handlers::worker::Worker;
 use casebook_projections::error::ApplyError;
-use casebook_projections::runner::Runner;
+use casebook_projections::runner::{DrainOutcome, Runner};
 use casebook_tests::TestDb;
 use sqlx::PgPool;
-use support::scenario::{tenant_with_question, CountingLlm, FixedEmbedder};
+use support::scenario::{onboard, tenant_with_question, CountingLlm, FixedEmbedder};
 
 struct Env {
     db: TestDb,
@@ -70,10 +77,7 @@ async fn drain(env: &Env, make: impl Fn() -> Relay) {
             .await
             .expect("runner");
         assert!(
-            !matches!(
-                reports[0].outcome,
-                casebook_projections::runner::DrainOutcome::Failed { .. }
-            ),
+            !matches!(reports[0].outcome, DrainOutcome::Failed { .. }),
             "{reports:?}"
         );
         applied += reports[0].applied;
@@ -236,4 +240,94 @@ async fn a_relay_killed_after_publishing_delivers_twice_and_the_consumer_acts_on
     .await
     .unwrap();
     assert_eq!(proposals, 1);
+}
+
+/// Records a fine-tune export of 7 examples on `tenant`, as the weekly job does; returns
+/// its key and the event's sequence.
+async fn record_export(service: &Service, tenant: TenantId, bucket: &str) -> (String, usize) {
+    let key = format!("{tenant}/finetune/2026-11-23.jsonl");
+    let actor = Actor::system(tenant);
+    let system = RequestContext {
+        metadata: EventMetadata::new(&actor, "schedule-run", Source::Scheduler),
+        actor: actor.clone(),
+    };
+    let accepted = service
+        .administer_tenant(
+            &system,
+            TenantCommand::RecordFinetuneExport {
+                actor,
+                export: FinetuneExport {
+                    bucket: bucket.to_owned(),
+                    key: key.clone(),
+                    exported_on: chrono::NaiveDate::from_ymd_opt(2026, 11, 23).unwrap(),
+                    examples: 7,
+                    after: None,
+                    up_to: LogPosition {
+                        transaction_id: 1,
+                        global_position: 1,
+                    },
+                },
+            },
+        )
+        .await
+        .expect("recorded");
+    (key, accepted.events[0].sequence)
+}
+
+#[tokio::test]
+async fn a_recorded_fine_tune_export_becomes_one_job_on_local_jobs_with_its_s3_key() {
+    let env = env().await;
+    let service = Service::new(env.app.clone());
+    let tenant = onboard(&service, "exporting").await;
+    let (key, sequence) = record_export(&service, tenant, &env.resources.artifacts_bucket).await;
+
+    let relay = || {
+        Relay::new(&env.aws, &env.config, env.app.clone())
+            .with_local_jobs_queue(&env.aws, &env.resources.local_jobs_queue_url)
+    };
+    drain(&env, relay).await;
+    let queue = Queue::new(&env.aws, &env.resources.local_jobs_queue_url);
+    let messages = receive_exactly(&queue, 1).await;
+    let job: FinetuneJobMessage = serde_json::from_str(&messages[0].body).unwrap();
+    assert_eq!(
+        job,
+        FinetuneJobMessage {
+            event_id: format!("Tenant/{tenant}/{sequence}"),
+            tenant_id: *tenant.as_uuid(),
+            bucket: env.resources.artifacts_bucket.clone(),
+            key,
+            examples: 7,
+        }
+    );
+    assert_eq!(
+        messages[0].attributes.get("type").map(String::as_str),
+        Some(FINETUNE_EXPORTED)
+    );
+    assert_eq!(messages[0].attributes.get("event_id"), Some(&job.event_id));
+    // Nothing of it reached the diagnosis queue.
+    let diagnosis = Queue::new(&env.aws, &env.resources.diagnosis_queue_url);
+    assert!(diagnosis.receive(10, 1).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn without_a_local_jobs_queue_an_export_stops_the_relay_instead_of_being_dropped() {
+    let env = env().await;
+    let service = Service::new(env.app.clone());
+    let tenant = onboard(&service, "unwired").await;
+    record_export(&service, tenant, "artifacts").await;
+    let mut outcome = None;
+    for _ in 0..100 {
+        let reports = Runner::new(env.projector.clone())
+            .with_subscription(Relay::new(&env.aws, &env.config, env.app.clone()))
+            .drain(Duration::from_secs(10))
+            .await
+            .expect("runner");
+        if let DrainOutcome::Failed { error } = &reports[0].outcome {
+            outcome = Some(error.clone());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let error = outcome.expect("the relay stopped");
+    assert!(error.contains("LOCAL_JOBS_QUEUE_URL"), "{error}");
 }
