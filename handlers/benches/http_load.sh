@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# HTTP command load: `oha` against a release `casebook serve` on loopback, opening one new
+# session per request (`PUT /v1/sessions/{random uuid}`, the customer's command with its id in
+# the URL, so oha's --rand-regex-url gives every request its own aggregate: no conflicts, no
+# idempotency keys needed). Prints a Markdown table next to the raw-append figures of
+# BENCHMARKS.md "Event store" at 16 connections.
+#
+#   handlers/benches/http_load.sh                 # 16 connections, 20 s
+#   BENCH_CONNECTIONS=4 BENCH_DURATION=10s handlers/benches/http_load.sh
+#
+# Needs: the local stack (infra/local/stack.sh), oha (`cargo install oha --locked`), psql, jq.
+# The server gets its own database (dropped at the end), the demo tenant's users from the
+# local Cognito, rate limits scaled by CASEBOOK_RATE_LIMIT_SCALE (default here 1000, so the
+# tenant's plan doesn't throttle the run), and no relay/worker (AWS_ENDPOINT_URL unset for the
+# server: the command path and the projections are measured, not the emulator). Set
+# BENCH_WITH_AWS=1 to run the relay and worker too.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+CONNECTIONS=${BENCH_CONNECTIONS:-16}
+DURATION=${BENCH_DURATION:-20s}
+# BENCHMARKS.md "Event store", 16 connections: (a) raw INSERT commits/s, (b) raw command/s.
+RAW_APPEND=${RAW_APPEND:-9972}
+RAW_COMMAND=${RAW_COMMAND:-6212}
+
+eval "$(infra/local/stack.sh env)"
+: "${CARGO_TARGET_DIR:=target}"
+cargo build --release --quiet -p casebook-handlers --bin casebook
+BIN="$CARGO_TARGET_DIR/release/casebook"
+
+DB="casebook_http_bench_$$"
+ADMIN_URL="$DATABASE_URL"
+psql -q "$ADMIN_URL" -c "CREATE DATABASE $DB" >/dev/null
+export DATABASE_URL="${ADMIN_URL%/*}/$DB"
+WORK=$(mktemp -d)
+SERVER_PID=""
+cleanup() {
+    if [ -n "$SERVER_PID" ]; then
+        kill "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+    fi
+    psql -q "$ADMIN_URL" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# The demo migrates the database, onboards the demo tenant and prints the token settings and
+# the users' ID tokens as export lines.
+eval "$("$BIN" demo 2>/dev/null)"
+
+PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+BASE="http://127.0.0.1:$PORT"
+if [ "${BENCH_WITH_AWS:-0}" = 1 ]; then
+    aws_env=()
+else
+    aws_env=(-u AWS_ENDPOINT_URL)
+fi
+env "${aws_env[@]}" CASEBOOK_LISTEN="127.0.0.1:$PORT" \
+    CASEBOOK_RATE_LIMIT_SCALE="${CASEBOOK_RATE_LIMIT_SCALE:-1000}" \
+    RUST_LOG="${RUST_LOG:-warn}" "$BIN" serve 2>"$WORK/serve.log" &
+SERVER_PID=$!
+for _ in $(seq 1 300); do
+    if curl -sf "$BASE/health" >/dev/null; then break; fi
+    if ! kill -0 "$SERVER_PID" 2>/dev/null; then cat "$WORK/serve.log" >&2; exit 1; fi
+    sleep 0.1
+done
+curl -sf "$BASE/health" >/dev/null
+
+UUID='[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}'
+load() {
+    oha --no-tui --output-format json -c "$CONNECTIONS" "$@" -m PUT \
+        -H "Authorization: Bearer $CUSTOMER_TOKEN" -H 'Content-Type: application/json' \
+        -d '{"subject":"Load test"}' --rand-regex-url "$BASE/v1/sessions/$UUID"
+}
+load -n 2000 >/dev/null # warm-up: connections, JWKS cache, the tenant's tier
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+load -z "$DURATION" >"$WORK/oha.json"
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+
+jq -r --arg c "$CONNECTIONS" --arg a "$RAW_APPEND" --arg b "$RAW_COMMAND" \
+    --arg before "$LOAD_BEFORE" --arg after "$LOAD_AFTER" '
+  (.statusCodeDistribution // {}) as $codes
+  | ([$codes | to_entries[] | select(.key | startswith("2")) | .value] | add // 0) as $ok
+  | ([$codes | to_entries[] | .value] | add // 0) as $all
+  | ($ok / .summary.total) as $rate
+  | "| connections | requests | 2xx | commands/s (2xx) | p50 | p99 | vs (a) raw append \($a)/s | vs (b) raw command \($b)/s | load avg before → after |",
+    "|---|---|---|---|---|---|---|---|---|",
+    "| \($c) | \($all) | \($ok) | \($rate | floor) | \(.latencyPercentiles.p50 * 1000 * 100 | round / 100) ms | \(.latencyPercentiles.p99 * 1000 * 100 | round / 100) ms | \($rate / ($a | tonumber) * 100 | round) % | \($rate / ($b | tonumber) * 100 | round) % | \($before) → \($after) |",
+    (if ($all - $ok) > 0 then "\nnon-2xx answers: \($codes)" else empty end)
+' "$WORK/oha.json"
+if grep -q '"level":"ERROR"' "$WORK/serve.log"; then
+    echo "server errors:" >&2
+    grep '"level":"ERROR"' "$WORK/serve.log" | head -5 >&2
+fi
