@@ -8,6 +8,11 @@
 //! carries the stable [`event_id`] (`<Aggregate>/<id>/<sequence>`) and the tenant, and
 //! consumers deduplicate on it (see [`crate::worker`]).
 //!
+//! Locally the relay wakes on the events table's `NOTIFY`. In Lambda nothing listens, so the
+//! API nudges the projector function (which runs the relay) after each accepted command
+//! through [`RelayNudge`] ([`ProjectorNudge`]: an asynchronous invoke), and the projector's
+//! schedule is the safety net when a nudge is lost.
+//!
 //! Environment ([`RelayConfig::from_env`]): `EVENT_BUS_NAME`, `EVENT_SOURCE` (default
 //! `casebook`), `DIAGNOSIS_QUEUE_URL` — the projector function's contract in infra/README.md —
 //! and `LOCAL_JOBS_QUEUE_URL` ([`Relay::with_local_jobs_queue`]).
@@ -15,6 +20,7 @@
 use std::sync::Arc;
 
 use casebook_adapters::aws::eventbridge::{BusEntry, EventBus};
+use casebook_adapters::aws::lambda::Function;
 use casebook_adapters::aws::sqs::Queue;
 use casebook_adapters::aws::AwsError;
 use casebook_adapters::aws::SdkConfig;
@@ -80,6 +86,51 @@ impl RelayConfig {
                 .unwrap_or_else(|| "casebook".to_owned()),
             diagnosis_queue_url: get("DIAGNOSIS_QUEUE_URL")?,
         })
+    }
+}
+
+/// Wakes the relay after a commit where no process listens for `NOTIFY` (Lambda).
+#[async_trait::async_trait]
+pub trait RelayNudge: Send + Sync {
+    /// Best effort: a failure is logged and the projector's schedule catches up, so a
+    /// command that committed never fails because of its nudge.
+    async fn nudge(&self);
+}
+
+/// Nudges by invoking the projector function asynchronously (`PROJECTOR_FUNCTION_NAME`);
+/// the API answers without waiting for the projector to run.
+pub struct ProjectorNudge {
+    function: Function,
+}
+
+impl ProjectorNudge {
+    /// Nudges the function `name`.
+    pub fn new(shared: &SdkConfig, name: &str) -> Self {
+        Self {
+            function: Function::new(shared, name),
+        }
+    }
+
+    /// Nudges the function `PROJECTOR_FUNCTION_NAME` names; `None` where it is unset (locally,
+    /// where `NOTIFY` wakes the relay).
+    pub fn from_env(shared: &SdkConfig) -> Option<Self> {
+        std::env::var("PROJECTOR_FUNCTION_NAME")
+            .ok()
+            .filter(|name| !name.is_empty())
+            .map(|name| Self::new(shared, &name))
+    }
+}
+
+#[async_trait::async_trait]
+impl RelayNudge for ProjectorNudge {
+    async fn nudge(&self) {
+        if let Err(err) = self.function.invoke_async(br#"{"source":"api"}"#).await {
+            tracing::warn!(
+                function = self.function.name(),
+                error = ?err,
+                "cannot nudge the projector; its schedule will catch up"
+            );
+        }
     }
 }
 
