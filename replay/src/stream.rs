@@ -168,6 +168,14 @@ pub async fn run(pool: &PgPool, args: StreamArgs, output: Output) -> Result<(), 
     if args.audit && args.format != Format::Jsonl {
         return Err(Error::Usage("--audit needs --format jsonl".into()));
     }
+    // A chain verifies from its first row and without holes: an `--audit` export may end
+    // early, but must start at the beginning and skip nothing.
+    if args.audit && (args.from.is_some() || args.aggregate.is_some() || args.event_type.is_some())
+    {
+        return Err(Error::Usage(
+            "--audit exports the chain from its start: it takes --until, but not --from, --aggregate or --event-type".into(),
+        ));
+    }
     let start = match args.from {
         // Just before the event at `p`: reading resumes with it.
         Some(Bound::Position(p)) => Checkpoint {

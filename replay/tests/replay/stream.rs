@@ -307,6 +307,19 @@ async fn usage_errors_exit_with_2_and_runtime_errors_with_3() {
     let stack = &seeded.stack;
     let bad_uuid = replay(stack, &["stream", "--tenant", "not-a-uuid"]).await;
     assert_eq!(bad_uuid.code, 2, "{bad_uuid:?}");
+    let holes = replay(
+        stack,
+        &[
+            "stream",
+            "--tenant",
+            &seeded.tenant(0),
+            "--audit",
+            "--event-type",
+            "DecisionMade",
+        ],
+    )
+    .await;
+    assert_eq!(holes.code, 2, "a filtered export cannot verify: {holes:?}");
     let bad_projection = replay(stack, &["verify", "invoices"]).await;
     assert_eq!(bad_projection.code, 2, "{bad_projection:?}");
     let no_rebuild = replay(stack, &["verify", "diagnoses"]).await;
