@@ -14,25 +14,17 @@
 # 4. checkov on the translated template: the custom policies plus the built-in
 #    checks listed in BUILTIN_CHECKS below (the skipped ones say why).
 #
-# The tools live in a virtualenv under ${CASEBOOK_CACHE:-/var/cache/casebook}
-# (as root; ~/.cache/casebook otherwise)/infra-venv, installed from PyPI at
-# pinned versions once; later runs reuse it (a few seconds in all).
+# The tools live in a virtualenv installed from PyPI at pinned versions once
+# (infra/tools/infra-venv.sh); later runs reuse it (a few seconds in all).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 TEMPLATE=$HERE/template.yaml
-PINS=(cfn-lint==1.58.0 checkov==3.3.30 aws-sam-translator==1.115.0)
 
 log() { printf 'validate.sh: %s\n' "$*" >&2; }
 die() { printf 'validate.sh: ERROR: %s\n' "$*" >&2; exit 1; }
-is_root() { [[ $(id -u) -eq 0 ]]; }
-
-if [[ -n ${CASEBOOK_CACHE:-} ]]; then CACHE=$CASEBOOK_CACHE
-elif is_root; then CACHE=/var/cache/casebook
-else CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/casebook
-fi
-VENV=$CACHE/infra-venv
-STAMP=$VENV/.casebook-pins
+# shellcheck source=tools/infra-venv.sh
+source "$HERE/tools/infra-venv.sh"
 
 # Custom policies (infra/policies/casebook_checks.py):
 #   CKV_CASEBOOK_1 bucket KMS-encrypted        CKV_CASEBOOK_6 API method authorized
@@ -81,37 +73,7 @@ BUILTIN_CHECKS=(
 #               the worker's DLQ is its queue's redrive, the scheduler's and
 #               the projector's async failures go to async-failures.
 
-ensure_python() {
-  local missing=()
-  command -v python3 >/dev/null || missing+=(python3)
-  python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
-  ((${#missing[@]})) || return 0
-  is_root || die "missing ${missing[*]}; run this once as root or install them"
-  log "installing ${missing[*]} from Debian"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update >&2
-  apt-get install -y --no-install-recommends "${missing[@]}" >&2
-}
-
-ensure_venv() {
-  mkdir -p -- "$CACHE"
-  exec 8>"$CACHE/infra-venv.lock"
-  flock -w 600 8 || die "timed out waiting for $CACHE/infra-venv.lock"
-  if [[ -f $STAMP && $(<"$STAMP") == "${PINS[*]}" && -x $VENV/bin/cfn-lint && -x $VENV/bin/checkov ]]; then
-    exec 8>&-
-    return 0
-  fi
-  ensure_python
-  log "installing ${PINS[*]} into $VENV (once)"
-  rm -rf -- "$VENV"
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --disable-pip-version-check -q "${PINS[@]}" >&2
-  printf '%s' "${PINS[*]}" >"$STAMP"
-  exec 8>&-
-}
-
-ensure_venv
-export PATH=$VENV/bin:$PATH
+ensure_infra_venv
 # Offline: no region lookups, no telemetry, no policy downloads.
 export AWS_DEFAULT_REGION=${AWS_DEFAULT_REGION:-us-east-1}
 export BC_SKIP_MAPPING=TRUE CHECKOV_RUN_SCA_PACKAGE_SCAN_V2=false
