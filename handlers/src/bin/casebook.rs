@@ -75,6 +75,9 @@ fn print_walkthrough(demo: &demo::Demo, config: &Config) {
         "\n# Open a session as the customer (after `source` of this output):\ncurl -s -X POST {base}/v1/sessions \\\n  -H \"Authorization: Bearer $CUSTOMER_TOKEN\" -H 'Content-Type: application/json' \\\n  -d \"{{\\\"session_id\\\": \\\"$(cat /proc/sys/kernel/random/uuid)\\\", \\\"subject\\\": \\\"Supplier contract\\\"}}\"\n"
     );
     eprintln!(
-        "# The tenant's events as the auditor:\ncurl -s {base}/v1/events -H \"Authorization: Bearer $AUDITOR_TOKEN\"\n"
+        "# The tenant's sessions as the customer, the review queue as the consultant:\ncurl -s {base}/v1/sessions -H \"Authorization: Bearer $CUSTOMER_TOKEN\"\ncurl -s {base}/v1/review-queue -H \"Authorization: Bearer $CONSULTANT_TOKEN\"\n"
+    );
+    eprintln!(
+        "# The tenant's events and audit rows as the auditor:\ncurl -s {base}/v1/events -H \"Authorization: Bearer $AUDITOR_TOKEN\"\ncurl -s '{base}/v1/audit?action=SessionOpened' -H \"Authorization: Bearer $AUDITOR_TOKEN\"\n"
     );
 }
