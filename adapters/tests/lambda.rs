@@ -12,8 +12,11 @@ use axum::Router;
 use casebook_adapters::aws::lambda::Function;
 use casebook_adapters::aws::{shared_config, SdkConfig};
 
+/// One request the fake received: the function, `X-Amz-Invocation-Type`, the payload.
+type Invocation = (String, Option<String>, Bytes);
+
 #[derive(Default, Clone)]
-struct Seen(Arc<Mutex<Vec<(String, Option<String>, Bytes)>>>);
+struct Seen(Arc<Mutex<Vec<Invocation>>>);
 
 async fn invocations(
     State((seen, status)): State<(Seen, StatusCode)>,

@@ -73,7 +73,7 @@ async fn tenant_with_decisions(env: &Env, name: &str) -> TenantId {
     let verdicts = [
         ConsultantVerdict::Approve,
         ConsultantVerdict::Amend {
-            amended_text: DiagnosisText::parse(&format!("{name}: cap it at 12 months")).unwrap(),
+            amended_text: DiagnosisText::parse(format!("{name}: cap it at 12 months")).unwrap(),
             reason: None,
         },
         ConsultantVerdict::Reject {
@@ -427,30 +427,27 @@ fn settings_have_defaults_and_bad_values_are_refused() {
 #[test]
 fn the_local_schedule_runs_each_job_on_its_cron_expression() {
     let schedule = Schedule::from_lookup(|_| None).unwrap();
-    // Monday 2026-11-23 00:00:30 UTC: the lag check every minute, the archive at 00:30,
-    // the export at 03:00 on Mondays.
-    let start = Utc.with_ymd_and_hms(2026, 11, 23, 0, 0, 30).unwrap();
-    let (at, due) = schedule.next_after(start).unwrap();
+    let at = |d, h, m| Utc.with_ymd_and_hms(2026, 11, d, h, m, 0).unwrap();
+    // Saturday 2026-11-21: the lag check every five minutes, the archive at 03:30 daily,
+    // the export at 02:00 on Sundays (UTC, as the EventBridge schedules).
+    let start = Utc.with_ymd_and_hms(2026, 11, 21, 0, 0, 30).unwrap();
     assert_eq!(
-        (at, due),
-        (
-            Utc.with_ymd_and_hms(2026, 11, 23, 0, 1, 0).unwrap(),
-            vec![Job::LagCheck]
-        )
+        schedule.next_after(start).unwrap(),
+        (at(21, 0, 5), vec![Job::LagCheck])
     );
-    let (at, due) = schedule
-        .next_after(Utc.with_ymd_and_hms(2026, 11, 23, 0, 29, 0).unwrap())
-        .unwrap();
-    assert_eq!(at, Utc.with_ymd_and_hms(2026, 11, 23, 0, 30, 0).unwrap());
-    assert_eq!(due, vec![Job::LagCheck, Job::AuditArchive]);
-    let (at, due) = schedule
-        .next_after(Utc.with_ymd_and_hms(2026, 11, 23, 2, 59, 0).unwrap())
-        .unwrap();
-    assert_eq!(at, Utc.with_ymd_and_hms(2026, 11, 23, 3, 0, 0).unwrap());
-    assert_eq!(due, vec![Job::LagCheck, Job::FinetuneExport]);
+    assert_eq!(
+        schedule.next_after(at(21, 3, 27)).unwrap(),
+        (at(21, 3, 30), vec![Job::LagCheck, Job::AuditArchive])
+    );
+    assert_eq!(
+        schedule.next_after(at(22, 1, 58)).unwrap(),
+        (at(22, 2, 0), vec![Job::LagCheck, Job::FinetuneExport])
+    );
 
     let custom =
         Schedule::from_lookup(|n| (n == "SCHEDULE_LAG_CHECK").then(|| "0 0 1 1 *".into())).unwrap();
-    let (_, due) = custom.next_after(start).unwrap();
-    assert_eq!(due, vec![Job::AuditArchive]);
+    assert_eq!(
+        custom.next_after(start).unwrap(),
+        (at(21, 3, 30), vec![Job::AuditArchive])
+    );
 }

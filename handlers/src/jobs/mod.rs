@@ -2,7 +2,7 @@
 //! schedules in AWS), and locally by [`run_scheduler_until`] on cron expressions from the
 //! environment.
 //!
-//! - `finetune_export` (weekly, [`finetune`]): each tenant's approved and amended decisions
+//! - `fine_tune_export` (weekly, [`finetune`]): each tenant's approved and amended decisions
 //!   since its last export, as JSONL chat examples to
 //!   `s3://<artifacts>/<tenant>/finetune/<date>.jsonl`, recorded on the tenant as
 //!   `FinetuneExported` (which the relay puts on the `local-jobs` queue).
@@ -14,8 +14,9 @@
 //!
 //! Environment ([`JobsConfig::from_env`]): `ARTIFACTS_BUCKET`, `AUDIT_ARCHIVE_BUCKET`,
 //! `LAG_ALERT_SECONDS` (default 60), and for the local scheduler `SCHEDULE_FINETUNE_EXPORT`
-//! (default `0 3 * * MON`), `SCHEDULE_AUDIT_ARCHIVE` (`30 0 * * *`), `SCHEDULE_LAG_CHECK`
-//! (`* * * * *`), all UTC.
+//! (default `0 2 * * SUN`), `SCHEDULE_AUDIT_ARCHIVE` (`30 3 * * *`), `SCHEDULE_LAG_CHECK`
+//! (`*/5 * * * *`), all UTC: the same times as the EventBridge schedules in
+//! `infra/template.yaml`.
 
 pub mod archive;
 pub mod finetune;
@@ -49,6 +50,7 @@ pub enum Job {
     /// Logs the subscriptions' lag.
     LagCheck,
     /// Exports approved and amended decisions as fine-tune examples.
+    #[serde(rename = "fine_tune_export")]
     FinetuneExport,
     /// Archives new audit rows.
     AuditArchive,
@@ -58,11 +60,11 @@ impl Job {
     /// Every job, in the order the local scheduler lists them.
     pub const ALL: [Job; 3] = [Job::LagCheck, Job::FinetuneExport, Job::AuditArchive];
 
-    /// The name in the job's input (`lag_check`, `finetune_export`, `audit_archive`).
+    /// The name in the job's input (`lag_check`, `fine_tune_export`, `audit_archive`).
     pub fn name(self) -> &'static str {
         match self {
             Job::LagCheck => "lag_check",
-            Job::FinetuneExport => "finetune_export",
+            Job::FinetuneExport => "fine_tune_export",
             Job::AuditArchive => "audit_archive",
         }
     }

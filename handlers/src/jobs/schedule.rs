@@ -41,9 +41,10 @@ impl Schedule {
             .into_iter()
             .map(|job| {
                 let (variable, default) = match job {
-                    Job::LagCheck => ("SCHEDULE_LAG_CHECK", "* * * * *"),
-                    Job::FinetuneExport => ("SCHEDULE_FINETUNE_EXPORT", "0 3 * * MON"),
-                    Job::AuditArchive => ("SCHEDULE_AUDIT_ARCHIVE", "30 0 * * *"),
+                    // As the EventBridge schedules in infra/template.yaml.
+                    Job::LagCheck => ("SCHEDULE_LAG_CHECK", "*/5 * * * *"),
+                    Job::FinetuneExport => ("SCHEDULE_FINETUNE_EXPORT", "0 2 * * SUN"),
+                    Job::AuditArchive => ("SCHEDULE_AUDIT_ARCHIVE", "30 3 * * *"),
                 };
                 let expression = lookup(variable)
                     .filter(|v| !v.is_empty())
