@@ -25,8 +25,11 @@ RAW_COMMAND=${RAW_COMMAND:-6212}
 
 eval "$(infra/local/stack.sh env)"
 : "${CARGO_TARGET_DIR:=target}"
-cargo build --release --quiet -p casebook-handlers --bin casebook
-BIN="$CARGO_TARGET_DIR/release/casebook"
+# CASEBOOK_BIN: an already built binary (e.g. to check the script with a debug build).
+BIN=${CASEBOOK_BIN:-$CARGO_TARGET_DIR/release/casebook}
+if [ -z "${CASEBOOK_BIN:-}" ]; then
+    cargo build --release --quiet -p casebook-handlers --bin casebook
+fi
 
 DB="casebook_http_bench_$$"
 ADMIN_URL="$DATABASE_URL"
