@@ -2,7 +2,8 @@
 # The whole test suite, from a fresh Debian 12 machine or a warm one:
 #   infra/local/test.sh [extra cargo-nextest arguments]
 # Installs what is missing, starts the local stack (Postgres + pgvector, AWS emulator),
-# checks formatting, lints and the dependency graph, then runs every test in parallel.
+# checks formatting, lints and the dependency graph, builds the Lambda functions for arm64,
+# then runs every test in parallel.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -35,6 +36,13 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 log "cargo doc (the crate overviews must render without warnings)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
+
+# The five functions as a deployment builds them (release, arm64, cargo-lambda): proves they
+# cross-compile for provided.al2023. CASEBOOK_SKIP_LAMBDA_BUILD=1 skips it on a laptop loop.
+if [[ -z ${CASEBOOK_SKIP_LAMBDA_BUILD:-} ]]; then
+  log "building the Lambda functions (infra/lambda-build.sh)"
+  infra/lambda-build.sh
+fi
 
 # Last, so its summary is the run's closing line.
 log "cargo nextest run"
