@@ -768,3 +768,76 @@ fn short_form_intrinsics_parse_as_tagged_values() {
     }
     assert!(matches!(short["a"], Value::Tagged(_)));
 }
+
+/// A function's environment as the process sees it once deployed: literals as written,
+/// `!Ref <parameter>` as the parameter's default, and every resource reference (`!Ref`,
+/// `!GetAtt`, `${X}` in `!Sub`) as a stand-in value of the right shape.
+fn deployed_environment(function: &'static Value) -> BTreeMap<String, String> {
+    fn resolve(value: &Value) -> String {
+        let parameter_default = |name: &str| {
+            section("Parameters")
+                .get(name)
+                .and_then(|p| p.get("Default"))
+                .map(resolve)
+        };
+        match intrinsic(value) {
+            Some((name, arg)) if name == "Ref" => {
+                let target = arg.as_str().expect("Ref names a string");
+                parameter_default(target).unwrap_or_else(|| format!("{target}-id"))
+            }
+            Some((name, arg)) if name == "Fn::Sub" => {
+                let text = arg.as_str().expect("a plain Sub string");
+                let (names, _) = sub_placeholders(text);
+                names.iter().fold(text.to_owned(), |text, name| {
+                    let stand_in = parameter_default(name)
+                        .unwrap_or_else(|| format!("{}.example", name.replace('.', "-")));
+                    text.replace(&format!("${{{name}}}"), &stand_in.to_lowercase())
+                })
+            }
+            Some((name, _)) => format!("{name}-value"),
+            None => match value {
+                Value::String(text) => text.clone(),
+                Value::Number(number) => number.to_string(),
+                Value::Bool(flag) => flag.to_string(),
+                other => panic!("unexpected environment value {other:?}"),
+            },
+        }
+    }
+    prop(function, &["Environment", "Variables"])
+        .and_then(Value::as_mapping)
+        .expect("environment variables")
+        .iter()
+        .map(|(key, value)| (key.as_str().expect("name").to_owned(), resolve(value)))
+        .collect()
+}
+
+#[test]
+fn every_function_starts_with_its_deployed_environment_and_the_ai_ones_use_bedrock() {
+    use casebook_adapters::ai::{AiConfig, Provider};
+    use casebook_adapters::config::Config;
+
+    for bin in FUNCTIONS {
+        let env = deployed_environment(resource(function_for(bin)));
+        let config = Config::from_lookup(|name| env.get(name).cloned())
+            .unwrap_or_else(|err| panic!("{bin} cannot read its configuration: {err}"));
+        assert!(config.database.iam_auth, "{bin} signs its database password with IAM");
+    }
+    let parameter = |name: &str| {
+        section("Parameters")[name]["Default"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name} has a default"))
+            .to_owned()
+    };
+    for bin in ["worker", "projector"] {
+        let env = deployed_environment(resource(function_for(bin)));
+        let ai = AiConfig::from_lookup(|name| env.get(name).cloned())
+            .unwrap_or_else(|err| panic!("{bin} cannot read its AI configuration: {err}"));
+        assert_eq!(ai.provider, Provider::Bedrock, "{bin} runs on Bedrock");
+        let models = &ai.bedrock.models;
+        assert_eq!(models.triage, parameter("TriageModelId"), "{bin}");
+        assert_eq!(models.standard, parameter("StandardModelId"), "{bin}");
+        assert_eq!(models.strongest, parameter("StrongestModelId"), "{bin}");
+        assert_eq!(models.open_weights, parameter("OpenWeightsModelId"), "{bin}");
+        assert_eq!(ai.bedrock.embedding_model, parameter("EmbeddingModelId"), "{bin}");
+    }
+}

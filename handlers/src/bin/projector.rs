@@ -1,15 +1,20 @@
-//! The `projector` Lambda: drains every subscription (read models, audit chain, reactions)
-//! until caught up or the invocation's time is nearly spent. Invoked by the API after
-//! commits and every minute by a schedule, as a safety net.
+//! The `projector` Lambda: drains every subscription (read models, audit chain, judgment
+//! index, reactions, the relay to EventBridge and SQS) until caught up or the invocation's
+//! time is nearly spent. Invoked by the API after commits and every minute by a schedule, as
+//! a safety net.
 
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
+use casebook_adapters::ai::{AiConfig, AiProviders};
+use casebook_adapters::aws::shared_config;
 use casebook_adapters::config::Config;
 use casebook_adapters::postgres::{self, DbRole};
+use casebook_handlers::relay::{Relay, RelayConfig};
 use casebook_handlers::server::{projector, projector_pool};
 use casebook_handlers::service::Service;
 use casebook_handlers::telemetry;
+use casebook_projections::judgment_index::JudgmentIndexSubscription;
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::{json, Value};
 
@@ -24,9 +29,18 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let app = postgres::connect_database(&config.database, DbRole::App, 4)
         .await
         .context("connecting")?;
-    let service = Service::new(app);
+    let service = Service::new(app.clone());
+    let aws = shared_config().await;
+    let relay_config = RelayConfig::from_env().context("relay configuration")?;
+    let local_jobs_queue =
+        std::env::var("LOCAL_JOBS_QUEUE_URL").context("LOCAL_JOBS_QUEUE_URL must be set")?;
+    let ai = AiProviders::from_config(&AiConfig::from_env().context("AI configuration")?).await;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
-        let runner = projector(projector_pool.clone(), service.clone());
+        let relay = Relay::new(&aws, &relay_config, app.clone())
+            .with_local_jobs_queue(&aws, &local_jobs_queue);
+        let runner = projector(projector_pool.clone(), service.clone())
+            .with_subscription(JudgmentIndexSubscription::new(ai.embedder.clone()))
+            .with_subscription(relay);
         async move {
             let left = event
                 .context

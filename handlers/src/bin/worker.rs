@@ -25,7 +25,7 @@ async fn main() -> anyhow::Result<()> {
     .await
     .context("connecting")?;
     let ai = AiProviders::from_config(&AiConfig::from_env().context("AI configuration")?).await;
-    let worker = Worker::new(pool, ai.embedder, ai.llm);
+    let worker = Worker::from_providers(pool, &ai);
     if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
         let worker = &worker;
         lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {

@@ -108,7 +108,7 @@ pub async fn fold_log(owner: &PgPool) -> Expected {
                         t.status = TenantStatus::Active;
                         t.suspended_reason = None;
                     }
-                    TenantEvent::TenantOnboarded { .. } => {}
+                    TenantEvent::TenantOnboarded { .. } | TenantEvent::FinetuneExported { .. } => {}
                 }
                 t.updated_at = at;
                 t.version = sequence;
