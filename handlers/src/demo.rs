@@ -27,9 +27,9 @@ pub enum DemoError {
     /// The emulator's Cognito failed.
     #[error("local Cognito failed")]
     Cognito(#[from] CognitoError),
-    /// The database failed.
-    #[error("database failed")]
-    Database(#[from] sqlx::Error),
+    /// The database could not be reached.
+    #[error("cannot connect to the database")]
+    Connect(#[from] casebook_adapters::postgres::ConnectError),
     /// Migrations failed.
     #[error("migrations failed")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -83,10 +83,10 @@ pub async fn set_up(config: &Config) -> Result<Demo, DemoError> {
         users.push((role, username, token));
     }
 
-    let owner = postgres::connect(config.database.connect_options(), DbRole::Owner, 1).await?;
+    let owner = postgres::connect_database(&config.database, DbRole::Owner, 1).await?;
     postgres::migrate(&owner).await?;
     owner.close().await;
-    let app = postgres::connect(config.database.connect_options(), DbRole::App, 2).await?;
+    let app = postgres::connect_database(&config.database, DbRole::App, 2).await?;
     let actor = Actor {
         user_id: UserId::parse(admin_sub.unwrap_or_default()).unwrap_or_else(|_| UserId::system()),
         tenant_id: tenant,

@@ -26,6 +26,7 @@ use casebook_adapters::aws::setup::{ensure_bucket, ensure_resources, ResourceNam
 use casebook_adapters::aws::shared_config;
 use casebook_adapters::aws::sqs::Queue;
 
+use crate::jobs::{run_scheduler_until, Jobs, JobsConfig, Schedule};
 use crate::reactions::{ReactionSubscription, Reactions};
 use crate::relay::{Relay, RelayConfig};
 use crate::service::Service;
@@ -36,7 +37,7 @@ use crate::worker::{run_worker_until, Worker};
 pub enum ServeError {
     /// The database could not be reached.
     #[error("cannot connect to the database")]
-    Connect(#[source] sqlx::Error),
+    Connect(#[source] postgres::ConnectError),
     /// A migration failed.
     #[error("cannot migrate the database")]
     Migrate(#[source] sqlx::migrate::MigrateError),
@@ -46,6 +47,9 @@ pub enum ServeError {
     /// The AWS side could not be set up.
     #[error("cannot set up the AWS resources")]
     Aws(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A setting is invalid.
+    #[error("invalid configuration")]
+    Config(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The subscriptions runner failed.
     #[error("the projections runner failed")]
     Projector(#[source] RunError),
@@ -57,6 +61,7 @@ pub struct Application {
     state: AppState,
     projector: Runner,
     worker: Option<(Worker, Queue)>,
+    jobs: Option<(Jobs, Schedule)>,
 }
 
 impl Application {
@@ -64,8 +69,7 @@ impl Application {
     /// (port 0 picks a free one; see [`Application::local_addr`]); requests are
     /// authenticated by `auth`.
     pub async fn build(config: &Config, auth: Authenticator) -> Result<Self, ServeError> {
-        let options = config.database.connect_options();
-        let owner = postgres::connect(options, DbRole::Owner, 1)
+        let owner = postgres::connect_database(&config.database, DbRole::Owner, 1)
             .await
             .map_err(ServeError::Connect)?;
         postgres::migrate(&owner)
@@ -77,14 +81,19 @@ impl Application {
         let providers = AiProviders::from_config(&ai).await;
         let mut projector = projector(projector_pool(config).await?, state.service.clone())
             .with_subscription(JudgmentIndexSubscription::new(providers.embedder.clone()));
-        let worker = match async_wiring(&state.pool, &providers).await? {
-            Some((relay, worker, queue)) => {
-                projector = projector.with_subscription(relay);
-                Some((worker, queue))
+        let (worker, jobs) = match async_wiring(&state.pool, &providers).await? {
+            Some(wiring) => {
+                projector = projector.with_subscription(wiring.relay);
+                let schedule =
+                    Schedule::from_env().map_err(|err| ServeError::Config(Box::new(err)))?;
+                let jobs = Jobs::new(state.pool.clone(), &shared_config().await, &wiring.jobs);
+                (Some((wiring.worker, wiring.queue)), Some((jobs, schedule)))
             }
             None => {
-                tracing::warn!("no AWS configured: events are not relayed, diagnoses not worked");
-                None
+                tracing::warn!(
+                    "no AWS configured: events are not relayed, diagnoses not worked, jobs not scheduled"
+                );
+                (None, None)
             }
         };
         let listener = TcpListener::bind(config.listen)
@@ -95,6 +104,7 @@ impl Application {
             state,
             projector,
             worker,
+            jobs,
         })
     }
 
@@ -118,6 +128,14 @@ impl Application {
             .with_graceful_shutdown(stopped_for(stopped.clone()))
             .into_future();
         let projector = self.projector.run_until(stopped_for(stopped.clone()));
+        let scheduler = {
+            let stopped = stopped.clone();
+            async move {
+                if let Some((jobs, schedule)) = self.jobs {
+                    run_scheduler_until(jobs, schedule, stopped_for(stopped)).await;
+                }
+            }
+        };
         let worker = async move {
             if let Some((worker, queue)) = self.worker {
                 run_worker_until(worker, queue, stopped_for(stopped)).await;
@@ -127,7 +145,8 @@ impl Application {
             shutdown.await;
             let _ = stop.send(true);
         };
-        let (served, projected, (), ()) = tokio::join!(server, projector, worker, signal);
+        let (served, projected, (), (), ()) =
+            tokio::join!(server, projector, worker, scheduler, signal);
         served.map_err(ServeError::Io)?;
         projected.map_err(ServeError::Projector)?;
         self.state.pool.close().await;
@@ -140,8 +159,8 @@ impl Application {
 /// the uploads bucket if there is one. The `api` Lambda builds exactly this (without
 /// migrating: deployments migrate once).
 pub async fn api_state(config: &Config, auth: Authenticator) -> Result<AppState, ServeError> {
-    let pool = postgres::connect(
-        config.database.connect_options(),
+    let pool = postgres::connect_database(
+        &config.database,
         DbRole::App,
         config.database.max_connections,
     )
@@ -199,8 +218,8 @@ pub fn verifier(config: &AuthConfig) -> Result<Authenticator, InvalidVerifierCon
 pub async fn projector_pool(config: &Config) -> Result<PgPool, ServeError> {
     // The projections, the reactions and the judgment index.
     let subscriptions = ProjectionId::ALL.len() + 2;
-    postgres::connect(
-        config.database.connect_options(),
+    postgres::connect_database(
+        &config.database,
         DbRole::Projector,
         (2 * subscriptions + 2) as u32,
     )
@@ -216,35 +235,66 @@ pub fn projector(pool: PgPool, service: Service) -> Runner {
         .with_subscription(ReactionSubscription::new(Reactions::new(service)))
 }
 
-/// The relay and the diagnosis worker, when AWS is reachable: against the local emulator
-/// (`AWS_ENDPOINT_URL`) the bus and queues are created on the spot; deployed, their names come
-/// from the environment (`EVENT_BUS_NAME`, `DIAGNOSIS_QUEUE_URL`). The worker embeds and
-/// diagnoses with `providers` (the embedded local models unless Bedrock is configured), the
-/// same embedder the judgment index is built with.
+/// What runs beside the API when AWS is reachable.
+pub struct AsyncWiring {
+    /// Publishes the log to EventBridge, `diagnosis` and `local-jobs`.
+    pub relay: Relay,
+    /// Works the `diagnosis` queue.
+    pub worker: Worker,
+    /// The `diagnosis` queue.
+    pub queue: Queue,
+    /// Where the scheduled jobs write.
+    pub jobs: JobsConfig,
+}
+
+/// The relay, the diagnosis worker and the jobs' settings, when AWS is reachable: against
+/// the local emulator (`AWS_ENDPOINT_URL`) the bus, queues and buckets are created on the
+/// spot; deployed, their names come from the environment (`EVENT_BUS_NAME`,
+/// `DIAGNOSIS_QUEUE_URL`, `LOCAL_JOBS_QUEUE_URL`, `ARTIFACTS_BUCKET`, `AUDIT_ARCHIVE_BUCKET`).
+/// The worker embeds and diagnoses with `providers` (the embedded local models unless Bedrock
+/// is configured), the same embedder the judgment index is built with.
 pub async fn async_wiring(
     app_pool: &PgPool,
     providers: &AiProviders,
-) -> Result<Option<(Relay, Worker, Queue)>, ServeError> {
+) -> Result<Option<AsyncWiring>, ServeError> {
     let aws = shared_config().await;
-    let relay_config = if std::env::var_os("AWS_ENDPOINT_URL").is_some() {
-        let resources = ensure_resources(&aws, &ResourceNames::with_prefix("casebook-local"))
-            .await
-            .map_err(|err| ServeError::Aws(Box::new(err)))?;
-        RelayConfig {
-            bus_name: resources.bus_name,
-            source: "casebook".to_owned(),
-            diagnosis_queue_url: resources.diagnosis_queue_url,
-        }
-    } else {
-        match RelayConfig::from_env() {
-            Ok(config) => config,
-            Err(_) => return Ok(None),
-        }
-    };
-    let relay = Relay::new(&aws, &relay_config, app_pool.clone());
-    let worker = Worker::from_providers(app_pool.clone(), providers);
-    let queue = Queue::new(&aws, &relay_config.diagnosis_queue_url);
-    Ok(Some((relay, worker, queue)))
+    let jobs_config = JobsConfig::from_env().map_err(|err| ServeError::Config(Box::new(err)))?;
+    let (relay_config, local_jobs_queue_url, jobs) =
+        if std::env::var_os("AWS_ENDPOINT_URL").is_some() {
+            let resources = ensure_resources(&aws, &ResourceNames::with_prefix("casebook-local"))
+                .await
+                .map_err(|err| ServeError::Aws(Box::new(err)))?;
+            let relay_config = RelayConfig {
+                bus_name: resources.bus_name,
+                source: "casebook".to_owned(),
+                diagnosis_queue_url: resources.diagnosis_queue_url,
+            };
+            let jobs = JobsConfig {
+                artifacts_bucket: Some(resources.artifacts_bucket),
+                audit_archive_bucket: Some(resources.audit_archive_bucket),
+                ..jobs_config
+            };
+            (relay_config, Some(resources.local_jobs_queue_url), jobs)
+        } else {
+            match RelayConfig::from_env() {
+                Ok(config) => (
+                    config,
+                    std::env::var("LOCAL_JOBS_QUEUE_URL").ok(),
+                    jobs_config,
+                ),
+                Err(_) => return Ok(None),
+            }
+        };
+    let mut relay = Relay::new(&aws, &relay_config, app_pool.clone());
+    if let Some(url) = local_jobs_queue_url {
+        relay = relay.with_local_jobs_queue(&aws, &url);
+    }
+    Ok(Some(AsyncWiring {
+        relay,
+        worker: Worker::from_providers(app_pool.clone(), providers),
+        queue: Queue::new(&aws, &relay_config.diagnosis_queue_url),
+        jobs,
+    }))
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -1,9 +1,13 @@
 //! The `api` Lambda: the same router as `casebook serve`, behind API Gateway. Outside Lambda
 //! (no `AWS_LAMBDA_RUNTIME_API`) it serves over TCP instead, so the binary runs anywhere.
 
+use std::sync::Arc;
+
 use anyhow::Context;
+use casebook_adapters::aws::shared_config;
 use casebook_adapters::config::Config;
 use casebook_handlers::http::router;
+use casebook_handlers::relay::ProjectorNudge;
 use casebook_handlers::server::{api_state, shutdown_signal, verifier};
 use casebook_handlers::telemetry;
 
@@ -15,6 +19,11 @@ async fn main() -> anyhow::Result<()> {
     let state = api_state(&config, verifier(auth).context("token settings")?)
         .await
         .context("connecting")?;
+    // Deployed, each committed write nudges the projector function (`PROJECTOR_FUNCTION_NAME`).
+    let state = match ProjectorNudge::from_env(&shared_config().await) {
+        Some(nudge) => state.with_nudge(Arc::new(nudge)),
+        None => state,
+    };
     let app = router(state);
     if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
         lambda_http::run(app)

@@ -16,7 +16,7 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init();
     let config = Config::from_env().context("reading configuration")?;
     let jobs_config = JobsConfig::from_env().context("reading the jobs' configuration")?;
-    let pool = postgres::connect(config.database.connect_options(), DbRole::App, 4)
+    let pool = postgres::connect_database(&config.database, DbRole::App, 4)
         .await
         .context("connecting")?;
     let jobs = Jobs::new(pool, &shared_config().await, &jobs_config);

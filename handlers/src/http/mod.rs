@@ -3,7 +3,8 @@
 //!
 //! Every `/v1` route runs behind, in order: request id → access log → authentication
 //! ([`caller`]) → the tenant's rate limit ([`rate_limit`]) → `Idempotency-Key` handling
-//! ([`idempotency`], on POST and PUT). Errors are problem documents ([`problem`]).
+//! ([`idempotency`], on POST and PUT) → the relay's nudge after a committed write
+//! ([`nudge`], in Lambda). Errors are problem documents ([`problem`]).
 
 pub mod caller;
 pub mod commands;
@@ -11,6 +12,7 @@ pub mod cursor;
 pub mod events;
 pub mod idempotency;
 pub mod json;
+pub mod nudge;
 pub mod problem;
 pub mod rate_limit;
 pub mod reads;
@@ -33,6 +35,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::relay::RelayNudge;
 use crate::service::Service;
 use caller::Authenticator;
 use rate_limit::TenantLimiter;
@@ -54,6 +57,8 @@ pub struct AppState {
     pub limiter: Arc<TenantLimiter>,
     /// Presigned uploads, when a bucket is configured.
     pub uploads: Option<Uploads>,
+    /// Wakes the relay after a commit (in Lambda; `None` where `NOTIFY` does it).
+    pub nudge: Option<Arc<dyn RelayNudge>>,
 }
 
 impl AppState {
@@ -66,6 +71,15 @@ impl AppState {
             auth,
             limiter,
             uploads: None,
+            nudge: None,
+        }
+    }
+
+    /// The same state, nudging the relay with `nudge` after every committed write.
+    pub fn with_nudge(self, nudge: Arc<dyn RelayNudge>) -> Self {
+        Self {
+            nudge: Some(nudge),
+            ..self
         }
     }
 
@@ -143,6 +157,10 @@ pub fn router(state: AppState) -> Router {
     let (api, openapi) = v1();
     let api = api
         .layer(from_fn_with_state(state.clone(), idempotency::idempotent))
+        .layer(from_fn_with_state(
+            state.clone(),
+            nudge::nudge_relay_after_writes,
+        ))
         .layer(from_fn_with_state(state.clone(), rate_limit::limit_tenant))
         .layer(from_fn_with_state(state.clone(), caller::require_caller));
     let openapi = Arc::new(openapi);
