@@ -820,7 +820,10 @@ fn every_function_starts_with_its_deployed_environment_and_the_ai_ones_use_bedro
         let env = deployed_environment(resource(function_for(bin)));
         let config = Config::from_lookup(|name| env.get(name).cloned())
             .unwrap_or_else(|err| panic!("{bin} cannot read its configuration: {err}"));
-        assert!(config.database.iam_auth, "{bin} signs its database password with IAM");
+        assert!(
+            config.database.iam_auth,
+            "{bin} signs its database password with IAM"
+        );
     }
     let parameter = |name: &str| {
         section("Parameters")[name]["Default"]
@@ -837,7 +840,15 @@ fn every_function_starts_with_its_deployed_environment_and_the_ai_ones_use_bedro
         assert_eq!(models.triage, parameter("TriageModelId"), "{bin}");
         assert_eq!(models.standard, parameter("StandardModelId"), "{bin}");
         assert_eq!(models.strongest, parameter("StrongestModelId"), "{bin}");
-        assert_eq!(models.open_weights, parameter("OpenWeightsModelId"), "{bin}");
-        assert_eq!(ai.bedrock.embedding_model, parameter("EmbeddingModelId"), "{bin}");
+        assert_eq!(
+            models.open_weights,
+            parameter("OpenWeightsModelId"),
+            "{bin}"
+        );
+        assert_eq!(
+            ai.bedrock.embedding_model,
+            parameter("EmbeddingModelId"),
+            "{bin}"
+        );
     }
 }
