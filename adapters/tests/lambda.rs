@@ -2,6 +2,8 @@
 //! emulator would need docker to run a function): the request is an `Event` invocation of
 //! the named function with the payload, and a refusal is an error.
 
+mod support;
+
 use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
@@ -10,7 +12,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
 use casebook_adapters::aws::lambda::Function;
-use casebook_adapters::aws::{shared_config, SdkConfig};
+use casebook_adapters::aws::SdkConfig;
+use support::aws_config_at;
 
 /// One request the fake received: the function, `X-Amz-Invocation-Type`, the payload.
 type Invocation = (String, Option<String>, Bytes);
@@ -44,15 +47,7 @@ async fn fake_lambda(status: StatusCode) -> (SdkConfig, Seen) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
-    // Built from parts: a configuration loaded from the environment would let
-    // `AWS_ENDPOINT_URL` (the emulator) win over the endpoint set here.
-    let shared = shared_config().await;
-    let mut aws = SdkConfig::builder()
-        .behavior_version(aws_config::BehaviorVersion::latest())
-        .region(shared.region().cloned())
-        .endpoint_url(endpoint);
-    aws.set_credentials_provider(shared.credentials_provider());
-    (aws.build(), seen)
+    (aws_config_at(endpoint).await, seen)
 }
 
 #[tokio::test]

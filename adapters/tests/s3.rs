@@ -2,12 +2,15 @@
 //! plain HTTP client, and keys outside the caller's tenant prefix (or malformed) are refused
 //! before any request leaves the process.
 
+mod support;
+
 use std::time::Duration;
 
 use casebook_adapters::aws::s3::{S3Error, TenantBucket};
 use casebook_adapters::aws::setup::{ensure_resources, ResourceNames, Resources};
 use casebook_adapters::aws::{shared_config, SdkConfig};
 use casebook_domain::ids::TenantId;
+use support::aws_config_at;
 
 async fn resources() -> (SdkConfig, Resources) {
     let aws = shared_config().await;
@@ -99,16 +102,7 @@ async fn watched_config() -> (SdkConfig, std::net::TcpListener) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    // Built from parts: a configuration loaded from the environment would let
-    // `AWS_ENDPOINT_URL` (the emulator) win over the endpoint set here.
-    let shared = shared_config().await;
-    let mut aws = SdkConfig::builder()
-        .behavior_version(aws_config::BehaviorVersion::latest())
-        .region(shared.region().cloned())
-        .endpoint_url(endpoint);
-    aws.set_credentials_provider(shared.credentials_provider());
-    let aws = aws.build();
-    (aws, listener)
+    (aws_config_at(endpoint).await, listener)
 }
 
 #[tokio::test]
