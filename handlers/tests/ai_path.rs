@@ -54,19 +54,6 @@ impl Llm for AdvisingLlm {
     }
 }
 
-async fn onboard(app: &TestApp) {
-    for admin in [&app.acme.admin, &app.globex.admin] {
-        let (status, body) = app
-            .post(
-                admin,
-                "/v1/tenant",
-                json!({ "name": "A practice", "plan": "professional" }),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-    }
-}
-
 async fn write_judgment(app: &TestApp, consultant: &User, title: &str, body: &str) -> Uuid {
     let judgment = Uuid::new_v4();
     let (status, response) = app
@@ -157,7 +144,7 @@ async fn nearest(
 #[tokio::test]
 async fn a_query_becomes_a_grounded_proposal_and_its_approval_grounds_the_next_one() {
     let app = spawn_app().await;
-    onboard(&app).await;
+    app.onboard_both("professional").await;
     let ai = AiConfig::from_env().expect("AI configuration");
     let embedder = AiProviders::local(&ai).embedder;
     let llm = Arc::new(AdvisingLlm::default());

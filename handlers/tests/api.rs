@@ -8,19 +8,6 @@ use serde_json::{json, Value};
 use support::{spawn_app, TestApp, User};
 use uuid::Uuid;
 
-async fn onboarded(app: &TestApp) {
-    for admin in [&app.acme.admin, &app.globex.admin] {
-        let (status, body) = app
-            .post(
-                admin,
-                "/v1/tenant",
-                json!({ "name": "A practice", "plan": "enterprise" }),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-    }
-}
-
 async fn open_session(app: &TestApp, customer: &User) -> Uuid {
     let session = Uuid::new_v4();
     let (status, body) = app
@@ -37,7 +24,7 @@ async fn open_session(app: &TestApp, customer: &User) -> Uuid {
 #[tokio::test]
 async fn a_customer_opens_a_session_and_submits_a_query() {
     let app = spawn_app().await;
-    onboarded(&app).await;
+    app.onboard_both("enterprise").await;
     let session = open_session(&app, &app.acme.customer).await;
     let query = Uuid::new_v4();
     let (status, body) = app
@@ -80,7 +67,7 @@ async fn a_customer_opens_a_session_and_submits_a_query() {
 #[tokio::test]
 async fn tenant_settings_judgments_and_the_event_stream_work_for_their_roles() {
     let app = spawn_app().await;
-    onboarded(&app).await;
+    app.onboard_both("enterprise").await;
     let (status, body) = app
         .post(
             &app.acme.admin,
@@ -155,7 +142,7 @@ async fn tenant_settings_judgments_and_the_event_stream_work_for_their_roles() {
 #[tokio::test]
 async fn another_tenants_ids_are_not_found_and_leak_nothing() {
     let app = spawn_app().await;
-    onboarded(&app).await;
+    app.onboard_both("enterprise").await;
     let session = open_session(&app, &app.acme.customer).await;
     let judgment = Uuid::new_v4();
     app.post(
@@ -214,7 +201,7 @@ async fn another_tenants_ids_are_not_found_and_leak_nothing() {
 #[tokio::test]
 async fn roles_may_only_do_what_their_role_allows() {
     let app = spawn_app().await;
-    onboarded(&app).await;
+    app.onboard_both("enterprise").await;
     let forbidden = [
         (
             &app.acme.customer,
@@ -249,7 +236,7 @@ async fn roles_may_only_do_what_their_role_allows() {
 #[tokio::test]
 async fn bad_input_is_a_problem_document_naming_the_field() {
     let app = spawn_app().await;
-    onboarded(&app).await;
+    app.onboard_both("enterprise").await;
     let cases = [
         (
             json!({ "session_id": "not-a-uuid", "subject": "x" }),
@@ -285,7 +272,7 @@ async fn bad_input_is_a_problem_document_naming_the_field() {
 #[tokio::test]
 async fn a_repeated_post_with_its_idempotency_key_has_one_effect() {
     let app = spawn_app().await;
-    onboarded(&app).await;
+    app.onboard_both("enterprise").await;
     let body = json!({ "session_id": Uuid::new_v4(), "subject": "Supplier contract" });
     let (first_status, first) = app
         .post_with_key(&app.acme.customer, "/v1/sessions", body.clone(), "key-1")
@@ -318,7 +305,7 @@ async fn a_repeated_post_with_its_idempotency_key_has_one_effect() {
 #[tokio::test]
 async fn a_tenant_past_its_burst_is_told_when_to_retry() {
     let app = spawn_app().await;
-    onboarded(&app).await;
+    app.onboard_both("enterprise").await;
     app.post(
         &app.acme.admin,
         "/v1/tenant/settings",

@@ -9,21 +9,6 @@ use serde_json::{json, Value};
 use support::{spawn_app, TestApp, User};
 use uuid::Uuid;
 
-async fn onboarded(app: &TestApp) {
-    for admin in [&app.acme.admin, &app.globex.admin] {
-        let (status, body) = app
-            .post(
-                admin,
-                "/v1/tenant",
-                json!({ "name": "A practice", "plan": "enterprise" }),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-    }
-    // Until onboarded, a tenant is limited as the smallest tier; the cache would keep that.
-    app.forget_cached_tiers();
-}
-
 async fn open_session(app: &TestApp, customer: &User, subject: &str) -> Uuid {
     let session = Uuid::new_v4();
     let (status, body) = app
@@ -58,7 +43,7 @@ struct AcmeCase {
 }
 
 async fn acme_case(app: &TestApp) -> AcmeCase {
-    onboarded(app).await;
+    app.onboard_both("enterprise").await;
     let session = open_session(app, &app.acme.customer, "Supplier contract").await;
     let decided = ask(
         app,
@@ -286,7 +271,7 @@ async fn auditors_filter_the_audit_rows() {
 #[tokio::test]
 async fn lists_page_with_opaque_cursors() {
     let app = spawn_app().await;
-    onboarded(&app).await;
+    app.onboard_both("enterprise").await;
     let mut opened = Vec::new();
     for subject in ["one", "two", "three"] {
         opened.push(open_session(&app, &app.acme.customer, subject).await);
@@ -403,7 +388,7 @@ async fn another_tenants_reads_are_not_found_and_lists_never_show_its_rows() {
 #[tokio::test]
 async fn each_role_reads_only_what_its_role_allows() {
     let app = spawn_app().await;
-    onboarded(&app).await;
+    app.onboard_both("enterprise").await;
     let id = Uuid::new_v4();
     // (path, customer, consultant, auditor, admin): may the role read it?
     let matrix = [
@@ -446,7 +431,7 @@ async fn each_role_reads_only_what_its_role_allows() {
 #[tokio::test]
 async fn a_session_opened_at_its_own_url_reads_back() {
     let app = spawn_app().await;
-    onboarded(&app).await;
+    app.onboard_both("enterprise").await;
     let session = Uuid::new_v4();
     let put = |user: &'static str| {
         let token = match user {

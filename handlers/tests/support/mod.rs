@@ -213,6 +213,22 @@ impl TestApp {
     pub fn forget_cached_tiers(&self) {
         self.state.limiter.forget_tiers();
     }
+
+    /// Both tenants onboarded through the API by their admins, on `plan`.
+    pub async fn onboard_both(&self, plan: &str) {
+        for admin in [&self.acme.admin, &self.globex.admin] {
+            let (status, body) = self
+                .post(
+                    admin,
+                    "/v1/tenant",
+                    serde_json::json!({ "name": "A practice", "plan": plan }),
+                )
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "{body}");
+        }
+        // Until onboarded, a tenant is limited as the smallest tier; the cache would keep that.
+        self.forget_cached_tiers();
+    }
 }
 
 impl TestApp {
