@@ -27,19 +27,24 @@ pub enum DbRole {
     Owner,
     /// Appends events and reads; cannot rewrite history.
     App,
-    /// Reads the log, writes projections and checkpoints.
+    /// Reads the log, writes projections and checkpoints. Its commits are asynchronous
+    /// (`synchronous_commit = off`): everything it writes is derived from the log and
+    /// committed together with its checkpoint, so a crash can only lose its last few
+    /// batches whole, which it then applies again; in exchange it never waits for a WAL
+    /// flush, nor makes the request path's commits wait behind its own.
     Projector,
     /// Reads only.
     Auditor,
 }
 
 impl DbRole {
-    fn role_name(self) -> Option<&'static str> {
+    /// What each new connection runs to become this role.
+    fn session_setup(self) -> Option<&'static str> {
         match self {
             DbRole::Owner => None,
-            DbRole::App => Some("casebook_app"),
-            DbRole::Projector => Some("casebook_projector"),
-            DbRole::Auditor => Some("casebook_auditor"),
+            DbRole::App => Some("SET ROLE casebook_app"),
+            DbRole::Projector => Some("SET ROLE casebook_projector; SET synchronous_commit = off"),
+            DbRole::Auditor => Some("SET ROLE casebook_auditor"),
         }
     }
 }
@@ -56,11 +61,11 @@ pub async fn connect(
         // sqlx pings every connection before handing it out: a round trip per statement.
         // A dead connection instead fails its statement, which callers see as retryable.
         .test_before_acquire(false);
-    let pool_options = match role.role_name() {
+    let pool_options = match role.session_setup() {
         None => pool_options,
-        Some(name) => pool_options.after_connect(move |conn, _meta| {
+        Some(setup) => pool_options.after_connect(move |conn, _meta| {
             Box::pin(async move {
-                conn.execute(format!("SET ROLE {name}").as_str()).await?;
+                conn.execute(setup).await?;
                 Ok(())
             })
         }),

@@ -7,6 +7,8 @@
 //! prepares and dispatches.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use casebook_adapters::event_store::{CommandError, Committed, EventStore};
 use casebook_domain::actor::Actor;
@@ -98,6 +100,43 @@ pub struct Service {
     diagnoses: EventStore<Diagnosis>,
     decisions: EventStore<ConsultantDecision>,
     judgments: EventStore<Judgment>,
+    active_tenants: Arc<ActiveTenants>,
+}
+
+/// Tenants recently read as active, for the precondition of every customer command.
+///
+/// Loading the tenant was one of a command's three round trips. Only "active" is
+/// remembered, and only for [`ActiveTenants::TTL`]; a tenant administered through this
+/// service is forgotten at once. So a suspension reaches this process at once and other
+/// processes within the TTL — the same kind of window the read-then-append race already
+/// leaves, only longer — while an onboarding or reactivation is seen at once everywhere.
+#[derive(Default)]
+struct ActiveTenants(Mutex<HashMap<TenantId, Instant>>);
+
+impl ActiveTenants {
+    const TTL: Duration = Duration::from_secs(1);
+
+    fn is_known_active(&self, tenant_id: TenantId) -> bool {
+        let read_at = self
+            .0
+            .lock()
+            .expect("tenant cache poisoned")
+            .get(&tenant_id)
+            .copied();
+        read_at.is_some_and(|read_at| read_at.elapsed() < Self::TTL)
+    }
+
+    fn remember_active(&self, tenant_id: TenantId) {
+        let mut known = self.0.lock().expect("tenant cache poisoned");
+        known.insert(tenant_id, Instant::now());
+    }
+
+    fn forget(&self, tenant_id: TenantId) {
+        self.0
+            .lock()
+            .expect("tenant cache poisoned")
+            .remove(&tenant_id);
+    }
 }
 
 impl Service {
@@ -109,6 +148,7 @@ impl Service {
             diagnoses: EventStore::new(pool.clone(), upcasters()),
             decisions: EventStore::new(pool.clone(), upcasters()),
             judgments: EventStore::new(pool, upcasters()),
+            active_tenants: Arc::default(),
         }
     }
 
@@ -127,13 +167,10 @@ impl Service {
         ctx: &RequestContext,
         command: TenantCommand,
     ) -> Result<Accepted, ServiceError> {
-        execute(
-            &self.tenants,
-            &ctx.actor.tenant_id.to_string(),
-            command,
-            ctx,
-        )
-        .await
+        let tenant_id = ctx.actor.tenant_id;
+        let result = execute(&self.tenants, &tenant_id.to_string(), command, ctx).await;
+        self.active_tenants.forget(tenant_id);
+        result
     }
 
     /// Opens a session for a customer.
@@ -336,7 +373,14 @@ impl Service {
     }
 
     async fn tenant_active(&self, tenant_id: TenantId) -> Result<bool, ServiceError> {
-        Ok(self.tenant(tenant_id).await?.is_active())
+        if self.active_tenants.is_known_active(tenant_id) {
+            return Ok(true);
+        }
+        let active = self.tenant(tenant_id).await?.is_active();
+        if active {
+            self.active_tenants.remember_active(tenant_id);
+        }
+        Ok(active)
     }
 
     async fn diagnosis_snapshot(

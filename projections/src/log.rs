@@ -133,16 +133,18 @@ pub struct LogReader {
     pool: PgPool,
     page_size: u32,
     poll_interval: Duration,
+    settle_interval: Duration,
 }
 
 impl LogReader {
     /// A reader over `pool` with pages of 2,000 events, polling every 500 ms when no
-    /// notification arrives.
+    /// notification arrives, and letting events gather for 25 ms at the head.
     pub fn new(pool: PgPool) -> Self {
         Self {
             pool,
             page_size: 2_000,
             poll_interval: Duration::from_millis(500),
+            settle_interval: Duration::from_millis(25),
         }
     }
 
@@ -155,6 +157,19 @@ impl LogReader {
     pub fn with_poll_interval(self, poll_interval: Duration) -> Self {
         Self {
             poll_interval,
+            ..self
+        }
+    }
+
+    /// How long a tailing stream waits after a short page before reading again.
+    ///
+    /// At the head of a busy log every read finds a handful of new events, so without a pause
+    /// each follower reads (and its consumer commits) hundreds of times a second, competing
+    /// with the writers for the same cores and WAL flushes; pausing bounds that to one read per
+    /// interval, at the cost of that much extra lag. Zero reads again at once.
+    pub fn with_settle_interval(self, settle_interval: Duration) -> Self {
+        Self {
+            settle_interval,
             ..self
         }
     }
@@ -235,9 +250,16 @@ impl LogReader {
                 Ok(None) => return,
                 Err(err) => Err(err),
             };
+            let at_head = matches!(&page, Ok(events) if events.len() < self.page_size as usize);
             let failed = page.is_err();
             if pages.send(page).await.is_err() || failed {
                 return;
+            }
+            if follow == Follow::Yes && at_head && !self.settle_interval.is_zero() {
+                tokio::select! {
+                    () = pages.closed() => return,
+                    () = tokio::time::sleep(self.settle_interval) => {}
+                }
             }
         }
     }

@@ -50,6 +50,9 @@ pub struct RunnerConfig {
     pub batch_size: usize,
     /// The longest a caught-up runner waits for a `NOTIFY` before looking again.
     pub poll_interval: Duration,
+    /// How long a runner at the head of the log lets new events gather before reading them
+    /// (see [`LogReader::with_settle_interval`]).
+    pub settle_interval: Duration,
     /// The first wait after a transient error; doubled on each further one.
     pub initial_backoff: Duration,
     /// The longest wait after transient errors.
@@ -66,6 +69,7 @@ impl Default for RunnerConfig {
         Self {
             batch_size: 1_000,
             poll_interval: Duration::from_millis(500),
+            settle_interval: Duration::from_millis(25),
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(30),
             standby_interval: Duration::from_secs(5),
@@ -234,7 +238,8 @@ impl Runner {
         }
         let reader = LogReader::new(self.pool.clone())
             .with_page_size(u32::try_from(self.config.batch_size).unwrap_or(u32::MAX))
-            .with_poll_interval(self.config.poll_interval);
+            .with_poll_interval(self.config.poll_interval)
+            .with_settle_interval(self.config.settle_interval);
         let mut tasks = JoinSet::new();
         let mut names = HashMap::new();
         for subscription in self.subscriptions {

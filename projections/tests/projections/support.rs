@@ -57,6 +57,7 @@ impl Stack {
         RunnerConfig {
             batch_size,
             poll_interval: Duration::from_millis(50),
+            settle_interval: Duration::from_millis(5),
             initial_backoff: Duration::from_millis(10),
             max_backoff: Duration::from_millis(200),
             standby_interval: Duration::from_millis(100),
