@@ -288,6 +288,16 @@ async fn a_suspended_tenant_cannot_open_sessions() {
     let db = TestDb::new().await;
     let service = Service::new(db.pool(DbRole::App, 4).await);
     let acme = onboarded(&service, "acme").await;
+    // The service has just seen the tenant active: the suspension must still count at once.
+    service
+        .open_session(
+            &acme.customer,
+            SessionId::new(),
+            Subject::parse("before").unwrap(),
+            vec![],
+        )
+        .await
+        .unwrap();
     service
         .administer_tenant(
             &acme.admin,
