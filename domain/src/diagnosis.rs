@@ -9,7 +9,8 @@ use crate::decision::Outcome;
 use crate::error::{ensure, AccessError, DomainError, ErrorKind};
 use crate::ids::{DecisionId, DiagnosisId, JudgmentId, QueryId, SessionId, TenantId, UserId};
 use crate::policy::{ModelTier, MAX_DIAGNOSIS_ATTEMPTS};
-use crate::values::{Confidence, DiagnosisText, QueryText, Reason};
+use crate::ports::StopReason;
+use crate::values::{Confidence, DiagnosisText, QueryText, Reason, UploadKey};
 
 /// Customers request diagnoses.
 const CUSTOMERS: &[Role] = &[Role::Customer];
@@ -51,7 +52,10 @@ pub struct Finding {
 }
 
 /// Where a proposal came from: enough to reproduce and audit it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// The fields added by a later version of `DiagnosisProposed` are `Option`s: `None` in an
+/// event recorded before that version means "not recorded", never "none".
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Provenance {
     /// The provider's model id.
     pub model_id: String,
@@ -70,6 +74,222 @@ pub struct Provenance {
     /// What the call cost, in millionths of a US dollar. Added in v2 of `DiagnosisProposed`;
     /// v1 events are upcast with 0.
     pub cost_usd_micros: u64,
+    /// Why the proposing model stopped (v3).
+    pub stop_reason: Option<StopReason>,
+    /// The model the query was embedded with for retrieval (v3).
+    pub embedding: Option<EmbeddingModel>,
+    /// The precedents put into the prompt, best first, each with its score and the log
+    /// position of the event its indexed text came from (v3).
+    pub precedents: Option<Vec<PrecedentSource>>,
+    /// Every attachment of the session and what became of it, in the session's order (v3).
+    pub attachments: Option<Vec<AttachmentRead>>,
+}
+
+impl Provenance {
+    /// What is wrong with this provenance for a new proposal, if anything: since v3 every
+    /// proposal records its stop reason, embedding model, precedents and attachments, and
+    /// its precedents are its retrieved judgments, in order (the ids for older readers, the
+    /// sources since v3).
+    pub fn defect(&self) -> Option<ProvenanceDefect> {
+        let recorded =
+            self.stop_reason.is_some() && self.embedding.is_some() && self.attachments.is_some();
+        match &self.precedents {
+            Some(precedents) if recorded => {
+                let same = precedents
+                    .iter()
+                    .map(|p| p.judgment_id)
+                    .eq(self.retrieved_judgment_ids.iter().copied());
+                (!same).then_some(ProvenanceDefect::PrecedentsDisagree)
+            }
+            _ => Some(ProvenanceDefect::Incomplete),
+        }
+    }
+}
+
+/// Why a [`Provenance`] cannot go into a new proposal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProvenanceDefect {
+    /// A field added in v3 is missing (`None` is for events recorded before v3 only).
+    Incomplete,
+    /// The precedents are not the retrieved judgments, in order.
+    PrecedentsDisagree,
+}
+
+impl std::fmt::Display for ProvenanceDefect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Incomplete => "stop reason, embedding model, precedents or attachments missing",
+            Self::PrecedentsDisagree => "the precedents are not the retrieved judgments",
+        })
+    }
+}
+
+/// An embedding model, as recorded beside what it embedded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmbeddingModel {
+    /// The provider's model id.
+    pub model_id: String,
+    /// The length of its vectors.
+    pub dimension: u32,
+}
+
+/// A precedent of a proposal and where its text came from.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PrecedentSource {
+    /// The judgment.
+    pub judgment_id: JudgmentId,
+    /// Its similarity to the query (higher is closer).
+    pub score: f32,
+    /// The global position of the event whose content the judgment index held.
+    pub source_position: i64,
+}
+
+/// At most this many bytes of an attachment's text go into a diagnosis' context.
+pub const ATTACHMENT_TEXT_LIMIT: u64 = 64 * 1024;
+
+/// At most this many characters are embedded for retrieval (the query first, then the
+/// attachments' text): embedding models take a bounded input (Titan v2: 50,000 characters),
+/// and the query, which retrieval must match above all, is never cut.
+pub const RETRIEVAL_TEXT_LIMIT: usize = QueryText::MAX_CHARS;
+
+/// An attachment of the session and what became of it when a diagnosis' context was built.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachmentRead {
+    /// Its key.
+    pub key: UploadKey,
+    /// Its content type, when the store knew it.
+    pub content_type: Option<String>,
+    /// Used or skipped.
+    pub outcome: AttachmentOutcome,
+}
+
+/// Whether an attachment's text went into the context.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum AttachmentOutcome {
+    /// Its text was embedded with the query and put into the prompt.
+    Included {
+        /// Bytes of its text used.
+        bytes: u64,
+        /// Whether it was longer than [`ATTACHMENT_TEXT_LIMIT`] and cut (on a character
+        /// boundary).
+        truncated: bool,
+    },
+    /// Left out.
+    Skipped {
+        /// Why.
+        reason: SkipReason,
+    },
+}
+
+/// Why an attachment was left out of a diagnosis' context.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipReason {
+    /// Its content type is not text (`text/*` or `application/json`).
+    NotText,
+    /// It is empty.
+    Empty,
+    /// Nothing is stored under its key (the upload never happened).
+    Missing,
+    /// Its key lies outside the tenant's prefix: refused unread.
+    OutsideTenant,
+    /// No attachment store is configured (a local setup without an object store).
+    NoStore,
+}
+
+/// An attachment's text, as put into a prompt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachmentText {
+    /// Its key.
+    pub key: UploadKey,
+    /// Its text, at most [`ATTACHMENT_TEXT_LIMIT`] bytes.
+    pub text: String,
+}
+
+impl AttachmentText {
+    /// The file name the customer uploaded: the key's last segment.
+    pub fn file_name(&self) -> &str {
+        let key = self.key.as_str();
+        key.rsplit('/').next().unwrap_or(key)
+    }
+}
+
+/// Whether an attachment of `content_type` is read as text: `text/*` and `application/json`,
+/// whatever their parameters (`text/plain; charset=utf-8`).
+pub fn is_text(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence.starts_with("text/") || essence == "application/json"
+}
+
+/// Why an attachment of `content_type` (if the store knows one) and `size` bytes is left
+/// out of a diagnosis' context without being read, or `None` to read it.
+pub fn skip_reason(content_type: Option<&str>, size: u64) -> Option<SkipReason> {
+    if !content_type.is_some_and(is_text) {
+        Some(SkipReason::NotText)
+    } else if size == 0 {
+        Some(SkipReason::Empty)
+    } else {
+        None
+    }
+}
+
+/// The text of an attachment's first bytes: when `truncated` (the object is longer than
+/// `bytes`), a character cut at the end is dropped, so the text ends on a character boundary.
+/// Bytes that are not UTF-8 become U+FFFD rather than fail the diagnosis.
+pub fn attachment_text(bytes: &[u8], truncated: bool) -> String {
+    let whole = if truncated {
+        without_cut_character(bytes)
+    } else {
+        bytes
+    };
+    String::from_utf8_lossy(whole).into_owned()
+}
+
+/// `bytes` without a trailing incomplete UTF-8 sequence.
+fn without_cut_character(bytes: &[u8]) -> &[u8] {
+    // A UTF-8 character is at most 4 bytes: its lead byte is among the last 4.
+    let tail = bytes.len().saturating_sub(4);
+    let Some(lead) = bytes[tail..]
+        .iter()
+        .rposition(|byte| byte & 0xC0 != 0x80)
+        .map(|i| tail + i)
+    else {
+        return bytes;
+    };
+    let length = match bytes[lead] {
+        0xF0..=0xFF => 4,
+        0xE0..=0xEF => 3,
+        0xC0..=0xDF => 2,
+        _ => 1,
+    };
+    if bytes.len() - lead < length {
+        &bytes[..lead]
+    } else {
+        bytes
+    }
+}
+
+/// The text embedded to retrieve precedents: the query, then each attachment's text, at most
+/// [`RETRIEVAL_TEXT_LIMIT`] characters.
+pub fn retrieval_text(query: &QueryText, attachments: &[AttachmentText]) -> String {
+    let mut text = query.as_str().to_owned();
+    for attachment in attachments {
+        text.push_str("\n\n");
+        text.push_str(&attachment.text);
+    }
+    match text.char_indices().nth(RETRIEVAL_TEXT_LIMIT) {
+        Some((end, _)) => {
+            text.truncate(end);
+            text
+        }
+        None => text,
+    }
 }
 
 /// A command to the [`Diagnosis`] aggregate, whose id is the [`DiagnosisId`].
@@ -169,7 +389,8 @@ pub enum DiagnosisEvent {
         /// Nearest captured judgments, best first.
         judgments: Vec<RetrievedJudgment>,
     },
-    /// The model proposed a diagnosis (version 2: with cost).
+    /// The model proposed a diagnosis (version 3: with cost since v2; stop reason, embedding
+    /// model, precedents' sources and attachments since v3).
     DiagnosisProposed {
         /// The proposed diagnosis.
         text: DiagnosisText,
@@ -212,7 +433,7 @@ impl DomainEvent for DiagnosisEvent {
 
     fn event_version(&self) -> String {
         match self {
-            Self::DiagnosisProposed { .. } => "2",
+            Self::DiagnosisProposed { .. } => "3",
             _ => "1",
         }
         .to_owned()
@@ -273,6 +494,9 @@ pub enum DiagnosisError {
         /// The status it was refused in.
         status: DiagnosisStatus,
     },
+    /// `Propose` with provenance that is incomplete or contradicts itself.
+    #[error("invalid provenance: {0}")]
+    InvalidProvenance(ProvenanceDefect),
     /// `Resolve` with another diagnosis' decision.
     #[error("decision {decision_id} is not this diagnosis' decision")]
     ForeignDecision {
@@ -285,7 +509,7 @@ impl DomainError for DiagnosisError {
     fn kind(&self) -> ErrorKind {
         match self {
             Self::Access(e) => e.kind(),
-            Self::ForeignDecision { .. } => ErrorKind::Invalid,
+            Self::ForeignDecision { .. } | Self::InvalidProvenance(_) => ErrorKind::Invalid,
             Self::TenantSuspended | Self::AlreadyRequested | Self::IllegalTransition { .. } => {
                 ErrorKind::Conflict
             }
@@ -385,6 +609,9 @@ impl Diagnosis {
                     state.status == DiagnosisStatus::ContextRetrieved,
                     state.illegal("propose"),
                 )?;
+                if let Some(defect) = provenance.defect() {
+                    return Err(DiagnosisError::InvalidProvenance(defect));
+                }
                 DiagnosisEvent::DiagnosisProposed {
                     text,
                     findings,

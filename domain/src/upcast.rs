@@ -7,7 +7,10 @@ use serde_json::Value;
 /// Every upcaster of the domain, for the event store (`with_upcasters`) and for
 /// [`AnyEvent::decode`](crate::any_event::AnyEvent::decode).
 pub fn upcasters() -> Vec<Box<dyn EventUpcaster>> {
-    vec![Box::new(diagnosis_proposed_v2())]
+    vec![
+        Box::new(diagnosis_proposed_v2()),
+        Box::new(diagnosis_proposed_v3()),
+    ]
 }
 
 /// Runs `event` through every upcaster that applies to it, in order.
@@ -33,6 +36,24 @@ fn add_zero_cost(mut payload: Value) -> Value {
         provenance
             .entry("cost_usd_micros")
             .or_insert(Value::from(0_u64));
+    }
+    payload
+}
+
+/// `DiagnosisProposed` v3 added the stop reason, the embedding model, the precedents' sources
+/// and the attachments to the provenance; older events did not record them, and say so with
+/// `null` ("not recorded") rather than a guess.
+fn diagnosis_proposed_v3() -> SemanticVersionEventUpcaster {
+    SemanticVersionEventUpcaster::new("DiagnosisProposed", "3", Box::new(add_unrecorded_v3))
+}
+
+/// Adds `null` for each v3 provenance field that is missing. As in [`add_zero_cost`], a
+/// payload without a provenance object is left to fail deserialization.
+fn add_unrecorded_v3(mut payload: Value) -> Value {
+    if let Some(provenance) = payload.get_mut("provenance").and_then(Value::as_object_mut) {
+        for field in ["stop_reason", "embedding", "precedents", "attachments"] {
+            provenance.entry(field).or_insert(Value::Null);
+        }
     }
     payload
 }

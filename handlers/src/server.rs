@@ -250,16 +250,17 @@ pub struct AsyncWiring {
 /// The relay, the diagnosis worker and the jobs' settings, when AWS is reachable: against
 /// the local emulator (`AWS_ENDPOINT_URL`) the bus, queues and buckets are created on the
 /// spot; deployed, their names come from the environment (`EVENT_BUS_NAME`,
-/// `DIAGNOSIS_QUEUE_URL`, `LOCAL_JOBS_QUEUE_URL`, `ARTIFACTS_BUCKET`, `AUDIT_ARCHIVE_BUCKET`).
-/// The worker embeds and diagnoses with `providers` (the embedded local models unless Bedrock
-/// is configured), the same embedder the judgment index is built with.
+/// `DIAGNOSIS_QUEUE_URL`, `LOCAL_JOBS_QUEUE_URL`, `ARTIFACTS_BUCKET`, `AUDIT_ARCHIVE_BUCKET`,
+/// `UPLOADS_BUCKET`). The worker embeds and diagnoses with `providers` (the embedded local
+/// models unless Bedrock is configured), the same embedder the judgment index is built with,
+/// and reads sessions' attachments from the uploads bucket.
 pub async fn async_wiring(
     app_pool: &PgPool,
     providers: &AiProviders,
 ) -> Result<Option<AsyncWiring>, ServeError> {
     let aws = shared_config().await;
     let jobs_config = JobsConfig::from_env().map_err(|err| ServeError::Config(Box::new(err)))?;
-    let (relay_config, local_jobs_queue_url, jobs) =
+    let (relay_config, local_jobs_queue_url, jobs, uploads_bucket) =
         if std::env::var_os("AWS_ENDPOINT_URL").is_some() {
             let resources = ensure_resources(&aws, &ResourceNames::with_prefix("casebook-local"))
                 .await
@@ -274,13 +275,19 @@ pub async fn async_wiring(
                 audit_archive_bucket: Some(resources.audit_archive_bucket),
                 ..jobs_config
             };
-            (relay_config, Some(resources.local_jobs_queue_url), jobs)
+            (
+                relay_config,
+                Some(resources.local_jobs_queue_url),
+                jobs,
+                Some(resources.uploads_bucket),
+            )
         } else {
             match RelayConfig::from_env() {
                 Ok(config) => (
                     config,
                     std::env::var("LOCAL_JOBS_QUEUE_URL").ok(),
                     jobs_config,
+                    std::env::var("UPLOADS_BUCKET").ok(),
                 ),
                 Err(_) => return Ok(None),
             }
@@ -289,9 +296,13 @@ pub async fn async_wiring(
     if let Some(url) = local_jobs_queue_url {
         relay = relay.with_local_jobs_queue(&aws, &url);
     }
+    let mut worker = Worker::from_providers(app_pool.clone(), providers);
+    if let Some(bucket) = uploads_bucket {
+        worker = worker.with_attachments(Arc::new(TenantBucket::new(&aws, bucket)));
+    }
     Ok(Some(AsyncWiring {
         relay,
-        worker: Worker::from_providers(app_pool.clone(), providers),
+        worker,
         queue: Queue::new(&aws, &relay_config.diagnosis_queue_url),
         jobs,
     }))

@@ -19,24 +19,29 @@ use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use casebook_adapters::ai::pricing::PriceTable;
-use casebook_adapters::ai::prompt::DIAGNOSIS_V1;
+use casebook_adapters::ai::prompt::DIAGNOSIS_V2;
 use casebook_adapters::ai::AiProviders;
 use casebook_adapters::aws::sqs::Queue;
 use casebook_adapters::event_store::EventStore;
 use casebook_domain::actor::Actor;
 use casebook_domain::diagnosis::{
-    Diagnosis, DiagnosisCommand, DiagnosisEvent, DiagnosisStatus, Provenance, RetrievedJudgment,
+    attachment_text, retrieval_text, skip_reason, AttachmentOutcome, AttachmentRead,
+    AttachmentText, Diagnosis, DiagnosisCommand, DiagnosisEvent, DiagnosisStatus, EmbeddingModel,
+    PrecedentSource, Provenance, RetrievedJudgment, SkipReason, ATTACHMENT_TEXT_LIMIT,
 };
 use casebook_domain::ids::{DiagnosisId, SessionId, TenantId};
 use casebook_domain::metadata::{EventMetadata, Source};
 use casebook_domain::policy::{
     next_call, Complexity, ModelPolicy, ModelTier, NextCall, PlanTier, QueryFeatures, RoutedAnswer,
 };
-use casebook_domain::ports::{DiagnosisPrompt, EmbedError, Embedder, Llm, LlmAnswer, LlmError};
+use casebook_domain::ports::{
+    AttachmentError, AttachmentStore, DiagnosisPrompt, EmbedError, Embedder, Llm, LlmAnswer,
+    LlmError,
+};
 use casebook_domain::session::{SessionEvent, TenantSession};
 use casebook_domain::tenant::Tenant;
 use casebook_domain::upcast::upcasters;
-use casebook_domain::values::{QueryText, Reason};
+use casebook_domain::values::{QueryText, Reason, UploadKey};
 use casebook_projections::judgment_index::{self, JudgmentHit};
 use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
@@ -119,11 +124,13 @@ pub struct Worker {
     embedder: Arc<dyn Embedder>,
     llm: Arc<dyn Llm>,
     prices: PriceTable,
+    attachments: Option<Arc<dyn AttachmentStore>>,
 }
 
 impl Worker {
     /// A worker over `pool` (the application role) and the AI ports, with no prices (every
-    /// answer costs 0, as for models run in process).
+    /// answer costs 0, as for models run in process) and no attachment store (attachments are
+    /// skipped, and the provenance says so).
     pub fn new(pool: PgPool, embedder: Arc<dyn Embedder>, llm: Arc<dyn Llm>) -> Self {
         Self {
             service: Service::new(pool.clone()),
@@ -134,6 +141,7 @@ impl Worker {
             embedder,
             llm,
             prices: PriceTable::default(),
+            attachments: None,
         }
     }
 
@@ -146,6 +154,13 @@ impl Worker {
     /// Prices answers by `prices` for their provenance.
     pub fn with_prices(mut self, prices: PriceTable) -> Self {
         self.prices = prices;
+        self
+    }
+
+    /// Reads sessions' attachments from `store` (the uploads bucket), so the text ones are
+    /// embedded with the query and put into the prompt.
+    pub fn with_attachments(mut self, store: Arc<dyn AttachmentStore>) -> Self {
+        self.attachments = Some(store);
         self
     }
 
@@ -166,9 +181,11 @@ impl Worker {
         }
     }
 
-    /// Retrieves context for a requested diagnosis, asks the models the routing policy picks
-    /// and records the proposal with its provenance. Idempotent: a diagnosis past the point
-    /// this message asks for is success.
+    /// Reads the session's text attachments, retrieves context for a requested diagnosis
+    /// (embedding the query with that text), asks the models the routing policy picks and
+    /// records the proposal with its provenance: models, template, precedents with their
+    /// sources, attachments used or skipped, tokens, cost and stop reason. Idempotent: a
+    /// diagnosis past the point this message asks for is success.
     ///
     /// Every command it issues names the request's event as its cause and carries on the
     /// request's correlation id, so an auditor can walk from the customer's query to the
@@ -230,9 +247,31 @@ impl Worker {
             ),
             actor,
         };
-        let routing = self.routing(tenant_id, session_id, &query).await?;
+        let embedding = self.embedding_model()?;
+        let attachment_keys = self.session_attachments(session_id).await?;
+        let routing = self
+            .routing(tenant_id, &query, attachment_keys.len())
+            .await?;
+        let (attachments, attachment_texts) =
+            match self.read_attachments(tenant_id, attachment_keys).await {
+                Ok(read) => read,
+                Err(err) => {
+                    return self
+                        .fail(
+                            &ctx,
+                            diagnosis_id,
+                            format!("reading the attachments failed: {err}"),
+                            true,
+                            err,
+                        )
+                        .await;
+                }
+            };
 
-        let hits = match self.retrieve(tenant_id, &query).await {
+        let hits = match self
+            .retrieve(tenant_id, &retrieval_text(&query, &attachment_texts))
+            .await
+        {
             Ok(hits) => hits,
             Err(Retrieval::Embed(err)) => {
                 let retryable = err.is_retryable();
@@ -269,11 +308,19 @@ impl Worker {
             }
         }
         let retrieved_judgment_ids: Vec<_> = hits.iter().map(|hit| hit.judgment_id).collect();
-        let precedent_positions: Vec<i64> = hits.iter().map(|hit| hit.source_position).collect();
+        let precedents: Vec<_> = hits
+            .iter()
+            .map(|hit| PrecedentSource {
+                judgment_id: hit.judgment_id,
+                score: hit.score,
+                source_position: hit.source_position,
+            })
+            .collect();
         let mut prompt = DiagnosisPrompt {
-            system: DIAGNOSIS_V1.text().to_owned(),
+            system: DIAGNOSIS_V2.text().to_owned(),
             query,
             precedents: hits.into_iter().map(JudgmentHit::into_precedent).collect(),
+            attachments: attachment_texts,
             tier: ModelTier::Standard,
         };
         let (answer, usage) = match self.ask(&mut prompt, &routing).await {
@@ -298,8 +345,7 @@ impl Worker {
             tier = ?prompt.tier,
             calls = usage.calls,
             stop_reason = ?answer.stop_reason,
-            embedding_model = %self.embedder.model_id(),
-            precedent_positions = ?precedent_positions,
+            attachments = prompt.attachments.len(),
             input_tokens = usage.input_tokens,
             output_tokens = usage.output_tokens,
             cost_usd_micros = usage.cost_usd_micros,
@@ -308,12 +354,16 @@ impl Worker {
         let provenance = Provenance {
             model_id: answer.model_id,
             model_tier: prompt.tier,
-            prompt_template_id: DIAGNOSIS_V1.id().to_owned(),
-            prompt_template_hash: DIAGNOSIS_V1.sha256_hex(),
+            prompt_template_id: DIAGNOSIS_V2.id().to_owned(),
+            prompt_template_hash: DIAGNOSIS_V2.sha256_hex(),
             retrieved_judgment_ids,
             input_tokens: usage.input_tokens,
             output_tokens: usage.output_tokens,
             cost_usd_micros: usage.cost_usd_micros,
+            stop_reason: Some(answer.stop_reason),
+            embedding: Some(embedding),
+            precedents: Some(precedents),
+            attachments: Some(attachments),
         };
         let command = DiagnosisCommand::Propose {
             actor: ctx.actor.clone(),
@@ -330,13 +380,84 @@ impl Worker {
         Ok(())
     }
 
+    /// The embedder's model, for provenance.
+    fn embedding_model(&self) -> Result<EmbeddingModel, WorkerError> {
+        Ok(EmbeddingModel {
+            model_id: self.embedder.model_id().to_owned(),
+            dimension: u32::try_from(self.embedder.dimension())
+                .map_err(|e| failed("embedding dimension", e))?,
+        })
+    }
+
+    /// The keys the session was opened with, in order.
+    async fn session_attachments(
+        &self,
+        session_id: SessionId,
+    ) -> Result<Vec<UploadKey>, WorkerError> {
+        let session = cqrs_es::EventStore::load_events(&self.sessions, &session_id.to_string())
+            .await
+            .map_err(|e| failed("load session", e))?;
+        Ok(session
+            .into_iter()
+            .find_map(|envelope| match envelope.payload {
+                SessionEvent::SessionOpened { attachments, .. } => Some(attachments),
+                _ => None,
+            })
+            .unwrap_or_default())
+    }
+
+    /// Each attachment's fate and the text of those that are text, in the session's order.
+    /// Only a failing store is an error (the attempt fails, to be retried); a missing,
+    /// foreign, binary or empty attachment is skipped and recorded as such.
+    async fn read_attachments(
+        &self,
+        tenant: TenantId,
+        keys: Vec<UploadKey>,
+    ) -> Result<(Vec<AttachmentRead>, Vec<AttachmentText>), AttachmentError> {
+        let mut reads = Vec::with_capacity(keys.len());
+        let mut texts = Vec::new();
+        for key in keys {
+            let (content_type, outcome, text) = match &self.attachments {
+                None => (None, skipped(SkipReason::NoStore), None),
+                Some(store) => match read_attachment(store.as_ref(), tenant, &key).await {
+                    Ok(read) => read,
+                    Err(AttachmentError::Missing { .. }) => {
+                        (None, skipped(SkipReason::Missing), None)
+                    }
+                    Err(AttachmentError::OutsideTenant { .. }) => {
+                        // Sessions refuse foreign keys, so a stored one is corruption or
+                        // tampering: worth an alert, never a read.
+                        tracing::error!(%tenant, %key, "attachment outside the tenant's prefix refused");
+                        (None, skipped(SkipReason::OutsideTenant), None)
+                    }
+                    Err(err @ AttachmentError::Unavailable(_)) => return Err(err),
+                },
+            };
+            if let AttachmentOutcome::Skipped { reason } = outcome {
+                tracing::info!(%tenant, %key, ?reason, "attachment skipped");
+            }
+            if let Some(text) = text {
+                texts.push(AttachmentText {
+                    key: key.clone(),
+                    text,
+                });
+            }
+            reads.push(AttachmentRead {
+                key,
+                content_type,
+                outcome,
+            });
+        }
+        Ok((reads, texts))
+    }
+
     /// What the routing policy decides from: the tenant's plan and model policy, and the
     /// query's length and attachments.
     async fn routing(
         &self,
         tenant_id: TenantId,
-        session_id: SessionId,
         query: &QueryText,
+        attachment_count: usize,
     ) -> Result<Routing, WorkerError> {
         let tenant: Tenant =
             cqrs_es::EventStore::load_aggregate(&self.tenants, &tenant_id.to_string())
@@ -348,16 +469,6 @@ impl Worker {
                 "tenant {tenant_id} is not onboarded"
             )));
         };
-        let session = cqrs_es::EventStore::load_events(&self.sessions, &session_id.to_string())
-            .await
-            .map_err(|e| failed("load session", e))?;
-        let attachment_count = session
-            .iter()
-            .find_map(|envelope| match &envelope.payload {
-                SessionEvent::SessionOpened { attachments, .. } => Some(attachments.len()),
-                _ => None,
-            })
-            .unwrap_or(0);
         Ok(Routing {
             plan,
             policy,
@@ -406,15 +517,12 @@ impl Worker {
             .unwrap_or(0)
     }
 
-    /// The tenant's nearest judgments, best first (none before its first judgment is indexed).
-    async fn retrieve(
-        &self,
-        tenant: TenantId,
-        query: &QueryText,
-    ) -> Result<Vec<JudgmentHit>, Retrieval> {
+    /// The tenant's judgments nearest to `text`, best first (none before its first judgment
+    /// is indexed).
+    async fn retrieve(&self, tenant: TenantId, text: &str) -> Result<Vec<JudgmentHit>, Retrieval> {
         let vectors = self
             .embedder
-            .embed(&[query.as_str().to_owned()])
+            .embed(&[text.to_owned()])
             .await
             .map_err(Retrieval::Embed)?;
         let [vector] = vectors.as_slice() else {
@@ -490,6 +598,33 @@ impl Usage {
         self.output_tokens = self.output_tokens.saturating_add(answer.output_tokens);
         self.cost_usd_micros = self.cost_usd_micros.saturating_add(cost_usd_micros);
     }
+}
+
+fn skipped(reason: SkipReason) -> AttachmentOutcome {
+    AttachmentOutcome::Skipped { reason }
+}
+
+/// One attachment's content type, outcome and (when included) text: described first, and
+/// read — at most [`ATTACHMENT_TEXT_LIMIT`] bytes — only when it is non-empty text.
+async fn read_attachment(
+    store: &dyn AttachmentStore,
+    tenant: TenantId,
+    key: &UploadKey,
+) -> Result<(Option<String>, AttachmentOutcome, Option<String>), AttachmentError> {
+    let info = store.describe(tenant, key).await?;
+    if let Some(reason) = skip_reason(info.content_type.as_deref(), info.size) {
+        return Ok((info.content_type, skipped(reason), None));
+    }
+    let bytes = store
+        .read_prefix(tenant, key, ATTACHMENT_TEXT_LIMIT)
+        .await?;
+    let truncated = info.size > bytes.len() as u64;
+    let text = attachment_text(&bytes, truncated);
+    let outcome = AttachmentOutcome::Included {
+        bytes: text.len() as u64,
+        truncated,
+    };
+    Ok((info.content_type, outcome, Some(text)))
 }
 
 /// `Ok(true)` when the command was refused as a repeat (already done).

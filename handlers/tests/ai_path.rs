@@ -1,9 +1,10 @@
 //! The AI path end to end: a customer's query, posted through the real router with real
 //! Cognito tokens, is relayed (EventBridge + SQS on the AWS emulator) to the diagnosis
 //! worker, which retrieves the tenant's precedents from the judgment index (real local
-//! MiniLM embeddings), asks the model (a deterministic stand-in: generation is slow) and
-//! proposes; the proposal waits in the consultant's review queue with its provenance, and
-//! approving it makes it a precedent of the next similar query.
+//! MiniLM embeddings) and the text of the session's attachment (uploaded to the emulator's S3),
+//! asks the model (a deterministic stand-in: generation is slow) and proposes; the proposal
+//! waits in the consultant's review queue with its full provenance, and approving it makes it
+//! a precedent of the next similar query.
 
 mod support;
 
@@ -12,8 +13,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use axum::http::StatusCode;
-use casebook_adapters::ai::prompt::DIAGNOSIS_V1;
+use casebook_adapters::ai::prompt::{user_message, DIAGNOSIS_V2};
 use casebook_adapters::ai::{AiConfig, AiProviders};
+use casebook_adapters::aws::s3::TenantBucket;
 use casebook_adapters::aws::setup::{ensure_resources, ResourceNames};
 use casebook_adapters::aws::shared_config;
 use casebook_adapters::aws::sqs::Queue;
@@ -67,14 +69,19 @@ async fn write_judgment(app: &TestApp, consultant: &User, title: &str, body: &st
     judgment
 }
 
-/// The customer opens a session and asks `question`; returns the diagnosis id.
-async fn ask(app: &TestApp, customer: &User, question: &str) -> Uuid {
+/// The customer opens a session with `attachments` and asks `question`; returns the
+/// diagnosis id.
+async fn ask(app: &TestApp, customer: &User, question: &str, attachments: &[&str]) -> Uuid {
     let session = Uuid::new_v4();
     let (status, body) = app
         .post(
             customer,
             "/v1/sessions",
-            json!({ "session_id": session, "subject": "Supplier contract" }),
+            json!({
+                "session_id": session,
+                "subject": "Supplier contract",
+                "attachments": attachments,
+            }),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
@@ -172,7 +179,9 @@ async fn a_query_becomes_a_grounded_proposal_and_its_approval_grounds_the_next_o
     let runner = projector(projector_pool, app.state.service.clone())
         .with_subscription(JudgmentIndexSubscription::new(embedder.clone()))
         .with_subscription(relay);
-    let worker = Worker::new(app.pool.clone(), embedder.clone(), llm.clone());
+    let uploads = TenantBucket::new(&aws, resources.uploads_bucket.clone());
+    let worker = Worker::new(app.pool.clone(), embedder.clone(), llm.clone())
+        .with_attachments(Arc::new(uploads.clone()));
     let queue = Queue::new(&aws, &resources.diagnosis_queue_url);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
@@ -213,22 +222,64 @@ async fn a_query_becomes_a_grounded_proposal_and_its_approval_grounds_the_next_o
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let first = ask(&app, &app.acme.customer, first_question).await;
+    // The customer attaches the contract's clause, uploaded under the practice's prefix.
+    let clause = "Clause 14.2: each party's liability under the indemnity is capped at the \
+                  contract value, mutually.";
+    let clause_key = TenantBucket::tenant_key(
+        app.acme.tenant,
+        &format!("uploads/{}/clause.txt", Uuid::new_v4()),
+    )
+    .unwrap();
+    uploads
+        .put(
+            app.acme.tenant,
+            &clause_key,
+            clause.as_bytes().to_vec(),
+            "text/plain",
+        )
+        .await
+        .expect("uploaded");
+    let first = ask(&app, &app.acme.customer, first_question, &[&clause_key]).await;
     let entry = queued(&app, &app.acme.consultant, first).await;
     let view = diagnosis_view(&app, &app.acme.consultant, first).await;
     assert_eq!(view["status"], "proposed", "{view}");
     let provenance = &view["proposal"]["provenance"];
+    assert_eq!(
+        entry["proposal"]["provenance"], *provenance,
+        "the review queue shows the same provenance"
+    );
     assert_eq!(provenance["model_id"], "advising-model", "{view}");
     assert_eq!(
         provenance["prompt_template_id"],
-        DIAGNOSIS_V1.id(),
+        DIAGNOSIS_V2.id(),
         "{view}"
     );
     assert_eq!(
         provenance["prompt_template_hash"],
-        DIAGNOSIS_V1.sha256_hex(),
+        DIAGNOSIS_V2.sha256_hex(),
         "{view}"
     );
+    assert_eq!(provenance["stop_reason"], "end_turn", "{view}");
+    assert_eq!(
+        provenance["embedding"],
+        json!({"model_id": embedder.model_id(), "dimension": 384}),
+        "{view}"
+    );
+    assert_eq!(
+        provenance["attachments"],
+        json!([{"key": clause_key, "content_type": "text/plain",
+                "outcome": {"status": "included", "bytes": clause.len(), "truncated": false}}]),
+        "{view}"
+    );
+    // Each precedent names the log position its indexed text came from.
+    let indexed = nearest(&app, embedder.as_ref(), app.acme.tenant, first_question).await;
+    for precedent in provenance["precedents"].as_array().expect("precedents") {
+        let hit = indexed
+            .iter()
+            .find(|hit| json!(hit.judgment_id) == precedent["judgment_id"])
+            .unwrap_or_else(|| panic!("{precedent} is one of the tenant's judgments"));
+        assert_eq!(precedent["source_position"], hit.source_position, "{view}");
+    }
     assert_eq!(provenance["input_tokens"], 120, "{view}");
     assert_eq!(provenance["output_tokens"], 40, "{view}");
     let first_retrieved = retrieved_ids(&view);
@@ -241,7 +292,12 @@ async fn a_query_becomes_a_grounded_proposal_and_its_approval_grounds_the_next_o
     assert!(entry.to_string().contains(&first.to_string()), "{entry}");
     {
         let prompts = llm.prompts.lock().unwrap();
-        let precedents = &prompts.last().expect("the model was asked").precedents;
+        let prompt = prompts.last().expect("the model was asked");
+        assert!(
+            user_message(prompt).contains(&format!("[A1] clause.txt\n{clause}")),
+            "the uploaded text reached the model"
+        );
+        let precedents = &prompt.precedents;
         assert_eq!(precedents[0].judgment_id.as_uuid(), &acme_precedent);
         assert!(precedents[0].score > precedents.last().unwrap().score || precedents.len() == 1);
     }
@@ -277,7 +333,7 @@ async fn a_query_becomes_a_grounded_proposal_and_its_approval_grounds_the_next_o
         "another tenant never retrieves it"
     );
 
-    let second = ask(&app, &app.acme.customer, second_question).await;
+    let second = ask(&app, &app.acme.customer, second_question, &[]).await;
     queued(&app, &app.acme.consultant, second).await;
     let view = diagnosis_view(&app, &app.acme.consultant, second).await;
     let second_retrieved = retrieved_ids(&view);

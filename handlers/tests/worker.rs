@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use casebook_adapters::ai::pricing::{ModelPrice, PriceTable};
-use casebook_adapters::ai::prompt::DIAGNOSIS_V1;
+use casebook_adapters::ai::prompt::DIAGNOSIS_V2;
 use casebook_domain::actor::Role;
 use casebook_domain::diagnosis::{Finding, Severity};
 use casebook_domain::ids::JudgmentId;
@@ -412,12 +412,32 @@ async fn a_low_confidence_answer_escalates_one_tier_once_with_priced_provenance_
     let provenance = &payload["provenance"];
     assert_eq!(provenance["model_id"], "opus", "{payload}");
     assert_eq!(provenance["model_tier"], "strongest", "{payload}");
-    assert_eq!(provenance["prompt_template_id"], DIAGNOSIS_V1.id());
+    assert_eq!(provenance["prompt_template_id"], DIAGNOSIS_V2.id());
     assert_eq!(
         provenance["prompt_template_hash"],
-        DIAGNOSIS_V1.sha256_hex()
+        DIAGNOSIS_V2.sha256_hex()
     );
     assert_eq!(provenance["retrieved_judgment_ids"], json!([precedent]));
+    // v3: the stop reason, the embedding model and where each precedent's text came from.
+    assert_eq!(provenance["stop_reason"], "end_turn", "{payload}");
+    assert_eq!(
+        provenance["embedding"],
+        json!({"model_id": "test-embedder", "dimension": 4})
+    );
+    let captured_at: i64 = sqlx::query_scalar(
+        "SELECT global_position FROM events
+          WHERE aggregate_id = $1 AND event_type = 'JudgmentCaptured'",
+    )
+    .bind(precedent.to_string())
+    .fetch_one(&app)
+    .await
+    .unwrap();
+    let precedents = provenance["precedents"].as_array().expect("precedents");
+    assert_eq!(precedents.len(), 1, "{payload}");
+    assert_eq!(precedents[0]["judgment_id"], json!(precedent));
+    assert_eq!(precedents[0]["source_position"], captured_at);
+    assert!(precedents[0]["score"].as_f64().unwrap() > 0.99, "{payload}");
+    assert_eq!(provenance["attachments"], json!([]), "the session has none");
     // Every call counts: 3 × 1,000 tokens in, 3 × 100 out, each at its own model's price.
     assert_eq!(provenance["input_tokens"], 3_000);
     assert_eq!(provenance["output_tokens"], 300);

@@ -6,7 +6,7 @@
 //! | [`config`] | [`AiConfig`]: provider choice, model paths, Bedrock model ids per tier, prices, timeouts |
 //! | [`bedrock`] | [`bedrock::TitanEmbedder`] (Titan Text Embeddings v2) and [`bedrock::BedrockLlm`] (Converse) |
 //! | [`local`] | [`local::LocalEmbedder`] (all-MiniLM-L6-v2, int8 in onnxruntime or F32 in candle) and [`local::GgufLlm`] (a GGUF model on candle) |
-//! | [`prompt`] | versioned, hashed prompt templates ([`prompt::DIAGNOSIS_V1`]) and the user message |
+//! | [`prompt`] | versioned, hashed prompt templates ([`prompt::DIAGNOSIS_V2`]) and the user message |
 //! | [`pricing`] | [`pricing::PriceTable`]: tokens to micro-dollars |
 //! | [`model_cache`] | local models load lazily, once per process; a missing file names `infra/local/models.sh` |
 //!

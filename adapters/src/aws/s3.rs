@@ -3,14 +3,23 @@
 //! The prefix is checked before any AWS call, so a caller can neither read nor write (nor
 //! get a presigned URL for) another tenant's object, whatever key it passes. Presigned
 //! URLs let clients move large bodies straight to and from S3 without the API in the path.
+//!
+//! A [`TenantBucket`] of uploads is also the diagnosis worker's
+//! [`AttachmentStore`]: it describes an attachment (HEAD) before reading at most a bounded
+//! prefix of it (a ranged GET), so a binary or huge upload is never downloaded whole.
 
 use std::time::{Duration, SystemTime};
 
+use async_trait::async_trait;
 use aws_config::SdkConfig;
+use aws_sdk_s3::operation::get_object::GetObjectError;
+use aws_sdk_s3::operation::head_object::HeadObjectError;
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client;
 use casebook_domain::ids::TenantId;
+use casebook_domain::ports::{AttachmentError, AttachmentInfo, AttachmentStore};
+use casebook_domain::values::UploadKey;
 
 use super::BoxError;
 
@@ -178,6 +187,107 @@ impl TenantBucket {
     }
 }
 
+#[async_trait]
+impl AttachmentStore for TenantBucket {
+    async fn describe(
+        &self,
+        tenant: TenantId,
+        key: &UploadKey,
+    ) -> Result<AttachmentInfo, AttachmentError> {
+        check_attachment(tenant, key)?;
+        let head = match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .send()
+            .await
+        {
+            Ok(head) => head,
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(HeadObjectError::is_not_found) =>
+            {
+                // A HEAD answer has no body, so a missing bucket (a misconfiguration, which
+                // must not pass for a missing upload) is a 404 too: tell the two apart.
+                self.client
+                    .head_bucket()
+                    .bucket(&self.bucket)
+                    .send()
+                    .await
+                    .map_err(|err| {
+                        AttachmentError::Unavailable(Box::new(S3Error::aws("HeadBucket", err)))
+                    })?;
+                return Err(AttachmentError::Missing { key: key.clone() });
+            }
+            Err(err) => {
+                return Err(AttachmentError::Unavailable(Box::new(S3Error::aws(
+                    "HeadObject",
+                    err,
+                ))))
+            }
+        };
+        Ok(AttachmentInfo {
+            content_type: head.content_type().map(str::to_owned),
+            size: head
+                .content_length()
+                .and_then(|length| u64::try_from(length).ok())
+                .unwrap_or(0),
+        })
+    }
+
+    async fn read_prefix(
+        &self,
+        tenant: TenantId,
+        key: &UploadKey,
+        max_bytes: u64,
+    ) -> Result<Vec<u8>, AttachmentError> {
+        check_attachment(tenant, key)?;
+        if max_bytes == 0 {
+            return Ok(Vec::new());
+        }
+        let object = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .range(format!("bytes=0-{}", max_bytes - 1))
+            .send()
+            .await
+            .map_err(|err| {
+                if err
+                    .as_service_error()
+                    .is_some_and(GetObjectError::is_no_such_key)
+                {
+                    AttachmentError::Missing { key: key.clone() }
+                } else {
+                    AttachmentError::Unavailable(Box::new(S3Error::aws("GetObject", err)))
+                }
+            })?;
+        // Read no further than asked even if a server ignored the range.
+        let limit = usize::try_from(max_bytes).unwrap_or(usize::MAX);
+        let mut body = object.body;
+        let mut bytes = Vec::new();
+        while bytes.len() < limit {
+            let Some(chunk) = body.try_next().await.map_err(|err| {
+                AttachmentError::Unavailable(Box::new(S3Error::aws("GetObject (body)", err)))
+            })?
+            else {
+                break;
+            };
+            let room = limit - bytes.len();
+            bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        }
+        Ok(bytes)
+    }
+}
+
+/// [`check`] for an attachment: a malformed key is as foreign as another tenant's.
+fn check_attachment(tenant: TenantId, key: &UploadKey) -> Result<(), AttachmentError> {
+    check(tenant, key.as_str()).map_err(|_| AttachmentError::OutsideTenant { key: key.clone() })
+}
+
 /// An S3 client. With an explicit endpoint (the local emulator) requests use path-style
 /// addressing, since `<bucket>.127.0.0.1` does not resolve.
 pub fn client(config: &SdkConfig) -> Client {
@@ -302,5 +412,25 @@ mod tests {
             check(tenant, &format!("{tenant}/../{other}/x")),
             Err(S3Error::InvalidKey { .. })
         ));
+    }
+
+    #[test]
+    fn an_attachment_key_of_another_tenant_or_malformed_is_refused_as_foreign() {
+        let tenant = TenantId::new();
+        let other = TenantId::new();
+        let key = |text: String| UploadKey::parse(text).unwrap();
+        assert!(check_attachment(tenant, &key(format!("{tenant}/uploads/1/a.txt"))).is_ok());
+        for foreign in [
+            format!("{other}/uploads/1/a.txt"),
+            format!("{tenant}/../{other}/uploads/1/a.txt"),
+        ] {
+            assert!(
+                matches!(
+                    check_attachment(tenant, &key(foreign.clone())),
+                    Err(AttachmentError::OutsideTenant { .. })
+                ),
+                "{foreign:?} accepted"
+            );
+        }
     }
 }

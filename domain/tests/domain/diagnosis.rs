@@ -1,14 +1,18 @@
 use casebook_domain::actor::{Actor, Role};
 use casebook_domain::decision::Outcome;
 use casebook_domain::diagnosis::{
-    Diagnosis, DiagnosisCommand, DiagnosisError, DiagnosisEvent, DiagnosisStatus, Finding,
-    Provenance, RetrievedJudgment, Severity,
+    attachment_text, is_text, retrieval_text, skip_reason, AttachmentOutcome, AttachmentRead,
+    AttachmentText, Diagnosis, DiagnosisCommand, DiagnosisError, DiagnosisEvent, DiagnosisStatus,
+    EmbeddingModel, Finding, PrecedentSource, Provenance, ProvenanceDefect, RetrievedJudgment,
+    Severity, SkipReason, RETRIEVAL_TEXT_LIMIT,
 };
 use casebook_domain::error::AccessError;
 use casebook_domain::ids::{DecisionId, JudgmentId, QueryId, SessionId};
 use casebook_domain::policy::{ModelTier, MAX_DIAGNOSIS_ATTEMPTS};
+use casebook_domain::ports::StopReason;
+use casebook_domain::values::QueryText;
 use cqrs_es::test::TestFramework;
-use cqrs_es::Aggregate;
+use cqrs_es::{Aggregate, DomainEvent};
 use uuid::Uuid;
 
 use crate::support::{actor, conf, user, v, DIAGNOSIS, OTHER_TENANT, TENANT};
@@ -60,6 +64,33 @@ pub fn provenance() -> Provenance {
         input_tokens: 1_200,
         output_tokens: 300,
         cost_usd_micros: 4_500,
+        stop_reason: Some(StopReason::EndTurn),
+        embedding: Some(EmbeddingModel {
+            model_id: "all-MiniLM-L6-v2".to_owned(),
+            dimension: 384,
+        }),
+        precedents: Some(vec![PrecedentSource {
+            judgment_id: PRECEDENT,
+            score: 0.82,
+            source_position: 41,
+        }]),
+        attachments: Some(vec![
+            AttachmentRead {
+                key: v(&format!("{TENANT}/uploads/1/lease.txt")),
+                content_type: Some("text/plain".to_owned()),
+                outcome: AttachmentOutcome::Included {
+                    bytes: 2_048,
+                    truncated: false,
+                },
+            },
+            AttachmentRead {
+                key: v(&format!("{TENANT}/uploads/2/scan.pdf")),
+                content_type: Some("application/pdf".to_owned()),
+                outcome: AttachmentOutcome::Skipped {
+                    reason: SkipReason::NotText,
+                },
+            },
+        ]),
     }
 }
 
@@ -235,6 +266,161 @@ fn the_system_proposes_after_retrieving_context() {
         .given(with(requested(), [context_retrieved(1)]))
         .when(propose(system()))
         .then_expect_events(vec![proposed_event()]);
+}
+
+#[test]
+fn a_proposal_records_its_full_provenance_as_version_3() {
+    let event = proposed_event();
+    assert_eq!(event.event_version(), "3");
+    let DiagnosisEvent::DiagnosisProposed { provenance, .. } = &event else {
+        unreachable!()
+    };
+    assert_eq!(provenance.defect(), None);
+    let json = serde_json::to_value(&event).expect("serializes");
+    assert_eq!(json["provenance"]["stop_reason"], "end_turn");
+    assert_eq!(
+        json["provenance"]["embedding"],
+        serde_json::json!({"model_id": "all-MiniLM-L6-v2", "dimension": 384})
+    );
+    assert_eq!(json["provenance"]["precedents"][0]["source_position"], 41);
+    assert_eq!(
+        json["provenance"]["attachments"][1]["outcome"],
+        serde_json::json!({"status": "skipped", "reason": "not_text"})
+    );
+    let back: DiagnosisEvent = serde_json::from_value(json).expect("deserializes");
+    assert_eq!(back, event);
+}
+
+fn propose_with(provenance: Provenance) -> DiagnosisCommand {
+    DiagnosisCommand::Propose {
+        actor: system(),
+        text: v("A finance lease."),
+        findings: vec![],
+        confidence: conf(0.5),
+        provenance,
+    }
+}
+
+#[test]
+fn a_proposal_whose_precedents_are_not_its_retrieved_judgments_is_invalid() {
+    for retrieved in [
+        vec![JudgmentId::from_uuid(Uuid::from_u128(0x78))],
+        vec![PRECEDENT, PRECEDENT],
+        vec![],
+    ] {
+        diagnosis()
+            .given(with(requested(), [context_retrieved(1)]))
+            .when(propose_with(Provenance {
+                retrieved_judgment_ids: retrieved,
+                ..provenance()
+            }))
+            .then_expect_error(DiagnosisError::InvalidProvenance(
+                ProvenanceDefect::PrecedentsDisagree,
+            ));
+    }
+}
+
+#[test]
+fn a_new_proposal_without_any_part_of_its_v3_provenance_is_invalid() {
+    let full = provenance();
+    for incomplete in [
+        Provenance {
+            stop_reason: None,
+            ..full.clone()
+        },
+        Provenance {
+            embedding: None,
+            ..full.clone()
+        },
+        Provenance {
+            precedents: None,
+            ..full.clone()
+        },
+        Provenance {
+            attachments: None,
+            ..full.clone()
+        },
+    ] {
+        diagnosis()
+            .given(with(requested(), [context_retrieved(1)]))
+            .when(propose_with(incomplete))
+            .then_expect_error(DiagnosisError::InvalidProvenance(
+                ProvenanceDefect::Incomplete,
+            ));
+    }
+}
+
+#[test]
+fn text_attachments_are_text_and_json_whatever_their_parameters() {
+    for text in [
+        "text/plain",
+        "text/csv",
+        "Text/Markdown; charset=utf-8",
+        "application/json",
+        " application/JSON ;charset=utf-8",
+    ] {
+        assert!(is_text(text), "{text}");
+    }
+    for binary in [
+        "application/pdf",
+        "image/png",
+        "application/octet-stream",
+        "application/jsonx",
+        "",
+        "textplain",
+    ] {
+        assert!(!is_text(binary), "{binary}");
+    }
+}
+
+#[test]
+fn only_non_empty_text_attachments_are_read() {
+    assert_eq!(skip_reason(Some("text/plain"), 12), None);
+    assert_eq!(skip_reason(Some("application/json"), 1), None);
+    assert_eq!(skip_reason(Some("text/plain"), 0), Some(SkipReason::Empty));
+    assert_eq!(
+        skip_reason(Some("image/png"), 12),
+        Some(SkipReason::NotText)
+    );
+    assert_eq!(skip_reason(None, 12), Some(SkipReason::NotText));
+}
+
+#[test]
+fn a_truncated_attachment_ends_on_a_character_boundary() {
+    let text = "Clause 7 — liability: €1 m cap 🙂";
+    let bytes = text.as_bytes();
+    for cut in 0..=bytes.len() {
+        let truncated = cut < bytes.len();
+        let read = attachment_text(&bytes[..cut], truncated);
+        assert!(text.starts_with(&read), "cut {cut}: {read:?}");
+        assert!(!read.contains('\u{FFFD}'), "cut {cut}: {read:?}");
+        // Only the cut character is dropped (at most 3 bytes of it).
+        assert!(cut - read.len() <= 3, "cut {cut}: {read:?}");
+    }
+    assert_eq!(attachment_text(bytes, false), text);
+    // Bytes that are not UTF-8 anywhere else are replaced, not fatal.
+    assert_eq!(attachment_text(b"caf\xE9 ok", false), "caf\u{FFFD} ok");
+    assert_eq!(attachment_text(b"caf\xE9 ok", true), "caf\u{FFFD} ok");
+}
+
+#[test]
+fn the_retrieval_text_is_the_query_then_the_attachments_bounded() {
+    let query: QueryText = v("Is the cap enforceable?");
+    let attachment = |name: &str, text: &str| AttachmentText {
+        key: v(&format!("{TENANT}/uploads/1/{name}")),
+        text: text.to_owned(),
+    };
+    let contract = attachment("contract.txt", "The cap is 1 m.");
+    assert_eq!(contract.file_name(), "contract.txt");
+    assert_eq!(retrieval_text(&query, &[]), "Is the cap enforceable?");
+    assert_eq!(
+        retrieval_text(&query, &[contract, attachment("notes.md", "Signed 2024.")]),
+        "Is the cap enforceable?\n\nThe cap is 1 m.\n\nSigned 2024."
+    );
+    let long = attachment("long.txt", &"é".repeat(RETRIEVAL_TEXT_LIMIT));
+    let text = retrieval_text(&query, &[long]);
+    assert_eq!(text.chars().count(), RETRIEVAL_TEXT_LIMIT);
+    assert!(text.starts_with("Is the cap enforceable?\n\néé"));
 }
 
 #[test]

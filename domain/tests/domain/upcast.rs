@@ -8,9 +8,10 @@ use serde_json::{json, Value};
 use crate::diagnosis::provenance;
 
 const V1_FIXTURE: &str = include_str!("../fixtures/diagnosis_proposed_v1.json");
+const V2_FIXTURE: &str = include_str!("../fixtures/diagnosis_proposed_v2.json");
 
-fn fixture() -> SerializedEvent {
-    let stored: Value = serde_json::from_str(V1_FIXTURE).expect("fixture is JSON");
+fn fixture(text: &str) -> SerializedEvent {
+    let stored: Value = serde_json::from_str(text).expect("fixture is JSON");
     let field = |name: &str| stored[name].as_str().expect("string field").to_owned();
     SerializedEvent::new(
         field("aggregate_id"),
@@ -23,28 +24,32 @@ fn fixture() -> SerializedEvent {
     )
 }
 
-fn v1_provenance_with_zero_cost() -> Provenance {
+/// The provenance an event of `cost` recorded before v3 upcasts to: what it recorded, and
+/// "not recorded" for everything v3 added.
+fn unrecorded_since_v3(cost_usd_micros: u64) -> Provenance {
     Provenance {
-        cost_usd_micros: 0,
+        cost_usd_micros,
+        stop_reason: None,
+        embedding: None,
+        precedents: None,
+        attachments: None,
         ..provenance()
     }
 }
 
-#[test]
-fn a_stored_v1_proposal_is_upcast_to_v2_with_zero_cost() {
-    let stored = fixture();
-    assert!(serde_json::from_value::<DiagnosisEvent>(stored.payload.clone()).is_err());
-
+/// Upcasts `stored` and deserializes it as the current (v3) `DiagnosisEvent`.
+fn upcast_to_current(stored: &SerializedEvent) -> Provenance {
     let upcast = upcast(stored.clone(), &upcasters());
-    assert_eq!(upcast.event_version.parse(), "2".parse::<SemanticVersion>());
+    assert_eq!(upcast.event_version.parse(), "3".parse::<SemanticVersion>());
     assert_eq!(
         (&upcast.aggregate_id, upcast.sequence, &upcast.metadata),
         (&stored.aggregate_id, stored.sequence, &stored.metadata)
     );
-    assert_eq!(upcast.payload["provenance"]["cost_usd_micros"], json!(0));
-
-    let event: DiagnosisEvent = serde_json::from_value(upcast.payload).expect("v2 shape");
-    assert_eq!(event.event_version(), "2");
+    for field in ["stop_reason", "embedding", "precedents", "attachments"] {
+        assert_eq!(upcast.payload["provenance"][field], Value::Null, "{field}");
+    }
+    let event: DiagnosisEvent = serde_json::from_value(upcast.payload).expect("v3 shape");
+    assert_eq!(event.event_version(), "3");
     match event {
         DiagnosisEvent::DiagnosisProposed {
             confidence,
@@ -52,15 +57,50 @@ fn a_stored_v1_proposal_is_upcast_to_v2_with_zero_cost() {
             ..
         } => {
             assert_eq!(confidence.value(), 0.87);
-            assert_eq!(provenance, v1_provenance_with_zero_cost());
+            provenance
         }
         other => panic!("expected a proposal, got {other:?}"),
     }
 }
 
 #[test]
-fn the_v1_fixture_decodes_as_any_event() {
-    let stored = fixture();
+fn a_stored_v1_proposal_is_upcast_to_v3_with_zero_cost_and_nothing_else_invented() {
+    let stored = fixture(V1_FIXTURE);
+    assert!(serde_json::from_value::<DiagnosisEvent>(stored.payload.clone()).is_err());
+    assert_eq!(upcast_to_current(&stored), unrecorded_since_v3(0));
+}
+
+#[test]
+fn a_stored_v2_proposal_is_upcast_to_v3_keeping_its_cost() {
+    let stored = fixture(V2_FIXTURE);
+    assert_eq!(upcast_to_current(&stored), unrecorded_since_v3(4_500));
+}
+
+#[test]
+fn the_v1_and_v2_fixtures_decode_as_any_event() {
+    for (text, cost) in [(V1_FIXTURE, 0), (V2_FIXTURE, 4_500)] {
+        let stored = fixture(text);
+        let decoded = AnyEvent::decode(
+            &stored.aggregate_type,
+            &stored.event_type,
+            &stored.event_version,
+            stored.payload,
+        )
+        .expect("decodes");
+        let AnyEvent::Diagnosis(DiagnosisEvent::DiagnosisProposed { provenance, .. }) = decoded
+        else {
+            panic!("expected a diagnosis proposal, got {decoded:?}");
+        };
+        assert_eq!(provenance, unrecorded_since_v3(cost));
+    }
+}
+
+#[test]
+fn current_events_pass_the_upcasters_unchanged() {
+    let mut stored = fixture(V2_FIXTURE);
+    stored.event_version = "3".to_owned();
+    stored.payload["provenance"] = serde_json::to_value(provenance()).expect("serializes");
+    assert_eq!(upcast(stored.clone(), &upcasters()), stored);
     let decoded = AnyEvent::decode(
         &stored.aggregate_type,
         &stored.event_type,
@@ -68,18 +108,11 @@ fn the_v1_fixture_decodes_as_any_event() {
         stored.payload,
     )
     .expect("decodes");
-    let AnyEvent::Diagnosis(DiagnosisEvent::DiagnosisProposed { provenance, .. }) = decoded else {
+    let AnyEvent::Diagnosis(DiagnosisEvent::DiagnosisProposed { provenance: p, .. }) = decoded
+    else {
         panic!("expected a diagnosis proposal, got {decoded:?}");
     };
-    assert_eq!(provenance, v1_provenance_with_zero_cost());
-}
-
-#[test]
-fn current_events_pass_the_upcasters_unchanged() {
-    let mut stored = fixture();
-    stored.event_version = "2".to_owned();
-    stored.payload["provenance"]["cost_usd_micros"] = json!(4_500);
-    assert_eq!(upcast(stored.clone(), &upcasters()), stored);
+    assert_eq!(p, provenance());
 }
 
 #[test]

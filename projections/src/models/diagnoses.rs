@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use casebook_domain::any_event::AnyEvent;
 use casebook_domain::decision::{DecisionEvent, Outcome};
-use casebook_domain::diagnosis::{DiagnosisEvent, DiagnosisStatus, Finding, Provenance};
+use casebook_domain::diagnosis::{
+    DiagnosisEvent, DiagnosisStatus, EmbeddingModel, Finding, Provenance,
+};
 use casebook_domain::ids::{DiagnosisId, JudgmentId, QueryId, SessionId, TenantId, UserId};
 use casebook_domain::values::Confidence;
 use chrono::{DateTime, Utc};
@@ -18,8 +20,8 @@ use crate::decoded::DecodedEvent;
 use crate::error::ApplyError;
 use crate::projection::{Naming, Projection, ProjectionId};
 use crate::sql::{
-    col, decode_error, enum_value, get_json, get_opt_enum, get_user, json_text, load_by_key,
-    reserved, to_i64, upsert_unnest, Column, Touched,
+    col, decode_error, enum_value, get_json, get_opt_enum, get_opt_json, get_user, json_text,
+    load_by_key, reserved, to_i64, upsert_unnest, Column, Touched,
 };
 
 /// A row of `diagnoses`.
@@ -72,7 +74,8 @@ pub struct Proposal {
     pub proposed_at: DateTime<Utc>,
     /// The global position of `DiagnosisProposed`: the review queue's order and cursor.
     pub position: i64,
-    /// Model, prompt template, retrieved judgments, tokens and cost.
+    /// Models, prompt template, precedents and their sources, attachments, tokens, cost and
+    /// stop reason.
     pub provenance: Provenance,
 }
 
@@ -113,6 +116,11 @@ pub(crate) const COLUMNS: &[Column] = &[
     col("input_tokens", "int8"),
     col("output_tokens", "int8"),
     col("cost_usd_micros", "int8"),
+    col("stop_reason", "text"),
+    col("embedding_model_id", "text"),
+    col("embedding_dimension", "int4"),
+    col("precedents", "jsonb"),
+    col("attachments", "jsonb"),
     col("decision_outcome", "text"),
     col("decided_by", "text"),
     col("decided_at", "timestamptz"),
@@ -192,6 +200,10 @@ fn proposal_from_row(row: &PgRow) -> Result<Option<Proposal>, sqlx::Error> {
         input_tokens: unsigned(row, "input_tokens")?,
         output_tokens: unsigned(row, "output_tokens")?,
         cost_usd_micros: unsigned(row, "cost_usd_micros")?,
+        stop_reason: get_opt_enum(row, "stop_reason")?,
+        embedding: embedding_from_row(row)?,
+        precedents: get_opt_json(row, "precedents")?,
+        attachments: get_opt_json(row, "attachments")?,
     };
     Ok(Some(Proposal {
         text,
@@ -204,6 +216,20 @@ fn proposal_from_row(row: &PgRow) -> Result<Option<Proposal>, sqlx::Error> {
             .try_get::<Option<i64>, _>("proposed_position")?
             .ok_or_else(|| missing("proposed_position"))?,
         provenance,
+    }))
+}
+
+/// The embedding model of a proposal recorded with one (v3 on), else `None`.
+fn embedding_from_row(row: &PgRow) -> Result<Option<EmbeddingModel>, sqlx::Error> {
+    let Some(model_id) = row.try_get::<Option<String>, _>("embedding_model_id")? else {
+        return Ok(None);
+    };
+    let dimension: Option<i32> = row.try_get("embedding_dimension")?;
+    let dimension = dimension.ok_or_else(|| missing("embedding_dimension"))?;
+    Ok(Some(EmbeddingModel {
+        model_id,
+        dimension: u32::try_from(dimension)
+            .map_err(|err| decode_error("embedding_dimension", err))?,
     }))
 }
 
@@ -407,6 +433,11 @@ struct Arrays {
     input_tokens: Vec<Option<i64>>,
     output_tokens: Vec<Option<i64>>,
     cost_usd_micros: Vec<Option<i64>>,
+    stop_reason: Vec<Option<String>>,
+    embedding_model_id: Vec<Option<String>>,
+    embedding_dimension: Vec<Option<i32>>,
+    precedents: Vec<Option<String>>,
+    attachments: Vec<Option<String>>,
     decision_outcome: Vec<Option<String>>,
     decided_by: Vec<Option<String>>,
     decided_at: Vec<Option<DateTime<Utc>>>,
@@ -444,6 +475,11 @@ impl Arrays {
             input_tokens: Vec::with_capacity(n),
             output_tokens: Vec::with_capacity(n),
             cost_usd_micros: Vec::with_capacity(n),
+            stop_reason: Vec::with_capacity(n),
+            embedding_model_id: Vec::with_capacity(n),
+            embedding_dimension: Vec::with_capacity(n),
+            precedents: Vec::with_capacity(n),
+            attachments: Vec::with_capacity(n),
             decision_outcome: Vec::with_capacity(n),
             decided_by: Vec::with_capacity(n),
             decided_at: Vec::with_capacity(n),
@@ -492,6 +528,23 @@ impl Arrays {
                 self.output_tokens.push(Some(i64::from(p.output_tokens)));
                 self.cost_usd_micros
                     .push(Some(to_i64(p.cost_usd_micros, "cost_usd_micros")?));
+                self.stop_reason
+                    .push(p.stop_reason.as_ref().map(enum_value).transpose()?);
+                let (model_id, dimension) = match p.embedding {
+                    Some(e) => (
+                        Some(e.model_id),
+                        Some(i32::try_from(e.dimension).map_err(|err| {
+                            ApplyError::permanent_from("embedding dimension overflows", err)
+                        })?),
+                    ),
+                    None => (None, None),
+                };
+                self.embedding_model_id.push(model_id);
+                self.embedding_dimension.push(dimension);
+                self.precedents
+                    .push(p.precedents.as_ref().map(json_text).transpose()?);
+                self.attachments
+                    .push(p.attachments.as_ref().map(json_text).transpose()?);
             }
             None => {
                 self.proposal.push(None);
@@ -507,6 +560,11 @@ impl Arrays {
                 self.input_tokens.push(None);
                 self.output_tokens.push(None);
                 self.cost_usd_micros.push(None);
+                self.stop_reason.push(None);
+                self.embedding_model_id.push(None);
+                self.embedding_dimension.push(None);
+                self.precedents.push(None);
+                self.attachments.push(None);
             }
         }
         match row.decision {
@@ -586,6 +644,11 @@ impl Projection for DiagnosesProjection {
             .bind(a.input_tokens)
             .bind(a.output_tokens)
             .bind(a.cost_usd_micros)
+            .bind(a.stop_reason)
+            .bind(a.embedding_model_id)
+            .bind(a.embedding_dimension)
+            .bind(a.precedents)
+            .bind(a.attachments)
             .bind(a.decision_outcome)
             .bind(a.decided_by)
             .bind(a.decided_at)
