@@ -148,6 +148,7 @@ fn generate(llm: &GgufLlm) {
             precedent("Cold radiators upstairs", "Air in the system or a pump running too slowly: bleed the radiators, then check the pump speed."),
             precedent("Boiler lockout after refill", "Overfilling trips the pressure switch: drain to 1.5 bar and reset."),
         ],
+        attachments: vec![],
         tier: ModelTier::OpenWeights,
     };
     let user = user_message(&prompt);

@@ -251,6 +251,7 @@ fn prompt(tier: ModelTier) -> DiagnosisPrompt {
             body: JudgmentBody::parse("Recharge the expansion vessel.").unwrap(),
             score: 0.87,
         }],
+        attachments: vec![],
         tier,
     }
 }

@@ -164,6 +164,7 @@ fn diagnosis_prompt() -> DiagnosisPrompt {
                 .unwrap(),
             score: 0.83,
         }],
+        attachments: vec![],
         tier: ModelTier::OpenWeights,
     }
 }

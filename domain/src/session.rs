@@ -158,8 +158,23 @@ pub struct TenantSession {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct SessionState {
     tenant_id: TenantId,
+    // Snapshots from before this field fail to deserialize, and the store then replays
+    // the stream, which restores it from `SessionOpened`.
+    opened_by: UserId,
     queries: BTreeSet<QueryId>,
     closed: bool,
+}
+
+impl SessionState {
+    /// A session is its customer's own: to the tenant's other customers it does not exist,
+    /// as their reads don't show it either.
+    fn owned_by<'a>(&'a self, actor: &Actor) -> Result<&'a Self, SessionError> {
+        ensure(
+            self.opened_by == actor.user_id,
+            SessionError::Access(AccessError::NotFound),
+        )?;
+        Ok(self)
+    }
 }
 
 impl Owned for SessionState {
@@ -205,7 +220,7 @@ impl TenantSession {
                 text,
                 tenant_active,
             } => {
-                let state = actor.authorize(CUSTOMERS, state)?;
+                let state = actor.authorize(CUSTOMERS, state)?.owned_by(&actor)?;
                 ensure(!state.closed, SessionError::Closed)?;
                 ensure(tenant_active, SessionError::TenantSuspended)?;
                 ensure(
@@ -220,7 +235,7 @@ impl TenantSession {
             }
             SessionCommand::Close { actor } => {
                 ensure(
-                    !actor.authorize(CUSTOMERS, state)?.closed,
+                    !actor.authorize(CUSTOMERS, state)?.owned_by(&actor)?.closed,
                     SessionError::Closed,
                 )?;
                 SessionEvent::SessionClosed {
@@ -252,9 +267,17 @@ impl Aggregate for TenantSession {
 
     fn apply(&mut self, event: SessionEvent) {
         match (event, self.state.as_mut()) {
-            (SessionEvent::SessionOpened { tenant_id, .. }, _) => {
+            (
+                SessionEvent::SessionOpened {
+                    tenant_id,
+                    opened_by,
+                    ..
+                },
+                _,
+            ) => {
                 self.state = Some(SessionState {
                     tenant_id,
+                    opened_by,
                     queries: BTreeSet::new(),
                     closed: false,
                 });

@@ -4,6 +4,7 @@
 mod support;
 
 use axum::http::StatusCode;
+use casebook_domain::actor::Role;
 use casebook_domain::ids::DiagnosisId;
 use serde_json::{json, Value};
 use support::{spawn_app, TestApp, User};
@@ -461,4 +462,80 @@ async fn a_session_opened_at_its_own_url_reads_back() {
         )
         .await;
     assert_eq!(detail["status"], "open");
+}
+
+#[tokio::test]
+async fn customers_read_only_their_own_sessions_and_diagnoses() {
+    let app = spawn_app().await;
+    let case = acme_case(&app).await;
+    let colleague = app
+        .another_user(app.acme.tenant, "acme-second-customer", Role::Customer)
+        .await;
+    let theirs = open_session(&app, &colleague, "Lease renewal").await;
+    let their_query = ask(&app, &colleague, theirs, "Can we leave early?").await;
+    app.read_when(&app.acme.consultant, "/v1/diagnoses", |b| {
+        items(b).len() == 3
+    })
+    .await;
+
+    let ids = |body: &Value, field: &str| -> Vec<String> {
+        items(body)
+            .iter()
+            .map(|item| item[field].as_str().unwrap().to_owned())
+            .collect()
+    };
+    for (reader, sessions, diagnoses) in [
+        (
+            &app.acme.customer,
+            vec![case.session],
+            vec![case.waiting, case.decided],
+        ),
+        (&colleague, vec![theirs], vec![their_query]),
+        (
+            &app.acme.consultant,
+            vec![theirs, case.session],
+            vec![their_query, case.waiting, case.decided],
+        ),
+    ] {
+        let as_strings = |ids: Vec<Uuid>| ids.iter().map(Uuid::to_string).collect::<Vec<_>>();
+        let (status, body) = app.get(reader, "/v1/sessions").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(ids(&body, "session_id"), as_strings(sessions));
+        let (status, body) = app.get(reader, "/v1/diagnoses").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(ids(&body, "diagnosis_id"), as_strings(diagnoses));
+    }
+
+    // Another customer's matters are not found, exactly like another tenant's.
+    for (reader, session, diagnosis) in [
+        (&colleague, case.session, case.decided),
+        (&app.acme.customer, theirs, their_query),
+    ] {
+        let (status, body) = app.get(reader, &format!("/v1/sessions/{session}")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+        assert_eq!(body["code"], "not_found");
+        let (status, body) = app.get(reader, &format!("/v1/diagnoses/{diagnosis}")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    }
+    let (status, body) = app.get(&colleague, &format!("/v1/sessions/{theirs}")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["queries"][0]["query_id"], their_query.to_string());
+
+    // Nor can they ask in it, or close it.
+    let (status, body) = app
+        .post(
+            &colleague,
+            &format!("/v1/sessions/{}/queries", case.session),
+            json!({ "query_id": Uuid::new_v4(), "text": "Anything?" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, body) = app
+        .post(
+            &colleague,
+            &format!("/v1/sessions/{}/close", case.session),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
 }

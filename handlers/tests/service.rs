@@ -6,11 +6,12 @@ mod support;
 use casebook_adapters::postgres::DbRole;
 use casebook_domain::actor::{Actor, Role};
 use casebook_domain::diagnosis::{
-    DiagnosisCommand, Finding, Provenance, RetrievedJudgment, Severity,
+    DiagnosisCommand, EmbeddingModel, Finding, Provenance, RetrievedJudgment, Severity,
 };
 use casebook_domain::ids::{DecisionId, DiagnosisId, JudgmentId, QueryId, SessionId, TenantId};
 use casebook_domain::metadata::{EventMetadata, Source};
 use casebook_domain::policy::{ModelTier, PlanTier};
+use casebook_domain::ports::StopReason;
 use casebook_domain::tenant::TenantCommand;
 use casebook_domain::values::{Confidence, DiagnosisText, QueryText, Subject, TenantName};
 use casebook_handlers::reactions::Reactions;
@@ -124,6 +125,13 @@ async fn proposed(service: &Service, tenant: &Tenant, diagnosis: DiagnosisId) {
                     input_tokens: 812,
                     output_tokens: 140,
                     cost_usd_micros: 4_536,
+                    stop_reason: Some(StopReason::EndTurn),
+                    embedding: Some(EmbeddingModel {
+                        model_id: "amazon.titan-embed-text-v2:0".into(),
+                        dimension: 1024,
+                    }),
+                    precedents: Some(vec![]),
+                    attachments: Some(vec![]),
                 },
             },
         )

@@ -17,7 +17,8 @@ use casebook_domain::actor::{Actor, Role};
 use casebook_domain::any_event::AnyEvent;
 use casebook_domain::decision::{DecisionEvent, Outcome, Verdict};
 use casebook_domain::diagnosis::{
-    DiagnosisEvent, Finding, Provenance, RetrievedJudgment, Severity,
+    DiagnosisEvent, EmbeddingModel, Finding, PrecedentSource, Provenance, RetrievedJudgment,
+    Severity,
 };
 use casebook_domain::ids::{
     DecisionId, DiagnosisId, JudgmentId, QueryId, SessionId, TenantId, UserId,
@@ -25,6 +26,7 @@ use casebook_domain::ids::{
 use casebook_domain::judgment::{JudgmentContent, JudgmentEvent, JudgmentOrigin};
 use casebook_domain::metadata::{EventMetadata, Source};
 use casebook_domain::policy::{ModelTier, PlanTier};
+use casebook_domain::ports::StopReason;
 use casebook_domain::session::SessionEvent;
 use casebook_domain::tenant::TenantEvent;
 use casebook_domain::values::Confidence;
@@ -317,9 +319,17 @@ impl Generator {
             Step::Propose => {
                 let (model, tier) = *MODELS.choose(&mut self.rng).expect("models");
                 flow.confidence = [0.55, 0.8, 0.92, 0.97][self.rng.gen_range(0..4)];
-                let retrieved = self.judgments[t]
+                let retrieved: Vec<JudgmentId> = self.judgments[t]
                     .choose_multiple(&mut self.rng, 3)
                     .copied()
+                    .collect();
+                let precedents = retrieved
+                    .iter()
+                    .map(|&judgment_id| PrecedentSource {
+                        judgment_id,
+                        score: 0.8,
+                        source_position: self.rng.gen_range(1..1_000_000),
+                    })
                     .collect();
                 let provenance = Provenance {
                     model_id: model.to_owned(),
@@ -330,6 +340,13 @@ impl Generator {
                     input_tokens: self.rng.gen_range(500..6_000),
                     output_tokens: self.rng.gen_range(100..1_200),
                     cost_usd_micros: self.rng.gen_range(200..40_000),
+                    stop_reason: Some(StopReason::EndTurn),
+                    embedding: Some(EmbeddingModel {
+                        model_id: "amazon.titan-embed-text-v2:0".to_owned(),
+                        dimension: 1024,
+                    }),
+                    precedents: Some(precedents),
+                    attachments: Some(vec![]),
                 };
                 self.push(
                     t,

@@ -217,3 +217,27 @@ fn another_tenants_customer_cannot_close() {
         })
         .then_expect_error(SessionError::Access(AccessError::NotFound));
 }
+
+/// A customer of the same tenant who did not open the session.
+fn colleague() -> Actor {
+    Actor {
+        user_id: v("another-customer"),
+        ..customer()
+    }
+}
+
+#[test]
+fn another_customer_of_the_tenant_cannot_submit_to_the_session() {
+    session()
+        .given(opened())
+        .when(submit(colleague(), QUERY, true))
+        .then_expect_error(SessionError::Access(AccessError::NotFound));
+}
+
+#[test]
+fn another_customer_of_the_tenant_cannot_close_the_session() {
+    session()
+        .given(opened())
+        .when(SessionCommand::Close { actor: colleague() })
+        .then_expect_error(SessionError::Access(AccessError::NotFound));
+}

@@ -1,9 +1,13 @@
 //! The `worker` Lambda: SQS `diagnosis` batches in, `batchItemFailures` out. Outside Lambda
-//! (no `AWS_LAMBDA_RUNTIME_API`) it long-polls `DIAGNOSIS_QUEUE_URL` instead.
+//! (no `AWS_LAMBDA_RUNTIME_API`) it long-polls `DIAGNOSIS_QUEUE_URL` instead. Sessions'
+//! attachments are read from `UPLOADS_BUCKET` when it is set.
+
+use std::sync::Arc;
 
 use anyhow::Context;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use casebook_adapters::ai::{AiConfig, AiProviders};
+use casebook_adapters::aws::s3::TenantBucket;
 use casebook_adapters::aws::shared_config;
 use casebook_adapters::aws::sqs::Queue;
 use casebook_adapters::config::Config;
@@ -25,7 +29,11 @@ async fn main() -> anyhow::Result<()> {
     .await
     .context("connecting")?;
     let ai = AiProviders::from_config(&AiConfig::from_env().context("AI configuration")?).await;
-    let worker = Worker::from_providers(pool, &ai);
+    let aws = shared_config().await;
+    let mut worker = Worker::from_providers(pool, &ai);
+    if let Ok(bucket) = std::env::var("UPLOADS_BUCKET") {
+        worker = worker.with_attachments(Arc::new(TenantBucket::new(&aws, bucket)));
+    }
     if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
         let worker = &worker;
         lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
@@ -39,7 +47,7 @@ async fn main() -> anyhow::Result<()> {
     } else {
         let url =
             std::env::var("DIAGNOSIS_QUEUE_URL").context("DIAGNOSIS_QUEUE_URL must be set")?;
-        let queue = Queue::new(&shared_config().await, url);
+        let queue = Queue::new(&aws, url);
         run_worker_until(worker, queue, shutdown_signal()).await;
         Ok(())
     }

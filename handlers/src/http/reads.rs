@@ -9,7 +9,7 @@
 //!
 //! | route | customer | consultant | auditor | admin |
 //! |---|---|---|---|---|
-//! | sessions, diagnoses | ✓ | ✓ | ✓ | – |
+//! | sessions, diagnoses | own | ✓ | ✓ | – |
 //! | review queue | – | ✓ | – | – |
 //! | decisions | – | ✓ | ✓ | – |
 //! | usage | – | – | ✓ | ✓ |
@@ -18,7 +18,7 @@
 
 use axum::extract::{Path, State};
 use axum::Json;
-use casebook_domain::actor::Role;
+use casebook_domain::actor::{Actor, Role};
 use casebook_domain::decision::{Outcome, Verdict};
 use casebook_domain::diagnosis::{DiagnosisStatus, Finding, Provenance};
 use casebook_domain::ids::{DecisionId, DiagnosisId, QueryId, SessionId, TenantId, UserId};
@@ -29,7 +29,7 @@ use casebook_projections::models::{
 };
 use casebook_projections::read::audit::AuditFilter;
 use casebook_projections::read::diagnoses::QueueItem;
-use casebook_projections::read::{self, Page, PageRequest};
+use casebook_projections::read::{self, Page, PageRequest, Reach};
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::{PgPool, Postgres, Transaction};
@@ -43,7 +43,8 @@ use super::problem::ApiError;
 use super::AppState;
 use crate::auth::Principal;
 
-const SESSION_READERS: &[Role] = &[Role::Customer, Role::Consultant, Role::Auditor];
+/// In order of preference: a user who is staff and customer reads as staff.
+const SESSION_READERS: &[Role] = &[Role::Consultant, Role::Auditor, Role::Customer];
 const DECISION_READERS: &[Role] = &[Role::Consultant, Role::Auditor];
 const USAGE_READERS: &[Role] = &[Role::Auditor, Role::Admin];
 const DEFAULT_PAGE: i64 = 20;
@@ -60,6 +61,15 @@ async fn tenant_read(
         .execute(&mut *tx)
         .await?;
     Ok(tx)
+}
+
+/// What `actor` may see of the tenant's sessions and diagnoses: staff everything, a
+/// customer their own.
+fn reach(actor: &Actor) -> Reach<'_> {
+    match actor.role {
+        Role::Customer => Reach::OwnedBy(&actor.user_id),
+        _ => Reach::Tenant,
+    }
 }
 
 /// Which page of a list.
@@ -401,10 +411,10 @@ pub async fn list_sessions(
     caller: Principal,
     Params(params): Params<PageParams>,
 ) -> Result<Json<Listing<SessionView>>, ApiError> {
-    act_as(&caller, SESSION_READERS)?;
+    let reader = act_as(&caller, SESSION_READERS)?;
     let request = params.request()?;
     let mut tx = tenant_read(&state.pool, caller.tenant_id).await?;
-    let page = read::sessions::list(&mut tx, caller.tenant_id, request).await?;
+    let page = read::sessions::list(&mut tx, caller.tenant_id, reach(&reader), request).await?;
     tx.commit().await?;
     Ok(Listing::of(page, SessionView::from))
 }
@@ -418,10 +428,10 @@ pub async fn get_session(
     caller: Principal,
     Path(session_id): Path<String>,
 ) -> Result<Json<SessionDetail>, ApiError> {
-    act_as(&caller, SESSION_READERS)?;
+    let reader = act_as(&caller, SESSION_READERS)?;
     let session_id: SessionId = parse_id("session_id", &session_id)?;
     let mut tx = tenant_read(&state.pool, caller.tenant_id).await?;
-    let session = read::sessions::get(&mut tx, caller.tenant_id, session_id)
+    let session = read::sessions::get(&mut tx, caller.tenant_id, reach(&reader), session_id)
         .await?
         .ok_or(ApiError::NotFound)?;
     let queries = read::sessions::queries(&mut tx, caller.tenant_id, session_id).await?;
@@ -440,10 +450,10 @@ pub async fn list_diagnoses(
     caller: Principal,
     Params(params): Params<PageParams>,
 ) -> Result<Json<Listing<DiagnosisView>>, ApiError> {
-    act_as(&caller, SESSION_READERS)?;
+    let reader = act_as(&caller, SESSION_READERS)?;
     let request = params.request()?;
     let mut tx = tenant_read(&state.pool, caller.tenant_id).await?;
-    let page = read::diagnoses::list(&mut tx, caller.tenant_id, request).await?;
+    let page = read::diagnoses::list(&mut tx, caller.tenant_id, reach(&reader), request).await?;
     tx.commit().await?;
     Ok(Listing::of(page, DiagnosisView::from))
 }
@@ -458,10 +468,10 @@ pub async fn get_diagnosis(
     caller: Principal,
     Path(diagnosis_id): Path<String>,
 ) -> Result<Json<DiagnosisView>, ApiError> {
-    act_as(&caller, SESSION_READERS)?;
+    let reader = act_as(&caller, SESSION_READERS)?;
     let diagnosis_id: DiagnosisId = parse_id("diagnosis_id", &diagnosis_id)?;
     let mut tx = tenant_read(&state.pool, caller.tenant_id).await?;
-    let diagnosis = read::diagnoses::get(&mut tx, caller.tenant_id, diagnosis_id)
+    let diagnosis = read::diagnoses::get(&mut tx, caller.tenant_id, reach(&reader), diagnosis_id)
         .await?
         .ok_or(ApiError::NotFound)?;
     tx.commit().await?;

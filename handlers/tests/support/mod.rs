@@ -46,20 +46,30 @@ pub struct TestApp {
 
 const PASSWORD: &str = "Correct-Horse-9-battery";
 
+async fn sign_in(
+    cognito: &CognitoAdmin,
+    pool: &PoolInfo,
+    username: &str,
+    tenant: TenantId,
+    role: Role,
+) -> User {
+    cognito
+        .ensure_user(pool, username, PASSWORD, tenant, role)
+        .await
+        .expect("user created");
+    let token = cognito
+        .id_token(pool, username, PASSWORD)
+        .await
+        .expect("signed in");
+    User { token }
+}
+
 async fn users(cognito: &CognitoAdmin, pool: &PoolInfo, name: &str) -> TenantUsers {
     let tenant = TenantId::new();
     let mut signed_in = Vec::new();
     for role in [Role::Admin, Role::Customer, Role::Consultant, Role::Auditor] {
         let username = format!("{name}-{role:?}").to_lowercase();
-        cognito
-            .ensure_user(pool, &username, PASSWORD, tenant, role)
-            .await
-            .expect("user created");
-        let token = cognito
-            .id_token(pool, &username, PASSWORD)
-            .await
-            .expect("signed in");
-        signed_in.push(User { token });
+        signed_in.push(sign_in(cognito, pool, &username, tenant, role).await);
     }
     let mut users = signed_in.into_iter();
     TenantUsers {
@@ -210,6 +220,12 @@ impl TestApp {
     }
 
     /// Plan changes reach the limiter after its cache expires; tests don't wait for that.
+    /// One more user of `tenant`, in `role`, signed in.
+    pub async fn another_user(&self, tenant: TenantId, username: &str, role: Role) -> User {
+        let cognito = CognitoAdmin::from_env().await.expect("emulator configured");
+        sign_in(&cognito, &self.pool_info, username, tenant, role).await
+    }
+
     pub fn forget_cached_tiers(&self) {
         self.state.limiter.forget_tiers();
     }
@@ -274,9 +290,10 @@ impl TestApp {
     /// The platform records a proposal for `diagnosis` of `tenant` (as the worker would).
     pub async fn propose(&self, tenant: TenantId, diagnosis: DiagnosisId, confidence: f64) {
         use casebook_domain::actor::Actor;
-        use casebook_domain::diagnosis::{DiagnosisCommand, Provenance};
+        use casebook_domain::diagnosis::{DiagnosisCommand, EmbeddingModel, Provenance};
         use casebook_domain::metadata::{EventMetadata, Source};
         use casebook_domain::policy::ModelTier;
+        use casebook_domain::ports::StopReason;
         use casebook_domain::values::{Confidence, DiagnosisText};
         use casebook_handlers::service::RequestContext;
 
@@ -315,6 +332,13 @@ impl TestApp {
                         input_tokens: 10,
                         output_tokens: 5,
                         cost_usd_micros: 42,
+                        stop_reason: Some(StopReason::EndTurn),
+                        embedding: Some(EmbeddingModel {
+                            model_id: "test-embedder".into(),
+                            dimension: 4,
+                        }),
+                        precedents: Some(vec![]),
+                        attachments: Some(vec![]),
                     },
                 },
             )

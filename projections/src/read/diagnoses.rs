@@ -5,7 +5,7 @@ use std::time::Duration;
 use casebook_domain::ids::{DiagnosisId, SessionId, TenantId};
 use sqlx::{PgConnection, Row};
 
-use super::{fetch_limit, newest_first, page, Page, PageRequest};
+use super::{fetch_limit, newest_first, one, page, Listed, Page, PageRequest, Reach};
 use crate::models::{diagnosis_from_row, Diagnosis, DIAGNOSIS_COLUMNS};
 use crate::sql::select_list;
 
@@ -20,37 +20,46 @@ pub struct QueueItem {
     pub position: i64,
 }
 
-/// One diagnosis of `tenant`.
+fn diagnoses(columns: &str) -> Listed<'_> {
+    Listed {
+        table: "diagnoses",
+        columns,
+        owner_column: "requested_by",
+    }
+}
+
+/// One diagnosis of `tenant`, if it is within `reach`.
 pub async fn get(
     conn: &mut PgConnection,
     tenant: TenantId,
+    reach: Reach<'_>,
     diagnosis: DiagnosisId,
 ) -> Result<Option<Diagnosis>, sqlx::Error> {
-    let sql = format!(
-        "SELECT {} FROM diagnoses WHERE tenant_id = $1 AND diagnosis_id = $2",
-        select_list(DIAGNOSIS_COLUMNS)
-    );
-    sqlx::query(&sql)
-        .bind(tenant.as_uuid())
-        .bind(diagnosis.as_uuid())
-        .fetch_optional(conn)
-        .await?
-        .as_ref()
-        .map(diagnosis_from_row)
-        .transpose()
+    let columns = select_list(DIAGNOSIS_COLUMNS);
+    one(
+        conn,
+        diagnoses(&columns),
+        tenant,
+        reach,
+        ("diagnosis_id", *diagnosis.as_uuid()),
+        diagnosis_from_row,
+    )
+    .await
 }
 
-/// `tenant`'s diagnoses, newest first.
+/// `tenant`'s diagnoses within `reach`, newest first.
 pub async fn list(
     conn: &mut PgConnection,
     tenant: TenantId,
+    reach: Reach<'_>,
     request: PageRequest,
 ) -> Result<Page<Diagnosis>, sqlx::Error> {
+    let columns = select_list(DIAGNOSIS_COLUMNS);
     newest_first(
         conn,
-        "diagnoses",
-        &select_list(DIAGNOSIS_COLUMNS),
+        diagnoses(&columns),
         tenant,
+        reach,
         request,
         diagnosis_from_row,
         |d| d.position,

@@ -14,9 +14,33 @@ pub mod sessions;
 pub mod tenants;
 pub mod usage;
 
-use casebook_domain::ids::TenantId;
+use casebook_domain::ids::{TenantId, UserId};
 use sqlx::postgres::PgRow;
 use sqlx::PgConnection;
+
+/// Which of the tenant's sessions and diagnoses a reader may see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach<'a> {
+    /// All of them: the practice's consultants and auditors.
+    Tenant,
+    /// Only those the user opened or requested: a customer of the practice never sees
+    /// another customer's matters.
+    OwnedBy(&'a UserId),
+}
+
+impl<'a> Reach<'a> {
+    /// `AND <owner column> = $<param>` when only the owner's rows are visible, and the value
+    /// to bind for it.
+    fn condition(self, owner_column: &str, param: usize) -> (String, Option<&'a str>) {
+        match self {
+            Reach::Tenant => (String::new(), None),
+            Reach::OwnedBy(user) => (
+                format!(" AND {owner_column} = ${param}"),
+                Some(user.as_str()),
+            ),
+        }
+    }
+}
 
 /// Which page of a list to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,27 +90,73 @@ pub(crate) fn fetch_limit(request: PageRequest) -> i64 {
     request.limit.max(1).saturating_add(1)
 }
 
-/// One page of `table`'s rows of `tenant`, newest first by `position`: the list every
-/// position-keyed read model offers.
+/// A position-keyed list's table, and the column naming who created each row (for [`Reach`]).
+pub(crate) struct Listed<'a> {
+    pub table: &'a str,
+    pub columns: &'a str,
+    pub owner_column: &'a str,
+}
+
+/// One page of the listed table's rows of `tenant` within `reach`, newest first by
+/// `position`: the list every position-keyed read model offers.
 pub(crate) async fn newest_first<T>(
     conn: &mut PgConnection,
-    table: &str,
-    columns: &str,
+    listed: Listed<'_>,
     tenant: TenantId,
+    reach: Reach<'_>,
     request: PageRequest,
     from_row: impl Fn(&PgRow) -> Result<T, sqlx::Error>,
     cursor: impl Fn(&T) -> i64,
 ) -> Result<Page<T>, sqlx::Error> {
+    let Listed {
+        table,
+        columns,
+        owner_column,
+    } = listed;
+    let (owned, owner) = reach.condition(owner_column, 4);
     let sql = format!(
         "SELECT {columns} FROM {table}
-          WHERE tenant_id = $1 AND ($2::bigint IS NULL OR position < $2)
+          WHERE tenant_id = $1 AND ($2::bigint IS NULL OR position < $2){owned}
           ORDER BY position DESC LIMIT $3"
     );
-    let rows = sqlx::query(&sql)
+    let query = sqlx::query(&sql)
         .bind(tenant.as_uuid())
         .bind(request.after)
-        .bind(fetch_limit(request))
-        .fetch_all(conn)
-        .await?;
+        .bind(fetch_limit(request));
+    let query = match owner {
+        Some(owner) => query.bind(owner),
+        None => query,
+    };
+    let rows = query.fetch_all(conn).await?;
     page(rows, request, from_row, cursor)
+}
+
+/// The one row of `table` whose `id_column` is `id`, if it is `tenant`'s and within `reach`.
+pub(crate) async fn one<T>(
+    conn: &mut PgConnection,
+    listed: Listed<'_>,
+    tenant: TenantId,
+    reach: Reach<'_>,
+    (id_column, id): (&str, uuid::Uuid),
+    from_row: impl Fn(&PgRow) -> Result<T, sqlx::Error>,
+) -> Result<Option<T>, sqlx::Error> {
+    let Listed {
+        table,
+        columns,
+        owner_column,
+    } = listed;
+    let (owned, owner) = reach.condition(owner_column, 3);
+    let sql =
+        format!("SELECT {columns} FROM {table} WHERE tenant_id = $1 AND {id_column} = $2{owned}");
+    let query = sqlx::query(&sql).bind(tenant.as_uuid()).bind(id);
+    let query = match owner {
+        Some(owner) => query.bind(owner),
+        None => query,
+    };
+    query
+        .fetch_optional(conn)
+        .await?
+        .as_ref()
+        .map(from_row)
+        .transpose()
 }

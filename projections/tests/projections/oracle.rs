@@ -16,7 +16,7 @@ use casebook_projections::models::{
     Decision, Diagnosis, DiagnosisDecision, Proposal, Session, SessionQuery, SessionStatus, Tenant,
     TenantStatus, Usage,
 };
-use casebook_projections::read::{self, Page, PageRequest};
+use casebook_projections::read::{self, Page, PageRequest, Reach};
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::{Executor, PgPool, Row};
 use uuid::Uuid;
@@ -322,7 +322,7 @@ pub async fn assert_read_models_match(app: &PgPool, x: &Expected) {
         let mut sessions: Vec<&Session> =
             x.sessions.values().filter(|s| s.tenant_id == t).collect();
         sessions.sort_by_key(|s| std::cmp::Reverse(s.position));
-        let listed = all_pages!(|r| read::sessions::list(&mut conn, t, r));
+        let listed = all_pages!(|r| read::sessions::list(&mut conn, t, Reach::Tenant, r));
         assert_eq!(
             listed.iter().collect::<Vec<_>>(),
             sessions,
@@ -340,7 +340,7 @@ pub async fn assert_read_models_match(app: &PgPool, x: &Expected) {
                 .unwrap();
             assert_eq!(read.iter().collect::<Vec<_>>(), queries);
             assert_eq!(
-                read::sessions::get(&mut conn, t, session.session_id)
+                read::sessions::get(&mut conn, t, Reach::Tenant, session.session_id)
                     .await
                     .unwrap()
                     .as_ref(),
@@ -351,7 +351,7 @@ pub async fn assert_read_models_match(app: &PgPool, x: &Expected) {
         let mut diagnoses: Vec<&Diagnosis> =
             x.diagnoses.values().filter(|d| d.tenant_id == t).collect();
         diagnoses.sort_by_key(|d| std::cmp::Reverse(d.position));
-        let listed = all_pages!(|r| read::diagnoses::list(&mut conn, t, r));
+        let listed = all_pages!(|r| read::diagnoses::list(&mut conn, t, Reach::Tenant, r));
         assert_eq!(
             listed.iter().collect::<Vec<_>>(),
             diagnoses,

@@ -73,6 +73,7 @@ async fn a_rebuild_while_commands_keep_arriving_swaps_in_tables_equal_to_the_liv
     assert_eq!(
         indexes,
         [
+            "diagnoses_by_requester",
             "diagnoses_by_session",
             "diagnoses_by_tenant",
             "diagnoses_pkey",

@@ -1,6 +1,6 @@
 //! Row-level security on the read models and the audit table.
 
-use casebook_projections::read;
+use casebook_projections::read::{self, Reach};
 use casebook_tests::DbRole;
 use sqlx::{Executor, PgConnection, PgPool};
 
@@ -65,7 +65,9 @@ async fn with_the_tenant_set_to_a_no_query_sees_bs_rows_even_without_a_tenant_fi
             assert!(owner_count(&stack.owner, table, *b.as_uuid()).await > 0);
         }
         assert_eq!(
-            read::sessions::get(&mut conn, b, b_session).await.unwrap(),
+            read::sessions::get(&mut conn, b, Reach::Tenant, b_session)
+                .await
+                .unwrap(),
             None
         );
         assert_eq!(read::tenants::get(&mut conn, b).await.unwrap(), None);

@@ -8,7 +8,8 @@ use casebook_adapters::event_store::{CommandError, EventStore};
 use casebook_domain::actor::{Actor, Role};
 use casebook_domain::decision::{ConsultantDecision, DecisionCommand, Outcome};
 use casebook_domain::diagnosis::{
-    Diagnosis, DiagnosisCommand, DiagnosisStatus, Finding, Provenance, RetrievedJudgment, Severity,
+    AttachmentOutcome, AttachmentRead, Diagnosis, DiagnosisCommand, DiagnosisStatus,
+    EmbeddingModel, Finding, PrecedentSource, Provenance, RetrievedJudgment, Severity, SkipReason,
 };
 use casebook_domain::ids::{
     DecisionId, DiagnosisId, JudgmentId, QueryId, SessionId, TenantId, UserId,
@@ -16,10 +17,11 @@ use casebook_domain::ids::{
 use casebook_domain::judgment::{DecisionSnapshot, Judgment, JudgmentCommand, JudgmentContent};
 use casebook_domain::metadata::{EventMetadata, Source};
 use casebook_domain::policy::{ModelPolicy, ModelTier, PlanTier};
+use casebook_domain::ports::StopReason;
 use casebook_domain::session::{SessionCommand, TenantSession};
 use casebook_domain::tenant::{Tenant, TenantCommand};
 use casebook_domain::upcast::upcasters;
-use casebook_domain::values::Confidence;
+use casebook_domain::values::{Confidence, UploadKey};
 use casebook_projections::projection::ProjectionId;
 use casebook_projections::rebuild::{Rebuild, RebuildScope, TableVerdict};
 use casebook_projections::runner::{DrainOutcome, DrainReport, Runner, RunnerConfig};
@@ -198,7 +200,8 @@ fn confidence(value: f64) -> Confidence {
 /// What the driver knows about a tenant's aggregates.
 #[derive(Default)]
 struct Known {
-    sessions: Vec<SessionId>,
+    /// Each session with the customer who opened it (the only one who may use it).
+    sessions: Vec<(SessionId, Actor)>,
     diagnoses: Vec<DiagnosisId>,
     judgments: Vec<JudgmentId>,
 }
@@ -407,20 +410,23 @@ impl Driver {
             .execute::<TenantSession>(session, command, &customer, Source::Api)
             .await
         {
-            self.known.entry(tenant).or_default().sessions.push(session);
+            self.known
+                .entry(tenant)
+                .or_default()
+                .sessions
+                .push((session, customer));
         }
     }
 
-    fn pick<T: Copy>(&mut self, items: impl Fn(&Known) -> &Vec<T>, tenant: TenantId) -> Option<T> {
+    fn pick<T: Clone>(&mut self, items: impl Fn(&Known) -> &Vec<T>, tenant: TenantId) -> Option<T> {
         let known = self.known.get(&tenant)?;
-        items(known).choose(&mut self.rng).copied()
+        items(known).choose(&mut self.rng).cloned()
     }
 
     async fn close_session(&mut self, tenant: TenantId) {
-        let Some(session) = self.pick(|k| &k.sessions, tenant) else {
+        let Some((session, customer)) = self.pick(|k| &k.sessions, tenant) else {
             return;
         };
-        let customer = self.user(Role::Customer, tenant);
         let command = SessionCommand::Close {
             actor: customer.clone(),
         };
@@ -429,10 +435,9 @@ impl Driver {
     }
 
     async fn submit_query(&mut self, tenant: TenantId) {
-        let Some(session) = self.pick(|k| &k.sessions, tenant) else {
+        let Some((session, customer)) = self.pick(|k| &k.sessions, tenant) else {
             return self.open_session(tenant).await;
         };
-        let customer = self.user(Role::Customer, tenant);
         let query = QueryId::new();
         let text = format!("Is clause {} enforceable?", self.rng.gen_range(1..40));
         let tenant_active = self.tenant_active(tenant).await;
@@ -484,18 +489,59 @@ impl Driver {
             .get(&tenant)
             .map(|k| k.judgments.clone())
             .unwrap_or_default();
+        let retrieved: Vec<JudgmentId> = judgments
+            .choose_multiple(&mut self.rng, 2)
+            .copied()
+            .collect();
+        let precedents = retrieved
+            .iter()
+            .map(|&judgment_id| PrecedentSource {
+                judgment_id,
+                score: self.rng.gen_range(0.3..0.99),
+                source_position: self.rng.gen_range(1..1_000_000),
+            })
+            .collect();
+        let attachment = |name: &str, content_type: &str, outcome| AttachmentRead {
+            key: UploadKey::parse(format!("{tenant}/uploads/1/{name}")).expect("valid key"),
+            content_type: Some(content_type.to_owned()),
+            outcome,
+        };
+        let attachments = match self.rng.gen_range(0..3) {
+            0 => vec![],
+            1 => vec![attachment(
+                "notes.txt",
+                "text/plain",
+                AttachmentOutcome::Included {
+                    bytes: self.rng.gen_range(1..65_536),
+                    truncated: false,
+                },
+            )],
+            _ => vec![attachment(
+                "scan.pdf",
+                "application/pdf",
+                AttachmentOutcome::Skipped {
+                    reason: SkipReason::NotText,
+                },
+            )],
+        };
         Provenance {
             model_id: model.to_owned(),
             model_tier: tier,
             prompt_template_id: "diagnose/v3".to_owned(),
             prompt_template_hash: "sha256:3f2a".to_owned(),
-            retrieved_judgment_ids: judgments
-                .choose_multiple(&mut self.rng, 2)
-                .copied()
-                .collect(),
+            retrieved_judgment_ids: retrieved,
             input_tokens: self.rng.gen_range(200..4_000),
             output_tokens: self.rng.gen_range(50..900),
             cost_usd_micros: self.rng.gen_range(100..20_000),
+            stop_reason: Some(
+                [StopReason::EndTurn, StopReason::MaxTokens][self.rng.gen_range(0..2)],
+            ),
+            embedding: Some(EmbeddingModel {
+                model_id: "all-MiniLM-L6-v2".to_owned(),
+                dimension: 384,
+            }),
+            precedents: Some(precedents),
+            attachments: Some(attachments),
         }
     }
 
