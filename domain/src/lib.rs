@@ -13,7 +13,7 @@
 //! | [`tenant`], [`session`], [`diagnosis`], [`decision`], [`judgment`] | one aggregate each |
 //! | [`finetune`] | [`finetune::FinetuneExport`]: the weekly export's file and log range |
 //! | [`policy`] | model routing ([`policy::route_model`]) and auto-resolve ([`policy::should_auto_approve`]) |
-//! | [`ports`] | [`ports::Embedder`] and [`ports::Llm`], implemented by the adapters |
+//! | [`ports`] | [`ports::Embedder`], [`ports::Llm`] and [`ports::AttachmentStore`], implemented by the adapters |
 //! | [`upcast`], [`any_event`] | older event versions, and decoding any stored event |
 //! | [`metadata`] | [`metadata::EventMetadata`]: actor, request, correlation and causation ids on every event |
 //!
@@ -57,7 +57,7 @@
 //! |---|---|---|---|
 //! | — | `Request` (C) | `DiagnosisRequested` | requested (attempt 1) |
 //! | requested, failed (retryable) | `RecordContext` (S) | `ContextRetrieved` | context retrieved (next attempt after a failure) |
-//! | context retrieved | `Propose` (S) | `DiagnosisProposed` (v2) | proposed |
+//! | context retrieved | `Propose` (S) | `DiagnosisProposed` (v3) | proposed |
 //! | requested, context retrieved | `Fail` (S) | `DiagnosisFailed` | failed: retryable, or final (terminal) once [`policy::MAX_DIAGNOSIS_ATTEMPTS`] are spent |
 //! | proposed | `Resolve` (S) | `DiagnosisResolved` | resolved (terminal) |
 //!
