@@ -166,7 +166,9 @@ pub struct FinetuneJobMessage {
 /// simulate a crash there by returning an error).
 pub type AfterPublish = Arc<dyn Fn(&[RecordedEvent]) -> Result<(), ApplyError> + Send + Sync>;
 
-/// The relay subscription; see the module documentation.
+/// The relay subscription; see the module documentation. Cheap to clone (SDK clients and a
+/// pool handle).
+#[derive(Clone)]
 pub struct Relay {
     bus: EventBus,
     diagnosis_queue: Queue,

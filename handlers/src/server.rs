@@ -25,6 +25,7 @@ use casebook_adapters::aws::s3::TenantBucket;
 use casebook_adapters::aws::setup::{ensure_bucket, ensure_resources, ResourceNames};
 use casebook_adapters::aws::shared_config;
 use casebook_adapters::aws::sqs::Queue;
+use casebook_domain::ports::Embedder;
 
 use crate::jobs::{run_scheduler_until, Jobs, JobsConfig, Schedule};
 use crate::reactions::{ReactionSubscription, Reactions};
@@ -79,23 +80,30 @@ impl Application {
         let state = api_state(config, auth).await?;
         let ai = AiConfig::from_env().map_err(|err| ServeError::Aws(Box::new(err)))?;
         let providers = AiProviders::from_config(&ai).await;
-        let mut projector = projector(projector_pool(config).await?, state.service.clone())
-            .with_subscription(JudgmentIndexSubscription::new(providers.embedder.clone()));
-        let (worker, jobs) = match async_wiring(&state.pool, &providers).await? {
+        let (relay, worker, jobs) = match async_wiring(&state.pool, &providers).await? {
             Some(wiring) => {
-                projector = projector.with_subscription(wiring.relay);
                 let schedule =
                     Schedule::from_env().map_err(|err| ServeError::Config(Box::new(err)))?;
                 let jobs = Jobs::new(state.pool.clone(), &shared_config().await, &wiring.jobs);
-                (Some((wiring.worker, wiring.queue)), Some((jobs, schedule)))
+                (
+                    Some(wiring.relay),
+                    Some((wiring.worker, wiring.queue)),
+                    Some((jobs, schedule)),
+                )
             }
             None => {
                 tracing::warn!(
                     "no AWS configured: events are not relayed, diagnoses not worked, jobs not scheduled"
                 );
-                (None, None)
+                (None, None, None)
             }
         };
+        let projector = projector(
+            projector_pool(config).await?,
+            state.service.clone(),
+            providers.embedder.clone(),
+            relay,
+        );
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(ServeError::Io)?;
@@ -216,8 +224,8 @@ pub fn verifier(config: &AuthConfig) -> Result<Authenticator, InvalidVerifierCon
 
 /// The pool the subscriptions run on (as `casebook_projector`), sized for all of them.
 pub async fn projector_pool(config: &Config) -> Result<PgPool, ServeError> {
-    // The projections, the reactions and the judgment index.
-    let subscriptions = ProjectionId::ALL.len() + 2;
+    // The projections, the reactions, the judgment index and the relay (see `projector`).
+    let subscriptions = ProjectionId::ALL.len() + 3;
     postgres::connect_database(
         &config.database,
         DbRole::Projector,
@@ -227,12 +235,23 @@ pub async fn projector_pool(config: &Config) -> Result<PgPool, ServeError> {
     .map_err(ServeError::Connect)
 }
 
-/// The runner of every subscription: the projections and the reactions (issuing commands
-/// through `service`).
-pub fn projector(pool: PgPool, service: Service) -> Runner {
-    Runner::new(pool)
+/// The runner of every subscription, as `casebook serve` and the projector Lambda both run
+/// it: the projections, the reactions (issuing commands through `service`), the judgment
+/// index (embedding with `embedder`, the worker's) and, when AWS is reachable, the relay.
+pub fn projector(
+    pool: PgPool,
+    service: Service,
+    embedder: Arc<dyn Embedder>,
+    relay: Option<Relay>,
+) -> Runner {
+    let runner = Runner::new(pool)
         .with_projections(ProjectionId::ALL)
         .with_subscription(ReactionSubscription::new(Reactions::new(service)))
+        .with_subscription(JudgmentIndexSubscription::new(embedder));
+    match relay {
+        Some(relay) => runner.with_subscription(relay),
+        None => runner,
+    }
 }
 
 /// What runs beside the API when AWS is reachable.

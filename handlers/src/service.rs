@@ -93,14 +93,21 @@ impl Accepted {
 }
 
 /// Casebook's use cases over the event store.
+///
+/// Cheap to clone (one reference count): the HTTP layer clones its state several times per
+/// request.
 #[derive(Clone)]
 pub struct Service {
+    stores: Arc<Stores>,
+}
+
+struct Stores {
     tenants: EventStore<Tenant>,
     sessions: EventStore<TenantSession>,
     diagnoses: EventStore<Diagnosis>,
     decisions: EventStore<ConsultantDecision>,
     judgments: EventStore<Judgment>,
-    active_tenants: Arc<ActiveTenants>,
+    active_tenants: ActiveTenants,
 }
 
 /// Tenants recently read as active, for the precondition of every customer command.
@@ -143,12 +150,14 @@ impl Service {
     /// A service appending through `pool` (which should run as `casebook_app`).
     pub fn new(pool: PgPool) -> Self {
         Self {
-            tenants: EventStore::new(pool.clone(), upcasters()),
-            sessions: EventStore::new(pool.clone(), upcasters()),
-            diagnoses: EventStore::new(pool.clone(), upcasters()),
-            decisions: EventStore::new(pool.clone(), upcasters()),
-            judgments: EventStore::new(pool, upcasters()),
-            active_tenants: Arc::default(),
+            stores: Arc::new(Stores {
+                tenants: EventStore::new(pool.clone(), upcasters()),
+                sessions: EventStore::new(pool.clone(), upcasters()),
+                diagnoses: EventStore::new(pool.clone(), upcasters()),
+                decisions: EventStore::new(pool.clone(), upcasters()),
+                judgments: EventStore::new(pool, upcasters()),
+                active_tenants: ActiveTenants::default(),
+            }),
         }
     }
 
@@ -168,8 +177,8 @@ impl Service {
         command: TenantCommand,
     ) -> Result<Accepted, ServiceError> {
         let tenant_id = ctx.actor.tenant_id;
-        let result = execute(&self.tenants, &tenant_id.to_string(), command, ctx).await;
-        self.active_tenants.forget(tenant_id);
+        let result = execute(&self.stores.tenants, &tenant_id.to_string(), command, ctx).await;
+        self.stores.active_tenants.forget(tenant_id);
         result
     }
 
@@ -189,7 +198,7 @@ impl Service {
             attachments,
             tenant_active,
         };
-        execute(&self.sessions, &session_id.to_string(), command, ctx).await
+        execute(&self.stores.sessions, &session_id.to_string(), command, ctx).await
     }
 
     /// Submits a query in an open session and requests its diagnosis (same id as the
@@ -208,7 +217,9 @@ impl Service {
             text: text.clone(),
             tenant_active,
         };
-        let submitted = match execute(&self.sessions, &session_id.to_string(), submit, ctx).await {
+        let submitted = match execute(&self.stores.sessions, &session_id.to_string(), submit, ctx)
+            .await
+        {
             Ok(accepted) => accepted,
             // A retry of a request whose diagnosis request did not make it.
             Err(ServiceError::Conflict(_)) if self.query_pending(&session_id, query_id).await? => {
@@ -225,7 +236,13 @@ impl Service {
             query: text,
             tenant_active,
         };
-        let requested = execute(&self.diagnoses, &diagnosis_id.to_string(), request, ctx).await?;
+        let requested = execute(
+            &self.stores.diagnoses,
+            &diagnosis_id.to_string(),
+            request,
+            ctx,
+        )
+        .await?;
         Ok(submitted.extend(requested))
     }
 
@@ -238,7 +255,7 @@ impl Service {
         let command = SessionCommand::Close {
             actor: ctx.actor.clone(),
         };
-        execute(&self.sessions, &session_id.to_string(), command, ctx).await
+        execute(&self.stores.sessions, &session_id.to_string(), command, ctx).await
     }
 
     /// Runs a diagnosis-pipeline command (context, proposal, failure, resolution).
@@ -248,7 +265,13 @@ impl Service {
         diagnosis_id: DiagnosisId,
         command: DiagnosisCommand,
     ) -> Result<Accepted, ServiceError> {
-        execute(&self.diagnoses, &diagnosis_id.to_string(), command, ctx).await
+        execute(
+            &self.stores.diagnoses,
+            &diagnosis_id.to_string(),
+            command,
+            ctx,
+        )
+        .await
     }
 
     /// A consultant's verdict on a proposed diagnosis (exactly one per diagnosis).
@@ -278,7 +301,13 @@ impl Service {
             },
         };
         let decision_id = DecisionId::for_diagnosis(diagnosis_id);
-        execute(&self.decisions, &decision_id.to_string(), command, ctx).await
+        execute(
+            &self.stores.decisions,
+            &decision_id.to_string(),
+            command,
+            ctx,
+        )
+        .await
     }
 
     /// Approves a proposal without review when the tenant's threshold allows it (the system
@@ -307,9 +336,14 @@ impl Service {
             tenant_active: tenant.is_active(),
         };
         let decision_id = DecisionId::for_diagnosis(diagnosis_id);
-        execute(&self.decisions, &decision_id.to_string(), command, ctx)
-            .await
-            .map(Some)
+        execute(
+            &self.stores.decisions,
+            &decision_id.to_string(),
+            command,
+            ctx,
+        )
+        .await
+        .map(Some)
     }
 
     /// The diagnosis' query and its latest proposal's text, from its stream.
@@ -317,9 +351,10 @@ impl Service {
         &self,
         diagnosis_id: DiagnosisId,
     ) -> Result<(String, String), ServiceError> {
-        let events = cqrs_es::EventStore::load_events(&self.diagnoses, &diagnosis_id.to_string())
-            .await
-            .map_err(|err| ServiceError::from(CommandError::from(err)))?;
+        let events =
+            cqrs_es::EventStore::load_events(&self.stores.diagnoses, &diagnosis_id.to_string())
+                .await
+                .map_err(|err| ServiceError::from(CommandError::from(err)))?;
         let mut query = None;
         let mut proposal = None;
         for envelope in events {
@@ -350,7 +385,13 @@ impl Service {
             decision,
             content,
         };
-        execute(&self.judgments, &judgment_id.to_string(), command, ctx).await
+        execute(
+            &self.stores.judgments,
+            &judgment_id.to_string(),
+            command,
+            ctx,
+        )
+        .await
     }
 
     /// A consultant's own judgment: author, revise or retire.
@@ -360,7 +401,13 @@ impl Service {
         judgment_id: JudgmentId,
         command: JudgmentCommand,
     ) -> Result<Accepted, ServiceError> {
-        execute(&self.judgments, &judgment_id.to_string(), command, ctx).await
+        execute(
+            &self.stores.judgments,
+            &judgment_id.to_string(),
+            command,
+            ctx,
+        )
+        .await
     }
 
     /// The tenant's plan, once onboarded.
@@ -369,16 +416,16 @@ impl Service {
     }
 
     async fn tenant(&self, tenant_id: TenantId) -> Result<Tenant, ServiceError> {
-        load(&self.tenants, &tenant_id.to_string()).await
+        load(&self.stores.tenants, &tenant_id.to_string()).await
     }
 
     async fn tenant_active(&self, tenant_id: TenantId) -> Result<bool, ServiceError> {
-        if self.active_tenants.is_known_active(tenant_id) {
+        if self.stores.active_tenants.is_known_active(tenant_id) {
             return Ok(true);
         }
         let active = self.tenant(tenant_id).await?.is_active();
         if active {
-            self.active_tenants.remember_active(tenant_id);
+            self.stores.active_tenants.remember_active(tenant_id);
         }
         Ok(active)
     }
@@ -387,7 +434,7 @@ impl Service {
         &self,
         diagnosis_id: DiagnosisId,
     ) -> Result<DiagnosisSnapshot, ServiceError> {
-        let diagnosis = load(&self.diagnoses, &diagnosis_id.to_string()).await?;
+        let diagnosis = load(&self.stores.diagnoses, &diagnosis_id.to_string()).await?;
         diagnosis.snapshot().ok_or(ServiceError::NotFound)
     }
 
@@ -397,12 +444,12 @@ impl Service {
         session_id: &SessionId,
         query_id: QueryId,
     ) -> Result<bool, ServiceError> {
-        let session = load(&self.sessions, &session_id.to_string()).await?;
+        let session = load(&self.stores.sessions, &session_id.to_string()).await?;
         if !session.has_query(query_id) {
             return Ok(false);
         }
         let diagnosis_id = DiagnosisId::for_query(query_id);
-        let diagnosis = load(&self.diagnoses, &diagnosis_id.to_string()).await?;
+        let diagnosis = load(&self.stores.diagnoses, &diagnosis_id.to_string()).await?;
         Ok(diagnosis.status().is_none())
     }
 }

@@ -176,9 +176,12 @@ async fn a_query_becomes_a_grounded_proposal_and_its_approval_grounds_the_next_o
         postgres::connect((*app.pool.connect_options()).clone(), DbRole::Projector, 24)
             .await
             .expect("projector pool");
-    let runner = projector(projector_pool, app.state.service.clone())
-        .with_subscription(JudgmentIndexSubscription::new(embedder.clone()))
-        .with_subscription(relay);
+    let runner = projector(
+        projector_pool,
+        app.state.service.clone(),
+        embedder.clone(),
+        Some(relay),
+    );
     let uploads = TenantBucket::new(&aws, resources.uploads_bucket.clone());
     let worker = Worker::new(app.pool.clone(), embedder.clone(), llm.clone())
         .with_attachments(Arc::new(uploads.clone()));

@@ -12,12 +12,10 @@ use casebook_domain::actor::Role;
 use casebook_domain::ids::{DiagnosisId, TenantId};
 use casebook_domain::tenant::TenantCommand;
 use casebook_domain::values::Confidence;
-use casebook_handlers::relay::DiagnosisMessage;
 use casebook_handlers::service::Service;
-use casebook_handlers::worker::Worker;
 use casebook_tests::TestDb;
 use sqlx::{PgPool, Row};
-use support::scenario::{ask, ctx, onboard, CountingLlm, FixedEmbedder};
+use support::scenario::{ask, ctx, onboard, propose, FixedEmbedder};
 
 /// A tenant with `threshold` whose customer asked one question, proposed at confidence 0.6
 /// (the counting model's answer).
@@ -37,18 +35,7 @@ async fn proposed(app: &PgPool, name: &str, threshold: f64) -> (TenantId, Diagno
         .expect("threshold set");
     let customer = ctx(tenant, Role::Customer, &format!("{name}-customer"));
     let (_, diagnosis) = ask(&service, &customer, "Is the indemnity cap enforceable?").await;
-    Worker::new(
-        app.clone(),
-        Arc::new(FixedEmbedder),
-        Arc::new(CountingLlm::default()),
-    )
-    .handle_diagnosis(&DiagnosisMessage {
-        event_id: format!("Diagnosis/{diagnosis}/1"),
-        tenant_id: *tenant.as_uuid(),
-        diagnosis_id: *diagnosis.as_uuid(),
-    })
-    .await
-    .expect("proposed");
+    propose(app, tenant, diagnosis).await;
     (tenant, diagnosis)
 }
 
@@ -65,10 +52,15 @@ async fn a_proposal_at_the_threshold_is_approved_without_review_and_audited_so()
     let mut admin = db.superuser().await;
     let mut settled = false;
     for _ in 0..300 {
-        casebook_handlers::server::projector(projector.clone(), Service::new(app.clone()))
-            .drain(Duration::from_secs(10))
-            .await
-            .expect("projections");
+        casebook_handlers::server::projector(
+            projector.clone(),
+            Service::new(app.clone()),
+            Arc::new(FixedEmbedder),
+            None,
+        )
+        .drain(Duration::from_secs(10))
+        .await
+        .expect("projections");
         let (events, rows, resolved): (i64, i64, i64) = sqlx::query_as(
             "SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM audit_log),
                     (SELECT count(*) FROM audit_log WHERE action = 'DiagnosisResolved')",

@@ -17,15 +17,13 @@ use casebook_domain::values::{DiagnosisText, Reason};
 use casebook_handlers::jobs::archive::{ArchiveLine, ChainHead};
 use casebook_handlers::jobs::finetune::{export_key, ChatExample};
 use casebook_handlers::jobs::{Job, JobReport, JobRequest, Jobs, JobsConfig, Schedule};
-use casebook_handlers::relay::DiagnosisMessage;
 use casebook_handlers::service::{ConsultantVerdict, Service};
-use casebook_handlers::worker::Worker;
 use casebook_projections::audit::chain::{AuditRecord, ChainHash};
 use casebook_projections::log::{Checkpoint, LogReader, Scope};
 use casebook_tests::TestDb;
 use chrono::{Days, TimeZone, Utc};
 use sqlx::{PgPool, Row};
-use support::scenario::{ask, ctx, onboard, CountingLlm, FixedEmbedder};
+use support::scenario::{ask, ctx, onboard, propose, FixedEmbedder};
 
 struct Env {
     db: TestDb,
@@ -65,11 +63,6 @@ async fn tenant_with_decisions(env: &Env, name: &str) -> TenantId {
     let tenant = onboard(&service, name).await;
     let customer = ctx(tenant, Role::Customer, &format!("{name}-customer"));
     let consultant = ctx(tenant, Role::Consultant, &format!("{name}-consultant"));
-    let worker = Worker::new(
-        env.app.clone(),
-        Arc::new(FixedEmbedder),
-        Arc::new(CountingLlm::default()),
-    );
     let verdicts = [
         ConsultantVerdict::Approve,
         ConsultantVerdict::Amend {
@@ -82,14 +75,7 @@ async fn tenant_with_decisions(env: &Env, name: &str) -> TenantId {
     ];
     for (i, verdict) in verdicts.into_iter().enumerate() {
         let (_, diagnosis) = ask(&service, &customer, &format!("{name}: question {i}")).await;
-        worker
-            .handle_diagnosis(&DiagnosisMessage {
-                event_id: format!("Diagnosis/{diagnosis}/1"),
-                tenant_id: *tenant.as_uuid(),
-                diagnosis_id: *diagnosis.as_uuid(),
-            })
-            .await
-            .expect("proposed");
+        propose(&env.app, tenant, diagnosis).await;
         service
             .decide(&consultant, diagnosis, verdict)
             .await
@@ -223,18 +209,7 @@ async fn the_weekly_export_writes_each_tenants_decisions_under_its_own_prefix_on
     let customer = ctx(acme, Role::Customer, "acme-customer");
     let consultant = ctx(acme, Role::Consultant, "acme-consultant");
     let (_, diagnosis) = ask(&service, &customer, "acme: question 3").await;
-    Worker::new(
-        env.app.clone(),
-        Arc::new(FixedEmbedder),
-        Arc::new(CountingLlm::default()),
-    )
-    .handle_diagnosis(&DiagnosisMessage {
-        event_id: format!("Diagnosis/{diagnosis}/1"),
-        tenant_id: *acme.as_uuid(),
-        diagnosis_id: *diagnosis.as_uuid(),
-    })
-    .await
-    .unwrap();
+    propose(&env.app, acme, diagnosis).await;
     service
         .decide(&consultant, diagnosis, ConsultantVerdict::Approve)
         .await
@@ -262,10 +237,15 @@ async fn audited(env: &Env) {
     let projector = env.db.pool(DbRole::Projector, 12).await;
     let service = Service::new(env.app.clone());
     for _ in 0..300 {
-        casebook_handlers::server::projector(projector.clone(), service.clone())
-            .drain(Duration::from_secs(10))
-            .await
-            .expect("projections");
+        casebook_handlers::server::projector(
+            projector.clone(),
+            service.clone(),
+            Arc::new(FixedEmbedder),
+            None,
+        )
+        .drain(Duration::from_secs(10))
+        .await
+        .expect("projections");
         let mut admin = env.db.superuser().await;
         let (events, rows): (i64, i64) = sqlx::query_as(
             "SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM audit_log)",

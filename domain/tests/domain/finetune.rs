@@ -3,13 +3,12 @@
 use casebook_domain::actor::{Actor, Role};
 use casebook_domain::error::{AccessError, DomainError, ErrorKind};
 use casebook_domain::finetune::{FinetuneExport, LastExport, LogPosition};
-use casebook_domain::policy::PlanTier;
 use casebook_domain::tenant::{Tenant, TenantCommand, TenantError, TenantEvent};
 use chrono::NaiveDate;
 use cqrs_es::test::TestFramework;
 use cqrs_es::Aggregate;
 
-use crate::support::{actor, user, v, OTHER_TENANT, TENANT};
+use crate::support::{actor, onboarded, OTHER_TENANT, TENANT};
 
 fn tenant() -> TestFramework<Tenant> {
     TestFramework::with(())
@@ -44,15 +43,6 @@ fn export(
         after,
         up_to,
     }
-}
-
-fn onboarded() -> Vec<TenantEvent> {
-    vec![TenantEvent::TenantOnboarded {
-        tenant_id: TENANT,
-        name: v("Acme Audit"),
-        plan: PlanTier::Professional,
-        onboarded_by: user(Role::Admin),
-    }]
 }
 
 fn exported_once() -> Vec<TenantEvent> {

@@ -4,6 +4,8 @@ use std::fmt::Debug;
 
 use casebook_domain::actor::{Actor, Role};
 use casebook_domain::ids::{DiagnosisId, TenantId, UserId};
+use casebook_domain::policy::PlanTier;
+use casebook_domain::tenant::TenantEvent;
 use casebook_domain::values::Confidence;
 use uuid::Uuid;
 
@@ -40,4 +42,14 @@ where
 /// A valid confidence.
 pub fn conf(value: f64) -> Confidence {
     Confidence::new(value).expect("test confidence is valid")
+}
+
+/// `TENANT` onboarded by its admin on the professional plan.
+pub fn onboarded() -> Vec<TenantEvent> {
+    vec![TenantEvent::TenantOnboarded {
+        tenant_id: TENANT,
+        name: v("Acme Audit"),
+        plan: PlanTier::Professional,
+        onboarded_by: user(Role::Admin),
+    }]
 }

@@ -5,7 +5,7 @@ use casebook_domain::tenant::{Tenant, TenantCommand, TenantError, TenantEvent};
 use cqrs_es::test::TestFramework;
 use cqrs_es::Aggregate;
 
-use crate::support::{actor, conf, user, v, OTHER_TENANT, TENANT};
+use crate::support::{actor, conf, onboarded, v, OTHER_TENANT, TENANT};
 
 fn tenant() -> TestFramework<Tenant> {
     TestFramework::with(())
@@ -13,15 +13,6 @@ fn tenant() -> TestFramework<Tenant> {
 
 fn admin() -> casebook_domain::actor::Actor {
     actor(Role::Admin, TENANT)
-}
-
-fn onboarded() -> Vec<TenantEvent> {
-    vec![TenantEvent::TenantOnboarded {
-        tenant_id: TENANT,
-        name: v("Acme Audit"),
-        plan: PlanTier::Professional,
-        onboarded_by: user(Role::Admin),
-    }]
 }
 
 fn suspended() -> Vec<TenantEvent> {

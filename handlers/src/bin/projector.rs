@@ -14,7 +14,6 @@ use casebook_handlers::relay::{Relay, RelayConfig};
 use casebook_handlers::server::{projector, projector_pool};
 use casebook_handlers::service::Service;
 use casebook_handlers::telemetry;
-use casebook_projections::judgment_index::JudgmentIndexSubscription;
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::{json, Value};
 
@@ -35,12 +34,14 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let local_jobs_queue =
         std::env::var("LOCAL_JOBS_QUEUE_URL").context("LOCAL_JOBS_QUEUE_URL must be set")?;
     let ai = AiProviders::from_config(&AiConfig::from_env().context("AI configuration")?).await;
+    let relay = Relay::new(&aws, &relay_config, app).with_local_jobs_queue(&aws, &local_jobs_queue);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
-        let relay = Relay::new(&aws, &relay_config, app.clone())
-            .with_local_jobs_queue(&aws, &local_jobs_queue);
-        let runner = projector(projector_pool.clone(), service.clone())
-            .with_subscription(JudgmentIndexSubscription::new(ai.embedder.clone()))
-            .with_subscription(relay);
+        let runner = projector(
+            projector_pool.clone(),
+            service.clone(),
+            ai.embedder.clone(),
+            Some(relay.clone()),
+        );
         async move {
             let left = event
                 .context

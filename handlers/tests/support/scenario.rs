@@ -2,6 +2,7 @@
 //! tenant with one question asked, and deterministic stand-ins for the AI ports.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use casebook_domain::actor::{Actor, Role};
@@ -13,7 +14,10 @@ use casebook_domain::ports::{
 };
 use casebook_domain::tenant::TenantCommand;
 use casebook_domain::values::{Confidence, DiagnosisText, QueryText, Subject, TenantName};
+use casebook_handlers::relay::DiagnosisMessage;
 use casebook_handlers::service::{RequestContext, Service};
+use casebook_handlers::worker::Worker;
+use sqlx::PgPool;
 
 /// `user` of `tenant` acting as `role` through the API.
 pub fn ctx(tenant: TenantId, role: Role, user: &str) -> RequestContext {
@@ -117,4 +121,21 @@ impl Llm for CountingLlm {
             stop_reason: StopReason::EndTurn,
         })
     }
+}
+
+/// Works `diagnosis` of `tenant` as the diagnosis worker would, with [`FixedEmbedder`] and a
+/// fresh [`CountingLlm`] (so it is proposed at confidence 0.6).
+pub async fn propose(app: &PgPool, tenant: TenantId, diagnosis: DiagnosisId) {
+    Worker::new(
+        app.clone(),
+        Arc::new(FixedEmbedder),
+        Arc::new(CountingLlm::default()),
+    )
+    .handle_diagnosis(&DiagnosisMessage {
+        event_id: format!("Diagnosis/{diagnosis}/1"),
+        tenant_id: *tenant.as_uuid(),
+        diagnosis_id: *diagnosis.as_uuid(),
+    })
+    .await
+    .expect("proposed");
 }

@@ -124,7 +124,13 @@ async fn a_stream_export_verifies_offline_and_an_edited_or_deleted_line_breaks_a
     let altered_row = dir.write(
         "altered_row.jsonl",
         &edit(&lines, k, |line| {
-            line["audit"]["actor_role"] = json!("admin")
+            // Whatever the row's role was, another one.
+            let role = &mut line["audit"]["actor_role"];
+            *role = json!(if *role == "admin" {
+                "customer"
+            } else {
+                "admin"
+            });
         }),
     );
     let (run, report) = verify(stack, &tenant, &[&altered_row]).await;

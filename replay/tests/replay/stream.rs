@@ -101,7 +101,7 @@ async fn until_and_from_cut_at_the_right_event_by_position_and_by_time() {
 
 #[tokio::test]
 async fn filters_keep_one_aggregate_or_one_event_type_and_a_table_reads_as_rows() {
-    let seeded = seed(9, 400, 0).await;
+    let seeded = seed(11, 400, 0).await;
     let stack = &seeded.stack;
     let tenant = seeded.tenant(0);
     let diagnosis: String = sqlx::query_scalar(
@@ -153,7 +153,7 @@ async fn filters_keep_one_aggregate_or_one_event_type_and_a_table_reads_as_rows(
 
 #[tokio::test]
 async fn state_as_of_a_position_or_a_time_equals_what_the_read_model_showed_then() {
-    let seeded = seed(10, 500, 700).await;
+    let seeded = seed(12, 500, 700).await;
     let stack = &seeded.stack;
     let tenant = seeded.tenant(0);
     let snapshot = &seeded.snapshot;
