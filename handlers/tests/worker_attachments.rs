@@ -16,19 +16,19 @@ use casebook_adapters::aws::shared_config;
 use casebook_adapters::postgres::DbRole;
 use casebook_domain::actor::Role;
 use casebook_domain::diagnosis::ATTACHMENT_TEXT_LIMIT;
-use casebook_domain::ids::{DiagnosisId, QueryId, SessionId, TenantId};
+use casebook_domain::ids::{DiagnosisId, SessionId, TenantId};
 use casebook_domain::ports::{
     AttachmentError, AttachmentStore, DiagnosisPrompt, EmbedError, Embedder, Llm, LlmAnswer,
     LlmError, StopReason,
 };
-use casebook_domain::values::{Confidence, DiagnosisText, QueryText, Subject, UploadKey};
+use casebook_domain::values::{Confidence, DiagnosisText, Subject, UploadKey};
 use casebook_handlers::relay::DiagnosisMessage;
 use casebook_handlers::service::{RequestContext, Service};
 use casebook_handlers::worker::Worker;
 use casebook_tests::TestDb;
 use serde_json::{json, Value};
 use sqlx::PgPool;
-use support::scenario::{ctx, onboard, FixedEmbedder};
+use support::scenario::{ctx, onboard, open_session, submit, FixedEmbedder};
 use uuid::Uuid;
 
 const QUESTION: &str = "Is the indemnity cap in our supplier contract enforceable?";
@@ -122,31 +122,8 @@ async fn ask(
     customer: &RequestContext,
     attachments: Vec<UploadKey>,
 ) -> DiagnosisId {
-    let session = SessionId::new();
-    service
-        .open_session(
-            customer,
-            session,
-            Subject::parse("Supplier contract").unwrap(),
-            attachments,
-        )
-        .await
-        .expect("session opened");
-    submit(service, customer, session).await
-}
-
-async fn submit(service: &Service, customer: &RequestContext, session: SessionId) -> DiagnosisId {
-    let query = QueryId::new();
-    service
-        .submit_query(
-            customer,
-            session,
-            query,
-            QueryText::parse(QUESTION).unwrap(),
-        )
-        .await
-        .expect("query submitted");
-    DiagnosisId::for_query(query)
+    let session = open_session(service, customer, attachments).await;
+    submit(service, customer, session, QUESTION).await
 }
 
 fn message(tenant: TenantId, diagnosis: DiagnosisId) -> DiagnosisMessage {
@@ -376,7 +353,7 @@ async fn another_tenants_upload_is_refused_unread_even_when_a_stored_session_nam
     .execute(&mut superuser)
     .await
     .expect("tampered session stored");
-    let diagnosis = submit(&service, &customer, tampered).await;
+    let diagnosis = submit(&service, &customer, tampered, QUESTION).await;
 
     let embedder = Arc::new(RecordingEmbedder::new());
     let llm = Arc::new(RecordingLlm::default());

@@ -455,6 +455,10 @@ async fn the_search_scopes_its_settings_to_itself_inside_the_callers_transaction
 
     let app = db.pool(DbRole::App, 1).await;
     let mut tx = app.begin().await.unwrap();
+    sqlx::query("SET LOCAL hnsw.ef_search = 100")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
     let hits = judgment_index::search(&mut tx, tenant, &words_vector("boiler"), 10)
         .await
         .unwrap();
@@ -469,7 +473,7 @@ async fn the_search_scopes_its_settings_to_itself_inside_the_callers_transaction
         tenant_setting, None,
         "the tenant does not leak past the search"
     );
-    assert_eq!(ef_search, "40", "pgvector's default is back");
+    assert_eq!(ef_search, "100", "the caller's setting is back");
     tx.rollback().await.unwrap();
 
     let configured: Vec<String> = sqlx::query_scalar(

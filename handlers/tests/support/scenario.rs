@@ -13,7 +13,9 @@ use casebook_domain::ports::{
     DiagnosisPrompt, EmbedError, Embedder, Llm, LlmAnswer, LlmError, StopReason,
 };
 use casebook_domain::tenant::TenantCommand;
-use casebook_domain::values::{Confidence, DiagnosisText, QueryText, Subject, TenantName};
+use casebook_domain::values::{
+    Confidence, DiagnosisText, QueryText, Subject, TenantName, UploadKey,
+};
 use casebook_handlers::relay::DiagnosisMessage;
 use casebook_handlers::service::{RequestContext, Service};
 use casebook_handlers::worker::Worker;
@@ -54,16 +56,36 @@ pub async fn ask(
     customer: &RequestContext,
     question: &str,
 ) -> (SessionId, DiagnosisId) {
+    let session = open_session(service, customer, vec![]).await;
+    (session, submit(service, customer, session, question).await)
+}
+
+/// `customer` opens a new session with `attachments`.
+pub async fn open_session(
+    service: &Service,
+    customer: &RequestContext,
+    attachments: Vec<UploadKey>,
+) -> SessionId {
     let session = SessionId::new();
     service
         .open_session(
             customer,
             session,
             Subject::parse("Contract").unwrap(),
-            vec![],
+            attachments,
         )
         .await
         .expect("session opened");
+    session
+}
+
+/// `customer` asks `question` in `session`: the diagnosis is requested.
+pub async fn submit(
+    service: &Service,
+    customer: &RequestContext,
+    session: SessionId,
+    question: &str,
+) -> DiagnosisId {
     let query = QueryId::new();
     service
         .submit_query(
@@ -74,7 +96,7 @@ pub async fn ask(
         )
         .await
         .expect("query submitted");
-    (session, DiagnosisId::for_query(query))
+    DiagnosisId::for_query(query)
 }
 
 /// A new tenant with one question asked by its customer.

@@ -184,7 +184,7 @@ const UPSERT: &str = "
            (tenant_id, judgment_id, source_position, embedding_model, embedding_dim,
             title, body, tags, embedding)
     SELECT u.tenant_id, u.judgment_id, u.source_position, $4, $5, u.title, u.body,
-           ARRAY(SELECT jsonb_array_elements_text(u.tags::jsonb)), u.embedding::vector
+           ARRAY(SELECT jsonb_array_elements_text(u.tags::jsonb)), u.embedding::halfvec
       FROM UNNEST($1::uuid[], $2::uuid[], $3::bigint[], $6::text[], $7::text[], $8::text[], $9::text[])
            AS u(tenant_id, judgment_id, source_position, title, body, tags, embedding)
     ON CONFLICT (tenant_id, judgment_id) DO UPDATE

@@ -1,9 +1,10 @@
 //! The judgment index: captured judgments embedded for tenant-scoped similarity search
 //! (pgvector, HNSW, cosine).
 //!
-//! **Layout** (migration `20261125002001_judgment_index.sql`): `judgment_index` is
-//! LIST-partitioned by tenant, each tenant's partition with an HNSW index of its own
-//! (m 16, ef_construction 64), created on demand — when the tenant is onboarded, with its
+//! **Layout** (migrations `20261125002001_judgment_index.sql` and
+//! `20261203000001_judgment_index_halfvec.sql`): `judgment_index` is LIST-partitioned by
+//! tenant, each tenant's partition with an HNSW index of its own (half precision, cosine,
+//! m 16, ef_construction 200), created on demand — when the tenant is onboarded, with its
 //! first judgment, or by [`ensure_tenant_partition`]. A search prunes to the tenant's
 //! partition at run time, also under a prepared statement's generic plan, so it never
 //! loses results to a tenant filter. Each row records its judgment, tenant, source event

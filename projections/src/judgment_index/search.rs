@@ -9,9 +9,9 @@ use uuid::Uuid;
 use super::IndexError;
 
 /// HNSW candidate list size per search (`hnsw.ef_search`, set by `judgment_index_search`):
-/// recall@10 ≥ 0.98 on 100,000 real MiniLM vectors over 20 tenants, also for the largest
-/// (see `BENCHMARKS.md`).
-pub const EF_SEARCH: u32 = 64;
+/// on the partitions' half-precision graphs (ef_construction 200), recall@10 ≥ 0.98 on
+/// 100,000 real MiniLM vectors over 20 tenants, also for the largest (see `BENCHMARKS.md`).
+pub const EF_SEARCH: u32 = 40;
 
 /// One judgment found by [`search`].
 #[derive(Debug, Clone, PartialEq)]
