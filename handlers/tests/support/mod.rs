@@ -266,7 +266,8 @@ impl TestApp {
     }
 
     /// Projects and reads `path` as `user` until `ready` holds for the 200 answer (bounded:
-    /// events become readable only once every older transaction in the cluster has ended).
+    /// events become readable only once every older transaction in the cluster has ended,
+    /// so a resource may answer 404 at first).
     pub async fn read_when(
         &self,
         user: &User,
@@ -277,9 +278,12 @@ impl TestApp {
         for _ in 0..200 {
             self.project().await;
             let (status, body) = self.get(user, path).await;
-            assert_eq!(status, StatusCode::OK, "GET {path}: {body}");
-            if ready(&body) {
-                return body;
+            // A resource not projected yet is a 404 until it is.
+            if status != StatusCode::NOT_FOUND {
+                assert_eq!(status, StatusCode::OK, "GET {path}: {body}");
+                if ready(&body) {
+                    return body;
+                }
             }
             last = body;
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;

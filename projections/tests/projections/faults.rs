@@ -119,6 +119,8 @@ async fn a_runner_killed_between_apply_and_commit_leaves_rows_and_checkpoint_con
     let mut driver = Driver::new(stack.app.clone(), 9);
     driver.onboard(3).await;
     driver.run(250).await;
+    // The faulty runner must reach its third batch in every subscription before it drains.
+    stack.wait_until_log_visible().await;
     let injected = Arc::new(AtomicUsize::new(0));
     let (hung, mut hangs) = mpsc::unbounded_channel();
     let killed = tokio::spawn(

@@ -92,6 +92,31 @@ impl Stack {
         }
     }
 
+    /// Waits until every event in the log is visible to the gap-safe reader: below the
+    /// oldest transaction still running anywhere in the cluster (other tests' included). A
+    /// drain ends at the first empty page, so a test that needs it to reach a given batch
+    /// must not start while its own tail is still hidden behind someone else's transaction.
+    pub async fn wait_until_log_visible(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let hidden: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM events
+                  WHERE transaction_id >= pg_snapshot_xmin(pg_current_snapshot())",
+            )
+            .fetch_one(&self.owner)
+            .await
+            .expect("count hidden events");
+            if hidden == 0 {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{hidden} events stayed hidden behind an older transaction"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// The subscriptions among `names` that lag (or have no row yet).
     pub async fn lagging(&self, names: &[&str]) -> Vec<String> {
         let mut conn = self.owner.acquire().await.expect("connection");

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Which HNSW layout the judgment index uses, measured: recall@10 and server-side time per
+# top-10 search over the largest tenant of the judgment_search benchmark (27,803 real MiniLM
+# vectors), for `vector` and `halfvec` graphs built with different ef_construction, at
+# several ef_search. Each search runs in a PL/pgSQL loop inside the server, so the figures
+# leave out the client and the network; recall is against exact single-precision search.
+#
+#   eval "$(infra/local/stack.sh up)"
+#   cargo bench -p casebook-adapters --bench embeddings     # embeds and caches the corpus
+#   projections/benches/hnsw_params.sh                        # ROUNDS=5 passes, medians
+#
+# Uses a scratch database `casebook_hnsw_params`, dropped at the end.
+set -euo pipefail
+: "${CASEBOOK_PG_ADMIN_URL:?start the stack first: eval \"\$(infra/local/stack.sh up)\"}"
+cache=${CASEBOOK_CACHE:-/var/cache/casebook}/bench
+db=${CASEBOOK_PG_ADMIN_URL%/*}/casebook_hnsw_params
+rounds=${ROUNDS:-5}
+psql() { command psql -X -q -v ON_ERROR_STOP=1 "$@"; }
+
+psql "$CASEBOOK_PG_ADMIN_URL" -c "DROP DATABASE IF EXISTS casebook_hnsw_params" -c "CREATE DATABASE casebook_hnsw_params"
+trap 'psql "$CASEBOOK_PG_ADMIN_URL" -c "DROP DATABASE IF EXISTS casebook_hnsw_params"' EXIT
+
+# The corpus with the judgment_search benchmark's tenant of each line (sizes ∝ 1/rank,
+# line i to the owner at slot (i · 7,919) mod 100,000); -1 marks the held-out queries.
+python3 - "$cache/minilm-corpus.f32" <<'PY' | psql "$db" -c "CREATE EXTENSION vector" \
+  -c "CREATE TABLE corpus (id int PRIMARY KEY, tenant int, v vector(384))" -c "COPY corpus FROM STDIN"
+import struct, sys
+D, INDEXED, TENANTS = 384, 100_000, 20
+raw = open(sys.argv[1], 'rb').read()
+weights = [1 / rank for rank in range(1, TENANTS + 1)]
+sizes = [int(w / sum(weights) * INDEXED) for w in weights]
+sizes[0] += INDEXED - sum(sizes)
+owner = [t for t, size in enumerate(sizes) for _ in range(size)]
+for i in range(len(raw) // (4 * D)):
+    v = struct.unpack_from('<%df' % D, raw, i * 4 * D)
+    tenant = owner[(i * 7919) % INDEXED] if i < INDEXED else -1
+    sys.stdout.write('%d\t%d\t[%s]\n' % (i, tenant, ','.join('%.7g' % x for x in v)))
+PY
+
+psql "$db" <<'SQL'
+SET max_parallel_workers_per_gather = 0;
+SET maintenance_work_mem = '1GB';
+CREATE TABLE q AS SELECT row_number() OVER (ORDER BY id)::int AS qid, v FROM corpus WHERE tenant = -1 ORDER BY id LIMIT 300;
+CREATE TABLE largest AS SELECT id, v FROM corpus WHERE tenant = 0;
+CREATE TABLE truth AS
+  SELECT q.qid, (SELECT array_agg(id) FROM (SELECT id FROM largest ORDER BY v <=> q.v LIMIT 10) s) AS ids FROM q;
+CREATE FUNCTION measure(tbl text, typ text, ef int, n int) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    started timestamptz;
+    recall float8;
+    hits int;
+    search text := format(
+        'SELECT count(*) FROM (SELECT id FROM %I ORDER BY v <=> (SELECT v::%s FROM q WHERE qid = $1) LIMIT 10) s',
+        tbl, typ);
+BEGIN
+    PERFORM set_config('hnsw.ef_search', ef::text, true);
+    EXECUTE format(
+        'SELECT avg((SELECT count(*) FROM unnest(t.ids) x WHERE x = ANY(r.ids)) / 10.0) FROM truth t
+           CROSS JOIN LATERAL (SELECT array_agg(id) ids FROM (SELECT id FROM %I
+             ORDER BY v <=> (SELECT v::%s FROM q WHERE qid = t.qid) LIMIT 10) s) r', tbl, typ) INTO recall;
+    started := clock_timestamp();
+    FOR i IN 1..n LOOP
+        EXECUTE search INTO hits USING 1 + i % 300;
+    END LOOP;
+    RETURN format('%s %s %s %s', tbl, ef, round(recall::numeric, 4),
+                  round((extract(epoch FROM clock_timestamp() - started) * 1000 / n)::numeric, 3));
+END $$;
+SQL
+
+configs=("vector 64" "halfvec 64" "halfvec 200")
+for config in "${configs[@]}"; do
+  read -r type efc <<<"$config"
+  psql "$db" -c "SET maintenance_work_mem = '1GB'" \
+    -c "CREATE TABLE ${type}_${efc} AS SELECT id, v::${type}(384) AS v FROM largest" \
+    -c "CREATE INDEX ON ${type}_${efc} USING hnsw (v ${type}_cosine_ops) WITH (m = 16, ef_construction = ${efc})" \
+    -c "VACUUM ANALYZE ${type}_${efc}"
+done
+
+for _ in $(seq "$rounds"); do
+  for config in "${configs[@]}"; do
+    read -r type efc <<<"$config"
+    for ef in 32 40 64; do
+      psql "$db" -At -c "SELECT measure('${type}_${efc}', '${type}(384)', $ef, 600)"
+    done
+  done
+done | python3 -c '
+import collections, statistics, sys
+runs = collections.defaultdict(list)
+recall = {}
+for line in sys.stdin:
+    table, ef, r, ms = line.split()
+    runs[(table, int(ef))].append(float(ms))
+    recall[(table, int(ef))] = r
+print("| graph (m 16) | ef_search | recall@10 | median ms per search | best |")
+print("|---|---|---|---|---|")
+for (table, ef), ms in runs.items():
+    kind, efc = table.split("_")
+    print(f"| {kind}, ef_construction {efc} | {ef} | {recall[(table, ef)]} | {statistics.median(ms):.3f} | {min(ms):.3f} |")
+'
