@@ -24,8 +24,11 @@ DECLARE
 BEGIN
     FOR index IN
         SELECT i.indexrelid::regclass
-          FROM pg_inherits p JOIN pg_index i ON i.indrelid = p.inhrelid
-         WHERE p.inhparent = 'judgment_index'::regclass AND NOT i.indisprimary
+          FROM pg_inherits p
+          JOIN pg_index i ON i.indrelid = p.inhrelid
+          JOIN pg_class c ON c.oid = i.indexrelid
+          JOIN pg_am a ON a.oid = c.relam
+         WHERE p.inhparent = 'judgment_index'::regclass AND a.amname = 'hnsw'
     LOOP
         EXECUTE format('DROP INDEX %s', index);
     END LOOP;
