@@ -179,6 +179,20 @@ init_pg() {
   echo "include_if_exists = 'casebook.conf'" | as_pg tee -a "$PG_DATA/postgresql.conf" >/dev/null
 }
 
+# RDS runs Postgres on huge pages, and so does this cluster where we may reserve them: the
+# judgment index's HNSW walk hops across shared_buffers, and 2 MB pages cut its TLB misses
+# (≈ 20 % per search here, see BENCHMARKS.md). Best effort: only as root with a writable
+# /proc/sys, never lowering what is reserved; without them Postgres uses normal pages.
+reserve_huge_pages() {
+  local knob=/proc/sys/vm/nr_hugepages need have
+  is_root && [[ -w $knob ]] || return 0
+  need=$(as_pg "$PGBIN/postgres" -D "$PG_DATA" -C shared_memory_size_in_huge_pages 2>/dev/null) || return 0
+  have=$(<"$knob")
+  [[ $need =~ ^[0-9]+$ ]] && (( have < need )) || return 0
+  echo "$need" >"$knob" 2>/dev/null || return 0
+  log "reserved $(<"$knob") huge pages for shared_buffers (had $have)"
+}
+
 start_pg() {
   PG_PORT=$(pick_port "$PG_PORT_FILE")
   # Sized for parallel test suites on a 2-core box; fsync stays on because
@@ -191,8 +205,10 @@ max_connections = 400
 shared_buffers = 512MB
 max_locks_per_transaction = 256
 fsync = on
+huge_pages = try
 log_min_messages = warning
 EOF
+  reserve_huge_pages
   log "starting postgres on 127.0.0.1:$PG_PORT (log: $PG_LOG)"
   as_pg "$PGBIN/pg_ctl" -D "$PG_DATA" -l "$PG_LOG" -w -t "$WAIT_SECS" start >&2 9>&- ||
     die "postgres did not start; see $PG_LOG"

@@ -354,8 +354,8 @@ async fn a_tenant_partition_can_be_created_ahead_of_its_first_judgment() {
 }
 
 /// The plan of the statement `judgment_index_search` runs, for `tenant`, as the request-path
-/// role: as a custom plan (how the function's dynamic statement is planned) and as a generic
-/// one (should a setting force it).
+/// role under the function's own settings: as a custom plan (how the function's dynamic
+/// statement is planned) and as a generic one (should a setting force it).
 async fn explain_search(conn: &mut PgConnection, tenant: TenantId, generic: bool) -> String {
     let mut tx = conn.begin().await.unwrap();
     let mode = if generic {
@@ -363,13 +363,22 @@ async fn explain_search(conn: &mut PgConnection, tenant: TenantId, generic: bool
     } else {
         "force_custom_plan"
     };
-    sqlx::query("SELECT set_config('plan_cache_mode', $1, true), set_config('hnsw.ef_search', $2, true), set_config('app.tenant_id', $3, true)")
-        .bind(mode)
-        .bind(judgment_index::EF_SEARCH.to_string())
-        .bind(tenant.to_string())
-        .execute(&mut *tx)
-        .await
-        .unwrap();
+    sqlx::query(
+        "SELECT set_config(split_part(setting, '=', 1), substr(setting, strpos(setting, '=') + 1), true)
+           FROM pg_proc, unnest(proconfig) setting
+          WHERE proname = 'judgment_index_search'",
+    )
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    sqlx::query(
+        "SELECT set_config('plan_cache_mode', $1, true), set_config('app.tenant_id', $2, true)",
+    )
+    .bind(mode)
+    .bind(tenant.to_string())
+    .execute(&mut *tx)
+    .await
+    .unwrap();
     let statement = format!("search_{}", if generic { "generic" } else { "custom" });
     let sql = judgment_index::search_sql(&mut tx, DIMENSION)
         .await
@@ -391,6 +400,11 @@ async fn explain_search(conn: &mut PgConnection, tenant: TenantId, generic: bool
     .fetch_all(&mut *tx)
     .await
     .unwrap();
+    // A prepared statement outlives the transaction.
+    sqlx::raw_sql(&format!("DEALLOCATE {statement}"))
+        .execute(&mut *tx)
+        .await
+        .unwrap();
     tx.rollback().await.unwrap();
     plan.join("\n")
 }
@@ -404,9 +418,9 @@ async fn the_prepared_search_uses_the_tenants_hnsw_index_and_prunes_the_other_pa
     let topics = [
         "boiler", "pressure", "roof", "invoice", "gutter", "radiator", "valve", "pump",
     ];
-    let events: Vec<RecordedEvent> = (0..6_000)
+    let events: Vec<RecordedEvent> = (0..5_030)
         .map(|i| {
-            let tenant = if i % 6 == 0 { tenant_b } else { tenant_a };
+            let tenant = if i < 30 { tenant_b } else { tenant_a };
             let text = format!(
                 "{} {} case {i}",
                 topics[i % topics.len()],
@@ -429,19 +443,51 @@ async fn the_prepared_search_uses_the_tenants_hnsw_index_and_prunes_the_other_pa
         .await
         .unwrap()
         .detach();
-    let own_index = format!("judgment_index_{}_hnsw", tenant_a.as_uuid().simple());
-    let other_partition = format!("judgment_index_{}", tenant_b.as_uuid().simple());
-    for generic in [true, false] {
-        let plan = explain_search(&mut conn, tenant_a, generic).await;
-        assert!(
-            plan.contains(&format!("Index Scan using {own_index}")),
-            "generic={generic}:\n{plan}"
-        );
-        assert!(
-            !plan.contains(&other_partition),
-            "generic={generic}:\n{plan}"
-        );
+    // Tenant B's 30 rows are few enough for the planner to prefer an exact scan; the search
+    // walks B's graph all the same.
+    for (tenant, other) in [(tenant_a, tenant_b), (tenant_b, tenant_a)] {
+        let own_index = format!("judgment_index_{}_hnsw", tenant.as_uuid().simple());
+        let other_partition = format!("judgment_index_{}", other.as_uuid().simple());
+        for generic in [true, false] {
+            let plan = explain_search(&mut conn, tenant, generic).await;
+            assert!(
+                plan.contains(&format!("Index Scan using {own_index}")),
+                "generic={generic}:\n{plan}"
+            );
+            assert!(
+                !plan.contains(&other_partition),
+                "generic={generic}:\n{plan}"
+            );
+        }
     }
+}
+
+#[tokio::test]
+async fn a_search_for_more_judgments_than_the_graph_walk_holds_returns_them_all_in_order() {
+    let db = TestDb::new().await;
+    let projector = db.pool(DbRole::Projector, 2).await;
+    let tenant = TenantId::new();
+    let mut log = Log::new();
+    let wanted = judgment_index::EF_SEARCH + 20;
+    let events: Vec<RecordedEvent> = (0..wanted + 10)
+        .map(|i| {
+            let text = format!("boiler pressure valve {i}");
+            log.captured(tenant, JudgmentId::new(), &text, &text)
+        })
+        .collect();
+    apply(&projector, &events, &WORDS).await.expect("apply");
+
+    let app = db.pool(DbRole::App, 1).await;
+    let mut conn = app.acquire().await.unwrap();
+    let hits = judgment_index::search(&mut conn, tenant, &words_vector("boiler valve"), wanted)
+        .await
+        .unwrap();
+    assert_eq!(hits.len(), wanted as usize);
+    assert!(
+        hits.windows(2).all(|pair| pair[0].score >= pair[1].score),
+        "best first: {:?}",
+        hits.iter().map(|hit| hit.score).collect::<Vec<_>>()
+    );
 }
 
 #[tokio::test]
@@ -459,21 +505,26 @@ async fn the_search_scopes_its_settings_to_itself_inside_the_callers_transaction
         .execute(&mut *tx)
         .await
         .unwrap();
-    let hits = judgment_index::search(&mut tx, tenant, &words_vector("boiler"), 10)
+    // More than ef_search: the search switches to an iterative scan for itself.
+    let k = judgment_index::EF_SEARCH + 1;
+    let hits = judgment_index::search(&mut tx, tenant, &words_vector("boiler"), k)
         .await
         .unwrap();
     assert_eq!(hits.len(), 1);
-    let (tenant_setting, ef_search): (Option<String>, String) = sqlx::query_as(
-        "SELECT nullif(current_setting('app.tenant_id', true), ''), current_setting('hnsw.ef_search')",
-    )
-    .fetch_one(&mut *tx)
-    .await
-    .unwrap();
+    let (tenant_setting, ef_search, iterative_scan): (Option<String>, String, String) =
+        sqlx::query_as(
+            "SELECT nullif(current_setting('app.tenant_id', true), ''),
+                    current_setting('hnsw.ef_search'), current_setting('hnsw.iterative_scan')",
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
     assert_eq!(
         tenant_setting, None,
         "the tenant does not leak past the search"
     );
     assert_eq!(ef_search, "100", "the caller's setting is back");
+    assert_eq!(iterative_scan, "off", "nor does the iterative scan");
     tx.rollback().await.unwrap();
 
     let configured: Vec<String> = sqlx::query_scalar(

@@ -72,8 +72,7 @@ impl Stack {
     /// can hold a drain back. Returns the reports of every drain.
     pub async fn drain_all(&self, batch_size: usize) -> Vec<DrainReport> {
         let mut all = Vec::new();
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        loop {
+        poll_until("every projection caught up", async || {
             let reports = Runner::new(self.projector.clone())
                 .with_projections(ProjectionId::ALL)
                 .with_config(Self::config(batch_size))
@@ -84,12 +83,10 @@ impl Stack {
                 assert_eq!(report.outcome, DrainOutcome::CaughtUp, "{report:?}");
             }
             all.extend(reports);
-            if self.lagging(&projection_names()).await.is_empty() {
-                return all;
-            }
-            assert!(std::time::Instant::now() < deadline, "never caught up");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            self.lagging(&projection_names()).await.is_empty()
+        })
+        .await;
+        all
     }
 
     /// Waits until every event in the log is visible to the gap-safe reader: below the
@@ -97,8 +94,7 @@ impl Stack {
     /// drain ends at the first empty page, so a test that needs it to reach a given batch
     /// must not start while its own tail is still hidden behind someone else's transaction.
     pub async fn wait_until_log_visible(&self) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        loop {
+        poll_until("no event hidden behind an older transaction", async || {
             let hidden: i64 = sqlx::query_scalar(
                 "SELECT count(*) FROM events
                   WHERE transaction_id >= pg_snapshot_xmin(pg_current_snapshot())",
@@ -106,15 +102,9 @@ impl Stack {
             .fetch_one(&self.owner)
             .await
             .expect("count hidden events");
-            if hidden == 0 {
-                return;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{hidden} events stayed hidden behind an older transaction"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            hidden == 0
+        })
+        .await;
     }
 
     /// The subscriptions among `names` that lag (or have no row yet).
@@ -137,8 +127,7 @@ impl Stack {
     /// Builds `rebuild` (resuming) until its checkpoint rows don't lag.
     pub async fn build_to_head(&self, rebuild: &Rebuild, projections: &[ProjectionId]) {
         let names: Vec<String> = projections.iter().map(|id| rebuild.row_name(*id)).collect();
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        loop {
+        poll_until("the rebuild at the head of the log", async || {
             let built = rebuild
                 .build(std::future::pending(), |_| {})
                 .await
@@ -158,15 +147,9 @@ impl Stack {
             .fetch_one(&self.owner)
             .await
             .expect("rebuild lag");
-            if behind == 0 {
-                return;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "rebuild never caught up"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            behind == 0
+        })
+        .await;
     }
 
     /// Builds every projection afresh into shadow tables and compares them with the live
@@ -828,4 +811,18 @@ pub async fn wait_caught_up(stack: &Stack, names: &[&str]) {
 /// The live projections' subscription names.
 pub fn projection_names() -> Vec<&'static str> {
     ProjectionId::ALL.iter().map(|id| id.name()).collect()
+}
+
+/// Runs `attempt` every 20 ms until it reports done; fails the test, naming `goal`, when that
+/// takes more than a minute. The log's visibility horizon is cluster-wide, so any wait for the
+/// log can be held back by another test's open transaction for a while.
+async fn poll_until(goal: &str, mut attempt: impl AsyncFnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !attempt().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never reached: {goal}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
