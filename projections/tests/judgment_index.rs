@@ -505,9 +505,7 @@ async fn the_search_scopes_its_settings_to_itself_inside_the_callers_transaction
         .execute(&mut *tx)
         .await
         .unwrap();
-    // More than ef_search: the search switches to an iterative scan for itself.
-    let k = judgment_index::EF_SEARCH + 1;
-    let hits = judgment_index::search(&mut tx, tenant, &words_vector("boiler"), k)
+    let hits = judgment_index::search(&mut tx, tenant, &words_vector("boiler"), 10)
         .await
         .unwrap();
     assert_eq!(hits.len(), 1);
@@ -524,7 +522,7 @@ async fn the_search_scopes_its_settings_to_itself_inside_the_callers_transaction
         "the tenant does not leak past the search"
     );
     assert_eq!(ef_search, "100", "the caller's setting is back");
-    assert_eq!(iterative_scan, "off", "nor does the iterative scan");
+    assert_eq!(iterative_scan, "off", "nor does its iterative scan");
     tx.rollback().await.unwrap();
 
     let configured: Vec<String> = sqlx::query_scalar(
@@ -537,4 +535,58 @@ async fn the_search_scopes_its_settings_to_itself_inside_the_callers_transaction
         configured.contains(&format!("hnsw.ef_search={}", judgment_index::EF_SEARCH)),
         "{configured:?}"
     );
+}
+
+#[tokio::test]
+async fn retired_judgments_nearest_the_query_do_not_crowd_out_the_live_ones() {
+    let db = TestDb::new().await;
+    let projector = db.pool(DbRole::Projector, 2).await;
+    let tenant = TenantId::new();
+    let mut log = Log::new();
+    // More retired judgments right at the query than one walk holds candidates: their rows
+    // stay in the graph until vacuum, and the walk meets them first.
+    let near: Vec<JudgmentId> = (0..judgment_index::EF_SEARCH + 10)
+        .map(|_| JudgmentId::new())
+        .collect();
+    let far: Vec<JudgmentId> = (0..10).map(|_| JudgmentId::new()).collect();
+    let mut events: Vec<RecordedEvent> = near
+        .iter()
+        .enumerate()
+        .map(|(i, &id)| {
+            let text = format!("boiler valve pressure {i}");
+            log.captured(tenant, id, &text, &text)
+        })
+        .collect();
+    events.extend(far.iter().enumerate().map(|(i, &id)| {
+        let text = format!("roof gutter boiler {i}");
+        log.captured(tenant, id, &text, &text)
+    }));
+    apply(&projector, &events, &WORDS).await.expect("apply");
+    let retirement = JudgmentEvent::JudgmentRetired {
+        reason: Reason::parse("superseded").unwrap(),
+        retired_by: consultant(),
+    };
+    let retirements: Vec<RecordedEvent> = near
+        .iter()
+        .map(|&id| log.record(tenant, id, &retirement))
+        .collect();
+    apply(&projector, &retirements, &WORDS)
+        .await
+        .expect("apply");
+
+    let app = db.pool(DbRole::App, 1).await;
+    let mut conn = app.acquire().await.unwrap();
+    let hits = judgment_index::search(
+        &mut conn,
+        tenant,
+        &words_vector("boiler valve pressure"),
+        10,
+    )
+    .await
+    .unwrap();
+    let mut found: Vec<JudgmentId> = hits.iter().map(|hit| hit.judgment_id).collect();
+    let mut live = far.clone();
+    found.sort_by_key(ToString::to_string);
+    live.sort_by_key(ToString::to_string);
+    assert_eq!(found, live, "all ten live judgments, none of the retired");
 }

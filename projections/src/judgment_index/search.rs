@@ -62,7 +62,8 @@ pub async fn search_sql(conn: &mut PgConnection, dimension: usize) -> Result<Str
 /// scopes `hnsw.ef_search` ([`EF_SEARCH`]) and `app.tenant_id` to itself, so it works as the
 /// request-path role under row-level security, inside or outside the caller's transaction.
 /// It walks the tenant's HNSW graph whatever the partition's size (an exact scan of a small
-/// partition is twice as slow), and keeps walking when `k` exceeds [`EF_SEARCH`].
+/// partition is twice as slow), and keeps walking until it has `k` live judgments (when `k`
+/// exceeds [`EF_SEARCH`], or dead row versions took up candidates).
 pub async fn search(
     conn: &mut PgConnection,
     tenant: TenantId,
