@@ -17,3 +17,9 @@
 -- first candidates suffice it costs 5–10 % per search.
 ALTER FUNCTION judgment_index_search(uuid, real[], integer) SET enable_sort = off;
 ALTER FUNCTION judgment_index_search(uuid, real[], integer) SET hnsw.iterative_scan = strict_order;
+
+-- With sorting off, the plan of a search that must still sort (a tenant whose partition the
+-- projection has not created yet, or before the model is recorded) carries the planner's
+-- disable cost, far above jit_above_cost: the call then spent 60–180 ms compiling itself.
+-- A top-10 lookup never gains from JIT.
+ALTER FUNCTION judgment_index_search(uuid, real[], integer) SET jit = off;

@@ -463,6 +463,34 @@ async fn the_prepared_search_uses_the_tenants_hnsw_index_and_prunes_the_other_pa
 }
 
 #[tokio::test]
+async fn a_search_that_must_still_sort_is_not_compiled_with_jit() {
+    let db = TestDb::new().await;
+    let projector = db.pool(DbRole::Projector, 2).await;
+    let mut log = Log::new();
+    let events = [log.captured(
+        TenantId::new(),
+        JudgmentId::new(),
+        "boiler",
+        "boiler pressure",
+    )];
+    apply(&projector, &events, &WORDS).await.expect("apply");
+
+    let mut conn: PgConnection = db
+        .pool(DbRole::App, 1)
+        .await
+        .acquire()
+        .await
+        .unwrap()
+        .detach();
+    // No partition yet: nothing to walk, so the plan sorts, at the planner's disable cost.
+    let without_partition = TenantId::new();
+    for generic in [true, false] {
+        let plan = explain_search(&mut conn, without_partition, generic).await;
+        assert!(!plan.contains("JIT"), "generic={generic}:\n{plan}");
+    }
+}
+
+#[tokio::test]
 async fn a_search_for_more_judgments_than_the_graph_walk_holds_returns_them_all_in_order() {
     let db = TestDb::new().await;
     let projector = db.pool(DbRole::Projector, 2).await;
