@@ -353,6 +353,16 @@ async fn a_tenant_partition_can_be_created_ahead_of_its_first_judgment() {
     assert!(search(&app, tenant, "anything", 10).await.is_empty());
 }
 
+/// A connection of the request-path role of its own, for session-level statements.
+async fn app_connection(db: &TestDb) -> PgConnection {
+    db.pool(DbRole::App, 1)
+        .await
+        .acquire()
+        .await
+        .unwrap()
+        .detach()
+}
+
 /// The plan of the statement `judgment_index_search` runs, for `tenant`, as the request-path
 /// role under the function's own settings: as a custom plan (how the function's dynamic
 /// statement is planned) and as a generic one (should a setting force it).
@@ -436,13 +446,7 @@ async fn the_prepared_search_uses_the_tenants_hnsw_index_and_prunes_the_other_pa
         .await
         .unwrap();
 
-    let mut conn: PgConnection = db
-        .pool(DbRole::App, 1)
-        .await
-        .acquire()
-        .await
-        .unwrap()
-        .detach();
+    let mut conn = app_connection(&db).await;
     // Tenant B's 30 rows are few enough for the planner to prefer an exact scan; the search
     // walks B's graph all the same.
     for (tenant, other) in [(tenant_a, tenant_b), (tenant_b, tenant_a)] {
@@ -475,13 +479,7 @@ async fn a_search_that_must_still_sort_is_not_compiled_with_jit() {
     )];
     apply(&projector, &events, &WORDS).await.expect("apply");
 
-    let mut conn: PgConnection = db
-        .pool(DbRole::App, 1)
-        .await
-        .acquire()
-        .await
-        .unwrap()
-        .detach();
+    let mut conn = app_connection(&db).await;
     // No partition yet: nothing to walk, so the plan sorts, at the planner's disable cost.
     let without_partition = TenantId::new();
     for generic in [true, false] {
