@@ -2,8 +2,9 @@
 //!
 //! `cargo bench -p casebook-adapters --bench event_store` (with the local stack up) prints a
 //! Markdown report: (a) raw single-row INSERT commits, (b) the raw SQL equivalent of a
-//! command, (c) Casebook commands through cqrs-es, and vanilla cqrs-es + postgres-es, each
-//! at 1, 4 and 16 connections; (d) append cost on a 10-event vs a 10,000-event stream.
+//! command, (c) Casebook commands through cqrs-es, (c′) the same commands as creations
+//! (`EventStore::execute_new`, no read of the new stream), and vanilla cqrs-es +
+//! postgres-es, each at 1, 4 and 16 connections; (d) append cost on a 10-event vs a 10,000-event stream.
 //! `BENCH_SECONDS` (default 5) sets each throughput cell's duration.
 
 use std::collections::HashMap;
@@ -26,6 +27,7 @@ struct Ledger {
     entries: u64,
 }
 
+#[derive(Clone)]
 struct Record {
     note: String,
 }
@@ -189,8 +191,8 @@ async fn main() {
     let db = TestDb::new().await;
 
     println!("## Event store (each cell {seconds} s; new aggregate per command)\n");
-    println!("| connections | (a) raw INSERT commits/s | (b) raw command (read + append) /s | (c) Casebook commands/s | vanilla cqrs-es + postgres-es /s | (c)/(b) | (c)/vanilla |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| connections | (a) raw INSERT commits/s | (b) raw command (read + append) /s | (c) Casebook commands/s | (c′) Casebook creations/s | vanilla cqrs-es + postgres-es /s | (c)/(b) | (c′)/(a) | (c)/vanilla |");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for connections in [1_usize, 4, 16] {
         let pool = db.pool(DbRole::App, connections as u32).await;
         let a = throughput(connections, cell, {
@@ -217,6 +219,17 @@ async fn main() {
             }
         })
         .await;
+        let store = EventStore::<Ledger>::new(pool.clone(), vec![]);
+        let creations = throughput(connections, cell, move || {
+            let store = store.clone();
+            async move {
+                store
+                    .execute_new(&Uuid::new_v4().to_string(), record(), &(), metadata())
+                    .await
+                    .expect("casebook creation");
+            }
+        })
+        .await;
         let vanilla: Arc<Vanilla> = Arc::new(CqrsFramework::new(
             PersistedEventStore::new_event_store(PostgresEventRepository::new(pool.clone())),
             vec![],
@@ -232,8 +245,9 @@ async fn main() {
         })
         .await;
         println!(
-            "| {connections} | {a:.0} | {b:.0} | {c:.0} | {v:.0} | {:.0} % | {:.2}× |",
+            "| {connections} | {a:.0} | {b:.0} | {c:.0} | {creations:.0} | {v:.0} | {:.0} % | {:.0} % | {:.2}× |",
             100.0 * c / b,
+            100.0 * creations / a,
             c / v
         );
         pool.close().await;

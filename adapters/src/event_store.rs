@@ -478,7 +478,53 @@ where
         services: &A::Services,
         metadata: HashMap<String, String>,
     ) -> Result<Vec<Committed>, CommandError<A::Error>> {
-        let mut context = cqrs_es::EventStore::load_aggregate(self, aggregate_id).await?;
+        let context = cqrs_es::EventStore::load_aggregate(self, aggregate_id).await?;
+        self.handle_and_write(context, command, services, metadata)
+            .await
+    }
+
+    /// [`execute`](Self::execute) for a command that creates its stream, in one round trip
+    /// instead of two: the command is handled against the empty aggregate and appended at
+    /// sequence 1, whose primary key is the existence check (events are never deleted, so a
+    /// stream that exists has its first event). Only when that append conflicts, the empty
+    /// aggregate refuses the command or nothing is appended is the stream loaded and the
+    /// command handled again as `execute` would — so a repeated creation gets the answer it
+    /// always got, at the cost of one failed insert.
+    pub async fn execute_new(
+        &self,
+        aggregate_id: &str,
+        command: A::Command,
+        services: &A::Services,
+        metadata: HashMap<String, String>,
+    ) -> Result<Vec<Committed>, CommandError<A::Error>>
+    where
+        A::Command: Clone,
+    {
+        let assumed_new = self
+            .handle_and_write(
+                StoreContext::empty(aggregate_id),
+                command.clone(),
+                services,
+                metadata.clone(),
+            )
+            .await;
+        match assumed_new {
+            Ok(committed) if !committed.is_empty() => Ok(committed),
+            Ok(_) | Err(CommandError::Conflict | CommandError::Rejected(_)) => {
+                self.execute(aggregate_id, command, services, metadata)
+                    .await
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    async fn handle_and_write(
+        &self,
+        mut context: StoreContext<A>,
+        command: A::Command,
+        services: &A::Services,
+        metadata: HashMap<String, String>,
+    ) -> Result<Vec<Committed>, CommandError<A::Error>> {
         let sink = EventSink::default();
         context
             .aggregate

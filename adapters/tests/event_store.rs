@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use casebook_adapters::event_store::{CommandError, EventStore, SNAPSHOT_EVERY};
+use casebook_adapters::event_store::{CommandError, Committed, EventStore, SNAPSHOT_EVERY};
 use casebook_adapters::postgres::DbRole;
 use casebook_tests::TestDb;
 use cqrs_es::event_sink::EventSink;
@@ -22,18 +22,28 @@ struct Counter {
     applied_since_load: usize,
 }
 
+#[derive(Clone)]
 enum CounterCommand {
-    Add { times: usize, marker: Uuid },
+    Add {
+        times: usize,
+        marker: Uuid,
+    },
+    /// Refused while the counter is at zero: a command whose answer depends on loaded state.
+    TakeOne,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 enum CounterEvent {
     Added { marker: Uuid },
+    Taken,
 }
 
 impl DomainEvent for CounterEvent {
     fn event_type(&self) -> String {
-        "Added".into()
+        match self {
+            CounterEvent::Added { .. } => "Added".into(),
+            CounterEvent::Taken => "Taken".into(),
+        }
     }
     fn event_version(&self) -> String {
         "1".into()
@@ -41,14 +51,18 @@ impl DomainEvent for CounterEvent {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("nothing to add")]
-struct NothingToAdd;
+enum Refused {
+    #[error("nothing to add")]
+    NothingToAdd,
+    #[error("nothing to take")]
+    NothingToTake,
+}
 
 impl Aggregate for Counter {
     const TYPE: &'static str = "Counter";
     type Command = CounterCommand;
     type Event = CounterEvent;
-    type Error = NothingToAdd;
+    type Error = Refused;
     type Services = ();
 
     async fn handle(
@@ -56,19 +70,28 @@ impl Aggregate for Counter {
         command: CounterCommand,
         _: &(),
         sink: &EventSink<Self>,
-    ) -> Result<(), NothingToAdd> {
-        let CounterCommand::Add { times, marker } = command;
-        if times == 0 {
-            return Err(NothingToAdd);
+    ) -> Result<(), Refused> {
+        match command {
+            CounterCommand::Add { times: 0, .. } => Err(Refused::NothingToAdd),
+            CounterCommand::Add { times, marker } => {
+                for _ in 0..times {
+                    sink.write(CounterEvent::Added { marker }, self).await;
+                }
+                Ok(())
+            }
+            CounterCommand::TakeOne if self.value == 0 => Err(Refused::NothingToTake),
+            CounterCommand::TakeOne => {
+                sink.write(CounterEvent::Taken, self).await;
+                Ok(())
+            }
         }
-        for _ in 0..times {
-            sink.write(CounterEvent::Added { marker }, self).await;
-        }
-        Ok(())
     }
 
-    fn apply(&mut self, _event: CounterEvent) {
-        self.value += 1;
+    fn apply(&mut self, event: CounterEvent) {
+        match event {
+            CounterEvent::Added { .. } => self.value += 1,
+            CounterEvent::Taken => self.value -= 1,
+        }
         self.applied_since_load += 1;
     }
 }
@@ -95,7 +118,7 @@ async fn add(
     id: &str,
     times: usize,
     marker: Uuid,
-) -> Result<(), CommandError<NothingToAdd>> {
+) -> Result<(), CommandError<Refused>> {
     cqrs.execute_with_metadata(
         id,
         CounterCommand::Add { times, marker },
@@ -190,7 +213,10 @@ async fn concurrent_commands_on_one_aggregate_keep_the_stream_contiguous_and_los
     let mut stored_markers: Vec<Uuid> = stored
         .iter()
         .map(|(_, payload)| serde_json::from_value::<CounterEvent>(payload.clone()).unwrap())
-        .map(|CounterEvent::Added { marker }| marker)
+        .filter_map(|event| match event {
+            CounterEvent::Added { marker } => Some(marker),
+            CounterEvent::Taken => None,
+        })
         .collect();
     stored_markers.sort();
     accepted.sort();
@@ -350,6 +376,118 @@ async fn a_domain_rejection_is_reported_as_such() {
     let db = TestDb::new().await;
     let pool = db.pool(DbRole::App, 2).await;
     let err = add(&cqrs(&pool), "any", 0, Uuid::nil()).await.unwrap_err();
-    assert!(matches!(err, CommandError::Rejected(NothingToAdd)));
-    let _: AggregateError<NothingToAdd> = AggregateError::UserError(NothingToAdd);
+    assert!(matches!(err, CommandError::Rejected(Refused::NothingToAdd)));
+    let _: AggregateError<Refused> = AggregateError::UserError(Refused::NothingToAdd);
+}
+
+/// The (sequence, global position) pairs `committed` reports, next to the stored ones.
+async fn committed_against_stored(
+    pool: &PgPool,
+    id: &str,
+    committed: &[Committed],
+) -> (Vec<(i64, i64)>, Vec<(i64, i64)>) {
+    let stored: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT sequence, global_position FROM events WHERE aggregate_id = $1 ORDER BY sequence",
+    )
+    .bind(id)
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let reported = committed
+        .iter()
+        .map(|event| (event.sequence as i64, event.global_position))
+        .collect();
+    (reported, stored)
+}
+
+#[tokio::test]
+async fn a_creating_command_on_a_new_stream_lands_at_its_start() {
+    let db = TestDb::new().await;
+    let pool = db.pool(DbRole::App, 2).await;
+    let store: EventStore<Counter> = EventStore::new(pool.clone(), vec![]);
+    let id = Uuid::new_v4().to_string();
+
+    let committed = store
+        .execute_new(
+            &id,
+            CounterCommand::Add {
+                times: 2,
+                marker: Uuid::nil(),
+            },
+            &(),
+            tenant_metadata(Uuid::new_v4()),
+        )
+        .await
+        .expect("created");
+
+    let (reported, stored) = committed_against_stored(&pool, &id, &committed).await;
+    assert_eq!(reported, stored);
+    assert_eq!(
+        stored
+            .iter()
+            .map(|(sequence, _)| *sequence)
+            .collect::<Vec<_>>(),
+        [1, 2]
+    );
+}
+
+#[tokio::test]
+async fn a_creating_command_on_a_stream_that_exists_is_handled_on_its_loaded_state() {
+    let db = TestDb::new().await;
+    let pool = db.pool(DbRole::App, 2).await;
+    let store: EventStore<Counter> = EventStore::new(pool.clone(), vec![]);
+    let id = Uuid::new_v4().to_string();
+    add(&cqrs(&pool), &id, 3, Uuid::nil()).await.unwrap();
+
+    let committed = store
+        .execute_new(
+            &id,
+            CounterCommand::Add {
+                times: 1,
+                marker: Uuid::nil(),
+            },
+            &(),
+            tenant_metadata(Uuid::nil()),
+        )
+        .await
+        .expect("appended after the existing events");
+
+    let (reported, stored) = committed_against_stored(&pool, &id, &committed).await;
+    assert_eq!(reported, stored[3..]);
+    assert_eq!(reported[0].0, 4);
+    assert_eq!(store.load_aggregate(&id).await.unwrap().state().value, 4);
+}
+
+#[tokio::test]
+async fn a_creating_command_the_empty_aggregate_refuses_is_decided_by_the_stream_that_exists() {
+    let db = TestDb::new().await;
+    let pool = db.pool(DbRole::App, 2).await;
+    let store: EventStore<Counter> = EventStore::new(pool.clone(), vec![]);
+    let existing = Uuid::new_v4().to_string();
+    add(&cqrs(&pool), &existing, 2, Uuid::nil()).await.unwrap();
+
+    let taken = store
+        .execute_new(
+            &existing,
+            CounterCommand::TakeOne,
+            &(),
+            tenant_metadata(Uuid::nil()),
+        )
+        .await
+        .expect("the loaded counter has one to give");
+    assert_eq!(taken[0].sequence, 3);
+
+    let refused = store
+        .execute_new(
+            &Uuid::new_v4().to_string(),
+            CounterCommand::TakeOne,
+            &(),
+            tenant_metadata(Uuid::nil()),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        refused,
+        CommandError::Rejected(Refused::NothingToTake)
+    ));
 }

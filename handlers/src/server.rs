@@ -56,11 +56,23 @@ pub enum ServeError {
     Projector(#[source] RunError),
 }
 
+/// What one `casebook serve` process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServeMode {
+    /// The API and everything behind it: the subscriptions and, when AWS is reachable, the
+    /// relay, the diagnosis worker and the scheduled jobs.
+    Everything,
+    /// The API alone, as the `api` Lambda runs it: more processes beside one that runs
+    /// everything (whose subscriptions pick up their commits), or the command path measured
+    /// without the projections on the same cores.
+    ApiOnly,
+}
+
 /// A started, not yet serving, application: bound to its port, database migrated.
 pub struct Application {
     listener: TcpListener,
     state: AppState,
-    projector: Runner,
+    projector: Option<Runner>,
     worker: Option<(Worker, Queue)>,
     jobs: Option<(Jobs, Schedule)>,
 }
@@ -68,8 +80,12 @@ pub struct Application {
 impl Application {
     /// Migrates the database (as the connecting user) and binds `config.listen`
     /// (port 0 picks a free one; see [`Application::local_addr`]); requests are
-    /// authenticated by `auth`.
-    pub async fn build(config: &Config, auth: Authenticator) -> Result<Self, ServeError> {
+    /// authenticated by `auth`; `mode` says whether the subscriptions and workers run too.
+    pub async fn build(
+        config: &Config,
+        auth: Authenticator,
+        mode: ServeMode,
+    ) -> Result<Self, ServeError> {
         let owner = postgres::connect_database(&config.database, DbRole::Owner, 1)
             .await
             .map_err(ServeError::Connect)?;
@@ -78,42 +94,44 @@ impl Application {
             .map_err(ServeError::Migrate)?;
         owner.close().await;
         let state = api_state(config, auth).await?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(ServeError::Io)?;
+        let mut app = Self {
+            listener,
+            state,
+            projector: None,
+            worker: None,
+            jobs: None,
+        };
+        if mode == ServeMode::ApiOnly {
+            return Ok(app);
+        }
         let ai = AiConfig::from_env().map_err(|err| ServeError::Aws(Box::new(err)))?;
         let providers = AiProviders::from_config(&ai).await;
-        let (relay, worker, jobs) = match async_wiring(&state.pool, &providers).await? {
+        let relay = match async_wiring(&app.state.pool, &providers).await? {
             Some(wiring) => {
                 let schedule =
                     Schedule::from_env().map_err(|err| ServeError::Config(Box::new(err)))?;
-                let jobs = Jobs::new(state.pool.clone(), &shared_config().await, &wiring.jobs);
-                (
-                    Some(wiring.relay),
-                    Some((wiring.worker, wiring.queue)),
-                    Some((jobs, schedule)),
-                )
+                let jobs = Jobs::new(app.state.pool.clone(), &shared_config().await, &wiring.jobs);
+                app.worker = Some((wiring.worker, wiring.queue));
+                app.jobs = Some((jobs, schedule));
+                Some(wiring.relay)
             }
             None => {
                 tracing::warn!(
                     "no AWS configured: events are not relayed, diagnoses not worked, jobs not scheduled"
                 );
-                (None, None, None)
+                None
             }
         };
-        let projector = projector(
+        app.projector = Some(projector(
             projector_pool(config).await?,
-            state.service.clone(),
+            app.state.service.clone(),
             providers.embedder.clone(),
             relay,
-        );
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(ServeError::Io)?;
-        Ok(Self {
-            listener,
-            state,
-            projector,
-            worker,
-            jobs,
-        })
+        ));
+        Ok(app)
     }
 
     /// The address actually bound.
@@ -121,8 +139,9 @@ impl Application {
         self.listener.local_addr()
     }
 
-    /// Serves the API and runs every subscription (read models, audit chain, reactions, the
-    /// judgment index) until `shutdown` completes, then lets in-flight requests and batches finish.
+    /// Serves the API and, unless built [`ServeMode::ApiOnly`], runs every subscription (read
+    /// models, audit chain, reactions, the judgment index) until `shutdown` completes, then lets
+    /// in-flight requests and batches finish.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -135,7 +154,15 @@ impl Application {
         let server = axum::serve(self.listener, router(self.state.clone()))
             .with_graceful_shutdown(stopped_for(stopped.clone()))
             .into_future();
-        let projector = self.projector.run_until(stopped_for(stopped.clone()));
+        let projector = {
+            let stopped = stopped.clone();
+            async move {
+                match self.projector {
+                    Some(projector) => projector.run_until(stopped_for(stopped)).await,
+                    None => Ok(()),
+                }
+            }
+        };
         let scheduler = {
             let stopped = stopped.clone();
             async move {

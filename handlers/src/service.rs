@@ -198,7 +198,7 @@ impl Service {
             attachments,
             tenant_active,
         };
-        execute(&self.stores.sessions, &session_id.to_string(), command, ctx).await
+        create(&self.stores.sessions, &session_id.to_string(), command, ctx).await
     }
 
     /// Submits a query in an open session and requests its diagnosis (same id as the
@@ -236,7 +236,7 @@ impl Service {
             query: text,
             tenant_active,
         };
-        let requested = execute(
+        let requested = create(
             &self.stores.diagnoses,
             &diagnosis_id.to_string(),
             request,
@@ -301,7 +301,7 @@ impl Service {
             },
         };
         let decision_id = DecisionId::for_diagnosis(diagnosis_id);
-        execute(
+        create(
             &self.stores.decisions,
             &decision_id.to_string(),
             command,
@@ -336,7 +336,7 @@ impl Service {
             tenant_active: tenant.is_active(),
         };
         let decision_id = DecisionId::for_diagnosis(diagnosis_id);
-        execute(
+        create(
             &self.stores.decisions,
             &decision_id.to_string(),
             command,
@@ -385,7 +385,7 @@ impl Service {
             decision,
             content,
         };
-        execute(
+        create(
             &self.stores.judgments,
             &judgment_id.to_string(),
             command,
@@ -496,5 +496,25 @@ where
 {
     let metadata: HashMap<String, String> = ctx.metadata.to_map();
     let events = store.execute(aggregate_id, command, &(), metadata).await?;
+    Ok(Accepted { events })
+}
+
+/// [`execute`] for a command that starts its stream (an id the caller chose or derived): the
+/// stream is read only if it turns out to exist, so a creation costs one round trip.
+async fn create<A>(
+    store: &EventStore<A>,
+    aggregate_id: &str,
+    command: A::Command,
+    ctx: &RequestContext,
+) -> Result<Accepted, ServiceError>
+where
+    A: Aggregate<Services = ()> + Send + Sync,
+    A::Command: Clone,
+    A::Error: DomainError + Send + Sync + 'static,
+{
+    let metadata: HashMap<String, String> = ctx.metadata.to_map();
+    let events = store
+        .execute_new(aggregate_id, command, &(), metadata)
+        .await?;
     Ok(Accepted { events })
 }

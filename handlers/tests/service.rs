@@ -327,3 +327,35 @@ async fn a_suspended_tenant_cannot_open_sessions() {
         .unwrap_err();
     assert!(matches!(err, ServiceError::Conflict(_)), "{err:?}");
 }
+
+#[tokio::test]
+async fn opening_a_session_that_exists_is_refused_and_another_tenant_does_not_see_it() {
+    let db = TestDb::new().await;
+    let service = Service::new(db.pool(DbRole::App, 4).await);
+    let acme = onboarded(&service, "acme").await;
+    let globex = onboarded(&service, "globex").await;
+    let session = SessionId::new();
+    let subject = || Subject::parse("Supplier contract").unwrap();
+    service
+        .open_session(&acme.customer, session, subject(), vec![])
+        .await
+        .expect("opened");
+    let before = events(&db, 3).await.len();
+
+    let err = service
+        .open_session(&acme.customer, session, subject(), vec![])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ServiceError::Conflict(_)), "{err:?}");
+    let err = service
+        .open_session(&globex.customer, session, subject(), vec![])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ServiceError::NotFound), "{err:?}");
+
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&db.pool(DbRole::App, 1).await)
+        .await
+        .unwrap();
+    assert_eq!(count as usize, before, "nothing appended");
+}

@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use casebook_adapters::config::Config;
-use casebook_handlers::server::{shutdown_signal, verifier, Application};
+use casebook_handlers::server::{shutdown_signal, verifier, Application, ServeMode};
 use casebook_handlers::{demo, telemetry};
 use clap::{Parser, Subcommand};
 
@@ -20,7 +20,12 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Migrate the database, serve the API and run every subscription until SIGINT/SIGTERM.
-    Serve,
+    Serve {
+        /// Serve the API only, as the `api` Lambda does: no subscriptions, relay, worker or
+        /// jobs (another `casebook serve` runs them).
+        #[arg(long)]
+        api_only: bool,
+    },
     /// Create the local demo tenant and users (AWS emulator) and print how to call the API.
     Demo {
         /// Print only `export …` lines for the server's token settings.
@@ -35,10 +40,15 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init();
     let config = Config::from_env().context("reading configuration")?;
     match cli.command {
-        Command::Serve => {
+        Command::Serve { api_only } => {
+            let mode = if api_only {
+                ServeMode::ApiOnly
+            } else {
+                ServeMode::Everything
+            };
             let auth = config.require_auth()?;
             let verifier = verifier(auth).context("token settings")?;
-            let app = Application::build(&config, verifier)
+            let app = Application::build(&config, verifier, mode)
                 .await
                 .context("starting casebook")?;
             app.run_until(shutdown_signal()).await.context("serving")?;
