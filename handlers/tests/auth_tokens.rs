@@ -594,6 +594,52 @@ async fn a_token_signed_by_the_test_key_verifies() {
 }
 
 #[tokio::test]
+async fn a_verified_token_is_not_trusted_for_its_tampered_copies() {
+    let local = Local::start().await;
+    let tenant = TenantId::new();
+    let token = local.key.sign(&id_claims(tenant, &["customer"]));
+    local.verifier.verify(&token).await.expect("genuine");
+    let (header, payload, signature) = split(&token);
+
+    let moved = with(
+        decode_segment(&payload),
+        "custom:tenant_id",
+        json!(TenantId::new().to_string()),
+    );
+    let moved = format!("{header}.{}.{signature}", b64_json(&moved));
+    assert_refused(local.verifier.verify(&moved).await, "invalid_signature");
+    let mut bytes = URL_SAFE_NO_PAD.decode(&signature).expect("base64url");
+    bytes[10] ^= 0x01;
+    let flipped = format!("{header}.{payload}.{}", URL_SAFE_NO_PAD.encode(&bytes));
+    assert_refused(local.verifier.verify(&flipped).await, "invalid_signature");
+
+    let again = local.verifier.verify(&token).await.expect("still genuine");
+    assert_eq!(again.tenant_id, tenant);
+}
+
+#[tokio::test]
+async fn a_verified_token_is_refused_once_it_expires() {
+    let local = Local::start().await;
+    let strict = TokenVerifier::new(VerifierConfig {
+        leeway: Duration::ZERO,
+        ..VerifierConfig::new(ISSUER, AUDIENCE, &local.server.url)
+    })
+    .expect("a valid config");
+    let expires_at = now() + 1;
+    let token = local.key.sign(&with(
+        id_claims(TenantId::new(), &["customer"]),
+        "exp",
+        json!(expires_at),
+    ));
+    strict.verify(&token).await.expect("valid until it expires");
+
+    while now() <= expires_at {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_refused(strict.verify(&token).await, "token_expired");
+}
+
+#[tokio::test]
 async fn hs256_signed_with_the_public_key_is_refused() {
     let local = Local::start().await;
     let claims = id_claims(TenantId::new(), &["admin"]);

@@ -144,7 +144,8 @@ impl KeyCache {
             .ok_or_else(|| AuthError::UnknownKey { kid: clip(kid) })
     }
 
-    async fn cached(&self, kid: &str) -> Option<Arc<DecodingKey>> {
+    /// The key named `kid` in the set as last fetched, without fetching.
+    pub(crate) async fn cached(&self, kid: &str) -> Option<Arc<DecodingKey>> {
         self.keys.read().await.get(kid).cloned()
     }
 
