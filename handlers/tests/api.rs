@@ -4,6 +4,8 @@
 mod support;
 
 use axum::http::StatusCode;
+use casebook_adapters::config::Config;
+use casebook_handlers::server::{verifier, Application, ServeMode};
 use serde_json::{json, Value};
 use support::{spawn_app, TestApp, User};
 use uuid::Uuid;
@@ -384,4 +386,68 @@ async fn every_route_is_in_the_openapi_document_and_responses_carry_a_request_id
         );
     }
     assert_eq!(document["openapi"].as_str().unwrap().get(..3), Some("3.1"));
+}
+
+#[tokio::test]
+async fn an_api_only_server_takes_commands_whose_events_another_process_projects() {
+    let app = spawn_app().await;
+    app.onboard_both("professional").await;
+    let settings = [
+        ("DATABASE_URL", app.database_url()),
+        ("CASEBOOK_LISTEN", "127.0.0.1:0".to_owned()),
+        ("CASEBOOK_JWT_ISSUER", app.pool_info.issuer.clone()),
+        ("CASEBOOK_JWT_AUDIENCE", app.pool_info.client_id.clone()),
+        ("CASEBOOK_JWKS_URL", app.pool_info.jwks_url.clone()),
+    ];
+    let config = Config::from_lookup(|name| {
+        settings
+            .iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| value.clone())
+    })
+    .expect("config");
+    let auth = verifier(config.require_auth().expect("token settings")).expect("verifier");
+    let server = Application::build(&config, auth, ServeMode::ApiOnly)
+        .await
+        .expect("built");
+    let base = format!("http://{}", server.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(server.run_until(async {
+        let _ = stopped.await;
+    }));
+
+    let session = Uuid::new_v4();
+    let http = reqwest::Client::new();
+    let answer = http
+        .put(format!("{base}/v1/sessions/{session}"))
+        .bearer_auth(&app.acme.customer.token)
+        .header("content-type", "application/json")
+        .body(json!({ "subject": "Supplier contract" }).to_string())
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(answer.status(), reqwest::StatusCode::CREATED);
+    let checkpoints: i64 = sqlx::query_scalar("SELECT count(*) FROM subscriptions")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(checkpoints, 0, "the API-only server runs no subscription");
+
+    // Another process's subscriptions (here the test's runner) project what it committed.
+    app.read_when(
+        &app.acme.customer,
+        &format!("/v1/sessions/{session}"),
+        |_| true,
+    )
+    .await;
+    let read = http
+        .get(format!("{base}/v1/sessions/{session}"))
+        .bearer_auth(&app.acme.customer.token)
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(read.status(), reqwest::StatusCode::OK);
+
+    stop.send(()).unwrap();
+    serving.await.unwrap().expect("stopped cleanly");
 }

@@ -255,6 +255,11 @@ impl TestApp {
     }
 
     /// Applies what the log holds to every read model and the audit table.
+    /// The test database's URL, for a server of its own (`casebook_handlers::server`).
+    pub fn database_url(&self) -> String {
+        self._db.url()
+    }
+
     pub async fn project(&self) {
         let pool = self._db.pool(casebook_tests::DbRole::Projector, 16).await;
         casebook_projections::runner::Runner::new(pool.clone())
