@@ -380,6 +380,17 @@ async fn a_domain_rejection_is_reported_as_such() {
     let _: AggregateError<Refused> = AggregateError::UserError(Refused::NothingToAdd);
 }
 
+/// `command` as the creation of stream `id`, for the nil tenant.
+async fn create(
+    store: &EventStore<Counter>,
+    id: &str,
+    command: CounterCommand,
+) -> Result<Vec<Committed>, CommandError<Refused>> {
+    store
+        .execute_new(id, command, &(), tenant_metadata(Uuid::nil()))
+        .await
+}
+
 /// The (sequence, global position) pairs `committed` reports, next to the stored ones.
 async fn committed_against_stored(
     pool: &PgPool,
@@ -407,18 +418,16 @@ async fn a_creating_command_on_a_new_stream_lands_at_its_start() {
     let store: EventStore<Counter> = EventStore::new(pool.clone(), vec![]);
     let id = Uuid::new_v4().to_string();
 
-    let committed = store
-        .execute_new(
-            &id,
-            CounterCommand::Add {
-                times: 2,
-                marker: Uuid::nil(),
-            },
-            &(),
-            tenant_metadata(Uuid::new_v4()),
-        )
-        .await
-        .expect("created");
+    let committed = create(
+        &store,
+        &id,
+        CounterCommand::Add {
+            times: 2,
+            marker: Uuid::nil(),
+        },
+    )
+    .await
+    .expect("created");
 
     let (reported, stored) = committed_against_stored(&pool, &id, &committed).await;
     assert_eq!(reported, stored);
@@ -439,18 +448,16 @@ async fn a_creating_command_on_a_stream_that_exists_is_handled_on_its_loaded_sta
     let id = Uuid::new_v4().to_string();
     add(&cqrs(&pool), &id, 3, Uuid::nil()).await.unwrap();
 
-    let committed = store
-        .execute_new(
-            &id,
-            CounterCommand::Add {
-                times: 1,
-                marker: Uuid::nil(),
-            },
-            &(),
-            tenant_metadata(Uuid::nil()),
-        )
-        .await
-        .expect("appended after the existing events");
+    let committed = create(
+        &store,
+        &id,
+        CounterCommand::Add {
+            times: 1,
+            marker: Uuid::nil(),
+        },
+    )
+    .await
+    .expect("appended after the existing events");
 
     let (reported, stored) = committed_against_stored(&pool, &id, &committed).await;
     assert_eq!(reported, stored[3..]);
@@ -466,24 +473,12 @@ async fn a_creating_command_the_empty_aggregate_refuses_is_decided_by_the_stream
     let existing = Uuid::new_v4().to_string();
     add(&cqrs(&pool), &existing, 2, Uuid::nil()).await.unwrap();
 
-    let taken = store
-        .execute_new(
-            &existing,
-            CounterCommand::TakeOne,
-            &(),
-            tenant_metadata(Uuid::nil()),
-        )
+    let taken = create(&store, &existing, CounterCommand::TakeOne)
         .await
         .expect("the loaded counter has one to give");
     assert_eq!(taken[0].sequence, 3);
 
-    let refused = store
-        .execute_new(
-            &Uuid::new_v4().to_string(),
-            CounterCommand::TakeOne,
-            &(),
-            tenant_metadata(Uuid::nil()),
-        )
+    let refused = create(&store, &Uuid::new_v4().to_string(), CounterCommand::TakeOne)
         .await
         .unwrap_err();
     assert!(matches!(

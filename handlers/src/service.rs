@@ -494,8 +494,9 @@ where
     A: Aggregate<Services = ()> + Send + Sync,
     A::Error: DomainError + Send + Sync + 'static,
 {
-    let metadata: HashMap<String, String> = ctx.metadata.to_map();
-    let events = store.execute(aggregate_id, command, &(), metadata).await?;
+    let events = store
+        .execute(aggregate_id, command, &(), ctx.metadata.to_map())
+        .await?;
     Ok(Accepted { events })
 }
 
@@ -512,9 +513,8 @@ where
     A::Command: Clone,
     A::Error: DomainError + Send + Sync + 'static,
 {
-    let metadata: HashMap<String, String> = ctx.metadata.to_map();
     let events = store
-        .execute_new(aggregate_id, command, &(), metadata)
+        .execute_new(aggregate_id, command, &(), ctx.metadata.to_map())
         .await?;
     Ok(Accepted { events })
 }

@@ -139,6 +139,15 @@ async fn proposed(service: &Service, tenant: &Tenant, diagnosis: DiagnosisId) {
         .expect("proposed");
 }
 
+/// How many events the store holds (readable or not yet).
+async fn event_count(db: &TestDb) -> usize {
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&db.pool(DbRole::App, 1).await)
+        .await
+        .unwrap();
+    count as usize
+}
+
 /// Every event, once at least `expected` are readable: the log shows an event when every
 /// older transaction in the cluster (other tests' included) has ended.
 async fn events(db: &TestDb, expected: usize) -> Vec<RecordedEvent> {
@@ -251,11 +260,7 @@ async fn another_tenants_resources_are_not_found_and_unchanged() {
         .unwrap_err();
     assert!(matches!(err, ServiceError::NotFound), "{err:?}");
 
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
-        .fetch_one(&db.pool(DbRole::App, 1).await)
-        .await
-        .unwrap();
-    assert_eq!(count as usize, before, "nothing appended");
+    assert_eq!(event_count(&db).await, before, "nothing appended");
 }
 
 #[tokio::test]
@@ -353,9 +358,5 @@ async fn opening_a_session_that_exists_is_refused_and_another_tenant_does_not_se
         .unwrap_err();
     assert!(matches!(err, ServiceError::NotFound), "{err:?}");
 
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
-        .fetch_one(&db.pool(DbRole::App, 1).await)
-        .await
-        .unwrap();
-    assert_eq!(count as usize, before, "nothing appended");
+    assert_eq!(event_count(&db).await, before, "nothing appended");
 }
