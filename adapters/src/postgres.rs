@@ -35,16 +35,39 @@ pub enum DbRole {
     Projector,
     /// Reads only.
     Auditor,
+    /// Searches the judgment index, and may read nothing else. A search names the tenant's
+    /// partition in a statement each connection prepares once, so its plan is kept; the
+    /// settings a search needs are therefore this pool's sessions' own, and a pool of this
+    /// role runs nothing but searches:
+    /// - `enable_sort = off`: the planner would scan a small partition exactly (every exact
+    ///   plan sorts by distance), which is twice as slow as walking its graph;
+    /// - `hnsw.iterative_scan = strict_order`: the walk goes on until it has k live rows, so
+    ///   neither dead row versions nor k > ef_search make a search come back short;
+    /// - `hnsw.ef_search` = [`HNSW_EF_SEARCH`];
+    /// - `jit = off`: a top-10 lookup never gains from compiling itself.
+    Search,
 }
+
+/// HNSW candidate list size of a judgment search: on the partitions' half-precision graphs
+/// (m 16, ef_construction 200), recall@10 ≥ 0.98 on 100,000 real MiniLM vectors over 20
+/// uneven tenants, also for the largest (BENCHMARKS.md).
+pub const HNSW_EF_SEARCH: u32 = 40;
 
 impl DbRole {
     /// What each new connection runs to become this role.
-    fn session_setup(self) -> Option<&'static str> {
+    fn session_setup(self) -> Option<String> {
         match self {
             DbRole::Owner => None,
-            DbRole::App => Some("SET ROLE casebook_app"),
-            DbRole::Projector => Some("SET ROLE casebook_projector; SET synchronous_commit = off"),
-            DbRole::Auditor => Some("SET ROLE casebook_auditor"),
+            DbRole::App => Some("SET ROLE casebook_app".to_owned()),
+            DbRole::Projector => {
+                Some("SET ROLE casebook_projector; SET synchronous_commit = off".to_owned())
+            }
+            DbRole::Auditor => Some("SET ROLE casebook_auditor".to_owned()),
+            DbRole::Search => Some(format!(
+                "SET ROLE casebook_search; SET enable_sort = off; \
+                 SET hnsw.iterative_scan = strict_order; SET hnsw.ef_search = {HNSW_EF_SEARCH}; \
+                 SET jit = off"
+            )),
         }
     }
 }
@@ -64,8 +87,9 @@ pub async fn connect(
     let pool_options = match role.session_setup() {
         None => pool_options,
         Some(setup) => pool_options.after_connect(move |conn, _meta| {
+            let setup = setup.clone();
             Box::pin(async move {
-                conn.execute(setup).await?;
+                conn.execute(setup.as_str()).await?;
                 Ok(())
             })
         }),

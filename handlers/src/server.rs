@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::auth::{InvalidVerifierConfig, TokenVerifier, VerifierConfig};
-use casebook_adapters::config::{AuthConfig, Config};
+use casebook_adapters::config::{AuthConfig, Config, DatabaseConfig};
 use casebook_adapters::postgres::{self, DbRole};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
@@ -31,7 +31,7 @@ use crate::jobs::{run_scheduler_until, Jobs, JobsConfig, Schedule};
 use crate::reactions::{ReactionSubscription, Reactions};
 use crate::relay::{Relay, RelayConfig};
 use crate::service::Service;
-use crate::worker::{run_worker_until, Worker};
+use crate::worker::{run_worker_until, search_pool, Worker};
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -109,7 +109,7 @@ impl Application {
         }
         let ai = AiConfig::from_env().map_err(|err| ServeError::Aws(Box::new(err)))?;
         let providers = AiProviders::from_config(&ai).await;
-        let relay = match async_wiring(&app.state.pool, &providers).await? {
+        let relay = match async_wiring(&app.state.pool, &config.database, &providers).await? {
             Some(wiring) => {
                 let schedule =
                     Schedule::from_env().map_err(|err| ServeError::Config(Box::new(err)))?;
@@ -299,9 +299,11 @@ pub struct AsyncWiring {
 /// `DIAGNOSIS_QUEUE_URL`, `LOCAL_JOBS_QUEUE_URL`, `ARTIFACTS_BUCKET`, `AUDIT_ARCHIVE_BUCKET`,
 /// `UPLOADS_BUCKET`). The worker embeds and diagnoses with `providers` (the embedded local
 /// models unless Bedrock is configured), the same embedder the judgment index is built with,
-/// and reads sessions' attachments from the uploads bucket.
+/// searches the judgment index on a pool of its own (see [`search_pool`]) and reads sessions'
+/// attachments from the uploads bucket.
 pub async fn async_wiring(
     app_pool: &PgPool,
+    database: &DatabaseConfig,
     providers: &AiProviders,
 ) -> Result<Option<AsyncWiring>, ServeError> {
     let aws = shared_config().await;
@@ -342,7 +344,8 @@ pub async fn async_wiring(
     if let Some(url) = local_jobs_queue_url {
         relay = relay.with_local_jobs_queue(&aws, &url);
     }
-    let mut worker = Worker::from_providers(app_pool.clone(), providers);
+    let search_pool = search_pool(database).await.map_err(ServeError::Connect)?;
+    let mut worker = Worker::from_providers(app_pool.clone(), search_pool, providers);
     if let Some(bucket) = uploads_bucket {
         worker = worker.with_attachments(Arc::new(TenantBucket::new(&aws, bucket)));
     }

@@ -22,7 +22,9 @@ use casebook_adapters::ai::pricing::PriceTable;
 use casebook_adapters::ai::prompt::DIAGNOSIS_V2;
 use casebook_adapters::ai::AiProviders;
 use casebook_adapters::aws::sqs::Queue;
+use casebook_adapters::config::DatabaseConfig;
 use casebook_adapters::event_store::EventStore;
+use casebook_adapters::postgres::{self, ConnectError, DbRole};
 use casebook_domain::actor::Actor;
 use casebook_domain::diagnosis::{
     attachment_text, retrieval_text, skip_reason, AttachmentOutcome, AttachmentRead,
@@ -113,10 +115,17 @@ where
     Ok(true)
 }
 
+/// The pool the worker searches the judgment index on (as `casebook_search`): it handles one
+/// message at a time, so one connection searches; the second stands in while the first is
+/// being replaced.
+pub async fn search_pool(config: &DatabaseConfig) -> Result<PgPool, ConnectError> {
+    postgres::connect_database(config, DbRole::Search, 2).await
+}
+
 /// The handlers, with what they need.
 #[derive(Clone)]
 pub struct Worker {
-    pool: PgPool,
+    search_pool: PgPool,
     service: Service,
     diagnoses: EventStore<Diagnosis>,
     tenants: EventStore<Tenant>,
@@ -128,16 +137,22 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// A worker over `pool` (the application role) and the AI ports, with no prices (every
-    /// answer costs 0, as for models run in process) and no attachment store (attachments are
-    /// skipped, and the provenance says so).
-    pub fn new(pool: PgPool, embedder: Arc<dyn Embedder>, llm: Arc<dyn Llm>) -> Self {
+    /// A worker over `pool` (the application role), `search_pool` (the search role, see
+    /// [`search_pool`]) and the AI ports, with no prices (every answer costs 0, as for models
+    /// run in process) and no attachment store (attachments are skipped, and the provenance
+    /// says so).
+    pub fn new(
+        pool: PgPool,
+        search_pool: PgPool,
+        embedder: Arc<dyn Embedder>,
+        llm: Arc<dyn Llm>,
+    ) -> Self {
         Self {
+            search_pool,
             service: Service::new(pool.clone()),
             diagnoses: EventStore::new(pool.clone(), upcasters()),
             tenants: EventStore::new(pool.clone(), upcasters()),
-            sessions: EventStore::new(pool.clone(), upcasters()),
-            pool,
+            sessions: EventStore::new(pool, upcasters()),
             embedder,
             llm,
             prices: PriceTable::default(),
@@ -145,10 +160,16 @@ impl Worker {
         }
     }
 
-    /// A worker over `pool` with the process's providers, pricing answers by their table.
-    pub fn from_providers(pool: PgPool, providers: &AiProviders) -> Self {
-        Self::new(pool, providers.embedder.clone(), providers.llm.clone())
-            .with_prices(providers.prices.clone())
+    /// A worker over `pool` and `search_pool` with the process's providers, pricing answers
+    /// by their table.
+    pub fn from_providers(pool: PgPool, search_pool: PgPool, providers: &AiProviders) -> Self {
+        Self::new(
+            pool,
+            search_pool,
+            providers.embedder.clone(),
+            providers.llm.clone(),
+        )
+        .with_prices(providers.prices.clone())
     }
 
     /// Prices answers by `prices` for their provenance.
@@ -532,7 +553,7 @@ impl Worker {
             ))));
         };
         let mut conn = self
-            .pool
+            .search_pool
             .acquire()
             .await
             .map_err(|e| Retrieval::Other(failed("acquire", e)))?;

@@ -25,7 +25,7 @@ use casebook_domain::ports::{DiagnosisPrompt, Embedder, Llm, LlmAnswer, LlmError
 use casebook_domain::values::{Confidence, DiagnosisText};
 use casebook_handlers::relay::{Relay, RelayConfig};
 use casebook_handlers::server::projector;
-use casebook_handlers::worker::{run_worker_until, Worker};
+use casebook_handlers::worker::run_worker_until;
 use casebook_projections::judgment_index::{self, JudgmentIndexSubscription};
 use serde_json::{json, Value};
 use support::{spawn_app, TestApp, User};
@@ -142,7 +142,11 @@ async fn nearest(
     text: &str,
 ) -> Vec<judgment_index::JudgmentHit> {
     let vector = embedder.embed(&[text.to_owned()]).await.unwrap().remove(0);
-    let mut conn = app.pool.acquire().await.unwrap();
+    let mut conn = support::scenario::search_pool(&app.pool)
+        .await
+        .acquire()
+        .await
+        .unwrap();
     judgment_index::search(&mut conn, tenant, &vector, 10)
         .await
         .unwrap()
@@ -183,7 +187,8 @@ async fn a_query_becomes_a_grounded_proposal_and_its_approval_grounds_the_next_o
         Some(relay),
     );
     let uploads = TenantBucket::new(&aws, resources.uploads_bucket.clone());
-    let worker = Worker::new(app.pool.clone(), embedder.clone(), llm.clone())
+    let worker = support::scenario::worker(&app.pool, embedder.clone(), llm.clone())
+        .await
         .with_attachments(Arc::new(uploads.clone()));
     let queue = Queue::new(&aws, &resources.diagnosis_queue_url);
     let (stop, stopped) = tokio::sync::watch::channel(false);

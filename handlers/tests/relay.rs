@@ -22,12 +22,11 @@ use casebook_handlers::relay::{
     DiagnosisMessage, FinetuneJobMessage, Relay, RelayConfig, FINETUNE_EXPORTED,
 };
 use casebook_handlers::service::{RequestContext, Service};
-use casebook_handlers::worker::Worker;
 use casebook_projections::error::ApplyError;
 use casebook_projections::runner::{DrainOutcome, Runner};
 use casebook_tests::TestDb;
 use sqlx::PgPool;
-use support::scenario::{onboard, tenant_with_question, CountingLlm, FixedEmbedder};
+use support::scenario::{onboard, tenant_with_question, worker, CountingLlm, FixedEmbedder};
 
 struct Env {
     db: TestDb,
@@ -224,7 +223,7 @@ async fn a_relay_killed_after_publishing_delivers_twice_and_the_consumer_acts_on
     assert_eq!(messages[0].body, messages[1].body, "same stable event id");
 
     let llm = Arc::new(CountingLlm::default());
-    let worker = Worker::new(env.app.clone(), Arc::new(FixedEmbedder), llm.clone());
+    let worker = worker(&env.app, Arc::new(FixedEmbedder), llm.clone()).await;
     for message in &messages {
         worker
             .handle(&message.body, &message.attributes)

@@ -34,10 +34,10 @@ use casebook_adapters::postgres::DbRole;
 use casebook_domain::ids::{DiagnosisId, QueryId, TenantId};
 use casebook_handlers::relay::DiagnosisMessage;
 use casebook_handlers::service::Service;
-use casebook_handlers::worker::{handle_sqs_event, run_worker_until, Worker};
+use casebook_handlers::worker::{handle_sqs_event, run_worker_until};
 use casebook_tests::TestDb;
 use sqlx::PgPool;
-use support::scenario::{ask, ctx, tenant_with_question, CountingLlm, FixedEmbedder};
+use support::scenario::{ask, ctx, tenant_with_question, worker, CountingLlm, FixedEmbedder};
 
 fn message(tenant: TenantId, diagnosis: DiagnosisId) -> String {
     serde_json::to_string(&DiagnosisMessage {
@@ -114,7 +114,7 @@ async fn the_lambda_handler_reports_exactly_the_failed_records() {
     let event: SqsEvent = serde_json::from_str(&fixture).expect("fixture parses");
 
     let llm = Arc::new(CountingLlm::default());
-    let worker = Worker::new(app.clone(), Arc::new(FixedEmbedder), llm.clone());
+    let worker = worker(&app, Arc::new(FixedEmbedder), llm.clone()).await;
     let response = handle_sqs_event(&worker, event.clone()).await;
     let body = serde_json::to_value(&response).unwrap();
     assert_eq!(
@@ -160,7 +160,7 @@ async fn a_message_that_always_fails_moves_to_the_dlq_without_blocking_its_batch
         .unwrap();
 
     let llm = Arc::new(CountingLlm::default());
-    let worker = Worker::new(app.clone(), Arc::new(FixedEmbedder), llm.clone());
+    let worker = worker(&app, Arc::new(FixedEmbedder), llm.clone()).await;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(run_worker_until(worker, queue.clone(), async {
         let _ = stopped.await;
@@ -400,7 +400,9 @@ async fn a_low_confidence_answer_escalates_one_tier_once_with_priced_provenance_
         ("sonnet".to_owned(), price(3.0, 15.0)),
         ("opus".to_owned(), price(15.0, 75.0)),
     ]);
-    let worker = Worker::new(app.clone(), embedder, llm.clone()).with_prices(prices);
+    let worker = worker(&app, embedder, llm.clone())
+        .await
+        .with_prices(prices);
     let message = diagnosis_message(tenant, diagnosis);
     worker.handle_diagnosis(&message).await.expect("handled");
     assert_eq!(
@@ -470,7 +472,7 @@ async fn a_cost_sensitive_tenant_is_never_routed_to_the_strongest_tier() {
         (ModelTier::Triage, 0.2, Some(Severity::High), "haiku"),
         (ModelTier::OpenWeights, 0.2, None, "llama"),
     ]));
-    let worker = Worker::new(app.clone(), Arc::new(FixedEmbedder), llm.clone());
+    let worker = worker(&app, Arc::new(FixedEmbedder), llm.clone()).await;
     worker
         .handle_diagnosis(&diagnosis_message(tenant, diagnosis))
         .await

@@ -24,11 +24,10 @@ use casebook_domain::ports::{
 use casebook_domain::values::{Confidence, DiagnosisText, Subject, UploadKey};
 use casebook_handlers::relay::DiagnosisMessage;
 use casebook_handlers::service::{RequestContext, Service};
-use casebook_handlers::worker::Worker;
 use casebook_tests::TestDb;
 use serde_json::{json, Value};
 use sqlx::PgPool;
-use support::scenario::{ctx, onboard, open_session, submit, FixedEmbedder};
+use support::scenario::{ctx, onboard, open_session, submit, worker, FixedEmbedder};
 use uuid::Uuid;
 
 const QUESTION: &str = "Is the indemnity cap in our supplier contract enforceable?";
@@ -211,7 +210,8 @@ async fn text_attachments_reach_the_embedder_and_the_model_and_every_attachment_
 
     let embedder = Arc::new(RecordingEmbedder::new());
     let llm = Arc::new(RecordingLlm::default());
-    let worker = Worker::new(app.clone(), embedder.clone(), llm.clone())
+    let worker = worker(&app, embedder.clone(), llm.clone())
+        .await
         .with_attachments(Arc::new(bucket.clone()));
     worker
         .handle_diagnosis(&message(tenant, diagnosis))
@@ -357,7 +357,8 @@ async fn another_tenants_upload_is_refused_unread_even_when_a_stored_session_nam
 
     let embedder = Arc::new(RecordingEmbedder::new());
     let llm = Arc::new(RecordingLlm::default());
-    let worker = Worker::new(app.clone(), embedder.clone(), llm.clone())
+    let worker = worker(&app, embedder.clone(), llm.clone())
+        .await
         .with_attachments(Arc::new(bucket.clone()));
     worker
         .handle_diagnosis(&message(globex, diagnosis))
@@ -395,7 +396,8 @@ async fn without_a_store_attachments_are_skipped_and_a_failing_store_fails_the_a
     // No store configured (a local setup without AWS): skipped, and the provenance says why.
     let first = ask(&service, &customer, vec![notes.clone()]).await;
     let llm = Arc::new(RecordingLlm::default());
-    Worker::new(app.clone(), Arc::new(FixedEmbedder), llm.clone())
+    worker(&app, Arc::new(FixedEmbedder), llm.clone())
+        .await
         .handle_diagnosis(&message(tenant, first))
         .await
         .expect("handled");
@@ -415,7 +417,8 @@ async fn without_a_store_attachments_are_skipped_and_a_failing_store_fails_the_a
         format!("casebook-no-such-bucket-{}", Uuid::new_v4().simple()),
     );
     let llm = Arc::new(RecordingLlm::default());
-    let result = Worker::new(app.clone(), Arc::new(FixedEmbedder), llm.clone())
+    let result = worker(&app, Arc::new(FixedEmbedder), llm.clone())
+        .await
         .with_attachments(Arc::new(nowhere))
         .handle_diagnosis(&message(tenant, second))
         .await;

@@ -41,6 +41,8 @@ PG_DATA=$PG_DIR/data
 PG_SOCK=$PG_DIR/run
 PG_LOG=$PG_DIR/postgres.log
 PG_PORT_FILE=$CACHE/pg.port
+# What vm.nr_hugepages was before this stack raised it; `down` puts it back.
+HUGE_PAGES_FILE=$CACHE/huge_pages.before
 # The emulator's virtualenv may be shared between stacks (tests start throwaway ones).
 VENV=${CASEBOOK_VENV:-$CACHE/venv}
 MOTO_BIN=$VENV/bin/moto_server
@@ -183,14 +185,28 @@ init_pg() {
 # judgment index's HNSW walk hops across shared_buffers, and 2 MB pages cut its TLB misses
 # (≈ 20 % per search here, see BENCHMARKS.md). Best effort: only as root with a writable
 # /proc/sys, never lowering what is reserved; without them Postgres uses normal pages.
+# Reserved pages are memory nothing else may use, so `down` gives back what `up` took
+# (the first count seen is kept, should an `up` run again without a `down`).
 reserve_huge_pages() {
   local knob=/proc/sys/vm/nr_hugepages need have
   is_root && [[ -w $knob ]] || return 0
   need=$(as_pg "$PGBIN/postgres" -D "$PG_DATA" -C shared_memory_size_in_huge_pages 2>/dev/null) || return 0
   have=$(<"$knob")
   [[ $need =~ ^[0-9]+$ ]] && (( have < need )) || return 0
+  [[ -e $HUGE_PAGES_FILE ]] || echo "$have" >"$HUGE_PAGES_FILE"
   echo "$need" >"$knob" 2>/dev/null || return 0
   log "reserved $(<"$knob") huge pages for shared_buffers (had $have)"
+}
+
+# After postgres stopped: pages another cluster still maps stay until it lets them go.
+release_huge_pages() {
+  local knob=/proc/sys/vm/nr_hugepages before
+  [[ -f $HUGE_PAGES_FILE ]] || return 0
+  before=$(<"$HUGE_PAGES_FILE")
+  rm -f -- "$HUGE_PAGES_FILE"
+  [[ $before =~ ^[0-9]+$ && -w $knob ]] || return 0
+  echo "$before" >"$knob" 2>/dev/null || return 0
+  log "released the huge pages this stack reserved (vm.nr_hugepages back to $before)"
 }
 
 start_pg() {
@@ -351,6 +367,7 @@ cmd_down() {
     log "stopping postgres ($PG_DATA)"
     as_pg "$PGBIN/pg_ctl" -D "$PG_DATA" -m fast -w -t "$WAIT_SECS" stop >&2
   fi
+  release_huge_pages
   if pid=$(moto_pid); then stop_moto "$pid"; fi
   rm -f -- "$MOTO_PID_FILE" "$ENV_FILE"
 }

@@ -1,7 +1,7 @@
 //! Tenant-scoped top-10 judgment search on 100,000 real MiniLM vectors over 20 uneven
 //! tenants: latency (p50/p99) and recall@10 against exact search, through the product's own
 //! write path ([`judgment_index::apply`]) and query ([`judgment_index::search`]: one prepared
-//! call of `judgment_index_search`, as the request-path role under row-level security).
+//! statement naming the tenant's partition, on a connection of the search role).
 //!
 //! ```sh
 //! eval "$(infra/local/stack.sh up)"
@@ -20,6 +20,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use casebook_adapters::postgres::HNSW_EF_SEARCH;
 use casebook_domain::ids::{JudgmentId, TenantId, UserId};
 use casebook_domain::judgment::{JudgmentContent, JudgmentEvent, JudgmentOrigin};
 use casebook_domain::ports::{EmbedError, Embedder};
@@ -29,7 +30,7 @@ use casebook_projections::log::{Checkpoint, RecordedEvent};
 use casebook_tests::{DbRole, TestDb};
 use cqrs_es::DomainEvent;
 use serde_json::value::RawValue;
-use sqlx::{Connection, PgConnection};
+use sqlx::PgConnection;
 
 const DIMENSION: usize = 384;
 const INDEXED: usize = 100_000;
@@ -181,86 +182,32 @@ async fn recall(
     recall_sum / queries.len() as f64
 }
 
-/// How a search reaches the database.
-#[derive(Clone, Copy, Debug)]
-enum Path {
-    /// The product's: one prepared call of `judgment_index_search`.
-    Function,
-    /// The earlier one, for comparison: `BEGIN`, `set_config` of `hnsw.ef_search` and
-    /// `app.tenant_id`, the same statement prepared, `COMMIT` (four round trips).
-    FourRoundTrips,
-}
-
-/// One top-10 search of `tenant` for `query` through `path`; the number of hits.
-async fn search_by(
-    conn: &mut PgConnection,
-    path: Path,
-    statement: &str,
-    tenant: TenantId,
-    query: &[f32],
-) -> usize {
-    match path {
-        Path::Function => judgment_index::search(conn, tenant, query, K as u32)
-            .await
-            .unwrap()
-            .len(),
-        Path::FourRoundTrips => {
-            let mut tx = conn.begin().await.unwrap();
-            sqlx::query("SELECT set_config('hnsw.ef_search', $1, true), set_config('app.tenant_id', $2, true)")
-                .bind(judgment_index::EF_SEARCH.to_string())
-                .bind(tenant.to_string())
-                .execute(&mut *tx)
-                .await
-                .unwrap();
-            let rows = sqlx::query(statement)
-                .bind(tenant.as_uuid())
-                .bind(query)
-                .bind(K as i32)
-                .fetch_all(&mut *tx)
-                .await
-                .unwrap();
-            tx.commit().await.unwrap();
-            rows.len()
-        }
-    }
-}
-
-/// Latencies (p50, p99, mean) of `rounds` passes over `queries` through `path`, the passes
-/// of both paths interleaved so they share the machine's load (the recall pass before them
-/// warmed the cache and the statements).
+/// Latencies (p50, p99, mean) of `rounds` passes over `queries` (the recall pass before
+/// them warmed the cache and the connection's statement for the tenant).
 async fn latency(
     conn: &mut PgConnection,
     tenant: TenantId,
     queries: &[Vec<f32>],
     rounds: usize,
-) -> Vec<(Path, Duration, Duration, Duration)> {
-    let statement = judgment_index::search_sql(conn, DIMENSION).await.unwrap();
-    let paths = [Path::Function, Path::FourRoundTrips];
-    let mut latencies = vec![Vec::with_capacity(queries.len() * rounds); paths.len()];
+) -> (Duration, Duration, Duration) {
+    let mut latencies = Vec::with_capacity(queries.len() * rounds);
     for _ in 0..rounds {
         for query in queries {
-            for (i, &path) in paths.iter().enumerate() {
-                let started = Instant::now();
-                let hits = search_by(conn, path, &statement, tenant, query).await;
-                latencies[i].push(started.elapsed());
-                assert_eq!(hits, K);
-            }
+            let started = Instant::now();
+            let hits = judgment_index::search(conn, tenant, query, K as u32)
+                .await
+                .unwrap();
+            latencies.push(started.elapsed());
+            assert_eq!(hits.len(), K);
         }
     }
-    paths
-        .iter()
-        .zip(latencies)
-        .map(|(&path, mut latencies)| {
-            latencies.sort();
-            let mean = latencies.iter().sum::<Duration>() / u32::try_from(latencies.len()).unwrap();
-            (
-                path,
-                percentile(&latencies, 0.5),
-                percentile(&latencies, 0.99),
-                mean,
-            )
-        })
-        .collect()
+    latencies.sort();
+    let mean = latencies.iter().sum::<Duration>() / u32::try_from(latencies.len()).unwrap();
+    (
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+        mean,
+    )
 }
 
 #[tokio::main]
@@ -324,8 +271,8 @@ async fn main() {
         .await
         .unwrap();
 
-    let app = db.pool(DbRole::App, 1).await;
-    let mut conn = app.acquire().await.unwrap();
+    let searcher = db.pool(DbRole::Search, 1).await;
+    let mut conn = searcher.acquire().await.unwrap();
     let by_size = {
         let mut order: Vec<usize> = (0..TENANTS).collect();
         order.sort_by_key(|&t| std::cmp::Reverse(members[t].len()));
@@ -335,8 +282,7 @@ async fn main() {
     let rounds = env_usize("BENCH_ROUNDS", 3);
 
     println!(
-        "\nef_search {} (judgment_index_search), load average before: {}",
-        judgment_index::EF_SEARCH,
+        "\nef_search {HNSW_EF_SEARCH} (the search role's), load average before: {}",
         load_average()
     );
     println!("\n| tenant | rows | recall@10 | p50 | p99 | mean |\n|---|---|---|---|---|---|");
@@ -351,15 +297,14 @@ async fn main() {
             &judgment_of,
         )
         .await;
-        for (path, p50, p99, mean) in latency(&mut conn, tenants[tenant], queries, rounds).await {
-            println!(
-                "| {label} ({path:?}) | {} | {recall:.3} | {:.3} ms | {:.3} ms | {:.3} ms |",
-                members[tenant].len(),
-                p50.as_secs_f64() * 1e3,
-                p99.as_secs_f64() * 1e3,
-                mean.as_secs_f64() * 1e3,
-            );
-        }
+        let (p50, p99, mean) = latency(&mut conn, tenants[tenant], queries, rounds).await;
+        println!(
+            "| {label} | {} | {recall:.3} | {:.3} ms | {:.3} ms | {:.3} ms |",
+            members[tenant].len(),
+            p50.as_secs_f64() * 1e3,
+            p99.as_secs_f64() * 1e3,
+            mean.as_secs_f64() * 1e3,
+        );
     }
 
     let mut worst = (1.0_f64, 0);

@@ -5,6 +5,7 @@
 //! known exactly; the real models are tested in `casebook-adapters`.
 
 use async_trait::async_trait;
+use casebook_adapters::postgres::HNSW_EF_SEARCH;
 use casebook_domain::ids::{JudgmentId, TenantId, UserId};
 use casebook_domain::judgment::{JudgmentContent, JudgmentEvent, JudgmentOrigin};
 use casebook_domain::ports::{EmbedError, Embedder};
@@ -13,7 +14,7 @@ use casebook_projections::judgment_index::{self, IndexError};
 use casebook_projections::log::{Checkpoint, RecordedEvent};
 use casebook_tests::{DbRole, TestDb};
 use serde_json::value::RawValue;
-use sqlx::{Connection, PgConnection, PgPool, Row};
+use sqlx::{PgConnection, PgPool, Row};
 
 const DIMENSION: usize = 64;
 
@@ -149,7 +150,7 @@ async fn search(pool: &PgPool, tenant: TenantId, query: &str, k: u32) -> Vec<(Ju
 async fn a_query_returns_only_its_own_tenants_judgments_best_first() {
     let db = TestDb::new().await;
     let projector = db.pool(DbRole::Projector, 2).await;
-    let app = db.pool(DbRole::App, 2).await;
+    let searcher = db.pool(DbRole::Search, 2).await;
     let (tenant_a, tenant_b) = (TenantId::new(), TenantId::new());
     let (pressure_a, noise_a, invoice_a) =
         (JudgmentId::new(), JudgmentId::new(), JudgmentId::new());
@@ -191,7 +192,7 @@ async fn a_query_returns_only_its_own_tenants_judgments_best_first() {
     assert_eq!(applied.upserted, 5);
     assert_eq!(applied.partitions_created, 2);
 
-    let hits = search(&app, tenant_a, "boiler pressure drops overnight", 10).await;
+    let hits = search(&searcher, tenant_a, "boiler pressure drops overnight", 10).await;
     let ids: Vec<JudgmentId> = hits.iter().map(|(id, _)| *id).collect();
     assert_eq!(
         ids,
@@ -201,7 +202,7 @@ async fn a_query_returns_only_its_own_tenants_judgments_best_first() {
     assert!(hits.windows(2).all(|pair| pair[0].1 >= pair[1].1));
     assert!(hits[0].1 > 0.7, "the close judgment scores high: {hits:?}");
 
-    let hits = search(&app, tenant_b, "boiler pressure drops overnight", 1).await;
+    let hits = search(&searcher, tenant_b, "boiler pressure drops overnight", 1).await;
     assert_eq!(hits.len(), 1);
     assert_eq!(hits[0].0, pressure_b);
 }
@@ -250,7 +251,7 @@ async fn rows_record_tenant_position_model_dimension_and_content() {
 async fn a_revision_replaces_the_content_a_retirement_removes_it_and_replays_change_nothing() {
     let db = TestDb::new().await;
     let projector = db.pool(DbRole::Projector, 2).await;
-    let app = db.pool(DbRole::App, 2).await;
+    let searcher = db.pool(DbRole::Search, 2).await;
     let tenant = TenantId::new();
     let (kept, retired) = (JudgmentId::new(), JudgmentId::new());
     let mut log = Log::new();
@@ -279,7 +280,7 @@ async fn a_revision_replaces_the_content_a_retirement_removes_it_and_replays_cha
     let applied = apply(&projector, &second, &WORDS).await.expect("apply");
     assert_eq!((applied.upserted, applied.retired), (1, 1));
 
-    let hits = search(&app, tenant, "boiler pressure drops overnight", 10).await;
+    let hits = search(&searcher, tenant, "boiler pressure drops overnight", 10).await;
     assert_eq!(hits.len(), 1, "the retired judgment is gone");
     assert_eq!(hits[0].0, kept);
     assert!(hits[0].1 > 0.9, "searched by its revised content: {hits:?}");
@@ -336,7 +337,7 @@ async fn an_embedder_of_another_model_is_refused_until_the_index_is_rebuilt() {
 async fn a_tenant_partition_can_be_created_ahead_of_its_first_judgment() {
     let db = TestDb::new().await;
     let projector = db.pool(DbRole::Projector, 2).await;
-    let app = db.pool(DbRole::App, 2).await;
+    let searcher = db.pool(DbRole::Search, 2).await;
     let tenant = TenantId::new();
     let mut conn = projector.acquire().await.unwrap();
     assert!(
@@ -350,53 +351,29 @@ async fn a_tenant_partition_can_be_created_ahead_of_its_first_judgment() {
             .unwrap()
     );
     drop(conn);
-    assert!(search(&app, tenant, "anything", 10).await.is_empty());
+    assert!(search(&searcher, tenant, "anything", 10).await.is_empty());
 }
 
-/// A connection of the request-path role of its own, for session-level statements.
-async fn app_connection(db: &TestDb) -> PgConnection {
-    db.pool(DbRole::App, 1)
-        .await
-        .acquire()
-        .await
-        .unwrap()
-        .detach()
-}
-
-/// The plan of the statement `judgment_index_search` runs, for `tenant`, as the request-path
-/// role under the function's own settings: as a custom plan (how the function's dynamic
-/// statement is planned) and as a generic one (should a setting force it).
+/// The plan of the statement [`judgment_index::search`] prepares for `tenant`, under the
+/// search role's session settings: as a custom plan and as the generic one a connection
+/// keeps after a few calls.
 async fn explain_search(conn: &mut PgConnection, tenant: TenantId, generic: bool) -> String {
-    let mut tx = conn.begin().await.unwrap();
     let mode = if generic {
         "force_generic_plan"
     } else {
         "force_custom_plan"
     };
-    sqlx::query(
-        "SELECT set_config(split_part(setting, '=', 1), substr(setting, strpos(setting, '=') + 1), true)
-           FROM pg_proc, unnest(proconfig) setting
-          WHERE proname = 'judgment_index_search'",
-    )
-    .execute(&mut *tx)
-    .await
-    .unwrap();
-    sqlx::query(
-        "SELECT set_config('plan_cache_mode', $1, true), set_config('app.tenant_id', $2, true)",
-    )
-    .bind(mode)
-    .bind(tenant.to_string())
-    .execute(&mut *tx)
-    .await
-    .unwrap();
-    let statement = format!("search_{}", if generic { "generic" } else { "custom" });
-    let sql = judgment_index::search_sql(&mut tx, DIMENSION)
+    sqlx::query("SELECT set_config('plan_cache_mode', $1, false)")
+        .bind(mode)
+        .execute(&mut *conn)
         .await
         .unwrap();
+    let statement = format!("search_{}", if generic { "generic" } else { "custom" });
     sqlx::raw_sql(&format!(
-        "PREPARE {statement}(uuid, real[], integer) AS {sql}"
+        "PREPARE {statement}(uuid, real[], integer) AS {}",
+        judgment_index::search_statement(tenant, DIMENSION)
     ))
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await
     .unwrap();
     let query: Vec<String> = words_vector("boiler pressure")
@@ -407,20 +384,18 @@ async fn explain_search(conn: &mut PgConnection, tenant: TenantId, generic: bool
         "EXPLAIN EXECUTE {statement}('{tenant}', '{{{}}}', 10)",
         query.join(",")
     ))
-    .fetch_all(&mut *tx)
+    .fetch_all(&mut *conn)
     .await
     .unwrap();
-    // A prepared statement outlives the transaction.
     sqlx::raw_sql(&format!("DEALLOCATE {statement}"))
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await
         .unwrap();
-    tx.rollback().await.unwrap();
     plan.join("\n")
 }
 
 #[tokio::test]
-async fn the_prepared_search_uses_the_tenants_hnsw_index_and_prunes_the_other_partitions() {
+async fn the_prepared_search_walks_the_tenants_hnsw_index_also_on_a_small_partition() {
     let db = TestDb::new().await;
     let projector = db.pool(DbRole::Projector, 2).await;
     let (tenant_a, tenant_b) = (TenantId::new(), TenantId::new());
@@ -446,7 +421,8 @@ async fn the_prepared_search_uses_the_tenants_hnsw_index_and_prunes_the_other_pa
         .await
         .unwrap();
 
-    let mut conn = app_connection(&db).await;
+    let searcher = db.pool(DbRole::Search, 1).await;
+    let mut conn = searcher.acquire().await.unwrap();
     // Tenant B's 30 rows are few enough for the planner to prefer an exact scan; the search
     // walks B's graph all the same.
     for (tenant, other) in [(tenant_a, tenant_b), (tenant_b, tenant_a)] {
@@ -459,7 +435,7 @@ async fn the_prepared_search_uses_the_tenants_hnsw_index_and_prunes_the_other_pa
                 "generic={generic}:\n{plan}"
             );
             assert!(
-                !plan.contains(&other_partition),
+                !plan.contains(&other_partition) && !plan.contains("Sort"),
                 "generic={generic}:\n{plan}"
             );
         }
@@ -467,25 +443,105 @@ async fn the_prepared_search_uses_the_tenants_hnsw_index_and_prunes_the_other_pa
 }
 
 #[tokio::test]
-async fn a_search_that_must_still_sort_is_not_compiled_with_jit() {
+async fn a_search_finds_nothing_while_the_tenant_has_no_partition_also_across_a_rebuild() {
     let db = TestDb::new().await;
     let projector = db.pool(DbRole::Projector, 2).await;
+    // One connection, so every search below reuses the statement the first one prepared.
+    let searcher = db.pool(DbRole::Search, 1).await;
+    let tenant = TenantId::new();
     let mut log = Log::new();
-    let events = [log.captured(
-        TenantId::new(),
-        JudgmentId::new(),
-        "boiler",
-        "boiler pressure",
-    )];
-    apply(&projector, &events, &WORDS).await.expect("apply");
+    let judgment = JudgmentId::new();
+    let captured = log.captured(tenant, judgment, "boiler", "boiler pressure");
+    assert!(
+        search(&searcher, tenant, "boiler", 10).await.is_empty(),
+        "before the index has a model"
+    );
+    apply(&projector, std::slice::from_ref(&captured), &WORDS)
+        .await
+        .expect("apply");
+    let found =
+        |hits: Vec<(JudgmentId, f32)>| hits.into_iter().map(|hit| hit.0).collect::<Vec<_>>();
+    assert_eq!(
+        found(search(&searcher, tenant, "boiler", 10).await),
+        [judgment]
+    );
 
-    let mut conn = app_connection(&db).await;
-    // No partition yet: nothing to walk, so the plan sorts, at the planner's disable cost.
-    let without_partition = TenantId::new();
-    for generic in [true, false] {
-        let plan = explain_search(&mut conn, without_partition, generic).await;
-        assert!(!plan.contains("JIT"), "generic={generic}:\n{plan}");
+    judgment_index::reset(&mut projector.acquire().await.unwrap())
+        .await
+        .expect("reset for a rebuild");
+    assert!(
+        search(&searcher, tenant, "boiler", 10).await.is_empty(),
+        "while the rebuild has not reached the tenant"
+    );
+    apply(&projector, &[captured], &WORDS)
+        .await
+        .expect("replay");
+    assert_eq!(
+        found(search(&searcher, tenant, "boiler", 10).await),
+        [judgment]
+    );
+}
+
+#[tokio::test]
+async fn the_search_role_reads_the_judgment_index_partitions_and_nothing_else() {
+    let db = TestDb::new().await;
+    let projector = db.pool(DbRole::Projector, 2).await;
+    let tenant = TenantId::new();
+    let mut log = Log::new();
+    apply(
+        &projector,
+        &[log.captured(tenant, JudgmentId::new(), "boiler", "boiler pressure")],
+        &WORDS,
+    )
+    .await
+    .expect("apply");
+    let searcher = db.pool(DbRole::Search, 1).await;
+    let (ef_search, iterative_scan, enable_sort, jit): (String, String, String, String) =
+        sqlx::query_as(
+            "SELECT current_setting('hnsw.ef_search'), current_setting('hnsw.iterative_scan'),
+                    current_setting('enable_sort'), current_setting('jit')",
+        )
+        .fetch_one(&searcher)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            ef_search,
+            iterative_scan.as_str(),
+            enable_sort.as_str(),
+            jit.as_str()
+        ),
+        (HNSW_EF_SEARCH.to_string(), "strict_order", "off", "off")
+    );
+    for table in [
+        "events",
+        "judgment_index",
+        "judgment_index_model",
+        "sessions",
+    ] {
+        let refused = sqlx::query(&format!("SELECT 1 FROM {table} LIMIT 1"))
+            .fetch_optional(&searcher)
+            .await
+            .expect_err(table);
+        assert_eq!(
+            refused.as_database_error().and_then(|err| err.code()),
+            Some("42501".into()),
+            "{table}: {refused}"
+        );
     }
+    // Nor can the request-path role read a partition past row-level security.
+    let app = db.pool(DbRole::App, 1).await;
+    let refused = sqlx::query(&format!(
+        "SELECT 1 FROM judgment_index_{}",
+        tenant.as_uuid().simple()
+    ))
+    .fetch_optional(&app)
+    .await
+    .expect_err("the request path reads the parent, under row-level security");
+    assert_eq!(
+        refused.as_database_error().and_then(|err| err.code()),
+        Some("42501".into())
+    );
 }
 
 #[tokio::test]
@@ -494,7 +550,7 @@ async fn a_search_for_more_judgments_than_the_graph_walk_holds_returns_them_all_
     let projector = db.pool(DbRole::Projector, 2).await;
     let tenant = TenantId::new();
     let mut log = Log::new();
-    let wanted = judgment_index::EF_SEARCH + 20;
+    let wanted = HNSW_EF_SEARCH + 20;
     let events: Vec<RecordedEvent> = (0..wanted + 10)
         .map(|i| {
             let text = format!("boiler pressure valve {i}");
@@ -503,8 +559,8 @@ async fn a_search_for_more_judgments_than_the_graph_walk_holds_returns_them_all_
         .collect();
     apply(&projector, &events, &WORDS).await.expect("apply");
 
-    let app = db.pool(DbRole::App, 1).await;
-    let mut conn = app.acquire().await.unwrap();
+    let searcher = db.pool(DbRole::Search, 1).await;
+    let mut conn = searcher.acquire().await.unwrap();
     let hits = judgment_index::search(&mut conn, tenant, &words_vector("boiler valve"), wanted)
         .await
         .unwrap();
@@ -517,53 +573,6 @@ async fn a_search_for_more_judgments_than_the_graph_walk_holds_returns_them_all_
 }
 
 #[tokio::test]
-async fn the_search_scopes_its_settings_to_itself_inside_the_callers_transaction() {
-    let db = TestDb::new().await;
-    let projector = db.pool(DbRole::Projector, 2).await;
-    let tenant = TenantId::new();
-    let mut log = Log::new();
-    let events = [log.captured(tenant, JudgmentId::new(), "boiler", "boiler pressure")];
-    apply(&projector, &events, &WORDS).await.expect("apply");
-
-    let app = db.pool(DbRole::App, 1).await;
-    let mut tx = app.begin().await.unwrap();
-    sqlx::query("SET LOCAL hnsw.ef_search = 100")
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    let hits = judgment_index::search(&mut tx, tenant, &words_vector("boiler"), 10)
-        .await
-        .unwrap();
-    assert_eq!(hits.len(), 1);
-    let (tenant_setting, ef_search, iterative_scan): (Option<String>, String, String) =
-        sqlx::query_as(
-            "SELECT nullif(current_setting('app.tenant_id', true), ''),
-                    current_setting('hnsw.ef_search'), current_setting('hnsw.iterative_scan')",
-        )
-        .fetch_one(&mut *tx)
-        .await
-        .unwrap();
-    assert_eq!(
-        tenant_setting, None,
-        "the tenant does not leak past the search"
-    );
-    assert_eq!(ef_search, "100", "the caller's setting is back");
-    assert_eq!(iterative_scan, "off", "nor does its iterative scan");
-    tx.rollback().await.unwrap();
-
-    let configured: Vec<String> = sqlx::query_scalar(
-        "SELECT unnest(proconfig) FROM pg_proc WHERE proname = 'judgment_index_search'",
-    )
-    .fetch_all(&app)
-    .await
-    .unwrap();
-    assert!(
-        configured.contains(&format!("hnsw.ef_search={}", judgment_index::EF_SEARCH)),
-        "{configured:?}"
-    );
-}
-
-#[tokio::test]
 async fn retired_judgments_nearest_the_query_do_not_crowd_out_the_live_ones() {
     let db = TestDb::new().await;
     let projector = db.pool(DbRole::Projector, 2).await;
@@ -571,7 +580,7 @@ async fn retired_judgments_nearest_the_query_do_not_crowd_out_the_live_ones() {
     let mut log = Log::new();
     // More retired judgments right at the query than one walk holds candidates: their rows
     // stay in the graph until vacuum, and the walk meets them first.
-    let near: Vec<JudgmentId> = (0..judgment_index::EF_SEARCH + 10)
+    let near: Vec<JudgmentId> = (0..HNSW_EF_SEARCH + 10)
         .map(|_| JudgmentId::new())
         .collect();
     let far: Vec<JudgmentId> = (0..10).map(|_| JudgmentId::new()).collect();
@@ -600,8 +609,8 @@ async fn retired_judgments_nearest_the_query_do_not_crowd_out_the_live_ones() {
         .await
         .expect("apply");
 
-    let app = db.pool(DbRole::App, 1).await;
-    let mut conn = app.acquire().await.unwrap();
+    let searcher = db.pool(DbRole::Search, 1).await;
+    let mut conn = searcher.acquire().await.unwrap();
     let hits = judgment_index::search(
         &mut conn,
         tenant,

@@ -14,7 +14,7 @@ use casebook_adapters::config::Config;
 use casebook_adapters::postgres::{self, DbRole};
 use casebook_handlers::server::shutdown_signal;
 use casebook_handlers::telemetry;
-use casebook_handlers::worker::{handle_sqs_event, run_worker_until, Worker};
+use casebook_handlers::worker::{handle_sqs_event, run_worker_until, search_pool, Worker};
 use lambda_runtime::{service_fn, LambdaEvent};
 
 #[tokio::main]
@@ -28,9 +28,12 @@ async fn main() -> anyhow::Result<()> {
     )
     .await
     .context("connecting")?;
+    let search_pool = search_pool(&config.database)
+        .await
+        .context("connecting the search pool")?;
     let ai = AiProviders::from_config(&AiConfig::from_env().context("AI configuration")?).await;
     let aws = shared_config().await;
-    let mut worker = Worker::from_providers(pool, &ai);
+    let mut worker = Worker::from_providers(pool, search_pool, &ai);
     if let Ok(bucket) = std::env::var("UPLOADS_BUCKET") {
         worker = worker.with_attachments(Arc::new(TenantBucket::new(&aws, bucket)));
     }

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use casebook_adapters::postgres::{self, DbRole};
 use casebook_domain::actor::{Actor, Role};
 use casebook_domain::ids::{DiagnosisId, QueryId, SessionId, TenantId, UserId};
 use casebook_domain::metadata::{EventMetadata, Source};
@@ -145,14 +146,28 @@ impl Llm for CountingLlm {
     }
 }
 
+/// A pool of the judgment-search role over `app`'s database, as the worker searches.
+pub async fn search_pool(app: &PgPool) -> PgPool {
+    postgres::connect((*app.connect_options()).clone(), DbRole::Search, 2)
+        .await
+        .expect("search pool")
+}
+
+/// A diagnosis worker over `app`'s database, searching on a pool of the search role of its
+/// own, as deployed.
+pub async fn worker(app: &PgPool, embedder: Arc<dyn Embedder>, llm: Arc<dyn Llm>) -> Worker {
+    Worker::new(app.clone(), search_pool(app).await, embedder, llm)
+}
+
 /// Works `diagnosis` of `tenant` as the diagnosis worker would, with [`FixedEmbedder`] and a
 /// fresh [`CountingLlm`] (so it is proposed at confidence 0.6).
 pub async fn propose(app: &PgPool, tenant: TenantId, diagnosis: DiagnosisId) {
-    Worker::new(
-        app.clone(),
+    worker(
+        app,
         Arc::new(FixedEmbedder),
         Arc::new(CountingLlm::default()),
     )
+    .await
     .handle_diagnosis(&DiagnosisMessage {
         event_id: format!("Diagnosis/{diagnosis}/1"),
         tenant_id: *tenant.as_uuid(),

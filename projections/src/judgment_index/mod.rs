@@ -5,9 +5,9 @@
 //! `20261203000001_judgment_index_halfvec.sql`): `judgment_index` is LIST-partitioned by
 //! tenant, each tenant's partition with an HNSW index of its own (half precision, cosine,
 //! m 16, ef_construction 200), created on demand — when the tenant is onboarded, with its
-//! first judgment, or by [`ensure_tenant_partition`]. A search prunes to the tenant's
-//! partition at run time, also under a prepared statement's generic plan, so it never
-//! loses results to a tenant filter. Each row records its judgment, tenant, source event
+//! first judgment, or by [`ensure_tenant_partition`]. A search reads the tenant's partition
+//! alone, so it never loses results to a tenant filter, and keeps its plan per tenant
+//! ([`search_statement`]). Each row records its judgment, tenant, source event
 //! position, embedding model and dimension, title, body and tags.
 //!
 //! **One model per index.** The first write records the embedder's model and dimension;
@@ -16,8 +16,9 @@
 //!
 //! **Use.** [`JudgmentIndexSubscription`] (run by `casebook serve` with the process's
 //! embedder) calls [`apply`] with each batch of the log, inside the transaction that also
-//! moves its checkpoint (exactly-once effect); the diagnosis path calls [`search`]. Both take
-//! a plain `&mut PgConnection`, so any runner can drive them. [`rebuild`] empties the index
+//! moves its checkpoint (exactly-once effect); the diagnosis path calls [`search`] on a
+//! connection of the search role. Both take a plain `&mut PgConnection`, so any runner can
+//! drive them. [`rebuild`] empties the index
 //! and rewinds the subscription, which then replays the log with its (new) embedder.
 
 mod apply;
@@ -27,7 +28,7 @@ mod subscription;
 
 pub use apply::{apply, Applied};
 pub use partition::{ensure_model, ensure_tenant_partition, reset};
-pub use search::{search, search_sql, JudgmentHit, EF_SEARCH};
+pub use search::{search, search_statement, JudgmentHit};
 pub use subscription::{rebuild, JudgmentIndexSubscription, SUBSCRIPTION};
 
 use casebook_domain::any_event::DecodeError;

@@ -66,6 +66,11 @@ pub(super) async fn create_partition(
     )
 }
 
+/// The table holding `tenant`'s rows, named as `judgment_index_ensure_partition` names it.
+pub(super) fn partition_name(tenant: TenantId) -> String {
+    format!("judgment_index_{}", tenant.as_uuid().simple())
+}
+
 /// Empties the index for a rebuild: drops every tenant's partition and forgets the model.
 pub async fn reset(conn: &mut PgConnection) -> Result<(), IndexError> {
     sqlx::query("SELECT judgment_index_reset()")

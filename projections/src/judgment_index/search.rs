@@ -6,12 +6,12 @@ use casebook_domain::values::{JudgmentBody, JudgmentTitle, Tag};
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
+use super::partition::partition_name;
 use super::IndexError;
 
-/// HNSW candidate list size per search (`hnsw.ef_search`, set by `judgment_index_search`):
-/// on the partitions' half-precision graphs (ef_construction 200), recall@10 ≥ 0.98 on
-/// 100,000 real MiniLM vectors over 20 tenants, also for the largest (see `BENCHMARKS.md`).
-pub const EF_SEARCH: u32 = 40;
+/// SQLSTATE of a statement naming a table that does not exist: the tenant's partition is
+/// created with its first judgment (or when it is onboarded), and dropped by a rebuild.
+const UNDEFINED_TABLE: &str = "42P01";
 
 /// One judgment found by [`search`].
 #[derive(Debug, Clone, PartialEq)]
@@ -42,43 +42,61 @@ impl JudgmentHit {
     }
 }
 
-/// The statement `judgment_index_search` plans for each call with vectors of `dimension`
-/// (`$1` tenant, `$2` the query as `real[]`, `$3` k), as the database renders it. For
-/// `EXPLAIN` in tests and benchmarks.
+/// The statement [`search`] prepares for `tenant` and query vectors of `dimension`
+/// (`$1` tenant, `$2` the query as `real[]`, `$3` k). Public for `EXPLAIN` in tests and
+/// benchmarks.
 ///
-/// The cast matches the expression the partitions' HNSW indexes are built on. The tenant
-/// predicate prunes to the tenant's one partition, so only that partition's index is scanned.
-pub async fn search_sql(conn: &mut PgConnection, dimension: usize) -> Result<String, IndexError> {
-    Ok(sqlx::query_scalar("SELECT judgment_index_search_sql($1)")
-        .bind(i32::try_from(dimension).unwrap_or(i32::MAX))
-        .fetch_one(conn)
-        .await?)
+/// It names the tenant's partition, so each connection keeps one plan per tenant: the plan
+/// of a statement over the partitioned parent would either be made again on every call
+/// (a custom plan, pruned to one partition: planning cost more than a small tenant's walk)
+/// or lock every tenant's partition on every call (a generic plan prunes only at run
+/// time). The tenant filter is explicit all the same. The cast matches the expression the
+/// partition's HNSW index is built on; the distance is computed once, for the order and the
+/// score.
+pub fn search_statement(tenant: TenantId, dimension: usize) -> String {
+    format!(
+        "SELECT hit.judgment_id, (1 - hit.distance)::real AS score,
+                hit.title, hit.body, hit.tags, hit.source_position
+           FROM (SELECT j.judgment_id, j.title, j.body, j.tags, j.source_position,
+                        j.embedding::halfvec({dimension}) <=> $2::halfvec({dimension}) AS distance
+                   FROM {partition} j
+                  WHERE j.tenant_id = $1
+                  ORDER BY distance
+                  LIMIT $3) hit
+          ORDER BY hit.distance",
+        partition = partition_name(tenant),
+    )
 }
 
 /// The `k` judgments of `tenant` nearest to `query` (a vector of the index's model), best
-/// first.
+/// first; none while the tenant has no partition.
 ///
-/// One round trip: the prepared call of the SQL function `judgment_index_search`, which
-/// scopes `hnsw.ef_search` ([`EF_SEARCH`]) and `app.tenant_id` to itself, so it works as the
-/// request-path role under row-level security, inside or outside the caller's transaction.
-/// It walks the tenant's HNSW graph whatever the partition's size (an exact scan of a small
-/// partition is twice as slow), and keeps walking until it has `k` live judgments (when `k`
-/// exceeds [`EF_SEARCH`], or dead row versions took up candidates).
+/// `conn` must be a connection of the search role (`DbRole::Search` in
+/// `casebook-adapters`): its session settings make every search walk the partition's HNSW
+/// graph whatever the partition's size (an exact scan of a small partition is twice as
+/// slow), and keep walking until it has `k` live judgments (when `k` exceeds ef_search, or
+/// dead row versions took up candidates). One round trip, with the plan the connection
+/// keeps for the tenant ([`search_statement`]).
 pub async fn search(
     conn: &mut PgConnection,
     tenant: TenantId,
     query: &[f32],
     k: u32,
 ) -> Result<Vec<JudgmentHit>, IndexError> {
-    let rows = sqlx::query(
-        "SELECT judgment_id, score, title, body, tags, source_position
-           FROM judgment_index_search($1, $2, $3)",
-    )
-    .bind(tenant.as_uuid())
-    .bind(query)
-    .bind(i32::try_from(k).unwrap_or(i32::MAX))
-    .fetch_all(&mut *conn)
-    .await?;
+    let statement = search_statement(tenant, query.len());
+    let found = sqlx::query(&statement)
+        .bind(tenant.as_uuid())
+        .bind(query)
+        .bind(i32::try_from(k).unwrap_or(i32::MAX))
+        .fetch_all(&mut *conn)
+        .await;
+    let rows = match found {
+        Ok(rows) => rows,
+        Err(sqlx::Error::Database(err)) if err.code().as_deref() == Some(UNDEFINED_TABLE) => {
+            return Ok(Vec::new())
+        }
+        Err(err) => return Err(err.into()),
+    };
     rows.iter()
         .map(|row| {
             let judgment_id: Uuid = row.try_get("judgment_id")?;
