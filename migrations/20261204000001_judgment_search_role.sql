@@ -10,7 +10,8 @@
 --
 -- A prepared statement cannot scope settings to itself as the function did, so the settings
 -- live in the sessions of a pool that only searches (`DbRole::Search`: enable_sort off so
--- even a small partition's graph is walked, iterative scans, no JIT, ef_search). That pool
+-- even a small partition's graph is walked, iterative scans, no JIT, ef_search, and generic
+-- plans, which Postgres would otherwise not keep for a statement with a LIMIT). That pool
 -- assumes this role, which may read the judgment index's partitions and nothing else. The
 -- partitions carry no row-level security: a partition only ever holds its tenant's rows (its
 -- partition bound), and every search statement also filters by the tenant explicitly.

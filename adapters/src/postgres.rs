@@ -44,7 +44,11 @@ pub enum DbRole {
     /// - `hnsw.iterative_scan = strict_order`: the walk goes on until it has k live rows, so
     ///   neither dead row versions nor k > ef_search make a search come back short;
     /// - `hnsw.ef_search` = [`HNSW_EF_SEARCH`];
-    /// - `jit = off`: a top-10 lookup never gains from compiling itself.
+    /// - `jit = off`: a top-10 lookup never gains from compiling itself;
+    /// - `plan_cache_mode = force_generic_plan`: left to choose, Postgres plans every call
+    ///   anew, because a generic plan's unknown `LIMIT` looks dearer than a custom plan's
+    ///   10 — the very planning a kept statement is for saving. Over one partition, with
+    ///   sorting off, both plans are the same walk of its HNSW index.
     Search,
 }
 
@@ -52,6 +56,11 @@ pub enum DbRole {
 /// (m 16, ef_construction 200), recall@10 ≥ 0.98 on 100,000 real MiniLM vectors over 20
 /// uneven tenants, also for the largest (BENCHMARKS.md).
 pub const HNSW_EF_SEARCH: u32 = 40;
+
+/// Prepared statements a search connection keeps: one per tenant it searches (each names
+/// the tenant's partition), so a deployment's tenants all keep their plans instead of
+/// re-planning on every search once sqlx's default of 100 is exceeded.
+pub const SEARCH_STATEMENTS_PER_CONNECTION: usize = 1_000;
 
 impl DbRole {
     /// What each new connection runs to become this role.
@@ -66,7 +75,7 @@ impl DbRole {
             DbRole::Search => Some(format!(
                 "SET ROLE casebook_search; SET enable_sort = off; \
                  SET hnsw.iterative_scan = strict_order; SET hnsw.ef_search = {HNSW_EF_SEARCH}; \
-                 SET jit = off"
+                 SET jit = off; SET plan_cache_mode = force_generic_plan"
             )),
         }
     }
@@ -78,6 +87,10 @@ pub async fn connect(
     role: DbRole,
     max_connections: u32,
 ) -> Result<PgPool, sqlx::Error> {
+    let options = match role {
+        DbRole::Search => options.statement_cache_capacity(SEARCH_STATEMENTS_PER_CONNECTION),
+        _ => options,
+    };
     let pool_options = PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(10))

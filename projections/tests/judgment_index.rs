@@ -355,22 +355,10 @@ async fn a_tenant_partition_can_be_created_ahead_of_its_first_judgment() {
 }
 
 /// The plan of the statement [`judgment_index::search`] prepares for `tenant`, under the
-/// search role's session settings: as a custom plan and as the generic one a connection
-/// keeps after a few calls.
-async fn explain_search(conn: &mut PgConnection, tenant: TenantId, generic: bool) -> String {
-    let mode = if generic {
-        "force_generic_plan"
-    } else {
-        "force_custom_plan"
-    };
-    sqlx::query("SELECT set_config('plan_cache_mode', $1, false)")
-        .bind(mode)
-        .execute(&mut *conn)
-        .await
-        .unwrap();
-    let statement = format!("search_{}", if generic { "generic" } else { "custom" });
+/// search role's session settings.
+async fn explain_search(conn: &mut PgConnection, tenant: TenantId) -> String {
     sqlx::raw_sql(&format!(
-        "PREPARE {statement}(uuid, real[], integer) AS {}",
+        "PREPARE search(uuid, real[], integer) AS {}",
         judgment_index::search_statement(tenant, DIMENSION)
     ))
     .execute(&mut *conn)
@@ -381,13 +369,13 @@ async fn explain_search(conn: &mut PgConnection, tenant: TenantId, generic: bool
         .map(f32::to_string)
         .collect();
     let plan: Vec<String> = sqlx::query_scalar(&format!(
-        "EXPLAIN EXECUTE {statement}('{tenant}', '{{{}}}', 10)",
+        "EXPLAIN EXECUTE search('{tenant}', '{{{}}}', 10)",
         query.join(",")
     ))
     .fetch_all(&mut *conn)
     .await
     .unwrap();
-    sqlx::raw_sql(&format!("DEALLOCATE {statement}"))
+    sqlx::raw_sql("DEALLOCATE search")
         .execute(&mut *conn)
         .await
         .unwrap();
@@ -428,18 +416,31 @@ async fn the_prepared_search_walks_the_tenants_hnsw_index_also_on_a_small_partit
     for (tenant, other) in [(tenant_a, tenant_b), (tenant_b, tenant_a)] {
         let own_index = format!("judgment_index_{}_hnsw", tenant.as_uuid().simple());
         let other_partition = format!("judgment_index_{}", other.as_uuid().simple());
-        for generic in [true, false] {
-            let plan = explain_search(&mut conn, tenant, generic).await;
-            assert!(
-                plan.contains(&format!("Index Scan using {own_index}")),
-                "generic={generic}:\n{plan}"
-            );
-            assert!(
-                !plan.contains(&other_partition) && !plan.contains("Sort"),
-                "generic={generic}:\n{plan}"
-            );
-        }
+        let plan = explain_search(&mut conn, tenant).await;
+        assert!(
+            plan.contains(&format!("Index Scan using {own_index}")),
+            "{plan}"
+        );
+        assert!(
+            !plan.contains(&other_partition) && !plan.contains("Sort"),
+            "{plan}"
+        );
     }
+
+    // The statement the product prepares is planned once per connection, not per call.
+    for _ in 0..3 {
+        judgment_index::search(&mut conn, tenant_b, &words_vector("pump valve"), 10)
+            .await
+            .unwrap();
+    }
+    let (generic, custom): (i64, i64) = sqlx::query_as(
+        "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement = $1",
+    )
+    .bind(judgment_index::search_statement(tenant_b, DIMENSION))
+    .fetch_one(&mut *conn)
+    .await
+    .unwrap();
+    assert_eq!((generic, custom), (3, 0));
 }
 
 #[tokio::test]
@@ -496,22 +497,24 @@ async fn the_search_role_reads_the_judgment_index_partitions_and_nothing_else() 
     .await
     .expect("apply");
     let searcher = db.pool(DbRole::Search, 1).await;
-    let (ef_search, iterative_scan, enable_sort, jit): (String, String, String, String) =
-        sqlx::query_as(
-            "SELECT current_setting('hnsw.ef_search'), current_setting('hnsw.iterative_scan'),
-                    current_setting('enable_sort'), current_setting('jit')",
-        )
-        .fetch_one(&searcher)
-        .await
-        .unwrap();
+    let settings: Vec<String> = sqlx::query_scalar(
+        "SELECT current_setting(name)
+           FROM unnest(ARRAY['hnsw.ef_search', 'hnsw.iterative_scan', 'enable_sort', 'jit',
+                             'plan_cache_mode']) WITH ORDINALITY AS s(name, i)
+          ORDER BY i",
+    )
+    .fetch_all(&searcher)
+    .await
+    .unwrap();
     assert_eq!(
-        (
-            ef_search,
-            iterative_scan.as_str(),
-            enable_sort.as_str(),
-            jit.as_str()
-        ),
-        (HNSW_EF_SEARCH.to_string(), "strict_order", "off", "off")
+        settings,
+        [
+            HNSW_EF_SEARCH.to_string().as_str(),
+            "strict_order",
+            "off",
+            "off",
+            "force_generic_plan"
+        ]
     );
     for table in [
         "events",
