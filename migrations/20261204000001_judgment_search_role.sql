@@ -5,8 +5,9 @@
 -- and planned on every call: for a small tenant, planning and the PL/pgSQL call cost more
 -- than walking the graph. A statement naming the tenant's partition keeps its plan (a
 -- generic plan of one table prunes nothing and locks one partition, where a generic plan of
--- the parent would lock every tenant's), and the same search took 0.30–0.39 ms against
--- 0.61–0.77 ms through the function, 300 rows, pgbench, prepared (BENCHMARKS.md).
+-- the parent would lock every tenant's). Through the benchmark's Rust client on 100,000
+-- real vectors, p50 went from 1.39 to 0.38–0.48 ms for the smallest tenant and from 1.73 to
+-- 0.68–0.74 ms for the largest (BENCHMARKS.md, issue 7, sixth pass).
 --
 -- A prepared statement cannot scope settings to itself as the function did, so the settings
 -- live in the sessions of a pool that only searches (`DbRole::Search`: enable_sort off so
