@@ -628,3 +628,80 @@ async fn retired_judgments_nearest_the_query_do_not_crowd_out_the_live_ones() {
     live.sort_by_key(ToString::to_string);
     assert_eq!(found, live, "all ten live judgments, none of the retired");
 }
+
+#[tokio::test]
+async fn an_index_deployed_before_half_precision_and_the_search_role_upgrades_in_place() {
+    // As a deployment stood before `20261203000001_judgment_index_halfvec.sql`: single
+    // precision vectors, partitions the search role did not exist for.
+    let db = TestDb::migrated_before(20261203000001).await;
+    let projector = db.pool(DbRole::Projector, 2).await;
+    let (tenant_a, tenant_b) = (TenantId::new(), TenantId::new());
+    let (boiler, roof, other_boiler) = (JudgmentId::new(), JudgmentId::new(), JudgmentId::new());
+    let mut log = Log::new();
+    let before = [
+        log.captured(
+            tenant_a,
+            boiler,
+            "boiler",
+            "boiler pressure drops overnight",
+        ),
+        log.captured(tenant_a, roof, "roof", "roof tiles slipped in the storm"),
+        log.captured(
+            tenant_b,
+            other_boiler,
+            "boiler",
+            "boiler pressure drops overnight",
+        ),
+    ];
+    apply(&projector, &before, &WORDS)
+        .await
+        .expect("apply to the old schema");
+
+    casebook_adapters::postgres::MIGRATOR
+        .run(&mut db.superuser().await)
+        .await
+        .expect("upgrade");
+
+    let column: String = sqlx::query_scalar(
+        "SELECT format_type(atttypid, atttypmod) FROM pg_attribute
+          WHERE attrelid = 'judgment_index'::regclass AND attname = 'embedding'",
+    )
+    .fetch_one(&projector)
+    .await
+    .unwrap();
+    assert_eq!(column, "halfvec");
+    let indexes: Vec<String> = sqlx::query_scalar(
+        "SELECT pg_get_indexdef(i.indexrelid)
+           FROM pg_inherits p JOIN pg_index i ON i.indrelid = p.inhrelid
+          WHERE p.inhparent = 'judgment_index'::regclass AND NOT i.indisprimary",
+    )
+    .fetch_all(&projector)
+    .await
+    .unwrap();
+    assert_eq!(indexes.len(), 2, "{indexes:?}");
+    for index in &indexes {
+        assert!(index.contains("halfvec_cosine_ops"), "{index}");
+    }
+
+    // The rows written before the upgrade are found by the search role, tenant by tenant,
+    // and the projector goes on writing to the upgraded partitions.
+    let gutter = JudgmentId::new();
+    apply(
+        &projector,
+        &[log.captured(tenant_a, gutter, "gutter", "boiler flue near the gutter")],
+        &WORDS,
+    )
+    .await
+    .expect("apply after the upgrade");
+    let searcher = db.pool(DbRole::Search, 1).await;
+    let found = |hits: Vec<(JudgmentId, f32)>| hits.into_iter().map(|hit| hit.0).collect();
+    let hits_a: Vec<JudgmentId> = found(search(&searcher, tenant_a, "boiler pressure", 10).await);
+    assert_eq!(hits_a.first(), Some(&boiler), "{hits_a:?}");
+    assert!(
+        hits_a.contains(&roof) && hits_a.contains(&gutter),
+        "{hits_a:?}"
+    );
+    assert!(!hits_a.contains(&other_boiler), "{hits_a:?}");
+    let hits_b: Vec<JudgmentId> = found(search(&searcher, tenant_b, "boiler pressure", 10).await);
+    assert_eq!(hits_b, [other_boiler]);
+}

@@ -13,6 +13,7 @@ use std::str::FromStr;
 
 pub use casebook_adapters::postgres::DbRole;
 use casebook_adapters::postgres::{self, MIGRATOR};
+use sqlx::migrate::Migrate;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, Executor, PgConnection, PgPool};
 
@@ -31,6 +32,30 @@ impl TestDb {
     pub async fn new() -> Self {
         let admin = admin_options();
         let template = ensure_template(&admin).await;
+        Self::create(admin, &template).await
+    }
+
+    /// Creates a fresh database with only the migrations older than `version` applied: a
+    /// deployment as it stood before that migration, for tests of the upgrade path (run
+    /// [`MIGRATOR`] on it to upgrade).
+    pub async fn migrated_before(version: i64) -> Self {
+        let db = Self::create(admin_options(), "template1").await;
+        let mut conn = db.superuser().await;
+        conn.ensure_migrations_table()
+            .await
+            .expect("create the migrations table");
+        for migration in MIGRATOR
+            .iter()
+            .filter(|migration| migration.version < version)
+        {
+            conn.apply(migration)
+                .await
+                .unwrap_or_else(|err| panic!("migration {}: {err}", migration.version));
+        }
+        db
+    }
+
+    async fn create(admin: PgConnectOptions, template: &str) -> Self {
         let name = format!("casebook_test_{}", uuid::Uuid::new_v4().simple());
         let mut conn = admin.connect().await.expect("connect to the test cluster");
         conn.execute(format!(r#"CREATE DATABASE "{name}" TEMPLATE "{template}""#).as_str())
