@@ -12,7 +12,6 @@
 # Uses a scratch database `casebook_hnsw_params`, dropped at the end.
 set -euo pipefail
 : "${CASEBOOK_PG_ADMIN_URL:?start the stack first: eval \"\$(infra/local/stack.sh up)\"}"
-cache=${CASEBOOK_CACHE:-/var/cache/casebook}/bench
 db=${CASEBOOK_PG_ADMIN_URL%/*}/casebook_hnsw_params
 rounds=${ROUNDS:-5}
 psql() { command psql -X -q -v ON_ERROR_STOP=1 "$@"; }
@@ -20,22 +19,9 @@ psql() { command psql -X -q -v ON_ERROR_STOP=1 "$@"; }
 psql "$CASEBOOK_PG_ADMIN_URL" -c "DROP DATABASE IF EXISTS casebook_hnsw_params" -c "CREATE DATABASE casebook_hnsw_params"
 trap 'psql "$CASEBOOK_PG_ADMIN_URL" -c "DROP DATABASE IF EXISTS casebook_hnsw_params"' EXIT
 
-# The corpus with the judgment_search benchmark's tenant of each line (sizes ∝ 1/rank,
-# line i to the owner at slot (i · 7,919) mod 100,000); -1 marks the held-out queries.
-python3 - "$cache/minilm-corpus.f32" <<'PY' | psql "$db" -c "CREATE EXTENSION vector" \
-  -c "CREATE TABLE corpus (id int PRIMARY KEY, tenant int, v vector(384))" -c "COPY corpus FROM STDIN"
-import struct, sys
-D, INDEXED, TENANTS = 384, 100_000, 20
-raw = open(sys.argv[1], 'rb').read()
-weights = [1 / rank for rank in range(1, TENANTS + 1)]
-sizes = [int(w / sum(weights) * INDEXED) for w in weights]
-sizes[0] += INDEXED - sum(sizes)
-owner = [t for t, size in enumerate(sizes) for _ in range(size)]
-for i in range(len(raw) // (4 * D)):
-    v = struct.unpack_from('<%df' % D, raw, i * 4 * D)
-    tenant = owner[(i * 7919) % INDEXED] if i < INDEXED else -1
-    sys.stdout.write('%d\t%d\t[%s]\n' % (i, tenant, ','.join('%.7g' % x for x in v)))
-PY
+# shellcheck source=projections/benches/corpus.sh
+source "$(dirname "$0")/corpus.sh"
+load_corpus "$db"
 
 psql "$db" <<'SQL'
 SET max_parallel_workers_per_gather = 0;
