@@ -25,6 +25,17 @@ END $$;
 
 GRANT USAGE ON SCHEMA public TO casebook_search;
 
+-- Every login that acts as the application (the deployed `casebook`) now also searches.
+DO $$
+DECLARE
+    login name;
+BEGIN
+    FOR login IN SELECT m.rolname FROM pg_auth_members a JOIN pg_roles m ON m.oid = a.member
+                  WHERE a.roleid = 'casebook_app'::regrole LOOP
+        EXECUTE format('GRANT casebook_search TO %I', login);
+    END LOOP;
+END $$;
+
 CREATE OR REPLACE FUNCTION judgment_index_ensure_partition(tenant uuid) RETURNS boolean
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
@@ -59,5 +70,9 @@ BEGIN
     END LOOP;
 END $$;
 
+-- The request-path role searched through the function; nothing else of it reads the index.
+-- Workers of the previous release fail their retrievals from here until they are updated
+-- (retryably: their queue message comes back), so deploy the functions right after this.
 DROP FUNCTION judgment_index_search(uuid, real[], integer);
 DROP FUNCTION judgment_index_search_sql(integer);
+REVOKE SELECT ON judgment_index, judgment_index_model FROM casebook_app;

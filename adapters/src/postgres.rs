@@ -60,7 +60,7 @@ pub const HNSW_EF_SEARCH: u32 = 40;
 /// Prepared statements a search connection keeps: one per tenant it searches (each names
 /// the tenant's partition), so a deployment's tenants all keep their plans instead of
 /// re-planning on every search once sqlx's default of 100 is exceeded.
-pub const SEARCH_STATEMENTS_PER_CONNECTION: usize = 1_000;
+const SEARCH_STATEMENTS_PER_CONNECTION: usize = 1_000;
 
 impl DbRole {
     /// What each new connection runs to become this role.

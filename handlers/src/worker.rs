@@ -116,10 +116,9 @@ where
 }
 
 /// The pool the worker searches the judgment index on (as `casebook_search`): it handles one
-/// message at a time, so one connection searches; the second stands in while the first is
-/// being replaced.
+/// message at a time, so one connection, which keeps the tenants' search plans.
 pub async fn search_pool(config: &DatabaseConfig) -> Result<PgPool, ConnectError> {
-    postgres::connect_database(config, DbRole::Search, 2).await
+    postgres::connect_database(config, DbRole::Search, 1).await
 }
 
 /// The handlers, with what they need.

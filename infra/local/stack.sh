@@ -193,8 +193,8 @@ reserve_huge_pages() {
   need=$(as_pg "$PGBIN/postgres" -D "$PG_DATA" -C shared_memory_size_in_huge_pages 2>/dev/null) || return 0
   have=$(<"$knob")
   [[ $need =~ ^[0-9]+$ ]] && (( have < need )) || return 0
-  [[ -e $HUGE_PAGES_FILE ]] || echo "$have" >"$HUGE_PAGES_FILE"
   echo "$need" >"$knob" 2>/dev/null || return 0
+  [[ -e $HUGE_PAGES_FILE ]] || echo "$have" >"$HUGE_PAGES_FILE"
   log "reserved $(<"$knob") huge pages for shared_buffers (had $have)"
 }
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The raw-Postgres baseline of the judgment search: the bare top-10 statement over a table
 # holding one tenant's rows of the judgment_search benchmark's corpus (half-precision HNSW,
-# m 16, ef_construction 200, ef_search 40, as the product's partitions), through pgbench's C
+# m 16, ef_construction 200, ef_search 40 = HNSW_EF_SEARCH, as the product's partitions), through pgbench's C
 # client, prepared, one connection — no partitioning, roles, payload columns or Rust client.
 # Prints p50/p99 per cell from pgbench's per-transaction log, for the largest (27,803 rows)
 # and the smallest (1,389) tenant, with the planner's choice and with the walk forced
@@ -19,9 +19,8 @@ passes=${PASSES:-3}
 duration=${DURATION:-10}
 psql() { command psql -X -q -v ON_ERROR_STOP=1 "$@"; }
 work=$(mktemp -d)
-
+trap 'psql "$CASEBOOK_PG_ADMIN_URL" -c "DROP DATABASE IF EXISTS casebook_search_baseline" || true; rm -rf "$work"' EXIT
 psql "$CASEBOOK_PG_ADMIN_URL" -c "DROP DATABASE IF EXISTS casebook_search_baseline" -c "CREATE DATABASE casebook_search_baseline"
-trap 'psql "$CASEBOOK_PG_ADMIN_URL" -c "DROP DATABASE IF EXISTS casebook_search_baseline"; rm -rf "$work"' EXIT
 
 # shellcheck source=projections/benches/corpus.sh
 source "$(dirname "$0")/corpus.sh"

@@ -39,7 +39,11 @@ impl TestDb {
     /// deployment as it stood before that migration, for tests of the upgrade path (run
     /// [`MIGRATOR`] on it to upgrade).
     pub async fn migrated_before(version: i64) -> Self {
-        let db = Self::create(admin_options(), "template1").await;
+        let admin = admin_options();
+        // The migrations create the cluster's roles unless they exist: the template, built
+        // under its lock, creates them first, so this never races another test to it.
+        ensure_template(&admin).await;
+        let db = Self::create(admin, "template1").await;
         let mut conn = db.superuser().await;
         conn.ensure_migrations_table()
             .await

@@ -72,7 +72,9 @@ pub fn search_statement(tenant: TenantId, dimension: usize) -> String {
 /// first; none while the tenant has no partition.
 ///
 /// `conn` must be a connection of the search role (`DbRole::Search` in
-/// `casebook-adapters`): its session settings make every search walk the partition's HNSW
+/// `casebook-adapters`), outside a transaction (a tenant without a partition fails the
+/// statement, which is answered with no hits but would abort a transaction): its session
+/// settings make every search walk the partition's HNSW
 /// graph whatever the partition's size (an exact scan of a small partition is twice as
 /// slow), and keep walking until it has `k` live judgments (when `k` exceeds ef_search, or
 /// dead row versions took up candidates). One round trip, with the plan the connection
