@@ -28,6 +28,7 @@ use casebook_handlers::server::projector;
 use casebook_handlers::worker::run_worker_until;
 use casebook_projections::judgment_index::{self, JudgmentIndexSubscription};
 use serde_json::{json, Value};
+use sqlx::PgPool;
 use support::{spawn_app, TestApp, User};
 use uuid::Uuid;
 
@@ -136,17 +137,13 @@ fn retrieved_ids(view: &Value) -> Vec<Uuid> {
 
 /// The judgment-index row of `tenant` nearest to `text`, as the worker would retrieve it.
 async fn nearest(
-    app: &TestApp,
+    searcher: &PgPool,
     embedder: &dyn Embedder,
     tenant: TenantId,
     text: &str,
 ) -> Vec<judgment_index::JudgmentHit> {
     let vector = embedder.embed(&[text.to_owned()]).await.unwrap().remove(0);
-    let mut conn = support::scenario::search_pool(&app.pool)
-        .await
-        .acquire()
-        .await
-        .unwrap();
+    let mut conn = searcher.acquire().await.unwrap();
     judgment_index::search(&mut conn, tenant, &vector, 10)
         .await
         .unwrap()
@@ -186,6 +183,7 @@ async fn a_query_becomes_a_grounded_proposal_and_its_approval_grounds_the_next_o
         embedder.clone(),
         Some(relay),
     );
+    let searcher = support::scenario::search_pool(&app.pool).await;
     let uploads = TenantBucket::new(&aws, resources.uploads_bucket.clone());
     let worker = support::scenario::worker(&app.pool, embedder.clone(), llm.clone())
         .await
@@ -224,7 +222,13 @@ async fn a_query_becomes_a_grounded_proposal_and_its_approval_grounds_the_next_o
     let first_question = "Is the indemnity cap in our supplier contract enforceable?";
     // The index follows the log asynchronously: the practice's precedents first.
     for _ in 0..600 {
-        let hits = nearest(&app, embedder.as_ref(), app.acme.tenant, first_question).await;
+        let hits = nearest(
+            &searcher,
+            embedder.as_ref(),
+            app.acme.tenant,
+            first_question,
+        )
+        .await;
         if hits.len() == 2 {
             break;
         }
@@ -280,7 +284,13 @@ async fn a_query_becomes_a_grounded_proposal_and_its_approval_grounds_the_next_o
         "{view}"
     );
     // Each precedent names the log position its indexed text came from.
-    let indexed = nearest(&app, embedder.as_ref(), app.acme.tenant, first_question).await;
+    let indexed = nearest(
+        &searcher,
+        embedder.as_ref(),
+        app.acme.tenant,
+        first_question,
+    )
+    .await;
     for precedent in provenance["precedents"].as_array().expect("precedents") {
         let hit = indexed
             .iter()
@@ -322,7 +332,13 @@ async fn a_query_becomes_a_grounded_proposal_and_its_approval_grounds_the_next_o
     let second_question = "Can our supplier enforce the indemnity cap in the contract?";
     let mut captured = None;
     for _ in 0..600 {
-        let hits = nearest(&app, embedder.as_ref(), app.acme.tenant, second_question).await;
+        let hits = nearest(
+            &searcher,
+            embedder.as_ref(),
+            app.acme.tenant,
+            second_question,
+        )
+        .await;
         captured = hits
             .into_iter()
             .find(|hit| hit.body.as_str().contains(first_question))
@@ -334,10 +350,15 @@ async fn a_query_becomes_a_grounded_proposal_and_its_approval_grounds_the_next_o
     }
     let captured = captured.expect("the approved diagnosis became an indexed judgment");
     assert!(
-        nearest(&app, embedder.as_ref(), app.globex.tenant, second_question)
-            .await
-            .iter()
-            .all(|hit| hit.judgment_id.as_uuid() != &captured),
+        nearest(
+            &searcher,
+            embedder.as_ref(),
+            app.globex.tenant,
+            second_question
+        )
+        .await
+        .iter()
+        .all(|hit| hit.judgment_id.as_uuid() != &captured),
         "another tenant never retrieves it"
     );
 

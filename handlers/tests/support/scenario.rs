@@ -148,7 +148,7 @@ impl Llm for CountingLlm {
 
 /// A pool of the judgment-search role over `app`'s database, as the worker searches.
 pub async fn search_pool(app: &PgPool) -> PgPool {
-    postgres::connect((*app.connect_options()).clone(), DbRole::Search, 2)
+    postgres::connect((*app.connect_options()).clone(), DbRole::Search, 1)
         .await
         .expect("search pool")
 }
