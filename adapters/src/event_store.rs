@@ -30,6 +30,11 @@ use serde_json::Value;
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
 
+mod group_commit;
+
+pub use group_commit::Appender;
+use group_commit::{NewEvent, StreamAppend};
+
 /// Events between two snapshots: bounds the cost of loading any aggregate.
 pub const SNAPSHOT_EVERY: usize = 20;
 
@@ -54,28 +59,6 @@ SELECT false, aggregate_type, aggregate_id, sequence, event_type, event_version,
  WHERE aggregate_type = $1 AND aggregate_id = $2
    AND sequence > COALESCE((SELECT last_sequence FROM snapshot), 0)
 ORDER BY sequence";
-
-/// Appends the events of one command, and optionally moves the snapshot forward, in a single
-/// statement (so one round trip, and atomic without an explicit transaction).
-const APPEND_EVENTS: &str = "
-WITH appended AS (
-    INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
-    SELECT $1, $2, e.sequence, e.event_type, e.event_version, e.payload, e.metadata
-      FROM UNNEST($3::bigint[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[])
-           AS e(sequence, event_type, event_version, payload, metadata)
-    RETURNING sequence, global_position
-), snapshot AS (
-    INSERT INTO snapshots (aggregate_type, aggregate_id, last_sequence, current_snapshot, payload)
-    SELECT $1, $2, $8, 1, $9
-     WHERE $9::jsonb IS NOT NULL AND EXISTS (SELECT 1 FROM appended)
-    ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE
-       SET last_sequence = EXCLUDED.last_sequence,
-           current_snapshot = snapshots.current_snapshot + 1,
-           payload = EXCLUDED.payload,
-           updated_at = now()
-     WHERE snapshots.last_sequence < EXCLUDED.last_sequence
-)
-SELECT sequence, global_position FROM appended ORDER BY sequence";
 
 /// A failure of the event store, classified for the caller.
 #[derive(Debug, thiserror::Error)]
@@ -236,6 +219,7 @@ impl<A: Aggregate> AggregateContext<A> for StoreContext<A> {
 /// holds the command's events — *is* the snapshot.
 pub struct EventStore<A> {
     pool: PgPool,
+    appender: Appender,
     upcasters: Arc<[Box<dyn EventUpcaster>]>,
     _aggregate: PhantomData<fn() -> A>,
 }
@@ -244,6 +228,7 @@ impl<A> Clone for EventStore<A> {
     fn clone(&self) -> Self {
         Self {
             pool: self.pool.clone(),
+            appender: self.appender.clone(),
             upcasters: self.upcasters.clone(),
             _aggregate: PhantomData,
         }
@@ -253,8 +238,15 @@ impl<A> Clone for EventStore<A> {
 impl<A: Aggregate> EventStore<A> {
     /// A store appending through `pool`, upcasting old events with `upcasters` on load.
     pub fn new(pool: PgPool, upcasters: Vec<Box<dyn EventUpcaster>>) -> Self {
+        Self::with_appender(Appender::new(pool), upcasters)
+    }
+
+    /// A store appending through `appender` (shared with other stores, so that their
+    /// commands' appends can share commits) and reading through its pool.
+    pub fn with_appender(appender: Appender, upcasters: Vec<Box<dyn EventUpcaster>>) -> Self {
         Self {
-            pool,
+            pool: appender.pool().clone(),
+            appender,
             upcasters: upcasters.into(),
             _aggregate: PhantomData,
         }
@@ -352,35 +344,26 @@ impl<A: Aggregate> EventStore<A> {
         envelopes: &[EventEnvelope<A>],
         snapshot: Option<(usize, Value)>,
     ) -> Result<Vec<i64>, StoreError> {
-        let mut sequences = Vec::with_capacity(envelopes.len());
-        let mut types = Vec::with_capacity(envelopes.len());
-        let mut versions = Vec::with_capacity(envelopes.len());
-        let mut payloads = Vec::with_capacity(envelopes.len());
-        let mut metadata = Vec::with_capacity(envelopes.len());
-        for envelope in envelopes {
-            sequences.push(envelope.sequence as i64);
-            types.push(envelope.payload.event_type());
-            versions.push(envelope.payload.event_version());
-            payloads.push(serde_json::to_value(&envelope.payload).map_err(serialization)?);
-            metadata.push(serde_json::to_value(&envelope.metadata).map_err(serialization)?);
-        }
-        let (snapshot_sequence, snapshot_payload) = match snapshot {
-            Some((sequence, payload)) => (Some(sequence as i64), Some(payload)),
-            None => (None, None),
-        };
-        let appended: Vec<(i64, i64)> = sqlx::query_as(APPEND_EVENTS)
-            .bind(A::TYPE)
-            .bind(aggregate_id)
-            .bind(sequences)
-            .bind(types)
-            .bind(versions)
-            .bind(payloads)
-            .bind(metadata)
-            .bind(snapshot_sequence)
-            .bind(snapshot_payload)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(appended.into_iter().map(|(_, position)| position).collect())
+        let events = envelopes
+            .iter()
+            .map(|envelope| {
+                Ok(NewEvent {
+                    sequence: envelope.sequence as i64,
+                    event_type: envelope.payload.event_type(),
+                    event_version: envelope.payload.event_version(),
+                    payload: serde_json::to_value(&envelope.payload).map_err(serialization)?,
+                    metadata: serde_json::to_value(&envelope.metadata).map_err(serialization)?,
+                })
+            })
+            .collect::<Result<_, StoreError>>()?;
+        self.appender
+            .append(StreamAppend {
+                aggregate_type: A::TYPE,
+                aggregate_id: aggregate_id.to_owned(),
+                events,
+                snapshot: snapshot.map(|(sequence, state)| (sequence as i64, state)),
+            })
+            .await
     }
 }
 

@@ -486,3 +486,77 @@ async fn a_creating_command_the_empty_aggregate_refuses_is_decided_by_the_stream
         CommandError::Rejected(Refused::NothingToTake)
     ));
 }
+
+/// Distinct transactions among the events of `ids`.
+async fn commits_holding(pool: &PgPool, ids: &[String]) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(DISTINCT transaction_id::text) FROM events WHERE aggregate_id = ANY($1)",
+    )
+    .bind(ids)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn commands_appending_at_the_same_time_share_commits_and_each_gets_its_own_answer() {
+    let db = TestDb::new().await;
+    let pool = db.pool(DbRole::App, 8).await;
+    let store: EventStore<Counter> = EventStore::new(pool.clone(), vec![]);
+    let add_two = || CounterCommand::Add {
+        times: 2,
+        marker: Uuid::nil(),
+    };
+
+    // All sent before the store's writer first runs (one runtime thread), so they queue
+    // together.
+    let ids: Vec<String> = (0..20).map(|_| Uuid::new_v4().to_string()).collect();
+    let created =
+        futures::future::join_all(ids.iter().map(|id| create(&store, id, add_two()))).await;
+    for (id, committed) in ids.iter().zip(created) {
+        let (reported, stored) = committed_against_stored(&pool, id, &committed.unwrap()).await;
+        assert_eq!(reported, stored);
+        assert_eq!(stored.len(), 2);
+    }
+    let commits = commits_holding(&pool, &ids).await;
+    assert!(
+        commits < 20,
+        "20 creations in {commits} commits: none shared"
+    );
+
+    // A batch with a stale command and an unacceptable event in it: those two fail alone.
+    let taken = Uuid::new_v4().to_string();
+    let stale = store.load_aggregate(&taken).await.unwrap();
+    add(&cqrs(&pool), &taken, 1, Uuid::nil()).await.unwrap();
+    let untenanted = Uuid::new_v4().to_string();
+    let no_tenant = store.load_aggregate(&untenanted).await.unwrap();
+    let added = || {
+        vec![CounterEvent::Added {
+            marker: Uuid::nil(),
+        }]
+    };
+    let more_ids: Vec<String> = (0..20).map(|_| Uuid::new_v4().to_string()).collect();
+    let (conflict, invalid, created) = tokio::join!(
+        store.commit(added(), stale, tenant_metadata(Uuid::nil())),
+        store.commit(added(), no_tenant, HashMap::new()),
+        futures::future::join_all(more_ids.iter().map(|id| create(&store, id, add_two()))),
+    );
+    assert!(
+        matches!(conflict, Err(AggregateError::AggregateConflict)),
+        "{conflict:?}"
+    );
+    let invalid = invalid.map_err(CommandError::<Refused>::from).unwrap_err();
+    assert!(matches!(invalid, CommandError::Invalid(_)), "{invalid:?}");
+    for (id, committed) in more_ids.iter().zip(created) {
+        let (reported, stored) = committed_against_stored(&pool, id, &committed.unwrap()).await;
+        assert_eq!(reported, stored);
+    }
+    let untenanted_events: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_id = $1")
+            .bind(&untenanted)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(untenanted_events, 0);
+    assert_eq!(store.load_aggregate(&taken).await.unwrap().state().value, 1);
+}

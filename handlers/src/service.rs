@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use casebook_adapters::event_store::{CommandError, Committed, EventStore};
+use casebook_adapters::event_store::{Appender, CommandError, Committed, EventStore};
 use casebook_domain::actor::Actor;
 use casebook_domain::decision::{ConsultantDecision, DecisionCommand};
 use casebook_domain::diagnosis::{Diagnosis, DiagnosisCommand, DiagnosisEvent, DiagnosisSnapshot};
@@ -149,13 +149,15 @@ impl ActiveTenants {
 impl Service {
     /// A service appending through `pool` (which should run as `casebook_app`).
     pub fn new(pool: PgPool) -> Self {
+        // One appender for every store: concurrent commands on any aggregates share commits.
+        let appender = Appender::new(pool);
         Self {
             stores: Arc::new(Stores {
-                tenants: EventStore::new(pool.clone(), upcasters()),
-                sessions: EventStore::new(pool.clone(), upcasters()),
-                diagnoses: EventStore::new(pool.clone(), upcasters()),
-                decisions: EventStore::new(pool.clone(), upcasters()),
-                judgments: EventStore::new(pool, upcasters()),
+                tenants: EventStore::with_appender(appender.clone(), upcasters()),
+                sessions: EventStore::with_appender(appender.clone(), upcasters()),
+                diagnoses: EventStore::with_appender(appender.clone(), upcasters()),
+                decisions: EventStore::with_appender(appender.clone(), upcasters()),
+                judgments: EventStore::with_appender(appender, upcasters()),
                 active_tenants: ActiveTenants::default(),
             }),
         }
