@@ -29,9 +29,11 @@ use super::StoreError;
 /// Streams appended by one statement at most. Bounds the statement's size and the number of
 /// commands that share a failure's retry.
 const MAX_BATCH: usize = 32;
-/// Append statements running at once: enough for batches to overlap their WAL flushes, few
-/// enough that the pool's other connections stay free for reads.
-const MAX_IN_FLIGHT: usize = 4;
+/// Append statements running at once. Two let one batch gather while the other flushes; more
+/// only split the queue into smaller batches. Measured through the API at 16 connections
+/// (BENCHMARKS.md, "group commit"): 1 and 2 in flight ≈ 7,600–8,100 commands/s, 3–4
+/// ≈ 5,000–6,800, 8 ≈ 4,400, 16 ≈ 3,800.
+const MAX_IN_FLIGHT: usize = 2;
 /// Appends waiting for a writer before senders wait too.
 const QUEUE_CAPACITY: usize = 1024;
 
