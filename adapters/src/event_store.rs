@@ -14,6 +14,8 @@
 //!   retryable, and callers need to tell them apart ([`StoreError`], [`CommandError`]).
 //! - its incremental read formats the sequence into the SQL text, preparing a new statement
 //!   per call.
+//! - it commits each command alone; here concurrent commands' appends share a statement and
+//!   a commit ([`Appender`]).
 
 use std::collections::HashMap;
 use std::error::Error as StdError;
@@ -30,7 +32,7 @@ use serde_json::Value;
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
 
-mod group_commit;
+pub mod group_commit;
 
 pub use group_commit::Appender;
 use group_commit::{NewEvent, StreamAppend};
@@ -60,8 +62,9 @@ SELECT false, aggregate_type, aggregate_id, sequence, event_type, event_version,
    AND sequence > COALESCE((SELECT last_sequence FROM snapshot), 0)
 ORDER BY sequence";
 
-/// A failure of the event store, classified for the caller.
-#[derive(Debug, thiserror::Error)]
+/// A failure of the event store, classified for the caller. Cheap to clone: a statement shared
+/// by several commands fails for all of them at once.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// Another command appended to the same stream first; reload and retry.
     #[error("optimistic concurrency conflict")]
@@ -71,23 +74,33 @@ pub enum StoreError {
     InvalidEvent(String),
     /// The database could not be reached or shed the request; retrying may succeed.
     #[error("event store unavailable")]
-    Unavailable(#[source] sqlx::Error),
+    Unavailable(#[source] Arc<sqlx::Error>),
     /// Anything else.
     #[error("event store failure")]
-    Unexpected(#[source] Box<dyn StdError + Send + Sync>),
+    Unexpected(#[source] Arc<dyn StdError + Send + Sync>),
+}
+
+impl StoreError {
+    fn unexpected(message: String) -> Self {
+        StoreError::Unexpected(Arc::from(Box::<dyn StdError + Send + Sync>::from(message)))
+    }
 }
 
 impl From<sqlx::Error> for StoreError {
     fn from(err: sqlx::Error) -> Self {
         if let sqlx::Error::Database(db) = &err {
             match db.code().as_deref() {
-                Some("23505") => return StoreError::Conflict,
+                // unique_violation, or cardinality_violation: two commands appending to one
+                // stream in one statement (a group commit), where both can't be right.
+                Some("23505" | "21000") => return StoreError::Conflict,
                 // not_null_violation (missing tenant), invalid_text_representation (bad uuid),
                 // check_violation: the event, not the database, is at fault.
                 Some("23502" | "22P02" | "23514") => {
                     return StoreError::InvalidEvent(db.message().to_owned())
                 }
-                Some(code) if is_transient_sqlstate(code) => return StoreError::Unavailable(err),
+                Some(code) if is_transient_sqlstate(code) => {
+                    return StoreError::Unavailable(Arc::new(err))
+                }
                 _ => {}
             }
         }
@@ -96,8 +109,8 @@ impl From<sqlx::Error> for StoreError {
             | sqlx::Error::Tls(_)
             | sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
-            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(err),
-            other => StoreError::Unexpected(Box::new(other)),
+            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(Arc::new(err)),
+            other => StoreError::Unexpected(Arc::new(other)),
         }
     }
 }
@@ -152,7 +165,7 @@ impl<E: StdError> From<AggregateError<E>> for CommandError<E> {
                     StoreError::Conflict => CommandError::Conflict,
                     StoreError::InvalidEvent(reason) => CommandError::Invalid(reason),
                     StoreError::Unavailable(err) => CommandError::Unavailable(Box::new(err)),
-                    StoreError::Unexpected(err) => CommandError::Unexpected(err),
+                    StoreError::Unexpected(err) => CommandError::Unexpected(Box::new(err)),
                 },
                 Err(other) => CommandError::Unexpected(other),
             },
@@ -218,7 +231,6 @@ impl<A: Aggregate> AggregateContext<A> for StoreContext<A> {
 /// of any state that counts events are wrong. Here the context's aggregate — which already
 /// holds the command's events — *is* the snapshot.
 pub struct EventStore<A> {
-    pool: PgPool,
     appender: Appender,
     upcasters: Arc<[Box<dyn EventUpcaster>]>,
     _aggregate: PhantomData<fn() -> A>,
@@ -227,7 +239,6 @@ pub struct EventStore<A> {
 impl<A> Clone for EventStore<A> {
     fn clone(&self) -> Self {
         Self {
-            pool: self.pool.clone(),
             appender: self.appender.clone(),
             upcasters: self.upcasters.clone(),
             _aggregate: PhantomData,
@@ -245,7 +256,6 @@ impl<A: Aggregate> EventStore<A> {
     /// commands' appends can share commits) and reading through its pool.
     pub fn with_appender(appender: Appender, upcasters: Vec<Box<dyn EventUpcaster>>) -> Self {
         Self {
-            pool: appender.pool().clone(),
             appender,
             upcasters: upcasters.into(),
             _aggregate: PhantomData,
@@ -257,7 +267,7 @@ impl<A: Aggregate> EventStore<A> {
         Ok(sqlx::query(LOAD_AGGREGATE)
             .bind(A::TYPE)
             .bind(aggregate_id)
-            .fetch_all(&self.pool)
+            .fetch_all(self.appender.pool())
             .await?)
     }
 
@@ -270,7 +280,7 @@ impl<A: Aggregate> EventStore<A> {
             .bind(A::TYPE)
             .bind(aggregate_id)
             .bind(after_sequence as i64)
-            .fetch_all(&self.pool)
+            .fetch_all(self.appender.pool())
             .await
             .map_err(|err| aggregate_error(err.into()))?;
         rows.iter()
@@ -368,7 +378,7 @@ impl<A: Aggregate> EventStore<A> {
 }
 
 fn serialization(err: serde_json::Error) -> StoreError {
-    StoreError::Unexpected(Box::new(err))
+    StoreError::Unexpected(Arc::new(err))
 }
 
 /// Carries a [`StoreError`] through cqrs-es's error type; [`CommandError::from`] recovers it.
@@ -391,7 +401,7 @@ where
         aggregate_id: &str,
     ) -> Result<Vec<EventEnvelope<A>>, AggregateError<A::Error>> {
         // The full stream, as postgres-es reads it.
-        let events = PostgresEventRepository::new(self.pool.clone())
+        let events = PostgresEventRepository::new(self.appender.pool().clone())
             .get_events::<A>(aggregate_id)
             .await
             .map_err(|err| AggregateError::UnexpectedError(Box::new(err)))?;

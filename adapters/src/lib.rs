@@ -3,7 +3,8 @@
 //! - [`postgres`]: connection pools (each assuming its least-privileged role) and the
 //!   embedded migrations; [`rds_iam`] signs IAM auth tokens for RDS Proxy.
 //! - [`event_store`]: the cqrs-es event repository over the extended `events` table, with
-//!   snapshots and typed errors ([`event_store::StoreError`]).
+//!   snapshots, typed errors ([`event_store::StoreError`]) and a group commit that lets
+//!   concurrent commands share one append statement ([`event_store::Appender`]).
 //! - [`config`]: the one typed configuration struct, read from the environment once.
 //! - [`cognito`]: Cognito user pools from the administrator's side (pool, groups, app client,
 //!   users, sign-in) and the identity contract: the `custom:tenant_id` attribute and the

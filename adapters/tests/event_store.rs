@@ -508,8 +508,8 @@ async fn commands_appending_at_the_same_time_share_commits_and_each_gets_its_own
         marker: Uuid::nil(),
     };
 
-    // All sent before the store's writer first runs (one runtime thread), so they queue
-    // together.
+    // All queued before the store's writer first runs (the test's runtime has one thread),
+    // so they make one batch.
     let ids: Vec<String> = (0..20).map(|_| Uuid::new_v4().to_string()).collect();
     let created =
         futures::future::join_all(ids.iter().map(|id| create(&store, id, add_two()))).await;
@@ -518,10 +518,10 @@ async fn commands_appending_at_the_same_time_share_commits_and_each_gets_its_own
         assert_eq!(reported, stored);
         assert_eq!(stored.len(), 2);
     }
-    let commits = commits_holding(&pool, &ids).await;
-    assert!(
-        commits < 20,
-        "20 creations in {commits} commits: none shared"
+    assert_eq!(
+        commits_holding(&pool, &ids).await,
+        1,
+        "20 creations, one commit"
     );
 
     // A batch with a stale command and an unacceptable event in it: those two fail alone.
@@ -551,6 +551,11 @@ async fn commands_appending_at_the_same_time_share_commits_and_each_gets_its_own
         let (reported, stored) = committed_against_stored(&pool, id, &committed.unwrap()).await;
         assert_eq!(reported, stored);
     }
+    assert_eq!(
+        commits_holding(&pool, &more_ids).await,
+        20,
+        "the shared statement failed, so each creation was appended alone"
+    );
     let untenanted_events: i64 =
         sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_id = $1")
             .bind(&untenanted)

@@ -102,6 +102,7 @@ pub struct Service {
 }
 
 struct Stores {
+    appender: Appender,
     tenants: EventStore<Tenant>,
     sessions: EventStore<TenantSession>,
     diagnoses: EventStore<Diagnosis>,
@@ -157,10 +158,17 @@ impl Service {
                 sessions: EventStore::with_appender(appender.clone(), upcasters()),
                 diagnoses: EventStore::with_appender(appender.clone(), upcasters()),
                 decisions: EventStore::with_appender(appender.clone(), upcasters()),
-                judgments: EventStore::with_appender(appender, upcasters()),
+                judgments: EventStore::with_appender(appender.clone(), upcasters()),
+                appender,
                 active_tenants: ActiveTenants::default(),
             }),
         }
+    }
+
+    /// The appender of this service's stores, for other stores of the same process to share
+    /// its commits.
+    pub fn appender(&self) -> Appender {
+        self.stores.appender.clone()
     }
 
     /// Onboards the caller's tenant (an admin of that tenant).

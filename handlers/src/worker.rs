@@ -146,12 +146,14 @@ impl Worker {
         embedder: Arc<dyn Embedder>,
         llm: Arc<dyn Llm>,
     ) -> Self {
+        let service = Service::new(pool);
+        let appender = service.appender();
         Self {
             search_pool,
-            service: Service::new(pool.clone()),
-            diagnoses: EventStore::new(pool.clone(), upcasters()),
-            tenants: EventStore::new(pool.clone(), upcasters()),
-            sessions: EventStore::new(pool, upcasters()),
+            diagnoses: EventStore::with_appender(appender.clone(), upcasters()),
+            tenants: EventStore::with_appender(appender.clone(), upcasters()),
+            sessions: EventStore::with_appender(appender, upcasters()),
+            service,
             embedder,
             llm,
             prices: PriceTable::default(),

@@ -9,17 +9,23 @@
 //! — under load, which is when sharing a commit pays.
 //!
 //! A batch commits or fails as a whole, and one member's conflict (or unacceptable event) must
-//! not fail the others, so a batch that fails is written again member by member, each getting
-//! its own answer. Every member still appends at the sequences its own command was handled
-//! against; the events' primary key remains the optimistic-concurrency check.
+//! not fail the others, so a batch that fails for a member's fault is written again member by
+//! member, each getting its own answer. Any other failure (the database unreachable, say) is
+//! every member's answer. Every member still appends at the sequences its own command was
+//! handled against; the events' primary key remains the optimistic-concurrency check. Each
+//! batch appends its streams in one order (by type and id), so two batches in flight that
+//! contend for the same streams wait on each other in that order instead of deadlocking.
+//!
+//! Once queued, an append is written even if its caller stops waiting (a dropped request):
+//! the outcome of a cancelled command was never promised either way, and the others in its
+//! batch must not depend on it.
 //!
 //! In Lambda an instance serves one request at a time, so its batches have one member: the
 //! queue costs a channel hop there and saves nothing.
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
 
-use futures::future::join_all;
 use serde_json::Value;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot, Semaphore};
@@ -29,10 +35,10 @@ use super::StoreError;
 /// Streams appended by one statement at most. Bounds the statement's size and the number of
 /// commands that share a failure's retry.
 const MAX_BATCH: usize = 32;
-/// Append statements running at once. Two let one batch gather while the other flushes; more
-/// only split the queue into smaller batches. Measured through the API at 16 connections
-/// (BENCHMARKS.md, "group commit"): 1 and 2 in flight ≈ 7,600–8,100 commands/s, 3–4
-/// ≈ 5,000–6,800, 8 ≈ 4,400, 16 ≈ 3,800.
+/// Append statements running at once. Measured through the API at 16 connections
+/// (BENCHMARKS.md, "Group commit"): 1–2 in flight 5,900–8,100 commands/s, 3–4 5,000–6,800,
+/// 8 4,400, 16 3,800. Of the best two, 2 keeps appends moving while one statement waits (on a
+/// lock, say).
 const MAX_IN_FLIGHT: usize = 2;
 /// Appends waiting for a writer before senders wait too.
 const QUEUE_CAPACITY: usize = 1024;
@@ -42,7 +48,12 @@ const QUEUE_CAPACITY: usize = 1024;
 const APPEND_STREAMS: &str = "
 WITH appended AS (
     INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
-    SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[])
+    SELECT e.aggregate_type, e.aggregate_id, e.sequence, e.event_type, e.event_version, e.payload, e.metadata
+      FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[])
+           WITH ORDINALITY
+           AS e(aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, n)
+     -- Global positions are assigned in insertion order: a command's events in its order.
+     ORDER BY e.n
     RETURNING aggregate_type, aggregate_id, sequence, global_position
 ), snapshot AS (
     INSERT INTO snapshots (aggregate_type, aggregate_id, last_sequence, current_snapshot, payload)
@@ -82,8 +93,8 @@ struct Pending {
     reply: oneshot::Sender<Result<Vec<i64>, StoreError>>,
 }
 
-/// The queue in front of the event store's appends (see the module's documentation). Clones
-/// share the queue, so the stores of every aggregate type can batch together.
+/// The queue in front of the event store's appends (see [`crate::event_store::group_commit`]).
+/// Clones share the queue, so the stores of every aggregate type can batch together.
 #[derive(Clone)]
 pub struct Appender {
     inner: Arc<Inner>,
@@ -91,17 +102,18 @@ pub struct Appender {
 
 struct Inner {
     pool: PgPool,
-    /// Started by the first append, on the runtime that makes it.
-    queue: OnceLock<mpsc::Sender<Pending>>,
+    /// The writer's queue. The writer is started by an append, on that append's runtime, and
+    /// again by the next append if that runtime has shut down since.
+    queue: Mutex<Option<mpsc::Sender<Pending>>>,
 }
 
 impl Appender {
-    /// An appender writing through `pool`.
+    /// Appends through `pool`, whose connections it shares with the stores' reads.
     pub fn new(pool: PgPool) -> Self {
         Self {
             inner: Arc::new(Inner {
                 pool,
-                queue: OnceLock::new(),
+                queue: Mutex::new(None),
             }),
         }
     }
@@ -113,19 +125,27 @@ impl Appender {
     /// Appends one stream's events, possibly in a statement shared with other commands';
     /// answers with the events' global positions.
     pub(super) async fn append(&self, append: StreamAppend) -> Result<Vec<i64>, StoreError> {
-        let queue = self
-            .inner
-            .queue
-            .get_or_init(|| start_writer(self.inner.pool.clone()));
         let (reply, answer) = oneshot::channel();
-        if let Err(mpsc::error::SendError(pending)) = queue.send(Pending { append, reply }).await {
-            // The writer ended with the runtime that started it (this appender outlived it).
-            return append_one(&self.inner.pool, &pending.append).await;
-        }
-        answer
+        self.queue()
+            .send(Pending { append, reply })
             .await
-            .unwrap_or(Err(StoreError::Unavailable(sqlx::Error::WorkerCrashed)))
+            .map_err(|_| writer_gone())?;
+        answer.await.unwrap_or_else(|_| Err(writer_gone()))
     }
+
+    fn queue(&self) -> mpsc::Sender<Pending> {
+        let mut queue = self.inner.queue.lock().expect("appender queue poisoned");
+        match &*queue {
+            Some(sender) if !sender.is_closed() => sender.clone(),
+            _ => queue.insert(start_writer(self.inner.pool.clone())).clone(),
+        }
+    }
+}
+
+/// The writer stopped (its runtime shut down) with the append queued or in flight: it may or
+/// may not have been committed.
+fn writer_gone() -> StoreError {
+    StoreError::unexpected("the event store's writer stopped before answering".to_owned())
 }
 
 fn start_writer(pool: PgPool) -> mpsc::Sender<Pending> {
@@ -150,9 +170,13 @@ fn start_writer(pool: PgPool) -> mpsc::Sender<Pending> {
     queue
 }
 
-/// Appends the batch in one statement, or member by member if that fails.
-async fn write(pool: &PgPool, batch: Vec<Pending>) {
+/// Appends the batch in one statement; if that fails for a member's fault, member by member.
+async fn write(pool: &PgPool, mut batch: Vec<Pending>) {
     if batch.len() > 1 {
+        batch.sort_unstable_by(|a, b| {
+            (a.append.aggregate_type, &a.append.aggregate_id)
+                .cmp(&(b.append.aggregate_type, &b.append.aggregate_id))
+        });
         let appends: Vec<&StreamAppend> = batch.iter().map(|pending| &pending.append).collect();
         match append_streams(pool, &appends).await {
             Ok(positions) => {
@@ -162,20 +186,22 @@ async fn write(pool: &PgPool, batch: Vec<Pending>) {
                 }
                 return;
             }
-            Err(err) => tracing::debug!(members = batch.len(), error = %err,
-                "a shared append failed; appending its members one by one"),
+            Err(StoreError::Conflict | StoreError::InvalidEvent(_)) => {}
+            Err(err) => {
+                for pending in batch {
+                    let _ = pending.reply.send(Err(err.clone()));
+                }
+                return;
+            }
         }
     }
-    join_all(batch.into_iter().map(|pending| async move {
-        let answer = append_one(pool, &pending.append).await;
+    // One statement at a time: this batch holds one of the writer's in-flight permits.
+    for pending in batch {
+        let answer = append_streams(pool, &[&pending.append])
+            .await
+            .map(|mut positions| positions.swap_remove(0));
         let _ = pending.reply.send(answer);
-    }))
-    .await;
-}
-
-async fn append_one(pool: &PgPool, append: &StreamAppend) -> Result<Vec<i64>, StoreError> {
-    let mut positions = append_streams(pool, &[append]).await?;
-    Ok(positions.swap_remove(0))
+    }
 }
 
 /// Runs [`APPEND_STREAMS`]; for each append, its events' global positions in sequence order.
@@ -239,7 +265,7 @@ async fn append_streams(
         let index = member
             .get(&(aggregate_type.as_str(), aggregate_id.as_str()))
             .ok_or_else(|| {
-                unexpected(format!(
+                StoreError::unexpected(format!(
                     "appended to a stream it was not given: {aggregate_type} {aggregate_id}"
                 ))
             })?;
@@ -250,7 +276,7 @@ async fn append_streams(
         .zip(appends)
         .map(|(mut landed, append)| {
             if landed.len() != append.events.len() {
-                return Err(unexpected(format!(
+                return Err(StoreError::unexpected(format!(
                     "{} of {} events reported appended to {} {}",
                     landed.len(),
                     append.events.len(),
@@ -262,8 +288,4 @@ async fn append_streams(
             Ok(landed.into_iter().map(|(_, position)| position).collect())
         })
         .collect()
-}
-
-fn unexpected(message: String) -> StoreError {
-    StoreError::Unexpected(message.into())
 }
