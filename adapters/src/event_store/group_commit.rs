@@ -3,8 +3,8 @@
 //! On a busy server most of an append's cost is per statement and per WAL flush, not per row:
 //! pgbench on this machine kind did 13.9 k single-row commits/s at 16 connections, and 30.7 k
 //! rows/s as four-row commits at 8. So every append goes through a queue, and a writer appends
-//! whatever has queued (up to [`MAX_BATCH`] streams) in one statement, with at most
-//! [`MAX_IN_FLIGHT`] statements running at once. Nothing waits for a batch to fill: an idle
+//! whatever has queued (up to `MAX_BATCH` = 32 streams) in one statement, with at most
+//! `MAX_IN_FLIGHT` = 2 statements running at once. Nothing waits for a batch to fill: an idle
 //! store writes each append at once, alone, and batches form only while earlier statements run
 //! — under load, which is when sharing a commit pays.
 //!
