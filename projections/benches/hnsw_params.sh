@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Which HNSW layout the judgment index uses, measured: recall@10 and server-side time per
 # top-10 search over the largest tenant of the judgment_search benchmark (27,803 real MiniLM
-# vectors), for `vector` and `halfvec` graphs built with different ef_construction, at
-# several ef_search. Each search runs in a PL/pgSQL loop inside the server, so the figures
+# vectors), for `vector` and `halfvec` graphs built with different ef_construction and
+# operator classes, at several ef_search. Each search runs in a PL/pgSQL loop inside the server, so the figures
 # leave out the client and the network; recall is against exact single-precision search.
 #
 #   eval "$(infra/local/stack.sh up)"
 #   cargo bench -p casebook-adapters --bench embeddings     # embeds and caches the corpus
 #   projections/benches/hnsw_params.sh                        # ROUNDS=5 passes, medians
+#   CONFIGS="halfvec 200 cosine,halfvec 200 ip" EF="32 40" projections/benches/hnsw_params.sh
+#
+# A config is "<type> <ef_construction> <cosine|ip>": `ip` indexes with `<type>_ip_ops` and
+# searches with `<#>` (negative inner product, the cosine order for normalized vectors).
 #
 # Uses a scratch database `casebook_hnsw_params`, dropped at the end.
 set -euo pipefail
@@ -30,20 +34,20 @@ CREATE TABLE q AS SELECT row_number() OVER (ORDER BY id)::int AS qid, v FROM cor
 CREATE TABLE largest AS SELECT id, v FROM corpus WHERE tenant = 0;
 CREATE TABLE truth AS
   SELECT q.qid, (SELECT array_agg(id) FROM (SELECT id FROM largest ORDER BY v <=> q.v LIMIT 10) s) AS ids FROM q;
-CREATE FUNCTION measure(tbl text, typ text, ef int, n int) RETURNS text LANGUAGE plpgsql AS $$
+CREATE FUNCTION measure(tbl text, typ text, op text, ef int, n int) RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
     started timestamptz;
     recall float8;
     hits int;
     search text := format(
-        'SELECT count(*) FROM (SELECT id FROM %I ORDER BY v <=> (SELECT v::%s FROM q WHERE qid = $1) LIMIT 10) s',
-        tbl, typ);
+        'SELECT count(*) FROM (SELECT id FROM %I ORDER BY v %s (SELECT v::%s FROM q WHERE qid = $1) LIMIT 10) s',
+        tbl, op, typ);
 BEGIN
     PERFORM set_config('hnsw.ef_search', ef::text, true);
     EXECUTE format(
         'SELECT avg((SELECT count(*) FROM unnest(t.ids) x WHERE x = ANY(r.ids)) / 10.0) FROM truth t
            CROSS JOIN LATERAL (SELECT array_agg(id) ids FROM (SELECT id FROM %I
-             ORDER BY v <=> (SELECT v::%s FROM q WHERE qid = t.qid) LIMIT 10) s) r', tbl, typ) INTO recall;
+             ORDER BY v %s (SELECT v::%s FROM q WHERE qid = t.qid) LIMIT 10) s) r', tbl, op, typ) INTO recall;
     started := clock_timestamp();
     FOR i IN 1..n LOOP
         EXECUTE search INTO hits USING 1 + i % 300;
@@ -53,20 +57,21 @@ BEGIN
 END $$;
 SQL
 
-configs=("vector 64" "halfvec 64" "halfvec 200")
+IFS=, read -r -a configs <<<"${CONFIGS:-vector 64 cosine,halfvec 64 cosine,halfvec 200 cosine}"
+operator() { if [ "$1" = ip ]; then echo '<#>'; else echo '<=>'; fi; }
 for config in "${configs[@]}"; do
-  read -r type efc <<<"$config"
+  read -r type efc ops <<<"$config"
   psql "$db" -c "SET maintenance_work_mem = '1GB'" \
-    -c "CREATE TABLE ${type}_${efc} AS SELECT id, v::${type}(384) AS v FROM largest" \
-    -c "CREATE INDEX ON ${type}_${efc} USING hnsw (v ${type}_cosine_ops) WITH (m = 16, ef_construction = ${efc})" \
-    -c "VACUUM ANALYZE ${type}_${efc}"
+    -c "CREATE TABLE ${type}_${efc}_${ops} AS SELECT id, v::${type}(384) AS v FROM largest" \
+    -c "CREATE INDEX ON ${type}_${efc}_${ops} USING hnsw (v ${type}_${ops}_ops) WITH (m = 16, ef_construction = ${efc})" \
+    -c "VACUUM ANALYZE ${type}_${efc}_${ops}"
 done
 
 for _ in $(seq "$rounds"); do
   for config in "${configs[@]}"; do
-    read -r type efc <<<"$config"
-    for ef in 32 40 64; do
-      psql "$db" -At -c "SELECT measure('${type}_${efc}', '${type}(384)', $ef, 600)"
+    read -r type efc ops <<<"$config"
+    for ef in ${EF:-32 40 64}; do
+      psql "$db" -At -c "SELECT measure('${type}_${efc}_${ops}', '${type}(384)', '$(operator "$ops")', $ef, 600)"
     done
   done
 done | python3 -c '
@@ -80,6 +85,6 @@ for line in sys.stdin:
 print("| graph (m 16) | ef_search | recall@10 | median ms per search | best |")
 print("|---|---|---|---|---|")
 for (table, ef), ms in runs.items():
-    kind, efc = table.split("_")
-    print(f"| {kind}, ef_construction {efc} | {ef} | {recall[(table, ef)]} | {statistics.median(ms):.3f} | {min(ms):.3f} |")
+    kind, efc, ops = table.split("_")
+    print(f"| {kind} {ops}, ef_construction {efc} | {ef} | {recall[(table, ef)]} | {statistics.median(ms):.3f} | {min(ms):.3f} |")
 '
