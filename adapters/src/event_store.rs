@@ -262,6 +262,11 @@ impl<A: Aggregate> EventStore<A> {
         }
     }
 
+    /// The appender this store's commands go through, for other stores to share.
+    pub fn appender(&self) -> &Appender {
+        &self.appender
+    }
+
     /// The snapshot (if any) and the events after it, in one round trip.
     async fn snapshot_and_tail(&self, aggregate_id: &str) -> Result<Vec<PgRow>, StoreError> {
         Ok(sqlx::query(LOAD_AGGREGATE)

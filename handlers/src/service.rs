@@ -102,7 +102,6 @@ pub struct Service {
 }
 
 struct Stores {
-    appender: Appender,
     tenants: EventStore<Tenant>,
     sessions: EventStore<TenantSession>,
     diagnoses: EventStore<Diagnosis>,
@@ -158,8 +157,7 @@ impl Service {
                 sessions: EventStore::with_appender(appender.clone(), upcasters()),
                 diagnoses: EventStore::with_appender(appender.clone(), upcasters()),
                 decisions: EventStore::with_appender(appender.clone(), upcasters()),
-                judgments: EventStore::with_appender(appender.clone(), upcasters()),
-                appender,
+                judgments: EventStore::with_appender(appender, upcasters()),
                 active_tenants: ActiveTenants::default(),
             }),
         }
@@ -168,7 +166,7 @@ impl Service {
     /// The appender of this service's stores, for other stores of the same process to share
     /// its commits.
     pub fn appender(&self) -> Appender {
-        self.stores.appender.clone()
+        self.stores.tenants.appender().clone()
     }
 
     /// Onboards the caller's tenant (an admin of that tenant).

@@ -23,7 +23,6 @@
 //! In Lambda an instance serves one request at a time, so its batches have one member: the
 //! queue costs a channel hop there and saves nothing.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
@@ -52,9 +51,9 @@ WITH appended AS (
       FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[])
            WITH ORDINALITY
            AS e(aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, n)
-     -- Global positions are assigned in insertion order: a command's events in its order.
+     -- Global positions are assigned in insertion order, so in the order of the arrays.
      ORDER BY e.n
-    RETURNING aggregate_type, aggregate_id, sequence, global_position
+    RETURNING global_position
 ), snapshot AS (
     INSERT INTO snapshots (aggregate_type, aggregate_id, last_sequence, current_snapshot, payload)
     SELECT s.aggregate_type, s.aggregate_id, s.last_sequence, 1, s.payload
@@ -67,7 +66,7 @@ WITH appended AS (
            updated_at = now()
      WHERE snapshots.last_sequence < EXCLUDED.last_sequence
 )
-SELECT aggregate_type, aggregate_id, sequence, global_position FROM appended";
+SELECT global_position FROM appended ORDER BY global_position";
 
 /// One event of a [`StreamAppend`], serialized.
 pub(super) struct NewEvent {
@@ -238,7 +237,7 @@ async fn append_streams(
             snapshot_payloads.push(state);
         }
     }
-    let appended: Vec<(String, String, i64, i64)> = sqlx::query_as(APPEND_STREAMS)
+    let positions: Vec<i64> = sqlx::query_scalar(APPEND_STREAMS)
         .bind(types)
         .bind(ids)
         .bind(sequences)
@@ -252,40 +251,16 @@ async fn append_streams(
         .bind(snapshot_payloads)
         .fetch_all(pool)
         .await?;
-
-    // A statement that appended succeeded for every stream in it, each stream at most once
-    // (two appends to one stream collide on the primary key).
-    let member: HashMap<(&str, &str), usize> = appends
-        .iter()
-        .enumerate()
-        .map(|(index, append)| ((append.aggregate_type, append.aggregate_id.as_str()), index))
-        .collect();
-    let mut landed = vec![Vec::new(); appends.len()];
-    for (aggregate_type, aggregate_id, sequence, position) in appended {
-        let index = member
-            .get(&(aggregate_type.as_str(), aggregate_id.as_str()))
-            .ok_or_else(|| {
-                StoreError::unexpected(format!(
-                    "appended to a stream it was not given: {aggregate_type} {aggregate_id}"
-                ))
-            })?;
-        landed[*index].push((sequence, position));
+    if positions.len() != rows {
+        return Err(StoreError::unexpected(format!(
+            "{} of {rows} events reported appended",
+            positions.len()
+        )));
     }
-    landed
-        .into_iter()
-        .zip(appends)
-        .map(|(mut landed, append)| {
-            if landed.len() != append.events.len() {
-                return Err(StoreError::unexpected(format!(
-                    "{} of {} events reported appended to {} {}",
-                    landed.len(),
-                    append.events.len(),
-                    append.aggregate_type,
-                    append.aggregate_id
-                )));
-            }
-            landed.sort_unstable();
-            Ok(landed.into_iter().map(|(_, position)| position).collect())
-        })
-        .collect()
+    // The positions follow the arrays: each append's events in turn, in sequence order.
+    let mut positions = positions.into_iter();
+    Ok(appends
+        .iter()
+        .map(|append| positions.by_ref().take(append.events.len()).collect())
+        .collect())
 }
