@@ -9,9 +9,12 @@
 #   cargo bench -p casebook-adapters --bench embeddings     # embeds and caches the corpus
 #   projections/benches/hnsw_params.sh                        # ROUNDS=5 passes, medians
 #   CONFIGS="halfvec 200 cosine,halfvec 200 ip" EF="32 40" projections/benches/hnsw_params.sh
+#   CONFIGS="halfvec 200 cosine 16,halfvec 400 cosine 12" ITERATIVE="off strict_order" ...
 #
-# A config is "<type> <ef_construction> <cosine|ip>": `ip` indexes with `<type>_ip_ops` and
-# searches with `<#>` (negative inner product, the cosine order for normalized vectors).
+# A config is "<type> <ef_construction> <cosine|ip> [m, default 16]": `ip` indexes with
+# `<type>_ip_ops` and searches with `<#>` (negative inner product, the cosine order for
+# normalized vectors). ITERATIVE lists the `hnsw.iterative_scan` modes to search with (the
+# product's search role uses strict_order).
 #
 # Uses a scratch database `casebook_hnsw_params`, dropped at the end.
 set -euo pipefail
@@ -34,7 +37,7 @@ CREATE TABLE q AS SELECT row_number() OVER (ORDER BY id)::int AS qid, v FROM cor
 CREATE TABLE largest AS SELECT id, v FROM corpus WHERE tenant = 0;
 CREATE TABLE truth AS
   SELECT q.qid, (SELECT array_agg(id) FROM (SELECT id FROM largest ORDER BY v <=> q.v LIMIT 10) s) AS ids FROM q;
-CREATE FUNCTION measure(tbl text, typ text, op text, ef int, n int) RETURNS text LANGUAGE plpgsql AS $$
+CREATE FUNCTION measure(tbl text, typ text, op text, ef int, iterative text, n int) RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
     started timestamptz;
     recall float8;
@@ -44,6 +47,7 @@ DECLARE
         tbl, op, typ);
 BEGIN
     PERFORM set_config('hnsw.ef_search', ef::text, true);
+    PERFORM set_config('hnsw.iterative_scan', iterative, true);
     EXECUTE format(
         'SELECT avg((SELECT count(*) FROM unnest(t.ids) x WHERE x = ANY(r.ids)) / 10.0) FROM truth t
            CROSS JOIN LATERAL (SELECT array_agg(id) ids FROM (SELECT id FROM %I
@@ -52,7 +56,7 @@ BEGIN
     FOR i IN 1..n LOOP
         EXECUTE search INTO hits USING 1 + i % 300;
     END LOOP;
-    RETURN format('%s %s %s %s', tbl, ef, round(recall::numeric, 4),
+    RETURN format('%s %s %s %s %s', tbl, ef, iterative, round(recall::numeric, 4),
                   round((extract(epoch FROM clock_timestamp() - started) * 1000 / n)::numeric, 3));
 END $$;
 SQL
@@ -60,18 +64,21 @@ SQL
 IFS=, read -r -a configs <<<"${CONFIGS:-vector 64 cosine,halfvec 64 cosine,halfvec 200 cosine}"
 operator() { if [ "$1" = ip ]; then echo '<#>'; else echo '<=>'; fi; }
 for config in "${configs[@]}"; do
-  read -r type efc ops <<<"$config"
+  read -r type efc ops m <<<"$config"
+  table=${type}_${efc}_${ops}_${m:=16}
   psql "$db" -c "SET maintenance_work_mem = '1GB'" \
-    -c "CREATE TABLE ${type}_${efc}_${ops} AS SELECT id, v::${type}(384) AS v FROM largest" \
-    -c "CREATE INDEX ON ${type}_${efc}_${ops} USING hnsw (v ${type}_${ops}_ops) WITH (m = 16, ef_construction = ${efc})" \
-    -c "VACUUM ANALYZE ${type}_${efc}_${ops}"
+    -c "CREATE TABLE ${table} AS SELECT id, v::${type}(384) AS v FROM largest" \
+    -c "CREATE INDEX ON ${table} USING hnsw (v ${type}_${ops}_ops) WITH (m = ${m}, ef_construction = ${efc})" \
+    -c "VACUUM ANALYZE ${table}"
 done
 
 for _ in $(seq "$rounds"); do
   for config in "${configs[@]}"; do
-    read -r type efc ops <<<"$config"
+    read -r type efc ops m <<<"$config"
     for ef in ${EF:-32 40 64}; do
-      psql "$db" -At -c "SELECT measure('${type}_${efc}_${ops}', '${type}(384)', '$(operator "$ops")', $ef, 600)"
+      for iterative in ${ITERATIVE:-strict_order}; do
+        psql "$db" -At -c "SELECT measure('${type}_${efc}_${ops}_${m:-16}', '${type}(384)', '$(operator "$ops")', $ef, '$iterative', 600)"
+      done
     done
   done
 done | python3 -c '
@@ -79,12 +86,13 @@ import collections, statistics, sys
 runs = collections.defaultdict(list)
 recall = {}
 for line in sys.stdin:
-    table, ef, r, ms = line.split()
-    runs[(table, int(ef))].append(float(ms))
-    recall[(table, int(ef))] = r
-print("| graph (m 16) | ef_search | recall@10 | median ms per search | best |")
-print("|---|---|---|---|---|")
-for (table, ef), ms in runs.items():
-    kind, efc, ops = table.split("_")
-    print(f"| {kind} {ops}, ef_construction {efc} | {ef} | {recall[(table, ef)]} | {statistics.median(ms):.3f} | {min(ms):.3f} |")
+    table, ef, iterative, r, ms = line.split()
+    key = (table, int(ef), iterative)
+    runs[key].append(float(ms))
+    recall[key] = r
+print("| graph | ef_search | iterative scan | recall@10 | median ms per search | best |")
+print("|---|---|---|---|---|---|")
+for (table, ef, iterative), ms in runs.items():
+    kind, efc, ops, m = table.split("_")
+    print(f"| {kind} {ops}, m {m}, ef_construction {efc} | {ef} | {iterative} | {recall[(table, ef, iterative)]} | {statistics.median(ms):.3f} | {min(ms):.3f} |")
 '
