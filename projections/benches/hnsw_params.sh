@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Which HNSW layout the judgment index uses, measured: recall@10 and server-side time per
 # top-10 search over the largest tenant of the judgment_search benchmark (27,803 real MiniLM
-# vectors), for `vector` and `halfvec` graphs built with different ef_construction and
-# operator classes, at several ef_search. Each search runs in a PL/pgSQL loop inside the server, so the figures
-# leave out the client and the network; recall is against exact single-precision search.
+# vectors), for `vector` and `halfvec` graphs built with different m, ef_construction and
+# operator classes, at several ef_search and iterative-scan modes. Each search runs in a
+# PL/pgSQL loop inside the server, so the figures leave out the client and the network;
+# recall is against exact single-precision search.
 #
 #   eval "$(infra/local/stack.sh up)"
 #   cargo bench -p casebook-adapters --bench embeddings     # embeds and caches the corpus
 #   projections/benches/hnsw_params.sh                        # ROUNDS=5 passes, medians
 #   CONFIGS="halfvec 200 cosine,halfvec 200 ip" EF="32 40" projections/benches/hnsw_params.sh
-#   CONFIGS="halfvec 200 cosine 16,halfvec 400 cosine 12" ITERATIVE="off strict_order" ...
+#   CONFIGS="halfvec 200 cosine,halfvec 400 cosine 12" ITERATIVE="off strict_order" projections/benches/hnsw_params.sh
 #
 # A config is "<type> <ef_construction> <cosine|ip> [m, default 16]": `ip` indexes with
 # `<type>_ip_ops` and searches with `<#>` (negative inner product, the cosine order for
@@ -63,21 +64,23 @@ SQL
 
 IFS=, read -r -a configs <<<"${CONFIGS:-vector 64 cosine,halfvec 64 cosine,halfvec 200 cosine}"
 operator() { if [ "$1" = ip ]; then echo '<#>'; else echo '<=>'; fi; }
+# The scratch table of a config, named after its four fields (the report splits the name).
+table_of() { local type efc ops m; read -r type efc ops m <<<"$1"; echo "${type}_${efc}_${ops}_${m:-16}"; }
 for config in "${configs[@]}"; do
   read -r type efc ops m <<<"$config"
-  table=${type}_${efc}_${ops}_${m:=16}
+  table=$(table_of "$config")
   psql "$db" -c "SET maintenance_work_mem = '1GB'" \
     -c "CREATE TABLE ${table} AS SELECT id, v::${type}(384) AS v FROM largest" \
-    -c "CREATE INDEX ON ${table} USING hnsw (v ${type}_${ops}_ops) WITH (m = ${m}, ef_construction = ${efc})" \
+    -c "CREATE INDEX ON ${table} USING hnsw (v ${type}_${ops}_ops) WITH (m = ${m:-16}, ef_construction = ${efc})" \
     -c "VACUUM ANALYZE ${table}"
 done
 
 for _ in $(seq "$rounds"); do
   for config in "${configs[@]}"; do
-    read -r type efc ops m <<<"$config"
+    read -r type _ ops _ <<<"$config"
     for ef in ${EF:-32 40 64}; do
       for iterative in ${ITERATIVE:-strict_order}; do
-        psql "$db" -At -c "SELECT measure('${type}_${efc}_${ops}_${m:-16}', '${type}(384)', '$(operator "$ops")', $ef, '$iterative', 600)"
+        psql "$db" -At -c "SELECT measure('$(table_of "$config")', '${type}(384)', '$(operator "$ops")', $ef, '$iterative', 600)"
       done
     done
   done
