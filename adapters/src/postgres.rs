@@ -41,8 +41,10 @@ pub enum DbRole {
     /// role runs nothing but searches:
     /// - `enable_sort = off`: the planner would scan a small partition exactly (every exact
     ///   plan sorts by distance), which is twice as slow as walking its graph;
-    /// - `hnsw.iterative_scan = strict_order`: the walk goes on until it has k live rows, so
-    ///   neither dead row versions nor k > ef_search make a search come back short;
+    /// - `hnsw.iterative_scan = off`: the walk stops after ef_search candidates, which an
+    ///   iterative scan would cost 6–20 % more even when they suffice; a search that comes
+    ///   back short of k (dead row versions took candidates, or k > ef_search) walks again
+    ///   with the scan on (`casebook_projections::judgment_index::search`);
     /// - `hnsw.ef_search` = [`HNSW_EF_SEARCH`];
     /// - `jit = off`: a top-10 lookup never gains from compiling itself;
     /// - `plan_cache_mode = force_generic_plan`: left to choose, Postgres plans every call
@@ -53,9 +55,9 @@ pub enum DbRole {
 }
 
 /// HNSW candidate list size of a judgment search: on the partitions' half-precision graphs
-/// (m 16, ef_construction 200), recall@10 ≥ 0.98 on 100,000 real MiniLM vectors over 20
+/// (m 16, ef_construction 400), recall@10 ≥ 0.98 on 100,000 real MiniLM vectors over 20
 /// uneven tenants, also for the largest (BENCHMARKS.md).
-pub const HNSW_EF_SEARCH: u32 = 40;
+pub const HNSW_EF_SEARCH: u32 = 32;
 
 /// Prepared statements a search connection keeps: one per tenant it searches (each names
 /// the tenant's partition), so a deployment's tenants all keep their plans instead of
@@ -74,7 +76,7 @@ impl DbRole {
             DbRole::Auditor => Some("SET ROLE casebook_auditor".to_owned()),
             DbRole::Search => Some(format!(
                 "SET ROLE casebook_search; SET enable_sort = off; \
-                 SET hnsw.iterative_scan = strict_order; SET hnsw.ef_search = {HNSW_EF_SEARCH}; \
+                 SET hnsw.iterative_scan = off; SET hnsw.ef_search = {HNSW_EF_SEARCH}; \
                  SET jit = off; SET plan_cache_mode = force_generic_plan"
             )),
         }

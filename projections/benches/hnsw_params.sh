@@ -15,7 +15,8 @@
 # A config is "<type> <ef_construction> <cosine|ip> [m, default 16]": `ip` indexes with
 # `<type>_ip_ops` and searches with `<#>` (negative inner product, the cosine order for
 # normalized vectors). ITERATIVE lists the `hnsw.iterative_scan` modes to search with (the
-# product's search role uses strict_order).
+# product's search role walks with it off, and again with strict_order when a walk comes back
+# short).
 #
 # Uses a scratch database `casebook_hnsw_params`, dropped at the end.
 set -euo pipefail
@@ -79,7 +80,7 @@ for _ in $(seq "$rounds"); do
   for config in "${configs[@]}"; do
     read -r type _ ops _ <<<"$config"
     for ef in ${EF:-32 40 64}; do
-      for iterative in ${ITERATIVE:-strict_order}; do
+      for iterative in ${ITERATIVE:-off}; do
         psql "$db" -At -c "SELECT measure('$(table_of "$config")', '${type}(384)', '$(operator "$ops")', $ef, '$iterative', 600)"
       done
     done

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The raw-Postgres baseline of the judgment search: the bare top-10 statement over a table
 # holding one tenant's rows of the judgment_search benchmark's corpus (half-precision HNSW,
-# m 16, ef_construction 200, ef_search 40 = HNSW_EF_SEARCH, as the product's partitions), through pgbench's C
-# client, prepared, one connection — no partitioning, roles, payload columns or Rust client.
+# m 16, ef_construction 400, ef_search 32 = HNSW_EF_SEARCH, as the product's partitions),
+# through pgbench's C client, prepared, one connection — no partitioning, roles, payload
+# columns or Rust client.
 # Prints p50/p99 per cell from pgbench's per-transaction log, for the largest (27,803 rows)
 # and the smallest (1,389) tenant, with the planner's choice and with the walk forced
 # (`enable_sort = off`, as the product's search role runs).
@@ -35,8 +36,8 @@ CREATE TABLE q AS
 ALTER TABLE q ADD PRIMARY KEY (qid);
 CREATE TABLE largest AS SELECT id, v::halfvec(384) AS v FROM corpus WHERE tenant = 0;
 CREATE TABLE smallest AS SELECT id, v::halfvec(384) AS v FROM corpus WHERE tenant = 19;
-CREATE INDEX ON largest USING hnsw (v halfvec_cosine_ops) WITH (m = 16, ef_construction = 200);
-CREATE INDEX ON smallest USING hnsw (v halfvec_cosine_ops) WITH (m = 16, ef_construction = 200);
+CREATE INDEX ON largest USING hnsw (v halfvec_cosine_ops) WITH (m = 16, ef_construction = 400);
+CREATE INDEX ON smallest USING hnsw (v halfvec_cosine_ops) WITH (m = 16, ef_construction = 400);
 VACUUM ANALYZE q, largest, smallest;
 CREATE EXTENSION pg_prewarm;
 SELECT pg_prewarm(c.oid) FROM pg_class c WHERE c.relname IN ('q', 'largest', 'smallest')
@@ -50,7 +51,7 @@ cell() {
   printf '\\set i random(1, 1000)\nSELECT id FROM %s ORDER BY v <=> (SELECT v FROM q WHERE qid = :i) LIMIT 10;\n' \
     "$table" >"$work/search.sql"
   rm -f "$work"/pgbench_log.*
-  (cd "$work" && PGOPTIONS="-c hnsw.ef_search=40 -c jit=off $opts" \
+  (cd "$work" && PGOPTIONS="-c hnsw.ef_search=32 -c jit=off $opts" \
     pgbench -n -M prepared -c 1 -T "$duration" -f search.sql -l "$db" >/dev/null)
   awk '{print $3}' "$work"/pgbench_log.* | sort -n |
     awk '{a[NR] = $1} END {printf "%.3f %.3f\n", a[int(NR * 0.5)] / 1000, a[int(NR * 0.99)] / 1000}'

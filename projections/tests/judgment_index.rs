@@ -352,6 +352,15 @@ async fn a_tenant_partition_can_be_created_ahead_of_its_first_judgment() {
     );
     drop(conn);
     assert!(search(&searcher, tenant, "anything", 10).await.is_empty());
+    let index: String = sqlx::query_scalar("SELECT pg_get_indexdef($1::regclass)")
+        .bind(format!("judgment_index_{}_hnsw", tenant.as_uuid().simple()))
+        .fetch_one(&projector)
+        .await
+        .unwrap();
+    assert!(
+        index.contains("halfvec_cosine_ops) WITH (m='16', ef_construction='400')"),
+        "{index}"
+    );
 }
 
 /// The plan of the statement [`judgment_index::search`] prepares for `tenant`, under the
@@ -510,7 +519,7 @@ async fn the_search_role_reads_the_judgment_index_partitions_and_nothing_else() 
         settings,
         [
             HNSW_EF_SEARCH.to_string().as_str(),
-            "strict_order",
+            "off",
             "off",
             "off",
             "force_generic_plan"
@@ -622,6 +631,12 @@ async fn retired_judgments_nearest_the_query_do_not_crowd_out_the_live_ones() {
     found.sort_by_key(ToString::to_string);
     live.sort_by_key(ToString::to_string);
     assert_eq!(found, live, "all ten live judgments, none of the retired");
+    // The walk that found them scanned iteratively; the connection's next searches do not.
+    let iterative: String = sqlx::query_scalar("SHOW hnsw.iterative_scan")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    assert_eq!(iterative, "off");
 }
 
 #[tokio::test]
@@ -697,7 +712,10 @@ async fn an_index_deployed_before_half_precision_and_the_search_role_upgrades_in
     .unwrap();
     assert_eq!(indexes.len(), 2, "{indexes:?}");
     for index in &indexes {
-        assert!(index.contains("halfvec_cosine_ops"), "{index}");
+        assert!(
+            index.contains("halfvec_cosine_ops") && index.contains("ef_construction='400'"),
+            "{index}"
+        );
     }
 
     // The rows written before the upgrade are found by the search role, tenant by tenant,

@@ -1,11 +1,12 @@
 //! The judgment index: captured judgments embedded for tenant-scoped similarity search
 //! (pgvector, HNSW, cosine).
 //!
-//! **Layout** (migrations `20261125002001_judgment_index.sql` and
-//! `20261203000001_judgment_index_halfvec.sql`): `judgment_index` is LIST-partitioned by
-//! tenant, each tenant's partition with an HNSW index of its own (half precision, cosine,
-//! m 16, ef_construction 200), created on demand — when the tenant is onboarded, with its
-//! first judgment, or by [`ensure_tenant_partition`]. A search reads the tenant's partition
+//! **Layout** (migrations `20261125002001_judgment_index.sql`,
+//! `20261203000001_judgment_index_halfvec.sql` and
+//! `20261205000001_judgment_index_graphs_at_ef_construction_400.sql`): `judgment_index` is
+//! LIST-partitioned by tenant, each tenant's partition with an HNSW index of its own (half
+//! precision, cosine, m 16, ef_construction 400), created on demand — when the tenant is
+//! onboarded, with its first judgment, or by [`ensure_tenant_partition`]. A search reads the tenant's partition
 //! alone, so it never loses results to a tenant filter, and keeps its plan per tenant
 //! ([`search_statement`]). Each row records its judgment, tenant, source event
 //! position, embedding model and dimension, title, body and tags.

@@ -3,7 +3,8 @@
 use casebook_domain::ids::{JudgmentId, TenantId};
 use casebook_domain::ports::Precedent;
 use casebook_domain::values::{JudgmentBody, JudgmentTitle, Tag};
-use sqlx::{PgConnection, Row};
+use sqlx::postgres::PgRow;
+use sqlx::{Connection, PgConnection, Row};
 use uuid::Uuid;
 
 use super::partition::partition_name;
@@ -74,11 +75,15 @@ pub fn search_statement(tenant: TenantId, dimension: usize) -> String {
 /// `conn` must be a connection of the search role (`DbRole::Search` in
 /// `casebook-adapters`), outside a transaction (a tenant without a partition fails the
 /// statement, which is answered with no hits but would abort a transaction): its session
-/// settings make every search walk the partition's HNSW
-/// graph whatever the partition's size (an exact scan of a small partition is twice as
-/// slow), and keep walking until it has `k` live judgments (when `k` exceeds ef_search, or
-/// dead row versions took up candidates). One round trip, with the plan the connection
-/// keeps for the tenant ([`search_statement`]).
+/// settings make every search walk the partition's HNSW graph whatever the partition's size
+/// (an exact scan of a small partition is twice as slow). One round trip, with the plan the
+/// connection keeps for the tenant ([`search_statement`]).
+///
+/// The walk stops after ef_search candidates, cheaper than an iterative scan that could go
+/// on: a search finding fewer than `k` live judgments there (`k` exceeds ef_search, or row
+/// versions a revision or retirement left dead until vacuum took up candidates) walks again
+/// with the iterative scan on, until it has `k` or the tenant has no more. A tenant holding
+/// fewer than `k` judgments pays that second walk on every search; its graph is tiny.
 pub async fn search(
     conn: &mut PgConnection,
     tenant: TenantId,
@@ -86,18 +91,19 @@ pub async fn search(
     k: u32,
 ) -> Result<Vec<JudgmentHit>, IndexError> {
     let statement = search_statement(tenant, query.len());
-    let found = sqlx::query(&statement)
-        .bind(tenant.as_uuid())
-        .bind(query)
-        .bind(i32::try_from(k).unwrap_or(i32::MAX))
-        .fetch_all(&mut *conn)
-        .await;
-    let rows = match found {
-        Ok(rows) => rows,
-        Err(sqlx::Error::Database(err)) if err.code().as_deref() == Some(UNDEFINED_TABLE) => {
-            return Ok(Vec::new())
+    let wanted = usize::try_from(k).unwrap_or(usize::MAX);
+    let rows = match fetch(&mut *conn, &statement, tenant, query, k).await? {
+        Some(rows) if rows.len() >= wanted => rows,
+        Some(_) => {
+            let mut tx = conn.begin().await?;
+            sqlx::query("SET LOCAL hnsw.iterative_scan = strict_order")
+                .execute(&mut *tx)
+                .await?;
+            let rows = fetch(&mut tx, &statement, tenant, query, k).await?;
+            tx.commit().await?;
+            rows.unwrap_or_default()
         }
-        Err(err) => return Err(err.into()),
+        None => Vec::new(),
     };
     rows.iter()
         .map(|row| {
@@ -122,4 +128,27 @@ pub async fn search(
             })
         })
         .collect()
+}
+
+/// Runs the search `statement`; `None` if the tenant's partition does not exist.
+async fn fetch(
+    conn: &mut PgConnection,
+    statement: &str,
+    tenant: TenantId,
+    query: &[f32],
+    k: u32,
+) -> Result<Option<Vec<PgRow>>, IndexError> {
+    let found = sqlx::query(statement)
+        .bind(tenant.as_uuid())
+        .bind(query)
+        .bind(i32::try_from(k).unwrap_or(i32::MAX))
+        .fetch_all(conn)
+        .await;
+    match found {
+        Ok(rows) => Ok(Some(rows)),
+        Err(sqlx::Error::Database(err)) if err.code().as_deref() == Some(UNDEFINED_TABLE) => {
+            Ok(None)
+        }
+        Err(err) => Err(err.into()),
+    }
 }
