@@ -8,6 +8,7 @@
 //! infra/local/models.sh
 //! cargo bench -p casebook-adapters --bench embeddings        # embeds and caches the corpus
 //! cargo bench -p casebook-projections --bench judgment_search
+//! BENCH_EF_SEARCH="32 36 40" cargo bench -p casebook-projections --bench judgment_search
 //! ```
 //!
 //! The corpus (lines of `/usr/share/doc`, embedded with the local all-MiniLM-L6-v2) comes
@@ -281,51 +282,72 @@ async fn main() {
     let queries_per_tenant = env_usize("BENCH_QUERIES", 1_000).min(query_vectors.len());
     let rounds = env_usize("BENCH_ROUNDS", 3);
 
-    println!(
-        "\nef_search {HNSW_EF_SEARCH} (the search role's), load average before: {}",
-        load_average()
+    // Other candidate list sizes are compared on the same loaded index (the graph is
+    // built per insert, so a fresh load moves recall by a few thousandths).
+    let ef_searches: Vec<u32> = std::env::var("BENCH_EF_SEARCH").map_or_else(
+        |_| vec![HNSW_EF_SEARCH],
+        |list| {
+            list.split_whitespace()
+                .map(|ef| ef.parse().expect("BENCH_EF_SEARCH lists numbers"))
+                .collect()
+        },
     );
-    println!("\n| tenant | rows | recall@10 | p50 | p99 | mean |\n|---|---|---|---|---|---|");
-    for (label, tenant) in [("largest", by_size[0]), ("smallest", by_size[TENANTS - 1])] {
-        let queries = &query_vectors[..queries_per_tenant];
-        let recall = recall(
-            &mut conn,
-            tenants[tenant],
-            &members[tenant],
-            &vectors,
-            queries,
-            &judgment_of,
-        )
-        .await;
-        let (p50, p99, mean) = latency(&mut conn, tenants[tenant], queries, rounds).await;
+    for ef_search in ef_searches {
+        sqlx::query(&format!("SET hnsw.ef_search = {ef_search}"))
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        let role = if ef_search == HNSW_EF_SEARCH {
+            " (the search role's)"
+        } else {
+            ""
+        };
         println!(
-            "| {label} | {} | {recall:.3} | {:.3} ms | {:.3} ms | {:.3} ms |",
-            members[tenant].len(),
-            p50.as_secs_f64() * 1e3,
-            p99.as_secs_f64() * 1e3,
-            mean.as_secs_f64() * 1e3,
+            "\nef_search {ef_search}{role}, load average before: {}",
+            load_average()
+        );
+        println!("\n| tenant | rows | recall@10 | p50 | p99 | mean |\n|---|---|---|---|---|---|");
+        for (label, tenant) in [("largest", by_size[0]), ("smallest", by_size[TENANTS - 1])] {
+            let queries = &query_vectors[..queries_per_tenant];
+            let recall = recall(
+                &mut conn,
+                tenants[tenant],
+                &members[tenant],
+                &vectors,
+                queries,
+                &judgment_of,
+            )
+            .await;
+            let (p50, p99, mean) = latency(&mut conn, tenants[tenant], queries, rounds).await;
+            println!(
+                "| {label} | {} | {recall:.3} | {:.3} ms | {:.3} ms | {:.3} ms |",
+                members[tenant].len(),
+                p50.as_secs_f64() * 1e3,
+                p99.as_secs_f64() * 1e3,
+                mean.as_secs_f64() * 1e3,
+            );
+        }
+
+        let mut worst = (1.0_f64, 0);
+        for &tenant in &by_size {
+            let recall = recall(
+                &mut conn,
+                tenants[tenant],
+                &members[tenant],
+                &vectors,
+                &query_vectors[..100.min(query_vectors.len())],
+                &judgment_of,
+            )
+            .await;
+            if recall < worst.0 {
+                worst = (recall, members[tenant].len());
+            }
+        }
+        println!(
+            "\nlowest recall@10 over all {TENANTS} tenants (100 queries each): {:.3} (tenant of {} rows); load average after: {}",
+            worst.0, worst.1, load_average()
         );
     }
-
-    let mut worst = (1.0_f64, 0);
-    for &tenant in &by_size {
-        let recall = recall(
-            &mut conn,
-            tenants[tenant],
-            &members[tenant],
-            &vectors,
-            &query_vectors[..100.min(query_vectors.len())],
-            &judgment_of,
-        )
-        .await;
-        if recall < worst.0 {
-            worst = (recall, members[tenant].len());
-        }
-    }
-    println!(
-        "\nlowest recall@10 over all {TENANTS} tenants (100 queries each): {:.3} (tenant of {} rows); load average after: {}",
-        worst.0, worst.1, load_average()
-    );
 }
 
 /// The 1-minute load average, as `/proc/loadavg` has it.

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The raw-Postgres baseline of the judgment search: the bare top-10 statement over a table
 # holding one tenant's rows of the judgment_search benchmark's corpus (half-precision HNSW,
-# m 16, ef_construction 400, ef_search 32 = HNSW_EF_SEARCH, as the product's partitions),
+# m 16, ef_construction 400, ef_search 40 = HNSW_EF_SEARCH, as the product's partitions),
 # through pgbench's C client, prepared, one connection — no partitioning, roles, payload
 # columns or Rust client.
 # Prints p50/p99 per cell from pgbench's per-transaction log, for the largest (27,803 rows)
@@ -11,6 +11,7 @@
 #   eval "$(infra/local/stack.sh up)"
 #   cargo bench -p casebook-adapters --bench embeddings     # embeds and caches the corpus
 #   projections/benches/search_baseline.sh                    # PASSES=3 × DURATION=10 s per cell
+#   BUILD=bulk projections/benches/search_baseline.sh         # graphs indexed after the rows
 #
 # Uses a scratch database `casebook_search_baseline`, dropped at the end.
 set -euo pipefail
@@ -28,16 +29,27 @@ source "$(dirname "$0")/corpus.sh"
 load_corpus "$db"
 
 psql "$db" >/dev/null <<'SQL'
-SET maintenance_work_mem = '1GB';
-SET max_parallel_maintenance_workers = 0;
 CREATE TABLE q AS
   SELECT row_number() OVER (ORDER BY id)::int AS qid, v::halfvec(384) AS v
     FROM corpus WHERE tenant = -1 ORDER BY id LIMIT 1000;
 ALTER TABLE q ADD PRIMARY KEY (qid);
-CREATE TABLE largest AS SELECT id, v::halfvec(384) AS v FROM corpus WHERE tenant = 0;
-CREATE TABLE smallest AS SELECT id, v::halfvec(384) AS v FROM corpus WHERE tenant = 19;
-CREATE INDEX ON largest USING hnsw (v halfvec_cosine_ops) WITH (m = 16, ef_construction = 400);
-CREATE INDEX ON smallest USING hnsw (v halfvec_cosine_ops) WITH (m = 16, ef_construction = 400);
+CREATE TABLE largest (id int, v halfvec(384));
+CREATE TABLE smallest (id int, v halfvec(384));
+SQL
+# The product's partitions get their index when created and their rows one insert at a time,
+# which builds a different graph than indexing the rows afterwards (BUILD=bulk).
+index() {
+  psql "$db" -c "SET maintenance_work_mem = '1GB'" -c "SET max_parallel_maintenance_workers = 0" \
+    -c "CREATE INDEX ON largest USING hnsw (v halfvec_cosine_ops) WITH (m = 16, ef_construction = 400)" \
+    -c "CREATE INDEX ON smallest USING hnsw (v halfvec_cosine_ops) WITH (m = 16, ef_construction = 400)" >/dev/null
+}
+[ "${BUILD:-insert}" = bulk ] || index
+psql "$db" >/dev/null <<'SQL'
+INSERT INTO largest SELECT id, v::halfvec(384) FROM corpus WHERE tenant = 0 ORDER BY id;
+INSERT INTO smallest SELECT id, v::halfvec(384) FROM corpus WHERE tenant = 19 ORDER BY id;
+SQL
+[ "${BUILD:-insert}" != bulk ] || index
+psql "$db" >/dev/null <<'SQL'
 VACUUM ANALYZE q, largest, smallest;
 CREATE EXTENSION pg_prewarm;
 SELECT pg_prewarm(c.oid) FROM pg_class c WHERE c.relname IN ('q', 'largest', 'smallest')
@@ -51,7 +63,7 @@ cell() {
   printf '\\set i random(1, 1000)\nSELECT id FROM %s ORDER BY v <=> (SELECT v FROM q WHERE qid = :i) LIMIT 10;\n' \
     "$table" >"$work/search.sql"
   rm -f "$work"/pgbench_log.*
-  (cd "$work" && PGOPTIONS="-c hnsw.ef_search=32 -c jit=off $opts" \
+  (cd "$work" && PGOPTIONS="-c hnsw.ef_search=40 -c jit=off $opts" \
     pgbench -n -M prepared -c 1 -T "$duration" -f search.sql -l "$db" >/dev/null)
   awk '{print $3}' "$work"/pgbench_log.* | sort -n |
     awk '{a[NR] = $1} END {printf "%.3f %.3f\n", a[int(NR * 0.5)] / 1000, a[int(NR * 0.99)] / 1000}'
