@@ -6,10 +6,10 @@
 //! `20261205000001_judgment_index_graphs_at_ef_construction_400.sql`): `judgment_index` is
 //! LIST-partitioned by tenant, each tenant's partition with an HNSW index of its own (half
 //! precision, cosine, m 16, ef_construction 400), created on demand — when the tenant is
-//! onboarded, with its first judgment, or by [`ensure_tenant_partition`]. A search reads the tenant's partition
-//! alone, so it never loses results to a tenant filter, and keeps its plan per tenant
-//! ([`search_statement`]). Each row records its judgment, tenant, source event
-//! position, embedding model and dimension, title, body and tags.
+//! onboarded, with its first judgment, or by [`ensure_tenant_partition`]. A search reads
+//! the tenant's partition alone, so it never loses results to a tenant filter, and keeps
+//! its plan per tenant ([`search_statement`]). Each row records its judgment, tenant,
+//! source event position, embedding model and dimension, title, body and tags.
 //!
 //! **One model per index.** The first write records the embedder's model and dimension;
 //! a write with another embedder fails with [`IndexError::ModelChanged`]: changing the
