@@ -36,19 +36,21 @@ pub const GROUPS: [&str; 4] = ["customer", "consultant", "auditor", "admin"];
 /// The name of the app client [`CognitoAdmin::ensure_pool`] creates.
 pub const APP_CLIENT_NAME: &str = "casebook";
 
-/// The Cognito group that grants `role`, or `None` for [`Role::System`], which no user holds.
+/// The Cognito group that grants `role`, or `None` for [`Role::System`] and [`Role::Operator`],
+/// which no tenant's user holds.
 pub fn group_for_role(role: Role) -> Option<&'static str> {
     match role {
         Role::Customer => Some("customer"),
         Role::Consultant => Some("consultant"),
         Role::Auditor => Some("auditor"),
         Role::Admin => Some("admin"),
-        Role::System => None,
+        Role::System | Role::Operator => None,
     }
 }
 
 /// The role a Cognito group grants, or `None` for a group Casebook doesn't know. There is no
-/// group for [`Role::System`]: a token can never make its holder the platform.
+/// group for [`Role::System`] or [`Role::Operator`]: a token can never make its holder the
+/// platform or its operator.
 pub fn role_for_group(group: &str) -> Option<Role> {
     match group {
         "customer" => Some(Role::Customer),

@@ -31,7 +31,7 @@ async fn a_presigned_put_then_a_presigned_get_round_trip_over_plain_http() {
     let expiry = Duration::from_secs(900);
 
     let put = bucket
-        .presign_put(tenant, &key, "application/pdf", expiry)
+        .presign_put(tenant, &key, "application/pdf", 17, expiry)
         .await
         .expect("presigned PUT");
     assert_eq!(put.method, "PUT");
@@ -124,7 +124,7 @@ async fn a_key_outside_the_tenant_prefix_is_refused_before_any_aws_call() {
     ));
     assert!(outside(
         bucket
-            .presign_put(tenant, &foreign, "text/plain", expiry)
+            .presign_put(tenant, &foreign, "text/plain", 1, expiry)
             .await
             .map(|_| Vec::new())
     ));

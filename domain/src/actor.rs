@@ -16,10 +16,13 @@ pub enum Role {
     Consultant,
     /// Reads the record; issues no commands.
     Auditor,
-    /// Administers the tenant.
+    /// Administers the tenant: onboarding, AI settings.
     Admin,
     /// The platform: the worker, process managers and schedules.
     System,
+    /// The platform's operator: plan tiers and suspensions. Acts through the operator command
+    /// line, never through a tenant user's token.
+    Operator,
 }
 
 /// The user behind a command, with the tenant they act for. Every command carries one.

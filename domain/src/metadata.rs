@@ -23,6 +23,8 @@ pub enum Source {
     Reaction,
     /// A scheduled job.
     Scheduler,
+    /// The operator's command line.
+    Operator,
 }
 
 /// The typed metadata of one command's events.
@@ -42,6 +44,10 @@ pub struct EventMetadata {
     pub causation_id: String,
     /// Who issued the command.
     pub source: Source,
+    /// The `x-request-id` the client sent with the request, if any: kept for the client's
+    /// own tracing, never trusted as `request_id` or `correlation_id` (the server makes those).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_request_id: Option<String>,
 }
 
 /// Metadata that cannot be read back (a stored map missing a key or with a bad value).
@@ -62,6 +68,15 @@ impl EventMetadata {
             causation_id: request_id.clone(),
             request_id,
             source,
+            client_request_id: None,
+        }
+    }
+
+    /// The same metadata, noting the id the client gave its request.
+    pub fn with_client_request_id(self, client_request_id: Option<String>) -> Self {
+        Self {
+            client_request_id,
+            ..self
         }
     }
 
@@ -81,6 +96,7 @@ impl EventMetadata {
             correlation_id: cause.correlation_id.clone(),
             causation_id: causing_event.into(),
             source,
+            client_request_id: cause.client_request_id.clone(),
         }
     }
 

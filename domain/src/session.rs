@@ -14,6 +14,10 @@ use crate::values::{QueryText, Subject, UploadKey};
 /// Sessions are the customers' own.
 const CUSTOMERS: &[Role] = &[Role::Customer];
 
+/// The most files one session may carry: each one is read and given to the model with every
+/// query, so the count bounds the work a single request can cause.
+pub const MAX_ATTACHMENTS: usize = 20;
+
 /// A command to the [`TenantSession`] aggregate, whose id is the [`SessionId`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum SessionCommand {
@@ -25,8 +29,11 @@ pub enum SessionCommand {
         session_id: SessionId,
         /// What it is about.
         subject: Subject,
-        /// Uploaded files; every key must lie under `<tenant_id>/`.
+        /// Uploaded files: at most [`MAX_ATTACHMENTS`], no repeats, each an upload issued to
+        /// the actor, in the form the API issues ([`UploadKey::is_upload_of`]).
         attachments: Vec<UploadKey>,
+        /// Which of `attachments` were issued to the actor, as read by the application.
+        uploads_issued_to_actor: BTreeSet<UploadKey>,
         /// Whether the tenant is active, as read by the application.
         tenant_active: bool,
     },
@@ -119,11 +126,24 @@ pub enum SessionError {
     /// `Open` on a session that exists.
     #[error("the session is already open")]
     AlreadyOpened,
-    /// An attachment key outside the tenant's prefix.
-    #[error("attachment {key} does not belong to this tenant")]
+    /// An attachment that is not an upload issued to this customer (another tenant's, another
+    /// customer's, or a key not in the form the API issues).
+    #[error("attachment {key} is not one of your uploads")]
     ForeignAttachment {
         /// The offending key.
         key: UploadKey,
+    },
+    /// The same upload attached twice.
+    #[error("attachment {key} is listed twice")]
+    DuplicateAttachment {
+        /// The repeated key.
+        key: UploadKey,
+    },
+    /// More than [`MAX_ATTACHMENTS`].
+    #[error("a session carries at most {max} attachments")]
+    TooManyAttachments {
+        /// The limit.
+        max: usize,
     },
     /// The session is closed.
     #[error("the session is closed")]
@@ -140,13 +160,42 @@ impl DomainError for SessionError {
     fn kind(&self) -> ErrorKind {
         match self {
             Self::Access(e) => e.kind(),
-            Self::ForeignAttachment { .. } => ErrorKind::Invalid,
+            Self::ForeignAttachment { .. }
+            | Self::DuplicateAttachment { .. }
+            | Self::TooManyAttachments { .. } => ErrorKind::Invalid,
             Self::TenantSuspended
             | Self::AlreadyOpened
             | Self::Closed
             | Self::DuplicateQuery { .. } => ErrorKind::Conflict,
         }
     }
+}
+
+/// Every attachment an upload issued to `actor`, in the form the API issues, none twice, at
+/// most [`MAX_ATTACHMENTS`].
+fn check_attachments(
+    actor: &Actor,
+    attachments: &[UploadKey],
+    issued_to_actor: &BTreeSet<UploadKey>,
+) -> Result<(), SessionError> {
+    ensure(
+        attachments.len() <= MAX_ATTACHMENTS,
+        SessionError::TooManyAttachments {
+            max: MAX_ATTACHMENTS,
+        },
+    )?;
+    let mut seen = BTreeSet::new();
+    for key in attachments {
+        ensure(
+            key.is_upload_of(actor.tenant_id) && issued_to_actor.contains(key),
+            SessionError::ForeignAttachment { key: key.clone() },
+        )?;
+        ensure(
+            seen.insert(key),
+            SessionError::DuplicateAttachment { key: key.clone() },
+        )?;
+    }
+    Ok(())
 }
 
 /// A customer's session: open, accepting queries, until closed.
@@ -199,13 +248,17 @@ impl TenantSession {
                 session_id,
                 subject,
                 attachments,
+                uploads_issued_to_actor,
                 tenant_active,
             } => {
+                // Another customer's session does not exist for this one, even by its id.
+                actor.require(CUSTOMERS)?;
+                if let Some(existing) = state.filter(|s| s.tenant_id == actor.tenant_id) {
+                    existing.owned_by(&actor)?;
+                }
                 actor.authorize_creation(CUSTOMERS, state, SessionError::AlreadyOpened)?;
                 ensure(tenant_active, SessionError::TenantSuspended)?;
-                if let Some(key) = attachments.iter().find(|k| !k.belongs_to(actor.tenant_id)) {
-                    return Err(SessionError::ForeignAttachment { key: key.clone() });
-                }
+                check_attachments(&actor, &attachments, &uploads_issued_to_actor)?;
                 SessionEvent::SessionOpened {
                     session_id,
                     tenant_id: actor.tenant_id,

@@ -11,8 +11,11 @@ use crate::ids::{TenantId, UserId};
 use crate::policy::{ModelPolicy, PlanTier};
 use crate::values::{Confidence, Reason, TenantName};
 
-/// Only a tenant's admins run tenant commands.
+/// A tenant's admins onboard it and choose its AI settings.
 const ADMINS: &[Role] = &[Role::Admin];
+/// Plans and suspensions are the platform's: what a tenant pays for and whether it may work
+/// are not its own admin's to change.
+const OPERATORS: &[Role] = &[Role::Operator];
 /// The scheduled jobs record exports.
 const SYSTEM: &[Role] = &[Role::System];
 
@@ -30,7 +33,7 @@ pub enum TenantCommand {
     },
     /// Move to another plan.
     ChangePlan {
-        /// An admin.
+        /// The operator.
         actor: Actor,
         /// The new plan.
         plan: PlanTier,
@@ -51,14 +54,14 @@ pub enum TenantCommand {
     },
     /// Stop the tenant: its other aggregates refuse commands until it is reactivated.
     Suspend {
-        /// An admin.
+        /// The operator.
         actor: Actor,
         /// Why.
         reason: Reason,
     },
     /// Lift a suspension.
     Reactivate {
-        /// An admin.
+        /// The operator.
         actor: Actor,
     },
     /// Record a fine-tune export written to S3; it must start where the last one ended.
@@ -259,7 +262,7 @@ impl Tenant {
                 }
             }
             TenantCommand::ChangePlan { actor, plan } => {
-                actor.authorize(ADMINS, state)?;
+                actor.authorize(OPERATORS, state)?;
                 TenantEvent::PlanChanged { plan }
             }
             TenantCommand::SetAutoResolveThreshold { actor, threshold } => {
@@ -271,12 +274,12 @@ impl Tenant {
                 TenantEvent::ModelPolicySet { policy }
             }
             TenantCommand::Suspend { actor, reason } => {
-                let state = actor.authorize(ADMINS, state)?;
+                let state = actor.authorize(OPERATORS, state)?;
                 ensure(!state.suspended, TenantError::AlreadySuspended)?;
                 TenantEvent::TenantSuspended { reason }
             }
             TenantCommand::Reactivate { actor } => {
-                let state = actor.authorize(ADMINS, state)?;
+                let state = actor.authorize(OPERATORS, state)?;
                 ensure(state.suspended, TenantError::NotSuspended)?;
                 TenantEvent::TenantReactivated
             }

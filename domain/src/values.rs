@@ -175,6 +175,27 @@ impl fmt::Display for Confidence {
 }
 
 impl UploadKey {
+    /// Whether the key has exactly the form `POST /v1/uploads` issues for `tenant_id`:
+    /// `<tenant_id>/uploads/<uuid>/<file name>`, the UUID lowercase and hyphenated, the file
+    /// name one segment that is neither `.` nor `..`. Commands check it; keys already in stored
+    /// events are read back whatever their form.
+    pub fn is_upload_of(&self, tenant_id: crate::ids::TenantId) -> bool {
+        let mut segments = self.0.split('/');
+        let (Some(tenant), Some("uploads"), Some(id), Some(name), None) = (
+            segments.next(),
+            segments.next(),
+            segments.next(),
+            segments.next(),
+            segments.next(),
+        ) else {
+            return false;
+        };
+        tenant == tenant_id.to_string()
+            && uuid::Uuid::parse_str(id).is_ok_and(|uuid| uuid.hyphenated().to_string() == id)
+            && !matches!(name, "" | "." | "..")
+            && !name.chars().any(char::is_control)
+    }
+
     /// Whether the key lies under `<tenant_id>/` (with something after the slash).
     pub fn belongs_to(&self, tenant_id: crate::ids::TenantId) -> bool {
         self.0

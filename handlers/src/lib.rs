@@ -16,6 +16,7 @@ pub mod authorizer;
 pub mod demo;
 pub mod http;
 pub mod jobs;
+pub mod operator;
 pub mod reactions;
 pub mod relay;
 pub mod server;

@@ -6,7 +6,7 @@
 //! every failure to a [`ServiceError`] a client can act on. The aggregates decide; this only
 //! prepares and dispatches.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -108,6 +108,63 @@ struct Stores {
     decisions: EventStore<ConsultantDecision>,
     judgments: EventStore<Judgment>,
     active_tenants: ActiveTenants,
+    uploads: UploadGrants,
+}
+
+/// Who was issued each upload URL: a customer may attach only the uploads issued to them.
+struct UploadGrants {
+    pool: PgPool,
+}
+
+impl UploadGrants {
+    async fn record(&self, actor: &Actor, key: &UploadKey) -> Result<(), ServiceError> {
+        sqlx::query(
+            "INSERT INTO upload_grants (tenant_id, key, issued_to) VALUES ($1, $2, $3)
+             ON CONFLICT (tenant_id, key) DO NOTHING",
+        )
+        .bind(actor.tenant_id.as_uuid())
+        .bind(key.as_str())
+        .bind(actor.user_id.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(storage_error)?;
+        Ok(())
+    }
+
+    /// Those of `keys` issued to `actor`.
+    async fn issued_to(
+        &self,
+        actor: &Actor,
+        keys: &[UploadKey],
+    ) -> Result<BTreeSet<UploadKey>, ServiceError> {
+        if keys.is_empty() {
+            return Ok(BTreeSet::new());
+        }
+        let keys: Vec<&str> = keys.iter().map(UploadKey::as_str).collect();
+        let issued: Vec<String> = sqlx::query_scalar(
+            "SELECT key FROM upload_grants
+              WHERE tenant_id = $1 AND issued_to = $2 AND key = ANY($3)",
+        )
+        .bind(actor.tenant_id.as_uuid())
+        .bind(actor.user_id.as_str())
+        .bind(keys)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(storage_error)?;
+        issued
+            .into_iter()
+            .map(|key| UploadKey::parse(key).map_err(|err| ServiceError::Internal(err.into())))
+            .collect()
+    }
+}
+
+fn storage_error(err: sqlx::Error) -> ServiceError {
+    match err {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
+            ServiceError::Unavailable(Box::new(err))
+        }
+        other => ServiceError::Internal(Box::new(other)),
+    }
 }
 
 /// Tenants recently read as active, for the precondition of every customer command.
@@ -150,7 +207,7 @@ impl Service {
     /// A service appending through `pool` (which should run as `casebook_app`).
     pub fn new(pool: PgPool) -> Self {
         // One appender for every store: concurrent commands on any aggregates share commits.
-        let appender = Appender::new(pool);
+        let appender = Appender::new(pool.clone());
         Self {
             stores: Arc::new(Stores {
                 tenants: EventStore::with_appender(appender.clone(), upcasters()),
@@ -159,6 +216,7 @@ impl Service {
                 decisions: EventStore::with_appender(appender.clone(), upcasters()),
                 judgments: EventStore::with_appender(appender, upcasters()),
                 active_tenants: ActiveTenants::default(),
+                uploads: UploadGrants { pool },
             }),
         }
     }
@@ -190,6 +248,12 @@ impl Service {
         result
     }
 
+    /// Records that the upload at `key` was issued to `actor`, the one customer who may attach
+    /// it.
+    pub async fn grant_upload(&self, actor: &Actor, key: &UploadKey) -> Result<(), ServiceError> {
+        self.stores.uploads.record(actor, key).await
+    }
+
     /// Opens a session for a customer.
     pub async fn open_session(
         &self,
@@ -199,11 +263,17 @@ impl Service {
         attachments: Vec<UploadKey>,
     ) -> Result<Accepted, ServiceError> {
         let tenant_active = self.tenant_active(ctx.actor.tenant_id).await?;
+        let uploads_issued_to_actor = self
+            .stores
+            .uploads
+            .issued_to(&ctx.actor, &attachments)
+            .await?;
         let command = SessionCommand::Open {
             actor: ctx.actor.clone(),
             session_id,
             subject,
             attachments,
+            uploads_issued_to_actor,
             tenant_active,
         };
         create(&self.stores.sessions, &session_id.to_string(), command, ctx).await

@@ -23,6 +23,8 @@ use casebook_adapters::postgres::{self, DbRole};
 use casebook_domain::ids::TenantId;
 use casebook_domain::ports::{DiagnosisPrompt, Embedder, Llm, LlmAnswer, LlmError, StopReason};
 use casebook_domain::values::{Confidence, DiagnosisText};
+use casebook_handlers::http::router;
+use casebook_handlers::http::uploads::Uploads;
 use casebook_handlers::relay::{Relay, RelayConfig};
 use casebook_handlers::server::projector;
 use casebook_handlers::worker::run_worker_until;
@@ -151,7 +153,7 @@ async fn nearest(
 
 #[tokio::test]
 async fn a_query_becomes_a_grounded_proposal_and_its_approval_grounds_the_next_one() {
-    let app = spawn_app().await;
+    let mut app = spawn_app().await;
     app.onboard_both("professional").await;
     let ai = AiConfig::from_env().expect("AI configuration");
     let embedder = AiProviders::local(&ai).embedder;
@@ -185,6 +187,11 @@ async fn a_query_becomes_a_grounded_proposal_and_its_approval_grounds_the_next_o
     );
     let searcher = support::scenario::search_pool(&app.pool).await;
     let uploads = TenantBucket::new(&aws, resources.uploads_bucket.clone());
+    app.router = router(
+        app.state
+            .clone()
+            .with_uploads(Uploads::new(uploads.clone(), Duration::from_secs(300))),
+    );
     let worker = support::scenario::worker(&app.pool, embedder.clone(), llm.clone())
         .await
         .with_attachments(Arc::new(uploads.clone()));
@@ -234,23 +241,17 @@ async fn a_query_becomes_a_grounded_proposal_and_its_approval_grounds_the_next_o
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // The customer attaches the contract's clause, uploaded under the practice's prefix.
+    // The customer attaches the contract's clause, uploaded through its presigned URL.
     let clause = "Clause 14.2: each party's liability under the indemnity is capped at the \
                   contract value, mutually.";
-    let clause_key = TenantBucket::tenant_key(
-        app.acme.tenant,
-        &format!("uploads/{}/clause.txt", Uuid::new_v4()),
-    )
-    .unwrap();
-    uploads
-        .put(
-            app.acme.tenant,
-            &clause_key,
-            clause.as_bytes().to_vec(),
+    let clause_key = app
+        .upload(
+            &app.acme.customer,
+            "clause.txt",
             "text/plain",
+            clause.as_bytes(),
         )
-        .await
-        .expect("uploaded");
+        .await;
     let first = ask(&app, &app.acme.customer, first_question, &[&clause_key]).await;
     let entry = queued(&app, &app.acme.consultant, first).await;
     let view = diagnosis_view(&app, &app.acme.consultant, first).await;

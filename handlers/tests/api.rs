@@ -5,6 +5,9 @@ mod support;
 
 use axum::http::StatusCode;
 use casebook_adapters::config::Config;
+use casebook_domain::actor::Role;
+use casebook_domain::policy::PlanTier;
+use casebook_handlers::operator::{Operator, OperatorAction};
 use casebook_handlers::server::{verifier, Application, ServeMode};
 use serde_json::{json, Value};
 use support::{spawn_app, TestApp, User};
@@ -78,14 +81,15 @@ async fn tenant_settings_judgments_and_the_event_stream_work_for_their_roles() {
         )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    let (status, _) = app
+    // The plan tier is the operator's, not the tenant admin's (see the operator test).
+    let (status, body) = app
         .post(
             &app.acme.admin,
             "/v1/tenant/settings",
             json!({ "plan": "starter" }),
         )
         .await;
-    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
 
     let judgment = Uuid::new_v4();
     let (status, body) = app
@@ -114,7 +118,7 @@ async fn tenant_settings_judgments_and_the_event_stream_work_for_their_roles() {
     assert_eq!(status, StatusCode::ACCEPTED);
 
     // The log shows an event once every older transaction in the cluster has ended.
-    app.wait_for_events(&app.acme.auditor, 6).await;
+    app.wait_for_events(&app.acme.auditor, 5).await;
     let (status, headers, text) = app.get_raw(&app.acme.auditor, "/v1/events?limit=2").await;
     assert_eq!(status, StatusCode::OK);
     let lines: Vec<Value> = text
@@ -133,7 +137,7 @@ async fn tenant_settings_judgments_and_the_event_stream_work_for_their_roles() {
         .collect();
     assert_eq!(
         rest.len(),
-        4,
+        3,
         "the remaining acme events, and none of globex's"
     );
     assert!(rest
@@ -305,15 +309,80 @@ async fn a_repeated_post_with_its_idempotency_key_has_one_effect() {
 }
 
 #[tokio::test]
+async fn an_idempotency_key_replays_only_to_the_user_who_sent_it_and_only_if_the_route_admits_them()
+{
+    let app = spawn_app().await;
+    app.onboard_both("enterprise").await;
+    let body = json!({ "session_id": Uuid::new_v4(), "subject": "Supplier contract" });
+    let (status, first) = app
+        .post_with_key(
+            &app.acme.customer,
+            "/v1/sessions",
+            body.clone(),
+            "shared-key",
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+
+    // Another role of the same tenant: refused by the route, never handed the stored 201.
+    for staff in [&app.acme.consultant, &app.acme.auditor, &app.acme.admin] {
+        let response = app
+            .send(TestApp::post_request(
+                Some(staff),
+                "/v1/sessions",
+                body.to_string(),
+                Some("shared-key"),
+            ))
+            .await;
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        assert!(response.headers().get("idempotent-replayed").is_none());
+    }
+
+    // Another customer of the same tenant: a new request, judged afresh (the session is not
+    // theirs to open twice), not the first customer's answer.
+    let second = app
+        .another_user(app.acme.tenant, "acme-second-customer", Role::Customer)
+        .await;
+    let response = app
+        .send(TestApp::post_request(
+            Some(&second),
+            "/v1/sessions",
+            body.to_string(),
+            Some("shared-key"),
+        ))
+        .await;
+    assert!(response.headers().get("idempotent-replayed").is_none());
+    assert_eq!(
+        response.status(),
+        StatusCode::NOT_FOUND,
+        "not theirs to know of"
+    );
+
+    // The user who sent it still gets the original answer.
+    let response = app
+        .send(TestApp::post_request(
+            Some(&app.acme.customer),
+            "/v1/sessions",
+            body.to_string(),
+            Some("shared-key"),
+        ))
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    assert_eq!(response.headers()["idempotent-replayed"], "true");
+}
+
+#[tokio::test]
 async fn a_tenant_past_its_burst_is_told_when_to_retry() {
     let app = spawn_app().await;
     app.onboard_both("enterprise").await;
-    app.post(
-        &app.acme.admin,
-        "/v1/tenant/settings",
-        json!({ "plan": "cost_sensitive" }),
-    )
-    .await;
+    Operator::new("ops", app.acme.tenant, "run-1")
+        .unwrap()
+        .apply(
+            &app.state.service,
+            OperatorAction::ChangePlan(PlanTier::CostSensitive),
+        )
+        .await
+        .expect("plan changed");
     app.forget_cached_tiers();
     let mut limited = None;
     for _ in 0..50 {
@@ -358,7 +427,6 @@ async fn every_route_is_in_the_openapi_document_and_responses_carry_a_request_id
     for (method, path) in [
         ("post", "/v1/tenant"),
         ("post", "/v1/tenant/settings"),
-        ("post", "/v1/tenant/status"),
         ("post", "/v1/sessions"),
         ("post", "/v1/sessions/{session_id}/queries"),
         ("post", "/v1/sessions/{session_id}/close"),
@@ -450,4 +518,195 @@ async fn an_api_only_server_takes_commands_whose_events_another_process_projects
 
     stop.send(()).unwrap();
     serving.await.unwrap().expect("stopped cleanly");
+}
+
+#[tokio::test]
+async fn every_malformed_or_out_of_range_cursor_or_parameter_is_a_422_never_a_5xx() {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    let app = spawn_app().await;
+    app.onboard_both("enterprise").await;
+    let opaque = |text: &str| URL_SAFE_NO_PAD.encode(text);
+    let mut cases: Vec<(&User, String)> = Vec::new();
+    for cursor in [
+        "-1:5",
+        "5:-1",
+        "-1:-1",
+        "1:9223372036854775808",
+        "x:1",
+        "1",
+        "",
+    ] {
+        cases.push((
+            &app.acme.auditor,
+            format!("/v1/events?after={}", opaque(cursor)),
+        ));
+    }
+    for query in [
+        "after=%%%",
+        "after=!!",
+        "limit=-1",
+        "limit=abc",
+        "limit=99999999999",
+    ] {
+        cases.push((&app.acme.auditor, format!("/v1/events?{query}")));
+    }
+    let list_cursors = [
+        opaque("c1.-5"),
+        opaque("c1.-9223372036854775808"),
+        opaque("c1.x"),
+        "not-base64!".to_owned(),
+    ];
+    for (user, list) in [
+        (&app.acme.customer, "/v1/sessions"),
+        (&app.acme.customer, "/v1/diagnoses"),
+        (&app.acme.consultant, "/v1/review-queue"),
+        (&app.acme.consultant, "/v1/decisions"),
+        (&app.acme.auditor, "/v1/audit"),
+    ] {
+        for cursor in &list_cursors {
+            cases.push((user, format!("{list}?after={cursor}")));
+        }
+        for limit in ["0", "-3", "101", "x"] {
+            cases.push((user, format!("{list}?limit={limit}")));
+        }
+    }
+    for query in [
+        "from=2026-13-01",
+        "to=yesterday",
+        "from=2026-05-03&to=2026-05-01",
+        "from=1900-01-01",
+    ] {
+        cases.push((&app.acme.auditor, format!("/v1/usage?{query}")));
+    }
+    for query in [
+        "from=not-a-time",
+        "from=2026-05-03T00:00:00Z&to=2026-05-01T00:00:00Z",
+    ] {
+        cases.push((&app.acme.auditor, format!("/v1/audit?{query}")));
+    }
+    for (user, path) in cases {
+        let (status, headers, body) = app.get_raw(user, &path).await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "GET {path}: {body}"
+        );
+        assert_eq!(
+            headers["content-type"], "application/problem+json",
+            "{path}"
+        );
+        let problem: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(problem["code"], "validation_failed", "{path}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn a_clients_request_id_is_kept_beside_the_servers_never_instead_of_it() {
+    use axum::body::Body;
+    use axum::http::Request;
+    let app = spawn_app().await;
+    app.onboard_both("enterprise").await;
+    let mut opened = Vec::new();
+    for client_id in ["my-trace-123", &"x".repeat(129), "two words"] {
+        let session = Uuid::new_v4();
+        let request = Request::post("/v1/sessions")
+            .header(
+                "authorization",
+                format!("Bearer {}", app.acme.customer.token),
+            )
+            .header("content-type", "application/json")
+            .header("x-request-id", client_id)
+            .body(Body::from(
+                json!({ "session_id": session, "subject": "Contract" }).to_string(),
+            ))
+            .unwrap();
+        let response = app.send(request).await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let server_id = response.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert_ne!(server_id, client_id);
+        assert!(Uuid::parse_str(&server_id).is_ok(), "{server_id}");
+        opened.push((session, server_id));
+    }
+    let metadata = |session: Uuid| {
+        let pool = app.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, Value>(
+                "SELECT metadata FROM events WHERE aggregate_id = $1 AND event_type = 'SessionOpened'",
+            )
+            .bind(session.to_string())
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    let kept = metadata(opened[0].0).await;
+    assert_eq!(kept["request_id"], opened[0].1.as_str());
+    assert_eq!(kept["correlation_id"], opened[0].1.as_str());
+    assert_eq!(kept["client_request_id"], "my-trace-123");
+    for (session, server_id) in &opened[1..] {
+        let dropped = metadata(*session).await;
+        assert_eq!(dropped["request_id"], server_id.as_str());
+        assert!(dropped.get("client_request_id").is_none(), "{dropped}");
+    }
+}
+
+#[tokio::test]
+async fn plans_and_suspensions_are_the_operators_not_the_tenant_admins() {
+    let app = spawn_app().await;
+    app.onboard_both("starter").await;
+    for body in [
+        json!({ "plan": "enterprise" }),
+        json!({ "status": "active" }),
+    ] {
+        let (status, problem) = app
+            .post(&app.acme.admin, "/v1/tenant/settings", body.clone())
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{body}: {problem}"
+        );
+    }
+    for body in [
+        json!({ "status": "active" }),
+        json!({ "status": "suspended", "reason": "x" }),
+    ] {
+        let (status, problem) = app.post(&app.acme.admin, "/v1/tenant/status", body).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{problem}");
+    }
+    let tenant = app
+        .read_when(&app.acme.admin, "/v1/tenant", |t| t["plan"].is_string())
+        .await;
+    assert_eq!(tenant["plan"], "starter");
+
+    // The operator suspends, moves the plan and reactivates; each is recorded as theirs.
+    let operator = Operator::new("dana", app.acme.tenant, "ops-run-7").unwrap();
+    let service = &app.state.service;
+    for action in [
+        OperatorAction::Suspend(casebook_domain::values::Reason::parse("unpaid").unwrap()),
+        OperatorAction::ChangePlan(PlanTier::Enterprise),
+        OperatorAction::Reactivate,
+    ] {
+        operator.apply(service, action).await.expect("applied");
+    }
+    let tenant = app
+        .read_when(&app.acme.admin, "/v1/tenant", |t| {
+            t["plan"] == "enterprise" && t["status"] == "active"
+        })
+        .await;
+    assert!(tenant["suspended_reason"].is_null());
+    let rows = app
+        .read_when(&app.acme.auditor, "/v1/audit?role=operator", |page| {
+            page["items"].as_array().is_some_and(|rows| rows.len() == 3)
+        })
+        .await;
+    for row in rows["items"].as_array().unwrap() {
+        assert_eq!(row["actor_id"], "operator:dana", "{row}");
+        assert_eq!(row["source"], "operator", "{row}");
+        assert_eq!(row["request_id"], "ops-run-7", "{row}");
+    }
 }

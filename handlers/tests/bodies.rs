@@ -72,10 +72,6 @@ const POSTS: &[Route] = &[
         user: |a| &a.acme.admin,
     },
     Route {
-        path: "/v1/tenant/status",
-        user: |a| &a.acme.admin,
-    },
-    Route {
         path: "/v1/sessions",
         user: |a| &a.acme.customer,
     },

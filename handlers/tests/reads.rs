@@ -136,13 +136,21 @@ async fn every_read_model_answers_its_readers() {
         [json!(case.waiting), json!(case.decided)],
         "newest first"
     );
-    let (_, diagnosis) = app
+    let (_, released) = app
         .get(
             &app.acme.customer,
             &format!("/v1/diagnoses/{}", case.decided),
         )
         .await;
-    assert_eq!(diagnosis["query"], "Is the indemnity cap enforceable?");
+    assert_eq!(released["query"], "Is the indemnity cap enforceable?");
+    assert_eq!(released["status"], "answered");
+    assert_eq!(released["answer"]["text"], "The cap is enforceable.");
+    let (_, diagnosis) = app
+        .get(
+            &app.acme.consultant,
+            &format!("/v1/diagnoses/{}", case.decided),
+        )
+        .await;
     assert_eq!(diagnosis["proposal"]["text"], "The cap is enforceable.");
     assert_eq!(diagnosis["proposal"]["confidence"], 0.6);
     assert_eq!(
@@ -538,4 +546,123 @@ async fn customers_read_only_their_own_sessions_and_diagnoses() {
         )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+}
+
+/// A new query in `session`, proposed, then decided with `verdict` by the consultant.
+async fn proposed_and_decided(app: &TestApp, session: Uuid, verdict: Value) -> Uuid {
+    let query = ask(app, &app.acme.customer, session, "What of the warranty?").await;
+    app.propose(app.acme.tenant, DiagnosisId::from_uuid(query), 0.6)
+        .await;
+    let (status, body) = app
+        .post(
+            &app.acme.consultant,
+            &format!("/v1/diagnoses/{query}/decision"),
+            verdict,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    query
+}
+
+#[tokio::test]
+async fn a_customer_sees_only_what_a_consultant_released() {
+    let app = spawn_app().await;
+    let case = acme_case(&app).await;
+    let amended = proposed_and_decided(
+        &app,
+        case.session,
+        json!({ "verdict": "amend", "amended_text": "Cap it at twelve months.", "reason": "Internal note" }),
+    )
+    .await;
+    let rejected = proposed_and_decided(
+        &app,
+        case.session,
+        json!({ "verdict": "reject", "reason": "Needs the signed annex first." }),
+    )
+    .await;
+    app.read_when(&app.acme.auditor, "/v1/audit?action=DecisionMade", |b| {
+        items(b).len() == 3
+    })
+    .await;
+    // Undecided: its status, nothing the model wrote, nothing of how it was made.
+    let waiting = app
+        .read_when(
+            &app.acme.customer,
+            &format!("/v1/diagnoses/{}", case.waiting),
+            |_| true,
+        )
+        .await;
+    assert_eq!(waiting["status"], "in_review", "{waiting}");
+    assert!(waiting["answer"].is_null());
+    let text = waiting.to_string();
+    for internal in [
+        "The cap is enforceable",
+        "test-model",
+        "provenance",
+        "confidence",
+        "cost",
+    ] {
+        assert!(
+            !text.contains(internal),
+            "{internal} reached the customer: {text}"
+        );
+    }
+
+    let approved = app
+        .read_when(
+            &app.acme.customer,
+            &format!("/v1/diagnoses/{}", case.decided),
+            |b| b["status"] == "answered",
+        )
+        .await;
+    assert_eq!(approved["answer"]["text"], "The cap is enforceable.");
+    assert_eq!(approved["answer"]["amended"], false);
+    assert!(!approved.to_string().contains("test-model"));
+
+    let amended = app
+        .read_when(
+            &app.acme.customer,
+            &format!("/v1/diagnoses/{amended}"),
+            |b| b["status"] == "answered",
+        )
+        .await;
+    assert_eq!(amended["answer"]["text"], "Cap it at twelve months.");
+    assert_eq!(amended["answer"]["amended"], true);
+    let text = amended.to_string();
+    assert!(
+        !text.contains("The cap is enforceable") && !text.contains("Internal note"),
+        "{text}"
+    );
+
+    let rejected = app
+        .read_when(
+            &app.acme.customer,
+            &format!("/v1/diagnoses/{rejected}"),
+            |b| b["status"] == "declined",
+        )
+        .await;
+    assert_eq!(rejected["declined_reason"], "Needs the signed annex first.");
+    assert!(rejected["answer"].is_null());
+    assert!(!rejected.to_string().contains("The cap is enforceable"));
+
+    // The list shows the same, row by row.
+    let (status, list) = app.get(&app.acme.customer, "/v1/diagnoses").await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    let text = list.to_string();
+    assert!(
+        !text.contains("test-model") && !text.contains("provenance"),
+        "{text}"
+    );
+    assert_eq!(items(&list).len(), 4);
+
+    // Staff keep the whole record.
+    let (status, staff) = app
+        .get(
+            &app.acme.consultant,
+            &format!("/v1/diagnoses/{}", case.waiting),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(staff["proposal"]["provenance"]["model_id"], "test-model");
+    assert_eq!(staff["status"], "proposed");
 }

@@ -14,6 +14,7 @@ use casebook_domain::policy::{ModelTier, PlanTier};
 use casebook_domain::ports::StopReason;
 use casebook_domain::tenant::TenantCommand;
 use casebook_domain::values::{Confidence, DiagnosisText, QueryText, Subject, TenantName};
+use casebook_handlers::operator::{Operator, OperatorAction};
 use casebook_handlers::reactions::Reactions;
 use casebook_handlers::service::{ConsultantVerdict, RequestContext, Service, ServiceError};
 use casebook_projections::log::{Checkpoint, LogReader, RecordedEvent, Scope};
@@ -311,13 +312,13 @@ async fn a_suspended_tenant_cannot_open_sessions() {
         )
         .await
         .unwrap();
-    service
-        .administer_tenant(
-            &acme.admin,
-            TenantCommand::Suspend {
-                actor: acme.admin.actor.clone(),
-                reason: casebook_domain::values::Reason::parse("unpaid invoices").unwrap(),
-            },
+    Operator::new("ops", acme.id, "ops-run")
+        .unwrap()
+        .apply(
+            &service,
+            OperatorAction::Suspend(
+                casebook_domain::values::Reason::parse("unpaid invoices").unwrap(),
+            ),
         )
         .await
         .unwrap();

@@ -691,7 +691,8 @@ fn cognito_groups_are_the_domain_roles() {
         .iter()
         .filter(|role| match role {
             Role::Customer | Role::Consultant | Role::Auditor | Role::Admin => true,
-            Role::System => false, // the platform itself, never a user
+            // The platform itself and its operator: never a tenant's user.
+            Role::System | Role::Operator => false,
         })
         .map(|r| {
             serde_json::to_value(r)

@@ -106,12 +106,14 @@ impl TenantBucket {
         Ok(key)
     }
 
-    /// A presigned PUT of `key` with `content_type` (the uploader must send that header).
+    /// A presigned PUT of exactly `size` bytes to `key` with `content_type`: both headers are
+    /// signed, so S3 itself refuses a body of any other length (the uploader must send them).
     pub async fn presign_put(
         &self,
         tenant: TenantId,
         key: &str,
         content_type: &str,
+        size: u32,
         expires_in: Duration,
     ) -> Result<PresignedRequest, S3Error> {
         check(tenant, key)?;
@@ -121,6 +123,7 @@ impl TenantBucket {
             .bucket(&self.bucket)
             .key(key)
             .content_type(content_type)
+            .content_length(i64::from(size))
             .presigned(presigning(expires_in)?)
             .await
             .map_err(|err| S3Error::aws("PutObject (presign)", err))?;

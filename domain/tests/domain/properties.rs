@@ -96,6 +96,7 @@ fn actor_mostly(role: Role) -> impl Strategy<Value = Actor> {
         Role::Auditor,
         Role::Admin,
         Role::System,
+        Role::Operator,
     ]);
     prop_oneof![
         3 => tenant_id().prop_map(move |t| actor(role, t)),
@@ -120,13 +121,14 @@ fn tenant_command() -> impl Strategy<Value = TenantCommand> {
         PlanTier::CostSensitive,
     ]);
     let admin = || actor_mostly(Role::Admin);
+    let operator = || actor_mostly(Role::Operator);
     prop_oneof![
         (admin(), plan.clone()).prop_map(|(actor, plan)| TenantCommand::Onboard {
             actor,
             name: v("Acme"),
             plan
         }),
-        (admin(), plan).prop_map(|(actor, plan)| TenantCommand::ChangePlan { actor, plan }),
+        (operator(), plan).prop_map(|(actor, plan)| TenantCommand::ChangePlan { actor, plan }),
         (admin(), proptest::option::of(confidence())).prop_map(|(actor, threshold)| {
             TenantCommand::SetAutoResolveThreshold { actor, threshold }
         }),
@@ -135,18 +137,20 @@ fn tenant_command() -> impl Strategy<Value = TenantCommand> {
             select(vec![ModelPolicy::ByPlan, ModelPolicy::OpenWeightsOnly])
         )
             .prop_map(|(actor, policy)| TenantCommand::SetModelPolicy { actor, policy }),
-        admin().prop_map(|actor| TenantCommand::Suspend {
+        operator().prop_map(|actor| TenantCommand::Suspend {
             actor,
             reason: reason()
         }),
-        admin().prop_map(|actor| TenantCommand::Reactivate { actor }),
+        operator().prop_map(|actor| TenantCommand::Reactivate { actor }),
     ]
 }
 
 fn session_command() -> impl Strategy<Value = SessionCommand> {
     let session_id = SessionId::from_uuid(Uuid::from_u128(0x5E));
     let query_id = (0_u128..3).prop_map(|n| QueryId::from_uuid(Uuid::from_u128(n)));
-    let attachment = tenant_id().prop_map(|t| v::<UploadKey>(&format!("{t}/lease.pdf")));
+    let attachment = (tenant_id(), 0_u128..4).prop_map(|(t, n)| {
+        v::<UploadKey>(&format!("{t}/uploads/{}/lease.pdf", Uuid::from_u128(n)))
+    });
     let customer = || actor_mostly(Role::Customer);
     prop_oneof![
         1 => (customer(), vec(attachment, 0..3), any::<bool>()).prop_map(
@@ -154,6 +158,7 @@ fn session_command() -> impl Strategy<Value = SessionCommand> {
                 actor,
                 session_id,
                 subject: v("Leases"),
+                uploads_issued_to_actor: attachments.iter().cloned().collect(),
                 attachments,
                 tenant_active,
             }
@@ -292,7 +297,14 @@ proptest! {
         for (command, event) in run::<Tenant>(commands, AnyEvent::Tenant) {
             let Some(event) = event else { continue };
             let actor = command.actor();
-            prop_assert_eq!(actor.role, Role::Admin);
+            let platforms = matches!(
+                event,
+                TenantEvent::PlanChanged { .. }
+                    | TenantEvent::TenantSuspended { .. }
+                    | TenantEvent::TenantReactivated
+            );
+            let expected = if platforms { Role::Operator } else { Role::Admin };
+            prop_assert_eq!(actor.role, expected);
             match event {
                 TenantEvent::TenantOnboarded { tenant_id, .. } => {
                     prop_assert!(owner.is_none(), "onboarded twice");
@@ -322,7 +334,7 @@ proptest! {
             prop_assert_eq!(actor.role, Role::Customer);
             match event {
                 SessionEvent::SessionOpened { tenant_id, attachments, .. } => {
-                    prop_assert!(attachments.iter().all(|k| k.belongs_to(tenant_id)));
+                    prop_assert!(attachments.iter().all(|k| k.is_upload_of(tenant_id)));
                     owner = Some(tenant_id);
                 }
                 SessionEvent::QuerySubmitted { query_id, .. } => {

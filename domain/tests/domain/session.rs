@@ -1,7 +1,11 @@
 use casebook_domain::actor::{Actor, Role};
 use casebook_domain::error::AccessError;
-use casebook_domain::ids::{QueryId, SessionId};
-use casebook_domain::session::{SessionCommand, SessionError, SessionEvent, TenantSession};
+use std::collections::BTreeSet;
+
+use casebook_domain::ids::{QueryId, SessionId, TenantId};
+use casebook_domain::session::{
+    SessionCommand, SessionError, SessionEvent, TenantSession, MAX_ATTACHMENTS,
+};
 use casebook_domain::values::UploadKey;
 use cqrs_es::test::TestFramework;
 use uuid::Uuid;
@@ -23,12 +27,29 @@ fn key(path: &str) -> UploadKey {
     v(path)
 }
 
+/// An upload's key as `POST /v1/uploads` issues it to a customer of `tenant`.
+fn upload(tenant: TenantId, n: u128, name: &str) -> UploadKey {
+    key(&format!("{tenant}/uploads/{}/{name}", Uuid::from_u128(n)))
+}
+
+/// Opening with `attachments`, every one of them issued to the actor.
 fn open(actor: Actor, attachments: Vec<UploadKey>, tenant_active: bool) -> SessionCommand {
+    let issued = attachments.iter().cloned().collect();
+    open_with_issued(actor, attachments, issued, tenant_active)
+}
+
+fn open_with_issued(
+    actor: Actor,
+    attachments: Vec<UploadKey>,
+    uploads_issued_to_actor: BTreeSet<UploadKey>,
+    tenant_active: bool,
+) -> SessionCommand {
     SessionCommand::Open {
         actor,
         session_id: SESSION,
         subject: v("Q3 revenue recognition"),
         attachments,
+        uploads_issued_to_actor,
         tenant_active,
     }
 }
@@ -70,7 +91,7 @@ fn closed() -> Vec<SessionEvent> {
 
 #[test]
 fn a_customer_opens_a_session_with_their_tenants_attachments() {
-    let attachment = key(&format!("{TENANT}/uploads/lease.pdf"));
+    let attachment = upload(TENANT, 1, "lease.pdf");
     session()
         .given_no_previous_events()
         .when(open(customer(), vec![attachment.clone()], true))
@@ -85,15 +106,89 @@ fn a_customer_opens_a_session_with_their_tenants_attachments() {
 
 #[test]
 fn an_attachment_outside_the_tenants_prefix_is_refused() {
-    let foreign = key(&format!("{OTHER_TENANT}/uploads/secret.pdf"));
+    let foreign = upload(OTHER_TENANT, 2, "secret.pdf");
     session()
         .given_no_previous_events()
         .when(open(
             customer(),
-            vec![key(&format!("{TENANT}/ok.pdf")), foreign.clone()],
+            vec![upload(TENANT, 1, "ok.pdf"), foreign.clone()],
             true,
         ))
         .then_expect_error(SessionError::ForeignAttachment { key: foreign });
+}
+
+#[test]
+fn an_attachment_not_in_the_form_the_api_issues_is_refused() {
+    let id = Uuid::from_u128(0xabcd_ef01);
+    for odd in [
+        format!("{TENANT}/uploads/{id}/../{id}/lease.pdf"),
+        format!("{TENANT}//uploads/{id}/lease.pdf"),
+        format!("{TENANT}/uploads/{id}//lease.pdf"),
+        format!("{TENANT}/uploads/{id}/.."),
+        format!("{TENANT}/uploads/{id}/"),
+        format!("{TENANT}/finetune/{id}/lease.pdf"),
+        format!("{TENANT}/uploads/{}/lease.pdf", id.simple()),
+        format!(
+            "{TENANT}/uploads/{}/lease.pdf",
+            id.hyphenated().to_string().to_uppercase()
+        ),
+        format!("{TENANT}/lease.pdf"),
+    ] {
+        let odd = key(&odd);
+        session()
+            .given_no_previous_events()
+            .when(open(customer(), vec![odd.clone()], true))
+            .then_expect_error(SessionError::ForeignAttachment { key: odd });
+    }
+}
+
+#[test]
+fn an_upload_issued_to_another_customer_is_refused() {
+    let theirs = upload(TENANT, 4, "their-lease.pdf");
+    let mine = upload(TENANT, 5, "lease.pdf");
+    session()
+        .given_no_previous_events()
+        .when(open_with_issued(
+            customer(),
+            vec![mine.clone(), theirs.clone()],
+            BTreeSet::from([mine]),
+            true,
+        ))
+        .then_expect_error(SessionError::ForeignAttachment { key: theirs });
+}
+
+#[test]
+fn the_same_upload_attached_twice_is_refused() {
+    let lease = upload(TENANT, 6, "lease.pdf");
+    session()
+        .given_no_previous_events()
+        .when(open(customer(), vec![lease.clone(), lease.clone()], true))
+        .then_expect_error(SessionError::DuplicateAttachment { key: lease });
+}
+
+#[test]
+fn a_session_carries_at_most_twenty_attachments() {
+    let many = |n: u128| {
+        (0..n)
+            .map(|i| upload(TENANT, 100 + i, "page.pdf"))
+            .collect()
+    };
+    session()
+        .given_no_previous_events()
+        .when(open(customer(), many(MAX_ATTACHMENTS as u128), true))
+        .then_expect_events(vec![SessionEvent::SessionOpened {
+            session_id: SESSION,
+            tenant_id: TENANT,
+            subject: v("Q3 revenue recognition"),
+            attachments: many(MAX_ATTACHMENTS as u128),
+            opened_by: user(Role::Customer),
+        }]);
+    session()
+        .given_no_previous_events()
+        .when(open(customer(), many(MAX_ATTACHMENTS as u128 + 1), true))
+        .then_expect_error(SessionError::TooManyAttachments {
+            max: MAX_ATTACHMENTS,
+        });
 }
 
 #[test]
@@ -224,6 +319,14 @@ fn colleague() -> Actor {
         user_id: v("another-customer"),
         ..customer()
     }
+}
+
+#[test]
+fn another_customer_of_the_tenant_cannot_learn_the_session_exists_by_opening_it() {
+    session()
+        .given(opened())
+        .when(open(colleague(), vec![], true))
+        .then_expect_error(SessionError::Access(AccessError::NotFound));
 }
 
 #[test]

@@ -79,12 +79,16 @@ fn onboarding_over_another_tenant_is_not_found() {
         .then_expect_error(TenantError::Access(AccessError::NotFound));
 }
 
+fn operator() -> casebook_domain::actor::Actor {
+    actor(Role::Operator, TENANT)
+}
+
 #[test]
-fn an_admin_changes_the_plan() {
+fn the_operator_changes_the_plan() {
     tenant()
         .given(onboarded())
         .when(TenantCommand::ChangePlan {
-            actor: admin(),
+            actor: operator(),
             plan: PlanTier::CostSensitive,
         })
         .then_expect_events(vec![TenantEvent::PlanChanged {
@@ -93,11 +97,34 @@ fn an_admin_changes_the_plan() {
 }
 
 #[test]
-fn another_tenants_admin_cannot_see_the_tenant() {
+fn the_tenants_own_admin_cannot_change_its_plan_suspend_it_or_lift_a_suspension() {
+    let forbidden = TenantError::Access(AccessError::Forbidden { role: Role::Admin });
     tenant()
         .given(onboarded())
         .when(TenantCommand::ChangePlan {
-            actor: actor(Role::Admin, OTHER_TENANT),
+            actor: admin(),
+            plan: PlanTier::Enterprise,
+        })
+        .then_expect_error(forbidden.clone());
+    tenant()
+        .given(onboarded())
+        .when(TenantCommand::Suspend {
+            actor: admin(),
+            reason: v("holiday"),
+        })
+        .then_expect_error(forbidden.clone());
+    tenant()
+        .given(suspended())
+        .when(TenantCommand::Reactivate { actor: admin() })
+        .then_expect_error(forbidden);
+}
+
+#[test]
+fn another_tenants_operator_actor_cannot_see_the_tenant() {
+    tenant()
+        .given(onboarded())
+        .when(TenantCommand::ChangePlan {
+            actor: actor(Role::Operator, OTHER_TENANT),
             plan: PlanTier::Enterprise,
         })
         .then_expect_error(TenantError::Access(AccessError::NotFound));
@@ -108,7 +135,7 @@ fn commands_before_onboarding_are_not_found() {
     tenant()
         .given_no_previous_events()
         .when(TenantCommand::ChangePlan {
-            actor: admin(),
+            actor: operator(),
             plan: PlanTier::Enterprise,
         })
         .then_expect_error(TenantError::Access(AccessError::NotFound));
@@ -189,11 +216,11 @@ fn the_system_cannot_set_the_model_policy() {
 }
 
 #[test]
-fn an_admin_suspends_an_active_tenant() {
+fn the_operator_suspends_an_active_tenant() {
     tenant()
         .given(onboarded())
         .when(TenantCommand::Suspend {
-            actor: admin(),
+            actor: operator(),
             reason: v("unpaid invoices"),
         })
         .then_expect_events(vec![TenantEvent::TenantSuspended {
@@ -206,17 +233,17 @@ fn suspending_twice_is_refused() {
     tenant()
         .given(suspended())
         .when(TenantCommand::Suspend {
-            actor: admin(),
+            actor: operator(),
             reason: v("again"),
         })
         .then_expect_error(TenantError::AlreadySuspended);
 }
 
 #[test]
-fn an_admin_reactivates_a_suspended_tenant() {
+fn the_operator_reactivates_a_suspended_tenant() {
     tenant()
         .given(suspended())
-        .when(TenantCommand::Reactivate { actor: admin() })
+        .when(TenantCommand::Reactivate { actor: operator() })
         .then_expect_events(vec![TenantEvent::TenantReactivated]);
 }
 
@@ -224,16 +251,16 @@ fn an_admin_reactivates_a_suspended_tenant() {
 fn reactivating_an_active_tenant_is_refused() {
     tenant()
         .given(onboarded())
-        .when(TenantCommand::Reactivate { actor: admin() })
+        .when(TenantCommand::Reactivate { actor: operator() })
         .then_expect_error(TenantError::NotSuspended);
 }
 
 #[test]
-fn another_tenants_admin_cannot_reactivate() {
+fn another_tenants_operator_actor_cannot_reactivate() {
     tenant()
         .given(suspended())
         .when(TenantCommand::Reactivate {
-            actor: actor(Role::Admin, OTHER_TENANT),
+            actor: actor(Role::Operator, OTHER_TENANT),
         })
         .then_expect_error(TenantError::Access(AccessError::NotFound));
 }

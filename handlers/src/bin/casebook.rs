@@ -2,7 +2,12 @@
 
 use anyhow::Context;
 use casebook_adapters::config::Config;
+use casebook_adapters::postgres::{self, DbRole};
+use casebook_domain::ids::TenantId;
+use casebook_domain::values::Reason;
+use casebook_handlers::operator::{Operator, OperatorAction};
 use casebook_handlers::server::{shutdown_signal, verifier, Application, ServeMode};
+use casebook_handlers::service::Service;
 use casebook_handlers::{demo, telemetry};
 use clap::{Parser, Subcommand};
 
@@ -26,12 +31,41 @@ enum Command {
         #[arg(long)]
         api_only: bool,
     },
+    /// The operator's commands on a tenant: its plan tier and its suspension (no tenant user,
+    /// admins included, can change either). Recorded as `operator:<name>`.
+    Operator {
+        /// Who is acting, for the audit record.
+        #[arg(long = "as", env = "CASEBOOK_OPERATOR")]
+        name: String,
+        /// The tenant.
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        #[command(subcommand)]
+        action: OperatorCommand,
+    },
     /// Create the local demo tenant and users (AWS emulator) and print how to call the API.
     Demo {
         /// Print only `export …` lines for the server's token settings.
         #[arg(long)]
         exports: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum OperatorCommand {
+    /// Move the tenant to another plan tier.
+    Plan {
+        /// `starter`, `professional`, `enterprise` or `cost_sensitive`.
+        plan: String,
+    },
+    /// Suspend the tenant: its users' commands are refused until it is reactivated.
+    Suspend {
+        /// Why (recorded, shown to the tenant's admins).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Lift the tenant's suspension.
+    Reactivate,
 }
 
 #[tokio::main]
@@ -52,6 +86,37 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .context("starting casebook")?;
             app.run_until(shutdown_signal()).await.context("serving")?;
+        }
+        Command::Operator {
+            name,
+            tenant,
+            action,
+        } => {
+            let action = match action {
+                OperatorCommand::Plan { plan } => OperatorAction::ChangePlan(
+                    serde_json::from_value(serde_json::Value::String(plan.clone()))
+                        .with_context(|| format!("unknown plan {plan:?}"))?,
+                ),
+                OperatorCommand::Suspend { reason } => {
+                    OperatorAction::Suspend(Reason::parse(reason)?)
+                }
+                OperatorCommand::Reactivate => OperatorAction::Reactivate,
+            };
+            let run_id = uuid::Uuid::new_v4().to_string();
+            let operator = Operator::new(&name, TenantId::from_uuid(tenant), &run_id)?;
+            let pool = postgres::connect_database(&config.database, DbRole::App, 1)
+                .await
+                .context("connecting to the database")?;
+            let accepted = operator
+                .apply(&Service::new(pool), action)
+                .await
+                .context("the tenant refused the command")?;
+            for event in accepted.events {
+                println!(
+                    "{} {} at global position {} (run {run_id})",
+                    event.event_type, event.aggregate_id, event.global_position
+                );
+            }
         }
         Command::Demo { exports } => {
             let demo = demo::set_up(&config).await.context("setting up the demo")?;

@@ -1,4 +1,5 @@
-//! Who is calling: the verified [`Principal`], and the role it acts in.
+//! Who is calling: the verified [`Principal`] ([`require_caller`], on every `/v1` route), and
+//! the role it acts in on this route ([`authorize`], from the route table's roles).
 
 use std::sync::Arc;
 
@@ -29,9 +30,29 @@ impl From<AuthError> for ApiError {
     }
 }
 
-/// The caller acting in the first of `allowed` roles it holds; 403 if none.
-pub fn act_as(caller: &Principal, allowed: &[Role]) -> Result<Actor, ApiError> {
-    caller.actor_for(allowed).ok_or(ApiError::Forbidden)
+/// The caller acting in the role the route admitted them in (see [`authorize`]).
+#[derive(Debug, Clone)]
+pub struct Acting(pub Actor);
+
+/// Route middleware: admits a caller holding one of `roles`, acting in the first of them they
+/// hold (a route lists its roles in order of preference, so a user who is staff and customer
+/// reads as staff); `403 forbidden` otherwise.
+///
+/// It runs before `Idempotency-Key` handling, so a stored answer is replayed only to a caller
+/// the route admits today.
+pub async fn authorize(
+    State(roles): State<&'static [Role]>,
+    mut request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let actor = request
+        .extensions()
+        .get::<Principal>()
+        .ok_or(ApiError::Unauthenticated("missing_token"))?
+        .actor_for(roles)
+        .ok_or(ApiError::Forbidden)?;
+    request.extensions_mut().insert(Acting(actor));
+    Ok(next.run(request).await)
 }
 
 /// Middleware: every `/v1` request must carry a valid bearer token; the caller is put in
@@ -71,14 +92,13 @@ fn authorizer_tenant(request: &Request) -> Option<String> {
     }
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for Principal {
+impl<S: Send + Sync> FromRequestParts<S> for Acting {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
-        parts
-            .extensions
-            .get::<Principal>()
-            .cloned()
-            .ok_or(ApiError::Unauthenticated("missing_token"))
+        // Only a route registered without roles would lack it: a wiring fault, not the caller's.
+        parts.extensions.get::<Acting>().cloned().ok_or_else(|| {
+            ApiError::Internal("route registered without its roles (http::allow)".into())
+        })
     }
 }

@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use casebook_adapters::event_store::Committed;
-use casebook_domain::actor::Role;
+use casebook_domain::actor::Actor;
 use casebook_domain::ids::{DiagnosisId, JudgmentId, QueryId, SessionId};
 use casebook_domain::judgment::{JudgmentCommand, JudgmentContent};
 use casebook_domain::metadata::{EventMetadata, Source};
@@ -23,12 +23,11 @@ use serde_json::{json, Value};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::caller::act_as;
+use super::caller::Acting;
 use super::json::Body;
 use super::problem::ApiError;
 use super::request_id::RequestId;
 use super::AppState;
-use crate::auth::Principal;
 use crate::service::{Accepted, ConsultantVerdict, RequestContext};
 
 /// Where one event landed.
@@ -73,14 +72,10 @@ fn answer(status: StatusCode, ids: Value, accepted: Accepted) -> Answer {
     Ok((status, Json(CommandAccepted { ids, events })))
 }
 
-fn context(
-    caller: &Principal,
-    request_id: &RequestId,
-    roles: &[Role],
-) -> Result<RequestContext, ApiError> {
-    let actor = act_as(caller, roles)?;
-    let metadata = EventMetadata::new(&actor, request_id.as_str(), Source::Api);
-    Ok(RequestContext { actor, metadata })
+fn context(actor: Actor, request_id: &RequestId) -> RequestContext {
+    let metadata = EventMetadata::new(&actor, request_id.as_str(), Source::Api)
+        .with_client_request_id(request_id.client().map(str::to_owned));
+    RequestContext { actor, metadata }
 }
 
 fn parse_enum<T: serde::de::DeserializeOwned>(field: &str, value: &str) -> Result<T, ApiError> {
@@ -105,6 +100,7 @@ pub struct OnboardTenant {
     /// The practice's name.
     pub name: String,
     /// `starter`, `professional`, `enterprise` or `cost_sensitive`.
+    #[schema(example = "starter")]
     pub plan: String,
 }
 
@@ -113,11 +109,11 @@ pub struct OnboardTenant {
     responses((status = 201, body = CommandAccepted)), tag = "tenant")]
 pub async fn onboard_tenant(
     State(state): State<AppState>,
-    caller: Principal,
+    Acting(actor): Acting,
     request_id: RequestId,
     Body(body): Body<OnboardTenant>,
 ) -> Answer {
-    let ctx = context(&caller, &request_id, &[Role::Admin])?;
+    let ctx = context(actor, &request_id);
     let command = TenantCommand::Onboard {
         actor: ctx.actor.clone(),
         name: TenantName::parse(body.name)?,
@@ -126,17 +122,16 @@ pub async fn onboard_tenant(
     let accepted = state.service.onboard_tenant(&ctx, command).await?;
     answer(
         StatusCode::CREATED,
-        json!({ "tenant_id": caller.tenant_id }),
+        json!({ "tenant_id": ctx.actor.tenant_id }),
         accepted,
     )
 }
 
-/// A change to the caller's tenant's settings: exactly one field.
+/// A change to the caller's tenant's settings: exactly one field. The plan tier and a
+/// suspension are not among them: those are the operator's (`casebook operator`).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
 pub enum TenantSettings {
-    /// A new plan tier.
-    Plan(String),
     /// The auto-resolve confidence threshold in 0..=1, or null to disable auto-resolution.
     AutoResolveThreshold(Option<f64>),
     /// `by_plan` or `open_weights_only`.
@@ -148,17 +143,13 @@ pub enum TenantSettings {
     responses((status = 202, body = CommandAccepted)), tag = "tenant")]
 pub async fn change_tenant_settings(
     State(state): State<AppState>,
-    caller: Principal,
+    Acting(actor): Acting,
     request_id: RequestId,
     Body(body): Body<TenantSettings>,
 ) -> Answer {
-    let ctx = context(&caller, &request_id, &[Role::Admin])?;
+    let ctx = context(actor, &request_id);
     let actor = ctx.actor.clone();
     let command = match body {
-        TenantSettings::Plan(plan) => TenantCommand::ChangePlan {
-            actor,
-            plan: parse_enum("plan", &plan)?,
-        },
         TenantSettings::AutoResolveThreshold(threshold) => TenantCommand::SetAutoResolveThreshold {
             actor,
             threshold: threshold.map(Confidence::new).transpose()?,
@@ -171,49 +162,7 @@ pub async fn change_tenant_settings(
     let accepted = state.service.administer_tenant(&ctx, command).await?;
     answer(
         StatusCode::ACCEPTED,
-        json!({ "tenant_id": caller.tenant_id }),
-        accepted,
-    )
-}
-
-/// Suspending or reactivating the caller's tenant.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct TenantStatusChange {
-    /// `suspended` or `active`.
-    pub status: String,
-    /// Required when suspending.
-    pub reason: Option<String>,
-}
-
-/// Suspends or reactivates the caller's tenant (admin).
-#[utoipa::path(post, path = "/v1/tenant/status", request_body = TenantStatusChange,
-    responses((status = 202, body = CommandAccepted)), tag = "tenant")]
-pub async fn change_tenant_status(
-    State(state): State<AppState>,
-    caller: Principal,
-    request_id: RequestId,
-    Body(body): Body<TenantStatusChange>,
-) -> Answer {
-    let ctx = context(&caller, &request_id, &[Role::Admin])?;
-    let actor = ctx.actor.clone();
-    let command = match body.status.as_str() {
-        "suspended" => TenantCommand::Suspend {
-            actor,
-            reason: Reason::parse(body.reason.unwrap_or_default())?,
-        },
-        "active" => TenantCommand::Reactivate { actor },
-        other => {
-            return Err(ApiError::Invalid {
-                field: "status".into(),
-                message: format!("must be \"suspended\" or \"active\", not {other:?}"),
-            })
-        }
-    };
-    let accepted = state.service.administer_tenant(&ctx, command).await?;
-    answer(
-        StatusCode::ACCEPTED,
-        json!({ "tenant_id": caller.tenant_id }),
+        json!({ "tenant_id": ctx.actor.tenant_id }),
         accepted,
     )
 }
@@ -236,7 +185,7 @@ pub struct OpenSession {
     responses((status = 201, body = CommandAccepted)), tag = "sessions")]
 pub async fn open_session(
     State(state): State<AppState>,
-    caller: Principal,
+    Acting(actor): Acting,
     request_id: RequestId,
     Body(body): Body<OpenSession>,
 ) -> Answer {
@@ -246,7 +195,7 @@ pub async fn open_session(
     };
     open(
         &state,
-        &caller,
+        actor,
         &request_id,
         SessionId::from_uuid(body.session_id),
         fields,
@@ -272,23 +221,23 @@ pub struct SessionFields {
     responses((status = 201, body = CommandAccepted)), tag = "sessions")]
 pub async fn put_session(
     State(state): State<AppState>,
-    caller: Principal,
+    Acting(actor): Acting,
     request_id: RequestId,
     Path(session_id): Path<String>,
     Body(body): Body<SessionFields>,
 ) -> Answer {
     let session_id: SessionId = parse_id("session_id", &session_id)?;
-    open(&state, &caller, &request_id, session_id, body).await
+    open(&state, actor, &request_id, session_id, body).await
 }
 
 async fn open(
     state: &AppState,
-    caller: &Principal,
+    actor: Actor,
     request_id: &RequestId,
     session_id: SessionId,
     fields: SessionFields,
 ) -> Answer {
-    let ctx = context(caller, request_id, &[Role::Customer])?;
+    let ctx = context(actor, request_id);
     let attachments = fields
         .attachments
         .into_iter()
@@ -326,12 +275,12 @@ pub struct SubmitQuery {
     responses((status = 202, body = CommandAccepted)), tag = "sessions")]
 pub async fn submit_query(
     State(state): State<AppState>,
-    caller: Principal,
+    Acting(actor): Acting,
     request_id: RequestId,
     Path(session_id): Path<String>,
     Body(body): Body<SubmitQuery>,
 ) -> Answer {
-    let ctx = context(&caller, &request_id, &[Role::Customer])?;
+    let ctx = context(actor, &request_id);
     let session_id: SessionId = parse_id("session_id", &session_id)?;
     let query_id = QueryId::from_uuid(body.query_id);
     let accepted = state
@@ -352,11 +301,11 @@ pub async fn submit_query(
     responses((status = 202, body = CommandAccepted)), tag = "sessions")]
 pub async fn close_session(
     State(state): State<AppState>,
-    caller: Principal,
+    Acting(actor): Acting,
     request_id: RequestId,
     Path(session_id): Path<String>,
 ) -> Answer {
-    let ctx = context(&caller, &request_id, &[Role::Customer])?;
+    let ctx = context(actor, &request_id);
     let session_id: SessionId = parse_id("session_id", &session_id)?;
     let accepted = state.service.close_session(&ctx, session_id).await?;
     answer(
@@ -371,6 +320,7 @@ pub async fn close_session(
 #[serde(deny_unknown_fields)]
 pub struct Decide {
     /// `approve`, `amend` or `reject`.
+    #[schema(example = "approve")]
     pub verdict: String,
     /// The corrected text (required to amend).
     pub amended_text: Option<String>,
@@ -384,12 +334,12 @@ pub struct Decide {
     responses((status = 201, body = CommandAccepted)), tag = "review")]
 pub async fn decide(
     State(state): State<AppState>,
-    caller: Principal,
+    Acting(actor): Acting,
     request_id: RequestId,
     Path(diagnosis_id): Path<String>,
     Body(body): Body<Decide>,
 ) -> Answer {
-    let ctx = context(&caller, &request_id, &[Role::Consultant])?;
+    let ctx = context(actor, &request_id);
     let diagnosis_id: DiagnosisId = parse_id("diagnosis_id", &diagnosis_id)?;
     let verdict = match body.verdict.as_str() {
         "approve" => ConsultantVerdict::Approve,
@@ -447,11 +397,11 @@ fn content(fields: JudgmentFields) -> Result<JudgmentContent, ApiError> {
     responses((status = 201, body = CommandAccepted)), tag = "judgments")]
 pub async fn author_judgment(
     State(state): State<AppState>,
-    caller: Principal,
+    Acting(actor): Acting,
     request_id: RequestId,
     Body(body): Body<JudgmentFields>,
 ) -> Answer {
-    let ctx = context(&caller, &request_id, &[Role::Consultant])?;
+    let ctx = context(actor, &request_id);
     let judgment_id = JudgmentId::from_uuid(body.judgment_id.ok_or_else(|| ApiError::Invalid {
         field: "judgment_id".into(),
         message: "required".into(),
@@ -478,12 +428,12 @@ pub async fn author_judgment(
     responses((status = 202, body = CommandAccepted)), tag = "judgments")]
 pub async fn revise_judgment(
     State(state): State<AppState>,
-    caller: Principal,
+    Acting(actor): Acting,
     request_id: RequestId,
     Path(judgment_id): Path<String>,
     Body(body): Body<JudgmentFields>,
 ) -> Answer {
-    let ctx = context(&caller, &request_id, &[Role::Consultant])?;
+    let ctx = context(actor, &request_id);
     let judgment_id: JudgmentId = parse_id("judgment_id", &judgment_id)?;
     let command = JudgmentCommand::Revise {
         actor: ctx.actor.clone(),
@@ -514,12 +464,12 @@ pub struct RetireJudgment {
     responses((status = 202, body = CommandAccepted)), tag = "judgments")]
 pub async fn retire_judgment(
     State(state): State<AppState>,
-    caller: Principal,
+    Acting(actor): Acting,
     request_id: RequestId,
     Path(judgment_id): Path<String>,
     Body(body): Body<RetireJudgment>,
 ) -> Answer {
-    let ctx = context(&caller, &request_id, &[Role::Consultant])?;
+    let ctx = context(actor, &request_id);
     let judgment_id: JudgmentId = parse_id("judgment_id", &judgment_id)?;
     let command = JudgmentCommand::Retire {
         actor: ctx.actor.clone(),

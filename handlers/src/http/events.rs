@@ -6,17 +6,15 @@ use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use casebook_domain::actor::Role;
 use casebook_projections::log::{Checkpoint, Scope};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::IntoParams;
 
-use super::caller::act_as;
+use super::caller::Acting;
 use super::json::Params;
 use super::problem::ApiError;
 use super::AppState;
-use crate::auth::Principal;
 
 /// Paging through the stream.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -49,7 +47,7 @@ pub fn encode_cursor(checkpoint: Checkpoint) -> String {
     ))
 }
 
-/// Reads a cursor made by [`encode_cursor`].
+/// Reads a cursor made by [`encode_cursor`]; 422 on `after` for anything else.
 pub fn decode_cursor(cursor: &str) -> Result<Checkpoint, ApiError> {
     let invalid = || ApiError::Invalid {
         field: "after".into(),
@@ -58,9 +56,17 @@ pub fn decode_cursor(cursor: &str) -> Result<Checkpoint, ApiError> {
     let text = String::from_utf8(URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?)
         .map_err(|_| invalid())?;
     let (tx, position) = text.split_once(':').ok_or_else(invalid)?;
+    // Transaction ids and positions are never negative; one that is was not issued here and
+    // must not reach the database.
+    let non_negative = |text: &str| {
+        text.parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 0)
+            .ok_or_else(invalid)
+    };
     Ok(Checkpoint {
-        transaction_id: tx.parse().map_err(|_| invalid())?,
-        global_position: position.parse().map_err(|_| invalid())?,
+        transaction_id: non_negative(tx)?,
+        global_position: non_negative(position)?,
     })
 }
 
@@ -70,10 +76,9 @@ pub fn decode_cursor(cursor: &str) -> Result<Checkpoint, ApiError> {
     responses((status = 200, content_type = "application/x-ndjson", body = String)), tag = "audit")]
 pub async fn stream_events(
     State(state): State<AppState>,
-    caller: Principal,
+    Acting(reader): Acting,
     Params(page): Params<EventsPage>,
 ) -> Result<Response, ApiError> {
-    act_as(&caller, &[Role::Auditor])?;
     let after = page
         .after
         .as_deref()
@@ -85,7 +90,7 @@ pub async fn stream_events(
         .log
         .read_page(
             after,
-            Scope::Tenant(caller.tenant_id.as_uuid().to_owned()),
+            Scope::Tenant(reader.tenant_id.as_uuid().to_owned()),
             limit,
         )
         .await

@@ -1,6 +1,10 @@
 //! `Idempotency-Key` on POST and PUT: a repeat with the same key and request gets the original
 //! response and causes no second effect; the same key with another request is refused.
 //!
+//! Keys belong to one caller: (tenant, user). The middleware runs after the route's roles are
+//! checked, so a stored answer is replayed only to the user who made the request, and only
+//! while the route still admits them; another user sending the same key is a new request.
+//!
 //! The first request claims the key (a row without a response), runs, and stores its
 //! response. A concurrent repeat finds the claim and gets 409 until the first finishes. A
 //! server error releases the claim, so the client may retry. Records are written with
@@ -9,16 +13,17 @@
 //! second WAL flush for them.
 
 use axum::body::{to_bytes, Body, Bytes};
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use casebook_domain::ids::{TenantId, UserId};
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 
+use super::caller::Acting;
 use super::problem::ApiError;
-use super::AppState;
-use crate::auth::Principal;
 
 /// The request header.
 pub static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
@@ -28,9 +33,9 @@ pub static IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent
 /// Bodies above this are refused anyway by the routes; bounding here keeps memory bounded.
 const MAX_BODY: usize = 1024 * 1024;
 
-/// Middleware for every POST and PUT under `/v1` (after authentication).
+/// Route middleware for every POST and PUT under `/v1`, inside the route's authorization.
 pub async fn idempotent(
-    State(state): State<AppState>,
+    Extension(store): Extension<Records>,
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
@@ -46,19 +51,22 @@ pub async fn idempotent(
             .to_owned(),
         _ => return Ok(next.run(request).await),
     };
-    let tenant = request
+    let Acting(actor) = request
         .extensions()
-        .get::<Principal>()
-        .map(|caller| caller.tenant_id.as_uuid().to_owned())
-        .ok_or(ApiError::Unauthenticated("missing_token"))?;
+        .get::<Acting>()
+        .cloned()
+        .ok_or_else(|| ApiError::Internal("idempotency outside a route's roles".into()))?;
+    let caller = Caller {
+        tenant: actor.tenant_id,
+        user: actor.user_id,
+    };
     let (parts, body) = request.into_parts();
     let body = to_bytes(body, MAX_BODY)
         .await
         .map_err(|_| ApiError::MalformedBody("body too large".into()))?;
     let hash = request_hash(&parts.method, parts.uri.path(), &body);
 
-    let store = Records { pool: &state.pool };
-    match store.claim(tenant, &key, &hash).await? {
+    match store.claim(&caller, &key, &hash).await? {
         Claim::Claimed => {}
         Claim::Existing {
             request_hash,
@@ -78,9 +86,9 @@ pub async fn idempotent(
         .await
         .map_err(|err| ApiError::Internal(Box::new(err)))?;
     if parts.status.is_server_error() {
-        store.release(tenant, &key).await?;
+        store.release(&caller, &key).await?;
     } else {
-        store.complete(tenant, &key, parts.status, &body).await?;
+        store.complete(&caller, &key, parts.status, &body).await?;
     }
     Ok(Response::from_parts(parts, Body::from(body)))
 }
@@ -122,21 +130,36 @@ enum Claim {
     },
 }
 
-struct Records<'a> {
-    pool: &'a PgPool,
+/// Whose key it is.
+struct Caller {
+    tenant: TenantId,
+    user: UserId,
 }
 
-impl Records<'_> {
-    async fn claim(&self, tenant: uuid::Uuid, key: &str, hash: &[u8]) -> Result<Claim, ApiError> {
+/// The stored keys and answers.
+#[derive(Clone)]
+pub struct Records {
+    pool: PgPool,
+}
+
+impl Records {
+    /// Keys kept in `pool`'s database.
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    async fn claim(&self, caller: &Caller, key: &str, hash: &[u8]) -> Result<Claim, ApiError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("SET LOCAL synchronous_commit = off")
             .execute(&mut *tx)
             .await?;
         let claimed = sqlx::query(
-            "INSERT INTO idempotency_keys (tenant_id, key, request_hash) VALUES ($1, $2, $3)
-             ON CONFLICT (tenant_id, key) DO NOTHING",
+            "INSERT INTO idempotency_keys (tenant_id, user_id, key, request_hash)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (tenant_id, user_id, key) DO NOTHING",
         )
-        .bind(tenant)
+        .bind(caller.tenant.as_uuid())
+        .bind(caller.user.as_str())
         .bind(key)
         .bind(hash)
         .execute(&mut *tx)
@@ -149,9 +172,10 @@ impl Records<'_> {
             let (request_hash, status, body): (Vec<u8>, Option<i16>, Option<Vec<u8>>) =
                 sqlx::query_as(
                     "SELECT request_hash, status_code, response_body FROM idempotency_keys
-                      WHERE tenant_id = $1 AND key = $2",
+                      WHERE tenant_id = $1 AND user_id = $2 AND key = $3",
                 )
-                .bind(tenant)
+                .bind(caller.tenant.as_uuid())
+                .bind(caller.user.as_str())
                 .bind(key)
                 .fetch_one(&mut *tx)
                 .await?;
@@ -166,25 +190,25 @@ impl Records<'_> {
 
     async fn complete(
         &self,
-        tenant: uuid::Uuid,
+        caller: &Caller,
         key: &str,
         status: StatusCode,
         body: &[u8],
     ) -> Result<(), ApiError> {
         self.write(
-            "UPDATE idempotency_keys SET status_code = $3, response_body = $4
-              WHERE tenant_id = $1 AND key = $2",
-            tenant,
+            "UPDATE idempotency_keys SET status_code = $4, response_body = $5
+              WHERE tenant_id = $1 AND user_id = $2 AND key = $3",
+            caller,
             key,
             Some((status.as_u16() as i16, body)),
         )
         .await
     }
 
-    async fn release(&self, tenant: uuid::Uuid, key: &str) -> Result<(), ApiError> {
+    async fn release(&self, caller: &Caller, key: &str) -> Result<(), ApiError> {
         self.write(
-            "DELETE FROM idempotency_keys WHERE tenant_id = $1 AND key = $2",
-            tenant,
+            "DELETE FROM idempotency_keys WHERE tenant_id = $1 AND user_id = $2 AND key = $3",
+            caller,
             key,
             None,
         )
@@ -194,7 +218,7 @@ impl Records<'_> {
     async fn write(
         &self,
         sql: &str,
-        tenant: uuid::Uuid,
+        caller: &Caller,
         key: &str,
         response: Option<(i16, &[u8])>,
     ) -> Result<(), ApiError> {
@@ -202,7 +226,10 @@ impl Records<'_> {
         sqlx::query("SET LOCAL synchronous_commit = off")
             .execute(&mut *tx)
             .await?;
-        let query = sqlx::query(sql).bind(tenant).bind(key);
+        let query = sqlx::query(sql)
+            .bind(caller.tenant.as_uuid())
+            .bind(caller.user.as_str())
+            .bind(key);
         let query = match response {
             Some((status, body)) => query.bind(status).bind(body),
             None => query,

@@ -2,9 +2,10 @@
 //! the `api` Lambda). Nothing in it needs a TCP peer.
 //!
 //! Every `/v1` route runs behind, in order: request id → access log → authentication
-//! ([`caller`]) → the tenant's rate limit ([`rate_limit`]) → `Idempotency-Key` handling
-//! ([`idempotency`], on POST and PUT) → the relay's nudge after a committed write
-//! ([`nudge`], in Lambda). Errors are problem documents ([`problem`]).
+//! ([`caller`]) → the tenant's rate limit ([`rate_limit`]) → the relay's nudge after a
+//! committed write ([`nudge`], in Lambda) → the route's roles ([`caller::authorize`]) →
+//! `Idempotency-Key` handling ([`idempotency`], on POST and PUT). Errors are problem
+//! documents ([`problem`]).
 
 pub mod caller;
 pub mod commands;
@@ -23,9 +24,10 @@ use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
-use axum::middleware::{from_fn_with_state, map_response};
+use axum::middleware::{from_fn, from_fn_with_state, map_response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
+use casebook_domain::actor::Role;
 use casebook_projections::log::LogReader;
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -118,34 +120,95 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
-/// The `/v1` routes and their OpenAPI description, from one registration.
+/// In order of preference: a user who is staff and customer reads as staff.
+const SESSION_READERS: &[Role] = &[Role::Consultant, Role::Auditor, Role::Customer];
+const DECISION_READERS: &[Role] = &[Role::Consultant, Role::Auditor];
+const TENANT_READERS: &[Role] = &[Role::Auditor, Role::Admin];
+
+/// The `/v1` routes and their OpenAPI description, from one registration: who may call each
+/// route is stated here and nowhere else.
 fn v1() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .routes(routes!(commands::onboard_tenant))
-        .routes(routes!(commands::change_tenant_settings))
-        .routes(routes!(commands::change_tenant_status))
-        .routes(routes!(commands::open_session))
-        .routes(routes!(commands::put_session))
-        .routes(routes!(commands::submit_query))
-        .routes(routes!(commands::close_session))
-        .routes(routes!(commands::decide))
-        .routes(routes!(commands::author_judgment))
-        .routes(routes!(commands::revise_judgment))
-        .routes(routes!(commands::retire_judgment))
-        .routes(routes!(events::stream_events))
-        .routes(routes!(uploads::request_upload))
-        .routes(routes!(reads::list_sessions))
-        .routes(routes!(reads::get_session))
-        .routes(routes!(reads::list_diagnoses))
-        .routes(routes!(reads::get_diagnosis))
-        .routes(routes!(reads::review_queue))
-        .routes(routes!(reads::list_decisions))
-        .routes(routes!(reads::get_decision))
-        .routes(routes!(reads::usage))
-        .routes(routes!(reads::audit_rows))
-        .routes(routes!(reads::get_tenant))
+        .merge(allow(
+            &[Role::Admin],
+            OpenApiRouter::new()
+                .routes(routes!(commands::onboard_tenant))
+                .routes(routes!(commands::change_tenant_settings)),
+        ))
+        .merge(allow(
+            &[Role::Customer],
+            OpenApiRouter::new()
+                .routes(routes!(commands::open_session))
+                .routes(routes!(commands::put_session))
+                .routes(routes!(commands::submit_query))
+                .routes(routes!(commands::close_session))
+                .routes(routes!(uploads::request_upload)),
+        ))
+        .merge(allow(
+            &[Role::Consultant],
+            OpenApiRouter::new()
+                .routes(routes!(commands::decide))
+                .routes(routes!(commands::author_judgment))
+                .routes(routes!(commands::revise_judgment))
+                .routes(routes!(commands::retire_judgment))
+                .routes(routes!(reads::review_queue)),
+        ))
+        .merge(allow(
+            SESSION_READERS,
+            OpenApiRouter::new()
+                .routes(routes!(reads::list_sessions))
+                .routes(routes!(reads::get_session))
+                .routes(routes!(reads::list_diagnoses))
+                .routes(routes!(reads::get_diagnosis)),
+        ))
+        .merge(allow(
+            DECISION_READERS,
+            OpenApiRouter::new()
+                .routes(routes!(reads::list_decisions))
+                .routes(routes!(reads::get_decision)),
+        ))
+        .merge(allow(
+            TENANT_READERS,
+            OpenApiRouter::new()
+                .routes(routes!(reads::usage))
+                .routes(routes!(reads::get_tenant)),
+        ))
+        .merge(allow(
+            &[Role::Auditor],
+            OpenApiRouter::new()
+                .routes(routes!(events::stream_events))
+                .routes(routes!(reads::audit_rows)),
+        ))
         .split_for_parts()
 }
+
+/// `routes`, callable by `roles` only ([`caller::authorize`]), then `Idempotency-Key` handling:
+/// in that order, so a stored answer is never replayed to a caller the route refuses. The
+/// document lists the roles on each operation as `x-casebook-roles`.
+fn allow(roles: &'static [Role], routes: OpenApiRouter<AppState>) -> OpenApiRouter<AppState> {
+    let mut routes = routes
+        .route_layer(from_fn(idempotency::idempotent))
+        .route_layer(from_fn_with_state(roles, caller::authorize));
+    for item in routes.get_openapi_mut().paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            operation
+                .extensions
+                .get_or_insert_with(Default::default)
+                .insert(ROLES_EXTENSION.to_owned(), json!(roles));
+        }
+    }
+    routes
+}
+
+/// The OpenAPI extension that lists the roles an operation admits.
+pub const ROLES_EXTENSION: &str = "x-casebook-roles";
 
 /// The OpenAPI 3.1 document served at `/v1/openapi.json`.
 pub fn openapi() -> utoipa::openapi::OpenApi {
@@ -156,7 +219,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 pub fn router(state: AppState) -> Router {
     let (api, openapi) = v1();
     let api = api
-        .layer(from_fn_with_state(state.clone(), idempotency::idempotent))
+        .layer(Extension(idempotency::Records::new(state.pool.clone())))
         .layer(from_fn_with_state(
             state.clone(),
             nudge::nudge_relay_after_writes,
@@ -195,6 +258,7 @@ pub fn router(state: AppState) -> Router {
                 }),
         )
         .layer(SetRequestIdLayer::new(X_REQUEST_ID.clone(), MakeUuid))
+        .layer(from_fn(request_id::set_aside_client_request_id))
 }
 
 /// Healthy when the database answers; 503 otherwise, so load balancers stop routing here.

@@ -1,6 +1,10 @@
 //! Per-tenant rate limits by plan tier: a token bucket per tenant, the same rates and bursts
 //! as the API Gateway usage plans in `infra/template.yaml` (a test keeps them equal), so the
 //! local server throttles exactly as the deployment does.
+//!
+//! Inside a tenant, each user also has a bucket of half the tenant's rate and burst: one
+//! customer (or a runaway script with one user's token) can take at most half of the
+//! practice's capacity, and its consultants keep the rest.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -10,7 +14,7 @@ use std::time::{Duration, Instant};
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use casebook_domain::ids::TenantId;
+use casebook_domain::ids::{TenantId, UserId};
 use casebook_domain::policy::PlanTier;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -58,9 +62,13 @@ const TIERS: [PlanTier; 4] = [
 /// within this delay).
 const TIER_TTL: Duration = Duration::from_secs(30);
 
-/// The buckets of all tenants.
+/// The share of its tenant's rate and burst one user may take.
+const USER_SHARE_DIVISOR: u32 = 2;
+
+/// The buckets of all tenants and of their users.
 pub struct TenantLimiter {
     limiters: HashMap<PlanTier, DefaultKeyedRateLimiter<TenantId>>,
+    user_limiters: HashMap<PlanTier, DefaultKeyedRateLimiter<(TenantId, UserId)>>,
     tiers: Mutex<HashMap<TenantId, (PlanTier, Instant)>>,
     scale: u32,
 }
@@ -69,17 +77,22 @@ impl TenantLimiter {
     /// Limits as configured for the tiers, multiplied by `scale` (benchmarks raise them; 1 in
     /// production).
     pub fn new(scale: u32) -> Arc<Self> {
+        let quota = |tier: PlanTier, divisor: u32| {
+            let limit = tier_limit(tier);
+            Quota::per_second(nonzero(limit.rate * scale / divisor))
+                .allow_burst(nonzero(limit.burst * scale / divisor))
+        };
         let limiters = TIERS
             .into_iter()
-            .map(|tier| {
-                let limit = tier_limit(tier);
-                let quota = Quota::per_second(nonzero(limit.rate * scale))
-                    .allow_burst(nonzero(limit.burst * scale));
-                (tier, RateLimiter::keyed(quota))
-            })
+            .map(|tier| (tier, RateLimiter::keyed(quota(tier, 1))))
+            .collect();
+        let user_limiters = TIERS
+            .into_iter()
+            .map(|tier| (tier, RateLimiter::keyed(quota(tier, USER_SHARE_DIVISOR))))
             .collect();
         Arc::new(Self {
             limiters,
+            user_limiters,
             tiers: Mutex::new(HashMap::new()),
             scale,
         })
@@ -100,12 +113,18 @@ impl TenantLimiter {
             .insert(tenant, (tier, Instant::now()));
     }
 
-    /// Takes one token from the tenant's bucket, or says how long to wait.
-    fn admit(&self, tenant: TenantId, tier: PlanTier) -> Result<(), Duration> {
-        let limiter = &self.limiters[&tier];
-        limiter
-            .check_key(&tenant)
-            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+    /// Takes one token from the user's bucket and one from the tenant's, or says how long to
+    /// wait. The user's comes first, so a user over their share never drains the tenant's.
+    fn admit(&self, caller: &Principal, tier: PlanTier) -> Result<(), Duration> {
+        let wait = |not_until: governor::NotUntil<_>| {
+            not_until.wait_time_from(DefaultClock::default().now())
+        };
+        self.user_limiters[&tier]
+            .check_key(&(caller.tenant_id, caller.user_id.clone()))
+            .map_err(wait)?;
+        self.limiters[&tier]
+            .check_key(&caller.tenant_id)
+            .map_err(wait)
     }
 
     /// Drops every cached tier, so the next request of each tenant reads its plan again.
@@ -123,17 +142,19 @@ fn nonzero(value: u32) -> NonZeroU32 {
     NonZeroU32::new(value.max(1)).expect("at least one")
 }
 
-/// Middleware (after authentication): 429 with `Retry-After` once the tenant's bucket is empty.
+/// Middleware (after authentication): 429 with `Retry-After` once the caller's or the
+/// tenant's bucket is empty.
 pub async fn limit_tenant(
     State(state): State<AppState>,
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let tenant = request
+    let caller = request
         .extensions()
         .get::<Principal>()
-        .map(|caller| caller.tenant_id)
+        .cloned()
         .ok_or(ApiError::Unauthenticated("missing_token"))?;
+    let tenant = caller.tenant_id;
     let tier = match state.limiter.cached_tier(tenant) {
         Some(tier) => tier,
         None => {
@@ -147,7 +168,7 @@ pub async fn limit_tenant(
             tier
         }
     };
-    if let Err(wait) = state.limiter.admit(tenant, tier) {
+    if let Err(wait) = state.limiter.admit(&caller, tier) {
         return Err(ApiError::RateLimited {
             retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
         });
@@ -202,18 +223,48 @@ mod tests {
         }
     }
 
+    fn user(tenant: TenantId, name: &str) -> Principal {
+        Principal {
+            user_id: UserId::parse(name).unwrap(),
+            tenant_id: tenant,
+            roles: vec![casebook_domain::actor::Role::Customer],
+        }
+    }
+
     #[test]
-    fn a_burst_is_admitted_then_refused_with_a_wait() {
+    fn a_tenants_burst_is_admitted_then_refused_with_a_wait() {
         let limiter = TenantLimiter::new(1);
         let tenant = TenantId::new();
         let burst = tier_limit(PlanTier::CostSensitive).burst;
-        for _ in 0..burst {
-            limiter.admit(tenant, PlanTier::CostSensitive).unwrap();
+        let users = [user(tenant, "a"), user(tenant, "b")];
+        for i in 0..burst {
+            limiter
+                .admit(&users[i as usize % 2], PlanTier::CostSensitive)
+                .unwrap();
         }
-        let wait = limiter.admit(tenant, PlanTier::CostSensitive).unwrap_err();
+        let wait = limiter
+            .admit(&user(tenant, "c"), PlanTier::CostSensitive)
+            .unwrap_err();
         assert!(wait > Duration::ZERO);
         limiter
-            .admit(TenantId::new(), PlanTier::CostSensitive)
+            .admit(&user(TenantId::new(), "a"), PlanTier::CostSensitive)
             .expect("another tenant has its own bucket");
+    }
+
+    #[test]
+    fn one_user_takes_at_most_half_of_the_tenants_burst_and_leaves_the_rest_to_others() {
+        let limiter = TenantLimiter::new(1);
+        let tenant = TenantId::new();
+        let share = tier_limit(PlanTier::CostSensitive).burst / USER_SHARE_DIVISOR;
+        let greedy = user(tenant, "greedy");
+        for _ in 0..share {
+            limiter.admit(&greedy, PlanTier::CostSensitive).unwrap();
+        }
+        assert!(limiter.admit(&greedy, PlanTier::CostSensitive).is_err());
+        for _ in 0..share {
+            limiter
+                .admit(&user(tenant, "consultant"), PlanTier::CostSensitive)
+                .expect("the rest of the tenant's burst is the others'");
+        }
     }
 }

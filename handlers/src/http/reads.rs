@@ -9,12 +9,15 @@
 //!
 //! | route | customer | consultant | auditor | admin |
 //! |---|---|---|---|---|
-//! | sessions, diagnoses | own | ✓ | ✓ | – |
+//! | sessions | own | ✓ | ✓ | – |
+//! | diagnoses | own, as released | ✓ | ✓ | – |
 //! | review queue | – | ✓ | – | – |
 //! | decisions | – | ✓ | ✓ | – |
 //! | usage | – | – | ✓ | ✓ |
 //! | audit rows | – | – | ✓ | – |
 //! | tenant | – | – | ✓ | ✓ |
+
+use std::collections::HashMap;
 
 use axum::extract::{Path, State};
 use axum::Json;
@@ -35,18 +38,13 @@ use serde::{Deserialize, Serialize};
 use sqlx::{PgPool, Postgres, Transaction};
 use utoipa::{IntoParams, ToSchema};
 
-use super::caller::act_as;
+use super::caller::Acting;
 use super::commands::parse_id;
 use super::cursor;
 use super::json::Params;
 use super::problem::ApiError;
 use super::AppState;
-use crate::auth::Principal;
 
-/// In order of preference: a user who is staff and customer reads as staff.
-const SESSION_READERS: &[Role] = &[Role::Consultant, Role::Auditor, Role::Customer];
-const DECISION_READERS: &[Role] = &[Role::Consultant, Role::Auditor];
-const USAGE_READERS: &[Role] = &[Role::Auditor, Role::Admin];
 const DEFAULT_PAGE: i64 = 20;
 const MAX_PAGE: i64 = 100;
 
@@ -306,6 +304,150 @@ impl From<Diagnosis> for DiagnosisView {
     }
 }
 
+/// A diagnosis as its reader may see it: staff the whole record; the customer who asked, what
+/// was released to them.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum DiagnosisRead {
+    /// Consultants and auditors: status, proposal, provenance, decision.
+    Staff(Box<DiagnosisView>),
+    /// The customer: status, and the answer once released.
+    Customer(ReleasedDiagnosisView),
+}
+
+/// Where a customer's diagnosis stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReleaseStatus {
+    /// Not decided yet: the practice is working on it.
+    InReview,
+    /// Approved (as proposed, amended, or by the practice's auto-approval policy): the answer
+    /// is released.
+    Answered,
+    /// A consultant rejected the draft; the reason is released.
+    Declined,
+    /// It could not be diagnosed and will not be retried.
+    Failed,
+}
+
+/// A diagnosis as the customer who asked sees it. Nothing the model wrote reaches them before a
+/// consultant — or the auto-approval policy the practice set — released it, and the provenance
+/// (models, tiers, prompts, tokens, cost, precedents) never does.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReleasedDiagnosisView {
+    /// The diagnosis.
+    #[schema(value_type = uuid::Uuid)]
+    pub diagnosis_id: DiagnosisId,
+    /// The session of the query.
+    #[schema(value_type = uuid::Uuid)]
+    pub session_id: SessionId,
+    /// The query.
+    #[schema(value_type = uuid::Uuid)]
+    pub query_id: QueryId,
+    /// The query's text.
+    pub query: String,
+    /// When it was asked.
+    pub requested_at: DateTime<Utc>,
+    /// Where it stands.
+    pub status: ReleaseStatus,
+    /// The released answer, once answered.
+    pub answer: Option<ReleasedAnswer>,
+    /// The consultant's reason, once declined.
+    pub declined_reason: Option<String>,
+    /// When it was answered or declined.
+    pub decided_at: Option<DateTime<Utc>>,
+}
+
+/// An answer released to the customer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReleasedAnswer {
+    /// The answer: the consultant's text where they amended the draft.
+    pub text: String,
+    /// The findings of an answer released as drafted; empty when a consultant rewrote it.
+    #[schema(value_type = Vec<Object>)]
+    pub findings: Vec<Finding>,
+    /// Whether a consultant corrected the draft before releasing it.
+    pub amended: bool,
+}
+
+impl ReleasedDiagnosisView {
+    /// What of `diagnosis` its `decision` (if any) released.
+    fn of(diagnosis: Diagnosis, decision: Option<Decision>) -> Self {
+        let decided_at = decision.as_ref().map(|d| d.decided_at);
+        let proposal = diagnosis.proposal;
+        let (status, answer, declined_reason) = match (decision.map(|d| d.verdict), proposal) {
+            (Some(Verdict::Approved | Verdict::AutoApproved { .. }), Some(proposal)) => (
+                ReleaseStatus::Answered,
+                Some(ReleasedAnswer {
+                    text: proposal.text,
+                    findings: proposal.findings,
+                    amended: false,
+                }),
+                None,
+            ),
+            (Some(Verdict::Amended { text, .. }), _) => (
+                ReleaseStatus::Answered,
+                Some(ReleasedAnswer {
+                    text: text.as_str().to_owned(),
+                    findings: Vec::new(),
+                    amended: true,
+                }),
+                None,
+            ),
+            (Some(Verdict::Rejected { reason }), _) => (
+                ReleaseStatus::Declined,
+                None,
+                Some(reason.as_str().to_owned()),
+            ),
+            _ if diagnosis.status == (DiagnosisStatus::Failed { retryable: false }) => {
+                (ReleaseStatus::Failed, None, None)
+            }
+            // Undecided, or decided but not yet projected into `decisions`: nothing released.
+            _ => (ReleaseStatus::InReview, None, None),
+        };
+        Self {
+            diagnosis_id: diagnosis.diagnosis_id,
+            session_id: diagnosis.session_id,
+            query_id: diagnosis.query_id,
+            query: diagnosis.query,
+            requested_at: diagnosis.requested_at,
+            status,
+            answer,
+            declined_reason,
+            decided_at: decided_at.filter(|_| status != ReleaseStatus::InReview),
+        }
+    }
+}
+
+/// `diagnoses` as `reader` may see them; a customer's with their decisions, read in one
+/// statement.
+async fn as_read(
+    tx: &mut Transaction<'static, Postgres>,
+    reader: &Actor,
+    diagnoses: Vec<Diagnosis>,
+) -> Result<Vec<DiagnosisRead>, ApiError> {
+    if reader.role != Role::Customer {
+        return Ok(diagnoses
+            .into_iter()
+            .map(|d| DiagnosisRead::Staff(Box::new(d.into())))
+            .collect());
+    }
+    let ids: Vec<DiagnosisId> = diagnoses.iter().map(|d| d.diagnosis_id).collect();
+    let mut decisions: HashMap<DiagnosisId, Decision> =
+        read::decisions::of_diagnoses(tx, reader.tenant_id, &ids)
+            .await?
+            .into_iter()
+            .map(|decision| (decision.diagnosis_id, decision))
+            .collect();
+    Ok(diagnoses
+        .into_iter()
+        .map(|d| {
+            let decision = decisions.remove(&d.diagnosis_id);
+            DiagnosisRead::Customer(ReleasedDiagnosisView::of(d, decision))
+        })
+        .collect())
+}
+
 /// A diagnosis waiting for review.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct QueueEntry {
@@ -408,13 +550,12 @@ impl From<Tenant> for TenantView {
     responses((status = 200, body = Listing<SessionView>)), tag = "sessions")]
 pub async fn list_sessions(
     State(state): State<AppState>,
-    caller: Principal,
+    Acting(reader): Acting,
     Params(params): Params<PageParams>,
 ) -> Result<Json<Listing<SessionView>>, ApiError> {
-    let reader = act_as(&caller, SESSION_READERS)?;
     let request = params.request()?;
-    let mut tx = tenant_read(&state.pool, caller.tenant_id).await?;
-    let page = read::sessions::list(&mut tx, caller.tenant_id, reach(&reader), request).await?;
+    let mut tx = tenant_read(&state.pool, reader.tenant_id).await?;
+    let page = read::sessions::list(&mut tx, reader.tenant_id, reach(&reader), request).await?;
     tx.commit().await?;
     Ok(Listing::of(page, SessionView::from))
 }
@@ -425,16 +566,15 @@ pub async fn list_sessions(
     responses((status = 200, body = SessionDetail)), tag = "sessions")]
 pub async fn get_session(
     State(state): State<AppState>,
-    caller: Principal,
+    Acting(reader): Acting,
     Path(session_id): Path<String>,
 ) -> Result<Json<SessionDetail>, ApiError> {
-    let reader = act_as(&caller, SESSION_READERS)?;
     let session_id: SessionId = parse_id("session_id", &session_id)?;
-    let mut tx = tenant_read(&state.pool, caller.tenant_id).await?;
-    let session = read::sessions::get(&mut tx, caller.tenant_id, reach(&reader), session_id)
+    let mut tx = tenant_read(&state.pool, reader.tenant_id).await?;
+    let session = read::sessions::get(&mut tx, reader.tenant_id, reach(&reader), session_id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    let queries = read::sessions::queries(&mut tx, caller.tenant_id, session_id).await?;
+    let queries = read::sessions::queries(&mut tx, reader.tenant_id, session_id).await?;
     tx.commit().await?;
     Ok(Json(SessionDetail {
         session: session.into(),
@@ -442,40 +582,44 @@ pub async fn get_session(
     }))
 }
 
-/// The caller's tenant's diagnoses, newest first (customer, consultant, auditor).
+/// The caller's tenant's diagnoses, newest first (customer, consultant, auditor). A customer
+/// sees their own, as released to them ([`ReleasedDiagnosisView`]).
 #[utoipa::path(get, path = "/v1/diagnoses", params(PageParams),
-    responses((status = 200, body = Listing<DiagnosisView>)), tag = "diagnoses")]
+    responses((status = 200, body = Listing<DiagnosisRead>)), tag = "diagnoses")]
 pub async fn list_diagnoses(
     State(state): State<AppState>,
-    caller: Principal,
+    Acting(reader): Acting,
     Params(params): Params<PageParams>,
-) -> Result<Json<Listing<DiagnosisView>>, ApiError> {
-    let reader = act_as(&caller, SESSION_READERS)?;
+) -> Result<Json<Listing<DiagnosisRead>>, ApiError> {
     let request = params.request()?;
-    let mut tx = tenant_read(&state.pool, caller.tenant_id).await?;
-    let page = read::diagnoses::list(&mut tx, caller.tenant_id, reach(&reader), request).await?;
+    let mut tx = tenant_read(&state.pool, reader.tenant_id).await?;
+    let page = read::diagnoses::list(&mut tx, reader.tenant_id, reach(&reader), request).await?;
+    let items = as_read(&mut tx, &reader, page.items).await?;
     tx.commit().await?;
-    Ok(Listing::of(page, DiagnosisView::from))
+    Ok(Json(Listing {
+        items,
+        next_cursor: page.next.map(cursor::encode),
+    }))
 }
 
-/// One diagnosis with its status, proposal, provenance and decision (customer, consultant,
-/// auditor).
+/// One diagnosis (customer, consultant, auditor): staff see its status, proposal, provenance
+/// and decision; the customer who asked, what was released to them.
 #[utoipa::path(get, path = "/v1/diagnoses/{diagnosis_id}",
     params(("diagnosis_id" = Uuid, Path, description = "The diagnosis")),
-    responses((status = 200, body = DiagnosisView)), tag = "diagnoses")]
+    responses((status = 200, body = DiagnosisRead)), tag = "diagnoses")]
 pub async fn get_diagnosis(
     State(state): State<AppState>,
-    caller: Principal,
+    Acting(reader): Acting,
     Path(diagnosis_id): Path<String>,
-) -> Result<Json<DiagnosisView>, ApiError> {
-    let reader = act_as(&caller, SESSION_READERS)?;
+) -> Result<Json<DiagnosisRead>, ApiError> {
     let diagnosis_id: DiagnosisId = parse_id("diagnosis_id", &diagnosis_id)?;
-    let mut tx = tenant_read(&state.pool, caller.tenant_id).await?;
-    let diagnosis = read::diagnoses::get(&mut tx, caller.tenant_id, reach(&reader), diagnosis_id)
+    let mut tx = tenant_read(&state.pool, reader.tenant_id).await?;
+    let diagnosis = read::diagnoses::get(&mut tx, reader.tenant_id, reach(&reader), diagnosis_id)
         .await?
         .ok_or(ApiError::NotFound)?;
+    let read = as_read(&mut tx, &reader, vec![diagnosis]).await?.pop();
     tx.commit().await?;
-    Ok(Json(diagnosis.into()))
+    read.map(Json).ok_or(ApiError::NotFound)
 }
 
 /// The review queue: proposed, undecided diagnoses, oldest first, with their age
@@ -484,13 +628,12 @@ pub async fn get_diagnosis(
     responses((status = 200, body = Listing<QueueEntry>)), tag = "review")]
 pub async fn review_queue(
     State(state): State<AppState>,
-    caller: Principal,
+    Acting(reader): Acting,
     Params(params): Params<PageParams>,
 ) -> Result<Json<Listing<QueueEntry>>, ApiError> {
-    act_as(&caller, &[Role::Consultant])?;
     let request = params.request()?;
-    let mut tx = tenant_read(&state.pool, caller.tenant_id).await?;
-    let page = read::diagnoses::review_queue(&mut tx, caller.tenant_id, request).await?;
+    let mut tx = tenant_read(&state.pool, reader.tenant_id).await?;
+    let page = read::diagnoses::review_queue(&mut tx, reader.tenant_id, request).await?;
     tx.commit().await?;
     Ok(Listing::of(page, QueueEntry::from))
 }
@@ -512,19 +655,18 @@ pub struct DecisionParams {
     responses((status = 200, body = Listing<DecisionView>)), tag = "review")]
 pub async fn list_decisions(
     State(state): State<AppState>,
-    caller: Principal,
+    Acting(reader): Acting,
     Params(params): Params<DecisionParams>,
 ) -> Result<Json<Listing<DecisionView>>, ApiError> {
-    act_as(&caller, DECISION_READERS)?;
     let request = PageParams {
         after: params.after,
         limit: params.limit,
     }
     .request()?;
     let decided_by = params.decided_by.map(UserId::parse).transpose()?;
-    let mut tx = tenant_read(&state.pool, caller.tenant_id).await?;
+    let mut tx = tenant_read(&state.pool, reader.tenant_id).await?;
     let page =
-        read::decisions::list(&mut tx, caller.tenant_id, decided_by.as_ref(), request).await?;
+        read::decisions::list(&mut tx, reader.tenant_id, decided_by.as_ref(), request).await?;
     tx.commit().await?;
     Ok(Listing::of(page, DecisionView::from))
 }
@@ -535,13 +677,12 @@ pub async fn list_decisions(
     responses((status = 200, body = DecisionView)), tag = "review")]
 pub async fn get_decision(
     State(state): State<AppState>,
-    caller: Principal,
+    Acting(reader): Acting,
     Path(decision_id): Path<String>,
 ) -> Result<Json<DecisionView>, ApiError> {
-    act_as(&caller, DECISION_READERS)?;
     let decision_id: DecisionId = parse_id("decision_id", &decision_id)?;
-    let mut tx = tenant_read(&state.pool, caller.tenant_id).await?;
-    let decision = read::decisions::get(&mut tx, caller.tenant_id, decision_id)
+    let mut tx = tenant_read(&state.pool, reader.tenant_id).await?;
+    let decision = read::decisions::get(&mut tx, reader.tenant_id, decision_id)
         .await?
         .ok_or(ApiError::NotFound)?;
     tx.commit().await?;
@@ -613,10 +754,9 @@ impl From<Usage> for UsageDay {
     responses((status = 200, body = UsageReport)), tag = "tenant")]
 pub async fn usage(
     State(state): State<AppState>,
-    caller: Principal,
+    Acting(reader): Acting,
     Params(params): Params<UsageParams>,
 ) -> Result<Json<UsageReport>, ApiError> {
-    act_as(&caller, USAGE_READERS)?;
     let to = params.to.unwrap_or_else(|| Utc::now().date_naive());
     let from = match params.from {
         Some(from) => from,
@@ -629,8 +769,8 @@ pub async fn usage(
             message: format!("must be on or before `to`, at most {MAX_USAGE_DAYS} days before"),
         });
     }
-    let mut tx = tenant_read(&state.pool, caller.tenant_id).await?;
-    let rows = read::usage::daily(&mut tx, caller.tenant_id, from, to).await?;
+    let mut tx = tenant_read(&state.pool, reader.tenant_id).await?;
+    let rows = read::usage::daily(&mut tx, reader.tenant_id, from, to).await?;
     tx.commit().await?;
     Ok(Json(UsageReport {
         from,
@@ -670,10 +810,9 @@ pub struct AuditParams {
     responses((status = 200, body = Listing<AuditRow>)), tag = "audit")]
 pub async fn audit_rows(
     State(state): State<AppState>,
-    caller: Principal,
+    Acting(reader): Acting,
     Params(params): Params<AuditParams>,
 ) -> Result<Json<Listing<AuditRow>>, ApiError> {
-    act_as(&caller, &[Role::Auditor])?;
     let request = PageParams {
         after: params.after,
         limit: params.limit,
@@ -696,8 +835,8 @@ pub async fn audit_rows(
         from: params.from,
         to: params.to,
     };
-    let mut tx = tenant_read(&state.pool, caller.tenant_id).await?;
-    let page = read::audit::list(&mut tx, caller.tenant_id, &filter, request).await?;
+    let mut tx = tenant_read(&state.pool, reader.tenant_id).await?;
+    let page = read::audit::list(&mut tx, reader.tenant_id, &filter, request).await?;
     tx.commit().await?;
     Ok(Listing::of(page, AuditRow))
 }
@@ -725,11 +864,10 @@ impl ToSchema for AuditRow {}
     responses((status = 200, body = TenantView)), tag = "tenant")]
 pub async fn get_tenant(
     State(state): State<AppState>,
-    caller: Principal,
+    Acting(reader): Acting,
 ) -> Result<Json<TenantView>, ApiError> {
-    act_as(&caller, USAGE_READERS)?;
-    let mut tx = tenant_read(&state.pool, caller.tenant_id).await?;
-    let tenant = read::tenants::get(&mut tx, caller.tenant_id)
+    let mut tx = tenant_read(&state.pool, reader.tenant_id).await?;
+    let tenant = read::tenants::get(&mut tx, reader.tenant_id)
         .await?
         .ok_or(ApiError::NotFound)?;
     tx.commit().await?;

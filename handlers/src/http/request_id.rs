@@ -1,9 +1,16 @@
-//! `x-request-id`: taken from the client (or API Gateway) when present, generated otherwise,
-//! echoed on every response and recorded in every log line and event of the request.
+//! `x-request-id`: made by the server for every request, echoed on every response and
+//! recorded in every log line and event of the request (as `request_id` and, for the first
+//! request of a chain, `correlation_id`).
+//!
+//! A client's own `x-request-id` is never trusted as either: an auditor must be able to rely on
+//! ids no client chose. It is kept beside them as `client_request_id` when it is short and
+//! printable (1..=128 visible ASCII characters), and dropped otherwise.
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::HeaderName;
+use axum::middleware::Next;
+use axum::response::Response;
 use tower_http::request_id::{MakeRequestId, RequestId as TowerRequestId};
 
 use super::problem::ApiError;
@@ -22,14 +29,46 @@ impl MakeRequestId for MakeUuid {
     }
 }
 
-/// The current request's id, for handlers.
+/// The id a client gave its request, kept beside the server's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientRequestId(pub String);
+
+const MAX_CLIENT_REQUEST_ID: usize = 128;
+
+/// Middleware, outside the one that makes the server's id: takes the client's `x-request-id`
+/// off the request (so the server's id is always the one made here) and keeps an acceptable
+/// one as [`ClientRequestId`].
+pub async fn set_aside_client_request_id(mut request: Request, next: Next) -> Response {
+    if let Some(value) = request.headers_mut().remove(&X_REQUEST_ID) {
+        let acceptable = value
+            .to_str()
+            .ok()
+            .filter(|id| (1..=MAX_CLIENT_REQUEST_ID).contains(&id.len()))
+            .filter(|id| id.bytes().all(|b| b.is_ascii_graphic()));
+        if let Some(id) = acceptable {
+            let id = ClientRequestId(id.to_owned());
+            request.extensions_mut().insert(id);
+        }
+    }
+    next.run(request).await
+}
+
+/// The current request's id, and the client's own if it sent one, for handlers.
 #[derive(Debug, Clone)]
-pub struct RequestId(String);
+pub struct RequestId {
+    server: String,
+    client: Option<String>,
+}
 
 impl RequestId {
-    /// The id's text.
+    /// The server's id.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.server
+    }
+
+    /// The client's own id, if it sent an acceptable one.
+    pub fn client(&self) -> Option<&str> {
+        self.client.as_deref()
     }
 }
 
@@ -42,6 +81,13 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestId {
             .get::<TowerRequestId>()
             .and_then(|id| id.header_value().to_str().ok())
             .unwrap_or_default();
-        Ok(RequestId(id.to_owned()))
+        let client = parts
+            .extensions
+            .get::<ClientRequestId>()
+            .map(|id| id.0.clone());
+        Ok(RequestId {
+            server: id.to_owned(),
+            client,
+        })
     }
 }

@@ -1,7 +1,9 @@
 //! Presigned upload URLs: the customer's file goes straight to S3, under the tenant's prefix.
 //!
 //! The API chooses the key (`<tenant>/uploads/<uuid>/<file name>`), so a caller can never name
-//! another tenant's object; the adapter checks the prefix again before signing.
+//! another tenant's object; the adapter checks the prefix again before signing. The key is
+//! recorded as issued to the caller, the only customer who may attach it, and the size asked
+//! for is signed into the URL, so S3 refuses a larger (or any other) body.
 
 use std::time::Duration;
 
@@ -9,18 +11,17 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use casebook_adapters::aws::s3::{S3Error, TenantBucket};
-use casebook_domain::actor::Role;
+use casebook_domain::values::UploadKey;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::caller::act_as;
+use super::caller::Acting;
 use super::json::Body;
 use super::problem::ApiError;
 use super::AppState;
-use crate::auth::Principal;
 
 /// Where uploads go and how long their URLs live.
 #[derive(Debug, Clone)]
@@ -41,9 +42,25 @@ impl Uploads {
 #[serde(deny_unknown_fields)]
 pub struct UploadRequest {
     /// The file's name (the key's last part): no `/`, no control characters, 1..=200 chars.
+    #[schema(example = "contract.pdf")]
     pub file_name: String,
     /// Its media type, e.g. `application/pdf`; the upload must send it as `Content-Type`.
+    #[schema(example = "application/pdf")]
     pub content_type: String,
+    /// Its size in bytes, 1..=26,214,400 (25 MiB): the upload must be exactly this long.
+    #[schema(example = 1024)]
+    pub size_bytes: u64,
+}
+
+/// The largest file a customer may upload. The signed `Content-Length` makes S3 itself hold
+/// every upload to the size asked for here.
+pub const MAX_UPLOAD_BYTES: u32 = 25 * 1024 * 1024;
+
+fn size(bytes: u64) -> Result<u32, ApiError> {
+    u32::try_from(bytes)
+        .ok()
+        .filter(|bytes| (1..=MAX_UPLOAD_BYTES).contains(bytes))
+        .ok_or_else(|| invalid("size_bytes", "between 1 byte and 25 MiB"))
 }
 
 /// A presigned request that uploads the file.
@@ -70,10 +87,15 @@ fn invalid(field: &str, message: &str) -> ApiError {
 
 fn file_name(name: &str) -> Result<&str, ApiError> {
     let length = name.chars().count();
-    if !(1..=200).contains(&length) || name.contains('/') || name == "." || name == ".." {
+    if !(1..=200).contains(&length)
+        || name.contains('/')
+        || name == "."
+        || name == ".."
+        || name.chars().any(char::is_control)
+    {
         return Err(invalid(
             "file_name",
-            "1 to 200 characters, without `/`, not `.` or `..`",
+            "1 to 200 characters, without `/` or control characters, not `.` or `..`",
         ));
     }
     Ok(name)
@@ -101,21 +123,26 @@ fn content_type(value: &str) -> Result<&str, ApiError> {
     responses((status = 201, body = UploadTicket)), tag = "sessions")]
 pub async fn request_upload(
     State(state): State<AppState>,
-    caller: Principal,
+    Acting(caller): Acting,
     Body(body): Body<UploadRequest>,
 ) -> Result<(StatusCode, Json<UploadTicket>), ApiError> {
-    act_as(&caller, &[Role::Customer])?;
     let name = file_name(&body.file_name)?;
     let media_type = content_type(&body.content_type)?;
+    let size = size(body.size_bytes)?;
     let uploads = state.uploads.as_ref().ok_or(ApiError::UploadsUnavailable)?;
     let relative = format!("uploads/{}/{name}", Uuid::new_v4());
     let key = TenantBucket::tenant_key(caller.tenant_id, &relative).map_err(|err| match err {
         S3Error::InvalidKey { reason, .. } => invalid("file_name", reason),
         other => ApiError::Internal(Box::new(other)),
     })?;
+    // Recorded before the URL exists: only this customer may attach what it uploads.
+    state
+        .service
+        .grant_upload(&caller, &UploadKey::parse(&key)?)
+        .await?;
     let signed = uploads
         .bucket
-        .presign_put(caller.tenant_id, &key, media_type, uploads.expires_in)
+        .presign_put(caller.tenant_id, &key, media_type, size, uploads.expires_in)
         .await
         .map_err(|err| ApiError::Unavailable(Box::new(err)))?;
     Ok((

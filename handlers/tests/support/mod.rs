@@ -129,7 +129,7 @@ impl TestApp {
             .expect("infallible")
     }
 
-    fn post_request(
+    pub fn post_request(
         user: Option<&User>,
         path: &str,
         body: String,
@@ -228,6 +228,39 @@ impl TestApp {
 
     pub fn forget_cached_tiers(&self) {
         self.state.limiter.forget_tiers();
+    }
+
+    /// `customer` uploads `bytes` as the web app would: a ticket from `POST /v1/uploads`, then
+    /// a PUT to its presigned URL with the headers it names. Returns the upload's key. The
+    /// router must have uploads configured.
+    pub async fn upload(
+        &self,
+        customer: &User,
+        file_name: &str,
+        content_type: &str,
+        bytes: &[u8],
+    ) -> String {
+        let (status, ticket) = self
+            .post(
+                customer,
+                "/v1/uploads",
+                serde_json::json!({
+                    "file_name": file_name,
+                    "content_type": content_type,
+                    "size_bytes": bytes.len(),
+                }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{ticket}");
+        let mut upload = reqwest::Client::new()
+            .put(ticket["url"].as_str().expect("a URL"))
+            .body(bytes.to_vec());
+        for (name, value) in ticket["headers"].as_object().expect("headers") {
+            upload = upload.header(name, value.as_str().expect("a header value"));
+        }
+        let response = upload.send().await.expect("upload sent");
+        assert!(response.status().is_success(), "{}", response.status());
+        ticket["key"].as_str().expect("a key").to_owned()
     }
 
     /// Both tenants onboarded through the API by their admins, on `plan`.

@@ -61,12 +61,19 @@ pub async fn ask(
     (session, submit(service, customer, session, question).await)
 }
 
-/// `customer` opens a new session with `attachments`.
+/// `customer` opens a new session with `attachments`, each issued to them as
+/// `POST /v1/uploads` would.
 pub async fn open_session(
     service: &Service,
     customer: &RequestContext,
     attachments: Vec<UploadKey>,
 ) -> SessionId {
+    for key in &attachments {
+        service
+            .grant_upload(&customer.actor, key)
+            .await
+            .expect("upload granted");
+    }
     let session = SessionId::new();
     service
         .open_session(

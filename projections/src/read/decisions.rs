@@ -1,7 +1,8 @@
 //! The `decisions` read model.
 
-use casebook_domain::ids::{DecisionId, TenantId, UserId};
+use casebook_domain::ids::{DecisionId, DiagnosisId, TenantId, UserId};
 use sqlx::PgConnection;
+use uuid::Uuid;
 
 use super::{fetch_limit, page, Page, PageRequest};
 use crate::models::{decision_from_row, Decision, DECISION_COLUMNS};
@@ -25,6 +26,28 @@ pub async fn get(
         .as_ref()
         .map(decision_from_row)
         .transpose()
+}
+
+/// The decisions of those of `diagnoses` that `tenant` has decided, in no particular order:
+/// one statement for a page of diagnoses.
+pub async fn of_diagnoses(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    diagnoses: &[DiagnosisId],
+) -> Result<Vec<Decision>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {} FROM decisions WHERE tenant_id = $1 AND diagnosis_id = ANY($2)",
+        select_list(DECISION_COLUMNS)
+    );
+    let ids: Vec<Uuid> = diagnoses.iter().map(|id| *id.as_uuid()).collect();
+    sqlx::query(&sql)
+        .bind(tenant.as_uuid())
+        .bind(ids)
+        .fetch_all(conn)
+        .await?
+        .iter()
+        .map(decision_from_row)
+        .collect()
 }
 
 /// `tenant`'s decisions, newest first; only `decided_by`'s when given.

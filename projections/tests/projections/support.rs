@@ -359,41 +359,61 @@ impl Driver {
 
     async fn tenant_admin(&mut self, tenant: TenantId) {
         let admin = self.user(Role::Admin, tenant);
+        let operator = self.user(Role::Operator, tenant);
         let state: Tenant = self.state(tenant).await;
-        let command = match self.rng.gen_range(0..5) {
-            0 => TenantCommand::ChangePlan {
-                actor: admin.clone(),
-                plan: *[
-                    PlanTier::Starter,
-                    PlanTier::Enterprise,
-                    PlanTier::CostSensitive,
-                ]
-                .choose(&mut self.rng)
-                .expect("plans"),
-            },
-            1 => TenantCommand::SetAutoResolveThreshold {
-                actor: admin.clone(),
-                threshold: [None, Some(confidence(0.8)), Some(confidence(0.95))]
-                    [self.rng.gen_range(0..3)],
-            },
-            2 => TenantCommand::SetModelPolicy {
-                actor: admin.clone(),
-                policy: if self.rng.gen() {
-                    ModelPolicy::OpenWeightsOnly
-                } else {
-                    ModelPolicy::ByPlan
+        let (command, actor, source) = match self.rng.gen_range(0..5) {
+            0 => (
+                TenantCommand::ChangePlan {
+                    actor: operator.clone(),
+                    plan: *[
+                        PlanTier::Starter,
+                        PlanTier::Enterprise,
+                        PlanTier::CostSensitive,
+                    ]
+                    .choose(&mut self.rng)
+                    .expect("plans"),
                 },
-            },
-            _ if state.is_active() => TenantCommand::Suspend {
-                actor: admin.clone(),
-                reason: parse("billing overdue"),
-            },
-            _ => TenantCommand::Reactivate {
-                actor: admin.clone(),
-            },
+                &operator,
+                Source::Operator,
+            ),
+            1 => (
+                TenantCommand::SetAutoResolveThreshold {
+                    actor: admin.clone(),
+                    threshold: [None, Some(confidence(0.8)), Some(confidence(0.95))]
+                        [self.rng.gen_range(0..3)],
+                },
+                &admin,
+                Source::Api,
+            ),
+            2 => (
+                TenantCommand::SetModelPolicy {
+                    actor: admin.clone(),
+                    policy: if self.rng.gen() {
+                        ModelPolicy::OpenWeightsOnly
+                    } else {
+                        ModelPolicy::ByPlan
+                    },
+                },
+                &admin,
+                Source::Api,
+            ),
+            _ if state.is_active() => (
+                TenantCommand::Suspend {
+                    actor: operator.clone(),
+                    reason: parse("billing overdue"),
+                },
+                &operator,
+                Source::Operator,
+            ),
+            _ => (
+                TenantCommand::Reactivate {
+                    actor: operator.clone(),
+                },
+                &operator,
+                Source::Operator,
+            ),
         };
-        self.execute::<Tenant>(tenant, command, &admin, Source::Api)
-            .await;
+        self.execute::<Tenant>(tenant, command, actor, source).await;
     }
 
     async fn tenant_active(&self, tenant: TenantId) -> bool {
@@ -403,14 +423,18 @@ impl Driver {
     async fn open_session(&mut self, tenant: TenantId) {
         let customer = self.user(Role::Customer, tenant);
         let session = SessionId::new();
-        let attachments = (0..self.rng.gen_range(0..3))
-            .map(|i| parse(format!("{tenant}/upload-{i}.pdf")))
+        let attachments: Vec<UploadKey> = (0..self.rng.gen_range(0..3))
+            .map(|i| {
+                let upload = uuid::Uuid::from_u128(self.rng.gen());
+                parse(format!("{tenant}/uploads/{upload}/upload-{i}.pdf"))
+            })
             .collect();
         let tenant_active = self.tenant_active(tenant).await;
         let command = SessionCommand::Open {
             actor: customer.clone(),
             session_id: session,
             subject: parse(format!("Lease review {}", self.requests)),
+            uploads_issued_to_actor: attachments.iter().cloned().collect(),
             attachments,
             tenant_active,
         };
