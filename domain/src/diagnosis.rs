@@ -147,6 +147,11 @@ pub struct PrecedentSource {
 /// At most this many bytes of an attachment's text go into a diagnosis' context.
 pub const ATTACHMENT_TEXT_LIMIT: u64 = 64 * 1024;
 
+/// At most this many bytes of all attachments' text together go into one diagnosis' context:
+/// the model's work per query stays bounded however many files a session carries. Earlier
+/// attachments come first; the one that reaches the budget is cut, later ones are skipped.
+pub const ATTACHMENTS_TEXT_BUDGET: u64 = 4 * ATTACHMENT_TEXT_LIMIT;
+
 /// At most this many characters are embedded for retrieval (the query first, then the
 /// attachments' text): embedding models take a bounded input (Titan v2: 50,000 characters),
 /// and the query, which retrieval must match above all, is never cut.
@@ -171,8 +176,8 @@ pub enum AttachmentOutcome {
     Included {
         /// Bytes of its text used.
         bytes: u64,
-        /// Whether it was longer than [`ATTACHMENT_TEXT_LIMIT`] and cut (on a character
-        /// boundary).
+        /// Whether it was longer than [`ATTACHMENT_TEXT_LIMIT`] (or the rest of
+        /// [`ATTACHMENTS_TEXT_BUDGET`]) and cut (on a character boundary).
         truncated: bool,
     },
     /// Left out.
@@ -196,6 +201,8 @@ pub enum SkipReason {
     OutsideTenant,
     /// No attachment store is configured (a local setup without an object store).
     NoStore,
+    /// Earlier attachments used the whole [`ATTACHMENTS_TEXT_BUDGET`].
+    OverBudget,
 }
 
 /// An attachment's text, as put into a prompt.

@@ -29,7 +29,8 @@ use casebook_domain::actor::Actor;
 use casebook_domain::diagnosis::{
     attachment_text, retrieval_text, skip_reason, AttachmentOutcome, AttachmentRead,
     AttachmentText, Diagnosis, DiagnosisCommand, DiagnosisEvent, DiagnosisStatus, EmbeddingModel,
-    PrecedentSource, Provenance, RetrievedJudgment, SkipReason, ATTACHMENT_TEXT_LIMIT,
+    PrecedentSource, Provenance, RetrievedJudgment, SkipReason, ATTACHMENTS_TEXT_BUDGET,
+    ATTACHMENT_TEXT_LIMIT,
 };
 use casebook_domain::ids::{DiagnosisId, SessionId, TenantId};
 use casebook_domain::metadata::{EventMetadata, Source};
@@ -438,10 +439,13 @@ impl Worker {
     ) -> Result<(Vec<AttachmentRead>, Vec<AttachmentText>), AttachmentError> {
         let mut reads = Vec::with_capacity(keys.len());
         let mut texts = Vec::new();
+        let mut budget = ATTACHMENTS_TEXT_BUDGET;
         for key in keys {
+            let limit = budget.min(ATTACHMENT_TEXT_LIMIT);
             let (content_type, outcome, text) = match &self.attachments {
                 None => (None, skipped(SkipReason::NoStore), None),
-                Some(store) => match read_attachment(store.as_ref(), tenant, &key).await {
+                Some(_) if limit == 0 => (None, skipped(SkipReason::OverBudget), None),
+                Some(store) => match read_attachment(store.as_ref(), tenant, &key, limit).await {
                     Ok(read) => read,
                     Err(AttachmentError::Missing { .. }) => {
                         (None, skipped(SkipReason::Missing), None)
@@ -459,6 +463,7 @@ impl Worker {
                 tracing::info!(%tenant, %key, ?reason, "attachment skipped");
             }
             if let Some(text) = text {
+                budget = budget.saturating_sub(text.len() as u64);
                 texts.push(AttachmentText {
                     key: key.clone(),
                     text,
@@ -627,19 +632,18 @@ fn skipped(reason: SkipReason) -> AttachmentOutcome {
 }
 
 /// One attachment's content type, outcome and (when included) text: described first, and
-/// read — at most [`ATTACHMENT_TEXT_LIMIT`] bytes — only when it is non-empty text.
+/// read — at most `limit` bytes — only when it is non-empty text.
 async fn read_attachment(
     store: &dyn AttachmentStore,
     tenant: TenantId,
     key: &UploadKey,
+    limit: u64,
 ) -> Result<(Option<String>, AttachmentOutcome, Option<String>), AttachmentError> {
     let info = store.describe(tenant, key).await?;
     if let Some(reason) = skip_reason(info.content_type.as_deref(), info.size) {
         return Ok((info.content_type, skipped(reason), None));
     }
-    let bytes = store
-        .read_prefix(tenant, key, ATTACHMENT_TEXT_LIMIT)
-        .await?;
+    let bytes = store.read_prefix(tenant, key, limit).await?;
     let truncated = info.size > bytes.len() as u64;
     let text = attachment_text(&bytes, truncated);
     let outcome = AttachmentOutcome::Included {

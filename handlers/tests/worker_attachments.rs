@@ -15,7 +15,7 @@ use casebook_adapters::aws::setup::ensure_bucket;
 use casebook_adapters::aws::shared_config;
 use casebook_adapters::postgres::DbRole;
 use casebook_domain::actor::Role;
-use casebook_domain::diagnosis::ATTACHMENT_TEXT_LIMIT;
+use casebook_domain::diagnosis::{ATTACHMENTS_TEXT_BUDGET, ATTACHMENT_TEXT_LIMIT};
 use casebook_domain::ids::{DiagnosisId, SessionId, TenantId};
 use casebook_domain::ports::{
     AttachmentError, AttachmentStore, DiagnosisPrompt, EmbedError, Embedder, Llm, LlmAnswer,
@@ -436,4 +436,49 @@ async fn without_a_store_attachments_are_skipped_and_a_failing_store_fails_the_a
         failed["reason"].as_str().unwrap().contains("attachments"),
         "{failed}"
     );
+}
+
+#[tokio::test]
+async fn the_attachments_of_one_query_share_one_text_budget() {
+    let db = TestDb::new().await;
+    let app = db.pool(DbRole::App, 4).await;
+    let service = Service::new(app.clone());
+    let tenant = onboard(&service, "budget").await;
+    let bucket = bucket().await;
+    let full = "a".repeat(usize::try_from(ATTACHMENT_TEXT_LIMIT).unwrap());
+    let mut attachments = Vec::new();
+    for i in 0..5 {
+        let page = key(tenant, &format!("volume-{i}.txt"));
+        upload(&bucket, tenant, &page, full.as_bytes(), "text/plain").await;
+        attachments.push(page);
+    }
+    let customer = ctx(tenant, Role::Customer, "budget-customer");
+    let diagnosis = ask(&service, &customer, attachments.clone()).await;
+    let llm = Arc::new(RecordingLlm::default());
+    worker(&app, Arc::new(FixedEmbedder), llm.clone())
+        .await
+        .with_attachments(Arc::new(bucket.clone()))
+        .handle_diagnosis(&message(tenant, diagnosis))
+        .await
+        .expect("handled");
+
+    let prompts = llm.prompts();
+    let sent: u64 = prompts
+        .last()
+        .expect("the model was asked")
+        .attachments
+        .iter()
+        .map(|a| a.text.len() as u64)
+        .sum();
+    assert_eq!(sent, ATTACHMENTS_TEXT_BUDGET);
+    let outcomes = provenance(&app, diagnosis).await["attachments"].clone();
+    let included = json!({"status": "included", "bytes": full.len(), "truncated": false});
+    for (i, read) in outcomes.as_array().unwrap().iter().enumerate() {
+        let expected = if i < 4 {
+            included.clone()
+        } else {
+            json!({"status": "skipped", "reason": "over_budget"})
+        };
+        assert_eq!(read["outcome"], expected, "attachment {i}: {outcomes}");
+    }
 }

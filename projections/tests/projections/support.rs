@@ -359,7 +359,12 @@ impl Driver {
 
     async fn tenant_admin(&mut self, tenant: TenantId) {
         let admin = self.user(Role::Admin, tenant);
-        let operator = self.user(Role::Operator, tenant);
+        // Not drawn from the workload's generator, so its random sequence stays what it was.
+        let operator = Actor {
+            user_id: parse::<UserId>("operator:ops".to_owned()),
+            tenant_id: tenant,
+            role: Role::Operator,
+        };
         let state: Tenant = self.state(tenant).await;
         let (command, actor, source) = match self.rng.gen_range(0..5) {
             0 => (
@@ -425,7 +430,9 @@ impl Driver {
         let session = SessionId::new();
         let attachments: Vec<UploadKey> = (0..self.rng.gen_range(0..3))
             .map(|i| {
-                let upload = uuid::Uuid::from_u128(self.rng.gen());
+                // Derived, not drawn: the workload's random sequence stays what it was.
+                let upload =
+                    uuid::Uuid::new_v5(session.as_uuid(), format!("upload-{i}").as_bytes());
                 parse(format!("{tenant}/uploads/{upload}/upload-{i}.pdf"))
             })
             .collect();
