@@ -3,12 +3,14 @@
 //! causation — hash-chained per tenant.
 //!
 //! - [`chain`]: the canonical encoding, the hash and a pure verifier (for exports, offline);
+//! - [`content`]: the event digest, over an event's canonical JSON (RFC 8785);
 //! - [`AuditProjection`]: the projection writing `audit_log`;
 //! - [`verify_chain`] and [`records`]: a tenant's chain checked or read from the database.
 //!
 //! The auditors' standard queries are in `projections/AUDIT_QUERIES.md`.
 
 pub mod chain;
+pub mod content;
 mod projection;
 
 use casebook_domain::ids::{DecisionId, DiagnosisId, JudgmentId, QueryId, SessionId, TenantId};
