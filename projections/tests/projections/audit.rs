@@ -1,7 +1,9 @@
 //! The audit table: one chained row per event; tampering is caught at the row.
 
 use casebook_domain::ids::TenantId;
-use casebook_projections::audit::{self, verify_chain, LinkProblem, VerifyError};
+use casebook_projections::audit::{
+    self, verify_chain, Encoding, LinkProblem, Verified, VerifyError,
+};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sqlx::{Executor, PgConnection};
@@ -29,9 +31,13 @@ async fn every_event_gets_one_row_in_its_tenants_chain_which_verifies() {
             .collect();
         assert_eq!(&got, events);
         assert!(rows.iter().zip(1..).all(|(r, seq)| r.seq == seq));
+        assert!(rows.iter().all(|r| r.encoding == Encoding::V2));
         assert_eq!(
             verify_chain(&mut conn, tenant).await.unwrap(),
-            rows.len() as u64
+            Verified {
+                rows: rows.len() as u64,
+                content_checked: rows.len() as u64
+            }
         );
         // An export verifies offline, from JSON lines, with the pure verifier.
         let lines: Vec<String> = rows
@@ -78,7 +84,7 @@ async fn verify_with(
     tenant: TenantId,
     seq: i64,
     change: &str,
-) -> Result<u64, VerifyError> {
+) -> Result<Verified, VerifyError> {
     su.execute("BEGIN").await.unwrap();
     let changed = sqlx::query(&format!(
         "UPDATE audit_log SET {change} WHERE tenant_id = $1 AND seq = $2"
@@ -103,7 +109,7 @@ async fn altering_any_one_stored_audit_row_fails_verification_at_exactly_that_ro
     stack.drain_all(50).await;
     let tenant = driver.tenants[0];
     let mut su = stack.db.superuser().await;
-    let rows = verify_chain(&mut su, tenant).await.unwrap() as i64;
+    let rows = verify_chain(&mut su, tenant).await.unwrap().rows as i64;
     assert!(rows > 20);
 
     let changes = [
@@ -121,6 +127,8 @@ async fn altering_any_one_stored_audit_row_fails_verification_at_exactly_that_ro
         "request_id = request_id || 'x'",
         "causation_id = causation_id || 'x'",
         "session_id = gen_random_uuid()",
+        "event_digest = sha256(event_digest)",
+        "encoding = 1, event_digest = NULL",
         "hash = sha256(hash)",
         "prev_hash = sha256(prev_hash)",
     ];
@@ -159,5 +167,8 @@ async fn altering_any_one_stored_audit_row_fails_verification_at_exactly_that_ro
     );
 
     // Untouched, it still verifies.
-    assert_eq!(verify_chain(&mut su, tenant).await.unwrap() as i64, rows);
+    assert_eq!(
+        verify_chain(&mut su, tenant).await.unwrap().rows as i64,
+        rows
+    );
 }
