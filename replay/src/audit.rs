@@ -41,7 +41,8 @@ pub struct AuditReport {
     pub verified: u64,
     /// How many of them had their event's content checked against the digest they carry:
     /// rows of encoding 2 whose event was at hand (the database, a `stream --audit` export).
-    /// Rows of encoding 1 carry no digest, and archives hold no events.
+    /// Rows of encoding 1 carry no digest, and archives hold no events. The database's
+    /// verification counts them only for a chain that verifies (0 when it breaks).
     pub content_checked: u64,
     /// Whether the chain verified.
     pub ok: bool,
