@@ -6,8 +6,10 @@
 use casebook_domain::any_event::AnyEvent;
 use casebook_domain::metadata::EventMetadata;
 use chrono::{DateTime, Utc};
+use serde_json::value::RawValue;
 use uuid::Uuid;
 
+use crate::audit::content::EventContent;
 use crate::error::ApplyError;
 use crate::log::{Checkpoint, RecordedEvent};
 
@@ -32,6 +34,12 @@ pub struct DecodedEvent {
     pub event: AnyEvent,
     /// Actor, request, correlation and causation ids, source.
     pub metadata: EventMetadata,
+    /// The payload's schema version, as stored (before upcasting).
+    pub stored_version: String,
+    /// The payload, as stored (before upcasting).
+    pub stored_payload: Box<RawValue>,
+    /// The metadata, as stored.
+    pub stored_metadata: Box<RawValue>,
 }
 
 impl DecodedEvent {
@@ -60,7 +68,24 @@ impl DecodedEvent {
             recorded_at: recorded.recorded_at,
             event,
             metadata,
+            stored_version: recorded.event_version.clone(),
+            stored_payload: recorded.payload.clone(),
+            stored_metadata: recorded.metadata.clone(),
         })
+    }
+
+    /// The event as stored, as the audit chain's event digest covers it.
+    pub fn content(&self) -> EventContent<'_> {
+        EventContent {
+            global_position: self.position(),
+            aggregate_type: &self.aggregate_type,
+            aggregate_id: &self.aggregate_id,
+            sequence: self.sequence,
+            event_type: &self.event_type,
+            event_version: &self.stored_version,
+            payload: &self.stored_payload,
+            metadata: &self.stored_metadata,
+        }
     }
 
     /// The global position.

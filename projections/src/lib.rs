@@ -9,7 +9,7 @@
 //! | [`projection`], [`decoded`] | the [`Projection`](projection::Projection) trait, Casebook's projections ([`ProjectionId`](projection::ProjectionId)), decoded events |
 //! | [`models`] | the read models' rows and writers: tenants, sessions (with queries), diagnoses (with the review queue), decisions, usage |
 //! | [`read`] | the read models' queries for the API (tenant-scoped, keyset pages) |
-//! | [`audit`] | the hash-chained audit table, its canonical encoding and verifiers |
+//! | [`audit`] | the hash-chained audit table, its canonical encodings (each row covering its event's full content since encoding 2) and verifiers |
 //! | [`rebuild`] | rebuild from history into shadow tables, verify by digest, swap |
 //! | [`error`] | [`ApplyError`](error::ApplyError): transient or permanent |
 //!

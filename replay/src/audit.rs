@@ -3,13 +3,16 @@
 //! Files are read line by line (constant memory) and may mix, in order:
 //! - audit rows, one [`AuditRecord`] per line (the nightly archive);
 //! - [`EventLine`]s of a `stream --audit` export, each carrying its audit row; the line's
-//!   event columns and metadata ids must agree with the row, so an edit to either shows;
+//!   event columns and metadata ids must agree with the row, and the event's digest —
+//!   recomputed from the line's identity, type, version, payload and metadata — must be the
+//!   row's (rows of encoding 2), so an edit to any of them shows;
 //! - chain heads ([`HeadLine`], or a bare `{seq, hash}`), which the chain read so far must
 //!   end at: rows deleted from the end show there.
 //!
 //! Together the files must hold the chain from its first row (a night's archive follows
 //! the earlier nights'). The first broken link is reported with its file, line, `seq` and
-//! global position.
+//! global position. Archives hold no events: their rows' chain verifies, but their events'
+//! content is not checked, and the report says how many rows had it checked.
 
 use std::borrow::Cow;
 use std::fs::File;
@@ -18,7 +21,7 @@ use std::path::Path;
 
 use casebook_domain::ids::TenantId;
 use casebook_projections::audit::{
-    verify_chain, AuditRecord, BrokenLink, ChainVerifier, LinkProblem, VerifyError,
+    verify_chain, AuditRecord, BrokenLink, ChainVerifier, EventAtHand, LinkProblem, VerifyError,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -36,6 +39,11 @@ pub struct AuditReport {
     pub source: String,
     /// Rows verified before the first broken link (all of them when none is).
     pub verified: u64,
+    /// How many of them had their event's content checked against the digest they carry:
+    /// rows of encoding 2 whose event was at hand (the database, a `stream --audit` export).
+    /// Rows of encoding 1 carry no digest, and archives hold no events. The database's
+    /// verification counts them only for a chain that verifies (0 when it breaks).
+    pub content_checked: u64,
     /// Whether the chain verified.
     pub ok: bool,
     /// The chain's last verified row (files only).
@@ -91,9 +99,15 @@ fn print(report: &AuditReport, output: Output) -> Result<(), Error> {
                 .map(|h| format!(", head seq {} hash {}", h.seq, h.hash))
                 .unwrap_or_default();
             println!(
-                "OK: audit chain of tenant {} ({}): {} rows verified{head}",
-                report.tenant_id, report.source, report.verified
+                "OK: audit chain of tenant {} ({}): {} rows verified, {} with their event's content{head}",
+                report.tenant_id, report.source, report.verified, report.content_checked
             );
+            if report.content_checked < report.verified {
+                println!(
+                    "note: the content of {} rows' events was not checked (rows written before event digests carry none; archives hold no events)",
+                    report.verified - report.content_checked
+                );
+            }
             if !report.anchored && report.source != "database" {
                 println!(
                     "note: no chain head in the files, so rows deleted from the end would not show"
@@ -126,13 +140,17 @@ pub async fn verify_database(pool: &sqlx::PgPool, tenant: Uuid) -> Result<AuditR
         tenant_id: tenant,
         source: "database".into(),
         verified: 0,
+        content_checked: 0,
         ok: true,
         head: None,
         anchored: true,
         broken: None,
     };
     match verify_chain(&mut conn, TenantId::from_uuid(tenant)).await {
-        Ok(verified) => report.verified = verified,
+        Ok(verified) => {
+            report.verified = verified.rows;
+            report.content_checked = verified.content_checked;
+        }
         Err(VerifyError::Broken(link)) => {
             report.verified = u64::try_from(link.seq - 1).unwrap_or(0);
             report.ok = false;
@@ -208,6 +226,7 @@ pub fn verify_files(
             .collect::<Vec<_>>()
             .join(", "),
         verified: check.verifier.verified(),
+        content_checked: check.verifier.content_checked(),
         ok: broken.is_none(),
         head,
         anchored: check.anchored,
@@ -251,10 +270,10 @@ impl FileCheck {
                     format!("the event's {field} differs from its audit row: the line was altered"),
                 ));
             }
-            return self.row(row);
+            return self.row(row, EventAtHand::Content(event.content()));
         }
         if let Ok(row) = serde_json::from_str::<AuditRecord>(text) {
-            return self.row(&row);
+            return self.row(&row, EventAtHand::NotGiven);
         }
         let head = serde_json::from_str::<HeadLine>(text)
             .map(|line| line.chain_head)
@@ -269,7 +288,7 @@ impl FileCheck {
         }
     }
 
-    fn row(&mut self, row: &AuditRecord) -> Result<(), Broken> {
+    fn row(&mut self, row: &AuditRecord, event: EventAtHand<'_>) -> Result<(), Broken> {
         if row.tenant_id != self.tenant {
             return Err(broken_at(
                 Some(row.global_position),
@@ -278,7 +297,7 @@ impl FileCheck {
             ));
         }
         self.verifier
-            .push(row)
+            .push(row, event)
             .map_err(|link| broken_at(Some(link.global_position), Some(link.seq), describe(&link)))
     }
 
@@ -364,5 +383,18 @@ fn describe(link: &BrokenLink) -> String {
         LinkProblem::Hash { computed } => format!(
             "the row's hash does not match its content (which hashes to {computed}): the row was altered"
         ),
+        LinkProblem::Downgrade { previous } => format!(
+            "the row is of an older encoding than the row before it (encoding {}): the row was rewritten",
+            i16::from(*previous)
+        ),
+        LinkProblem::EventDigest { computed } => format!(
+            "the event's content (which digests to {computed}) is not what the row's event digest covers: the event's payload, metadata or identity was altered"
+        ),
+        LinkProblem::EventMissing => {
+            "the row's event is missing from the log: the event was removed".to_owned()
+        }
+        LinkProblem::EventUnreadable { reason } => {
+            format!("the row's event cannot be read ({reason}): the event was altered")
+        }
     }
 }

@@ -4,15 +4,18 @@
 //! # Export format (JSONL)
 //! One [`EventLine`] per event: the stored columns (`payload` and `metadata` exactly as
 //! stored), and with `--audit` the event's row of the audit chain (`audit`, an
-//! [`AuditRecord`] with its `prev_hash` and `hash`). An `--audit` export ends with a
-//! [`HeadLine`] naming the chain's last `seq` and hash, so a deleted last line is noticed too.
+//! [`AuditRecord`] with its `encoding`, `event_digest`, `prev_hash` and `hash`). A row of
+//! encoding 2 carries the digest of its line's event (identity, type, version, payload,
+//! metadata), so `audit verify` notices an edited event as well as an edited row. An
+//! `--audit` export ends with a [`HeadLine`] naming the chain's last `seq` and hash, so a
+//! deleted last line is noticed too.
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::str::FromStr;
 
 use casebook_domain::ids::TenantId;
-use casebook_projections::audit::{self, AuditRecord, ChainHash};
+use casebook_projections::audit::{self, AuditRecord, ChainHash, EventContent};
 use casebook_projections::log::{Checkpoint, LogReader, RecordedEvent, Scope};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
@@ -80,6 +83,20 @@ impl<'a> EventLine<'a> {
             metadata: &event.metadata,
             payload: &event.payload,
             audit: audit.map(Cow::Borrowed),
+        }
+    }
+
+    /// The line's event, as its audit row's event digest covers it.
+    pub fn content(&self) -> EventContent<'_> {
+        EventContent {
+            global_position: self.global_position,
+            aggregate_type: &self.aggregate_type,
+            aggregate_id: &self.aggregate_id,
+            sequence: self.sequence,
+            event_type: &self.event_type,
+            event_version: &self.event_version,
+            payload: self.payload,
+            metadata: self.metadata,
         }
     }
 }

@@ -1,5 +1,10 @@
-//! The audit hash chain: the canonical encoding of an audit row, its hash, and a pure
-//! verifier that needs nothing but the rows (an export verifies offline).
+//! The audit hash chain: the canonical encodings of an audit row, its hash, and a pure
+//! verifier that needs nothing but the rows, and the events when they are at hand (an export
+//! verifies offline).
+//!
+//! Each row records the encoding its hash covers (`encoding`, 1 or 2), and the verifier
+//! hashes each row in its own: rows written before the event digest existed keep their
+//! version-1 hash and verify as they always did; every row written since is version 2.
 //!
 //! # Canonical encoding (version 1)
 //!
@@ -22,11 +27,30 @@
 //!   double, without exponent (Rust's `f64` `Display`: `0.85`, `1`, `0.1`);
 //! - a list of UUIDs: the UUIDs joined by `,` (an empty list is the empty text, which is not
 //!   NULL);
+//! - a SHA-256 digest: 64 lowercase hexadecimal digits;
 //! - text: itself.
+//!
+//! Version 1 covers only what the row extracted from its event: an event whose payload was
+//! edited (a query's text, a proposal, an amended answer) still matched its row.
+//!
+//! # Canonical encoding (version 2)
+//!
+//! The 17 ASCII bytes `casebook-audit-v2`, then version 1's fields in version 1's order and
+//! encoding, then one more field:
+//!
+//! `event_digest`: the SHA-256 of the row's event in its canonical JSON form (identity, event
+//! type and version, payload and metadata, RFC 8785; see [`super::content`]).
+//!
+//! So a row's hash covers its event's full content: verifying recomputes each event's digest
+//! from the event itself (the `events` table, or an export's event line) and compares it
+//! with the row's.
+//!
+//! # The chain
 //!
 //! `hash = SHA-256(prev_hash ‖ canonical bytes)`, where `prev_hash` is the 32-byte hash of the
 //! tenant's previous row, and 32 zero bytes for its first row (`seq` 1). Each tenant's rows
-//! form one chain, numbered by `seq` from 1 without gaps.
+//! form one chain, numbered by `seq` from 1 without gaps, in which no row is of an older
+//! encoding than the row before it.
 
 use std::collections::HashMap;
 use std::fmt::{self, Write as _};
@@ -37,10 +61,58 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest as _, Sha256};
 
-/// The version tag every row's canonical bytes begin with.
-pub const CANONICAL_TAG: &[u8] = b"casebook-audit-v1";
+use super::content::EventContent;
 
-/// A SHA-256 hash in the chain.
+/// The canonical encoding a row's hash covers (see the module documentation).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+#[serde(try_from = "i16", into = "i16")]
+pub enum Encoding {
+    /// The row's own fields. Exports written before rows named their encoding hold these.
+    #[default]
+    V1 = 1,
+    /// The row's own fields and its event's digest.
+    V2 = 2,
+}
+
+impl Encoding {
+    /// The encoding of every row written now.
+    pub const CURRENT: Encoding = Encoding::V2;
+
+    /// The version tag the row's canonical bytes begin with.
+    pub fn tag(self) -> &'static [u8] {
+        match self {
+            Self::V1 => b"casebook-audit-v1",
+            Self::V2 => b"casebook-audit-v2",
+        }
+    }
+}
+
+impl From<Encoding> for i16 {
+    fn from(encoding: Encoding) -> Self {
+        encoding as i16
+    }
+}
+
+/// A number that names no encoding.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("no audit encoding is numbered {0}")]
+pub struct UnknownEncoding(pub i16);
+
+impl TryFrom<i16> for Encoding {
+    type Error = UnknownEncoding;
+
+    fn try_from(number: i16) -> Result<Self, Self::Error> {
+        match number {
+            1 => Ok(Self::V1),
+            2 => Ok(Self::V2),
+            other => Err(UnknownEncoding(other)),
+        }
+    }
+}
+
+/// A SHA-256 hash in the chain: a row's hash, or the digest of its event.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct ChainHash(pub [u8; 32]);
 
@@ -171,6 +243,13 @@ pub struct AuditRecord {
     pub correlation_id: String,
     /// The event or request that caused it.
     pub causation_id: String,
+    /// `SHA-256` of the event's canonical JSON ([`EventContent::digest`]); `None` in rows of
+    /// encoding 1.
+    #[serde(default)]
+    pub event_digest: Option<ChainHash>,
+    /// The canonical encoding [`hash`](Self::hash) covers.
+    #[serde(default)]
+    pub encoding: Encoding,
     /// The hash of the tenant's previous row ([`ChainHash::ZERO`] for `seq` 1).
     pub prev_hash: ChainHash,
     /// `SHA-256(prev_hash ‖ canonical bytes)`.
@@ -251,7 +330,8 @@ impl fmt::Display for Joined<'_> {
 }
 
 impl AuditRecord {
-    /// The row's canonical bytes (see the module documentation).
+    /// The row's canonical bytes in its [`encoding`](Self::encoding) (see the module
+    /// documentation).
     pub fn canonical_bytes(&self) -> Vec<u8> {
         let mut bytes = Vec::with_capacity(512);
         self.encode(&mut bytes);
@@ -267,7 +347,7 @@ impl AuditRecord {
     }
 
     fn encode(&self, sink: &mut impl Sink) {
-        sink.put(CANONICAL_TAG);
+        sink.put(self.encoding.tag());
         let mut e = Encoder {
             sink,
             scratch: String::with_capacity(64),
@@ -303,6 +383,10 @@ impl AuditRecord {
         e.text(&self.request_id);
         e.text(&self.correlation_id);
         e.text(&self.causation_id);
+        match self.encoding {
+            Encoding::V1 => {}
+            Encoding::V2 => e.opt(self.event_digest),
+        }
     }
 }
 
@@ -325,6 +409,37 @@ pub enum LinkProblem {
         /// The hash of the content as stored.
         computed: ChainHash,
     },
+    /// The row is of an older encoding than the row before it: rows are only ever written
+    /// in the current encoding, so this one was rewritten.
+    Downgrade {
+        /// The previous row's encoding.
+        previous: Encoding,
+    },
+    /// The row's event doesn't hash to the row's `event_digest`: the event's payload,
+    /// metadata or identity was altered, or the event is not this row's.
+    EventDigest {
+        /// The digest of the event as given.
+        computed: ChainHash,
+    },
+    /// There is no event where the row says (the events table has none at its position).
+    EventMissing,
+    /// The row's event has no canonical form (its payload or metadata is not JSON).
+    EventUnreadable {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// What the verifier is given of a row's event.
+#[derive(Debug, Clone, Copy)]
+pub enum EventAtHand<'a> {
+    /// The event: its digest is recomputed and compared with the row's (rows of encoding 2).
+    Content(EventContent<'a>),
+    /// Nothing, as the source holds audit rows only (a nightly archive): the chain verifies,
+    /// the events' content is not checked.
+    NotGiven,
+    /// The source should hold the event but doesn't.
+    Missing,
 }
 
 /// The first row at which a tenant's chain doesn't verify.
@@ -342,12 +457,15 @@ pub struct BrokenLink {
 }
 
 /// Checks rows one at a time, each tenant's in `seq` order (tenants may interleave): the
-/// sequence has no gaps, every row names its predecessor's hash, and every hash matches its
-/// row's content.
+/// sequence has no gaps, every row names its predecessor's hash, every hash matches its row's
+/// content in the row's encoding, no row is of an older encoding than its predecessor, and
+/// every row of encoding 2 whose event is at hand has that event's digest.
 #[derive(Debug, Default)]
 pub struct ChainVerifier {
     heads: HashMap<TenantId, (i64, ChainHash)>,
+    encodings: HashMap<TenantId, Encoding>,
     verified: u64,
+    content_checked: u64,
 }
 
 impl ChainVerifier {
@@ -356,8 +474,9 @@ impl ChainVerifier {
         Self::default()
     }
 
-    /// Checks the next row of its tenant's chain.
-    pub fn push(&mut self, record: &AuditRecord) -> Result<(), BrokenLink> {
+    /// Checks the next row of its tenant's chain, and its event's content against the row's
+    /// digest when `event` holds it.
+    pub fn push(&mut self, record: &AuditRecord, event: EventAtHand<'_>) -> Result<(), BrokenLink> {
         let (last_seq, last_hash) = self
             .heads
             .get(&record.tenant_id)
@@ -383,8 +502,32 @@ impl ChainVerifier {
         if computed != record.hash {
             return Err(broken(LinkProblem::Hash { computed }));
         }
+        if let Some(&previous) = self.encodings.get(&record.tenant_id) {
+            if record.encoding < previous {
+                return Err(broken(LinkProblem::Downgrade { previous }));
+            }
+        }
+        // Rows of encoding 1 carry no digest: there is nothing to compare their event with.
+        if record.encoding >= Encoding::V2 {
+            match event {
+                EventAtHand::Content(content) => {
+                    let computed = content.digest().map_err(|err| {
+                        broken(LinkProblem::EventUnreadable {
+                            reason: crate::error::report(&err),
+                        })
+                    })?;
+                    if record.event_digest != Some(computed) {
+                        return Err(broken(LinkProblem::EventDigest { computed }));
+                    }
+                    self.content_checked += 1;
+                }
+                EventAtHand::Missing => return Err(broken(LinkProblem::EventMissing)),
+                EventAtHand::NotGiven => {}
+            }
+        }
         self.heads
             .insert(record.tenant_id, (record.seq, record.hash));
+        self.encodings.insert(record.tenant_id, record.encoding);
         self.verified += 1;
         Ok(())
     }
@@ -394,26 +537,32 @@ impl ChainVerifier {
         self.verified
     }
 
+    /// How many of them had their event's content checked against their digest.
+    pub fn content_checked(&self) -> u64 {
+        self.content_checked
+    }
+
     /// Each tenant's last verified `seq` and hash: the chain heads to anchor elsewhere.
     pub fn heads(&self) -> &HashMap<TenantId, (i64, ChainHash)> {
         &self.heads
     }
 }
 
-/// Verifies complete chains: every tenant's rows from `seq` 1, in order. Returns how many
-/// rows verified.
+/// Verifies complete chains of audit rows alone (an archive: no events, so no content
+/// checks): every tenant's rows from `seq` 1, in order. Returns how many rows verified.
 pub fn verify_records<'a>(
     records: impl IntoIterator<Item = &'a AuditRecord>,
 ) -> Result<u64, BrokenLink> {
     let mut verifier = ChainVerifier::new();
     for record in records {
-        verifier.push(record)?;
+        verifier.push(record, EventAtHand::NotGiven)?;
     }
     Ok(verifier.verified())
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::value::RawValue;
     use uuid::Uuid;
 
     use super::*;
@@ -451,6 +600,8 @@ mod tests {
             request_id: "req-1".into(),
             correlation_id: "req-1".into(),
             causation_id: "req-1".into(),
+            event_digest: None,
+            encoding: Encoding::V1,
             prev_hash,
             hash: ChainHash::ZERO,
         };
@@ -469,6 +620,52 @@ mod tests {
             .collect()
     }
 
+    fn raw(text: &str) -> Box<RawValue> {
+        RawValue::from_string(text.to_owned()).unwrap()
+    }
+
+    /// The event of a test row, with `payload`.
+    fn event<'a>(
+        row: &'a AuditRecord,
+        payload: &'a RawValue,
+        metadata: &'a RawValue,
+    ) -> EventAtHand<'a> {
+        EventAtHand::Content(EventContent {
+            global_position: row.global_position,
+            aggregate_type: &row.aggregate_type,
+            aggregate_id: &row.aggregate_id,
+            sequence: row.event_sequence,
+            event_type: &row.action,
+            event_version: "1",
+            payload,
+            metadata,
+        })
+    }
+
+    /// `v1` rows of encoding 1, then `v2` of encoding 2 whose events have `payload`.
+    fn mixed_chain(
+        tenant: TenantId,
+        v1: i64,
+        v2: i64,
+        payload: &RawValue,
+        metadata: &RawValue,
+    ) -> Vec<AuditRecord> {
+        let mut rows = chain(tenant, v1);
+        let mut prev = rows.last().map_or(ChainHash::ZERO, |r| r.hash);
+        for seq in v1 + 1..=v1 + v2 {
+            let mut r = record(tenant, seq, prev);
+            let EventAtHand::Content(content) = event(&r, payload, metadata) else {
+                unreachable!()
+            };
+            r.event_digest = Some(content.digest().unwrap());
+            r.encoding = Encoding::V2;
+            r.hash = r.compute_hash();
+            prev = r.hash;
+            rows.push(r);
+        }
+        rows
+    }
+
     #[test]
     fn the_canonical_bytes_follow_the_documented_layout() {
         let r = record(TenantId::from_uuid(Uuid::from_u128(1)), 1, ChainHash::ZERO);
@@ -481,6 +678,20 @@ mod tests {
         let text = String::from_utf8_lossy(&bytes);
         assert!(text.contains("2025-11-24T16:00:00.123456Z"), "{text}");
         assert!(text.contains("0.85"));
+    }
+
+    #[test]
+    fn the_version_2_bytes_are_version_1_fields_under_the_v2_tag_then_the_event_digest() {
+        let mut r = record(TenantId::from_uuid(Uuid::from_u128(1)), 1, ChainHash::ZERO);
+        let v1 = r.canonical_bytes();
+        r.encoding = Encoding::V2;
+        r.event_digest = Some(ChainHash([0xab; 32]));
+        let v2 = r.canonical_bytes();
+        assert!(v2.starts_with(b"casebook-audit-v2"));
+        assert_eq!(v2[17..v1.len()], v1[17..]);
+        let mut digest = vec![1, 0, 0, 0, 64];
+        digest.extend_from_slice("ab".repeat(32).as_bytes());
+        assert_eq!(v2[v1.len()..], digest[..]);
     }
 
     #[test]
@@ -536,6 +747,77 @@ mod tests {
         let broken = verify_records(&rows).unwrap_err();
         assert_eq!(broken.seq, 3);
         assert!(matches!(broken.problem, LinkProblem::PrevHash { .. }));
+    }
+
+    #[test]
+    fn a_chain_of_version_1_rows_then_version_2_rows_verifies_each_row_in_its_encoding() {
+        let tenant = TenantId::new();
+        let (payload, metadata) = (raw(r#"{"text":"Is clause 4 valid?"}"#), raw("{}"));
+        let rows = mixed_chain(tenant, 3, 2, &payload, &metadata);
+        let mut verifier = ChainVerifier::new();
+        for row in &rows {
+            verifier.push(row, event(row, &payload, &metadata)).unwrap();
+        }
+        assert_eq!((verifier.verified(), verifier.content_checked()), (5, 2));
+        assert_eq!(verify_records(&rows), Ok(5));
+    }
+
+    #[test]
+    fn an_edited_event_breaks_the_chain_at_its_row() {
+        let tenant = TenantId::new();
+        let (payload, metadata) = (raw(r#"{"text":"Is clause 4 valid?"}"#), raw("{}"));
+        let rows = mixed_chain(tenant, 1, 3, &payload, &metadata);
+        let edited = raw(r#"{"text":"Is clause 5 valid?"}"#);
+        let mut verifier = ChainVerifier::new();
+        verifier
+            .push(&rows[0], event(&rows[0], &edited, &metadata))
+            .unwrap();
+        verifier
+            .push(&rows[1], event(&rows[1], &payload, &metadata))
+            .unwrap();
+        let broken = verifier
+            .push(&rows[2], event(&rows[2], &edited, &metadata))
+            .unwrap_err();
+        assert_eq!(broken.seq, 3);
+        assert!(matches!(broken.problem, LinkProblem::EventDigest { .. }));
+        let mut without_events = ChainVerifier::new();
+        without_events.push(&rows[0], EventAtHand::Missing).unwrap();
+        let broken = without_events
+            .push(&rows[1], EventAtHand::Missing)
+            .unwrap_err();
+        assert_eq!((broken.seq, broken.problem), (2, LinkProblem::EventMissing));
+    }
+
+    #[test]
+    fn a_version_1_row_after_a_version_2_row_is_a_rewritten_row() {
+        let tenant = TenantId::new();
+        let (payload, metadata) = (raw("{}"), raw("{}"));
+        let mut rows = mixed_chain(tenant, 0, 3, &payload, &metadata);
+        rows[2].encoding = Encoding::V1;
+        rows[2].event_digest = None;
+        rows[2].hash = rows[2].compute_hash();
+        let broken = verify_records(&rows).unwrap_err();
+        assert_eq!(
+            (broken.seq, broken.problem),
+            (
+                3,
+                LinkProblem::Downgrade {
+                    previous: Encoding::V2
+                }
+            )
+        );
+    }
+
+    #[test]
+    fn rows_exported_before_the_encoding_was_recorded_read_as_version_1() {
+        let rows = chain(TenantId::new(), 2);
+        let mut value = serde_json::to_value(&rows[0]).unwrap();
+        assert_eq!(value["encoding"], 1);
+        let object = value.as_object_mut().unwrap();
+        object.remove("encoding");
+        object.remove("event_digest");
+        let back: AuditRecord = serde_json::from_value(value).unwrap();
+        assert_eq!(back, rows[0]);
     }
 
     #[test]

@@ -2,27 +2,37 @@
 //! with what outcome, reason and model provenance, under which request, correlation and
 //! causation — hash-chained per tenant.
 //!
-//! - [`chain`]: the canonical encoding, the hash and a pure verifier (for exports, offline);
-//! - [`AuditProjection`]: the projection writing `audit_log`;
-//! - [`verify_chain`] and [`records`]: a tenant's chain checked or read from the database.
+//! - [`chain`]: the canonical encodings (1 and 2), the hash and a pure verifier (for
+//!   exports, offline);
+//! - [`content`]: the event digest, over an event's canonical JSON (RFC 8785), which rows of
+//!   encoding 2 carry and hash;
+//! - [`AuditProjection`]: the projection writing `audit_log`; [`row_of`] an event's row;
+//! - [`verify_chain`] and [`records`]: a tenant's chain checked (with every event's content)
+//!   or read from the database.
 //!
 //! The auditors' standard queries are in `projections/AUDIT_QUERIES.md`.
 
 pub mod chain;
+pub mod content;
 mod projection;
 
 use casebook_domain::ids::{DecisionId, DiagnosisId, JudgmentId, QueryId, SessionId, TenantId};
 use futures::TryStreamExt;
+use serde_json::value::RawValue;
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
-pub use chain::{AuditRecord, BrokenLink, ChainHash, ChainVerifier, LinkProblem};
-pub use projection::AuditProjection;
+pub use chain::{
+    AuditRecord, BrokenLink, ChainHash, ChainVerifier, Encoding, EventAtHand, LinkProblem,
+};
+pub use content::EventContent;
+pub use projection::{row_of, AuditProjection};
 
 use crate::sql::{col, decode_error, get_opt_json, select_list, Column};
 
-/// `audit_log`'s columns, in the canonical encoding's order, then the two hashes.
+/// `audit_log`'s columns, in the canonical encoding's order (version 2), then the encoding
+/// and the two hashes.
 pub(crate) const COLUMNS: &[Column] = &[
     col("tenant_id", "uuid"),
     col("seq", "int8"),
@@ -55,6 +65,8 @@ pub(crate) const COLUMNS: &[Column] = &[
     col("request_id", "text"),
     col("correlation_id", "text"),
     col("causation_id", "text"),
+    col("event_digest", "bytea"),
+    col("encoding", "int2"),
     col("prev_hash", "bytea"),
     col("hash", "bytea"),
 ];
@@ -62,6 +74,14 @@ pub(crate) const COLUMNS: &[Column] = &[
 fn hash(row: &PgRow, column: &str) -> Result<ChainHash, sqlx::Error> {
     let bytes: Vec<u8> = row.try_get(column)?;
     ChainHash::try_from(bytes.as_slice()).map_err(|err| decode_error(column, err))
+}
+
+fn opt_hash(row: &PgRow, column: &str) -> Result<Option<ChainHash>, sqlx::Error> {
+    let bytes: Option<Vec<u8>> = row.try_get(column)?;
+    bytes
+        .map(|bytes| ChainHash::try_from(bytes.as_slice()))
+        .transpose()
+        .map_err(|err| decode_error(column, err))
 }
 
 fn id<T>(row: &PgRow, column: &str, wrap: fn(Uuid) -> T) -> Result<Option<T>, sqlx::Error> {
@@ -102,6 +122,9 @@ fn from_row(row: &PgRow) -> Result<AuditRecord, sqlx::Error> {
         request_id: row.try_get("request_id")?,
         correlation_id: row.try_get("correlation_id")?,
         causation_id: row.try_get("causation_id")?,
+        event_digest: opt_hash(row, "event_digest")?,
+        encoding: Encoding::try_from(row.try_get::<i16, _>("encoding")?)
+            .map_err(|err| decode_error("encoding", err))?,
         prev_hash: hash(row, "prev_hash")?,
         hash: hash(row, "hash")?,
     })
@@ -118,24 +141,108 @@ pub enum VerifyError {
     Database(#[from] sqlx::Error),
 }
 
-/// Verifies `tenant`'s whole chain from `seq` 1, streaming its rows; returns how many rows
-/// verified. Under the app or auditor role, `app.tenant_id` must be set to `tenant` (row-level
-/// security hides every other tenant's rows, so an unset tenant verifies an empty chain).
+/// What a verified chain held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verified {
+    /// Rows verified.
+    pub rows: u64,
+    /// Rows whose event's content was checked against their digest (every row of encoding 2;
+    /// rows of encoding 1 carry no digest).
+    pub content_checked: u64,
+}
+
+/// Verifies `tenant`'s whole chain from `seq` 1, streaming its rows with their events; every
+/// row of encoding 2 must carry the digest of its event as the `events` table holds it. Under
+/// the app or auditor role, `app.tenant_id` must be set to `tenant` (row-level security hides
+/// every other tenant's rows, so an unset tenant verifies an empty chain).
 ///
 /// A chain verified here proves no stored row was altered, removed or inserted *before its
-/// last row*; dropping rows from the end is only detectable against an anchored head (see
-/// [`ChainVerifier::heads`]) or the event log's count for the tenant.
-pub async fn verify_chain(conn: &mut PgConnection, tenant: TenantId) -> Result<u64, VerifyError> {
-    let sql = format!(
-        "SELECT {} FROM audit_log WHERE tenant_id = $1 ORDER BY seq",
+/// last row*, and no event of a version-2 row was altered; dropping rows from the end is only
+/// detectable against an anchored head (see [`ChainVerifier::heads`]) or the event log's count
+/// for the tenant.
+pub async fn verify_chain(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+) -> Result<Verified, VerifyError> {
+    let columns = COLUMNS
+        .iter()
+        .map(|c| format!("a.{}", c.name))
+        .collect::<Vec<_>>();
+    let rows = format!(
+        "SELECT {} FROM audit_log WHERE tenant_id = $1",
         select_list(COLUMNS)
+    );
+    let sql = format!(
+        "SELECT {}, e.global_position IS NOT NULL AS event_found,
+                e.aggregate_type AS event_aggregate_type, e.aggregate_id AS event_aggregate_id,
+                e.sequence AS event_stream_sequence, e.event_type, e.event_version,
+                e.payload::text AS event_payload, e.metadata::text AS event_metadata
+           FROM ({rows}) a
+           LEFT JOIN events e ON e.tenant_id = a.tenant_id AND e.global_position = a.global_position
+          ORDER BY a.seq",
+        columns.join(", "),
     );
     let mut verifier = ChainVerifier::new();
     let mut rows = sqlx::query(&sql).bind(tenant.as_uuid()).fetch(conn);
     while let Some(row) = rows.try_next().await? {
-        verifier.push(&from_row(&row)?)?;
+        let record = from_row(&row)?;
+        let stored = if row.try_get("event_found")? {
+            Some(StoredEvent::from_row(&row)?)
+        } else {
+            None
+        };
+        let event = match &stored {
+            Some(stored) => EventAtHand::Content(stored.content(record.global_position)),
+            None => EventAtHand::Missing,
+        };
+        verifier.push(&record, event)?;
     }
-    Ok(verifier.verified())
+    Ok(Verified {
+        rows: verifier.verified(),
+        content_checked: verifier.content_checked(),
+    })
+}
+
+/// An event's stored columns, read beside its audit row.
+struct StoredEvent {
+    aggregate_type: String,
+    aggregate_id: String,
+    sequence: i64,
+    event_type: String,
+    event_version: String,
+    payload: Box<RawValue>,
+    metadata: Box<RawValue>,
+}
+
+impl StoredEvent {
+    fn from_row(row: &PgRow) -> Result<Self, sqlx::Error> {
+        let json = |column: &str| -> Result<Box<RawValue>, sqlx::Error> {
+            RawValue::from_string(row.try_get(column)?).map_err(|err| decode_error(column, err))
+        };
+        Ok(Self {
+            aggregate_type: row.try_get("event_aggregate_type")?,
+            aggregate_id: row.try_get("event_aggregate_id")?,
+            sequence: row.try_get("event_stream_sequence")?,
+            event_type: row.try_get("event_type")?,
+            event_version: row.try_get("event_version")?,
+            payload: json("event_payload")?,
+            metadata: json("event_metadata")?,
+        })
+    }
+
+    /// The event at `global_position` (where the join found it).
+    fn content(&self, global_position: i64) -> EventContent<'_> {
+        EventContent {
+            global_position,
+            aggregate_type: &self.aggregate_type,
+            aggregate_id: &self.aggregate_id,
+            sequence: self.sequence,
+            event_type: &self.event_type,
+            event_version: &self.event_version,
+            payload: &self.payload,
+            metadata: &self.metadata,
+        }
+    }
 }
 
 /// `tenant`'s audit rows after `after_seq` (0 for the start), at most `limit`, in chain order:

@@ -12,17 +12,32 @@ use casebook_domain::session::SessionEvent;
 use casebook_domain::tenant::TenantEvent;
 use casebook_domain::values::Confidence;
 use sqlx::{PgConnection, Row};
+use tokio::sync::OnceCell;
 use uuid::Uuid;
 
-use super::chain::{AuditRecord, ChainHash};
+use super::chain::{AuditRecord, ChainHash, Encoding};
 use super::COLUMNS;
 use crate::decoded::DecodedEvent;
 use crate::error::ApplyError;
+use crate::log::Checkpoint;
 use crate::projection::{Naming, Projection, ProjectionId};
 use crate::sql::{enum_value, insert_unnest, json_text, reserved, to_i64};
 
-/// The audit row of `e`, before it is numbered and chained (`seq` 0, zero hashes).
-pub(crate) fn describe(e: &DecodedEvent) -> Result<AuditRecord, ApplyError> {
+/// The audit row of `e` in the current encoding, before it is numbered and chained (`seq` 0,
+/// zero hashes).
+pub fn row_of(e: &DecodedEvent) -> Result<AuditRecord, ApplyError> {
+    row_in(e, Encoding::CURRENT)
+}
+
+/// The audit row of `e` in `encoding`, before it is numbered and chained.
+fn row_in(e: &DecodedEvent, encoding: Encoding) -> Result<AuditRecord, ApplyError> {
+    let event_digest =
+        match encoding {
+            Encoding::V1 => None,
+            Encoding::V2 => Some(e.content().digest().map_err(|err| {
+                ApplyError::permanent_from("cannot digest the event's content", err)
+            })?),
+        };
     let m = &e.metadata;
     let mut r = AuditRecord {
         tenant_id: TenantId::from_uuid(e.tenant_id),
@@ -56,6 +71,8 @@ pub(crate) fn describe(e: &DecodedEvent) -> Result<AuditRecord, ApplyError> {
         request_id: m.request_id.clone(),
         correlation_id: m.correlation_id.clone(),
         causation_id: m.causation_id.clone(),
+        event_digest,
+        encoding,
         prev_hash: ChainHash::ZERO,
         hash: ChainHash::ZERO,
     };
@@ -172,9 +189,14 @@ pub(crate) fn describe(e: &DecodedEvent) -> Result<AuditRecord, ApplyError> {
 }
 
 /// Writes `audit_log`: numbers each tenant's rows on from its chain head and chains them.
+///
+/// Events up to the checkpoint in `audit_encoding_cutover` (where the rows written before
+/// encoding 2 end) get rows of encoding 1, so a rebuild writes exactly the rows it replaces;
+/// every later event gets a row of the current encoding.
 pub struct AuditProjection {
     heads: String,
     insert: String,
+    cutover: OnceCell<Option<Checkpoint>>,
 }
 
 impl AuditProjection {
@@ -190,7 +212,32 @@ impl AuditProjection {
                                         ORDER BY seq DESC LIMIT 1) h"
             ),
             insert: insert_unnest(&table, COLUMNS),
+            cutover: OnceCell::new(),
         }
+    }
+
+    /// Where the rows of encoding 1 end; read once, as only the migration that introduced
+    /// encoding 2 writes it.
+    async fn cutover(&self, conn: &mut PgConnection) -> Result<Option<Checkpoint>, ApplyError> {
+        let cutover = self
+            .cutover
+            .get_or_try_init(|| async {
+                let row = sqlx::query(
+                    "SELECT checkpoint_tx::text::bigint AS tx, checkpoint_position
+                       FROM audit_encoding_cutover",
+                )
+                .fetch_optional(&mut *conn)
+                .await?;
+                row.map(|row| {
+                    Ok::<_, sqlx::Error>(Checkpoint {
+                        transaction_id: row.try_get("tx")?,
+                        global_position: row.try_get("checkpoint_position")?,
+                    })
+                })
+                .transpose()
+            })
+            .await?;
+        Ok(*cutover)
     }
 
     /// Each tenant's last `seq` and hash, for the tenants in `events`.
@@ -251,6 +298,8 @@ struct Arrays {
     request_id: Vec<String>,
     correlation_id: Vec<String>,
     causation_id: Vec<String>,
+    event_digest: Vec<Option<Vec<u8>>>,
+    encoding: Vec<i16>,
     prev_hash: Vec<Vec<u8>>,
     hash: Vec<Vec<u8>>,
 }
@@ -289,6 +338,8 @@ impl Arrays {
             request_id: Vec::with_capacity(n),
             correlation_id: Vec::with_capacity(n),
             causation_id: Vec::with_capacity(n),
+            event_digest: Vec::with_capacity(n),
+            encoding: Vec::with_capacity(n),
             prev_hash: Vec::with_capacity(n),
             hash: Vec::with_capacity(n),
         }
@@ -332,6 +383,9 @@ impl Arrays {
         self.request_id.push(r.request_id);
         self.correlation_id.push(r.correlation_id);
         self.causation_id.push(r.causation_id);
+        self.event_digest
+            .push(r.event_digest.map(|digest| digest.0.to_vec()));
+        self.encoding.push(i16::from(r.encoding));
         self.prev_hash.push(r.prev_hash.0.to_vec());
         self.hash.push(r.hash.0.to_vec());
         Ok(())
@@ -352,10 +406,15 @@ impl Projection for AuditProjection {
         if events.is_empty() {
             return Ok(());
         }
+        let cutover = self.cutover(conn).await?;
         let mut heads = self.heads(conn, events).await?;
         let mut a = Arrays::with_capacity(events.len());
         for e in events {
-            let mut record = describe(e)?;
+            let encoding = match cutover {
+                Some(cutover) if e.checkpoint <= cutover => Encoding::V1,
+                _ => Encoding::CURRENT,
+            };
+            let mut record = row_in(e, encoding)?;
             let head = heads.entry(e.tenant_id).or_insert((0, ChainHash::ZERO));
             record.seq = head.0 + 1;
             record.prev_hash = head.1;
@@ -395,6 +454,8 @@ impl Projection for AuditProjection {
             .bind(a.request_id)
             .bind(a.correlation_id)
             .bind(a.causation_id)
+            .bind(a.event_digest)
+            .bind(a.encoding)
             .bind(a.prev_hash)
             .bind(a.hash)
             .execute(conn)

@@ -40,7 +40,9 @@ pub async fn list(
 ) -> Result<Page<AuditRecord>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT to_jsonb(a) || jsonb_build_object('prev_hash', encode(a.prev_hash, 'hex'),
-                                                  'hash', encode(a.hash, 'hex')) AS record
+                                                  'hash', encode(a.hash, 'hex'),
+                                                  'event_digest', encode(a.event_digest, 'hex'))
+                AS record
            FROM audit_log a
           WHERE a.tenant_id = $1
             AND ($2::text IS NULL OR a.action = $2)

@@ -5,12 +5,14 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use casebook_adapters::event_store::{CommandError, EventStore};
+use casebook_adapters::postgres::MIGRATOR;
 use casebook_domain::actor::{Actor, Role};
 use casebook_domain::decision::{ConsultantDecision, DecisionCommand, Outcome};
 use casebook_domain::diagnosis::{
     AttachmentOutcome, AttachmentRead, Diagnosis, DiagnosisCommand, DiagnosisStatus,
     EmbeddingModel, Finding, PrecedentSource, Provenance, RetrievedJudgment, Severity, SkipReason,
 };
+use casebook_domain::finetune::{FinetuneExport, LogPosition};
 use casebook_domain::ids::{
     DecisionId, DiagnosisId, JudgmentId, QueryId, SessionId, TenantId, UserId,
 };
@@ -22,11 +24,16 @@ use casebook_domain::session::{SessionCommand, TenantSession};
 use casebook_domain::tenant::{Tenant, TenantCommand};
 use casebook_domain::upcast::upcasters;
 use casebook_domain::values::{Confidence, UploadKey};
+use casebook_projections::audit::{self, ChainHash, Encoding};
+use casebook_projections::decoded::DecodedEvent;
+use casebook_projections::log::{Checkpoint, LogReader, Scope};
 use casebook_projections::projection::ProjectionId;
 use casebook_projections::rebuild::{Rebuild, RebuildScope, TableVerdict};
 use casebook_projections::runner::{DrainOutcome, DrainReport, Runner, RunnerConfig};
 use casebook_tests::{DbRole, TestDb};
+use chrono::NaiveDate;
 use cqrs_es::{Aggregate, EventStore as _};
+use futures::StreamExt;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -42,7 +49,16 @@ pub struct Stack {
 
 impl Stack {
     pub async fn new() -> Self {
-        let db = TestDb::new().await;
+        Self::on(TestDb::new().await).await
+    }
+
+    /// A database as a deployment stood before migration `version` (see
+    /// [`TestDb::migrated_before`]).
+    pub async fn migrated_before(version: i64) -> Self {
+        Self::on(TestDb::migrated_before(version).await).await
+    }
+
+    async fn on(db: TestDb) -> Self {
         let app = db.pool(DbRole::App, 4).await;
         let projector = db.pool(DbRole::Projector, 16).await;
         let owner = db.pool(DbRole::Owner, 10).await;
@@ -169,6 +185,63 @@ impl Stack {
         let verdicts = rebuild.verify().await.expect("verify");
         rebuild.discard().await.expect("discard");
         verdicts
+    }
+
+    /// Applies the migrations not applied yet, as a deployment's upgrade does.
+    pub async fn upgrade(&self) {
+        MIGRATOR
+            .run(&mut self.db.superuser().await)
+            .await
+            .expect("upgrade");
+    }
+
+    /// Chains every event of the log into `audit_log` as the audit projection did before
+    /// encoding 2 (the row of each event, hashed in encoding 1, on a schema without the
+    /// encoding and digest columns), and sets the projection's checkpoint after them: a
+    /// deployment's history from before the upgrade. Returns how many rows it wrote.
+    pub async fn chain_in_encoding_1(&self) -> usize {
+        self.wait_until_log_visible().await;
+        let mut events = LogReader::new(self.owner.clone()).catch_up(Checkpoint::START, Scope::All);
+        let mut su = self.db.superuser().await;
+        let mut heads: HashMap<TenantId, (i64, ChainHash)> = HashMap::new();
+        let mut last = None;
+        let mut written = 0;
+        while let Some(event) = events.next().await {
+            let event = DecodedEvent::decode(&event.expect("read the log")).expect("decode");
+            let mut row = audit::row_of(&event).expect("the event's row");
+            row.encoding = Encoding::V1;
+            row.event_digest = None;
+            let head = heads.entry(row.tenant_id).or_insert((0, ChainHash::ZERO));
+            row.seq = head.0 + 1;
+            row.prev_hash = head.1;
+            row.hash = row.compute_hash();
+            *head = (row.seq, row.hash);
+            let mut json = serde_json::to_value(&row).expect("row as JSON");
+            // `bytea` reads hexadecimal after `\x`; the export form has the bare digits.
+            for hash in ["prev_hash", "hash"] {
+                json[hash] = format!("\\x{}", json[hash].as_str().expect("hex")).into();
+            }
+            sqlx::query(
+                "INSERT INTO audit_log SELECT * FROM jsonb_populate_record(NULL::audit_log, $1)",
+            )
+            .bind(json)
+            .execute(&mut su)
+            .await
+            .expect("insert a version-1 row");
+            last = Some(event.checkpoint);
+            written += 1;
+        }
+        let last = last.expect("a log to chain");
+        sqlx::query(
+            "INSERT INTO subscriptions (name, checkpoint_tx, checkpoint_position)
+             VALUES ('audit', $1::bigint::text::xid8, $2)",
+        )
+        .bind(last.transaction_id)
+        .bind(last.global_position)
+        .execute(&mut su)
+        .await
+        .expect("the audit projection's checkpoint");
+        written
     }
 }
 
@@ -419,6 +492,30 @@ impl Driver {
             ),
         };
         self.execute::<Tenant>(tenant, command, actor, source).await;
+    }
+
+    /// Records `tenant`'s first fine-tune export, as the weekly job does.
+    pub async fn record_finetune_export(&mut self, tenant: TenantId) {
+        let system = Actor::system(tenant);
+        let export = FinetuneExport {
+            bucket: "artifacts".to_owned(),
+            key: format!("{tenant}/finetune/2026-05-03.jsonl"),
+            exported_on: NaiveDate::from_ymd_opt(2026, 5, 3).expect("a date"),
+            examples: 3,
+            after: None,
+            up_to: LogPosition {
+                transaction_id: 1,
+                global_position: 1,
+            },
+        };
+        let command = TenantCommand::RecordFinetuneExport {
+            actor: system.clone(),
+            export,
+        };
+        let recorded = self
+            .execute::<Tenant>(tenant, command, &system, Source::Scheduler)
+            .await;
+        assert!(recorded, "the tenant's first export");
     }
 
     async fn tenant_active(&self, tenant: TenantId) -> bool {

@@ -1,12 +1,23 @@
 //! `audit verify` from the database and offline from both kinds of file.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use casebook_domain::any_event::AnyEvent;
+use casebook_domain::decision::{DecisionEvent, Verdict};
+use casebook_domain::diagnosis::DiagnosisEvent;
+use casebook_domain::judgment::JudgmentEvent;
+use casebook_domain::session::SessionEvent;
+use casebook_domain::tenant::TenantEvent;
 use casebook_projections::audit::records;
+use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
 use crate::helpers::{replay, seed, Run};
-use crate::support::Stack;
+use crate::support::{Driver, Stack};
+
+/// The migration that gave audit rows their event's digest (encoding 2).
+const EVENT_DIGEST_MIGRATION: i64 = 20261206000001;
 
 struct Dir(PathBuf);
 
@@ -193,6 +204,8 @@ async fn a_nightly_archive_verifies_across_nights_and_an_edited_or_deleted_row_b
     let (run, report) = verify(stack, &tenant, &[&first, &second]).await;
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(report["verified"], chain.len());
+    // Rows alone: the chain verifies, the events' content could not be checked.
+    assert_eq!(report["content_checked"], 0);
 
     let (run, report) = verify(stack, &tenant, &[&second]).await;
     assert_broken_at(&run, &report, 1, split as i64 + 1, "earlier archives");
@@ -214,4 +227,281 @@ async fn a_nightly_archive_verifies_across_nights_and_an_edited_or_deleted_row_b
     let deleted = dir.write("deleted.jsonl", &without(&second_lines, k));
     let (run, report) = verify(stack, &tenant, &[&first, &deleted]).await;
     assert_broken_at(&run, &report, k + 1, (split + k + 2) as i64, "missing");
+}
+
+/// Exports `tenant`'s events with their audit rows and returns the export's lines.
+async fn export(stack: &Stack, tenant: &str, dir: &Dir) -> (PathBuf, Vec<String>) {
+    let export = dir.0.join("export.jsonl");
+    replay(
+        stack,
+        &[
+            "stream",
+            "--tenant",
+            tenant,
+            "--audit",
+            "--out",
+            export.to_str().unwrap(),
+        ],
+    )
+    .await
+    .assert_ok();
+    let lines = read_lines(&export);
+    (export, lines)
+}
+
+#[tokio::test]
+async fn a_chain_upgraded_from_encoding_1_verifies_in_the_database_and_from_an_export() {
+    // A deployment before event digests: its audit projection chained every event in
+    // encoding 1. Then the upgrade, and more history in encoding 2.
+    let stack = Stack::migrated_before(EVENT_DIGEST_MIGRATION).await;
+    let mut driver = Driver::new(stack.app.clone(), 91);
+    driver.onboard(1).await;
+    driver.run(80).await;
+    let v1 = stack.chain_in_encoding_1().await as u64;
+    stack.upgrade().await;
+    driver.run(80).await;
+    stack.drain_all(500).await;
+    let tenant = driver.tenants[0].to_string();
+    let dir = Dir::new();
+
+    let (run, report) = verify(&stack, &tenant, &[]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let rows = report["verified"].as_u64().unwrap();
+    assert!(rows > v1 && v1 > 20, "{report}");
+    assert_eq!(report["content_checked"], rows - v1, "{report}");
+
+    let (file, lines) = export(&stack, &tenant, &dir).await;
+    let encodings: Vec<i64> = lines[..lines.len() - 1]
+        .iter()
+        .map(|line| {
+            let line: Value = serde_json::from_str(line).unwrap();
+            line["audit"]["encoding"].as_i64().unwrap()
+        })
+        .collect();
+    let upgraded = encodings.partition_point(|&e| e == 1);
+    assert_eq!(upgraded as u64, v1);
+    assert!(encodings[upgraded..].iter().all(|&e| e == 2));
+
+    let (run, report) = verify(&stack, &tenant, &[&file]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(report["verified"], rows);
+    assert_eq!(report["content_checked"], rows - v1);
+    assert_eq!(report["anchored"], true);
+    let text = replay(
+        &stack,
+        &[
+            "audit",
+            "verify",
+            "--tenant",
+            &tenant,
+            "--file",
+            file.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert!(
+        text.stdout
+            .contains(&format!("the content of {v1} rows' events was not checked")),
+        "{text:?}"
+    );
+
+    // Either side of the upgrade, an altered line breaks the chain there.
+    let row_1 = upgraded / 2;
+    let altered_row = dir.write(
+        "altered_v1_row.jsonl",
+        &edit(&lines, row_1, |line| {
+            line["audit"]["source"] = json!("scheduler")
+        }),
+    );
+    let (run, report) = verify(&stack, &tenant, &[&altered_row]).await;
+    assert_broken_at(&run, &report, row_1 + 1, row_1 as i64 + 1, "altered");
+    let event_2 = upgraded + (lines.len() - 1 - upgraded) / 2;
+    let altered_event = dir.write(
+        "altered_v2_event.jsonl",
+        &edit(&lines, event_2, |line| {
+            line["payload"]["edited"] = json!(true)
+        }),
+    );
+    let (run, report) = verify(&stack, &tenant, &[&altered_event]).await;
+    assert_broken_at(
+        &run,
+        &report,
+        event_2 + 1,
+        event_2 as i64 + 1,
+        "payload, metadata or identity was altered",
+    );
+}
+
+/// Every event type of one aggregate, from its event enum's own serde: a `type` tag it
+/// doesn't know is refused with the list of the ones it does.
+fn event_types<E: DeserializeOwned + std::fmt::Debug>() -> Vec<String> {
+    let refused = serde_json::from_value::<E>(json!({"type": "?"}))
+        .unwrap_err()
+        .to_string();
+    let (_, expected) = refused.split_once("expected").expect(&refused);
+    expected
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Where in each kind of event's payload an edit goes: content the audit row does not
+/// extract wherever there is some. The match is exhaustive, so a new event type (or
+/// aggregate) doesn't compile until it has its edit here.
+fn fields_to_edit(event: &AnyEvent) -> &'static [&'static str] {
+    match event {
+        AnyEvent::Tenant(event) => match event {
+            TenantEvent::TenantOnboarded { .. } => &["/name"],
+            TenantEvent::PlanChanged { .. } => &["/plan"],
+            TenantEvent::AutoResolveThresholdSet { .. } => &["/threshold"],
+            TenantEvent::ModelPolicySet { .. } => &["/policy"],
+            TenantEvent::TenantSuspended { .. } => &["/reason"],
+            // No field but its tag: one is added.
+            TenantEvent::TenantReactivated => &[""],
+            TenantEvent::FinetuneExported { .. } => &["/export/examples", "/export/key"],
+        },
+        AnyEvent::Session(event) => match event {
+            SessionEvent::SessionOpened { .. } => &["/subject", "/attachments"],
+            SessionEvent::QuerySubmitted { .. } => &["/text"],
+            SessionEvent::SessionClosed { .. } => &["/closed_by"],
+        },
+        AnyEvent::Diagnosis(event) => match event {
+            DiagnosisEvent::DiagnosisRequested { .. } => &["/query"],
+            DiagnosisEvent::ContextRetrieved { .. } => &["/judgments", "/attempt"],
+            DiagnosisEvent::DiagnosisProposed { .. } => &["/text", "/findings", "/confidence"],
+            DiagnosisEvent::DiagnosisFailed { .. } => &["/reason", "/retryable"],
+            DiagnosisEvent::DiagnosisResolved { .. } => &["/outcome"],
+        },
+        AnyEvent::Decision(DecisionEvent::DecisionMade { verdict, .. }) => match verdict {
+            Verdict::Amended { .. } => &["/verdict/text"],
+            Verdict::Approved | Verdict::Rejected { .. } | Verdict::AutoApproved { .. } => {
+                &["/verdict", "/decided_by"]
+            }
+        },
+        AnyEvent::Judgment(event) => match event {
+            JudgmentEvent::JudgmentCaptured { .. } => &["/content/body"],
+            JudgmentEvent::JudgmentRevised { .. } => &["/content/title", "/content/tags"],
+            JudgmentEvent::JudgmentRetired { .. } => &["/reason"],
+        },
+    }
+}
+
+/// Changes one JSON value, whatever its kind.
+fn alter(value: &mut Value) {
+    match value {
+        Value::Null => *value = json!("edited"),
+        Value::Bool(flag) => *flag = !*flag,
+        Value::Number(number) => {
+            *value = match number.as_i64() {
+                Some(n) => json!(n + 1),
+                None => json!(number.as_f64().unwrap() / 2.0),
+            }
+        }
+        Value::String(text) => text.push_str(" (edited)"),
+        Value::Array(items) => items.push(json!("edited")),
+        Value::Object(members) => {
+            members.insert("edited".into(), json!(true));
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_export_whose_event_of_any_type_was_edited_moved_or_repeated_fails_at_that_line() {
+    let stack = Stack::new().await;
+    let mut driver = Driver::new(stack.app.clone(), 97);
+    driver.onboard(1).await;
+    driver.run(450).await;
+    driver.record_finetune_export(driver.tenants[0]).await;
+    stack.drain_all(500).await;
+    let tenant = driver.tenants[0].to_string();
+    let dir = Dir::new();
+    let (file, lines) = export(&stack, &tenant, &dir).await;
+    let (run, report) = verify(&stack, &tenant, &[&file]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let events = lines.len() - 1;
+    assert_eq!(report["content_checked"], events, "{report}");
+
+    // The first line of each kind of event, with the fields its edits go to.
+    let mut first: BTreeMap<(String, &[&str]), usize> = BTreeMap::new();
+    for (index, line) in lines[..events].iter().enumerate() {
+        let line: Value = serde_json::from_str(line).unwrap();
+        let event_type = line["event_type"].as_str().unwrap().to_owned();
+        let event = AnyEvent::decode(
+            line["aggregate_type"].as_str().unwrap(),
+            &event_type,
+            line["event_version"].as_str().unwrap(),
+            line["payload"].clone(),
+        )
+        .unwrap();
+        first
+            .entry((event_type, fields_to_edit(&event)))
+            .or_insert(index);
+    }
+    let every_type: BTreeSet<String> = [
+        event_types::<TenantEvent>(),
+        event_types::<SessionEvent>(),
+        event_types::<DiagnosisEvent>(),
+        event_types::<DecisionEvent>(),
+        event_types::<JudgmentEvent>(),
+    ]
+    .concat()
+    .into_iter()
+    .collect();
+    assert_eq!(every_type.len(), 19, "{every_type:?}");
+    let exported: BTreeSet<String> = first.keys().map(|(t, _)| t.clone()).collect();
+    assert_eq!(exported, every_type, "the history holds every event type");
+    assert!(
+        first.keys().any(|(_, fields)| fields == &["/verdict/text"]),
+        "an amended decision among them"
+    );
+
+    for ((event_type, fields), &index) in &first {
+        for field in *fields {
+            let edited = dir.write(
+                "edited.jsonl",
+                &edit(&lines, index, |line| {
+                    let value = line["payload"]
+                        .pointer_mut(field)
+                        .unwrap_or_else(|| panic!("{event_type} has {field}"));
+                    alter(value);
+                }),
+            );
+            let (run, report) = verify(&stack, &tenant, &[&edited]).await;
+            assert_eq!(run.code, 1, "{event_type}{field}: {run:?}");
+            assert_broken_at(&run, &report, index + 1, index as i64 + 1, "altered");
+        }
+    }
+
+    let k = events / 2;
+    let seq = k as i64 + 1;
+    let metadata = dir.write(
+        "metadata.jsonl",
+        &edit(&lines, k, |line| alter(&mut line["metadata"]["actor_role"])),
+    );
+    let (run, report) = verify(&stack, &tenant, &[&metadata]).await;
+    assert_broken_at(
+        &run,
+        &report,
+        k + 1,
+        seq,
+        "payload, metadata or identity was altered",
+    );
+
+    let deleted = dir.write("deleted.jsonl", &without(&lines, k));
+    let (run, report) = verify(&stack, &tenant, &[&deleted]).await;
+    assert_broken_at(&run, &report, k + 1, seq + 1, "missing");
+
+    let mut reordered_lines = lines.clone();
+    reordered_lines.swap(k, k + 1);
+    let reordered = dir.write("reordered.jsonl", &reordered_lines);
+    let (run, report) = verify(&stack, &tenant, &[&reordered]).await;
+    assert_broken_at(&run, &report, k + 1, seq + 1, "out of order");
+
+    let mut duplicated_lines = lines.clone();
+    duplicated_lines.insert(k + 1, lines[k].clone());
+    let duplicated = dir.write("duplicated.jsonl", &duplicated_lines);
+    let (run, report) = verify(&stack, &tenant, &[&duplicated]).await;
+    assert_broken_at(&run, &report, k + 2, seq, "duplicated");
 }
