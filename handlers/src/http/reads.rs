@@ -233,9 +233,9 @@ pub struct DecisionSummary {
     pub decided_at: DateTime<Utc>,
 }
 
-/// A diagnosis with its status, proposal and provenance.
+/// What a diagnosis answers: the same for every reader.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct DiagnosisView {
+pub struct DiagnosisQuestion {
     /// The diagnosis (and its decision's id).
     #[schema(value_type = uuid::Uuid)]
     pub diagnosis_id: DiagnosisId,
@@ -247,11 +247,31 @@ pub struct DiagnosisView {
     pub query_id: QueryId,
     /// The query's text.
     pub query: String,
+    /// When it was asked.
+    pub requested_at: DateTime<Utc>,
+}
+
+impl From<&Diagnosis> for DiagnosisQuestion {
+    fn from(d: &Diagnosis) -> Self {
+        Self {
+            diagnosis_id: d.diagnosis_id,
+            session_id: d.session_id,
+            query_id: d.query_id,
+            query: d.query.clone(),
+            requested_at: d.requested_at,
+        }
+    }
+}
+
+/// A diagnosis with its status, proposal and provenance.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DiagnosisView {
+    /// What it answers.
+    #[serde(flatten)]
+    pub question: DiagnosisQuestion,
     /// The customer who asked.
     #[schema(value_type = String)]
     pub requested_by: UserId,
-    /// When.
-    pub requested_at: DateTime<Utc>,
     /// `{"status": "requested" | "context_retrieved" | "proposed"}`,
     /// `{"status": "failed", "retryable": bool}` or `{"status": "resolved", "outcome": …}`.
     #[serde(flatten)]
@@ -276,12 +296,8 @@ pub struct DiagnosisView {
 impl From<Diagnosis> for DiagnosisView {
     fn from(d: Diagnosis) -> Self {
         Self {
-            diagnosis_id: d.diagnosis_id,
-            session_id: d.session_id,
-            query_id: d.query_id,
-            query: d.query,
+            question: (&d).into(),
             requested_by: d.requested_by,
-            requested_at: d.requested_at,
             status: d.status,
             attempt: d.attempt,
             failure_reason: d.failure_reason,
@@ -335,19 +351,9 @@ pub enum ReleaseStatus {
 /// (models, tiers, prompts, tokens, cost, precedents) never does.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ReleasedDiagnosisView {
-    /// The diagnosis.
-    #[schema(value_type = uuid::Uuid)]
-    pub diagnosis_id: DiagnosisId,
-    /// The session of the query.
-    #[schema(value_type = uuid::Uuid)]
-    pub session_id: SessionId,
-    /// The query.
-    #[schema(value_type = uuid::Uuid)]
-    pub query_id: QueryId,
-    /// The query's text.
-    pub query: String,
-    /// When it was asked.
-    pub requested_at: DateTime<Utc>,
+    /// What it answers.
+    #[serde(flatten)]
+    pub question: DiagnosisQuestion,
     /// Where it stands.
     pub status: ReleaseStatus,
     /// The released answer, once answered.
@@ -373,6 +379,7 @@ pub struct ReleasedAnswer {
 impl ReleasedDiagnosisView {
     /// What of `diagnosis` its `decision` (if any) released.
     fn of(diagnosis: Diagnosis, decision: Option<Decision>) -> Self {
+        let question = DiagnosisQuestion::from(&diagnosis);
         let decided_at = decision.as_ref().map(|d| d.decided_at);
         let proposal = diagnosis.proposal;
         let (status, answer, declined_reason) = match (decision.map(|d| d.verdict), proposal) {
@@ -406,11 +413,7 @@ impl ReleasedDiagnosisView {
             _ => (ReleaseStatus::InReview, None, None),
         };
         Self {
-            diagnosis_id: diagnosis.diagnosis_id,
-            session_id: diagnosis.session_id,
-            query_id: diagnosis.query_id,
-            query: diagnosis.query,
-            requested_at: diagnosis.requested_at,
+            question,
             status,
             answer,
             declined_reason,
