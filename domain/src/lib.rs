@@ -31,16 +31,18 @@
 //! the new id, chosen by the caller, so a retried creation is refused as a repeat.
 //!
 //! ## Lifecycles
-//! Commands by role: **A** admin, **C** customer, **K** consultant, **S** system.
+//! Commands by role: **A** admin, **C** customer, **K** consultant, **O** operator, **S** system.
 //!
 //! ### [`tenant::Tenant`] (`"Tenant"`, id [`ids::TenantId`])
 //! | from | command | event | to |
 //! |---|---|---|---|
 //! | — | `Onboard` (A) | `TenantOnboarded` | active |
-//! | active, suspended | `ChangePlan`, `SetAutoResolveThreshold`, `SetModelPolicy` (A) | `PlanChanged`, `AutoResolveThresholdSet`, `ModelPolicySet` | unchanged |
-//! | active | `Suspend` (A) | `TenantSuspended` | suspended |
+//! | active, suspended | `ChangePlan` (O) | `PlanChanged` | unchanged |
+//! | active, suspended | `SetAutoResolveThreshold`, `SetModelPolicy` (A) | `AutoResolveThresholdSet`, `ModelPolicySet` | unchanged |
+//! | active | `Suspend` (O) | `TenantSuspended` | suspended |
+//! | active, suspended | `RecordUsageKey` (S; the current plan, not already recorded) | `UsageKeyAssigned` | unchanged |
 //! | active, suspended | `RecordFinetuneExport` (S) | `FinetuneExported` | unchanged (the next export starts after this one) |
-//! | suspended | `Reactivate` (A) | `TenantReactivated` | active |
+//! | suspended | `Reactivate` (O) | `TenantReactivated` | active |
 //!
 //! A suspended tenant's other aggregates refuse work: sessions, diagnosis requests and
 //! auto-approval check the `tenant_active` flag they are given; the application gates the rest.

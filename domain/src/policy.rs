@@ -20,6 +20,26 @@ pub enum PlanTier {
     CostSensitive,
 }
 
+impl PlanTier {
+    /// Every plan.
+    pub const ALL: [PlanTier; 4] = [
+        PlanTier::Starter,
+        PlanTier::Professional,
+        PlanTier::Enterprise,
+        PlanTier::CostSensitive,
+    ];
+
+    /// The plan's name as stored and as the template's usage plans spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlanTier::Starter => "starter",
+            PlanTier::Professional => "professional",
+            PlanTier::Enterprise => "enterprise",
+            PlanTier::CostSensitive => "cost_sensitive",
+        }
+    }
+}
+
 /// Which models a tenant allows for its data.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -64,6 +64,15 @@ pub enum TenantCommand {
         /// The operator.
         actor: Actor,
     },
+    /// Record the API key that meters the tenant on its plan's usage plan at the gateway.
+    RecordUsageKey {
+        /// The system (the usage-key reaction).
+        actor: Actor,
+        /// The gateway's id of the tenant's own API key (never its value).
+        api_key_id: String,
+        /// The plan whose usage plan the key was put on: the tenant's current one.
+        plan: PlanTier,
+    },
     /// Record a fine-tune export written to S3; it must start where the last one ended.
     RecordFinetuneExport {
         /// The system (the scheduled export).
@@ -83,6 +92,7 @@ impl TenantCommand {
             | Self::SetModelPolicy { actor, .. }
             | Self::Suspend { actor, .. }
             | Self::Reactivate { actor }
+            | Self::RecordUsageKey { actor, .. }
             | Self::RecordFinetuneExport { actor, .. } => actor,
         }
     }
@@ -125,6 +135,14 @@ pub enum TenantEvent {
     },
     /// The suspension was lifted.
     TenantReactivated,
+    /// The tenant's own API key was put on its plan's usage plan: the gateway throttles and
+    /// counts the tenant's quota on it, apart from every other tenant of the plan.
+    UsageKeyAssigned {
+        /// The gateway's id of the key (its value stays with the gateway).
+        api_key_id: String,
+        /// The plan whose usage plan holds it.
+        plan: PlanTier,
+    },
     /// Approved and amended decisions were exported as fine-tune examples.
     FinetuneExported {
         /// The file and the range of the log it covers.
@@ -141,6 +159,7 @@ impl DomainEvent for TenantEvent {
             Self::ModelPolicySet { .. } => "ModelPolicySet",
             Self::TenantSuspended { .. } => "TenantSuspended",
             Self::TenantReactivated => "TenantReactivated",
+            Self::UsageKeyAssigned { .. } => "UsageKeyAssigned",
             Self::FinetuneExported { .. } => "FinetuneExported",
         }
         .to_owned()
@@ -181,6 +200,18 @@ pub enum TenantError {
     /// An export with no examples, or ending where it starts.
     #[error("an export must hold at least one decision after its start")]
     EmptyExport,
+    /// A usage key for a plan the tenant is no longer on (the plan changed meanwhile; the
+    /// reaction to that change assigns the key again).
+    #[error("the usage key was assigned for {assigned:?}, but the tenant is on {current:?}")]
+    UsageKeyPlanOutdated {
+        /// The plan of the refused assignment.
+        assigned: PlanTier,
+        /// The tenant's plan.
+        current: PlanTier,
+    },
+    /// The same key on the same plan is already recorded.
+    #[error("the usage key is already assigned on this plan")]
+    UsageKeyAlreadyAssigned,
 }
 
 impl DomainError for TenantError {
@@ -191,7 +222,9 @@ impl DomainError for TenantError {
             | Self::AlreadySuspended
             | Self::NotSuspended
             | Self::ExportOutOfDate { .. }
-            | Self::AlreadyExportedOn(_) => ErrorKind::Conflict,
+            | Self::AlreadyExportedOn(_)
+            | Self::UsageKeyPlanOutdated { .. }
+            | Self::UsageKeyAlreadyAssigned => ErrorKind::Conflict,
             Self::EmptyExport => ErrorKind::Invalid,
         }
     }
@@ -213,6 +246,10 @@ struct TenantState {
     /// Snapshots taken before exports existed lack it.
     #[serde(default)]
     last_finetune_export: Option<LastExport>,
+    /// The gateway API key metering the tenant, and the plan it was last assigned on.
+    /// Snapshots taken before usage keys existed lack it.
+    #[serde(default)]
+    usage_key: Option<(String, PlanTier)>,
 }
 
 impl Owned for TenantState {
@@ -225,6 +262,23 @@ impl Tenant {
     /// Onboarded and not suspended: the precondition the application passes as `tenant_active`.
     pub fn is_active(&self) -> bool {
         self.state.as_ref().is_some_and(|s| !s.suspended)
+    }
+
+    /// The id of the gateway API key that meters the tenant, once one was assigned.
+    pub fn usage_key_id(&self) -> Option<&str> {
+        self.state
+            .as_ref()
+            .and_then(|s| s.usage_key.as_ref())
+            .map(|(id, _)| id.as_str())
+    }
+
+    /// Whether the tenant's usage key sits on its current plan's usage plan.
+    pub fn usage_key_on_current_plan(&self) -> bool {
+        self.state.as_ref().is_some_and(|s| {
+            s.usage_key
+                .as_ref()
+                .is_some_and(|(_, plan)| *plan == s.plan)
+        })
     }
 
     /// The plan, once onboarded.
@@ -282,6 +336,25 @@ impl Tenant {
                 let state = actor.authorize(OPERATORS, state)?;
                 ensure(state.suspended, TenantError::NotSuspended)?;
                 TenantEvent::TenantReactivated
+            }
+            TenantCommand::RecordUsageKey {
+                actor,
+                api_key_id,
+                plan,
+            } => {
+                let state = actor.authorize(SYSTEM, state)?;
+                ensure(
+                    plan == state.plan,
+                    TenantError::UsageKeyPlanOutdated {
+                        assigned: plan,
+                        current: state.plan,
+                    },
+                )?;
+                ensure(
+                    state.usage_key.as_ref() != Some(&(api_key_id.clone(), plan)),
+                    TenantError::UsageKeyAlreadyAssigned,
+                )?;
+                TenantEvent::UsageKeyAssigned { api_key_id, plan }
             }
             TenantCommand::RecordFinetuneExport { actor, export } => {
                 let state = actor.authorize(SYSTEM, state)?;
@@ -344,6 +417,7 @@ impl Aggregate for Tenant {
                     model_policy: ModelPolicy::default(),
                     suspended: false,
                     last_finetune_export: None,
+                    usage_key: None,
                 });
             }
             (TenantEvent::PlanChanged { plan }, Some(state)) => state.plan = plan,
@@ -353,6 +427,9 @@ impl Aggregate for Tenant {
             (TenantEvent::ModelPolicySet { policy }, Some(state)) => state.model_policy = policy,
             (TenantEvent::TenantSuspended { .. }, Some(state)) => state.suspended = true,
             (TenantEvent::TenantReactivated, Some(state)) => state.suspended = false,
+            (TenantEvent::UsageKeyAssigned { api_key_id, plan }, Some(state)) => {
+                state.usage_key = Some((api_key_id, plan));
+            }
             (TenantEvent::FinetuneExported { export }, Some(state)) => {
                 state.last_finetune_export = Some(LastExport {
                     up_to: export.up_to,

@@ -1,12 +1,17 @@
 //! The API Gateway Lambda (TOKEN) authorizer: verifies the Cognito ID token with the same
 //! [`TokenVerifier`](crate::auth::TokenVerifier) the API uses, and tells API Gateway the
-//! tenant, the roles, and which usage plan's API key meters the tenant (its plan tier).
+//! tenant, the roles, and the tenant's own API key (`usageIdentifierKey`), which sits on its
+//! plan's usage plan (see [`crate::usage_keys`]): throttles and quotas are per tenant. A tenant
+//! whose key is not assigned yet (the first seconds after onboarding) gets no key, and the
+//! gateway refuses its requests until it is.
 //!
 //! The result is cached by API Gateway per token, so the policy allows every method of the
 //! stage: what a caller may do is decided by the API's own role checks.
 
-use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
 
+use casebook_adapters::aws::BoxError;
 use casebook_domain::policy::PlanTier;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -14,6 +19,7 @@ use serde_json::{json, Value};
 use crate::auth::AuthError;
 use crate::http::caller::Authenticator;
 use crate::service::{Service, ServiceError};
+use crate::usage_keys::UsageKeys;
 
 /// What API Gateway sends a TOKEN authorizer.
 #[derive(Debug, Deserialize)]
@@ -34,6 +40,9 @@ pub enum AuthorizerError {
     /// The tenant's plan could not be read (API Gateway answers 500; the client may retry).
     #[error("tenant lookup failed")]
     Lookup(#[source] ServiceError),
+    /// The tenant's key could not be read from the gateway (500; the client may retry).
+    #[error("usage key lookup failed")]
+    KeyLookup(#[source] BoxError),
     /// The method ARN is not one API Gateway sends.
     #[error("malformed method ARN")]
     MethodArn,
@@ -43,39 +52,46 @@ pub enum AuthorizerError {
 pub struct Authorizer {
     verifier: Authenticator,
     service: Service,
-    usage_keys: HashMap<PlanTier, String>,
+    keys: Option<Arc<dyn UsageKeys>>,
+    /// Key values by key id: a key's value never changes, so each container asks the gateway
+    /// once per tenant.
+    values: moka::sync::Cache<String, String>,
 }
 
 impl Authorizer {
-    /// An authorizer metering each tier with the API key value in `usage_keys`.
+    /// An authorizer naming each tenant's key from `keys` (`None`: no usage keys, as without
+    /// a gateway).
     pub fn new(
         verifier: Authenticator,
         service: Service,
-        usage_keys: HashMap<PlanTier, String>,
+        keys: Option<Arc<dyn UsageKeys>>,
     ) -> Self {
         Self {
             verifier,
             service,
-            usage_keys,
+            keys,
+            values: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(3_600))
+                .build(),
         }
     }
 
-    /// The usage key of each tier from `CASEBOOK_USAGE_KEY_<TIER>` (e.g.
-    /// `CASEBOOK_USAGE_KEY_COST_SENSITIVE`); tiers without one are not metered by a key.
-    pub fn usage_keys_from_env() -> HashMap<PlanTier, String> {
-        [
-            PlanTier::Starter,
-            PlanTier::Professional,
-            PlanTier::Enterprise,
-            PlanTier::CostSensitive,
-        ]
-        .into_iter()
-        .filter_map(|tier| {
-            let name = serde_json::to_value(tier).ok()?.as_str()?.to_uppercase();
-            let key = std::env::var(format!("CASEBOOK_USAGE_KEY_{name}")).ok()?;
-            Some((tier, key))
-        })
-        .collect()
+    /// The value of the tenant's key `key_id`.
+    async fn key_value(
+        &self,
+        keys: &dyn UsageKeys,
+        key_id: &str,
+    ) -> Result<String, AuthorizerError> {
+        if let Some(value) = self.values.get(key_id) {
+            return Ok(value);
+        }
+        let value = keys
+            .key_value(key_id)
+            .await
+            .map_err(AuthorizerError::KeyLookup)?;
+        self.values.insert(key_id.to_owned(), value.clone());
+        Ok(value)
     }
 
     /// The authorizer's answer for `event`.
@@ -87,12 +103,12 @@ impl Authorizer {
             .verify(token)
             .await
             .map_err(AuthorizerError::Unauthorized)?;
-        let tier = self
+        let tenant = self
             .service
-            .tenant_plan(principal.tenant_id)
+            .tenant_state(principal.tenant_id)
             .await
-            .map_err(AuthorizerError::Lookup)?
-            .unwrap_or(PlanTier::Starter);
+            .map_err(AuthorizerError::Lookup)?;
+        let tier = tenant.plan().unwrap_or(PlanTier::Starter);
         let roles: Vec<Value> = principal
             .roles
             .iter()
@@ -120,8 +136,9 @@ impl Authorizer {
                 "plan": serde_json::to_value(tier).unwrap_or(Value::Null),
             },
         });
-        if let Some(key) = self.usage_keys.get(&tier) {
-            answer["usageIdentifierKey"] = Value::String(key.clone());
+        if let (Some(keys), Some(key_id)) = (&self.keys, tenant.usage_key_id()) {
+            let value = self.key_value(keys.as_ref(), key_id).await?;
+            answer["usageIdentifierKey"] = Value::String(value);
         }
         Ok(answer)
     }

@@ -22,4 +22,5 @@ pub mod relay;
 pub mod server;
 pub mod service;
 pub mod telemetry;
+pub mod usage_keys;
 pub mod worker;

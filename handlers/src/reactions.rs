@@ -90,14 +90,7 @@ impl Reactions {
             payload,
         )
         .map_err(|source| ReactionError::Decode { position, source })?;
-        let cause = || -> Result<RequestContext, ReactionError> {
-            let metadata: EventMetadata = event
-                .metadata::<serde_json::Value>()
-                .map_err(MetadataError::from)
-                .and_then(EventMetadata::from_json)
-                .map_err(|source| ReactionError::Metadata { position, source })?;
-            Ok(system_context(event, &metadata))
-        };
+        let cause = || caused_by(event);
         match decoded {
             AnyEvent::Decision(DecisionEvent::DecisionMade {
                 decision_id,
@@ -173,6 +166,19 @@ impl Reactions {
         };
         done_if_repeated(self.service.capture_judgment(ctx, decision, content).await)
     }
+}
+
+/// The system acting in `event`'s tenant, with `event` as the cause of its commands.
+pub(crate) fn caused_by(event: &RecordedEvent) -> Result<RequestContext, ReactionError> {
+    let metadata: EventMetadata = event
+        .metadata::<serde_json::Value>()
+        .map_err(MetadataError::from)
+        .and_then(EventMetadata::from_json)
+        .map_err(|source| ReactionError::Metadata {
+            position: event.global_position(),
+            source,
+        })?;
+    Ok(system_context(event, &metadata))
 }
 
 /// The system acting in the triggering event's tenant, correlated with its chain.

@@ -21,16 +21,18 @@ use crate::http::rate_limit::TenantLimiter;
 use crate::http::uploads::Uploads;
 use crate::http::{router, AppState};
 use casebook_adapters::ai::{AiConfig, AiProviders};
+use casebook_adapters::aws::apigateway::UsagePlans;
 use casebook_adapters::aws::s3::TenantBucket;
 use casebook_adapters::aws::setup::{ensure_bucket, ensure_resources, ResourceNames};
-use casebook_adapters::aws::shared_config;
 use casebook_adapters::aws::sqs::Queue;
+use casebook_adapters::aws::{shared_config, SdkConfig};
 use casebook_domain::ports::Embedder;
 
 use crate::jobs::{run_scheduler_until, Jobs, JobsConfig, Schedule};
 use crate::reactions::{ReactionSubscription, Reactions};
 use crate::relay::{Relay, RelayConfig};
 use crate::service::Service;
+use crate::usage_keys::UsageKeySubscription;
 use crate::worker::{run_worker_until, search_pool, Worker};
 
 /// Why the server could not start or stopped with an error.
@@ -109,28 +111,34 @@ impl Application {
         }
         let ai = AiConfig::from_env().map_err(|err| ServeError::Aws(Box::new(err)))?;
         let providers = AiProviders::from_config(&ai).await;
-        let relay = match async_wiring(&app.state.pool, &config.database, &providers).await? {
+        let (relay, usage_plans) = match async_wiring(&app.state.pool, &config.database, &providers)
+            .await?
+        {
             Some(wiring) => {
                 let schedule =
                     Schedule::from_env().map_err(|err| ServeError::Config(Box::new(err)))?;
                 let jobs = Jobs::new(app.state.pool.clone(), &shared_config().await, &wiring.jobs);
                 app.worker = Some((wiring.worker, wiring.queue));
                 app.jobs = Some((jobs, schedule));
-                Some(wiring.relay)
+                (Some(wiring.relay), wiring.usage_plans)
             }
             None => {
                 tracing::warn!(
-                    "no AWS configured: events are not relayed, diagnoses not worked, jobs not scheduled"
-                );
-                None
+                        "no AWS configured: events are not relayed, diagnoses not worked, jobs not scheduled"
+                    );
+                (None, None)
             }
         };
-        app.projector = Some(projector(
+        let mut runner = projector(
             projector_pool(config).await?,
             app.state.service.clone(),
             providers.embedder.clone(),
             relay,
-        ));
+        );
+        if let Some(plans) = usage_plans {
+            runner = with_usage_keys(runner, app.state.service.clone(), plans);
+        }
+        app.projector = Some(runner);
         Ok(app)
     }
 
@@ -281,6 +289,11 @@ pub fn projector(
     }
 }
 
+/// `runner` also keeping each tenant's own API key on its plan's usage plan.
+pub fn with_usage_keys(runner: Runner, service: Service, plans: UsagePlans) -> Runner {
+    runner.with_subscription(UsageKeySubscription::new(service, Arc::new(plans)))
+}
+
 /// What runs beside the API when AWS is reachable.
 pub struct AsyncWiring {
     /// Publishes the log to EventBridge, `diagnosis` and `local-jobs`.
@@ -291,6 +304,8 @@ pub struct AsyncWiring {
     pub queue: Queue,
     /// Where the scheduled jobs write.
     pub jobs: JobsConfig,
+    /// The gateway's usage plans, on which each tenant's own key is put.
+    pub usage_plans: Option<UsagePlans>,
 }
 
 /// The relay, the diagnosis worker and the jobs' settings, when AWS is reachable: against
@@ -308,7 +323,7 @@ pub async fn async_wiring(
 ) -> Result<Option<AsyncWiring>, ServeError> {
     let aws = shared_config().await;
     let jobs_config = JobsConfig::from_env().map_err(|err| ServeError::Config(Box::new(err)))?;
-    let (relay_config, local_jobs_queue_url, jobs, uploads_bucket) =
+    let (relay_config, local_jobs_queue_url, jobs, uploads_bucket, usage_plans) =
         if std::env::var_os("AWS_ENDPOINT_URL").is_some() {
             let resources = ensure_resources(&aws, &ResourceNames::with_prefix("casebook-local"))
                 .await
@@ -323,11 +338,17 @@ pub async fn async_wiring(
                 audit_archive_bucket: Some(resources.audit_archive_bucket),
                 ..jobs_config
             };
+            let usage_plans = UsagePlans::new(&aws, LOCAL_USAGE_PLAN_PREFIX);
+            usage_plans
+                .ensure_plans()
+                .await
+                .map_err(|err| ServeError::Aws(Box::new(err)))?;
             (
                 relay_config,
                 Some(resources.local_jobs_queue_url),
                 jobs,
                 Some(resources.uploads_bucket),
+                Some(usage_plans),
             )
         } else {
             match RelayConfig::from_env() {
@@ -336,6 +357,7 @@ pub async fn async_wiring(
                     std::env::var("LOCAL_JOBS_QUEUE_URL").ok(),
                     jobs_config,
                     std::env::var("UPLOADS_BUCKET").ok(),
+                    usage_plans_from_env(&aws),
                 ),
                 Err(_) => return Ok(None),
             }
@@ -354,7 +376,18 @@ pub async fn async_wiring(
         worker,
         queue: Queue::new(&aws, &relay_config.diagnosis_queue_url),
         jobs,
+        usage_plans,
     }))
+}
+
+/// The usage plans' name prefix against the local emulator.
+pub const LOCAL_USAGE_PLAN_PREFIX: &str = "casebook-local-";
+
+/// The gateway's usage plans named `<CASEBOOK_USAGE_PLAN_PREFIX><plan>`, when the prefix is
+/// set (deployed: `casebook-<stage>-`).
+pub fn usage_plans_from_env(aws: &SdkConfig) -> Option<UsagePlans> {
+    let prefix = std::env::var("CASEBOOK_USAGE_PLAN_PREFIX").ok()?;
+    Some(UsagePlans::new(aws, prefix))
 }
 
 /// Completes on SIGINT or SIGTERM.

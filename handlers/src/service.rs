@@ -396,7 +396,7 @@ impl Service {
         diagnosis_id: DiagnosisId,
     ) -> Result<Option<Accepted>, ServiceError> {
         let diagnosis = self.diagnosis_snapshot(diagnosis_id).await?;
-        let tenant = self.tenant(ctx.actor.tenant_id).await?;
+        let tenant = self.tenant_state(ctx.actor.tenant_id).await?;
         let Some(confidence) = diagnosis.proposed_confidence else {
             return Ok(None);
         };
@@ -490,10 +490,11 @@ impl Service {
 
     /// The tenant's plan, once onboarded.
     pub async fn tenant_plan(&self, tenant_id: TenantId) -> Result<Option<PlanTier>, ServiceError> {
-        Ok(self.tenant(tenant_id).await?.plan())
+        Ok(self.tenant_state(tenant_id).await?.plan())
     }
 
-    async fn tenant(&self, tenant_id: TenantId) -> Result<Tenant, ServiceError> {
+    /// The tenant as its stream now stands (not onboarded: the default, empty tenant).
+    pub async fn tenant_state(&self, tenant_id: TenantId) -> Result<Tenant, ServiceError> {
         load(&self.stores.tenants, &tenant_id.to_string()).await
     }
 
@@ -501,7 +502,7 @@ impl Service {
         if self.stores.active_tenants.is_known_active(tenant_id) {
             return Ok(true);
         }
-        let active = self.tenant(tenant_id).await?.is_active();
+        let active = self.tenant_state(tenant_id).await?.is_active();
         if active {
             self.stores.active_tenants.remember_active(tenant_id);
         }

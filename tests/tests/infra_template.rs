@@ -609,8 +609,7 @@ fn plan_tiers() -> BTreeSet<String> {
 }
 
 #[test]
-fn usage_plans_are_exactly_the_plan_tiers_each_with_limits_and_a_key() {
-    let plan_keys = resources_of("AWS::ApiGateway::UsagePlanKey");
+fn usage_plans_are_exactly_the_plan_tiers_each_with_limits() {
     let mut tiers = BTreeSet::new();
     for (id, plan) in resources_of("AWS::ApiGateway::UsagePlan") {
         let tag = prop(plan, &["Tags"])
@@ -637,12 +636,6 @@ fn usage_plans_are_exactly_the_plan_tiers_each_with_limits_and_a_key() {
         assert!(stages
             .iter()
             .all(|s| target_of(&s["ApiId"]).as_deref() == Some("RestApi")));
-        let key = plan_keys
-            .iter()
-            .find(|(_, k)| target_of(prop(k, &["UsagePlanId"]).unwrap()).as_deref() == Some(id))
-            .map(|(_, k)| target_of(prop(k, &["KeyId"]).unwrap()).unwrap())
-            .unwrap_or_else(|| panic!("{id} has an API key"));
-        assert_eq!(type_of(&key), "AWS::ApiGateway::ApiKey");
         assert!(tiers.insert(tier), "one usage plan per tier");
     }
     assert_eq!(tiers, plan_tiers());
@@ -650,6 +643,85 @@ fn usage_plans_are_exactly_the_plan_tiers_each_with_limits_and_a_key() {
         prop_str(resource("RestApi"), &["ApiKeySourceType"]),
         Some("AUTHORIZER"),
         "the authorizer picks the usage plan key"
+    );
+    assert!(
+        resources_of("AWS::ApiGateway::ApiKey").is_empty(),
+        "no key shared by a plan's tenants: each tenant's own is made at run time"
+    );
+}
+
+/// The `!Sub` text of a value (`casebook-${Stage}-starter`).
+fn sub_text(value: &Value) -> &str {
+    match intrinsic(value) {
+        Some((name, arg)) if name == "Fn::Sub" => arg.as_str().expect("a plain Sub string"),
+        _ => panic!("{value:?} is not a !Sub"),
+    }
+}
+
+#[test]
+fn the_projector_keeps_each_tenants_key_on_the_usage_plans_the_authorizer_reads() {
+    let prefix_of = |bin: &str| {
+        sub_text(
+            prop(
+                resource(function_for(bin)),
+                &["Environment", "Variables", "CASEBOOK_USAGE_PLAN_PREFIX"],
+            )
+            .unwrap_or_else(|| panic!("{bin} names the usage plans")),
+        )
+        .to_owned()
+    };
+    let prefix = prefix_of("projector");
+    assert_eq!(prefix_of("authorizer"), prefix);
+    for (id, plan) in resources_of("AWS::ApiGateway::UsagePlan") {
+        let name = sub_text(prop(plan, &["UsagePlanName"]).unwrap());
+        let tier = name.strip_prefix(prefix.as_str()).unwrap_or_default();
+        assert!(
+            plan_tiers().contains(tier),
+            "{id} is named {prefix}<plan>: {name}"
+        );
+    }
+    let role = target_of(function_prop(resource(function_for("projector")), "Role").unwrap())
+        .expect("the projector's role");
+    let statements: Vec<&Value> = prop(resource(&role), &["Policies"])
+        .and_then(Value::as_sequence)
+        .unwrap()
+        .iter()
+        .flat_map(|policy| {
+            policy["PolicyDocument"]["Statement"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+        })
+        .collect();
+    let allows = |action: &str, resource_text: &str| {
+        statements.iter().any(|s| {
+            let actions = match &s["Action"] {
+                Value::Sequence(list) => list.iter().filter_map(Value::as_str).collect(),
+                other => vec![other.as_str().unwrap_or_default()],
+            };
+            let resources: Vec<&Value> = match &s["Resource"] {
+                Value::Sequence(list) => list.iter().collect(),
+                other => vec![other],
+            };
+            s["Effect"].as_str() == Some("Allow")
+                && actions.contains(&action)
+                && resources
+                    .iter()
+                    .any(|r| intrinsic(r).is_some() && sub_text(r).ends_with(resource_text))
+        })
+    };
+    assert!(
+        allows("apigateway:POST", "::/apikeys"),
+        "creates tenants' keys"
+    );
+    assert!(allows("apigateway:GET", "::/usageplans"), "finds the plans");
+    assert!(
+        allows("apigateway:POST", "::/usageplans/*/keys*"),
+        "puts keys on plans"
+    );
+    assert!(
+        allows("apigateway:DELETE", "::/usageplans/*/keys*"),
+        "takes keys off plans"
     );
 }
 

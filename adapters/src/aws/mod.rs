@@ -1,10 +1,12 @@
 //! The AWS clients: EventBridge ([`eventbridge`]), SQS ([`sqs`]), tenant-partitioned S3
-//! buckets ([`s3`]), asynchronous Lambda invocations ([`lambda`]), plus [`setup`], which
+//! buckets ([`s3`]), asynchronous Lambda invocations ([`lambda`]), API Gateway usage keys
+//! ([`apigateway`]), plus [`setup`], which
 //! creates the bus, queues and buckets idempotently (the local emulator, tests).
 //!
 //! Every client is built from one shared configuration ([`shared_config`]), which honours
 //! `AWS_ENDPOINT_URL` (the local emulator) and the usual credential chain.
 
+pub mod apigateway;
 pub mod eventbridge;
 pub mod lambda;
 pub mod s3;

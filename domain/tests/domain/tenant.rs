@@ -298,3 +298,77 @@ fn errors_are_classified_for_clients() {
     );
     assert_eq!(TenantError::AlreadySuspended.kind(), ErrorKind::Conflict);
 }
+
+fn system() -> casebook_domain::actor::Actor {
+    actor(Role::System, TENANT)
+}
+
+fn record_key(id: &str, plan: PlanTier) -> TenantCommand {
+    TenantCommand::RecordUsageKey {
+        actor: system(),
+        api_key_id: id.to_owned(),
+        plan,
+    }
+}
+
+#[test]
+fn the_system_records_the_tenants_usage_key_on_its_current_plan() {
+    tenant()
+        .given(onboarded())
+        .when(record_key("key-1", PlanTier::Professional))
+        .then_expect_events(vec![TenantEvent::UsageKeyAssigned {
+            api_key_id: "key-1".to_owned(),
+            plan: PlanTier::Professional,
+        }]);
+}
+
+#[test]
+fn a_usage_key_for_another_plan_than_the_tenants_is_refused() {
+    tenant()
+        .given(onboarded())
+        .when(record_key("key-1", PlanTier::Enterprise))
+        .then_expect_error(TenantError::UsageKeyPlanOutdated {
+            assigned: PlanTier::Enterprise,
+            current: PlanTier::Professional,
+        });
+}
+
+#[test]
+fn the_same_usage_key_on_the_same_plan_is_recorded_once_and_again_after_a_plan_change() {
+    let mut events = onboarded();
+    events.push(TenantEvent::UsageKeyAssigned {
+        api_key_id: "key-1".to_owned(),
+        plan: PlanTier::Professional,
+    });
+    tenant()
+        .given(events.clone())
+        .when(record_key("key-1", PlanTier::Professional))
+        .then_expect_error(TenantError::UsageKeyAlreadyAssigned);
+    events.push(TenantEvent::PlanChanged {
+        plan: PlanTier::Enterprise,
+    });
+    let moved = replay(events.clone());
+    assert_eq!(moved.usage_key_id(), Some("key-1"));
+    assert!(!moved.usage_key_on_current_plan());
+    tenant()
+        .given(events)
+        .when(record_key("key-1", PlanTier::Enterprise))
+        .then_expect_events(vec![TenantEvent::UsageKeyAssigned {
+            api_key_id: "key-1".to_owned(),
+            plan: PlanTier::Enterprise,
+        }]);
+}
+
+#[test]
+fn only_the_system_records_usage_keys() {
+    tenant()
+        .given(onboarded())
+        .when(TenantCommand::RecordUsageKey {
+            actor: admin(),
+            api_key_id: "mine".to_owned(),
+            plan: PlanTier::Professional,
+        })
+        .then_expect_error(TenantError::Access(AccessError::Forbidden {
+            role: Role::Admin,
+        }));
+}

@@ -4,10 +4,11 @@
 use std::sync::Arc;
 
 use anyhow::Context;
+use casebook_adapters::aws::shared_config;
 use casebook_adapters::config::Config;
 use casebook_adapters::postgres::{self, DbRole};
 use casebook_handlers::authorizer::{Authorizer, TokenAuthorizerEvent};
-use casebook_handlers::server::verifier;
+use casebook_handlers::server::{usage_plans_from_env, verifier};
 use casebook_handlers::service::Service;
 use casebook_handlers::telemetry;
 use lambda_runtime::{service_fn, LambdaEvent};
@@ -20,10 +21,12 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let pool = postgres::connect_database(&config.database, DbRole::App, 2)
         .await
         .context("connecting")?;
+    let keys = usage_plans_from_env(&shared_config().await)
+        .context("CASEBOOK_USAGE_PLAN_PREFIX must be set")?;
     let authorizer = Arc::new(Authorizer::new(
         verifier(auth).context("token settings")?,
         Service::new(pool),
-        Authorizer::usage_keys_from_env(),
+        Some(Arc::new(keys)),
     ));
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<TokenAuthorizerEvent>| {

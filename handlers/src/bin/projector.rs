@@ -1,5 +1,5 @@
 //! The `projector` Lambda: drains every subscription (read models, audit chain, judgment
-//! index, reactions, the relay to EventBridge and SQS) until caught up or the invocation's
+//! index, reactions, tenants' usage keys, the relay to EventBridge and SQS) until caught up or the invocation's
 //! time is nearly spent. Invoked by the API after commits and every minute by a schedule, as
 //! a safety net.
 
@@ -11,7 +11,7 @@ use casebook_adapters::aws::shared_config;
 use casebook_adapters::config::Config;
 use casebook_adapters::postgres::{self, DbRole};
 use casebook_handlers::relay::{Relay, RelayConfig};
-use casebook_handlers::server::{projector, projector_pool};
+use casebook_handlers::server::{projector, projector_pool, usage_plans_from_env, with_usage_keys};
 use casebook_handlers::service::Service;
 use casebook_handlers::telemetry;
 use lambda_runtime::{service_fn, LambdaEvent};
@@ -35,12 +35,18 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         std::env::var("LOCAL_JOBS_QUEUE_URL").context("LOCAL_JOBS_QUEUE_URL must be set")?;
     let ai = AiProviders::from_config(&AiConfig::from_env().context("AI configuration")?).await;
     let relay = Relay::new(&aws, &relay_config, app).with_local_jobs_queue(&aws, &local_jobs_queue);
+    let usage_plans =
+        usage_plans_from_env(&aws).context("CASEBOOK_USAGE_PLAN_PREFIX must be set")?;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
-        let runner = projector(
-            projector_pool.clone(),
+        let runner = with_usage_keys(
+            projector(
+                projector_pool.clone(),
+                service.clone(),
+                ai.embedder.clone(),
+                Some(relay.clone()),
+            ),
             service.clone(),
-            ai.embedder.clone(),
-            Some(relay.clone()),
+            usage_plans.clone(),
         );
         async move {
             let left = event

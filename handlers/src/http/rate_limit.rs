@@ -51,13 +51,6 @@ pub fn tier_limit(tier: PlanTier) -> TierLimit {
     }
 }
 
-const TIERS: [PlanTier; 4] = [
-    PlanTier::Starter,
-    PlanTier::Professional,
-    PlanTier::Enterprise,
-    PlanTier::CostSensitive,
-];
-
 /// How long a tenant's tier is trusted before it is read again (plan changes take effect
 /// within this delay).
 const TIER_TTL: Duration = Duration::from_secs(30);
@@ -82,11 +75,11 @@ impl TenantLimiter {
             Quota::per_second(nonzero(limit.rate * scale / divisor))
                 .allow_burst(nonzero(limit.burst * scale / divisor))
         };
-        let limiters = TIERS
+        let limiters = PlanTier::ALL
             .into_iter()
             .map(|tier| (tier, RateLimiter::keyed(quota(tier, 1))))
             .collect();
-        let user_limiters = TIERS
+        let user_limiters = PlanTier::ALL
             .into_iter()
             .map(|tier| (tier, RateLimiter::keyed(quota(tier, USER_SHARE_DIVISOR))))
             .collect();
@@ -211,8 +204,8 @@ mod tests {
     #[test]
     fn local_limits_equal_the_usage_plans_in_the_template() {
         let template = template_tiers();
-        assert_eq!(template.len(), TIERS.len());
-        for tier in TIERS {
+        assert_eq!(template.len(), PlanTier::ALL.len());
+        for tier in PlanTier::ALL {
             let name = serde_json::to_value(tier).unwrap();
             let limit = tier_limit(tier);
             assert_eq!(

@@ -293,6 +293,11 @@ impl TestApp {
         self._db.url()
     }
 
+    /// A pool of the test database's own, as the projector role.
+    pub async fn projector_pool(&self) -> PgPool {
+        self._db.pool(casebook_tests::DbRole::Projector, 4).await
+    }
+
     pub async fn project(&self) {
         let pool = self._db.pool(casebook_tests::DbRole::Projector, 16).await;
         casebook_projections::runner::Runner::new(pool.clone())

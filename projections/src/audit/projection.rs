@@ -86,6 +86,7 @@ fn row_in(e: &DecodedEvent, encoding: Encoding) -> Result<AuditRecord, ApplyErro
             | TenantEvent::PlanChanged { .. }
             | TenantEvent::ModelPolicySet { .. }
             | TenantEvent::TenantReactivated
+            | TenantEvent::UsageKeyAssigned { .. }
             | TenantEvent::FinetuneExported { .. } => {}
         },
         AnyEvent::Session(event) => {

@@ -135,8 +135,11 @@ fn fold(
         ApplyError::permanent(format!("{} for unknown tenant {id}", e.event_type))
     })?;
     match event {
-        // An export changes nothing shown here; the row still moves to the new version.
-        TenantEvent::TenantOnboarded { .. } | TenantEvent::FinetuneExported { .. } => {}
+        // An export or a usage key changes nothing shown here; the row still moves to the new
+        // version.
+        TenantEvent::TenantOnboarded { .. }
+        | TenantEvent::UsageKeyAssigned { .. }
+        | TenantEvent::FinetuneExported { .. } => {}
         TenantEvent::PlanChanged { plan } => row.plan = *plan,
         TenantEvent::AutoResolveThresholdSet { threshold } => {
             row.auto_resolve_threshold = *threshold;

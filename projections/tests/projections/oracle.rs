@@ -108,7 +108,9 @@ pub async fn fold_log(owner: &PgPool) -> Expected {
                         t.status = TenantStatus::Active;
                         t.suspended_reason = None;
                     }
-                    TenantEvent::TenantOnboarded { .. } | TenantEvent::FinetuneExported { .. } => {}
+                    TenantEvent::TenantOnboarded { .. }
+                    | TenantEvent::UsageKeyAssigned { .. }
+                    | TenantEvent::FinetuneExported { .. } => {}
                 }
                 t.updated_at = at;
                 t.version = sequence;

@@ -518,6 +518,25 @@ impl Driver {
         assert!(recorded, "the tenant's first export");
     }
 
+    /// The usage-key reaction's command: the tenant's gateway key on its current plan.
+    pub async fn record_usage_key(&mut self, tenant: TenantId) {
+        let system = Actor::system(tenant);
+        let plan = self
+            .state::<Tenant>(tenant)
+            .await
+            .plan()
+            .expect("an onboarded tenant");
+        let command = TenantCommand::RecordUsageKey {
+            actor: system.clone(),
+            api_key_id: format!("key-{tenant}"),
+            plan,
+        };
+        let recorded = self
+            .execute::<Tenant>(tenant, command, &system, Source::Reaction)
+            .await;
+        assert!(recorded, "the tenant's first usage key");
+    }
+
     async fn tenant_active(&self, tenant: TenantId) -> bool {
         self.state::<Tenant>(tenant).await.is_active()
     }

@@ -360,6 +360,7 @@ fn fields_to_edit(event: &AnyEvent) -> &'static [&'static str] {
             TenantEvent::TenantSuspended { .. } => &["/reason"],
             // No field but its tag: one is added.
             TenantEvent::TenantReactivated => &[""],
+            TenantEvent::UsageKeyAssigned { .. } => &["/api_key_id"],
             TenantEvent::FinetuneExported { .. } => &["/export/examples", "/export/key"],
         },
         AnyEvent::Session(event) => match event {
@@ -414,6 +415,7 @@ async fn an_export_whose_event_of_any_type_was_edited_moved_or_repeated_fails_at
     driver.onboard(1).await;
     driver.run(450).await;
     driver.record_finetune_export(driver.tenants[0]).await;
+    driver.record_usage_key(driver.tenants[0]).await;
     stack.drain_all(500).await;
     let tenant = driver.tenants[0].to_string();
     let dir = Dir::new();
