@@ -451,7 +451,7 @@ async fn an_export_whose_event_of_any_type_was_edited_moved_or_repeated_fails_at
     .concat()
     .into_iter()
     .collect();
-    assert_eq!(every_type.len(), 19, "{every_type:?}");
+    assert_eq!(every_type.len(), 20, "{every_type:?}");
     let exported: BTreeSet<String> = first.keys().map(|(t, _)| t.clone()).collect();
     assert_eq!(exported, every_type, "the history holds every event type");
     assert!(
