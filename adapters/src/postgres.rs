@@ -57,7 +57,7 @@ pub enum DbRole {
 /// HNSW candidate list size of a judgment search: on the partitions' half-precision graphs
 /// (m 16, ef_construction 400), recall@10 0.987 or better in every one of 20 uneven tenants
 /// of 100,000 real MiniLM vectors; 32 costs 8 % less and leaves a mid-sized tenant at 0.976
-/// (BENCHMARKS.md).
+/// (BENCHMARKS.md; the passes in docs/benchmarks-history.md).
 pub const HNSW_EF_SEARCH: u32 = 40;
 
 /// Prepared statements a search connection keeps: one per tenant it searches (each names

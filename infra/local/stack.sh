@@ -183,7 +183,7 @@ init_pg() {
 
 # RDS runs Postgres on huge pages, and so does this cluster where we may reserve them: the
 # judgment index's HNSW walk hops across shared_buffers, and 2 MB pages cut its TLB misses
-# (≈ 20 % per search here, see BENCHMARKS.md). Best effort: only as root with a writable
+# (≈ 20 % per search here, see docs/benchmarks-history.md). Best effort: only as root with a writable
 # /proc/sys, never lowering what is reserved; without them Postgres uses normal pages.
 # Reserved pages are memory nothing else may use, so `down` gives back what `up` took
 # (the first count seen is kept, should an `up` run again without a `down`).

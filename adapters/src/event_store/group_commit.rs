@@ -35,7 +35,7 @@ use super::StoreError;
 /// commands that share a failure's retry.
 const MAX_BATCH: usize = 32;
 /// Append statements running at once. Measured through the API at 16 connections
-/// (BENCHMARKS.md, "Group commit"): 1–2 in flight 5,900–8,100 commands/s, 3–4 5,000–6,800,
+/// (docs/benchmarks-history.md, "Group commit"): 1–2 in flight 5,900–8,100 commands/s, 3–4 5,000–6,800,
 /// 8 4,400, 16 3,800. Of the best two, 2 keeps appends moving while one statement waits (on a
 /// lock, say).
 const MAX_IN_FLIGHT: usize = 2;
