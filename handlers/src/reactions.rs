@@ -66,6 +66,25 @@ pub enum ReactionError {
     Command(#[from] ServiceError),
 }
 
+impl ReactionError {
+    /// The subscription's verdict on a reaction to `event` that failed this way: worth
+    /// retrying when the command's store was unavailable or raced, final otherwise.
+    pub(crate) fn into_apply_error(self, event: &RecordedEvent) -> ApplyError {
+        match self {
+            ReactionError::Command(ServiceError::Unavailable(_) | ServiceError::Concurrency) => {
+                ApplyError::Transient(Box::new(self))
+            }
+            other => ApplyError::permanent_from(
+                format!(
+                    "reaction to {} {}/{} failed",
+                    event.event_type, event.aggregate_type, event.aggregate_id
+                ),
+                other,
+            ),
+        }
+    }
+}
+
 /// The reactions, over the application service.
 #[derive(Clone)]
 pub struct Reactions {
@@ -248,19 +267,10 @@ impl Subscription for ReactionSubscription {
         events: &[RecordedEvent],
     ) -> Result<(), ApplyError> {
         for event in events {
-            self.reactions.react(event).await.map_err(|err| match err {
-                ReactionError::Command(ServiceError::Unavailable(_))
-                | ReactionError::Command(ServiceError::Concurrency) => {
-                    ApplyError::Transient(Box::new(err))
-                }
-                other => ApplyError::Permanent {
-                    message: format!(
-                        "reaction to {} {}/{} failed",
-                        event.event_type, event.aggregate_type, event.aggregate_id
-                    ),
-                    source: Some(Box::new(other)),
-                },
-            })?;
+            self.reactions
+                .react(event)
+                .await
+                .map_err(|err| err.into_apply_error(event))?;
         }
         Ok(())
     }

@@ -126,8 +126,7 @@ impl UploadGrants {
         .bind(key.as_str())
         .bind(actor.user_id.as_str())
         .execute(&self.pool)
-        .await
-        .map_err(storage_error)?;
+        .await?;
         Ok(())
     }
 
@@ -140,30 +139,32 @@ impl UploadGrants {
         if keys.is_empty() {
             return Ok(BTreeSet::new());
         }
-        let keys: Vec<&str> = keys.iter().map(UploadKey::as_str).collect();
+        let names: Vec<&str> = keys.iter().map(UploadKey::as_str).collect();
         let issued: Vec<String> = sqlx::query_scalar(
             "SELECT key FROM upload_grants
               WHERE tenant_id = $1 AND issued_to = $2 AND key = ANY($3)",
         )
         .bind(actor.tenant_id.as_uuid())
         .bind(actor.user_id.as_str())
-        .bind(keys)
+        .bind(names)
         .fetch_all(&self.pool)
-        .await
-        .map_err(storage_error)?;
-        issued
-            .into_iter()
-            .map(|key| UploadKey::parse(key).map_err(|err| ServiceError::Internal(err.into())))
-            .collect()
+        .await?;
+        Ok(keys
+            .iter()
+            .filter(|key| issued.iter().any(|issued| issued == key.as_str()))
+            .cloned()
+            .collect())
     }
 }
 
-fn storage_error(err: sqlx::Error) -> ServiceError {
-    match err {
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
-            ServiceError::Unavailable(Box::new(err))
+impl From<sqlx::Error> for ServiceError {
+    fn from(err: sqlx::Error) -> Self {
+        match err {
+            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
+                ServiceError::Unavailable(Box::new(err))
+            }
+            other => ServiceError::Internal(Box::new(other)),
         }
-        other => ServiceError::Internal(Box::new(other)),
     }
 }
 

@@ -66,11 +66,8 @@ impl UsageKeySubscription {
             .aggregate_id
             .parse()
             .map_err(|_| ApplyError::permanent(format!("tenant id {}", event.aggregate_id)))?;
-        let tenant = self
-            .service
-            .tenant_state(tenant_id)
-            .await
-            .map_err(command)?;
+        let failed = |err: ServiceError| ReactionError::Command(err).into_apply_error(event);
+        let tenant = self.service.tenant_state(tenant_id).await.map_err(failed)?;
         // The tenant as it is now, not as the event left it: replaying an old plan change
         // must not move the key back to an old plan.
         let Some(plan) = tenant
@@ -84,8 +81,7 @@ impl UsageKeySubscription {
             .put_on_plan(tenant_id, plan)
             .await
             .map_err(ApplyError::Transient)?;
-        let ctx = caused_by(event)
-            .map_err(|err| ApplyError::permanent_from(format!("usage key of {tenant_id}"), err))?;
+        let ctx = caused_by(event).map_err(|err| err.into_apply_error(event))?;
         let record = TenantCommand::RecordUsageKey {
             actor: ctx.actor.clone(),
             api_key_id,
@@ -95,17 +91,8 @@ impl UsageKeySubscription {
             // Already recorded (a redelivery), or the plan changed meanwhile: the reaction to
             // that change assigns the key again.
             Ok(_) | Err(ServiceError::Conflict(_)) => Ok(()),
-            Err(err) => Err(command(err)),
+            Err(err) => Err(failed(err)),
         }
-    }
-}
-
-fn command(err: ServiceError) -> ApplyError {
-    match err {
-        ServiceError::Unavailable(_) | ServiceError::Concurrency => {
-            ApplyError::Transient(Box::new(ReactionError::Command(err)))
-        }
-        other => ApplyError::permanent_from("usage key command", ReactionError::Command(other)),
     }
 }
 

@@ -160,12 +160,7 @@ impl From<casebook_domain::values::ValidationError> for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
-        match err {
-            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
-                ApiError::Unavailable(Box::new(err))
-            }
-            other => ApiError::Internal(Box::new(other)),
-        }
+        ServiceError::from(err).into()
     }
 }
 
