@@ -18,7 +18,7 @@ use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
-use casebook_domain::ids::{TenantId, UserId};
+use casebook_domain::actor::Actor;
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 
@@ -56,17 +56,13 @@ pub async fn idempotent(
         .get::<Acting>()
         .cloned()
         .ok_or_else(|| ApiError::Internal("idempotency outside a route's roles".into()))?;
-    let caller = Caller {
-        tenant: actor.tenant_id,
-        user: actor.user_id,
-    };
     let (parts, body) = request.into_parts();
     let body = to_bytes(body, MAX_BODY)
         .await
         .map_err(|_| ApiError::MalformedBody("body too large".into()))?;
     let hash = request_hash(&parts.method, parts.uri.path(), &body);
 
-    match store.claim(&caller, &key, &hash).await? {
+    match store.claim(&actor, &key, &hash).await? {
         Claim::Claimed => {}
         Claim::Existing {
             request_hash,
@@ -86,9 +82,9 @@ pub async fn idempotent(
         .await
         .map_err(|err| ApiError::Internal(Box::new(err)))?;
     if parts.status.is_server_error() {
-        store.release(&caller, &key).await?;
+        store.release(&actor, &key).await?;
     } else {
-        store.complete(&caller, &key, parts.status, &body).await?;
+        store.complete(&actor, &key, parts.status, &body).await?;
     }
     Ok(Response::from_parts(parts, Body::from(body)))
 }
@@ -130,12 +126,6 @@ enum Claim {
     },
 }
 
-/// Whose key it is.
-struct Caller {
-    tenant: TenantId,
-    user: UserId,
-}
-
 /// The stored keys and answers.
 #[derive(Clone)]
 pub struct Records {
@@ -148,7 +138,7 @@ impl Records {
         Self { pool }
     }
 
-    async fn claim(&self, caller: &Caller, key: &str, hash: &[u8]) -> Result<Claim, ApiError> {
+    async fn claim(&self, caller: &Actor, key: &str, hash: &[u8]) -> Result<Claim, ApiError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("SET LOCAL synchronous_commit = off")
             .execute(&mut *tx)
@@ -158,8 +148,8 @@ impl Records {
              VALUES ($1, $2, $3, $4)
              ON CONFLICT (tenant_id, user_id, key) DO NOTHING",
         )
-        .bind(caller.tenant.as_uuid())
-        .bind(caller.user.as_str())
+        .bind(caller.tenant_id.as_uuid())
+        .bind(caller.user_id.as_str())
         .bind(key)
         .bind(hash)
         .execute(&mut *tx)
@@ -174,8 +164,8 @@ impl Records {
                     "SELECT request_hash, status_code, response_body FROM idempotency_keys
                       WHERE tenant_id = $1 AND user_id = $2 AND key = $3",
                 )
-                .bind(caller.tenant.as_uuid())
-                .bind(caller.user.as_str())
+                .bind(caller.tenant_id.as_uuid())
+                .bind(caller.user_id.as_str())
                 .bind(key)
                 .fetch_one(&mut *tx)
                 .await?;
@@ -190,7 +180,7 @@ impl Records {
 
     async fn complete(
         &self,
-        caller: &Caller,
+        caller: &Actor,
         key: &str,
         status: StatusCode,
         body: &[u8],
@@ -205,7 +195,7 @@ impl Records {
         .await
     }
 
-    async fn release(&self, caller: &Caller, key: &str) -> Result<(), ApiError> {
+    async fn release(&self, caller: &Actor, key: &str) -> Result<(), ApiError> {
         self.write(
             "DELETE FROM idempotency_keys WHERE tenant_id = $1 AND user_id = $2 AND key = $3",
             caller,
@@ -218,7 +208,7 @@ impl Records {
     async fn write(
         &self,
         sql: &str,
-        caller: &Caller,
+        caller: &Actor,
         key: &str,
         response: Option<(i16, &[u8])>,
     ) -> Result<(), ApiError> {
@@ -227,8 +217,8 @@ impl Records {
             .execute(&mut *tx)
             .await?;
         let query = sqlx::query(sql)
-            .bind(caller.tenant.as_uuid())
-            .bind(caller.user.as_str())
+            .bind(caller.tenant_id.as_uuid())
+            .bind(caller.user_id.as_str())
             .bind(key);
         let query = match response {
             Some((status, body)) => query.bind(status).bind(body),
