@@ -174,11 +174,33 @@ impl fmt::Display for Confidence {
     }
 }
 
+/// Characters of an uploaded file's name, the last segment of its key.
+pub const MAX_FILE_NAME_CHARS: usize = 200;
+
+/// Whether `name` can be the last segment of an upload's key: 1 to [`MAX_FILE_NAME_CHARS`]
+/// characters, one segment, neither `.` nor `..`, no control characters.
+pub fn is_file_name(name: &str) -> bool {
+    (1..=MAX_FILE_NAME_CHARS).contains(&name.chars().count())
+        && !name.contains('/')
+        && !matches!(name, "." | "..")
+        && !name.chars().any(char::is_control)
+}
+
 impl UploadKey {
-    /// Whether the key has exactly the form `POST /v1/uploads` issues for `tenant_id`:
-    /// `<tenant_id>/uploads/<uuid>/<file name>`, the UUID lowercase and hyphenated, the file
-    /// name one segment that is neither `.` nor `..`. Commands check it; keys already in stored
-    /// events are read back whatever their form.
+    /// A fresh key for a file `file_name` that a member of `tenant_id` uploads:
+    /// `<tenant_id>/uploads/<uuid>/<file name>`. `None` when the name is not a file name
+    /// ([`is_file_name`]).
+    pub fn new_upload(tenant_id: crate::ids::TenantId, file_name: &str) -> Option<Self> {
+        if !is_file_name(file_name) {
+            return None;
+        }
+        let key = format!("{tenant_id}/uploads/{}/{file_name}", uuid::Uuid::new_v4());
+        Self::parse(key).ok()
+    }
+
+    /// Whether the key has exactly the form [`UploadKey::new_upload`] makes for `tenant_id`,
+    /// the UUID lowercase and hyphenated. Commands check it; keys already in stored events are
+    /// read back whatever their form.
     pub fn is_upload_of(&self, tenant_id: crate::ids::TenantId) -> bool {
         let mut segments = self.0.split('/');
         let (Some(tenant), Some("uploads"), Some(id), Some(name), None) = (
@@ -192,8 +214,7 @@ impl UploadKey {
         };
         tenant == tenant_id.to_string()
             && uuid::Uuid::parse_str(id).is_ok_and(|uuid| uuid.hyphenated().to_string() == id)
-            && !matches!(name, "" | "." | "..")
-            && !name.chars().any(char::is_control)
+            && is_file_name(name)
     }
 
     /// Whether the key lies under `<tenant_id>/` (with something after the slash).
@@ -202,5 +223,23 @@ impl UploadKey {
             .strip_prefix(&tenant_id.to_string())
             .and_then(|rest| rest.strip_prefix('/'))
             .is_some_and(|rest| !rest.is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::TenantId;
+
+    #[test]
+    fn a_new_upload_key_is_an_upload_of_its_tenant_only_and_refuses_what_is_not_a_file_name() {
+        let (tenant, other) = (TenantId::new(), TenantId::new());
+        let key = UploadKey::new_upload(tenant, "contract 2026.pdf").expect("a file name");
+        assert!(key.is_upload_of(tenant));
+        assert!(!key.is_upload_of(other));
+        let too_long = "x".repeat(MAX_FILE_NAME_CHARS + 1);
+        for bad in ["", ".", "..", "a/b", "../x", "a\nb", too_long.as_str()] {
+            assert_eq!(UploadKey::new_upload(tenant, bad), None, "{bad:?}");
+        }
     }
 }

@@ -10,13 +10,12 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use casebook_adapters::aws::s3::{S3Error, TenantBucket};
+use casebook_adapters::aws::s3::TenantBucket;
 use casebook_domain::values::UploadKey;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use utoipa::ToSchema;
-use uuid::Uuid;
 
 use super::caller::Acting;
 use super::json::Body;
@@ -85,22 +84,6 @@ fn invalid(field: &str, message: &str) -> ApiError {
     }
 }
 
-fn file_name(name: &str) -> Result<&str, ApiError> {
-    let length = name.chars().count();
-    if !(1..=200).contains(&length)
-        || name.contains('/')
-        || name == "."
-        || name == ".."
-        || name.chars().any(char::is_control)
-    {
-        return Err(invalid(
-            "file_name",
-            "1 to 200 characters, without `/` or control characters, not `.` or `..`",
-        ));
-    }
-    Ok(name)
-}
-
 fn content_type(value: &str) -> Result<&str, ApiError> {
     let token = |part: &str| {
         !part.is_empty()
@@ -126,29 +109,32 @@ pub async fn request_upload(
     Acting(caller): Acting,
     Body(body): Body<UploadRequest>,
 ) -> Result<(StatusCode, Json<UploadTicket>), ApiError> {
-    let name = file_name(&body.file_name)?;
+    let key = UploadKey::new_upload(caller.tenant_id, &body.file_name).ok_or_else(|| {
+        invalid(
+            "file_name",
+            "1 to 200 characters, without `/` or control characters, not `.` or `..`",
+        )
+    })?;
     let media_type = content_type(&body.content_type)?;
     let size = size(body.size_bytes)?;
     let uploads = state.uploads.as_ref().ok_or(ApiError::UploadsUnavailable)?;
-    let relative = format!("uploads/{}/{name}", Uuid::new_v4());
-    let key = TenantBucket::tenant_key(caller.tenant_id, &relative).map_err(|err| match err {
-        S3Error::InvalidKey { reason, .. } => invalid("file_name", reason),
-        other => ApiError::Internal(Box::new(other)),
-    })?;
     // Recorded before the URL exists: only this customer may attach what it uploads.
-    state
-        .service
-        .grant_upload(&caller, &UploadKey::parse(&key)?)
-        .await?;
+    state.service.grant_upload(&caller, &key).await?;
     let signed = uploads
         .bucket
-        .presign_put(caller.tenant_id, &key, media_type, size, uploads.expires_in)
+        .presign_put(
+            caller.tenant_id,
+            key.as_str(),
+            media_type,
+            size,
+            uploads.expires_in,
+        )
         .await
         .map_err(|err| ApiError::Unavailable(Box::new(err)))?;
     Ok((
         StatusCode::CREATED,
         Json(UploadTicket {
-            key,
+            key: key.as_str().to_owned(),
             method: signed.method,
             url: signed.url,
             headers: signed.headers.into_iter().collect(),
