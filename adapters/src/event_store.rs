@@ -1,8 +1,14 @@
 //! The event store: a cqrs-es [`EventStore`](cqrs_es::EventStore) over Casebook's `events`
 //! table, with snapshots every [`SNAPSHOT_EVERY`] events.
 //!
-//! Whole streams are read through postgres-es's repository. The write path, snapshots and the
-//! incremental read are Casebook's own:
+//! Every read and append runs in a transaction of the request path's role scoped to the
+//! stream's tenant ([`begin_for_tenants`]): row-level security hides every other tenant's
+//! events and snapshots. A store serves one tenant at a time ([`EventStore::for_tenant`]);
+//! [`EventStore::execute`] takes the tenant from the command's metadata. A stream of another
+//! tenant looks like no stream at all, except that its id is taken: a command creating a
+//! stream under an id another tenant's stream holds is answered [`CommandError::NotFound`].
+//!
+//! The write path, snapshots and reads are Casebook's own, not postgres-es's:
 //! - postgres-es commits a snapshot update *before* checking that it matched, so a command
 //!   whose events were committed could be reported as a conflict; it also records the last
 //!   event's sequence for a snapshot folded only up to an earlier boundary. Here the events
@@ -23,19 +29,21 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use cqrs_es::event_sink::EventSink;
-use cqrs_es::persist::{
-    EventUpcaster, PersistedEventRepository, PersistenceError, SerializedEvent,
-};
+use cqrs_es::persist::{EventUpcaster, PersistenceError, SerializedEvent};
 use cqrs_es::{Aggregate, AggregateContext, AggregateError, DomainEvent, EventEnvelope};
-use postgres_es::PostgresEventRepository;
 use serde_json::Value;
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
+use uuid::Uuid;
+
+use crate::postgres::{begin_for_tenants, Access};
 
 pub mod group_commit;
 
 pub use group_commit::Appender;
 use group_commit::{NewEvent, StreamAppend};
+
+const NO_TENANT: &str = "event metadata without a valid tenant_id";
 
 /// Events between two snapshots: bounds the cost of loading any aggregate.
 pub const SNAPSHOT_EVERY: usize = 20;
@@ -142,6 +150,9 @@ pub enum CommandError<E: StdError> {
     /// Optimistic concurrency conflict (HTTP 409).
     #[error("optimistic concurrency conflict")]
     Conflict,
+    /// The stream's id belongs to another tenant's stream (HTTP 404, as an unknown id is).
+    #[error("no such stream in this tenant")]
+    NotFound,
     /// The event could not be stored as given (HTTP 422).
     #[error("invalid event: {0}")]
     Invalid(String),
@@ -233,6 +244,8 @@ impl<A: Aggregate> AggregateContext<A> for StoreContext<A> {
 pub struct EventStore<A> {
     appender: Appender,
     upcasters: Arc<[Box<dyn EventUpcaster>]>,
+    /// The tenant whose streams the cqrs-es loads read; `None` until [`Self::for_tenant`].
+    tenant: Option<Uuid>,
     _aggregate: PhantomData<fn() -> A>,
 }
 
@@ -241,6 +254,7 @@ impl<A> Clone for EventStore<A> {
         Self {
             appender: self.appender.clone(),
             upcasters: self.upcasters.clone(),
+            tenant: self.tenant,
             _aggregate: PhantomData,
         }
     }
@@ -258,8 +272,23 @@ impl<A: Aggregate> EventStore<A> {
         Self {
             appender,
             upcasters: upcasters.into(),
+            tenant: None,
             _aggregate: PhantomData,
         }
+    }
+
+    /// This store, reading `tenant`'s streams (and only theirs).
+    pub fn for_tenant(&self, tenant: Uuid) -> Self {
+        Self {
+            tenant: Some(tenant),
+            ..self.clone()
+        }
+    }
+
+    fn scope(&self) -> Result<Uuid, StoreError> {
+        self.tenant.ok_or_else(|| {
+            StoreError::unexpected(format!("{} stream read outside a tenant's scope", A::TYPE))
+        })
     }
 
     /// The appender this store's commands go through, for other stores to share.
@@ -267,13 +296,24 @@ impl<A: Aggregate> EventStore<A> {
         &self.appender
     }
 
-    /// The snapshot (if any) and the events after it, in one round trip.
-    async fn snapshot_and_tail(&self, aggregate_id: &str) -> Result<Vec<PgRow>, StoreError> {
-        Ok(sqlx::query(LOAD_AGGREGATE)
-            .bind(A::TYPE)
-            .bind(aggregate_id)
-            .fetch_all(self.appender.pool())
-            .await?)
+    /// Runs `statement` (binding the aggregate's type and id, and `after`) in a read-only
+    /// transaction scoped to the store's tenant.
+    async fn read_stream(
+        &self,
+        statement: &'static str,
+        aggregate_id: &str,
+        after: Option<usize>,
+    ) -> Result<Vec<PgRow>, StoreError> {
+        let mut tx =
+            begin_for_tenants(self.appender.pool(), Access::ReadOnly, &[self.scope()?]).await?;
+        let query = sqlx::query(statement).bind(A::TYPE).bind(aggregate_id);
+        let query = match after {
+            Some(after) => query.bind(after as i64),
+            None => query,
+        };
+        let rows = query.fetch_all(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(rows)
     }
 
     async fn events_after(
@@ -281,13 +321,10 @@ impl<A: Aggregate> EventStore<A> {
         aggregate_id: &str,
         after_sequence: usize,
     ) -> Result<Vec<EventEnvelope<A>>, AggregateError<A::Error>> {
-        let rows = sqlx::query(EVENTS_AFTER)
-            .bind(A::TYPE)
-            .bind(aggregate_id)
-            .bind(after_sequence as i64)
-            .fetch_all(self.appender.pool())
+        let rows = self
+            .read_stream(EVENTS_AFTER, aggregate_id, Some(after_sequence))
             .await
-            .map_err(|err| aggregate_error(err.into()))?;
+            .map_err(aggregate_error)?;
         rows.iter()
             .map(|row| self.envelope(serialized_event(row).map_err(aggregate_error)?))
             .collect()
@@ -371,8 +408,14 @@ impl<A: Aggregate> EventStore<A> {
                 })
             })
             .collect::<Result<_, StoreError>>()?;
+        let tenant = envelopes
+            .first()
+            .and_then(|envelope| envelope.metadata.get("tenant_id"))
+            .and_then(|tenant| Uuid::parse_str(tenant).ok())
+            .ok_or_else(|| StoreError::InvalidEvent(NO_TENANT.to_owned()))?;
         self.appender
             .append(StreamAppend {
+                tenant,
                 aggregate_type: A::TYPE,
                 aggregate_id: aggregate_id.to_owned(),
                 events,
@@ -405,12 +448,7 @@ where
         &self,
         aggregate_id: &str,
     ) -> Result<Vec<EventEnvelope<A>>, AggregateError<A::Error>> {
-        // The full stream, as postgres-es reads it.
-        let events = PostgresEventRepository::new(self.appender.pool().clone())
-            .get_events::<A>(aggregate_id)
-            .await
-            .map_err(|err| AggregateError::UnexpectedError(Box::new(err)))?;
-        events.into_iter().map(|e| self.envelope(e)).collect()
+        self.events_after(aggregate_id, 0).await
     }
 
     async fn load_aggregate(
@@ -418,7 +456,7 @@ where
         aggregate_id: &str,
     ) -> Result<StoreContext<A>, AggregateError<A::Error>> {
         let rows = self
-            .snapshot_and_tail(aggregate_id)
+            .read_stream(LOAD_AGGREGATE, aggregate_id, None)
             .await
             .map_err(aggregate_error)?;
         if let Some(context) = self.fold(aggregate_id, &rows)? {
@@ -469,6 +507,7 @@ where
     /// Loads the aggregate, lets it handle `command`, and appends the resulting events with
     /// `metadata` — what `CqrsFramework::execute_with_metadata` does, but reporting where the
     /// events landed, which API clients are given back (cqrs-es's framework returns `()`).
+    /// The stream is read as the tenant the metadata names.
     pub async fn execute(
         &self,
         aggregate_id: &str,
@@ -476,9 +515,24 @@ where
         services: &A::Services,
         metadata: HashMap<String, String>,
     ) -> Result<Vec<Committed>, CommandError<A::Error>> {
-        let context = cqrs_es::EventStore::load_aggregate(self, aggregate_id).await?;
-        self.handle_and_write(context, command, services, metadata)
+        let store = self.for_metadata(&metadata)?;
+        let context = cqrs_es::EventStore::load_aggregate(&store, aggregate_id).await?;
+        let loaded_empty = context.current_sequence == 0;
+        match store
+            .handle_and_write(context, command, services, metadata)
             .await
+        {
+            // Nothing was visible, yet sequence 1 is taken: by a stream created since, or by
+            // another tenant's, which row-level security hides.
+            Err(CommandError::Conflict) if loaded_empty => {
+                match store.read_stream(EVENTS_AFTER, aggregate_id, Some(0)).await {
+                    Ok(rows) if rows.is_empty() => Err(CommandError::NotFound),
+                    Ok(_) => Err(CommandError::Conflict),
+                    Err(err) => Err(CommandError::from(aggregate_error::<A::Error>(err))),
+                }
+            }
+            outcome => outcome,
+        }
     }
 
     /// [`execute`](Self::execute) for a command that creates its stream, in one round trip
@@ -514,6 +568,18 @@ where
             }
             Err(err) => Err(err),
         }
+    }
+
+    /// This store scoped to the tenant `metadata` names.
+    fn for_metadata(
+        &self,
+        metadata: &HashMap<String, String>,
+    ) -> Result<Self, CommandError<A::Error>> {
+        metadata
+            .get("tenant_id")
+            .and_then(|tenant| Uuid::parse_str(tenant).ok())
+            .map(|tenant| self.for_tenant(tenant))
+            .ok_or_else(|| CommandError::Invalid(NO_TENANT.to_owned()))
     }
 
     async fn handle_and_write(

@@ -1,8 +1,15 @@
 //! Postgres connection pools and migrations.
 //!
-//! The deployment connects as a login user that is a member of several roles; every pool
-//! assumes exactly one of them with `SET ROLE`, so the application's request path really runs
-//! with INSERT+SELECT on the log and nothing more, and tests exercise the same privileges.
+//! The deployment connects as a login user that is a member of several roles but inherits
+//! none of their rights. The request path assumes `casebook_app` for each transaction
+//! ([`begin_for_tenants`]: `SET LOCAL ROLE`, with the tenants row-level security shows), so it
+//! really runs with INSERT+SELECT on the log and its tenants' rows, and a statement outside
+//! such a transaction can read nothing; RDS Proxy can hand the connection to another client
+//! between transactions, which a session-level `SET ROLE` would forbid. The other pools
+//! assume their role for the session: the projector's connections LISTEN and hold advisory
+//! locks, the judgment search's keep a prepared plan per tenant and planner settings (both
+//! pin a proxied connection anyway), and the auditor's serve a command-line tool. Tests
+//! connect as such a login too.
 //!
 //! Deployed, the Lambdas reach the database through RDS Proxy with IAM authentication:
 //! [`connect_database`] then signs the password ([`crate::rds_iam`]) and keeps it fresh.
@@ -11,7 +18,8 @@ use std::time::{Duration, SystemTime};
 
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Executor, PgPool};
+use sqlx::{Executor, PgPool, Postgres, Transaction};
+use uuid::Uuid;
 
 use crate::aws::shared_config;
 use crate::config::DatabaseConfig;
@@ -25,7 +33,8 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
 pub enum DbRole {
     /// The connecting user itself (migrations, tests that act as a superuser).
     Owner,
-    /// Appends events and reads; cannot rewrite history.
+    /// Appends events and reads; cannot rewrite history. Its connections have no role of
+    /// their own: every statement runs in a transaction of [`begin_for_tenants`].
     App,
     /// Reads the log, writes projections and checkpoints. Its commits are asynchronous
     /// (`synchronous_commit = off`): everything it writes is derived from the log and
@@ -35,6 +44,11 @@ pub enum DbRole {
     Projector,
     /// Reads only.
     Auditor,
+    /// Maintenance by the owner of the tables (the migrator), for rebuilds: it reads and
+    /// writes rows as `casebook_maintainer` (row-level security is forced on the owner, whom
+    /// no policy names) and takes the owner's rights back for DDL alone (`RESET ROLE`, in
+    /// `casebook_projections::rebuild`).
+    Maintainer,
     /// Searches the judgment index, and may read nothing else. A search names the tenant's
     /// partition in a statement each connection prepares once, so its plan is kept; the
     /// settings a search needs are therefore this pool's sessions' own, and a pool of this
@@ -69,12 +83,12 @@ impl DbRole {
     /// What each new connection runs to become this role.
     fn session_setup(self) -> Option<String> {
         match self {
-            DbRole::Owner => None,
-            DbRole::App => Some("SET ROLE casebook_app".to_owned()),
+            DbRole::Owner | DbRole::App => None,
             DbRole::Projector => {
                 Some("SET ROLE casebook_projector; SET synchronous_commit = off".to_owned())
             }
             DbRole::Auditor => Some("SET ROLE casebook_auditor".to_owned()),
+            DbRole::Maintainer => Some("SET ROLE casebook_maintainer".to_owned()),
             DbRole::Search => Some(format!(
                 "SET ROLE casebook_search; SET enable_sort = off; \
                  SET hnsw.iterative_scan = off; SET hnsw.ef_search = {HNSW_EF_SEARCH}; \
@@ -82,6 +96,38 @@ impl DbRole {
             )),
         }
     }
+}
+
+/// Whether a request-path transaction may write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// `BEGIN READ ONLY`.
+    ReadOnly,
+    /// `BEGIN`.
+    ReadWrite,
+}
+
+/// Begins a request-path transaction: as `casebook_app`, with row-level security showing
+/// (and accepting) the rows of `tenants` only. One round trip.
+pub async fn begin_for_tenants(
+    pool: &PgPool,
+    access: Access,
+    tenants: &[Uuid],
+) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+    let begin = match access {
+        Access::ReadOnly => "BEGIN READ ONLY",
+        Access::ReadWrite => "BEGIN",
+    };
+    // Uuids are hex and dashes: nothing to quote.
+    let scope = tenants
+        .iter()
+        .map(Uuid::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    pool.begin_with(format!(
+        "{begin}; SET LOCAL ROLE casebook_app; SET LOCAL app.tenant_id = '{scope}'"
+    ))
+    .await
 }
 
 /// Opens a pool of at most `max_connections` connections, each running as `role`.

@@ -170,7 +170,10 @@ impl Reactions {
         tenant_id: TenantId,
         verdict: &Verdict,
     ) -> Result<(), ReactionError> {
-        let (query, proposal) = self.service.diagnosis_texts(diagnosis_id).await?;
+        let (query, proposal) = self
+            .service
+            .diagnosis_texts(tenant_id, diagnosis_id)
+            .await?;
         let body = match verdict {
             Verdict::Amended { text, .. } => text.as_str().to_owned(),
             _ => proposal,

@@ -222,10 +222,13 @@ impl Relay {
         let Some(tenants) = &self.tenants else {
             return Ok(Some(false));
         };
-        let tenant = cqrs_es::EventStore::load_aggregate(tenants, &event.tenant_id.to_string())
-            .await
-            .map_err(|err| ApplyError::Transient(Box::new(err)))?
-            .into_state();
+        let tenant = cqrs_es::EventStore::load_aggregate(
+            &tenants.for_tenant(event.tenant_id),
+            &event.tenant_id.to_string(),
+        )
+        .await
+        .map_err(|err| ApplyError::Transient(Box::new(err)))?
+        .into_state();
         Ok(Some(should_auto_approve(
             tenant.auto_resolve_threshold(),
             confidence,

@@ -117,7 +117,15 @@ impl Application {
             Some(wiring) => {
                 let schedule =
                     Schedule::from_env().map_err(|err| ServeError::Config(Box::new(err)))?;
-                let jobs = Jobs::new(app.state.pool.clone(), &shared_config().await, &wiring.jobs);
+                let log = postgres::connect_database(&config.database, DbRole::Projector, 2)
+                    .await
+                    .map_err(ServeError::Connect)?;
+                let jobs = Jobs::new(
+                    app.state.pool.clone(),
+                    log,
+                    &shared_config().await,
+                    &wiring.jobs,
+                );
                 app.worker = Some((wiring.worker, wiring.queue));
                 app.jobs = Some((jobs, schedule));
                 (Some(wiring.relay), wiring.usage_plans)

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use casebook_adapters::event_store::{Appender, CommandError, Committed, EventStore};
+use casebook_adapters::postgres::{begin_for_tenants, Access};
 use casebook_domain::actor::Actor;
 use casebook_domain::decision::{ConsultantDecision, DecisionCommand};
 use casebook_domain::diagnosis::{Diagnosis, DiagnosisCommand, DiagnosisEvent, DiagnosisSnapshot};
@@ -62,6 +63,7 @@ impl<E: DomainError + Send + Sync + 'static> From<CommandError<E>> for ServiceEr
                 ErrorKind::Conflict => ServiceError::Conflict(err.to_string()),
             },
             CommandError::Conflict => ServiceError::Concurrency,
+            CommandError::NotFound => ServiceError::NotFound,
             CommandError::Invalid(reason) => ServiceError::Invalid(reason),
             CommandError::Unavailable(err) => ServiceError::Unavailable(err),
             CommandError::Unexpected(err) => ServiceError::Internal(err),
@@ -118,6 +120,8 @@ struct UploadGrants {
 
 impl UploadGrants {
     async fn record(&self, actor: &Actor, key: &UploadKey) -> Result<(), ServiceError> {
+        let mut tx =
+            begin_for_tenants(&self.pool, Access::ReadWrite, &[*actor.tenant_id.as_uuid()]).await?;
         sqlx::query(
             "INSERT INTO upload_grants (tenant_id, key, issued_to) VALUES ($1, $2, $3)
              ON CONFLICT (tenant_id, key) DO NOTHING",
@@ -125,8 +129,9 @@ impl UploadGrants {
         .bind(actor.tenant_id.as_uuid())
         .bind(key.as_str())
         .bind(actor.user_id.as_str())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -140,6 +145,8 @@ impl UploadGrants {
             return Ok(BTreeSet::new());
         }
         let names: Vec<&str> = keys.iter().map(UploadKey::as_str).collect();
+        let mut tx =
+            begin_for_tenants(&self.pool, Access::ReadOnly, &[*actor.tenant_id.as_uuid()]).await?;
         let issued: Vec<String> = sqlx::query_scalar(
             "SELECT key FROM upload_grants
               WHERE tenant_id = $1 AND issued_to = $2 AND key = ANY($3)",
@@ -147,8 +154,9 @@ impl UploadGrants {
         .bind(actor.tenant_id.as_uuid())
         .bind(actor.user_id.as_str())
         .bind(names)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(keys
             .iter()
             .filter(|key| issued.iter().any(|issued| issued == key.as_str()))
@@ -296,16 +304,19 @@ impl Service {
             text: text.clone(),
             tenant_active,
         };
-        let submitted = match execute(&self.stores.sessions, &session_id.to_string(), submit, ctx)
-            .await
-        {
-            Ok(accepted) => accepted,
-            // A retry of a request whose diagnosis request did not make it.
-            Err(ServiceError::Conflict(_)) if self.query_pending(&session_id, query_id).await? => {
-                Accepted { events: Vec::new() }
-            }
-            Err(err) => return Err(err),
-        };
+        let submitted =
+            match execute(&self.stores.sessions, &session_id.to_string(), submit, ctx).await {
+                Ok(accepted) => accepted,
+                // A retry of a request whose diagnosis request did not make it.
+                Err(ServiceError::Conflict(_))
+                    if self
+                        .query_pending(ctx.actor.tenant_id, &session_id, query_id)
+                        .await? =>
+                {
+                    Accepted { events: Vec::new() }
+                }
+                Err(err) => return Err(err),
+            };
         let diagnosis_id = DiagnosisId::for_query(query_id);
         let request = DiagnosisCommand::Request {
             actor: ctx.actor.clone(),
@@ -360,7 +371,9 @@ impl Service {
         diagnosis_id: DiagnosisId,
         verdict: ConsultantVerdict,
     ) -> Result<Accepted, ServiceError> {
-        let diagnosis = self.diagnosis_snapshot(diagnosis_id).await?;
+        let diagnosis = self
+            .diagnosis_snapshot(ctx.actor.tenant_id, diagnosis_id)
+            .await?;
         let actor = ctx.actor.clone();
         let command = match verdict {
             ConsultantVerdict::Approve => DecisionCommand::Approve { actor, diagnosis },
@@ -396,7 +409,9 @@ impl Service {
         ctx: &RequestContext,
         diagnosis_id: DiagnosisId,
     ) -> Result<Option<Accepted>, ServiceError> {
-        let diagnosis = self.diagnosis_snapshot(diagnosis_id).await?;
+        let diagnosis = self
+            .diagnosis_snapshot(ctx.actor.tenant_id, diagnosis_id)
+            .await?;
         let tenant = self.tenant_state(ctx.actor.tenant_id).await?;
         let Some(confidence) = diagnosis.proposed_confidence else {
             return Ok(None);
@@ -428,12 +443,13 @@ impl Service {
     /// The diagnosis' query and its latest proposal's text, from its stream.
     pub async fn diagnosis_texts(
         &self,
+        tenant_id: TenantId,
         diagnosis_id: DiagnosisId,
     ) -> Result<(String, String), ServiceError> {
-        let events =
-            cqrs_es::EventStore::load_events(&self.stores.diagnoses, &diagnosis_id.to_string())
-                .await
-                .map_err(|err| ServiceError::from(CommandError::from(err)))?;
+        let diagnoses = self.stores.diagnoses.for_tenant(*tenant_id.as_uuid());
+        let events = cqrs_es::EventStore::load_events(&diagnoses, &diagnosis_id.to_string())
+            .await
+            .map_err(|err| ServiceError::from(CommandError::from(err)))?;
         let mut query = None;
         let mut proposal = None;
         for envelope in events {
@@ -496,7 +512,7 @@ impl Service {
 
     /// The tenant as its stream now stands (not onboarded: the default, empty tenant).
     pub async fn tenant_state(&self, tenant_id: TenantId) -> Result<Tenant, ServiceError> {
-        load(&self.stores.tenants, &tenant_id.to_string()).await
+        load(&self.stores.tenants, tenant_id, &tenant_id.to_string()).await
     }
 
     async fn tenant_active(&self, tenant_id: TenantId) -> Result<bool, ServiceError> {
@@ -512,24 +528,26 @@ impl Service {
 
     async fn diagnosis_snapshot(
         &self,
+        tenant_id: TenantId,
         diagnosis_id: DiagnosisId,
     ) -> Result<DiagnosisSnapshot, ServiceError> {
-        let diagnosis = load(&self.stores.diagnoses, &diagnosis_id.to_string()).await?;
+        let diagnosis = load(&self.stores.diagnoses, tenant_id, &diagnosis_id.to_string()).await?;
         diagnosis.snapshot().ok_or(ServiceError::NotFound)
     }
 
     /// Whether the session holds `query_id` but its diagnosis was never requested.
     async fn query_pending(
         &self,
+        tenant_id: TenantId,
         session_id: &SessionId,
         query_id: QueryId,
     ) -> Result<bool, ServiceError> {
-        let session = load(&self.stores.sessions, &session_id.to_string()).await?;
+        let session = load(&self.stores.sessions, tenant_id, &session_id.to_string()).await?;
         if !session.has_query(query_id) {
             return Ok(false);
         }
         let diagnosis_id = DiagnosisId::for_query(query_id);
-        let diagnosis = load(&self.stores.diagnoses, &diagnosis_id.to_string()).await?;
+        let diagnosis = load(&self.stores.diagnoses, tenant_id, &diagnosis_id.to_string()).await?;
         Ok(diagnosis.status().is_none())
     }
 }
@@ -553,14 +571,19 @@ pub enum ConsultantVerdict {
     },
 }
 
-async fn load<A>(store: &EventStore<A>, aggregate_id: &str) -> Result<A, ServiceError>
+async fn load<A>(
+    store: &EventStore<A>,
+    tenant: TenantId,
+    aggregate_id: &str,
+) -> Result<A, ServiceError>
 where
     A: Aggregate + Send + Sync,
     A::Error: DomainError + Send + Sync + 'static,
 {
-    let context = cqrs_es::EventStore::load_aggregate(store, aggregate_id)
-        .await
-        .map_err(|err| ServiceError::from(CommandError::from(err)))?;
+    let context =
+        cqrs_es::EventStore::load_aggregate(&store.for_tenant(*tenant.as_uuid()), aggregate_id)
+            .await
+            .map_err(|err| ServiceError::from(CommandError::from(err)))?;
     Ok(context.into_state())
 }
 

@@ -24,7 +24,7 @@ use casebook_adapters::ai::AiProviders;
 use casebook_adapters::aws::sqs::Queue;
 use casebook_adapters::config::DatabaseConfig;
 use casebook_adapters::event_store::EventStore;
-use casebook_adapters::postgres::{self, ConnectError, DbRole};
+use casebook_adapters::postgres::{self, begin_for_tenants, Access, ConnectError, DbRole};
 use casebook_domain::actor::Actor;
 use casebook_domain::diagnosis::{
     attachment_text, retrieval_text, skip_reason, AttachmentOutcome, AttachmentRead,
@@ -95,7 +95,9 @@ where
         Box<dyn Future<Output = Result<(), WorkerError>> + Send + 't>,
     >,
 {
-    let mut tx = pool.begin().await.map_err(|e| failed("begin", e))?;
+    let mut tx = begin_for_tenants(pool, Access::ReadWrite, &[tenant_id])
+        .await
+        .map_err(|e| failed("begin", e))?;
     let inserted = sqlx::query(
         "INSERT INTO processed_messages (consumer, event_id, tenant_id) VALUES ($1, $2, $3)
          ON CONFLICT DO NOTHING",
@@ -216,7 +218,8 @@ impl Worker {
     pub async fn handle_diagnosis(&self, message: &DiagnosisMessage) -> Result<(), WorkerError> {
         let diagnosis_id = DiagnosisId::from_uuid(message.diagnosis_id);
         let aggregate_id = diagnosis_id.to_string();
-        let events = cqrs_es::EventStore::load_events(&self.diagnoses, &aggregate_id)
+        let diagnoses = self.diagnoses.for_tenant(message.tenant_id);
+        let events = cqrs_es::EventStore::load_events(&diagnoses, &aggregate_id)
             .await
             .map_err(|e| failed("load diagnosis", e))?;
         let mut request = None;
@@ -271,7 +274,7 @@ impl Worker {
             actor,
         };
         let embedding = self.embedding_model()?;
-        let attachment_keys = self.session_attachments(session_id).await?;
+        let attachment_keys = self.session_attachments(tenant_id, session_id).await?;
         let routing = self
             .routing(tenant_id, &query, attachment_keys.len())
             .await?;
@@ -415,9 +418,11 @@ impl Worker {
     /// The keys the session was opened with, in order.
     async fn session_attachments(
         &self,
+        tenant_id: TenantId,
         session_id: SessionId,
     ) -> Result<Vec<UploadKey>, WorkerError> {
-        let session = cqrs_es::EventStore::load_events(&self.sessions, &session_id.to_string())
+        let sessions = self.sessions.for_tenant(*tenant_id.as_uuid());
+        let session = cqrs_es::EventStore::load_events(&sessions, &session_id.to_string())
             .await
             .map_err(|e| failed("load session", e))?;
         Ok(session
@@ -486,11 +491,13 @@ impl Worker {
         query: &QueryText,
         attachment_count: usize,
     ) -> Result<Routing, WorkerError> {
-        let tenant: Tenant =
-            cqrs_es::EventStore::load_aggregate(&self.tenants, &tenant_id.to_string())
-                .await
-                .map_err(|e| failed("load tenant", e))?
-                .into_state();
+        let tenant: Tenant = cqrs_es::EventStore::load_aggregate(
+            &self.tenants.for_tenant(*tenant_id.as_uuid()),
+            &tenant_id.to_string(),
+        )
+        .await
+        .map_err(|e| failed("load tenant", e))?
+        .into_state();
         let (Some(plan), Some(policy)) = (tenant.plan(), tenant.model_policy()) else {
             return Err(WorkerError::Malformed(format!(
                 "tenant {tenant_id} is not onboarded"

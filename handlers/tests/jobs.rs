@@ -28,6 +28,7 @@ use support::scenario::{ask, ctx, onboard, propose, FixedEmbedder};
 struct Env {
     db: TestDb,
     app: PgPool,
+    log: PgPool,
     aws: SdkConfig,
     resources: Resources,
     jobs: Jobs,
@@ -46,10 +47,12 @@ async fn env() -> Env {
         audit_archive_bucket: Some(resources.audit_archive_bucket.clone()),
         lag_alert: Duration::from_secs(60),
     };
-    let jobs = Jobs::new(app.clone(), &aws, &config);
+    let log = db.pool(DbRole::Projector, 2).await;
+    let jobs = Jobs::new(app.clone(), log.clone(), &aws, &config);
     Env {
         db,
         app,
+        log,
         aws,
         resources,
         jobs,
@@ -357,6 +360,7 @@ async fn the_lag_check_reports_and_alerts_on_subscriptions_behind_the_threshold(
         .unwrap();
     let strict = Jobs::new(
         env.app.clone(),
+        env.log.clone(),
         &env.aws,
         &JobsConfig {
             lag_alert: Duration::ZERO,

@@ -688,7 +688,7 @@ async fn main() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(25_000);
     let db = TestDb::new().await;
-    let pool = db.pool(DbRole::Owner, 10).await;
+    let pool = db.pool(DbRole::Maintainer, 10).await;
     let started = Instant::now();
     seed(&pool, generate(events)).await;
     pool.execute("VACUUM ANALYZE events").await.expect("vacuum");

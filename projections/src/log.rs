@@ -181,20 +181,7 @@ impl LogReader {
         scope: Scope,
         limit: u32,
     ) -> Result<Vec<RecordedEvent>, ReadError> {
-        let sql = match scope {
-            Scope::All => PAGE_ALL,
-            Scope::Tenant(_) => PAGE_TENANT,
-        };
-        let query = sqlx::query(sql)
-            .bind(after.transaction_id)
-            .bind(after.global_position)
-            .bind(i64::from(limit));
-        let query = match scope {
-            Scope::All => query,
-            Scope::Tenant(tenant) => query.bind(tenant),
-        };
-        let rows = query.fetch_all(&self.pool).await?;
-        rows.iter().map(recorded_event).collect()
+        read_page(&self.pool, after, scope, limit).await
     }
 
     /// Every final event after `from`, ending when the reader has caught up with the head.
@@ -331,4 +318,31 @@ fn recorded_event(row: &PgRow) -> Result<RecordedEvent, ReadError> {
         metadata: RawValue::from_string(row.try_get("metadata")?)?,
         recorded_at: row.try_get("recorded_at")?,
     })
+}
+
+/// [`LogReader::read_page`] through `executor`: a transaction the caller scoped (the request
+/// path reads its tenant's events under row-level security), or a pool.
+pub async fn read_page<'c, E>(
+    executor: E,
+    after: Checkpoint,
+    scope: Scope,
+    limit: u32,
+) -> Result<Vec<RecordedEvent>, ReadError>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Postgres>,
+{
+    let sql = match scope {
+        Scope::All => PAGE_ALL,
+        Scope::Tenant(_) => PAGE_TENANT,
+    };
+    let query = sqlx::query(sql)
+        .bind(after.transaction_id)
+        .bind(after.global_position)
+        .bind(i64::from(limit));
+    let query = match scope {
+        Scope::All => query,
+        Scope::Tenant(tenant) => query.bind(tenant),
+    };
+    let rows = query.fetch_all(executor).await?;
+    rows.iter().map(recorded_event).collect()
 }

@@ -1,7 +1,8 @@
 //! Connections. Auditors' commands run as `casebook_auditor` (SELECT only, row-level security
 //! by `app.tenant_id`) with every transaction read-only as well, so the tool cannot change
 //! anything even if a role grant is widened by mistake. Rebuilds need the owner of the
-//! read-model tables and connect as the user of `DATABASE_URL` itself.
+//! read-model tables and connect as the user of `DATABASE_URL` itself, its rows read and
+//! written as `casebook_maintainer`.
 
 use casebook_adapters::config::Config;
 use casebook_adapters::postgres::{self, DbRole};
@@ -29,9 +30,10 @@ pub async fn auditor_pool(options: PgConnectOptions) -> Result<PgPool, sqlx::Err
     postgres::connect(options, DbRole::Auditor, 4).await
 }
 
-/// A pool as the connecting user (the table owner) with `connections` connections.
-pub async fn owner(connections: u32) -> Result<PgPool, Error> {
-    Ok(postgres::connect(options_from_env()?, DbRole::Owner, connections).await?)
+/// A rebuild's pool: the connecting user (the tables' owner), reading and writing rows as
+/// `casebook_maintainer`, with `connections` connections.
+pub async fn maintainer(connections: u32) -> Result<PgPool, Error> {
+    Ok(postgres::connect(options_from_env()?, DbRole::Maintainer, connections).await?)
 }
 
 /// A connection whose row-level security shows `tenant`'s rows (audit and read models).

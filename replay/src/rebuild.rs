@@ -41,9 +41,9 @@ fn rebuild_of(pool: PgPool, target: &TargetArgs) -> Rebuild {
 
 /// Connections a rebuild of `target` needs: one per projection, plus the session's and the
 /// log reader's.
-async fn owner_pool(target: &TargetArgs) -> Result<PgPool, Error> {
+async fn maintainer_pool(target: &TargetArgs) -> Result<PgPool, Error> {
     let connections = u32::try_from(target.projection.0.len()).unwrap_or(u32::MAX) + 3;
-    db::owner(connections).await
+    db::maintainer(connections).await
 }
 
 /// How `rebuild` ended.
@@ -67,7 +67,7 @@ pub struct RebuildReport {
 /// `--resume`), with a progress bar; Ctrl-C stops after the batch in flight (exit 3, resume
 /// later).
 pub async fn run_rebuild(args: RebuildArgs, output: Output) -> Result<Verdict, Error> {
-    let pool = owner_pool(&args.target).await?;
+    let pool = maintainer_pool(&args.target).await?;
     let rebuild = rebuild_of(pool, &args.target).with_batch_size(args.batch_size);
     if !args.resume {
         rebuild.discard().await?;
@@ -153,7 +153,7 @@ impl From<&TableVerdict> for TableReport {
 
 /// Runs `verify`: 0 when every table matches, 1 otherwise.
 pub async fn run_verify(target: TargetArgs, output: Output) -> Result<Verdict, Error> {
-    let pool = owner_pool(&target).await?;
+    let pool = maintainer_pool(&target).await?;
     let verdicts = rebuild_of(pool, &target).verify().await?;
     let tables: Vec<TableReport> = verdicts.iter().map(TableReport::from).collect();
     let all_match = tables.iter().all(|t| t.matches);
@@ -185,7 +185,7 @@ pub async fn run_verify(target: TargetArgs, output: Output) -> Result<Verdict, E
 
 /// Runs `swap`.
 pub async fn run_swap(target: TargetArgs, output: Output) -> Result<Verdict, Error> {
-    let pool = owner_pool(&target).await?;
+    let pool = maintainer_pool(&target).await?;
     rebuild_of(pool, &target).swap().await?;
     let names: Vec<&str> = target.projection.0.iter().map(|id| id.name()).collect();
     if output.json {

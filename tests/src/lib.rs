@@ -20,6 +20,21 @@ use sqlx::{ConnectOptions, Connection, Executor, PgConnection, PgPool};
 /// Arbitrary but fixed: serialises template creation across test processes.
 const TEMPLATE_LOCK: i64 = 0x00ca_5eb0_0c7e_3a71;
 
+/// The login the role pools connect as, shaped like the deployed `casebook` (infra/README.md):
+/// a member of the application's roles that inherits none of their rights, so a statement that
+/// does not assume a role reads nothing. Roles are cluster-wide: made once, by the first test
+/// of the cluster, under the template lock.
+const LOGIN: &str = "casebook_test_login";
+const ENSURE_LOGIN: &str = "
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'casebook_test_login') THEN
+        CREATE ROLE casebook_test_login LOGIN NOINHERIT;
+        GRANT casebook_app, casebook_projector, casebook_auditor, casebook_search
+           TO casebook_test_login;
+    END IF;
+END $$";
+
 /// A database of its own for one test.
 pub struct TestDb {
     name: String,
@@ -78,6 +93,12 @@ impl TestDb {
         self.options.clone()
     }
 
+    /// Connection options for this database, as the application's login (a member of every
+    /// role, inheriting none of their rights).
+    pub fn login_options(&self) -> PgConnectOptions {
+        self.options.clone().username(LOGIN)
+    }
+
     /// A `postgres://` URL for this database (for subprocesses and config).
     pub fn url(&self) -> String {
         let host = self.options.get_host();
@@ -86,9 +107,14 @@ impl TestDb {
         format!("postgres://{user}@{host}:{port}/{}", self.name)
     }
 
-    /// A pool running as `role`.
+    /// A pool running as `role`: the owner's and the maintainer's as the superuser (the
+    /// tables' owner), the others' as the application's login ([`LOGIN`]).
     pub async fn pool(&self, role: DbRole, max_connections: u32) -> PgPool {
-        postgres::connect(self.options(), role, max_connections)
+        let options = match role {
+            DbRole::Owner | DbRole::Maintainer => self.options(),
+            _ => self.login_options(),
+        };
+        postgres::connect(options, role, max_connections)
             .await
             .expect("connect to the test database")
     }
@@ -152,6 +178,9 @@ async fn ensure_template(admin: &PgConnectOptions) -> String {
     if !exists {
         build_template(&mut conn, admin, &template).await;
     }
+    conn.execute(ENSURE_LOGIN)
+        .await
+        .expect("create the application's login");
     conn.execute(format!("SELECT pg_advisory_unlock({TEMPLATE_LOCK})").as_str())
         .await
         .expect("release the template lock");

@@ -20,6 +20,11 @@
 //! the outcome of a cancelled command was never promised either way, and the others in its
 //! batch must not depend on it.
 //!
+//! A batch's statement runs as the request path's role in a transaction scoped to the tenants
+//! of its members (row-level security checks every row it appends, and its `RETURNING`, against
+//! them): one more round trip to begin and one to commit, where the statement alone committed
+//! itself before.
+//!
 //! In Lambda an instance serves one request at a time, so its batches have one member: the
 //! queue costs a channel hop there and saves nothing.
 
@@ -28,8 +33,10 @@ use std::sync::{Arc, Mutex};
 use serde_json::Value;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot, Semaphore};
+use uuid::Uuid;
 
 use super::StoreError;
+use crate::postgres::{begin_for_tenants, Access};
 
 /// Streams appended by one statement at most. Bounds the statement's size and the number of
 /// commands that share a failure's retry.
@@ -42,8 +49,7 @@ const MAX_IN_FLIGHT: usize = 2;
 /// Appends waiting for a writer before senders wait too.
 const QUEUE_CAPACITY: usize = 1024;
 
-/// Appends any number of streams' events, with their snapshots, in one statement: one round
-/// trip and one commit, atomic without an explicit transaction.
+/// Appends any number of streams' events, with their snapshots, in one statement.
 const APPEND_STREAMS: &str = "
 WITH appended AS (
     INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
@@ -55,10 +61,10 @@ WITH appended AS (
      ORDER BY e.n
     RETURNING global_position
 ), snapshot AS (
-    INSERT INTO snapshots (aggregate_type, aggregate_id, last_sequence, current_snapshot, payload)
-    SELECT s.aggregate_type, s.aggregate_id, s.last_sequence, 1, s.payload
-      FROM UNNEST($8::text[], $9::text[], $10::bigint[], $11::jsonb[])
-           AS s(aggregate_type, aggregate_id, last_sequence, payload)
+    INSERT INTO snapshots (tenant_id, aggregate_type, aggregate_id, last_sequence, current_snapshot, payload)
+    SELECT s.tenant_id, s.aggregate_type, s.aggregate_id, s.last_sequence, 1, s.payload
+      FROM UNNEST($8::uuid[], $9::text[], $10::text[], $11::bigint[], $12::jsonb[])
+           AS s(tenant_id, aggregate_type, aggregate_id, last_sequence, payload)
     ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE
        SET last_sequence = EXCLUDED.last_sequence,
            current_snapshot = snapshots.current_snapshot + 1,
@@ -79,6 +85,8 @@ pub(super) struct NewEvent {
 
 /// One command's events for one stream, and the stream's snapshot when one is due.
 pub(super) struct StreamAppend {
+    /// The tenant of the stream (every event's metadata names it).
+    pub tenant: Uuid,
     pub aggregate_type: &'static str,
     pub aggregate_id: String,
     pub events: Vec<NewEvent>,
@@ -216,6 +224,7 @@ async fn append_streams(
     let mut versions = Vec::with_capacity(rows);
     let mut payloads = Vec::with_capacity(rows);
     let mut metadata = Vec::with_capacity(rows);
+    let mut snapshot_tenants = Vec::new();
     let mut snapshot_types = Vec::new();
     let mut snapshot_ids = Vec::new();
     let mut snapshot_sequences = Vec::new();
@@ -231,12 +240,17 @@ async fn append_streams(
             metadata.push(&event.metadata);
         }
         if let Some((sequence, state)) = &append.snapshot {
+            snapshot_tenants.push(append.tenant);
             snapshot_types.push(append.aggregate_type);
             snapshot_ids.push(append.aggregate_id.as_str());
             snapshot_sequences.push(*sequence);
             snapshot_payloads.push(state);
         }
     }
+    let mut tenants: Vec<Uuid> = appends.iter().map(|append| append.tenant).collect();
+    tenants.sort_unstable();
+    tenants.dedup();
+    let mut tx = begin_for_tenants(pool, Access::ReadWrite, &tenants).await?;
     let positions: Vec<i64> = sqlx::query_scalar(APPEND_STREAMS)
         .bind(types)
         .bind(ids)
@@ -245,12 +259,14 @@ async fn append_streams(
         .bind(versions)
         .bind(payloads)
         .bind(metadata)
+        .bind(snapshot_tenants)
         .bind(snapshot_types)
         .bind(snapshot_ids)
         .bind(snapshot_sequences)
         .bind(snapshot_payloads)
-        .fetch_all(pool)
+        .fetch_all(&mut *tx)
         .await?;
+    tx.commit().await?;
     if positions.len() != rows {
         return Err(StoreError::unexpected(format!(
             "{} of {rows} events reported appended",

@@ -16,10 +16,13 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init();
     let config = Config::from_env().context("reading configuration")?;
     let jobs_config = JobsConfig::from_env().context("reading the jobs' configuration")?;
-    let pool = postgres::connect_database(&config.database, DbRole::App, 4)
+    let pool = postgres::connect_database(&config.database, DbRole::App, 2)
         .await
         .context("connecting")?;
-    let jobs = Jobs::new(pool, &shared_config().await, &jobs_config);
+    let log = postgres::connect_database(&config.database, DbRole::Projector, 2)
+        .await
+        .context("connecting")?;
+    let jobs = Jobs::new(pool, log, &shared_config().await, &jobs_config);
     if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
         let jobs = &jobs;
         lambda_runtime::run(service_fn(

@@ -6,7 +6,8 @@ use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use casebook_projections::log::{Checkpoint, Scope};
+use casebook_adapters::postgres::{begin_for_tenants, Access};
+use casebook_projections::log::{self, Checkpoint, Scope};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::IntoParams;
@@ -86,15 +87,12 @@ pub async fn stream_events(
         .transpose()?
         .unwrap_or(Checkpoint::START);
     let limit = page.limit.unwrap_or(100).clamp(1, 1_000);
-    let events = state
-        .log
-        .read_page(
-            after,
-            Scope::Tenant(reader.tenant_id.as_uuid().to_owned()),
-            limit,
-        )
+    let tenant = *reader.tenant_id.as_uuid();
+    let mut tx = begin_for_tenants(&state.pool, Access::ReadOnly, &[tenant]).await?;
+    let events = log::read_page(&mut *tx, after, Scope::Tenant(tenant), limit)
         .await
         .map_err(|err| ApiError::Unavailable(Box::new(err)))?;
+    tx.commit().await?;
     let mut body = Vec::new();
     for event in &events {
         let line = EventLine {

@@ -18,6 +18,7 @@ use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
+use casebook_adapters::postgres::{begin_for_tenants, Access};
 use casebook_domain::actor::Actor;
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
@@ -139,7 +140,12 @@ impl Records {
     }
 
     async fn claim(&self, caller: &Actor, key: &str, hash: &[u8]) -> Result<Claim, ApiError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = begin_for_tenants(
+            &self.pool,
+            Access::ReadWrite,
+            &[*caller.tenant_id.as_uuid()],
+        )
+        .await?;
         sqlx::query("SET LOCAL synchronous_commit = off")
             .execute(&mut *tx)
             .await?;
@@ -212,7 +218,12 @@ impl Records {
         key: &str,
         response: Option<(i16, &[u8])>,
     ) -> Result<(), ApiError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = begin_for_tenants(
+            &self.pool,
+            Access::ReadWrite,
+            &[*caller.tenant_id.as_uuid()],
+        )
+        .await?;
         sqlx::query("SET LOCAL synchronous_commit = off")
             .execute(&mut *tx)
             .await?;

@@ -28,7 +28,6 @@ use axum::middleware::{from_fn, from_fn_with_state, map_response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 use casebook_domain::actor::Role;
-use casebook_projections::log::LogReader;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
@@ -51,8 +50,6 @@ pub struct AppState {
     pub pool: PgPool,
     /// The use cases.
     pub service: Service,
-    /// The gap-safe log reader (for the auditors' event stream).
-    pub log: LogReader,
     /// Verifies bearer tokens.
     pub auth: Authenticator,
     /// Per-tenant rate limits.
@@ -68,7 +65,6 @@ impl AppState {
     pub fn new(pool: PgPool, auth: Authenticator, limiter: Arc<TenantLimiter>) -> Self {
         Self {
             service: Service::new(pool.clone()),
-            log: LogReader::new(pool.clone()),
             pool,
             auth,
             limiter,

@@ -21,6 +21,7 @@ use std::collections::HashMap;
 
 use axum::extract::{Path, State};
 use axum::Json;
+use casebook_adapters::postgres::{begin_for_tenants, Access};
 use casebook_domain::actor::{Actor, Role};
 use casebook_domain::decision::{Outcome, Verdict};
 use casebook_domain::diagnosis::{DiagnosisStatus, Finding, Provenance};
@@ -53,12 +54,7 @@ async fn tenant_read(
     pool: &PgPool,
     tenant: TenantId,
 ) -> Result<Transaction<'static, Postgres>, ApiError> {
-    let mut tx = pool.begin_with("BEGIN READ ONLY").await?;
-    sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
-        .bind(tenant.to_string())
-        .execute(&mut *tx)
-        .await?;
-    Ok(tx)
+    Ok(begin_for_tenants(pool, Access::ReadOnly, &[*tenant.as_uuid()]).await?)
 }
 
 /// What `actor` may see of the tenant's sessions and diagnoses: staff everything, a

@@ -9,6 +9,7 @@
 //! the two rewrites the same file with the same rows.
 
 use casebook_adapters::aws::s3::TenantBucket;
+use casebook_adapters::postgres::{begin_for_tenants, Access};
 use casebook_domain::ids::TenantId;
 use casebook_projections::audit::chain::{AuditRecord, ChainHash};
 use chrono::{DateTime, Datelike, Days, Utc};
@@ -57,14 +58,16 @@ pub struct TenantArchive {
     pub head: ChainHead,
 }
 
-/// Archives every tenant's new rows recorded before the start of `now`'s day.
+/// Archives every tenant's new rows recorded before the start of `now`'s day: the tenants
+/// come from the log (`log`, a projector pool), each one's rows through `pool`.
 pub async fn archive_all(
     pool: &PgPool,
+    log: &PgPool,
     bucket: &TenantBucket,
     now: DateTime<Utc>,
 ) -> Result<Vec<TenantArchive>, JobError> {
     let mut archives = Vec::new();
-    for tenant in tenants(pool).await? {
+    for tenant in tenants(log).await? {
         if let Some(archive) = archive_tenant(pool, bucket, tenant, now).await? {
             archives.push(archive);
         }
@@ -87,11 +90,14 @@ async fn archive_tenant(
         .date_naive()
         .checked_sub_days(Days::new(1))
         .expect("a day before any run");
+    let scope = [*tenant.as_uuid()];
+    let mut tx = begin_for_tenants(pool, Access::ReadOnly, &scope).await?;
     let last: Option<i64> =
         sqlx::query_scalar("SELECT max(through_seq) FROM audit_archives WHERE tenant_id = $1")
             .bind(tenant.as_uuid())
-            .fetch_one(pool)
+            .fetch_one(&mut *tx)
             .await?;
+    tx.commit().await?;
     let rows = rows_before(pool, tenant, last.unwrap_or(0), cutoff).await?;
     let (Some(first), Some(head)) = (rows.first(), rows.last()) else {
         return Ok(None);
@@ -124,6 +130,7 @@ async fn archive_tenant(
     bucket
         .put(tenant, &key, body, "application/x-ndjson")
         .await?;
+    let mut tx = begin_for_tenants(pool, Access::ReadWrite, &scope).await?;
     sqlx::query(
         "INSERT INTO audit_archives (tenant_id, from_seq, through_seq, head_hash, bucket, key)
          VALUES ($1, $2, $3, $4, $5, $6)",
@@ -134,8 +141,9 @@ async fn archive_tenant(
     .bind(head.hash.0.as_slice())
     .bind(bucket.name())
     .bind(&key)
-    .execute(pool)
+    .execute(&mut *tx)
     .await?;
+    tx.commit().await?;
     tracing::info!(%tenant, %key, from_seq = head.from_seq, seq = head.seq, "audit rows archived");
     Ok(Some(TenantArchive {
         tenant_id: tenant,
@@ -154,12 +162,7 @@ async fn rows_before(
 ) -> Result<Vec<AuditRecord>, JobError> {
     let mut rows = Vec::new();
     loop {
-        // Row-level security shows the application role one tenant's rows at a time.
-        let mut tx = pool.begin().await?;
-        sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
-            .bind(tenant.to_string())
-            .execute(&mut *tx)
-            .await?;
+        let mut tx = begin_for_tenants(pool, Access::ReadOnly, &[*tenant.as_uuid()]).await?;
         let page = casebook_projections::audit::records(&mut tx, tenant, after_seq, PAGE).await?;
         tx.commit().await?;
         let full = page.len() as i64 == PAGE;

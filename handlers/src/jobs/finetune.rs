@@ -109,13 +109,16 @@ async fn export_tenant(
     run_id: &str,
 ) -> Result<Option<TenantExport>, JobError> {
     let today = now.date_naive();
-    let state = cqrs_es::EventStore::load_aggregate(store, &tenant.to_string())
-        .await
-        .map_err(|err| JobError::Decode {
-            what: format!("tenant {tenant}"),
-            source: Box::new(err),
-        })?
-        .into_state();
+    let state = cqrs_es::EventStore::load_aggregate(
+        &store.for_tenant(*tenant.as_uuid()),
+        &tenant.to_string(),
+    )
+    .await
+    .map_err(|err| JobError::Decode {
+        what: format!("tenant {tenant}"),
+        source: Box::new(err),
+    })?
+    .into_state();
     let last = state.last_finetune_export();
     if last.is_some_and(|l| l.exported_on == today) {
         return Ok(None);
@@ -195,7 +198,7 @@ async fn examples_after(
             Verdict::Amended { text, .. } => Some(text.as_str().to_owned()),
             Verdict::Rejected { .. } | Verdict::AutoApproved { .. } => continue,
         };
-        let (query, proposal) = diagnosis_texts(service, diagnosis_id).await?;
+        let (query, proposal) = diagnosis_texts(service, tenant, diagnosis_id).await?;
         examples.push(ChatExample::new(query, amended.unwrap_or(proposal)));
         up_to = Some(LogPosition {
             transaction_id: event.checkpoint.transaction_id,
@@ -207,10 +210,11 @@ async fn examples_after(
 
 async fn diagnosis_texts(
     service: &Service,
+    tenant: TenantId,
     diagnosis: DiagnosisId,
 ) -> Result<(String, String), JobError> {
     service
-        .diagnosis_texts(diagnosis)
+        .diagnosis_texts(tenant, diagnosis)
         .await
         .map_err(|err| JobError::Decode {
             what: format!("the texts of diagnosis {diagnosis}"),

@@ -175,11 +175,13 @@ impl JobsConfig {
     }
 }
 
-/// What the jobs run against: the database (as `casebook_app`), the application service
-/// (for the commands jobs issue) and the buckets.
+/// What the jobs run against: the database — a tenant's rows in transactions of the
+/// request path's role scoped to it, the whole log and the subscriptions as `casebook_projector`
+/// — the application service (for the commands jobs issue) and the buckets.
 #[derive(Clone)]
 pub struct Jobs {
     pool: PgPool,
+    log: PgPool,
     service: Service,
     artifacts: Option<TenantBucket>,
     audit_archive: Option<TenantBucket>,
@@ -187,11 +189,14 @@ pub struct Jobs {
 }
 
 impl Jobs {
-    /// Jobs over `pool` with buckets from `config` (clients from `aws`).
-    pub fn new(pool: PgPool, aws: &SdkConfig, config: &JobsConfig) -> Self {
+    /// Jobs over `pool` (a [`DbRole::App`](casebook_adapters::postgres::DbRole) pool) and
+    /// `log` (a projector pool, reading every tenant's events and the subscriptions) with
+    /// buckets from `config` (clients from `aws`).
+    pub fn new(pool: PgPool, log: PgPool, aws: &SdkConfig, config: &JobsConfig) -> Self {
         Self {
             service: Service::new(pool.clone()),
             pool,
+            log,
             artifacts: config
                 .artifacts_bucket
                 .as_ref()
@@ -208,14 +213,14 @@ impl Jobs {
     pub async fn run(&self, job: Job, now: DateTime<Utc>) -> Result<JobReport, JobError> {
         let run_id = format!("schedule:{}:{}", job.name(), now.to_rfc3339());
         match job {
-            Job::LagCheck => lag_check(&self.pool, self.lag_alert).await,
+            Job::LagCheck => lag_check(&self.log, self.lag_alert).await,
             Job::FinetuneExport => {
                 let bucket = self
                     .artifacts
                     .as_ref()
                     .ok_or(JobError::NotConfigured("ARTIFACTS_BUCKET"))?;
                 let exports =
-                    finetune::export_all(&self.pool, &self.service, bucket, now, &run_id).await?;
+                    finetune::export_all(&self.log, &self.service, bucket, now, &run_id).await?;
                 Ok(JobReport::FinetuneExport { exports })
             }
             Job::AuditArchive => {
@@ -223,20 +228,20 @@ impl Jobs {
                     .audit_archive
                     .as_ref()
                     .ok_or(JobError::NotConfigured("AUDIT_ARCHIVE_BUCKET"))?;
-                let archives = archive::archive_all(&self.pool, bucket, now).await?;
+                let archives = archive::archive_all(&self.pool, &self.log, bucket, now).await?;
                 Ok(JobReport::AuditArchive { archives })
             }
         }
     }
 }
 
-/// Every onboarded tenant (from the log, which the application role reads unfiltered).
-pub(crate) async fn tenants(pool: &PgPool) -> Result<Vec<TenantId>, JobError> {
+/// Every onboarded tenant (from the log, through `log`, a projector pool).
+pub(crate) async fn tenants(log: &PgPool) -> Result<Vec<TenantId>, JobError> {
     let ids: Vec<String> = sqlx::query_scalar(
         "SELECT aggregate_id FROM events
           WHERE aggregate_type = 'Tenant' AND sequence = 1 ORDER BY aggregate_id",
     )
-    .fetch_all(pool)
+    .fetch_all(log)
     .await?;
     ids.iter()
         .map(|id| {

@@ -19,9 +19,10 @@
 //!    `running` again). A one-tenant rebuild instead catches its shadow up to the live
 //!    checkpoint inside that transaction and replaces just that tenant's rows.
 //!
-//! Rebuilds run as the role that owns the read-model tables (the migrator): creating,
-//! dropping and renaming tables takes ownership. Its pool needs a connection per projection
-//! plus two.
+//! Rebuilds run on a pool of the tables' owner (the migrator) whose connections read and write
+//! rows as `casebook_maintainer` (`DbRole::Maintainer` in `casebook-adapters`): creating,
+//! dropping and renaming tables takes ownership, which only the DDL takes back (see
+//! `shadow`). Its pool needs a connection per projection plus two.
 
 pub mod digest;
 mod shadow;
@@ -630,8 +631,10 @@ impl Rebuild {
         if self.scope == RebuildScope::All {
             for id in &self.projections {
                 for table in id.tables() {
+                    shadow::as_owner(conn).await?;
                     conn.execute(format!(r#"ANALYZE "{}""#, table.name).as_str())
                         .await?;
+                    shadow::as_maintainer(conn).await?;
                 }
             }
         }

@@ -1,8 +1,23 @@
 //! Shadow tables: a live table's copy — columns, constraints, indexes, row-level security
 //! policies and grants — built beside it, then swapped in.
+//!
+//! A rebuild's connections read and write rows as `casebook_maintainer` (row-level security
+//! is forced on the tables' owner too, with no policy for it); creating, altering, dropping
+//! and renaming tables takes the owner's rights, which each DDL step here takes back for
+//! itself ([`as_owner`]) and gives up again ([`as_maintainer`]).
 
 use sqlx::{Executor, PgConnection, Row};
 use uuid::Uuid;
+
+/// The connection's own user: the tables' owner.
+pub(crate) async fn as_owner(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    conn.execute("RESET ROLE").await.map(drop)
+}
+
+/// Back to the role the rebuild's rows are read and written as.
+pub(crate) async fn as_maintainer(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    conn.execute("SET ROLE casebook_maintainer").await.map(drop)
+}
 
 /// Whether `table` exists (in the search path).
 pub(crate) async fn exists(conn: &mut PgConnection, table: &str) -> Result<bool, sqlx::Error> {
@@ -17,9 +32,10 @@ pub(crate) async fn drop_if_exists(
     conn: &mut PgConnection,
     table: &str,
 ) -> Result<(), sqlx::Error> {
+    as_owner(conn).await?;
     conn.execute(format!(r#"DROP TABLE IF EXISTS "{table}""#).as_str())
         .await?;
-    Ok(())
+    as_maintainer(conn).await
 }
 
 /// Creates `shadow` as an empty copy of `live`: `LIKE … INCLUDING ALL` (columns, defaults,
@@ -32,6 +48,7 @@ pub(crate) async fn create(
     live: &str,
     shadow: &str,
 ) -> Result<(), sqlx::Error> {
+    as_owner(conn).await?;
     conn.execute(
         format!(r#"CREATE TABLE "{shadow}" (LIKE "{live}" INCLUDING ALL EXCLUDING INDEXES)"#)
             .as_str(),
@@ -104,7 +121,7 @@ pub(crate) async fn create(
         conn.execute(format!(r#"GRANT {privilege} ON "{shadow}" TO {grantee}"#).as_str())
             .await?;
     }
-    Ok(())
+    as_maintainer(conn).await
 }
 
 /// Each index of `table` with its definition, minus its own and its table's name.
@@ -155,7 +172,9 @@ pub(crate) async fn add_deferred_indexes(
                 present.swap_remove(i);
             }
             None => {
+                as_owner(conn).await?;
                 conn.execute(create.as_str()).await?;
+                as_maintainer(conn).await?;
             }
         }
     }
@@ -172,6 +191,7 @@ pub(crate) async fn swap_in(
 ) -> Result<(), sqlx::Error> {
     let old = indexes(conn, live).await?;
     let mut new = indexes(conn, shadow).await?;
+    as_owner(conn).await?;
     conn.execute(format!(r#"DROP TABLE "{live}""#).as_str())
         .await?;
     conn.execute(format!(r#"ALTER TABLE "{shadow}" RENAME TO "{live}""#).as_str())
@@ -185,7 +205,7 @@ pub(crate) async fn swap_in(
             }
         }
     }
-    Ok(())
+    as_maintainer(conn).await
 }
 
 /// Replaces `tenant`'s rows of `live` by the rows of `shadow` (inside the caller's

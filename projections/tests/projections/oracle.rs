@@ -315,7 +315,7 @@ pub async fn assert_read_models_match(app: &PgPool, x: &Expected) {
     let mut conn = app.acquire().await.unwrap();
     for (tenant_uuid, tenant) in &x.tenants {
         let t = tenant.tenant_id;
-        as_tenant(&mut conn, Some(t)).await;
+        as_tenant(&mut conn, "casebook_app", Some(t)).await;
         assert_eq!(
             read::tenants::get(&mut conn, t).await.unwrap().as_ref(),
             Some(tenant)

@@ -43,8 +43,12 @@ async fn a_rebuild_while_commands_keep_arriving_swaps_in_tables_equal_to_the_liv
     });
 
     let mut reports = 0;
-    let rebuild =
-        Rebuild::new(stack.owner.clone(), ProjectionId::ALL, RebuildScope::All).with_batch_size(40);
+    let rebuild = Rebuild::new(
+        stack.maintainer.clone(),
+        ProjectionId::ALL,
+        RebuildScope::All,
+    )
+    .with_batch_size(40);
     let swapped = rebuild
         .run(std::future::pending(), |_| reports += 1)
         .await
@@ -118,8 +122,12 @@ async fn a_rebuild_killed_half_way_resumes_and_finishes_with_the_same_digest() {
     driver.run(300).await;
     stack.drain_all(100).await;
 
-    let rebuild =
-        Rebuild::new(stack.owner.clone(), ProjectionId::ALL, RebuildScope::All).with_batch_size(40);
+    let rebuild = Rebuild::new(
+        stack.maintainer.clone(),
+        ProjectionId::ALL,
+        RebuildScope::All,
+    )
+    .with_batch_size(40);
     let (progress, mut reported) = mpsc::unbounded_channel();
     let killed = tokio::spawn({
         let rebuild = rebuild.clone();
@@ -173,7 +181,7 @@ async fn a_one_tenant_rebuild_replaces_that_tenants_rows_and_nothing_else() {
     let b_session = tampered(b).fetch_one(&mut su).await.unwrap();
 
     let for_a = Rebuild::new(
-        stack.owner.clone(),
+        stack.maintainer.clone(),
         ProjectionId::ALL,
         RebuildScope::Tenant(a),
     );
@@ -199,7 +207,7 @@ async fn a_one_tenant_rebuild_replaces_that_tenants_rows_and_nothing_else() {
     for_a.swap().await.unwrap();
 
     let again = Rebuild::new(
-        stack.owner.clone(),
+        stack.maintainer.clone(),
         ProjectionId::ALL,
         RebuildScope::Tenant(a),
     );

@@ -45,6 +45,8 @@ pub struct Stack {
     pub app: PgPool,
     pub projector: PgPool,
     pub owner: PgPool,
+    /// The owner's pool of rebuilds (rows as `casebook_maintainer`).
+    pub maintainer: PgPool,
 }
 
 impl Stack {
@@ -62,11 +64,13 @@ impl Stack {
         let app = db.pool(DbRole::App, 4).await;
         let projector = db.pool(DbRole::Projector, 16).await;
         let owner = db.pool(DbRole::Owner, 10).await;
+        let maintainer = db.pool(DbRole::Maintainer, 10).await;
         Self {
             db,
             app,
             projector,
             owner,
+            maintainer,
         }
     }
 
@@ -172,7 +176,7 @@ impl Stack {
     /// ones; returns the verdicts (and discards the shadows).
     pub async fn verify_against_rebuild(&self, projections: &[ProjectionId]) -> Vec<TableVerdict> {
         let rebuild = Rebuild::new(
-            self.owner.clone(),
+            self.maintainer.clone(),
             projections.iter().copied(),
             RebuildScope::All,
         )
@@ -257,9 +261,11 @@ pub fn assert_all_match(verdicts: &[TableVerdict]) {
     }
 }
 
-/// Begins a transaction as the pool's role with `app.tenant_id` set.
-pub async fn as_tenant(conn: &mut PgConnection, tenant: Option<TenantId>) {
-    conn.execute("BEGIN").await.expect("begin");
+/// Begins a transaction as `role`, as the request path does, with `app.tenant_id` set.
+pub async fn as_tenant(conn: &mut PgConnection, role: &str, tenant: Option<TenantId>) {
+    conn.execute(format!("BEGIN; SET LOCAL ROLE {role}").as_str())
+        .await
+        .expect("begin");
     if let Some(tenant) = tenant {
         conn.execute(format!("SET LOCAL app.tenant_id = '{tenant}'").as_str())
             .await
@@ -321,12 +327,13 @@ impl Driver {
         EventStore::new(self.pool.clone(), upcasters())
     }
 
-    async fn state<A>(&self, id: impl ToString) -> A
+    async fn state<A>(&self, tenant: TenantId, id: impl ToString) -> A
     where
         A: Aggregate + Send + Sync + Clone,
         A::Error: Send,
     {
         self.store::<A>()
+            .for_tenant(*tenant.as_uuid())
             .load_aggregate(&id.to_string())
             .await
             .expect("load aggregate")
@@ -522,7 +529,7 @@ impl Driver {
     pub async fn record_usage_key(&mut self, tenant: TenantId) {
         let system = Actor::system(tenant);
         let plan = self
-            .state::<Tenant>(tenant)
+            .state::<Tenant>(tenant, tenant)
             .await
             .plan()
             .expect("an onboarded tenant");
@@ -538,7 +545,7 @@ impl Driver {
     }
 
     async fn tenant_active(&self, tenant: TenantId) -> bool {
-        self.state::<Tenant>(tenant).await.is_active()
+        self.state::<Tenant>(tenant, tenant).await.is_active()
     }
 
     async fn open_session(&mut self, tenant: TenantId) {
