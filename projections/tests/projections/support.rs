@@ -445,7 +445,7 @@ impl Driver {
             tenant_id: tenant,
             role: Role::Operator,
         };
-        let state: Tenant = self.state(tenant).await;
+        let state: Tenant = self.state(tenant, tenant).await;
         let (command, actor, source) = match self.rng.gen_range(0..5) {
             0 => (
                 TenantCommand::ChangePlan {
@@ -712,7 +712,7 @@ impl Driver {
             return self.submit_query(tenant).await;
         };
         let system = Actor::system(tenant);
-        let state: Diagnosis = self.state(diagnosis).await;
+        let state: Diagnosis = self.state(tenant, diagnosis).await;
         let Some(status) = state.status() else { return };
         match status {
             DiagnosisStatus::Requested | DiagnosisStatus::Failed { retryable: true } => {
@@ -784,7 +784,7 @@ impl Driver {
         state: &Diagnosis,
     ) {
         let decision_id = DecisionId::for_diagnosis(diagnosis);
-        let decision: ConsultantDecision = self.state(decision_id).await;
+        let decision: ConsultantDecision = self.state(tenant, decision_id).await;
         let system = Actor::system(tenant);
         if let Some(outcome) = decision.outcome() {
             self.execute::<Diagnosis>(
@@ -801,7 +801,7 @@ impl Driver {
             return;
         }
         let snapshot = state.snapshot().expect("requested diagnosis");
-        let tenant_state: Tenant = self.state(tenant).await;
+        let tenant_state: Tenant = self.state(tenant, tenant).await;
         let (actor, source, command) = match self.rng.gen_range(0..4) {
             0 => (
                 system.clone(),
