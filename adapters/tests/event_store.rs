@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use casebook_adapters::event_store::{CommandError, Committed, EventStore, SNAPSHOT_EVERY};
-use casebook_adapters::postgres::DbRole;
+use casebook_adapters::postgres::{begin_for_tenants, Access, DbRole};
 use casebook_tests::TestDb;
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, AggregateError, CqrsFramework, DomainEvent, EventStore as _};
@@ -98,12 +98,21 @@ impl Aggregate for Counter {
 
 type Cqrs = CqrsFramework<Counter, EventStore<Counter>>;
 
+/// The tenant every stream of these tests belongs to, unless a test says otherwise.
+const TENANT: Uuid = Uuid::nil();
+
+/// A store reading [`TENANT`]'s streams.
+fn store(pool: &PgPool) -> EventStore<Counter> {
+    EventStore::new(pool.clone(), vec![]).for_tenant(TENANT)
+}
+
 fn cqrs(pool: &PgPool) -> Arc<Cqrs> {
-    Arc::new(CqrsFramework::new(
-        EventStore::new(pool.clone(), vec![]),
-        vec![],
-        (),
-    ))
+    Arc::new(CqrsFramework::new(store(pool), vec![], ()))
+}
+
+/// A pool reading every tenant's events, as the tests' oracle.
+async fn log(db: &TestDb) -> PgPool {
+    db.pool(DbRole::Projector, 1).await
 }
 
 fn tenant_metadata(tenant: Uuid) -> HashMap<String, String> {
@@ -122,7 +131,7 @@ async fn add(
     cqrs.execute_with_metadata(
         id,
         CounterCommand::Add { times, marker },
-        tenant_metadata(Uuid::nil()),
+        tenant_metadata(TENANT),
     )
     .await
     .map_err(CommandError::from)
@@ -131,6 +140,7 @@ async fn add(
 #[tokio::test]
 async fn an_appended_event_is_stored_with_position_transaction_tenant_and_time() {
     let db = TestDb::new().await;
+    let log = log(&db).await;
     let pool = db.pool(DbRole::App, 4).await;
     let cqrs = cqrs(&pool);
     let tenant = Uuid::new_v4();
@@ -152,7 +162,7 @@ async fn an_appended_event_is_stored_with_position_transaction_tenant_and_time()
            FROM events WHERE aggregate_id = $1 ORDER BY sequence",
     )
     .bind(&id)
-    .fetch_all(&pool)
+    .fetch_all(&log)
     .await
     .unwrap();
     assert_eq!(rows.len(), 2);
@@ -168,7 +178,7 @@ async fn an_appended_event_is_stored_with_position_transaction_tenant_and_time()
     let recorded: chrono::DateTime<chrono::Utc> = rows[0].get("recorded_at");
     assert!((chrono::Utc::now() - recorded).num_seconds().abs() < 60);
 
-    let store: EventStore<Counter> = EventStore::new(pool.clone(), vec![]);
+    let store = store(&pool).for_tenant(tenant);
     let loaded = store.load_aggregate(&id).await.unwrap();
     assert_eq!(loaded.state().value, 2);
     assert_eq!(loaded.current_sequence(), 2);
@@ -177,6 +187,7 @@ async fn an_appended_event_is_stored_with_position_transaction_tenant_and_time()
 #[tokio::test]
 async fn concurrent_commands_on_one_aggregate_keep_the_stream_contiguous_and_losers_conflict() {
     let db = TestDb::new().await;
+    let log = log(&db).await;
     let pool = db.pool(DbRole::App, 20).await;
     let cqrs = cqrs(&pool);
     let id = Uuid::new_v4().to_string();
@@ -205,7 +216,7 @@ async fn concurrent_commands_on_one_aggregate_keep_the_stream_contiguous_and_los
         "SELECT sequence, payload FROM events WHERE aggregate_id = $1 ORDER BY sequence",
     )
     .bind(&id)
-    .fetch_all(&pool)
+    .fetch_all(&log)
     .await
     .unwrap();
     let sequences: Vec<i64> = stored.iter().map(|(s, _)| *s).collect();
@@ -241,7 +252,7 @@ async fn a_long_stream_loads_from_its_snapshot_plus_the_events_after_it() {
         add(&cqrs, &id, 1, Uuid::new_v4()).await.unwrap();
     }
 
-    let store: EventStore<Counter> = EventStore::new(pool.clone(), vec![]);
+    let store = store(&pool);
     let loaded = store.load_aggregate(&id).await.unwrap();
     assert_eq!(loaded.current_sequence(), 10_007);
     assert_eq!(loaded.state().value, 10_007);
@@ -257,6 +268,7 @@ async fn a_long_stream_loads_from_its_snapshot_plus_the_events_after_it() {
 #[tokio::test]
 async fn a_snapshot_write_racing_other_commands_never_fails_a_committed_command() {
     let db = TestDb::new().await;
+    let log = log(&db).await;
     let pool = db.pool(DbRole::App, 16).await;
     let cqrs = cqrs(&pool);
     let id = Uuid::new_v4().to_string();
@@ -280,7 +292,7 @@ async fn a_snapshot_write_racing_other_commands_never_fails_a_committed_command(
             )
             .bind(&id)
             .bind(marker.to_string())
-            .fetch_one(&pool)
+            .fetch_one(&log)
             .await
             .unwrap();
             match result {
@@ -293,10 +305,10 @@ async fn a_snapshot_write_racing_other_commands_never_fails_a_committed_command(
 
     let total: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_id = $1")
         .bind(&id)
-        .fetch_one(&pool)
+        .fetch_one(&log)
         .await
         .unwrap();
-    let store: EventStore<Counter> = EventStore::new(pool.clone(), vec![]);
+    let store = store(&pool);
     let loaded = store.load_aggregate(&id).await.unwrap();
     assert_eq!(
         loaded.state().value as i64,
@@ -308,6 +320,7 @@ async fn a_snapshot_write_racing_other_commands_never_fails_a_committed_command(
 #[tokio::test]
 async fn history_cannot_be_rewritten_by_the_application_role_or_anyone_else() {
     let db = TestDb::new().await;
+    let log = log(&db).await;
     let app = db.pool(DbRole::App, 2).await;
     let id = Uuid::new_v4().to_string();
     add(&cqrs(&app), &id, 1, Uuid::new_v4()).await.unwrap();
@@ -317,7 +330,10 @@ async fn history_cannot_be_rewritten_by_the_application_role_or_anyone_else() {
         "DELETE FROM events",
         "TRUNCATE events",
     ] {
-        let err = sqlx::query(statement).execute(&app).await.unwrap_err();
+        let mut tx = begin_for_tenants(&app, Access::ReadWrite, &[TENANT])
+            .await
+            .unwrap();
+        let err = sqlx::query(statement).execute(&mut *tx).await.unwrap_err();
         assert_eq!(
             err.as_database_error().and_then(|e| e.code()).as_deref(),
             Some("42501"),
@@ -334,7 +350,7 @@ async fn history_cannot_be_rewritten_by_the_application_role_or_anyone_else() {
         );
     }
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
-        .fetch_one(&app)
+        .fetch_one(&log)
         .await
         .unwrap();
     assert_eq!(count, 1);
@@ -343,6 +359,7 @@ async fn history_cannot_be_rewritten_by_the_application_role_or_anyone_else() {
 #[tokio::test]
 async fn an_event_without_a_valid_tenant_is_rejected_as_invalid() {
     let db = TestDb::new().await;
+    let log = log(&db).await;
     let pool = db.pool(DbRole::App, 2).await;
     let cqrs = cqrs(&pool);
 
@@ -365,7 +382,7 @@ async fn an_event_without_a_valid_tenant_is_rejected_as_invalid() {
         assert!(matches!(err, CommandError::Invalid(_)), "got {err:?}");
     }
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
-        .fetch_one(&pool)
+        .fetch_one(&log)
         .await
         .unwrap();
     assert_eq!(count, 0);
@@ -387,7 +404,7 @@ async fn create(
     command: CounterCommand,
 ) -> Result<Vec<Committed>, CommandError<Refused>> {
     store
-        .execute_new(id, command, &(), tenant_metadata(Uuid::nil()))
+        .execute_new(id, command, &(), tenant_metadata(TENANT))
         .await
 }
 
@@ -414,8 +431,9 @@ async fn committed_against_stored(
 #[tokio::test]
 async fn a_creating_command_on_a_new_stream_lands_at_its_start() {
     let db = TestDb::new().await;
+    let log = log(&db).await;
     let pool = db.pool(DbRole::App, 2).await;
-    let store: EventStore<Counter> = EventStore::new(pool.clone(), vec![]);
+    let store = store(&pool);
     let id = Uuid::new_v4().to_string();
 
     let committed = create(
@@ -429,7 +447,7 @@ async fn a_creating_command_on_a_new_stream_lands_at_its_start() {
     .await
     .expect("created");
 
-    let (reported, stored) = committed_against_stored(&pool, &id, &committed).await;
+    let (reported, stored) = committed_against_stored(&log, &id, &committed).await;
     assert_eq!(reported, stored);
     assert_eq!(
         stored
@@ -443,8 +461,9 @@ async fn a_creating_command_on_a_new_stream_lands_at_its_start() {
 #[tokio::test]
 async fn a_creating_command_on_a_stream_that_exists_is_handled_on_its_loaded_state() {
     let db = TestDb::new().await;
+    let log = log(&db).await;
     let pool = db.pool(DbRole::App, 2).await;
-    let store: EventStore<Counter> = EventStore::new(pool.clone(), vec![]);
+    let store = store(&pool);
     let id = Uuid::new_v4().to_string();
     add(&cqrs(&pool), &id, 3, Uuid::nil()).await.unwrap();
 
@@ -459,7 +478,7 @@ async fn a_creating_command_on_a_stream_that_exists_is_handled_on_its_loaded_sta
     .await
     .expect("appended after the existing events");
 
-    let (reported, stored) = committed_against_stored(&pool, &id, &committed).await;
+    let (reported, stored) = committed_against_stored(&log, &id, &committed).await;
     assert_eq!(reported, stored[3..]);
     assert_eq!(reported[0].0, 4);
     assert_eq!(store.load_aggregate(&id).await.unwrap().state().value, 4);
@@ -469,7 +488,7 @@ async fn a_creating_command_on_a_stream_that_exists_is_handled_on_its_loaded_sta
 async fn a_creating_command_the_empty_aggregate_refuses_is_decided_by_the_stream_that_exists() {
     let db = TestDb::new().await;
     let pool = db.pool(DbRole::App, 2).await;
-    let store: EventStore<Counter> = EventStore::new(pool.clone(), vec![]);
+    let store = store(&pool);
     let existing = Uuid::new_v4().to_string();
     add(&cqrs(&pool), &existing, 2, Uuid::nil()).await.unwrap();
 
@@ -501,8 +520,9 @@ async fn commits_holding(pool: &PgPool, ids: &[String]) -> i64 {
 #[tokio::test]
 async fn commands_appending_at_the_same_time_share_commits_and_each_gets_its_own_answer() {
     let db = TestDb::new().await;
+    let log = log(&db).await;
     let pool = db.pool(DbRole::App, 8).await;
-    let store: EventStore<Counter> = EventStore::new(pool.clone(), vec![]);
+    let store = store(&pool);
     let add_two = || CounterCommand::Add {
         times: 2,
         marker: Uuid::nil(),
@@ -514,12 +534,12 @@ async fn commands_appending_at_the_same_time_share_commits_and_each_gets_its_own
     let created =
         futures::future::join_all(ids.iter().map(|id| create(&store, id, add_two()))).await;
     for (id, committed) in ids.iter().zip(created) {
-        let (reported, stored) = committed_against_stored(&pool, id, &committed.unwrap()).await;
+        let (reported, stored) = committed_against_stored(&log, id, &committed.unwrap()).await;
         assert_eq!(reported, stored);
         assert_eq!(stored.len(), 2);
     }
     assert_eq!(
-        commits_holding(&pool, &ids).await,
+        commits_holding(&log, &ids).await,
         1,
         "20 creations, one commit"
     );
@@ -537,7 +557,7 @@ async fn commands_appending_at_the_same_time_share_commits_and_each_gets_its_own
     };
     let more_ids: Vec<String> = (0..20).map(|_| Uuid::new_v4().to_string()).collect();
     let (conflict, invalid, created) = tokio::join!(
-        store.commit(added(), stale, tenant_metadata(Uuid::nil())),
+        store.commit(added(), stale, tenant_metadata(TENANT)),
         store.commit(added(), no_tenant, HashMap::new()),
         futures::future::join_all(more_ids.iter().map(|id| create(&store, id, add_two()))),
     );
@@ -548,18 +568,18 @@ async fn commands_appending_at_the_same_time_share_commits_and_each_gets_its_own
     let invalid = invalid.map_err(CommandError::<Refused>::from).unwrap_err();
     assert!(matches!(invalid, CommandError::Invalid(_)), "{invalid:?}");
     for (id, committed) in more_ids.iter().zip(created) {
-        let (reported, stored) = committed_against_stored(&pool, id, &committed.unwrap()).await;
+        let (reported, stored) = committed_against_stored(&log, id, &committed.unwrap()).await;
         assert_eq!(reported, stored);
     }
     assert_eq!(
-        commits_holding(&pool, &more_ids).await,
+        commits_holding(&log, &more_ids).await,
         20,
         "the shared statement failed, so each creation was appended alone"
     );
     let untenanted_events: i64 =
         sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_id = $1")
             .bind(&untenanted)
-            .fetch_one(&pool)
+            .fetch_one(&log)
             .await
             .unwrap();
     assert_eq!(untenanted_events, 0);
