@@ -291,7 +291,7 @@ async fn a_repeated_post_with_its_idempotency_key_has_one_effect() {
     assert_eq!(again, first, "the original response, replayed");
     let opened: i64 =
         sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'SessionOpened'")
-            .fetch_one(&app.pool)
+            .fetch_one(&app.projector_pool().await)
             .await
             .unwrap();
     assert_eq!(opened, 1);
@@ -496,7 +496,7 @@ async fn an_api_only_server_takes_commands_whose_events_another_process_projects
         .expect("answered");
     assert_eq!(answer.status(), reqwest::StatusCode::CREATED);
     let checkpoints: i64 = sqlx::query_scalar("SELECT count(*) FROM subscriptions")
-        .fetch_one(&app.pool)
+        .fetch_one(&app.projector_pool().await)
         .await
         .unwrap();
     assert_eq!(checkpoints, 0, "the API-only server runs no subscription");
@@ -631,8 +631,9 @@ async fn a_clients_request_id_is_kept_beside_the_servers_never_instead_of_it() {
         assert!(Uuid::parse_str(&server_id).is_ok(), "{server_id}");
         opened.push((session, server_id));
     }
+    let log = app.projector_pool().await;
     let metadata = |session: Uuid| {
-        let pool = app.pool.clone();
+        let pool = log.clone();
         async move {
             sqlx::query_scalar::<_, Value>(
                 "SELECT metadata FROM events WHERE aggregate_id = $1 AND event_type = 'SessionOpened'",

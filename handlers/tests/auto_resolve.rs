@@ -112,7 +112,7 @@ async fn a_proposal_at_the_threshold_is_approved_without_review_and_audited_so()
         "SELECT count(*) FROM events WHERE aggregate_id = $1 AND event_type = 'DecisionMade'",
     )
     .bind(manual_diagnosis.to_string())
-    .fetch_one(&app)
+    .fetch_one(&mut admin)
     .await
     .unwrap();
     assert_eq!(undecided, 0, "tenant {manual} was decided without review");

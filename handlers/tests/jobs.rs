@@ -91,10 +91,10 @@ async fn tenant_with_decisions(env: &Env, name: &str) -> TenantId {
 /// open transactions hold the horizon back for a moment).
 async fn log_settled(env: &Env) {
     let total: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
-        .fetch_one(&env.app)
+        .fetch_one(&env.log)
         .await
         .unwrap();
-    let reader = LogReader::new(env.app.clone());
+    let reader = LogReader::new(env.log.clone());
     for _ in 0..300 {
         let visible = reader
             .read_page(Checkpoint::START, Scope::All, 100_000)
@@ -182,7 +182,7 @@ async fn the_weekly_export_writes_each_tenants_decisions_under_its_own_prefix_on
         "SELECT aggregate_id, payload, metadata FROM events
           WHERE event_type = 'FinetuneExported' ORDER BY aggregate_id",
     )
-    .fetch_all(&env.app)
+    .fetch_all(&env.log)
     .await
     .unwrap();
     assert_eq!(recorded.len(), 2);

@@ -65,7 +65,7 @@ async fn env() -> Env {
 /// reader waits for transactions still open anywhere in the cluster, e.g. other tests'.)
 async fn drain(env: &Env, make: impl Fn() -> Relay) {
     let total: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
-        .fetch_one(&env.app)
+        .fetch_one(&env.projector)
         .await
         .unwrap();
     let mut applied = 0;
@@ -235,7 +235,7 @@ async fn a_relay_killed_after_publishing_delivers_twice_and_the_consumer_acts_on
         "SELECT count(*) FROM events WHERE aggregate_id = $1 AND event_type = 'DiagnosisProposed'",
     )
     .bind(diagnosis.to_string())
-    .fetch_one(&env.app)
+    .fetch_one(&env.projector)
     .await
     .unwrap();
     assert_eq!(proposals, 1);

@@ -143,7 +143,7 @@ async fn proposed(service: &Service, tenant: &Tenant, diagnosis: DiagnosisId) {
 /// How many events the store holds (readable or not yet).
 async fn event_count(db: &TestDb) -> usize {
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
-        .fetch_one(&db.pool(DbRole::App, 1).await)
+        .fetch_one(&db.pool(DbRole::Projector, 1).await)
         .await
         .unwrap();
     count as usize

@@ -269,7 +269,7 @@ async fn a_customer_attaches_only_their_own_canonical_uploads_at_most_twenty_onc
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let opened: i64 =
         sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'SessionOpened'")
-            .fetch_one(&app.pool)
+            .fetch_one(&app.projector_pool().await)
             .await
             .unwrap();
     assert_eq!(opened, 2);

@@ -57,7 +57,7 @@ async fn assignments(app: &TestApp, tenant: TenantId) -> i64 {
         "SELECT count(*) FROM events WHERE aggregate_id = $1 AND event_type = 'UsageKeyAssigned'",
     )
     .bind(tenant.to_string())
-    .fetch_one(&app.pool)
+    .fetch_one(&app.projector_pool().await)
     .await
     .unwrap()
 }

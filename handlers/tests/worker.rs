@@ -104,6 +104,7 @@ const FIXTURE: &str = r#"{
 async fn the_lambda_handler_reports_exactly_the_failed_records() {
     let db = TestDb::new().await;
     let app = db.pool(DbRole::App, 4).await;
+    let log = db.pool(DbRole::Projector, 1).await;
     let service = Service::new(app.clone());
     let (tenant, diagnosis) = tenant_with_question(&service, "worker").await;
     let missing = DiagnosisId::for_query(QueryId::new());
@@ -124,19 +125,20 @@ async fn the_lambda_handler_reports_exactly_the_failed_records() {
             {"itemIdentifier": "garbage-3"},
         ]})
     );
-    assert_eq!(proposals(&app, diagnosis).await, 1);
+    assert_eq!(proposals(&log, diagnosis).await, 1);
 
     // Redelivered: the good record is already done; the model is not asked again.
     let again = serde_json::to_value(handle_sqs_event(&worker, event).await).unwrap();
     assert_eq!(again, body);
     assert_eq!(llm.calls.load(Ordering::SeqCst), 1);
-    assert_eq!(proposals(&app, diagnosis).await, 1);
+    assert_eq!(proposals(&log, diagnosis).await, 1);
 }
 
 #[tokio::test]
 async fn a_message_that_always_fails_moves_to_the_dlq_without_blocking_its_batch() {
     let db = TestDb::new().await;
     let app = db.pool(DbRole::App, 4).await;
+    let log = db.pool(DbRole::Projector, 1).await;
     let service = Service::new(app.clone());
     let (tenant, diagnosis) = tenant_with_question(&service, "worker").await;
     let aws = shared_config().await;
@@ -179,7 +181,7 @@ async fn a_message_that_always_fails_moves_to_the_dlq_without_blocking_its_batch
     assert_eq!(dead.len(), 1, "the poison message reached the DLQ");
     assert_eq!(dead[0].body, poison);
     assert_eq!(
-        proposals(&app, diagnosis).await,
+        proposals(&log, diagnosis).await,
         1,
         "the good message was handled"
     );
@@ -220,7 +222,7 @@ async fn consume_once_applies_an_effect_once_per_event_id_and_rolls_back_with_it
         .await
         .unwrap());
     let effects: i64 = sqlx::query_scalar("SELECT count(*) FROM test_effects")
-        .fetch_one(&app)
+        .fetch_one(&mut admin)
         .await
         .unwrap();
     assert_eq!(effects, 2);
@@ -347,6 +349,7 @@ async fn proposed(pool: &PgPool, diagnosis: DiagnosisId) -> (Value, Value) {
 async fn a_low_confidence_answer_escalates_one_tier_once_with_priced_provenance_and_its_cause() {
     let db = TestDb::new().await;
     let app = db.pool(DbRole::App, 4).await;
+    let log = db.pool(DbRole::Projector, 1).await;
     let projector = db.pool(DbRole::Projector, 2).await;
     let service = Service::new(app.clone());
     let (tenant, diagnosis) = tenant_on_plan(&service, PlanTier::Professional).await;
@@ -410,7 +413,7 @@ async fn a_low_confidence_answer_escalates_one_tier_once_with_priced_provenance_
         [ModelTier::Triage, ModelTier::Standard, ModelTier::Strongest]
     );
 
-    let (payload, metadata) = proposed(&app, diagnosis).await;
+    let (payload, metadata) = proposed(&log, diagnosis).await;
     let provenance = &payload["provenance"];
     assert_eq!(provenance["model_id"], "opus", "{payload}");
     assert_eq!(provenance["model_tier"], "strongest", "{payload}");
@@ -431,7 +434,7 @@ async fn a_low_confidence_answer_escalates_one_tier_once_with_priced_provenance_
           WHERE aggregate_id = $1 AND event_type = 'JudgmentCaptured'",
     )
     .bind(precedent.to_string())
-    .fetch_one(&app)
+    .fetch_one(&log)
     .await
     .unwrap();
     let precedents = provenance["precedents"].as_array().expect("precedents");
@@ -458,13 +461,14 @@ async fn a_low_confidence_answer_escalates_one_tier_once_with_priced_provenance_
         .await
         .expect("handled again");
     assert_eq!(llm.asked().len(), 3);
-    assert_eq!(proposals(&app, diagnosis).await, 1);
+    assert_eq!(proposals(&log, diagnosis).await, 1);
 }
 
 #[tokio::test]
 async fn a_cost_sensitive_tenant_is_never_routed_to_the_strongest_tier() {
     let db = TestDb::new().await;
     let app = db.pool(DbRole::App, 4).await;
+    let log = db.pool(DbRole::Projector, 1).await;
     let service = Service::new(app.clone());
     let (tenant, diagnosis) = tenant_on_plan(&service, PlanTier::CostSensitive).await;
     // Triage unsure and finding the query complex: the strongest tier would be next.
@@ -478,7 +482,7 @@ async fn a_cost_sensitive_tenant_is_never_routed_to_the_strongest_tier() {
         .await
         .expect("handled");
     assert_eq!(llm.asked(), [ModelTier::Triage, ModelTier::OpenWeights]);
-    let (payload, _) = proposed(&app, diagnosis).await;
+    let (payload, _) = proposed(&log, diagnosis).await;
     let provenance = &payload["provenance"];
     assert_eq!(provenance["model_tier"], "open_weights", "{payload}");
     assert_eq!(provenance["model_id"], "llama");

@@ -150,6 +150,7 @@ async fn provenance(pool: &PgPool, diagnosis: DiagnosisId) -> Value {
 async fn text_attachments_reach_the_embedder_and_the_model_and_every_attachment_is_accounted_for() {
     let db = TestDb::new().await;
     let app = db.pool(DbRole::App, 4).await;
+    let log = db.pool(DbRole::Projector, 1).await;
     let service = Service::new(app.clone());
     let tenant = onboard(&service, "attachments").await;
     let bucket = bucket().await;
@@ -255,7 +256,7 @@ async fn text_attachments_reach_the_embedder_and_the_model_and_every_attachment_
     );
 
     // The provenance accounts for every attachment, and carries the rest of v3.
-    let provenance = provenance(&app, diagnosis).await;
+    let provenance = provenance(&log, diagnosis).await;
     assert_eq!(
         provenance["attachments"],
         json!([
@@ -291,6 +292,7 @@ async fn text_attachments_reach_the_embedder_and_the_model_and_every_attachment_
 async fn another_tenants_upload_is_refused_unread_even_when_a_stored_session_names_it() {
     let db = TestDb::new().await;
     let app = db.pool(DbRole::App, 4).await;
+    let log = db.pool(DbRole::Projector, 1).await;
     let service = Service::new(app.clone());
     let acme = onboard(&service, "acme").await;
     let globex = onboard(&service, "globex").await;
@@ -378,7 +380,7 @@ async fn another_tenants_upload_is_refused_unread_even_when_a_stored_session_nam
         .iter()
         .all(|text| !text.contains("settles")));
     assert_eq!(
-        provenance(&app, diagnosis).await["attachments"],
+        provenance(&log, diagnosis).await["attachments"],
         json!([{"key": secret, "content_type": null,
                 "outcome": {"status": "skipped", "reason": "outside_tenant"}}])
     );
@@ -388,6 +390,7 @@ async fn another_tenants_upload_is_refused_unread_even_when_a_stored_session_nam
 async fn without_a_store_attachments_are_skipped_and_a_failing_store_fails_the_attempt() {
     let db = TestDb::new().await;
     let app = db.pool(DbRole::App, 4).await;
+    let log = db.pool(DbRole::Projector, 1).await;
     let service = Service::new(app.clone());
     let tenant = onboard(&service, "storeless").await;
     let customer = ctx(tenant, Role::Customer, "storeless-customer");
@@ -403,7 +406,7 @@ async fn without_a_store_attachments_are_skipped_and_a_failing_store_fails_the_a
         .expect("handled");
     assert!(llm.prompts().iter().all(|p| p.attachments.is_empty()));
     assert_eq!(
-        provenance(&app, first).await["attachments"],
+        provenance(&log, first).await["attachments"],
         json!([{"key": notes, "content_type": null,
                 "outcome": {"status": "skipped", "reason": "no_store"}}])
     );
@@ -428,7 +431,7 @@ async fn without_a_store_attachments_are_skipped_and_a_failing_store_fails_the_a
         "SELECT payload FROM events WHERE aggregate_id = $1 AND event_type = 'DiagnosisFailed'",
     )
     .bind(second.to_string())
-    .fetch_one(&app)
+    .fetch_one(&log)
     .await
     .expect("the attempt's failure is recorded");
     assert_eq!(failed["retryable"], true, "{failed}");
@@ -442,6 +445,7 @@ async fn without_a_store_attachments_are_skipped_and_a_failing_store_fails_the_a
 async fn the_attachments_of_one_query_share_one_text_budget() {
     let db = TestDb::new().await;
     let app = db.pool(DbRole::App, 4).await;
+    let log = db.pool(DbRole::Projector, 1).await;
     let service = Service::new(app.clone());
     let tenant = onboard(&service, "budget").await;
     let bucket = bucket().await;
@@ -471,7 +475,7 @@ async fn the_attachments_of_one_query_share_one_text_budget() {
         .map(|a| a.text.len() as u64)
         .sum();
     assert_eq!(sent, ATTACHMENTS_TEXT_BUDGET);
-    let outcomes = provenance(&app, diagnosis).await["attachments"].clone();
+    let outcomes = provenance(&log, diagnosis).await["attachments"].clone();
     let included = json!({"status": "included", "bytes": full.len(), "truncated": false});
     for (i, read) in outcomes.as_array().unwrap().iter().enumerate() {
         let expected = if i < 4 {
