@@ -145,3 +145,15 @@ BEGIN
             table_name);
     END LOOP;
 END $$;
+
+-- An auditor may ask for a tenant's state "as of global position P", where P is any event of
+-- the log, another tenant's included: placing P in reading order takes its transaction id,
+-- which is all this reveals of a row the auditor cannot otherwise see. It runs as the
+-- maintainer, whose policy reads the whole log.
+CREATE FUNCTION casebook_log_point(at_position bigint) RETURNS xid8
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $$
+    SELECT transaction_id FROM events WHERE global_position = at_position
+$$;
+ALTER FUNCTION casebook_log_point(bigint) OWNER TO casebook_maintainer;
+REVOKE ALL ON FUNCTION casebook_log_point(bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION casebook_log_point(bigint) TO casebook_auditor;

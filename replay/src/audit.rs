@@ -73,7 +73,7 @@ pub struct Broken {
 /// Runs `audit verify`: 0 when the chain verifies, 1 at a broken link.
 pub async fn run(args: AuditVerifyArgs, output: Output) -> Result<Verdict, Error> {
     let report = if args.file.is_empty() {
-        let pool = db::auditor().await?;
+        let pool = db::auditor(Some(args.tenant)).await?;
         verify_database(&pool, args.tenant).await?
     } else {
         verify_files(args.tenant, &args.file, output)?
@@ -133,9 +133,10 @@ fn print(report: &AuditReport, output: Output) -> Result<(), Error> {
     Ok(())
 }
 
-/// Verifies `tenant`'s chain as stored, as the auditor role.
+/// Verifies `tenant`'s chain as stored, through `pool`, an auditor pool of that tenant
+/// ([`db::auditor`]).
 pub async fn verify_database(pool: &sqlx::PgPool, tenant: Uuid) -> Result<AuditReport, Error> {
-    let mut conn = db::tenant_connection(pool, tenant).await?;
+    let mut conn = pool.acquire().await?;
     let mut report = AuditReport {
         tenant_id: tenant,
         source: "database".into(),

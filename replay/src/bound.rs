@@ -55,15 +55,15 @@ impl FromStr for Bound {
     }
 }
 
-/// Where the event at global position `position` sits in reading order; a usage error when
-/// no event has that position.
+/// Where the event at global position `position` sits in reading order, whichever tenant's
+/// event it is (`casebook_log_point`, the only thing an auditor learns of another tenant's
+/// row); a usage error when no event has that position.
 pub async fn checkpoint_of(pool: &PgPool, position: i64) -> Result<Checkpoint, Error> {
-    let transaction_id: Option<i64> = sqlx::query_scalar(
-        "SELECT transaction_id::text::bigint FROM events WHERE global_position = $1",
-    )
-    .bind(position)
-    .fetch_optional(pool)
-    .await?;
+    let transaction_id: Option<i64> =
+        sqlx::query_scalar("SELECT casebook_log_point($1)::text::bigint")
+            .bind(position)
+            .fetch_one(pool)
+            .await?;
     let transaction_id = transaction_id
         .ok_or_else(|| Error::Usage(format!("no event at global position {position}")))?;
     Ok(Checkpoint {

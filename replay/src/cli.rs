@@ -166,12 +166,12 @@ impl Cli {
         };
         match self.command {
             Command::Stream(args) => {
-                let pool = db::auditor().await?;
+                let pool = db::auditor(Some(args.tenant)).await?;
                 stream::run(&pool, args, output).await?;
                 Ok(Verdict::Passed)
             }
             Command::State(args) => {
-                let pool = db::auditor().await?;
+                let pool = db::auditor(Some(args.tenant)).await?;
                 state::run(&pool, args).await?;
                 Ok(Verdict::Passed)
             }
@@ -180,7 +180,7 @@ impl Cli {
             Command::Verify(args) => rebuild::run_verify(args, output).await,
             Command::Swap(args) => rebuild::run_swap(args, output).await,
             Command::Status => {
-                let pool = db::auditor().await?;
+                let pool = db::auditor(None).await?;
                 rebuild::run_status(&pool, output).await
             }
         }

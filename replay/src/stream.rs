@@ -359,7 +359,7 @@ impl ChainReader {
 
     async fn new(pool: &PgPool, tenant: Uuid) -> Result<Self, Error> {
         Ok(Self {
-            conn: crate::db::tenant_connection(pool, tenant).await?,
+            conn: pool.acquire().await?,
             tenant: TenantId::from_uuid(tenant),
             rows: VecDeque::new(),
             last_seq: 0,

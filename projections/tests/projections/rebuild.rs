@@ -90,7 +90,8 @@ async fn a_rebuild_while_commands_keep_arriving_swaps_in_tables_equal_to_the_liv
     .fetch_one(&stack.owner)
     .await
     .unwrap();
-    assert_eq!(policies, 4);
+    // tenant_isolation, projector_writes and maintainer_rebuilds on each.
+    assert_eq!(policies, 6);
     let leftovers: i64 = sqlx::query_scalar(
         "SELECT (SELECT count(*) FROM pg_tables WHERE tablename LIKE '%\\_\\_rebuild%')
               + (SELECT count(*) FROM subscriptions WHERE name LIKE '%#rebuild%')",

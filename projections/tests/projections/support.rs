@@ -39,6 +39,15 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use sqlx::{Executor, PgConnection, PgPool};
 
+/// The snapshot column today's event store writes, on a schema from before it: added
+/// before the old schema takes commands, dropped before the upgrade adds it for real.
+const SNAPSHOTS_OF_TODAY: &str = "ALTER TABLE snapshots ADD COLUMN IF NOT EXISTS tenant_id uuid";
+const SNAPSHOTS_AS_THEY_WERE: &str = "DO $$ BEGIN
+         IF NOT EXISTS (SELECT 1 FROM _sqlx_migrations WHERE version = 20261207000001) THEN
+             ALTER TABLE snapshots DROP COLUMN IF EXISTS tenant_id;
+         END IF;
+     END $$";
+
 /// A test database and a pool per role.
 pub struct Stack {
     pub db: TestDb,
@@ -55,9 +64,18 @@ impl Stack {
     }
 
     /// A database as a deployment stood before migration `version` (see
-    /// [`TestDb::migrated_before`]).
+    /// [`TestDb::migrated_before`]), taking today's commands: their snapshots carry their
+    /// tenant, a column older schemas lack, which it gets until [`Stack::upgrade`].
     pub async fn migrated_before(version: i64) -> Self {
-        Self::on(TestDb::migrated_before(version).await).await
+        let stack = Self::on(TestDb::migrated_before(version).await).await;
+        stack
+            .db
+            .superuser()
+            .await
+            .execute(SNAPSHOTS_OF_TODAY)
+            .await
+            .expect("snapshots with their tenant");
+        stack
     }
 
     async fn on(db: TestDb) -> Self {
@@ -193,10 +211,11 @@ impl Stack {
 
     /// Applies the migrations not applied yet, as a deployment's upgrade does.
     pub async fn upgrade(&self) {
-        MIGRATOR
-            .run(&mut self.db.superuser().await)
+        let mut su = self.db.superuser().await;
+        su.execute(SNAPSHOTS_AS_THEY_WERE)
             .await
-            .expect("upgrade");
+            .expect("snapshots as the old schema had them");
+        MIGRATOR.run(&mut su).await.expect("upgrade");
     }
 
     /// Chains every event of the log into `audit_log` as the audit projection did before

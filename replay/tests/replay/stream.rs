@@ -278,7 +278,10 @@ async fn an_export_to_s3_is_the_same_bytes_as_an_export_to_a_file() {
 #[tokio::test]
 async fn the_auditor_connection_reads_but_cannot_write() {
     let seeded = seed(13, 20, 0).await;
-    let pool = auditor_pool(seeded.stack.db.options()).await.unwrap();
+    let tenant = *seeded.tenants[0].as_uuid();
+    let pool = auditor_pool(seeded.stack.db.options(), Some(tenant))
+        .await
+        .unwrap();
     let role: String = sqlx::query_scalar("SELECT current_user::text")
         .fetch_one(&pool)
         .await
