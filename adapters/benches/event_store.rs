@@ -19,7 +19,8 @@ use cqrs_es::persist::PersistedEventStore;
 use cqrs_es::{Aggregate, CqrsFramework, DomainEvent};
 use postgres_es::PostgresEventRepository;
 use serde::{Deserialize, Serialize};
-use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{Executor, PgPool};
 use uuid::Uuid;
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -75,12 +76,12 @@ impl Aggregate for Ledger {
 
 const NOTE: &str = "a contract clause the consultant flagged for review: indemnity cap";
 
+/// The tenant of every stream here.
+const TENANT: Uuid = Uuid::from_u128(0x6f1c2f4e_8a8e_4f53_9d0e_4c1f3b0b8a11);
+
 fn metadata() -> HashMap<String, String> {
     HashMap::from([
-        (
-            "tenant_id".into(),
-            "6f1c2f4e-8a8e-4f53-9d0e-4c1f3b0b8a11".into(),
-        ),
+        ("tenant_id".into(), TENANT.to_string()),
         ("actor".into(), "bench".into()),
         ("request_id".into(), Uuid::new_v4().to_string()),
     ])
@@ -151,6 +152,36 @@ async fn raw_command(pool: PgPool) {
 }
 
 type Casebook = CqrsFramework<Ledger, EventStore<Ledger>>;
+
+/// Casebook's store: each read and append a transaction assuming the request path's role and
+/// the tenant (`SET LOCAL`).
+fn casebook(pool: &PgPool) -> Casebook {
+    CqrsFramework::new(
+        EventStore::new(pool.clone(), vec![]).for_tenant(TENANT),
+        vec![],
+        (),
+    )
+}
+
+/// A pool for the raw baselines and vanilla cqrs-es: the same role and tenant (row-level
+/// security checks the same rows), assumed once per connection, so their statements commit
+/// alone without the per-transaction scoping Casebook's request path pays for.
+async fn session_scoped(db: &TestDb, connections: u32) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(connections)
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                conn.execute(
+                    format!("SET ROLE casebook_app; SET app.tenant_id = '{TENANT}'").as_str(),
+                )
+                .await
+                .map(drop)
+            })
+        })
+        .connect_with(db.login_options())
+        .await
+        .expect("connect the raw pool")
+}
 type Vanilla = CqrsFramework<Ledger, PersistedEventStore<PostgresEventRepository, Ledger>>;
 
 fn record() -> Record {
@@ -172,7 +203,7 @@ async fn append_cost<ES: cqrs_es::EventStore<Ledger>>(
 }
 
 async fn seed_stream(pool: &PgPool, id: &str, events: i64) {
-    let cqrs: Casebook = CqrsFramework::new(EventStore::new(pool.clone(), vec![]), vec![], ());
+    let cqrs = casebook(pool);
     // Through the store, so the stream has the snapshots a real one would have.
     for _ in 0..events {
         cqrs.execute_with_metadata(id, record(), metadata())
@@ -195,21 +226,18 @@ async fn main() {
     println!("|---|---|---|---|---|---|---|---|---|");
     for connections in [1_usize, 4, 16] {
         let pool = db.pool(DbRole::App, connections as u32).await;
+        let raw = session_scoped(&db, connections as u32).await;
         let a = throughput(connections, cell, {
-            let pool = pool.clone();
-            move || raw_insert(pool.clone())
+            let raw = raw.clone();
+            move || raw_insert(raw.clone())
         })
         .await;
         let b = throughput(connections, cell, {
-            let pool = pool.clone();
-            move || raw_command(pool.clone())
+            let raw = raw.clone();
+            move || raw_command(raw.clone())
         })
         .await;
-        let casebook: Arc<Casebook> = Arc::new(CqrsFramework::new(
-            EventStore::new(pool.clone(), vec![]),
-            vec![],
-            (),
-        ));
+        let casebook = Arc::new(casebook(&pool));
         let c = throughput(connections, cell, move || {
             let cqrs = casebook.clone();
             async move {
@@ -231,7 +259,7 @@ async fn main() {
         })
         .await;
         let vanilla: Arc<Vanilla> = Arc::new(CqrsFramework::new(
-            PersistedEventStore::new_event_store(PostgresEventRepository::new(pool.clone())),
+            PersistedEventStore::new_event_store(PostgresEventRepository::new(raw.clone())),
             vec![],
             (),
         ));
@@ -254,15 +282,16 @@ async fn main() {
     }
 
     let pool = db.pool(DbRole::App, 4).await;
+    let raw = session_scoped(&db, 4).await;
     let (short, long) = (Uuid::new_v4().to_string(), Uuid::new_v4().to_string());
     seed_stream(&pool, &short, 10).await;
     seed_stream(&pool, &long, 10_000).await;
-    let cqrs: Casebook = CqrsFramework::new(EventStore::new(pool.clone(), vec![]), vec![], ());
+    let cqrs = casebook(&pool);
     let short_cost = append_cost(&cqrs, &short, 500).await;
     let long_cost = append_cost(&cqrs, &long, 500).await;
     // The same streams through vanilla cqrs-es + postgres-es, which replays the whole stream.
     let vanilla: Vanilla = CqrsFramework::new(
-        PersistedEventStore::new_event_store(PostgresEventRepository::new(pool.clone())),
+        PersistedEventStore::new_event_store(PostgresEventRepository::new(raw.clone())),
         vec![],
         (),
     );

@@ -45,6 +45,11 @@ use group_commit::{NewEvent, StreamAppend};
 
 const NO_TENANT: &str = "event metadata without a valid tenant_id";
 
+/// The tenant a command's metadata names (what the `events` table derives its `tenant_id` from).
+fn tenant_of(metadata: &HashMap<String, String>) -> Option<Uuid> {
+    Uuid::parse_str(metadata.get("tenant_id")?).ok()
+}
+
 /// Events between two snapshots: bounds the cost of loading any aggregate.
 pub const SNAPSHOT_EVERY: usize = 20;
 
@@ -410,8 +415,7 @@ impl<A: Aggregate> EventStore<A> {
             .collect::<Result<_, StoreError>>()?;
         let tenant = envelopes
             .first()
-            .and_then(|envelope| envelope.metadata.get("tenant_id"))
-            .and_then(|tenant| Uuid::parse_str(tenant).ok())
+            .and_then(|envelope| tenant_of(&envelope.metadata))
             .ok_or_else(|| StoreError::InvalidEvent(NO_TENANT.to_owned()))?;
         self.appender
             .append(StreamAppend {
@@ -575,9 +579,7 @@ where
         &self,
         metadata: &HashMap<String, String>,
     ) -> Result<Self, CommandError<A::Error>> {
-        metadata
-            .get("tenant_id")
-            .and_then(|tenant| Uuid::parse_str(tenant).ok())
+        tenant_of(metadata)
             .map(|tenant| self.for_tenant(tenant))
             .ok_or_else(|| CommandError::Invalid(NO_TENANT.to_owned()))
     }
