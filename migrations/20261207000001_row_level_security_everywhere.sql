@@ -4,8 +4,8 @@
 -- the table owner (the migrator, and the replay tool's rebuilds) bypassed them. Now:
 -- - every table with a `tenant_id` carries policies and FORCE ROW LEVEL SECURITY, so no role
 --   but those named in a policy sees a row, the owner included: maintenance that reads or
---   writes rows (rebuilds) does so as `casebook_projector`, and keeps the owner's rights for
---   DDL alone;
+--   writes rows (rebuilds) does so as `casebook_maintainer` (below), and keeps the owner's
+--   rights for DDL alone;
 -- - the request path's role (`casebook_app`) and the auditor see the tenants named by
 --   `app.tenant_id`, which the request path sets for each transaction with `SET LOCAL`
 --   along with `SET LOCAL ROLE casebook_app`; the events it may append are the same tenants';

@@ -105,6 +105,9 @@ pub enum Access {
     ReadOnly,
     /// `BEGIN`.
     ReadWrite,
+    /// `BEGIN` with `synchronous_commit` off: the commit does not wait for its WAL flush, so
+    /// a crash may lose it — for records a client's retry recreates.
+    ReadWriteUnflushed,
 }
 
 /// Begins a request-path transaction: as `casebook_app`, with row-level security showing
@@ -117,6 +120,7 @@ pub async fn begin_for_tenants(
     let begin = match access {
         Access::ReadOnly => "BEGIN READ ONLY",
         Access::ReadWrite => "BEGIN",
+        Access::ReadWriteUnflushed => "BEGIN; SET LOCAL synchronous_commit = off",
     };
     // Uuids are hex and dashes: nothing to quote.
     let scope = tenants

@@ -142,13 +142,10 @@ impl Records {
     async fn claim(&self, caller: &Actor, key: &str, hash: &[u8]) -> Result<Claim, ApiError> {
         let mut tx = begin_for_tenants(
             &self.pool,
-            Access::ReadWrite,
+            Access::ReadWriteUnflushed,
             &[*caller.tenant_id.as_uuid()],
         )
         .await?;
-        sqlx::query("SET LOCAL synchronous_commit = off")
-            .execute(&mut *tx)
-            .await?;
         let claimed = sqlx::query(
             "INSERT INTO idempotency_keys (tenant_id, user_id, key, request_hash)
              VALUES ($1, $2, $3, $4)
@@ -220,13 +217,10 @@ impl Records {
     ) -> Result<(), ApiError> {
         let mut tx = begin_for_tenants(
             &self.pool,
-            Access::ReadWrite,
+            Access::ReadWriteUnflushed,
             &[*caller.tenant_id.as_uuid()],
         )
         .await?;
-        sqlx::query("SET LOCAL synchronous_commit = off")
-            .execute(&mut *tx)
-            .await?;
         let query = sqlx::query(sql)
             .bind(caller.tenant_id.as_uuid())
             .bind(caller.user_id.as_str())
