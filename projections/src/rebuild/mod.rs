@@ -255,7 +255,10 @@ impl Rebuild {
         let mut parts = Vec::with_capacity(self.projections.len());
         for &id in &self.projections {
             let row = self.row_name(id);
-            let mut complete = checkpoints::get(conn, &row).await?.map(|(cp, _)| cp);
+            // Locked, not just read: a killed build's last batch may still be committing
+            // (its task was cancelled after sending COMMIT), and its checkpoint is then the
+            // one to resume from; the lock waits for it.
+            let mut complete = checkpoints::lock(conn, &row).await?.map(|(cp, _)| cp);
             for table in id.tables() {
                 if !shadow::exists(conn, &naming.table(table.name)).await? {
                     complete = None;
