@@ -62,10 +62,12 @@ SELECT aggregate_type, aggregate_id, sequence, event_type, event_version, payloa
 /// The aggregate's snapshot (a row flagged `is_snapshot`, its `sequence` the last one folded
 /// in) followed by the events after it: loading costs one statement however long the stream.
 ///
-/// The tail's lower bound is joined in, not a subquery in the `WHERE`: under row-level
-/// security a condition holding a subquery counts as possibly leaky, so Postgres filters it
-/// after the policy instead of putting it in the index scan, and read every event of the
-/// stream (9 ms for a 10,000-event stream, against 0.2 ms joined).
+/// The tail's lower bound reaches the events' index scan as a parameter of a lateral
+/// subquery (`OFFSET 0` keeps Postgres from flattening it into a join, which it may then
+/// plan without the bound when its statistics are stale). Under row-level security a
+/// condition holding a subquery counts as possibly leaky and is filtered after the policy,
+/// not used in the index scan: the stream's every event was read (9–16 ms at 10,000 events,
+/// against 0.1 ms).
 const LOAD_AGGREGATE: &str = "
 WITH snapshot AS (
     SELECT last_sequence, payload FROM snapshots WHERE aggregate_type = $1 AND aggregate_id = $2
@@ -77,7 +79,12 @@ UNION ALL
 SELECT false, e.aggregate_type, e.aggregate_id, e.sequence, e.event_type, e.event_version,
        e.payload, e.metadata
   FROM (SELECT COALESCE(max(last_sequence), 0) AS after FROM snapshot) AS tail
-  JOIN events e ON e.aggregate_type = $1 AND e.aggregate_id = $2 AND e.sequence > tail.after
+ CROSS JOIN LATERAL (
+       SELECT aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata
+         FROM events
+        WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > tail.after
+       OFFSET 0
+ ) AS e
 ORDER BY sequence";
 
 /// A failure of the event store, classified for the caller. Cheap to clone: a statement shared
