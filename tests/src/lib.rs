@@ -108,7 +108,7 @@ impl TestDb {
     }
 
     /// A pool running as `role`: the owner's and the maintainer's as the superuser (the
-    /// tables' owner), the others' as the application's login ([`LOGIN`]).
+    /// tables' owner), the others' as the application's login (`casebook_test_login`).
     pub async fn pool(&self, role: DbRole, max_connections: u32) -> PgPool {
         let options = match role {
             DbRole::Owner | DbRole::Maintainer => self.options(),
