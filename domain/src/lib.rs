@@ -36,7 +36,12 @@
 //! ### [`tenant::Tenant`] (`"Tenant"`, id [`ids::TenantId`])
 //! | from | command | event | to |
 //! |---|---|---|---|
-//! | — | `Onboard` (A) | `TenantOnboarded` | active |
+//! | — | `Onboard` (A; a user an operator created) | `TenantOnboarded` | active |
+//! | — | `SignUp` (S; the public sign-up, with the first admin) | `TenantSignedUp` | active, the admin a member |
+//! | active, suspended | `InviteUser` (A; a tenant role, not a member yet) | `UserInvited` | the invitee a member |
+//! | active, suspended | `ChangeUserRole` (A; another role, an enabled admin kept) | `UserRoleChanged` | unchanged |
+//! | active, suspended | `DisableUser`, `EnableUser` (A; an enabled admin kept) | `UserDisabled`, `UserEnabled` | unchanged |
+//! | active, suspended | `RecordUserProvisioned` (S; once per member) | `UserProvisioned` | unchanged |
 //! | active, suspended | `ChangePlan` (O) | `PlanChanged` | unchanged |
 //! | active, suspended | `SetAutoResolveThreshold`, `SetModelPolicy` (A) | `AutoResolveThresholdSet`, `ModelPolicySet` | unchanged |
 //! | active | `Suspend` (O) | `TenantSuspended` | suspended |

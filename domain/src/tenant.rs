@@ -1,5 +1,7 @@
 //! The [`Tenant`] aggregate: a customer organisation, its plan and its AI settings.
 
+use std::collections::BTreeMap;
+
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
@@ -9,15 +11,38 @@ use crate::error::{ensure, AccessError, DomainError, ErrorKind};
 use crate::finetune::{FinetuneExport, LastExport, LogPosition};
 use crate::ids::{TenantId, UserId};
 use crate::policy::{ModelPolicy, PlanTier};
-use crate::values::{Confidence, Reason, TenantName};
+use crate::values::{Confidence, Email, PersonName, Reason, TenantName};
 
 /// A tenant's admins onboard it and choose its AI settings.
 const ADMINS: &[Role] = &[Role::Admin];
 /// Plans and suspensions are the platform's: what a tenant pays for and whether it may work
 /// are not its own admin's to change.
 const OPERATORS: &[Role] = &[Role::Operator];
-/// The scheduled jobs record exports.
+/// The platform: the scheduled jobs record exports, the public sign-up creates tenants, the
+/// people subscription records what it did in the identity provider.
 const SYSTEM: &[Role] = &[Role::System];
+
+/// Someone asked to join a tenant: who they are and what they may do there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Invitee {
+    /// Their sign-in name.
+    pub email: Email,
+    /// How the practice addresses them.
+    pub name: PersonName,
+}
+
+/// One person of a tenant, as the tenant knows them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// How the practice addresses them.
+    pub name: PersonName,
+    /// What they may do.
+    pub role: Role,
+    /// Disabled users are refused everywhere until enabled again.
+    pub enabled: bool,
+    /// Their identity-provider subject (the `sub` of their tokens), once their account exists.
+    pub user_id: Option<UserId>,
+}
 
 /// A command to the [`Tenant`] aggregate, whose id is the [`TenantId`].
 #[derive(Debug, Clone, PartialEq)]
@@ -30,6 +55,60 @@ pub enum TenantCommand {
         name: TenantName,
         /// Initial plan.
         plan: PlanTier,
+    },
+    /// Create the tenant from the public sign-up, with its first admin. Its id is the actor's
+    /// tenant id.
+    SignUp {
+        /// The platform, acting for the new tenant (nobody is signed in yet).
+        actor: Actor,
+        /// Display name.
+        name: TenantName,
+        /// Initial plan.
+        plan: PlanTier,
+        /// The practice's first admin.
+        admin: Invitee,
+    },
+    /// Give someone a role in the tenant; their account is created in the identity provider
+    /// afterwards, and they are sent an invitation.
+    InviteUser {
+        /// An admin.
+        actor: Actor,
+        /// Who.
+        invitee: Invitee,
+        /// One of the roles a tenant's user may hold (not system, not operator).
+        role: Role,
+    },
+    /// Give a member another role.
+    ChangeUserRole {
+        /// An admin.
+        actor: Actor,
+        /// The member.
+        email: Email,
+        /// The new role.
+        role: Role,
+    },
+    /// Refuse a member everywhere, existing tokens included.
+    DisableUser {
+        /// An admin.
+        actor: Actor,
+        /// The member.
+        email: Email,
+    },
+    /// Let a disabled member back in.
+    EnableUser {
+        /// An admin.
+        actor: Actor,
+        /// The member.
+        email: Email,
+    },
+    /// Record the identity provider's subject of a member whose account now exists.
+    RecordUserProvisioned {
+        /// The system (the people subscription).
+        actor: Actor,
+        /// The member.
+        email: Email,
+        /// Their subject.
+        user_id: UserId,
     },
     /// Move to another plan.
     ChangePlan {
@@ -87,6 +166,12 @@ impl TenantCommand {
     pub fn actor(&self) -> &Actor {
         match self {
             Self::Onboard { actor, .. }
+            | Self::SignUp { actor, .. }
+            | Self::InviteUser { actor, .. }
+            | Self::ChangeUserRole { actor, .. }
+            | Self::DisableUser { actor, .. }
+            | Self::EnableUser { actor, .. }
+            | Self::RecordUserProvisioned { actor, .. }
             | Self::ChangePlan { actor, .. }
             | Self::SetAutoResolveThreshold { actor, .. }
             | Self::SetModelPolicy { actor, .. }
@@ -112,6 +197,50 @@ pub enum TenantEvent {
         plan: PlanTier,
         /// The admin who onboarded it.
         onboarded_by: UserId,
+    },
+    /// The tenant was created by the public sign-up, with its first admin (invited at once).
+    TenantSignedUp {
+        /// The tenant.
+        tenant_id: TenantId,
+        /// Display name.
+        name: TenantName,
+        /// Initial plan.
+        plan: PlanTier,
+        /// The first admin.
+        admin: Invitee,
+    },
+    /// Someone was given a role in the tenant.
+    UserInvited {
+        /// Who.
+        invitee: Invitee,
+        /// Their role.
+        role: Role,
+    },
+    /// A member's role changed.
+    UserRoleChanged {
+        /// The member.
+        email: Email,
+        /// The role they held.
+        previous_role: Role,
+        /// The role they hold now.
+        role: Role,
+    },
+    /// A member was disabled.
+    UserDisabled {
+        /// The member.
+        email: Email,
+    },
+    /// A disabled member was enabled again.
+    UserEnabled {
+        /// The member.
+        email: Email,
+    },
+    /// A member's account exists in the identity provider, under this subject.
+    UserProvisioned {
+        /// The member.
+        email: Email,
+        /// The `sub` of their tokens.
+        user_id: UserId,
     },
     /// The plan changed.
     PlanChanged {
@@ -154,6 +283,12 @@ impl DomainEvent for TenantEvent {
     fn event_type(&self) -> String {
         match self {
             Self::TenantOnboarded { .. } => "TenantOnboarded",
+            Self::TenantSignedUp { .. } => "TenantSignedUp",
+            Self::UserInvited { .. } => "UserInvited",
+            Self::UserRoleChanged { .. } => "UserRoleChanged",
+            Self::UserDisabled { .. } => "UserDisabled",
+            Self::UserEnabled { .. } => "UserEnabled",
+            Self::UserProvisioned { .. } => "UserProvisioned",
             Self::PlanChanged { .. } => "PlanChanged",
             Self::AutoResolveThresholdSet { .. } => "AutoResolveThresholdSet",
             Self::ModelPolicySet { .. } => "ModelPolicySet",
@@ -212,6 +347,46 @@ pub enum TenantError {
     /// The same key on the same plan is already recorded.
     #[error("the usage key is already assigned on this plan")]
     UsageKeyAlreadyAssigned,
+    /// A role no tenant's user holds (system, operator).
+    #[error("{0:?} is not a role of a tenant's user")]
+    NotATenantRole(Role),
+    /// The invitee is already a member.
+    #[error("{0} is already a member of the tenant")]
+    AlreadyMember(Email),
+    /// No member with this address.
+    #[error("no member {0}")]
+    NoSuchMember(Email),
+    /// The member already holds the role.
+    #[error("{0} already holds this role")]
+    RoleUnchanged(Email),
+    /// The member is already disabled.
+    #[error("{0} is already disabled")]
+    AlreadyDisabled(Email),
+    /// The member is not disabled.
+    #[error("{0} is not disabled")]
+    NotDisabled(Email),
+    /// The change would leave the tenant without an enabled admin.
+    #[error("the tenant must keep at least one enabled admin")]
+    LastAdmin,
+    /// The member's account was already recorded.
+    #[error("{0} is already provisioned")]
+    AlreadyProvisioned(Email),
+}
+
+impl TenantError {
+    /// The stable code clients switch on, for the refusals that have one of their own.
+    pub fn code(&self) -> Option<&'static str> {
+        Some(match self {
+            Self::AlreadyMember(_) => "user_exists",
+            Self::NoSuchMember(_) => "user_not_found",
+            Self::RoleUnchanged(_) => "role_unchanged",
+            Self::AlreadyDisabled(_) => "user_already_disabled",
+            Self::NotDisabled(_) => "user_not_disabled",
+            Self::LastAdmin => "last_admin",
+            Self::NotATenantRole(_) => "invalid_role",
+            _ => return None,
+        })
+    }
 }
 
 impl DomainError for TenantError {
@@ -224,8 +399,15 @@ impl DomainError for TenantError {
             | Self::ExportOutOfDate { .. }
             | Self::AlreadyExportedOn(_)
             | Self::UsageKeyPlanOutdated { .. }
-            | Self::UsageKeyAlreadyAssigned => ErrorKind::Conflict,
-            Self::EmptyExport => ErrorKind::Invalid,
+            | Self::UsageKeyAlreadyAssigned
+            | Self::AlreadyMember(_)
+            | Self::RoleUnchanged(_)
+            | Self::AlreadyDisabled(_)
+            | Self::NotDisabled(_)
+            | Self::LastAdmin
+            | Self::AlreadyProvisioned(_) => ErrorKind::Conflict,
+            Self::NoSuchMember(_) => ErrorKind::NotFound,
+            Self::EmptyExport | Self::NotATenantRole(_) => ErrorKind::Invalid,
         }
     }
 }
@@ -250,6 +432,64 @@ struct TenantState {
     /// Snapshots taken before usage keys existed lack it.
     #[serde(default)]
     usage_key: Option<(String, PlanTier)>,
+    /// Its people, by sign-in address. Snapshots taken before people were managed lack it.
+    #[serde(default)]
+    members: BTreeMap<Email, Member>,
+}
+
+impl TenantState {
+    fn member(&self, email: &Email) -> Result<&Member, TenantError> {
+        self.members
+            .get(email)
+            .ok_or_else(|| TenantError::NoSuchMember(email.clone()))
+    }
+
+    /// Refuses a change that leaves no enabled admin: `email` would stop being one.
+    fn keeps_an_admin_without(&self, email: &Email) -> Result<(), TenantError> {
+        let others = self
+            .members
+            .iter()
+            .any(|(other, m)| other != email && m.enabled && m.role == Role::Admin);
+        let is_admin = self
+            .members
+            .get(email)
+            .is_some_and(|m| m.enabled && m.role == Role::Admin);
+        ensure(others || !is_admin, TenantError::LastAdmin)
+    }
+}
+
+/// The roles a tenant's own users may hold.
+fn is_tenant_role(role: Role) -> bool {
+    matches!(
+        role,
+        Role::Customer | Role::Consultant | Role::Auditor | Role::Admin
+    )
+}
+
+impl TenantState {
+    fn new(tenant_id: TenantId, plan: PlanTier) -> Self {
+        Self {
+            tenant_id,
+            plan,
+            auto_resolve_threshold: None,
+            model_policy: ModelPolicy::default(),
+            suspended: false,
+            last_finetune_export: None,
+            usage_key: None,
+            members: BTreeMap::new(),
+        }
+    }
+}
+
+impl Member {
+    fn invited(name: PersonName, role: Role) -> Self {
+        Self {
+            name,
+            role,
+            enabled: true,
+            user_id: None,
+        }
+    }
 }
 
 impl Owned for TenantState {
@@ -281,6 +521,11 @@ impl Tenant {
         })
     }
 
+    /// The member signing in as `email`, if any.
+    pub fn member(&self, email: &Email) -> Option<&Member> {
+        self.state.as_ref().and_then(|s| s.members.get(email))
+    }
+
     /// The plan, once onboarded.
     pub fn plan(&self) -> Option<PlanTier> {
         self.state.as_ref().map(|s| s.plan)
@@ -306,6 +551,79 @@ impl Tenant {
     fn decide(&self, command: TenantCommand) -> Result<TenantEvent, TenantError> {
         let state = self.state.as_ref();
         let event = match command {
+            TenantCommand::SignUp {
+                actor,
+                name,
+                plan,
+                admin,
+            } => {
+                actor.authorize_creation(SYSTEM, state, TenantError::AlreadyOnboarded)?;
+                TenantEvent::TenantSignedUp {
+                    tenant_id: actor.tenant_id,
+                    name,
+                    plan,
+                    admin,
+                }
+            }
+            TenantCommand::InviteUser {
+                actor,
+                invitee,
+                role,
+            } => {
+                let state = actor.authorize(ADMINS, state)?;
+                ensure(is_tenant_role(role), TenantError::NotATenantRole(role))?;
+                ensure(
+                    !state.members.contains_key(&invitee.email),
+                    TenantError::AlreadyMember(invitee.email.clone()),
+                )?;
+                TenantEvent::UserInvited { invitee, role }
+            }
+            TenantCommand::ChangeUserRole { actor, email, role } => {
+                let state = actor.authorize(ADMINS, state)?;
+                ensure(is_tenant_role(role), TenantError::NotATenantRole(role))?;
+                let member = state.member(&email)?;
+                ensure(
+                    member.role != role,
+                    TenantError::RoleUnchanged(email.clone()),
+                )?;
+                if role != Role::Admin {
+                    state.keeps_an_admin_without(&email)?;
+                }
+                TenantEvent::UserRoleChanged {
+                    previous_role: member.role,
+                    email,
+                    role,
+                }
+            }
+            TenantCommand::DisableUser { actor, email } => {
+                let state = actor.authorize(ADMINS, state)?;
+                ensure(
+                    state.member(&email)?.enabled,
+                    TenantError::AlreadyDisabled(email.clone()),
+                )?;
+                state.keeps_an_admin_without(&email)?;
+                TenantEvent::UserDisabled { email }
+            }
+            TenantCommand::EnableUser { actor, email } => {
+                let state = actor.authorize(ADMINS, state)?;
+                ensure(
+                    !state.member(&email)?.enabled,
+                    TenantError::NotDisabled(email.clone()),
+                )?;
+                TenantEvent::UserEnabled { email }
+            }
+            TenantCommand::RecordUserProvisioned {
+                actor,
+                email,
+                user_id,
+            } => {
+                let state = actor.authorize(SYSTEM, state)?;
+                ensure(
+                    state.member(&email)?.user_id.is_none(),
+                    TenantError::AlreadyProvisioned(email.clone()),
+                )?;
+                TenantEvent::UserProvisioned { email, user_id }
+            }
             TenantCommand::Onboard { actor, name, plan } => {
                 actor.authorize_creation(ADMINS, state, TenantError::AlreadyOnboarded)?;
                 TenantEvent::TenantOnboarded {
@@ -409,16 +727,46 @@ impl Aggregate for Tenant {
                     tenant_id, plan, ..
                 },
                 _,
-            ) => {
-                self.state = Some(TenantState {
+            ) => self.state = Some(TenantState::new(tenant_id, plan)),
+            (
+                TenantEvent::TenantSignedUp {
                     tenant_id,
                     plan,
-                    auto_resolve_threshold: None,
-                    model_policy: ModelPolicy::default(),
-                    suspended: false,
-                    last_finetune_export: None,
-                    usage_key: None,
-                });
+                    admin,
+                    ..
+                },
+                _,
+            ) => {
+                let mut state = TenantState::new(tenant_id, plan);
+                state
+                    .members
+                    .insert(admin.email, Member::invited(admin.name, Role::Admin));
+                self.state = Some(state);
+            }
+            (TenantEvent::UserInvited { invitee, role }, Some(state)) => {
+                state
+                    .members
+                    .insert(invitee.email, Member::invited(invitee.name, role));
+            }
+            (TenantEvent::UserRoleChanged { email, role, .. }, Some(state)) => {
+                if let Some(member) = state.members.get_mut(&email) {
+                    member.role = role;
+                }
+            }
+            (TenantEvent::UserDisabled { email }, Some(state)) => {
+                if let Some(member) = state.members.get_mut(&email) {
+                    member.enabled = false;
+                }
+            }
+            (TenantEvent::UserEnabled { email }, Some(state)) => {
+                if let Some(member) = state.members.get_mut(&email) {
+                    member.enabled = true;
+                }
+            }
+            (TenantEvent::UserProvisioned { email, user_id }, Some(state)) => {
+                if let Some(member) = state.members.get_mut(&email) {
+                    member.user_id = Some(user_id);
+                }
             }
             (TenantEvent::PlanChanged { plan }, Some(state)) => state.plan = plan,
             (TenantEvent::AutoResolveThresholdSet { threshold }, Some(state)) => {

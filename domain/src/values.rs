@@ -136,6 +136,73 @@ bounded_text! {
     UploadKey { field: "attachment", max_chars: 1_024 }
 }
 
+bounded_text! {
+    /// A person's display name (an invited user's): up to 200 characters.
+    PersonName { field: "name", max_chars: 200 }
+}
+
+/// A person's email address, lowercased: their sign-in name, and who they are inside a tenant.
+///
+/// Lowercased because Cognito's sign-in names and the platform's one-practice-per-address rule
+/// must not tell `Ann@x.com` from `ann@x.com`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Email(String);
+
+impl Email {
+    /// The longest address SMTP carries (RFC 5321's path limit less the brackets).
+    pub const MAX_CHARS: usize = 254;
+
+    /// Trims and lowercases `value` and checks it is one address (`local@domain`, the domain
+    /// with a dot), at most [`Email::MAX_CHARS`] characters.
+    pub fn parse(value: impl Into<String>) -> Result<Self, ValidationError> {
+        let value = value.into().trim().to_lowercase();
+        if value.chars().count() > Self::MAX_CHARS {
+            return Err(ValidationError::new(
+                "email",
+                format!("must be at most {} characters", Self::MAX_CHARS),
+            ));
+        }
+        let address = email_address::EmailAddress::parse_with_options(
+            &value,
+            email_address::Options::default()
+                .without_display_text()
+                .without_domain_literal(),
+        )
+        .map_err(|err| ValidationError::new("email", err.to_string()))?;
+        // A bare host (`ann@localhost`) is a valid address but no practice's.
+        if !address.domain().contains('.') {
+            return Err(ValidationError::new("email", "the domain must have a dot"));
+        }
+        Ok(Self(value))
+    }
+
+    /// The address.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Email {
+    type Error = ValidationError;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(value)
+    }
+}
+
+impl From<Email> for String {
+    fn from(email: Email) -> Self {
+        email.0
+    }
+}
+
+impl fmt::Display for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// A model's confidence in its answer, or a threshold on it: a number in `0.0..=1.0`.
 #[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize, Deserialize)]
 #[serde(try_from = "f64")]
@@ -230,6 +297,26 @@ impl UploadKey {
 mod tests {
     use super::*;
     use crate::ids::TenantId;
+
+    #[test]
+    fn emails_are_trimmed_and_lowercased_and_must_be_one_address_with_a_dotted_domain() {
+        let email = Email::parse("  Ann.Lee@Example.COM ").expect("an address");
+        assert_eq!(email.as_str(), "ann.lee@example.com");
+        for bad in [
+            "",
+            "ann",
+            "ann@",
+            "@example.com",
+            "ann@localhost",
+            "Ann <ann@example.com>",
+            "ann@[127.0.0.1]",
+            "a b@example.com",
+        ] {
+            assert_eq!(Email::parse(bad).unwrap_err().field, "email", "{bad:?}");
+        }
+        let long = format!("{}@example.com", "a".repeat(Email::MAX_CHARS));
+        assert!(Email::parse(long).is_err());
+    }
 
     #[test]
     fn a_new_upload_key_is_an_upload_of_its_tenant_only_and_refuses_what_is_not_a_file_name() {

@@ -5,6 +5,7 @@ mod decision;
 mod diagnosis;
 mod finetune;
 mod judgment;
+mod people;
 mod policy;
 mod properties;
 mod session;
