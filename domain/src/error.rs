@@ -37,6 +37,12 @@ pub enum ErrorKind {
 pub trait DomainError: std::error::Error {
     /// How to report this error.
     fn kind(&self) -> ErrorKind;
+
+    /// A stable code of the refusal's own, for the refusals a client tells apart (e.g.
+    /// `last_admin`); `None` reports the [`kind`](Self::kind)'s generic code.
+    fn code(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 impl DomainError for AccessError {

@@ -373,22 +373,6 @@ pub enum TenantError {
     AlreadyProvisioned(Email),
 }
 
-impl TenantError {
-    /// The stable code clients switch on, for the refusals that have one of their own.
-    pub fn code(&self) -> Option<&'static str> {
-        Some(match self {
-            Self::AlreadyMember(_) => "user_exists",
-            Self::NoSuchMember(_) => "user_not_found",
-            Self::RoleUnchanged(_) => "role_unchanged",
-            Self::AlreadyDisabled(_) => "user_already_disabled",
-            Self::NotDisabled(_) => "user_not_disabled",
-            Self::LastAdmin => "last_admin",
-            Self::NotATenantRole(_) => "invalid_role",
-            _ => return None,
-        })
-    }
-}
-
 impl DomainError for TenantError {
     fn kind(&self) -> ErrorKind {
         match self {
@@ -409,6 +393,19 @@ impl DomainError for TenantError {
             Self::NoSuchMember(_) => ErrorKind::NotFound,
             Self::EmptyExport | Self::NotATenantRole(_) => ErrorKind::Invalid,
         }
+    }
+
+    fn code(&self) -> Option<&'static str> {
+        Some(match self {
+            Self::AlreadyMember(_) => "user_exists",
+            Self::NoSuchMember(_) => "user_not_found",
+            Self::RoleUnchanged(_) => "role_unchanged",
+            Self::AlreadyDisabled(_) => "user_already_disabled",
+            Self::NotDisabled(_) => "user_not_disabled",
+            Self::LastAdmin => "last_admin",
+            Self::NotATenantRole(_) => "invalid_role",
+            _ => return None,
+        })
     }
 }
 

@@ -1,24 +1,31 @@
-//! `casebook demo`: a newcomer's first minute. Creates (idempotently) a local Cognito user
-//! pool in the AWS emulator, a demo tenant with an admin, a customer, a consultant and an
-//! auditor, onboards the tenant, and prints the settings the server needs, the users' ID
-//! tokens and a curl command that works as pasted.
+//! `casebook demo`: a newcomer's first minute, through the product's own paths. Creates
+//! (idempotently) a local Cognito user pool in the AWS emulator; signs the demo practice up as
+//! `POST /v1/signup` does; its admin invites a customer, a consultant and an auditor as
+//! `POST /v1/users` does; the people subscription creates their accounts; each user's first
+//! sign-in trades the invitation's temporary password for [`PASSWORD`]. Then it prints the
+//! settings the server needs, the users' ID tokens and a curl command that works as pasted.
 
-use casebook_adapters::cognito::{CognitoAdmin, CognitoError, PoolInfo};
+use std::sync::Arc;
+use std::time::Duration;
+
+use casebook_adapters::cognito::{CognitoAdmin, CognitoError, PoolInfo, SignIn};
 use casebook_adapters::config::{AuthConfig, Config};
 use casebook_adapters::postgres::{self, DbRole};
 use casebook_domain::actor::{Actor, Role};
-use casebook_domain::ids::{TenantId, UserId};
+use casebook_domain::ids::TenantId;
 use casebook_domain::metadata::{EventMetadata, Source};
 use casebook_domain::policy::PlanTier;
-use casebook_domain::tenant::TenantCommand;
-use casebook_domain::values::TenantName;
+use casebook_domain::tenant::{Invitee, Tenant};
+use casebook_domain::values::{Email, PersonName, TenantName};
+use casebook_projections::runner::{RunError, Runner};
 use uuid::Uuid;
 
-use crate::service::{RequestContext, Service, ServiceError};
+use crate::people::{CognitoPeople, KeptMailbox, PeopleSubscription};
+use crate::service::{RequestContext, Service, ServiceError, SignUp};
 
 /// The local pool's name.
 pub const POOL_NAME: &str = "casebook-local";
-/// Every demo user's password (local emulator only).
+/// Every demo user's password once they have chosen it (local emulator only).
 pub const PASSWORD: &str = "Casebook-demo-1";
 
 /// Why the demo could not be set up.
@@ -33,9 +40,15 @@ pub enum DemoError {
     /// Migrations failed.
     #[error("migrations failed")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    /// Onboarding failed.
-    #[error("onboarding the demo tenant failed")]
-    Onboard(#[from] ServiceError),
+    /// Signing up or inviting failed.
+    #[error("signing the demo practice up failed")]
+    Command(#[from] ServiceError),
+    /// The people subscription failed.
+    #[error("creating the demo users' accounts failed")]
+    People(#[from] RunError),
+    /// A user's account never appeared, or its invitation never came.
+    #[error("{0}")]
+    Incomplete(String),
 }
 
 /// What the demo set up.
@@ -44,7 +57,7 @@ pub struct Demo {
     pub pool: PoolInfo,
     /// The demo tenant.
     pub tenant: TenantId,
-    /// `(role, username, ID token)` of each demo user.
+    /// `(role, email, ID token)` of each demo user.
     pub users: Vec<(Role, String, String)>,
 }
 
@@ -64,54 +77,130 @@ pub fn demo_tenant() -> TenantId {
     TenantId::from_uuid(Uuid::new_v5(&Uuid::NAMESPACE_URL, b"casebook:demo-tenant"))
 }
 
+/// The demo user holding `role`.
+fn demo_user(role: Role) -> Invitee {
+    let role_name = format!("{role:?}").to_lowercase();
+    Invitee {
+        email: Email::parse(format!("{role_name}@demo.casebook.test")).expect("a valid address"),
+        name: PersonName::parse(format!("Demo {role:?}")).expect("a valid name"),
+    }
+}
+
 /// Sets everything up (safe to rerun).
 pub async fn set_up(config: &Config) -> Result<Demo, DemoError> {
     let cognito = CognitoAdmin::from_env().await?;
     let pool = cognito.ensure_pool(POOL_NAME).await?;
     let tenant = demo_tenant();
-    let mut users = Vec::new();
-    let mut admin_sub = None;
-    for role in [Role::Admin, Role::Customer, Role::Consultant, Role::Auditor] {
-        let username = format!("demo-{role:?}").to_lowercase();
-        let user = cognito
-            .ensure_user(&pool, &username, PASSWORD, tenant, role)
-            .await?;
-        if role == Role::Admin {
-            admin_sub = Some(user.sub.clone());
-        }
-        let token = cognito.id_token(&pool, &username, PASSWORD).await?;
-        users.push((role, username, token));
-    }
 
     let owner = postgres::connect_database(&config.database, DbRole::Owner, 1).await?;
     postgres::migrate(&owner).await?;
     owner.close().await;
     let app = postgres::connect_database(&config.database, DbRole::App, 2).await?;
-    let actor = Actor {
-        user_id: UserId::parse(admin_sub.unwrap_or_default()).unwrap_or_else(|_| UserId::system()),
+    let projector = postgres::connect_database(&config.database, DbRole::Projector, 2).await?;
+    let service = Service::new(app.clone());
+    let mailbox = Arc::new(KeptMailbox::default());
+    let identity = Arc::new(CognitoPeople::new(cognito.clone(), pool.clone()));
+    let people = || {
+        Runner::new(projector.clone()).with_subscription(PeopleSubscription::new(
+            service.clone(),
+            identity.clone(),
+            mailbox.clone(),
+        ))
+    };
+
+    // A rerun finds the same sign-up (same tenant, same admin) and replays it.
+    let admin = demo_user(Role::Admin);
+    let sign_up = SignUp {
+        name: TenantName::parse("Demo Practice").expect("a valid name"),
+        plan: PlanTier::Professional,
+        admin: admin.clone(),
+    };
+    service.sign_up(tenant, "casebook-demo", sign_up).await?;
+    let state = provisioned(people, &service, tenant, &admin.email).await?;
+    let admin_actor = Actor {
+        user_id: state
+            .member(&admin.email)
+            .and_then(|member| member.user_id.clone())
+            .expect("provisioned"),
         tenant_id: tenant,
         role: Role::Admin,
     };
     let ctx = RequestContext {
-        metadata: EventMetadata::new(&actor, "casebook-demo", Source::Api),
-        actor: actor.clone(),
+        metadata: EventMetadata::new(&admin_actor, "casebook-demo", Source::Api),
+        actor: admin_actor,
     };
-    let onboard = TenantCommand::Onboard {
-        actor,
-        name: TenantName::parse("Demo Practice").expect("a valid name"),
-        plan: PlanTier::Professional,
-    };
-    match Service::new(app.clone())
-        .onboard_tenant(&ctx, onboard)
-        .await
-    {
-        Ok(_) | Err(ServiceError::Conflict(_)) => {}
-        Err(err) => return Err(err.into()),
+    for role in [Role::Customer, Role::Consultant, Role::Auditor] {
+        match service.invite_user(&ctx, demo_user(role), role).await {
+            Ok(_)
+            | Err(ServiceError::Refused {
+                code: "user_exists",
+                ..
+            }) => {}
+            Err(err) => return Err(err.into()),
+        }
+    }
+
+    let mut users = Vec::new();
+    for role in [Role::Admin, Role::Customer, Role::Consultant, Role::Auditor] {
+        let user = demo_user(role);
+        provisioned(people, &service, tenant, &user.email).await?;
+        let token = first_or_usual_sign_in(&cognito, &pool, &mailbox, &user.email).await?;
+        users.push((role, user.email.to_string(), token));
     }
     app.close().await;
+    projector.close().await;
     Ok(Demo {
         pool,
         tenant,
         users,
     })
+}
+
+/// Runs the people subscription until `email`'s account is recorded on the tenant (bounded:
+/// an event becomes readable once every older transaction has ended).
+async fn provisioned(
+    people: impl Fn() -> Runner,
+    service: &Service,
+    tenant: TenantId,
+    email: &Email,
+) -> Result<Tenant, DemoError> {
+    for _ in 0..100 {
+        people().drain(Duration::from_secs(10)).await?;
+        let state = service.tenant_state(tenant).await?;
+        if state.member(email).is_some_and(|m| m.user_id.is_some()) {
+            return Ok(state);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(DemoError::Incomplete(format!(
+        "the account of {email} was never created"
+    )))
+}
+
+/// The ID token of `email`: with [`PASSWORD`] if they chose it in an earlier run, else with
+/// the invitation's temporary password, choosing [`PASSWORD`] as Cognito asks.
+async fn first_or_usual_sign_in(
+    cognito: &CognitoAdmin,
+    pool: &PoolInfo,
+    mailbox: &KeptMailbox,
+    email: &Email,
+) -> Result<String, DemoError> {
+    let username = email.as_str();
+    match cognito.start_sign_in(pool, username, PASSWORD).await {
+        Ok(SignIn::Tokens(tokens)) => return Ok(tokens.id_token),
+        Ok(SignIn::NewPasswordRequired { .. }) | Err(CognitoError::NotAuthorized { .. }) => {}
+        Err(err) => return Err(err.into()),
+    }
+    let temporary = mailbox.temporary_password(email).ok_or_else(|| {
+        DemoError::Incomplete(format!(
+            "{email} has neither the demo password nor an invitation from this run"
+        ))
+    })?;
+    match cognito.start_sign_in(pool, username, &temporary).await? {
+        SignIn::Tokens(tokens) => Ok(tokens.id_token),
+        SignIn::NewPasswordRequired { session } => Ok(cognito
+            .answer_new_password(pool, username, &session, PASSWORD)
+            .await?
+            .id_token),
+    }
 }

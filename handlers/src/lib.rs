@@ -10,6 +10,8 @@
 //! - [`jobs`]: the scheduled jobs of the `scheduler` function.
 //! - [`relay`]: the subscription publishing events to EventBridge and SQS.
 //! - [`worker`]: the SQS message handlers, for the `worker` Lambda and the local loop.
+//! - [`people`]: the subscription that keeps each member's Cognito account as their tenant
+//!   says.
 
 pub mod auth;
 pub mod authorizer;
@@ -17,6 +19,7 @@ pub mod demo;
 pub mod http;
 pub mod jobs;
 pub mod operator;
+pub mod people;
 pub mod reactions;
 pub mod relay;
 pub mod server;

@@ -29,11 +29,13 @@ use casebook_adapters::aws::{shared_config, SdkConfig};
 use casebook_domain::ports::Embedder;
 
 use crate::jobs::{run_scheduler_until, Jobs, JobsConfig, Schedule};
+use crate::people::{CognitoPeople, IdentityProvider, Mailbox, PeopleSubscription, PrintedMailbox};
 use crate::reactions::{ReactionSubscription, Reactions};
 use crate::relay::{Relay, RelayConfig};
 use crate::service::Service;
 use crate::usage_keys::UsageKeySubscription;
 use crate::worker::{run_worker_until, search_pool, Worker};
+use casebook_adapters::cognito::CognitoAdmin;
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -146,6 +148,21 @@ impl Application {
         if let Some(plans) = usage_plans {
             runner = with_usage_keys(runner, app.state.service.clone(), plans);
         }
+        if app.jobs.is_some() {
+            match people_from_config(config).await? {
+                Some(people) => {
+                    runner = with_people(
+                        runner,
+                        app.state.service.clone(),
+                        Arc::new(people),
+                        Arc::new(PrintedMailbox),
+                    );
+                }
+                None => {
+                    tracing::warn!("no user pool configured: invited people get no Cognito account")
+                }
+            }
+        }
         app.projector = Some(runner);
         Ok(app)
     }
@@ -167,9 +184,13 @@ impl Application {
         let stopped_for = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
             let _ = stopped.wait_for(|stop| *stop).await;
         };
-        let server = axum::serve(self.listener, router(self.state.clone()))
-            .with_graceful_shutdown(stopped_for(stopped.clone()))
-            .into_future();
+        // The peer's address is the public sign-up's source, for its per-source limit.
+        let server = axum::serve(
+            self.listener,
+            router(self.state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(stopped_for(stopped.clone()))
+        .into_future();
         let projector = {
             let stopped = stopped.clone();
             async move {
@@ -267,8 +288,9 @@ pub fn verifier(config: &AuthConfig) -> Result<Authenticator, InvalidVerifierCon
 
 /// The pool the subscriptions run on (as `casebook_projector`), sized for all of them.
 pub async fn projector_pool(config: &Config) -> Result<PgPool, ServeError> {
-    // The projections, the reactions, the judgment index and the relay (see `projector`).
-    let subscriptions = ProjectionId::ALL.len() + 3;
+    // The projections, the reactions, the judgment index, the relay (see `projector`), the
+    // usage keys and the people.
+    let subscriptions = ProjectionId::ALL.len() + 5;
     postgres::connect_database(
         &config.database,
         DbRole::Projector,
@@ -300,6 +322,44 @@ pub fn projector(
 /// `runner` also keeping each tenant's own API key on its plan's usage plan.
 pub fn with_usage_keys(runner: Runner, service: Service, plans: UsagePlans) -> Runner {
     runner.with_subscription(UsageKeySubscription::new(service, Arc::new(plans)))
+}
+
+/// `runner` also keeping each member's account in the identity provider as their tenant says,
+/// invitations the provider hands back put in `mailbox`.
+pub fn with_people(
+    runner: Runner,
+    service: Service,
+    identity: Arc<dyn IdentityProvider>,
+    mailbox: Arc<dyn Mailbox>,
+) -> Runner {
+    runner.with_subscription(PeopleSubscription::new(service, identity, mailbox))
+}
+
+/// The user pool whose accounts the people subscription keeps: `CASEBOOK_USER_POOL_ID` and
+/// `CASEBOOK_USER_POOL_CLIENT_ID` when set (deployed), else the pool that issues the tokens
+/// `config` accepts (its issuer ends with the pool's id; locally, the demo's); `None` without
+/// either.
+pub async fn people_from_config(config: &Config) -> Result<Option<CognitoPeople>, ServeError> {
+    let from_env = std::env::var("CASEBOOK_USER_POOL_ID")
+        .ok()
+        .zip(std::env::var("CASEBOOK_USER_POOL_CLIENT_ID").ok());
+    let from_tokens = || {
+        let auth = config.auth.as_ref()?;
+        let pool_id = auth.issuer.trim_end_matches('/').rsplit('/').next()?;
+        Some((pool_id.to_owned(), auth.audience.clone()))
+    };
+    let Some((pool_id, client_id)) = from_env.or_else(from_tokens) else {
+        return Ok(None);
+    };
+    let cognito = CognitoAdmin::new(&shared_config().await, endpoint_from_env())
+        .map_err(|err| ServeError::Aws(Box::new(err)))?;
+    let pool = cognito.existing_pool(&pool_id, &client_id);
+    Ok(Some(CognitoPeople::new(cognito, pool)))
+}
+
+/// The emulator's endpoint (`AWS_ENDPOINT_URL`), when there is one.
+fn endpoint_from_env() -> Option<String> {
+    std::env::var("AWS_ENDPOINT_URL").ok()
 }
 
 /// What runs beside the API when AWS is reachable.

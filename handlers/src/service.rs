@@ -12,18 +12,20 @@ use std::time::{Duration, Instant};
 
 use casebook_adapters::event_store::{Appender, CommandError, Committed, EventStore};
 use casebook_adapters::postgres::{begin_for_tenants, Access};
-use casebook_domain::actor::Actor;
+use casebook_domain::actor::{Actor, Role};
 use casebook_domain::decision::{ConsultantDecision, DecisionCommand};
 use casebook_domain::diagnosis::{Diagnosis, DiagnosisCommand, DiagnosisEvent, DiagnosisSnapshot};
 use casebook_domain::error::{DomainError, ErrorKind};
 use casebook_domain::ids::{DecisionId, DiagnosisId, JudgmentId, QueryId, SessionId, TenantId};
 use casebook_domain::judgment::{DecisionSnapshot, Judgment, JudgmentCommand, JudgmentContent};
-use casebook_domain::metadata::EventMetadata;
+use casebook_domain::metadata::{EventMetadata, Source};
 use casebook_domain::policy::{should_auto_approve, PlanTier};
 use casebook_domain::session::{SessionCommand, TenantSession};
-use casebook_domain::tenant::{Tenant, TenantCommand};
+use casebook_domain::tenant::{Invitee, Tenant, TenantCommand};
 use casebook_domain::upcast::upcasters;
-use casebook_domain::values::{DiagnosisText, QueryText, Reason, Subject, UploadKey};
+use casebook_domain::values::{
+    DiagnosisText, Email, QueryText, Reason, Subject, TenantName, UploadKey,
+};
 use cqrs_es::Aggregate;
 use sqlx::PgPool;
 
@@ -45,6 +47,16 @@ pub enum ServiceError {
     /// Another command changed the resource first; retrying may succeed.
     #[error("concurrent modification")]
     Concurrency,
+    /// A rule with a code of its own refused the request (e.g. `last_admin`, `email_taken`).
+    #[error("{message}")]
+    Refused {
+        /// The stable code clients switch on.
+        code: &'static str,
+        /// How to report it.
+        kind: ErrorKind,
+        /// What the client may read.
+        message: String,
+    },
     /// A dependency is unavailable; retrying later may succeed.
     #[error("service unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -56,6 +68,11 @@ pub enum ServiceError {
 impl<E: DomainError + Send + Sync + 'static> From<CommandError<E>> for ServiceError {
     fn from(err: CommandError<E>) -> Self {
         match err {
+            CommandError::Rejected(err) if err.code().is_some() => ServiceError::Refused {
+                code: err.code().unwrap_or_default(),
+                kind: err.kind(),
+                message: err.to_string(),
+            },
             CommandError::Rejected(err) => match err.kind() {
                 ErrorKind::NotFound => ServiceError::NotFound,
                 ErrorKind::Forbidden => ServiceError::Forbidden,
@@ -111,6 +128,8 @@ struct Stores {
     judgments: EventStore<Judgment>,
     active_tenants: ActiveTenants,
     uploads: UploadGrants,
+    /// The request path's pool, for what isn't an event (address claims, sign-up attempts).
+    pool: PgPool,
 }
 
 /// Who was issued each upload URL: a customer may attach only the uploads issued to them.
@@ -225,7 +244,8 @@ impl Service {
                 decisions: EventStore::with_appender(appender.clone(), upcasters()),
                 judgments: EventStore::with_appender(appender, upcasters()),
                 active_tenants: ActiveTenants::default(),
-                uploads: UploadGrants { pool },
+                uploads: UploadGrants { pool: pool.clone() },
+                pool,
             }),
         }
     }
@@ -255,6 +275,130 @@ impl Service {
         let result = execute(&self.stores.tenants, &tenant_id.to_string(), command, ctx).await;
         self.stores.active_tenants.forget(tenant_id);
         result
+    }
+
+    /// Creates a tenant from the public sign-up, its first admin invited, unless the key's
+    /// tenant already exists: then it is the same sign-up again ([`SignedUp::Replayed`]) if
+    /// it has the same admin, and `idempotency_key_reused` otherwise. `email_taken` when the
+    /// admin's address already belongs to a user of any tenant.
+    pub async fn sign_up(
+        &self,
+        tenant_id: TenantId,
+        request_id: &str,
+        sign_up: SignUp,
+    ) -> Result<SignedUp, ServiceError> {
+        if let Some(replayed) = self.replayed_sign_up(tenant_id, &sign_up).await? {
+            return replayed;
+        }
+        self.claim_email(tenant_id, &sign_up.admin.email).await?;
+        let actor = Actor::system(tenant_id);
+        let ctx = RequestContext {
+            metadata: EventMetadata::new(&actor, request_id, Source::Api),
+            actor: actor.clone(),
+        };
+        let command = TenantCommand::SignUp {
+            actor,
+            name: sign_up.name.clone(),
+            plan: sign_up.plan,
+            admin: sign_up.admin.clone(),
+        };
+        match self.administer_tenant(&ctx, command).await {
+            Ok(accepted) => Ok(SignedUp::Created(accepted)),
+            // The same sign-up, retried while the first was landing.
+            Err(ServiceError::Conflict(_)) => self
+                .replayed_sign_up(tenant_id, &sign_up)
+                .await?
+                .unwrap_or(Err(ServiceError::Concurrency)),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// `None` if the key's tenant doesn't exist yet; else the answer to a repeat.
+    async fn replayed_sign_up(
+        &self,
+        tenant_id: TenantId,
+        sign_up: &SignUp,
+    ) -> Result<Option<Result<SignedUp, ServiceError>>, ServiceError> {
+        let tenant = self.tenant_state(tenant_id).await?;
+        if tenant.plan().is_none() {
+            return Ok(None);
+        }
+        let same_admin = tenant
+            .member(&sign_up.admin.email)
+            .is_some_and(|member| member.role == Role::Admin);
+        Ok(Some(if same_admin {
+            Ok(SignedUp::Replayed)
+        } else {
+            Err(ServiceError::Refused {
+                code: "idempotency_key_reused",
+                kind: ErrorKind::Invalid,
+                message: "this Idempotency-Key signed up another practice".to_owned(),
+            })
+        }))
+    }
+
+    /// Gives `invitee` `role` in the caller's tenant (an admin), once their address is the
+    /// tenant's: `email_taken` if it belongs to a user of another tenant.
+    pub async fn invite_user(
+        &self,
+        ctx: &RequestContext,
+        invitee: Invitee,
+        role: Role,
+    ) -> Result<Accepted, ServiceError> {
+        ctx.actor
+            .require(&[Role::Admin])
+            .map_err(|_| ServiceError::Forbidden)?;
+        self.claim_email(ctx.actor.tenant_id, &invitee.email)
+            .await?;
+        let command = TenantCommand::InviteUser {
+            actor: ctx.actor.clone(),
+            invitee,
+            role,
+        };
+        self.administer_tenant(ctx, command).await
+    }
+
+    /// Takes `email` for `tenant_id` (see `casebook_claim_email` in the migrations): one
+    /// address, one practice, as Cognito has one account per address.
+    async fn claim_email(&self, tenant_id: TenantId, email: &Email) -> Result<(), ServiceError> {
+        let tenant = *tenant_id.as_uuid();
+        let mut tx = begin_for_tenants(&self.stores.pool, Access::ReadWrite, &[tenant]).await?;
+        let claimed: bool = sqlx::query_scalar("SELECT casebook_claim_email($1, $2)")
+            .bind(email.as_str())
+            .bind(tenant)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        if claimed {
+            Ok(())
+        } else {
+            Err(ServiceError::Refused {
+                code: "email_taken",
+                kind: ErrorKind::Conflict,
+                message: "this address already belongs to a user".to_owned(),
+            })
+        }
+    }
+
+    /// Records how an attempt at the public sign-up ended (`signup_attempts`).
+    pub async fn record_sign_up_attempt(
+        &self,
+        attempt: &SignUpAttempt<'_>,
+    ) -> Result<(), ServiceError> {
+        let mut tx = begin_for_tenants(&self.stores.pool, Access::ReadWrite, &[]).await?;
+        sqlx::query(
+            "INSERT INTO signup_attempts (source, email_sha256, outcome, tenant_id, request_id)
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(attempt.source)
+        .bind(attempt.email.map(|email| hex_sha256(email.as_str())))
+        .bind(attempt.outcome)
+        .bind(attempt.tenant_id.map(|tenant| *tenant.as_uuid()))
+        .bind(attempt.request_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Records that the upload at `key` was issued to `actor`, the one customer who may attach
@@ -550,6 +694,49 @@ impl Service {
         let diagnosis = load(&self.stores.diagnoses, tenant_id, &diagnosis_id.to_string()).await?;
         Ok(diagnosis.status().is_none())
     }
+}
+
+/// What the public sign-up asks for.
+#[derive(Debug, Clone)]
+pub struct SignUp {
+    /// The practice's name.
+    pub name: TenantName,
+    /// The plan it starts on.
+    pub plan: PlanTier,
+    /// Its first admin.
+    pub admin: Invitee,
+}
+
+/// How a sign-up landed.
+#[derive(Debug)]
+pub enum SignedUp {
+    /// The tenant was created now.
+    Created(Accepted),
+    /// The same sign-up had already created it.
+    Replayed,
+}
+
+/// One attempt at the public sign-up, as `signup_attempts` records it.
+#[derive(Debug)]
+pub struct SignUpAttempt<'a> {
+    /// The caller's address.
+    pub source: &'a str,
+    /// The admin's address, if the request named a valid one (kept hashed).
+    pub email: Option<&'a Email>,
+    /// How it ended: `created`, `replayed`, or the problem code.
+    pub outcome: &'a str,
+    /// The tenant created or replayed.
+    pub tenant_id: Option<TenantId>,
+    /// The request.
+    pub request_id: &'a str,
+}
+
+fn hex_sha256(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 /// What a consultant decided.

@@ -109,7 +109,10 @@ impl Subscription for UsageKeySubscription {
     ) -> Result<(), ApplyError> {
         for event in events {
             let moves_the_key = event.aggregate_type == Tenant::TYPE
-                && matches!(event.event_type.as_str(), "TenantOnboarded" | "PlanChanged");
+                && matches!(
+                    event.event_type.as_str(),
+                    "TenantOnboarded" | "TenantSignedUp" | "PlanChanged"
+                );
             if moves_the_key {
                 self.assign(event).await?;
             }

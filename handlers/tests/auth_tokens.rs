@@ -320,16 +320,22 @@ impl Emulator {
 async fn id_tokens_of_two_tenants_verify_with_their_own_tenant_and_roles() {
     let cognito = Emulator::start().await;
     let (tenant_a, tenant_b) = (TenantId::new(), TenantId::new());
-    let (alice, alice_tokens) = cognito.user("alice", tenant_a, &[Role::Customer]).await;
+    let (alice, alice_tokens) = cognito
+        .user("alice@casebook.test", tenant_a, &[Role::Customer])
+        .await;
     let (bob, bob_tokens) = cognito
-        .user("bob", tenant_b, &[Role::Auditor, Role::Consultant])
+        .user(
+            "bob@casebook.test",
+            tenant_b,
+            &[Role::Auditor, Role::Consultant],
+        )
         .await;
     let verifier = cognito.verifier();
 
     let a = verifier
         .verify(&alice_tokens.id_token)
         .await
-        .expect("alice");
+        .expect("alice@casebook.test");
     assert_eq!(a.tenant_id, tenant_a);
     assert_eq!(a.user_id.as_str(), alice.sub);
     assert_eq!(a.roles, vec![Role::Customer]);
@@ -339,7 +345,10 @@ async fn id_tokens_of_two_tenants_verify_with_their_own_tenant_and_roles() {
     );
     assert!(a.actor(Role::Consultant).is_none());
 
-    let b = verifier.verify(&bob_tokens.id_token).await.expect("bob");
+    let b = verifier
+        .verify(&bob_tokens.id_token)
+        .await
+        .expect("bob@casebook.test");
     assert_eq!(b.tenant_id, tenant_b);
     assert_eq!(b.user_id.as_str(), bob.sub);
     assert_eq!(b.roles, vec![Role::Consultant, Role::Auditor]);
@@ -367,21 +376,25 @@ async fn ensuring_pools_and_users_again_changes_nothing() {
     );
 
     let tenant = TenantId::new();
-    let (first, _) = cognito.user("carol", tenant, &[Role::Admin]).await;
-    let (second, tokens) = cognito.user("carol", tenant, &[Role::Admin]).await;
+    let (first, _) = cognito
+        .user("carol@casebook.test", tenant, &[Role::Admin])
+        .await;
+    let (second, tokens) = cognito
+        .user("carol@casebook.test", tenant, &[Role::Admin])
+        .await;
     assert_eq!(first, second);
     let carol = cognito
         .verifier()
         .verify(&tokens.id_token)
         .await
-        .expect("carol");
+        .expect("carol@casebook.test");
     assert_eq!(carol.roles, vec![Role::Admin]);
 
     let conflict = cognito
         .admin
         .ensure_user(
             &cognito.pool,
-            "carol",
+            "carol@casebook.test",
             PASSWORD,
             TenantId::new(),
             Role::Admin,
@@ -393,7 +406,13 @@ async fn ensuring_pools_and_users_again_changes_nothing() {
     );
     let system = cognito
         .admin
-        .ensure_user(&cognito.pool, "dave", PASSWORD, tenant, Role::System)
+        .ensure_user(
+            &cognito.pool,
+            "dave@casebook.test",
+            PASSWORD,
+            tenant,
+            Role::System,
+        )
         .await;
     assert!(
         matches!(system, Err(CognitoError::NotAGroup(Role::System))),
@@ -401,7 +420,7 @@ async fn ensuring_pools_and_users_again_changes_nothing() {
     );
     let wrong_password = cognito
         .admin
-        .id_token(&cognito.pool, "carol", "Not-the-password-1!")
+        .id_token(&cognito.pool, "carol@casebook.test", "Not-the-password-1!")
         .await;
     assert!(
         matches!(wrong_password, Err(CognitoError::NotAuthorized { .. })),
@@ -415,7 +434,7 @@ async fn ensuring_pools_and_users_again_changes_nothing() {
 async fn an_access_token_is_refused_where_an_id_token_is_required() {
     let cognito = Emulator::start().await;
     let (_, tokens) = cognito
-        .user("erin", TenantId::new(), &[Role::Customer])
+        .user("erin@casebook.test", TenantId::new(), &[Role::Customer])
         .await;
 
     assert_refused(
@@ -431,10 +450,10 @@ async fn emulator_tokens_are_refused_for_another_audience_or_issuer() {
     let cognito = Emulator::start().await;
     let other = Emulator::start().await;
     let (_, tokens) = cognito
-        .user("frank", TenantId::new(), &[Role::Customer])
+        .user("frank@casebook.test", TenantId::new(), &[Role::Customer])
         .await;
     let (_, other_tokens) = other
-        .user("frank", TenantId::new(), &[Role::Customer])
+        .user("frank@casebook.test", TenantId::new(), &[Role::Customer])
         .await;
     let pool = &cognito.pool;
 
@@ -473,7 +492,9 @@ async fn emulator_tokens_are_refused_for_another_audience_or_issuer() {
 async fn a_tampered_signature_or_payload_is_refused() {
     let cognito = Emulator::start().await;
     let tenant = TenantId::new();
-    let (_, tokens) = cognito.user("grace", tenant, &[Role::Customer]).await;
+    let (_, tokens) = cognito
+        .user("grace@casebook.test", tenant, &[Role::Customer])
+        .await;
     let verifier = cognito.verifier();
     let (header, payload, signature) = split(&tokens.id_token);
 
@@ -513,7 +534,9 @@ async fn a_tampered_signature_or_payload_is_refused() {
 #[tokio::test]
 async fn alg_none_is_refused() {
     let cognito = Emulator::start().await;
-    let (_, tokens) = cognito.user("heidi", TenantId::new(), &[Role::Admin]).await;
+    let (_, tokens) = cognito
+        .user("heidi@casebook.test", TenantId::new(), &[Role::Admin])
+        .await;
     let verifier = cognito.verifier();
     let (_, payload, signature) = split(&tokens.id_token);
 
@@ -532,7 +555,9 @@ async fn alg_none_is_refused() {
 async fn the_authorizer_context_tenant_must_agree_with_the_token() {
     let cognito = Emulator::start().await;
     let tenant = TenantId::new();
-    let (_, tokens) = cognito.user("ivan", tenant, &[Role::Consultant]).await;
+    let (_, tokens) = cognito
+        .user("ivan@casebook.test", tenant, &[Role::Consultant])
+        .await;
     let verifier = cognito.verifier();
     let token = tokens.id_token.as_str();
 

@@ -49,7 +49,7 @@ pub struct TableSpec {
 /// Casebook's projections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ProjectionId {
-    /// `tenants`: status, plan, auto-resolve threshold, model policy.
+    /// `tenants`: status, plan, auto-resolve threshold, model policy; `tenant_users`: people.
     Tenants,
     /// `sessions` and `session_queries`.
     Sessions,
@@ -88,10 +88,16 @@ impl ProjectionId {
 
     /// The tables the projection writes.
     pub fn tables(self) -> &'static [TableSpec] {
-        const TENANTS: &[TableSpec] = &[TableSpec {
-            name: "tenants",
-            key: &["tenant_id"],
-        }];
+        const TENANTS: &[TableSpec] = &[
+            TableSpec {
+                name: "tenants",
+                key: &["tenant_id"],
+            },
+            TableSpec {
+                name: "tenant_users",
+                key: &["tenant_id", "email"],
+            },
+        ];
         const SESSIONS: &[TableSpec] = &[
             TableSpec {
                 name: "sessions",

@@ -725,15 +725,102 @@ fn the_projector_keeps_each_tenants_key_on_the_usage_plans_the_authorizer_reads(
     );
 }
 
+/// The public methods: a practice signs up before it has a user, a token or an API key.
+const PUBLIC_METHODS: [(&str, &str); 2] = [("POST", "/v1/signup"), ("GET", "/v1/plans")];
+
+/// The path of an API Gateway resource (`/v1/{proxy+}`), from its parents.
+fn api_path(resource_id: &str) -> String {
+    let api_resource = resource(resource_id);
+    let part = prop_str(api_resource, &["PathPart"])
+        .unwrap_or_else(|| panic!("{resource_id} has a PathPart"));
+    let parent = target_of(prop(api_resource, &["ParentId"]).expect("ParentId"))
+        .expect("ParentId refers to a template resource");
+    match type_of(&parent) {
+        "AWS::ApiGateway::RestApi" => format!("/{part}"), // RestApi.RootResourceId
+        _ => format!("{}/{part}", api_path(&parent)),
+    }
+}
+
+/// `(HTTP method, path)` of an `AWS::ApiGateway::Method`.
+fn method_route(method: &Value) -> (String, String) {
+    let verb = prop_str(method, &["HttpMethod"]).expect("HttpMethod");
+    let on = target_of(prop(method, &["ResourceId"]).expect("ResourceId")).expect("a resource");
+    (verb.to_string(), api_path(&on))
+}
+
+/// The checkov checks a resource skips (`Metadata.checkov.skip[].id`), each with its reason.
+fn checkov_skips(resource: &Value) -> BTreeMap<String, String> {
+    resource
+        .get("Metadata")
+        .and_then(|m| m.get("checkov"))
+        .and_then(|c| c.get("skip"))
+        .and_then(Value::as_sequence)
+        .into_iter()
+        .flatten()
+        .map(|skip| {
+            let id = skip["id"].as_str().expect("skip id").to_string();
+            let reason = skip["comment"].as_str().unwrap_or_default().to_string();
+            (id, reason)
+        })
+        .collect()
+}
+
 #[test]
-fn every_api_method_goes_through_the_authorizer_and_a_usage_plan() {
+fn every_api_method_but_sign_up_and_plans_goes_through_the_authorizer_and_a_usage_plan() {
     let methods = resources_of("AWS::ApiGateway::Method");
     assert!(!methods.is_empty());
+    let public: BTreeSet<(String, String)> = PUBLIC_METHODS
+        .iter()
+        .map(|(verb, path)| (verb.to_string(), path.to_string()))
+        .collect();
+    let mut seen_public = BTreeSet::new();
     for (id, method) in methods {
+        // Every method, public or not, is the api function's live alias (routes are axum's).
+        let mut refs = BTreeSet::new();
+        references(
+            prop(method, &["Integration", "Uri"]).expect("integration Uri"),
+            &mut refs,
+            &mut Vec::new(),
+        );
+        assert_eq!(
+            prop_str(method, &["Integration", "Type"]),
+            Some("AWS_PROXY"),
+            "{id}"
+        );
+        assert!(
+            refs.contains(&format!("{}Aliaslive", function_for("api"))),
+            "{id} invokes the api function's live alias"
+        );
+        let route = method_route(method);
+        let skips = checkov_skips(method);
+        if public.contains(&route) {
+            assert_eq!(
+                prop_str(method, &["AuthorizationType"]),
+                Some("NONE"),
+                "{id}"
+            );
+            assert_eq!(
+                prop(method, &["ApiKeyRequired"]).and_then(Value::as_bool),
+                Some(false),
+                "{id}: no API key before there is a tenant"
+            );
+            assert!(prop(method, &["AuthorizerId"]).is_none(), "{id}");
+            for check in ["CKV_CASEBOOK_6", "CKV_AWS_59"] {
+                assert!(
+                    skips
+                        .get(check)
+                        .is_some_and(|reason| !reason.trim().is_empty()),
+                    "{id} skips {check} with a reason"
+                );
+            }
+            seen_public.insert(route);
+            continue;
+        }
+        assert!(skips.is_empty(), "{id} skips no checkov check: {skips:?}");
         assert_eq!(
             prop_str(method, &["AuthorizationType"]),
             Some("CUSTOM"),
-            "{id}"
+            "{id} {route:?}"
         );
         let authorizer = target_of(prop(method, &["AuthorizerId"]).unwrap()).unwrap();
         assert_eq!(type_of(&authorizer), "AWS::ApiGateway::Authorizer", "{id}");
@@ -751,6 +838,249 @@ fn every_api_method_goes_through_the_authorizer_and_a_usage_plan() {
             "{id}"
         );
     }
+    assert_eq!(seen_public, public, "the public methods exist");
+}
+
+#[test]
+fn the_stage_caps_the_public_methods_and_deploys_every_method() {
+    let (_, stage) = resources_of("AWS::ApiGateway::Stage")
+        .into_iter()
+        .next()
+        .expect("a stage");
+    let settings = prop(stage, &["MethodSettings"])
+        .and_then(Value::as_sequence)
+        .expect("MethodSettings");
+    let throttle = |path: &str, verb: &str| {
+        settings
+            .iter()
+            .find(|s| {
+                s["ResourcePath"].as_str() == Some(path) && s["HttpMethod"].as_str() == Some(verb)
+            })
+            .map(|s| {
+                (
+                    s["ThrottlingRateLimit"].as_f64().expect("a rate"),
+                    s["ThrottlingBurstLimit"].as_u64().expect("a burst"),
+                )
+            })
+    };
+    let (default_rate, default_burst) = throttle("/*", "*").expect("the stage's default throttle");
+    for (verb, path) in PUBLIC_METHODS {
+        // MethodSettings spells the path's slashes ~1: /v1/signup → /~1v1~1signup.
+        let encoded = format!("/{}", path.replace('/', "~1"));
+        let (rate, burst) = throttle(&encoded, verb)
+            .unwrap_or_else(|| panic!("the stage throttles {verb} {path} (as {encoded})"));
+        assert!(
+            rate < default_rate && burst < default_burst,
+            "{verb} {path}: {rate}/s, burst {burst}, below the stage's {default_rate}/s"
+        );
+        if path == "/v1/signup" {
+            assert!(
+                rate <= 5.0 && burst <= 10,
+                "sign-up is capped low: {rate}/s, burst {burst}"
+            );
+        }
+    }
+    // A deployment snapshots the methods that exist when it is made: it must come after all.
+    let deployment = target_of(prop(stage, &["DeploymentId"]).unwrap()).unwrap();
+    assert_eq!(type_of(&deployment), "AWS::ApiGateway::Deployment");
+    let depends: BTreeSet<&str> = match resource(&deployment).get("DependsOn") {
+        Some(Value::String(one)) => BTreeSet::from([one.as_str()]),
+        Some(Value::Sequence(list)) => list.iter().filter_map(Value::as_str).collect(),
+        _ => BTreeSet::new(),
+    };
+    for (id, _) in resources_of("AWS::ApiGateway::Method") {
+        assert!(depends.contains(id), "{deployment} depends on {id}");
+    }
+}
+
+/// Every IAM statement of the template (roles' inline policies, managed policies, resource
+/// policies), with the logical id of the resource it is in.
+fn iam_statements() -> Vec<(&'static str, &'static Value)> {
+    fn walk(value: &'static Value, out: &mut Vec<&'static Value>) {
+        match value {
+            Value::Mapping(map) => {
+                if map.contains_key("Effect") && map.contains_key("Action") {
+                    out.push(value);
+                }
+                map.values().for_each(|v| walk(v, out));
+            }
+            Value::Sequence(seq) => seq.iter().for_each(|v| walk(v, out)),
+            Value::Tagged(tagged) => walk(&tagged.value, out),
+            _ => {}
+        }
+    }
+    section("Resources")
+        .iter()
+        .flat_map(|(id, r)| {
+            let mut found = Vec::new();
+            walk(r, &mut found);
+            let id = id.as_str().expect("string logical id");
+            found.into_iter().map(move |s| (id, s))
+        })
+        .collect()
+}
+
+fn actions_of(statement: &Value) -> Vec<&str> {
+    match &statement["Action"] {
+        Value::Sequence(list) => list.iter().filter_map(Value::as_str).collect(),
+        other => vec![other.as_str().unwrap_or_default()],
+    }
+}
+
+#[test]
+fn only_the_projector_administers_the_user_pool_and_only_that_pool() {
+    let projector = resource(function_for("projector"));
+    let projector_role =
+        target_of(function_prop(projector, "Role").unwrap()).expect("the projector's role");
+    let expected: BTreeSet<&str> = [
+        "cognito-idp:AdminCreateUser",
+        "cognito-idp:AdminGetUser",
+        "cognito-idp:AdminAddUserToGroup",
+        "cognito-idp:AdminRemoveUserFromGroup",
+        "cognito-idp:AdminListGroupsForUser",
+        "cognito-idp:AdminDisableUser",
+        "cognito-idp:AdminEnableUser",
+        "cognito-idp:AdminUserGlobalSignOut",
+    ]
+    .into();
+    let mut granted = BTreeSet::new();
+    for (owner, statement) in iam_statements() {
+        let cognito: Vec<&str> = actions_of(statement)
+            .into_iter()
+            .filter(|a| *a == "*" || a.to_ascii_lowercase().starts_with("cognito-idp:"))
+            .collect();
+        if cognito.is_empty() {
+            continue;
+        }
+        assert_eq!(
+            owner, projector_role,
+            "only the projector's role may call Cognito ({cognito:?} in {owner})"
+        );
+        assert_eq!(statement["Effect"].as_str(), Some("Allow"));
+        let pool = &statement["Resource"];
+        assert!(
+            matches!(intrinsic(pool), Some((name, _)) if name == "Fn::GetAtt")
+                && target_of(pool).as_deref() == Some("UserPool"),
+            "the projector's Cognito statement names the user pool's ARN only: {pool:?}"
+        );
+        for action in cognito {
+            assert!(
+                expected.contains(action),
+                "{action} is not the people subscription's"
+            );
+            granted.insert(action);
+        }
+    }
+    assert_eq!(
+        granted, expected,
+        "the people subscription's calls are all granted"
+    );
+    // SAM's own policy templates would grant beside the roles: no function uses them.
+    for (id, function) in resources_of("AWS::Serverless::Function") {
+        assert!(
+            prop(function, &["Policies"]).is_none(),
+            "{id} has only its Role"
+        );
+    }
+    let env = |key: &str| {
+        target_of(
+            prop(projector, &["Environment", "Variables", key]).unwrap_or_else(|| panic!("{key}")),
+        )
+    };
+    assert_eq!(env("CASEBOOK_USER_POOL_ID").as_deref(), Some("UserPool"));
+    assert_eq!(
+        env("CASEBOOK_USER_POOL_CLIENT_ID").as_deref(),
+        Some("UserPoolClient")
+    );
+}
+
+#[test]
+fn the_dashboard_client_is_public_and_only_admins_create_users() {
+    let client = resource("UserPoolClient");
+    assert_eq!(
+        prop(client, &["GenerateSecret"]).and_then(Value::as_bool),
+        Some(false),
+        "a browser keeps no secret"
+    );
+    let flows: BTreeSet<&str> = prop(client, &["ExplicitAuthFlows"])
+        .and_then(Value::as_sequence)
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for flow in [
+        "ALLOW_USER_PASSWORD_AUTH",
+        "ALLOW_USER_SRP_AUTH",
+        "ALLOW_REFRESH_TOKEN_AUTH",
+    ] {
+        assert!(flows.contains(flow), "the dashboard signs in with {flow}");
+    }
+    let allowed: BTreeSet<&str> = [
+        "ALLOW_USER_PASSWORD_AUTH",
+        "ALLOW_USER_SRP_AUTH",
+        "ALLOW_REFRESH_TOKEN_AUTH",
+        "ALLOW_ADMIN_USER_PASSWORD_AUTH", // operators, with IAM credentials
+    ]
+    .into();
+    assert!(flows.is_subset(&allowed), "{flows:?}");
+    assert_eq!(
+        prop(client, &["EnableTokenRevocation"]).and_then(Value::as_bool),
+        Some(true),
+        "sign-out revokes refresh tokens"
+    );
+    for bin in ["api", "authorizer"] {
+        let audience = prop(
+            resource(function_for(bin)),
+            &["Environment", "Variables", "CASEBOOK_JWT_AUDIENCE"],
+        )
+        .unwrap_or_else(|| panic!("{bin} checks the token's audience"));
+        assert_eq!(
+            target_of(audience).as_deref(),
+            Some("UserPoolClient"),
+            "{bin}"
+        );
+    }
+
+    let pool = resource("UserPool");
+    assert_eq!(
+        prop(pool, &["AdminCreateUserConfig", "AllowAdminCreateUserOnly"]).and_then(Value::as_bool),
+        Some(true),
+        "no self sign-up in Cognito: the client would choose its own attributes"
+    );
+    assert!(
+        prop(pool, &["LambdaConfig"]).is_none(),
+        "no Cognito trigger: custom:tenant_id is set by AdminCreateUser only"
+    );
+    let usernames = prop(pool, &["UsernameAttributes"])
+        .and_then(Value::as_sequence)
+        .unwrap();
+    assert_eq!(usernames, &[Value::from("email")]);
+    let recovery = prop(pool, &["AccountRecoverySetting", "RecoveryMechanisms"])
+        .and_then(Value::as_sequence)
+        .unwrap();
+    assert!(recovery
+        .iter()
+        .any(|m| m["Name"].as_str() == Some("verified_email")));
+    let invitation = sub_text(
+        prop(
+            pool,
+            &[
+                "AdminCreateUserConfig",
+                "InviteMessageTemplate",
+                "EmailMessage",
+            ],
+        )
+        .expect("Casebook's invitation"),
+    );
+    for placeholder in ["{username}", "{####}"] {
+        assert!(
+            invitation.contains(placeholder),
+            "the invitation has {placeholder}"
+        );
+    }
+    let verification = prop_str(pool, &["VerificationMessageTemplate", "EmailMessage"])
+        .expect("Casebook's verification message");
+    assert!(verification.contains("{####}"));
 }
 
 #[test]

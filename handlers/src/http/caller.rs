@@ -55,8 +55,9 @@ pub async fn authorize(
     Ok(next.run(request).await)
 }
 
-/// Middleware: every `/v1` request must carry a valid bearer token; the caller is put in
-/// the request's extensions for handlers and the layers after this one.
+/// Middleware: every `/v1` request must carry a valid bearer token of a user their tenant
+/// still lets in ([`super::access`]); the caller is put in the request's extensions for
+/// handlers and the layers after this one.
 pub async fn require_caller(
     State(state): State<AppState>,
     mut request: Request,
@@ -73,6 +74,7 @@ pub async fn require_caller(
         .auth
         .verify_with_authorizer_tenant(&token, authorizer_tenant.as_deref())
         .await?;
+    let caller = state.access.admit(caller).await?;
     request.extensions_mut().insert(caller);
     Ok(next.run(request).await)
 }

@@ -55,9 +55,9 @@ pub struct CommandAccepted {
     pub events: Vec<EventPosition>,
 }
 
-type Answer = Result<(StatusCode, Json<CommandAccepted>), ApiError>;
+pub(super) type Answer = Result<(StatusCode, Json<CommandAccepted>), ApiError>;
 
-fn answer(status: StatusCode, ids: Value, accepted: Accepted) -> Answer {
+pub(super) fn answer(status: StatusCode, ids: Value, accepted: Accepted) -> Answer {
     let events = accepted
         .events
         .into_iter()
@@ -72,13 +72,16 @@ fn answer(status: StatusCode, ids: Value, accepted: Accepted) -> Answer {
     Ok((status, Json(CommandAccepted { ids, events })))
 }
 
-fn context(actor: Actor, request_id: &RequestId) -> RequestContext {
+pub(super) fn context(actor: Actor, request_id: &RequestId) -> RequestContext {
     let metadata = EventMetadata::new(&actor, request_id.as_str(), Source::Api)
         .with_client_request_id(request_id.client().map(str::to_owned));
     RequestContext { actor, metadata }
 }
 
-fn parse_enum<T: serde::de::DeserializeOwned>(field: &str, value: &str) -> Result<T, ApiError> {
+pub(super) fn parse_enum<T: serde::de::DeserializeOwned>(
+    field: &str,
+    value: &str,
+) -> Result<T, ApiError> {
     serde_json::from_value(Value::String(value.to_owned())).map_err(|_| ApiError::Invalid {
         field: field.into(),
         message: format!("unknown value {value:?}"),

@@ -2,11 +2,13 @@
 //! the `api` Lambda). Nothing in it needs a TCP peer.
 //!
 //! Every `/v1` route runs behind, in order: request id → access log → authentication
-//! ([`caller`]) → the tenant's rate limit ([`rate_limit`]) → the relay's nudge after a
-//! committed write ([`nudge`], in Lambda) → the route's roles ([`caller::authorize`]) →
-//! `Idempotency-Key` handling ([`idempotency`], on POST and PUT). Errors are problem
-//! documents ([`problem`]).
+//! ([`caller`]) and revocation ([`access`]) → the tenant's rate limit ([`rate_limit`]) → the
+//! relay's nudge after a committed write ([`nudge`], in Lambda) → the route's roles
+//! ([`caller::authorize`]) → `Idempotency-Key` handling ([`idempotency`], on POST and PUT).
+//! The public routes ([`signup`]: a practice signing up, the plans) have limits of their own
+//! and no token. Errors are problem documents ([`problem`]).
 
+pub mod access;
 pub mod caller;
 pub mod commands;
 pub mod cursor;
@@ -14,10 +16,12 @@ pub mod events;
 pub mod idempotency;
 pub mod json;
 pub mod nudge;
+pub mod people;
 pub mod problem;
 pub mod rate_limit;
 pub mod reads;
 pub mod request_id;
+pub mod signup;
 pub mod uploads;
 
 use std::sync::Arc;
@@ -38,9 +42,11 @@ use utoipa_axum::routes;
 
 use crate::relay::RelayNudge;
 use crate::service::Service;
+use access::AccessList;
 use caller::Authenticator;
 use rate_limit::TenantLimiter;
 use request_id::{MakeUuid, X_REQUEST_ID};
+use signup::SignUpLimiter;
 use uploads::Uploads;
 
 /// What every request handler can reach.
@@ -54,6 +60,10 @@ pub struct AppState {
     pub auth: Authenticator,
     /// Per-tenant rate limits.
     pub limiter: Arc<TenantLimiter>,
+    /// The public sign-up's limits.
+    pub sign_up_limiter: Arc<SignUpLimiter>,
+    /// Members' current standing: disabled users and changed roles are refused.
+    pub access: Arc<AccessList>,
     /// Presigned uploads, when a bucket is configured.
     pub uploads: Option<Uploads>,
     /// Wakes the relay after a commit (in Lambda; `None` where `NOTIFY` does it).
@@ -61,15 +71,27 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// State over `pool` with the given authenticator and limiter.
+    /// State over `pool` with the given authenticator and limiter (the sign-up's limits
+    /// scaled as `limiter`'s).
     pub fn new(pool: PgPool, auth: Authenticator, limiter: Arc<TenantLimiter>) -> Self {
         Self {
             service: Service::new(pool.clone()),
+            access: Arc::new(AccessList::new(pool.clone(), AccessList::DEFAULT_TTL)),
+            sign_up_limiter: Arc::new(SignUpLimiter::new(limiter.scale())),
             pool,
             auth,
             limiter,
             uploads: None,
             nudge: None,
+        }
+    }
+
+    /// The same state, remembering members' standing for `ttl` (tests: zero, so a change
+    /// shows on the next request).
+    pub fn with_access_ttl(self, ttl: std::time::Duration) -> Self {
+        Self {
+            access: Arc::new(AccessList::new(self.pool.clone(), ttl)),
+            ..self
         }
     }
 
@@ -129,7 +151,11 @@ fn v1() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             &[Role::Admin],
             OpenApiRouter::new()
                 .routes(routes!(commands::onboard_tenant))
-                .routes(routes!(commands::change_tenant_settings)),
+                .routes(routes!(commands::change_tenant_settings))
+                .routes(routes!(people::invite_user, people::list_users))
+                .routes(routes!(people::change_role))
+                .routes(routes!(people::disable_user))
+                .routes(routes!(people::enable_user)),
         ))
         .merge(allow(
             &[Role::Customer],
@@ -206,14 +232,26 @@ fn allow(roles: &'static [Role], routes: OpenApiRouter<AppState>) -> OpenApiRout
 /// The OpenAPI extension that lists the roles an operation admits.
 pub const ROLES_EXTENSION: &str = "x-casebook-roles";
 
+/// The routes anyone may call, without a token: signing a practice up and the plans.
+fn public() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::new()
+        .routes(routes!(signup::sign_up))
+        .routes(routes!(signup::plans))
+        .split_for_parts()
+}
+
 /// The OpenAPI 3.1 document served at `/v1/openapi.json`.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    v1().1
+    let mut openapi = v1().1;
+    openapi.merge(public().1);
+    openapi
 }
 
 /// The API's routes.
 pub fn router(state: AppState) -> Router {
-    let (api, openapi) = v1();
+    let (api, _) = v1();
+    let (public, _) = public();
+    let openapi = openapi();
     let api = api
         .layer(Extension(idempotency::Records::new(state.pool.clone())))
         .layer(from_fn_with_state(
@@ -233,6 +271,7 @@ pub fn router(state: AppState) -> Router {
             }),
         )
         .merge(api)
+        .merge(public)
         .with_state(state)
         .layer(map_response(problem::problem_for_bare_errors))
         .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))

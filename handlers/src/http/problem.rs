@@ -7,6 +7,8 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use casebook_domain::error::ErrorKind;
+
 use crate::service::ServiceError;
 
 /// An error response.
@@ -45,6 +47,16 @@ pub enum ApiError {
     /// The same idempotency key is still being processed (409).
     #[error("request with this idempotency key is in progress")]
     IdempotencyInProgress,
+    /// A rule with a code of its own refused the request (its kind's status).
+    #[error("refused ({code}): {message}")]
+    Refused {
+        /// The status.
+        status: StatusCode,
+        /// The stable code.
+        code: &'static str,
+        /// What the client may read.
+        message: String,
+    },
     /// Too many requests for the tenant's plan (429).
     #[error("rate limited")]
     RateLimited {
@@ -93,6 +105,7 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Refused { status, .. } => *status,
         }
     }
 
@@ -112,6 +125,7 @@ impl ApiError {
             ApiError::UploadsUnavailable => "uploads_unavailable",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal_error",
+            ApiError::Refused { code, .. } => code,
         }
     }
 
@@ -123,7 +137,9 @@ impl ApiError {
     fn detail(&self) -> Option<String> {
         match self {
             ApiError::Invalid { message, .. } => Some(message.clone()),
-            ApiError::MalformedBody(message) | ApiError::Conflict(message) => Some(message.clone()),
+            ApiError::MalformedBody(message)
+            | ApiError::Conflict(message)
+            | ApiError::Refused { message, .. } => Some(message.clone()),
             ApiError::RateLimited { retry_after_secs } => {
                 Some(format!("retry after {retry_after_secs} s"))
             }
@@ -145,6 +161,20 @@ impl From<ServiceError> for ApiError {
             ServiceError::Concurrency => ApiError::Concurrency,
             ServiceError::Unavailable(err) => ApiError::Unavailable(err),
             ServiceError::Internal(err) => ApiError::Internal(err),
+            ServiceError::Refused {
+                code,
+                kind,
+                message,
+            } => ApiError::Refused {
+                status: match kind {
+                    ErrorKind::NotFound => StatusCode::NOT_FOUND,
+                    ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+                    ErrorKind::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
+                    ErrorKind::Conflict => StatusCode::CONFLICT,
+                },
+                code,
+                message,
+            },
         }
     }
 }

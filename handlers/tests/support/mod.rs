@@ -53,12 +53,14 @@ async fn sign_in(
     tenant: TenantId,
     role: Role,
 ) -> User {
+    // The pool signs users in by address, as deployed.
+    let email = format!("{username}@casebook.test");
     cognito
-        .ensure_user(pool, username, PASSWORD, tenant, role)
+        .ensure_user(pool, &email, PASSWORD, tenant, role)
         .await
         .expect("user created");
     let token = cognito
-        .id_token(pool, username, PASSWORD)
+        .id_token(pool, &email, PASSWORD)
         .await
         .expect("signed in");
     User { token }

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
+use casebook_domain::actor::Role;
 use casebook_domain::any_event::AnyEvent;
 use casebook_domain::decision::{DecisionEvent, Verdict};
 use casebook_domain::diagnosis::DiagnosisEvent;
@@ -82,6 +83,32 @@ fn row_in(e: &DecodedEvent, encoding: Encoding) -> Result<AuditRecord, ApplyErro
                 r.threshold = threshold.map(Confidence::value);
             }
             TenantEvent::TenantSuspended { reason } => r.reason = Some(reason.to_string()),
+            // Who gave whom which access: the member's address in `reason` (why the row
+            // exists: for whom), the access they hold afterwards in `outcome`.
+            TenantEvent::TenantSignedUp { admin, .. } => {
+                r.reason = Some(admin.email.to_string());
+                r.outcome = Some(enum_value(&Role::Admin)?);
+            }
+            TenantEvent::UserInvited { invitee, role } => {
+                r.reason = Some(invitee.email.to_string());
+                r.outcome = Some(enum_value(role)?);
+            }
+            TenantEvent::UserRoleChanged { email, role, .. } => {
+                r.reason = Some(email.to_string());
+                r.outcome = Some(enum_value(role)?);
+            }
+            TenantEvent::UserDisabled { email } => {
+                r.reason = Some(email.to_string());
+                r.outcome = Some("disabled".to_owned());
+            }
+            TenantEvent::UserEnabled { email } => {
+                r.reason = Some(email.to_string());
+                r.outcome = Some("enabled".to_owned());
+            }
+            TenantEvent::UserProvisioned { email, .. } => {
+                r.reason = Some(email.to_string());
+                r.outcome = Some("provisioned".to_owned());
+            }
             TenantEvent::TenantOnboarded { .. }
             | TenantEvent::PlanChanged { .. }
             | TenantEvent::ModelPolicySet { .. }

@@ -40,7 +40,7 @@ enum Change {
 /// Applies a batch of the log (in reading order) to the index through `conn`, inside the
 /// caller's transaction:
 ///
-/// - `TenantOnboarded` creates the tenant's partition;
+/// - `TenantOnboarded` (or `TenantSignedUp`) creates the tenant's partition;
 /// - `JudgmentCaptured` and `JudgmentRevised` embed `title + "\n" + body` with `embedder`
 ///   and insert or replace the row (creating the partition if need be);
 /// - `JudgmentRetired` removes the row: a retired judgment is never retrieved again;
@@ -64,7 +64,10 @@ pub async fn apply(
         };
         let position = recorded.global_position();
         let (judgment, change) = match event {
-            AnyEvent::Tenant(TenantEvent::TenantOnboarded { tenant_id, .. }) => {
+            AnyEvent::Tenant(
+                TenantEvent::TenantOnboarded { tenant_id, .. }
+                | TenantEvent::TenantSignedUp { tenant_id, .. },
+            ) => {
                 onboarded.insert(*tenant_id.as_uuid());
                 continue;
             }
@@ -231,7 +234,11 @@ impl Upserts {
 fn decode(recorded: &RecordedEvent) -> Result<Option<AnyEvent>, IndexError> {
     // The aggregates' cqrs-es type names (`Aggregate::TYPE`).
     let relevant = recorded.aggregate_type == "Judgment"
-        || (recorded.aggregate_type == "Tenant" && recorded.event_type == "TenantOnboarded");
+        || (recorded.aggregate_type == "Tenant"
+            && matches!(
+                recorded.event_type.as_str(),
+                "TenantOnboarded" | "TenantSignedUp"
+            ));
     if !relevant {
         return Ok(None);
     }

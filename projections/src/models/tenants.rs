@@ -1,13 +1,15 @@
 //! The `tenants` read model: each tenant's status, plan, model policy and auto-resolve
-//! threshold, as the API checks them before dispatching a command.
+//! threshold, as the API checks them before dispatching a command; and `tenant_users`, its
+//! people: role, enabled, identity-provider subject.
 
 use std::collections::HashMap;
 
 use async_trait::async_trait;
+use casebook_domain::actor::Role;
 use casebook_domain::any_event::AnyEvent;
 use casebook_domain::ids::{TenantId, UserId};
 use casebook_domain::policy::{ModelPolicy, PlanTier};
-use casebook_domain::tenant::TenantEvent;
+use casebook_domain::tenant::{Invitee, TenantEvent};
 use casebook_domain::values::Confidence;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -101,13 +103,23 @@ fn fold(
     event: &TenantEvent,
 ) -> Result<(), ApplyError> {
     let id = e.aggregate_uuid()?;
-    if let TenantEvent::TenantOnboarded {
-        tenant_id,
-        name,
-        plan,
-        onboarded_by,
-    } = event
-    {
+    let created = match event {
+        TenantEvent::TenantOnboarded {
+            tenant_id,
+            name,
+            plan,
+            onboarded_by,
+        } => Some((tenant_id, name, plan, onboarded_by.clone())),
+        // Nobody is signed in at a sign-up: the platform onboards.
+        TenantEvent::TenantSignedUp {
+            tenant_id,
+            name,
+            plan,
+            ..
+        } => Some((tenant_id, name, plan, e.metadata.actor_id.clone())),
+        _ => None,
+    };
+    if let Some((tenant_id, name, plan, onboarded_by)) = created {
         if rows.contains_key(&id) {
             return Err(ApplyError::permanent(format!(
                 "tenant {id} onboarded twice"
@@ -123,7 +135,7 @@ fn fold(
                 model_policy: ModelPolicy::default(),
                 auto_resolve_threshold: None,
                 suspended_reason: None,
-                onboarded_by: onboarded_by.clone(),
+                onboarded_by,
                 onboarded_at: e.recorded_at,
                 updated_at: e.recorded_at,
                 version: e.sequence,
@@ -138,8 +150,14 @@ fn fold(
         // An export or a usage key changes nothing shown here; the row still moves to the new
         // version.
         TenantEvent::TenantOnboarded { .. }
+        | TenantEvent::TenantSignedUp { .. }
         | TenantEvent::UsageKeyAssigned { .. }
-        | TenantEvent::FinetuneExported { .. } => {}
+        | TenantEvent::FinetuneExported { .. }
+        | TenantEvent::UserInvited { .. }
+        | TenantEvent::UserRoleChanged { .. }
+        | TenantEvent::UserDisabled { .. }
+        | TenantEvent::UserEnabled { .. }
+        | TenantEvent::UserProvisioned { .. } => {}
         TenantEvent::PlanChanged { plan } => row.plan = *plan,
         TenantEvent::AutoResolveThresholdSet { threshold } => {
             row.auto_resolve_threshold = *threshold;
@@ -159,10 +177,11 @@ fn fold(
     Ok(())
 }
 
-/// Writes `tenants`.
+/// Writes `tenants` and `tenant_users`.
 pub struct TenantsProjection {
     load: String,
     store: String,
+    people: PeopleStatements,
 }
 
 impl TenantsProjection {
@@ -172,8 +191,116 @@ impl TenantsProjection {
         Self {
             load: load_by_key(&table, COLUMNS, "tenant_id", "uuid"),
             store: upsert_unnest(&table, COLUMNS, &["tenant_id"]),
+            people: PeopleStatements::new(&naming.table("tenant_users")),
         }
     }
+}
+
+/// The statements that keep `tenant_users`: one per people event, as they are rare beside
+/// everything else a batch holds.
+struct PeopleStatements {
+    invite: String,
+    change_role: String,
+    set_enabled: String,
+    provision: String,
+}
+
+impl PeopleStatements {
+    fn new(table: &str) -> Self {
+        let update = |set: &str| {
+            format!(
+                r#"UPDATE "{table}" SET {set}, updated_at = $4, version = $5
+                    WHERE tenant_id = $1 AND email = $2"#
+            )
+        };
+        Self {
+            invite: format!(
+                r#"INSERT INTO "{table}"
+                       (tenant_id, email, name, role, enabled, user_id, invited_at, updated_at, version)
+                   VALUES ($1, $2, $3, $4, true, NULL, $5, $5, $6)"#
+            ),
+            change_role: update("role = $3"),
+            set_enabled: update("enabled = $3"),
+            provision: update("user_id = $3"),
+        }
+    }
+
+    /// Applies one tenant event to its member's row, if it is about a member.
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        e: &DecodedEvent,
+        event: &TenantEvent,
+    ) -> Result<(), ApplyError> {
+        let tenant = e.tenant_id;
+        let (statement, email, value) = match event {
+            TenantEvent::TenantSignedUp { admin, .. } => {
+                return self.invite(conn, e, admin, Role::Admin).await;
+            }
+            TenantEvent::UserInvited { invitee, role } => {
+                return self.invite(conn, e, invitee, *role).await;
+            }
+            TenantEvent::UserRoleChanged { email, role, .. } => (
+                &self.change_role,
+                email,
+                PeopleValue::Text(enum_value(role)?),
+            ),
+            TenantEvent::UserDisabled { email } => {
+                (&self.set_enabled, email, PeopleValue::Flag(false))
+            }
+            TenantEvent::UserEnabled { email } => {
+                (&self.set_enabled, email, PeopleValue::Flag(true))
+            }
+            TenantEvent::UserProvisioned { email, user_id } => (
+                &self.provision,
+                email,
+                PeopleValue::Text(user_id.to_string()),
+            ),
+            _ => return Ok(()),
+        };
+        let query = sqlx::query(statement).bind(tenant).bind(email.as_str());
+        let query = match value {
+            PeopleValue::Text(text) => query.bind(text),
+            PeopleValue::Flag(flag) => query.bind(flag),
+        };
+        let updated = query
+            .bind(e.recorded_at)
+            .bind(e.sequence)
+            .execute(conn)
+            .await?;
+        if updated.rows_affected() != 1 {
+            return Err(ApplyError::permanent(format!(
+                "{} for unknown member {email} of tenant {tenant}",
+                e.event_type
+            )));
+        }
+        Ok(())
+    }
+
+    async fn invite(
+        &self,
+        conn: &mut PgConnection,
+        e: &DecodedEvent,
+        invitee: &Invitee,
+        role: Role,
+    ) -> Result<(), ApplyError> {
+        sqlx::query(&self.invite)
+            .bind(e.tenant_id)
+            .bind(invitee.email.as_str())
+            .bind(invitee.name.as_str())
+            .bind(enum_value(&role)?)
+            .bind(e.recorded_at)
+            .bind(e.sequence)
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+}
+
+/// The one column a people event changes.
+enum PeopleValue {
+    Text(String),
+    Flag(bool),
 }
 
 #[async_trait]
@@ -190,7 +317,10 @@ impl Projection for TenantsProjection {
         let mut touched = Touched::default();
         for e in events {
             if let AnyEvent::Tenant(event) = &e.event {
-                let creates = matches!(event, TenantEvent::TenantOnboarded { .. });
+                let creates = matches!(
+                    event,
+                    TenantEvent::TenantOnboarded { .. } | TenantEvent::TenantSignedUp { .. }
+                );
                 touched.touch(e.aggregate_uuid()?, creates);
             }
         }
@@ -246,8 +376,13 @@ impl Projection for TenantsProjection {
             .bind(onboarded_at)
             .bind(updated_at)
             .bind(versions)
-            .execute(conn)
+            .execute(&mut *conn)
             .await?;
+        for e in events {
+            if let AnyEvent::Tenant(event) = &e.event {
+                self.people.apply(conn, e, event).await?;
+            }
+        }
         Ok(())
     }
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use casebook_domain::any_event::AnyEvent;
 use casebook_domain::decision::DecisionEvent;
 use casebook_domain::diagnosis::{DiagnosisEvent, DiagnosisStatus};
-use casebook_domain::ids::TenantId;
+use casebook_domain::ids::{TenantId, UserId};
 use casebook_domain::metadata::EventMetadata;
 use casebook_domain::policy::ModelPolicy;
 use casebook_domain::session::SessionEvent;
@@ -69,13 +69,23 @@ pub async fn fold_log(owner: &PgPool) -> Expected {
             .push((position, event_type.clone()));
         match event {
             AnyEvent::Tenant(event) => {
-                if let TenantEvent::TenantOnboarded {
-                    tenant_id,
-                    name,
-                    plan,
-                    onboarded_by,
-                } = &event
-                {
+                let created = match &event {
+                    TenantEvent::TenantOnboarded {
+                        tenant_id,
+                        name,
+                        plan,
+                        onboarded_by,
+                    } => Some((tenant_id, name, plan, onboarded_by.clone())),
+                    // The platform signs a practice up.
+                    TenantEvent::TenantSignedUp {
+                        tenant_id,
+                        name,
+                        plan,
+                        ..
+                    } => Some((tenant_id, name, plan, UserId::system())),
+                    _ => None,
+                };
+                if let Some((tenant_id, name, plan, onboarded_by)) = created {
                     x.tenants.insert(
                         aggregate_id,
                         Tenant {
@@ -86,7 +96,7 @@ pub async fn fold_log(owner: &PgPool) -> Expected {
                             model_policy: ModelPolicy::ByPlan,
                             auto_resolve_threshold: None,
                             suspended_reason: None,
-                            onboarded_by: onboarded_by.clone(),
+                            onboarded_by,
                             onboarded_at: at,
                             updated_at: at,
                             version: sequence,
@@ -108,7 +118,14 @@ pub async fn fold_log(owner: &PgPool) -> Expected {
                         t.status = TenantStatus::Active;
                         t.suspended_reason = None;
                     }
+                    // People are `tenant_users`', which the rebuild tests compare.
                     TenantEvent::TenantOnboarded { .. }
+                    | TenantEvent::TenantSignedUp { .. }
+                    | TenantEvent::UserInvited { .. }
+                    | TenantEvent::UserRoleChanged { .. }
+                    | TenantEvent::UserDisabled { .. }
+                    | TenantEvent::UserEnabled { .. }
+                    | TenantEvent::UserProvisioned { .. }
                     | TenantEvent::UsageKeyAssigned { .. }
                     | TenantEvent::FinetuneExported { .. } => {}
                 }

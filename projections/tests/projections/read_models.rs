@@ -5,6 +5,7 @@ use casebook_domain::diagnosis::DiagnosisStatus;
 use crate::oracle::{assert_read_models_match, fold_log};
 use crate::support::{assert_all_match, Driver, Stack};
 use casebook_projections::projection::ProjectionId;
+use casebook_projections::rebuild::{Rebuild, RebuildScope};
 
 #[tokio::test]
 async fn every_read_model_equals_a_straightforward_fold_after_random_commands_across_three_tenants()
@@ -39,4 +40,55 @@ async fn every_read_model_equals_a_straightforward_fold_after_random_commands_ac
     assert!(statuses(|s| matches!(s, DiagnosisStatus::Failed { .. })) > 0);
     assert_read_models_match(&stack.app, &expected).await;
     assert_all_match(&stack.verify_against_rebuild(&ProjectionId::ALL).await);
+}
+
+#[tokio::test]
+async fn a_signed_up_practice_and_its_people_are_folded_into_tenants_and_tenant_users_and_rebuild_alike(
+) {
+    let stack = Stack::new().await;
+    let mut driver = Driver::new(stack.app.clone(), 11);
+    let tenant = driver.sign_up().await;
+    driver.people_work(tenant).await;
+    stack.drain_all(100).await;
+
+    let mut su = stack.db.superuser().await;
+    let people: Vec<(String, String, bool, Option<String>)> = sqlx::query_as(
+        "SELECT email, role, enabled, user_id FROM tenant_users WHERE tenant_id = $1 ORDER BY email",
+    )
+    .bind(*tenant.as_uuid())
+    .fetch_all(&mut su)
+    .await
+    .unwrap();
+    assert_eq!(
+        people,
+        vec![
+            ("founder@practice.test".into(), "admin".into(), true, None),
+            (
+                "kim@practice.test".into(),
+                "auditor".into(),
+                true,
+                Some("0c2f6c1e-0000-4000-8000-00000000000a".into())
+            ),
+        ]
+    );
+    let (plan, onboarded_by): (String, String) =
+        sqlx::query_as("SELECT plan, onboarded_by FROM tenants WHERE tenant_id = $1")
+            .bind(*tenant.as_uuid())
+            .fetch_one(&mut su)
+            .await
+            .unwrap();
+    assert_eq!(
+        (plan.as_str(), onboarded_by.as_str()),
+        ("starter", "casebook:system")
+    );
+
+    let rebuild = Rebuild::new(
+        stack.maintainer.clone(),
+        [ProjectionId::Tenants],
+        RebuildScope::All,
+    );
+    stack
+        .build_to_head(&rebuild, &[ProjectionId::Tenants])
+        .await;
+    assert_all_match(&rebuild.verify().await.unwrap());
 }

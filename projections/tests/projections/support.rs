@@ -21,9 +21,9 @@ use casebook_domain::metadata::{EventMetadata, Source};
 use casebook_domain::policy::{ModelPolicy, ModelTier, PlanTier};
 use casebook_domain::ports::StopReason;
 use casebook_domain::session::{SessionCommand, TenantSession};
-use casebook_domain::tenant::{Tenant, TenantCommand};
+use casebook_domain::tenant::{Invitee, Tenant, TenantCommand};
 use casebook_domain::upcast::upcasters;
-use casebook_domain::values::{Confidence, UploadKey};
+use casebook_domain::values::{Confidence, Email, UploadKey};
 use casebook_projections::audit::{self, ChainHash, Encoding};
 use casebook_projections::decoded::DecodedEvent;
 use casebook_projections::log::{Checkpoint, LogReader, Scope};
@@ -542,6 +542,73 @@ impl Driver {
             .execute::<Tenant>(tenant, command, &system, Source::Scheduler)
             .await;
         assert!(recorded, "the tenant's first export");
+    }
+
+    /// Signs a practice up (`TenantSignedUp`), as the public sign-up does; its id. It isn't
+    /// among [`Driver::tenants`], so the random workload's sequence stays what it was.
+    pub async fn sign_up(&mut self) -> TenantId {
+        let tenant = TenantId::new();
+        let platform = Actor::system(tenant);
+        let command = TenantCommand::SignUp {
+            actor: platform.clone(),
+            name: parse("Signed-up practice".to_owned()),
+            plan: PlanTier::Starter,
+            admin: Invitee {
+                email: parse("founder@practice.test".to_owned()),
+                name: parse("Founder".to_owned()),
+            },
+        };
+        let created = self
+            .execute::<Tenant>(tenant, command, &platform, Source::Api)
+            .await;
+        assert!(created, "a new practice");
+        tenant
+    }
+
+    /// One of every people event on `tenant`: a consultant invited, made auditor, disabled,
+    /// enabled, and their account recorded.
+    pub async fn people_work(&mut self, tenant: TenantId) {
+        let admin = self.user(Role::Admin, tenant);
+        let kim: Email = parse("kim@practice.test".to_owned());
+        let commands = [
+            TenantCommand::InviteUser {
+                actor: admin.clone(),
+                invitee: Invitee {
+                    email: kim.clone(),
+                    name: parse("Kim".to_owned()),
+                },
+                role: Role::Consultant,
+            },
+            TenantCommand::ChangeUserRole {
+                actor: admin.clone(),
+                email: kim.clone(),
+                role: Role::Auditor,
+            },
+            TenantCommand::DisableUser {
+                actor: admin.clone(),
+                email: kim.clone(),
+            },
+            TenantCommand::EnableUser {
+                actor: admin.clone(),
+                email: kim.clone(),
+            },
+        ];
+        for command in commands {
+            let accepted = self
+                .execute::<Tenant>(tenant, command, &admin, Source::Api)
+                .await;
+            assert!(accepted, "a people command");
+        }
+        let platform = Actor::system(tenant);
+        let provisioned = TenantCommand::RecordUserProvisioned {
+            actor: platform.clone(),
+            email: kim,
+            user_id: parse("0c2f6c1e-0000-4000-8000-00000000000a".to_owned()),
+        };
+        let accepted = self
+            .execute::<Tenant>(tenant, provisioned, &platform, Source::Reaction)
+            .await;
+        assert!(accepted, "the account recorded");
     }
 
     /// The usage-key reaction's command: the tenant's gateway key on its current plan.

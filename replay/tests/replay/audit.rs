@@ -362,6 +362,12 @@ fn fields_to_edit(event: &AnyEvent) -> &'static [&'static str] {
             TenantEvent::TenantReactivated => &[""],
             TenantEvent::UsageKeyAssigned { .. } => &["/api_key_id"],
             TenantEvent::FinetuneExported { .. } => &["/export/examples", "/export/key"],
+            TenantEvent::TenantSignedUp { .. } => &["/name", "/admin/name"],
+            TenantEvent::UserInvited { .. } => &["/invitee/name"],
+            TenantEvent::UserRoleChanged { .. } => &["/previous_role"],
+            TenantEvent::UserProvisioned { .. } => &["/user_id"],
+            // The member's address and the access are the row's; nothing else is in them.
+            TenantEvent::UserDisabled { .. } | TenantEvent::UserEnabled { .. } => &[""],
         },
         AnyEvent::Session(event) => match event {
             SessionEvent::SessionOpened { .. } => &["/subject", "/attachments"],
@@ -408,26 +414,11 @@ fn alter(value: &mut Value) {
     }
 }
 
-#[tokio::test]
-async fn an_export_whose_event_of_any_type_was_edited_moved_or_repeated_fails_at_that_line() {
-    let stack = Stack::new().await;
-    let mut driver = Driver::new(stack.app.clone(), 97);
-    driver.onboard(1).await;
-    driver.run(450).await;
-    driver.record_finetune_export(driver.tenants[0]).await;
-    driver.record_usage_key(driver.tenants[0]).await;
-    stack.drain_all(500).await;
-    let tenant = driver.tenants[0].to_string();
-    let dir = Dir::new();
-    let (file, lines) = export(&stack, &tenant, &dir).await;
-    let (run, report) = verify(&stack, &tenant, &[&file]).await;
-    assert_eq!(run.code, 0, "{run:?}");
-    let events = lines.len() - 1;
-    assert_eq!(report["content_checked"], events, "{report}");
-
-    // The first line of each kind of event, with the fields its edits go to.
-    let mut first: BTreeMap<(String, &[&str]), usize> = BTreeMap::new();
-    for (index, line) in lines[..events].iter().enumerate() {
+/// The first line of each kind of event in an export's `lines` (its closing line aside), with
+/// the fields its edits go to.
+fn first_of_each_kind(lines: &[String]) -> BTreeMap<(String, &'static [&'static str]), usize> {
+    let mut first = BTreeMap::new();
+    for (index, line) in lines[..lines.len() - 1].iter().enumerate() {
         let line: Value = serde_json::from_str(line).unwrap();
         let event_type = line["event_type"].as_str().unwrap().to_owned();
         let event = AnyEvent::decode(
@@ -441,40 +432,94 @@ async fn an_export_whose_event_of_any_type_was_edited_moved_or_repeated_fails_at
             .entry((event_type, fields_to_edit(&event)))
             .or_insert(index);
     }
-    let every_type: BTreeSet<String> = [
-        event_types::<TenantEvent>(),
-        event_types::<SessionEvent>(),
-        event_types::<DiagnosisEvent>(),
-        event_types::<DecisionEvent>(),
-        event_types::<JudgmentEvent>(),
-    ]
-    .concat()
-    .into_iter()
-    .collect();
-    assert_eq!(every_type.len(), 20, "{every_type:?}");
-    let exported: BTreeSet<String> = first.keys().map(|(t, _)| t.clone()).collect();
-    assert_eq!(exported, every_type, "the history holds every event type");
-    assert!(
-        first.keys().any(|(_, fields)| fields == &["/verdict/text"]),
-        "an amended decision among them"
-    );
+    first
+}
 
-    for ((event_type, fields), &index) in &first {
+/// Each edit of `first`'s lines breaks `tenant`'s export at that line.
+async fn assert_each_edit_breaks(
+    stack: &Stack,
+    tenant: &str,
+    dir: &Dir,
+    lines: &[String],
+    first: &BTreeMap<(String, &'static [&'static str]), usize>,
+) {
+    for ((event_type, fields), &index) in first {
         for field in *fields {
             let edited = dir.write(
                 "edited.jsonl",
-                &edit(&lines, index, |line| {
+                &edit(lines, index, |line| {
                     let value = line["payload"]
                         .pointer_mut(field)
                         .unwrap_or_else(|| panic!("{event_type} has {field}"));
                     alter(value);
                 }),
             );
-            let (run, report) = verify(&stack, &tenant, &[&edited]).await;
+            let (run, report) = verify(stack, tenant, &[&edited]).await;
             assert_eq!(run.code, 1, "{event_type}{field}: {run:?}");
             assert_broken_at(&run, &report, index + 1, index as i64 + 1, "altered");
         }
     }
+}
+
+#[tokio::test]
+async fn an_export_whose_event_of_any_type_was_edited_moved_or_repeated_fails_at_that_line() {
+    let stack = Stack::new().await;
+    let mut driver = Driver::new(stack.app.clone(), 97);
+    driver.onboard(1).await;
+    driver.run(450).await;
+    driver.record_finetune_export(driver.tenants[0]).await;
+    driver.record_usage_key(driver.tenants[0]).await;
+    // A tenant is created once, by onboarding or by sign-up: the second kind, with the people
+    // events, is a second tenant's history.
+    let signed_up = driver.sign_up().await;
+    driver.people_work(signed_up).await;
+    stack.drain_all(500).await;
+    let tenant = driver.tenants[0].to_string();
+    let dir = Dir::new();
+    let (file, lines) = export(&stack, &tenant, &dir).await;
+    let (run, report) = verify(&stack, &tenant, &[&file]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let events = lines.len() - 1;
+    assert_eq!(report["content_checked"], events, "{report}");
+    let people_tenant = signed_up.to_string();
+    let people_dir = Dir::new();
+    let (people_file, people_lines) = export(&stack, &people_tenant, &people_dir).await;
+    let (run, _) = verify(&stack, &people_tenant, &[&people_file]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+
+    let first = first_of_each_kind(&lines);
+    let people_first = first_of_each_kind(&people_lines);
+    let every_type: BTreeSet<String> = [
+        event_types::<TenantEvent>(),
+        event_types::<SessionEvent>(),
+        event_types::<DecisionEvent>(),
+        event_types::<DiagnosisEvent>(),
+        event_types::<JudgmentEvent>(),
+    ]
+    .concat()
+    .into_iter()
+    .collect();
+    assert_eq!(every_type.len(), 26, "{every_type:?}");
+    let exported: BTreeSet<String> = first
+        .keys()
+        .chain(people_first.keys())
+        .map(|(t, _)| t.clone())
+        .collect();
+    assert_eq!(exported, every_type, "the histories hold every event type");
+    assert!(
+        first.keys().any(|(_, fields)| fields == &["/verdict/text"]),
+        "an amended decision among them"
+    );
+
+    assert_each_edit_breaks(&stack, &tenant, &dir, &lines, &first).await;
+    assert_each_edit_breaks(
+        &stack,
+        &people_tenant,
+        &people_dir,
+        &people_lines,
+        &people_first,
+    )
+    .await;
 
     let k = events / 2;
     let seq = k as i64 + 1;
