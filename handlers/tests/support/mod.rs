@@ -105,7 +105,9 @@ pub async fn spawn_app_with_rate_scale(scale: u32) -> TestApp {
         jwks_url: pool_info.jwks_url.clone(),
     })
     .expect("verifier");
-    let state = AppState::new(pool.clone(), auth, TenantLimiter::new(scale));
+    // Members' standing read on every request: a change shows as soon as it is projected.
+    let state = AppState::new(pool.clone(), auth, TenantLimiter::new(scale))
+        .with_access_ttl(std::time::Duration::ZERO);
     TestApp {
         router: router(state.clone()),
         pool,
@@ -183,6 +185,34 @@ impl TestApp {
         let response = self
             .send(Self::post_request(None, path, body.to_string(), None))
             .await;
+        (response.status(), json_body(response).await)
+    }
+
+    /// A request to a public route from `source` (the listener's peer), with an
+    /// `Idempotency-Key` if given.
+    pub async fn post_public(
+        &self,
+        path: &str,
+        body: Value,
+        key: Option<&str>,
+        source: std::net::SocketAddr,
+    ) -> (StatusCode, Value) {
+        let mut request = Self::post_request(None, path, body.to_string(), key);
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(source));
+        let response = self.send(request).await;
+        (response.status(), json_body(response).await)
+    }
+
+    /// A `PUT` of `body` to `path` as `user`.
+    pub async fn put(&self, user: &User, path: &str, body: Value) -> (StatusCode, Value) {
+        let request = Request::put(path)
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {}", user.token))
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        let response = self.send(request).await;
         (response.status(), json_body(response).await)
     }
 
@@ -293,6 +323,11 @@ impl TestApp {
     /// The test database's URL, for a server of its own (`casebook_handlers::server`).
     pub fn database_url(&self) -> String {
         self._db.url()
+    }
+
+    /// A superuser connection to the test database (row-level security doesn't apply).
+    pub async fn superuser(&self) -> sqlx::PgConnection {
+        self._db.superuser().await
     }
 
     /// A pool of the test database's own, as the projector role.
