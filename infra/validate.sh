@@ -36,7 +36,8 @@ source "$HERE/tools/infra-venv.sh"
 CUSTOM_CHECKS=CKV_CASEBOOK_1,CKV_CASEBOOK_2,CKV_CASEBOOK_3,CKV_CASEBOOK_4,CKV_CASEBOOK_5,CKV_CASEBOOK_6,CKV_CASEBOOK_7,CKV_CASEBOOK_8,CKV_CASEBOOK_9
 
 # Built-in checks that apply to this template and matter. Each passes
-# (CKV_AWS_111 with one per-resource skip, explained in the template).
+# (CKV_AWS_111 with one per-resource skip, and CKV_AWS_59 on the two public
+# methods, sign-up and plans: each skip is explained in the template).
 BUILTIN_CHECKS=(
   CKV_AWS_7 CKV_AWS_33                              # KMS: rotation on, no wildcard principal
   CKV_AWS_16 CKV_AWS_17 CKV2_AWS_69 CKV_AWS_161     # RDS: encrypted, private, TLS in transit, IAM auth

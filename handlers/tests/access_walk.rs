@@ -19,7 +19,7 @@ use casebook_adapters::aws::shared_config;
 use casebook_domain::actor::Role;
 use casebook_domain::ids::{DiagnosisId, TenantId};
 use casebook_handlers::http::uploads::Uploads;
-use casebook_handlers::http::{router, ROLES_EXTENSION};
+use casebook_handlers::http::{router, PUBLIC_EXTENSION, ROLES_EXTENSION};
 use http_body_util::BodyExt;
 use serde_json::{json, Map, Value};
 use support::{spawn_app, TenantUsers, TestApp, User};
@@ -220,8 +220,11 @@ struct Operation {
     roles: Vec<Role>,
 }
 
+/// The operations that need a token, after checking that the public ones are exactly the
+/// sign-up's.
 fn operations(document: &Value) -> Vec<Operation> {
     let mut all = Vec::new();
+    let mut public = Vec::new();
     for (template, item) in document["paths"].as_object().expect("paths") {
         for (method, operation) in item.as_object().expect("a path item") {
             let method = match method.as_str() {
@@ -232,6 +235,10 @@ fn operations(document: &Value) -> Vec<Operation> {
                 "delete" => Method::DELETE,
                 _ => continue,
             };
+            if operation[PUBLIC_EXTENSION] == json!(true) {
+                public.push(format!("{method} {template}"));
+                continue;
+            }
             let roles = operation[ROLES_EXTENSION]
                 .as_array()
                 .unwrap_or_else(|| panic!("{method} {template} lists no roles"))
@@ -259,6 +266,12 @@ fn operations(document: &Value) -> Vec<Operation> {
         }
     }
     assert!(all.len() >= 20, "the document lists every route");
+    public.sort();
+    assert_eq!(
+        public,
+        ["GET /v1/plans", "POST /v1/signup"],
+        "only the sign-up's routes are public"
+    );
     all
 }
 

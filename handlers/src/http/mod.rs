@@ -211,6 +211,12 @@ fn allow(roles: &'static [Role], routes: OpenApiRouter<AppState>) -> OpenApiRout
     let mut routes = routes
         .route_layer(from_fn(idempotency::idempotent))
         .route_layer(from_fn_with_state(roles, caller::authorize));
+    mark_operations(&mut routes, ROLES_EXTENSION, json!(roles));
+    routes
+}
+
+/// Sets the extension `name` to `value` on every operation of `routes`' document.
+fn mark_operations(routes: &mut OpenApiRouter<AppState>, name: &str, value: Value) {
     for item in routes.get_openapi_mut().paths.paths.values_mut() {
         let operations = [
             &mut item.get,
@@ -223,21 +229,24 @@ fn allow(roles: &'static [Role], routes: OpenApiRouter<AppState>) -> OpenApiRout
             operation
                 .extensions
                 .get_or_insert_with(Default::default)
-                .insert(ROLES_EXTENSION.to_owned(), json!(roles));
+                .insert(name.to_owned(), value.clone());
         }
     }
-    routes
 }
 
 /// The OpenAPI extension that lists the roles an operation admits.
 pub const ROLES_EXTENSION: &str = "x-casebook-roles";
 
+/// The OpenAPI extension that marks an operation anyone may call, without a token.
+pub const PUBLIC_EXTENSION: &str = "x-casebook-public";
+
 /// The routes anyone may call, without a token: signing a practice up and the plans.
 fn public() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::new()
+    let mut routes = OpenApiRouter::new()
         .routes(routes!(signup::sign_up))
-        .routes(routes!(signup::plans))
-        .split_for_parts()
+        .routes(routes!(signup::plans));
+    mark_operations(&mut routes, PUBLIC_EXTENSION, json!(true));
+    routes.split_for_parts()
 }
 
 /// The OpenAPI 3.1 document served at `/v1/openapi.json`.
