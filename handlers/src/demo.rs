@@ -72,9 +72,11 @@ impl Demo {
     }
 }
 
-/// The demo tenant's fixed id, so reruns find the same tenant.
+/// The demo practice's fixed id, so reruns find the same practice. (Not the id of the demo
+/// tenant onboarded before practices signed up: that one has no admin among its people, and
+/// signing it up again would be another sign-up with the same key.)
 pub fn demo_tenant() -> TenantId {
-    TenantId::from_uuid(Uuid::new_v5(&Uuid::NAMESPACE_URL, b"casebook:demo-tenant"))
+    TenantId::from_uuid(Uuid::new_v5(&Uuid::NAMESPACE_URL, b"casebook:demo-practice"))
 }
 
 /// The demo user holding `role`.
