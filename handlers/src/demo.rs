@@ -76,7 +76,10 @@ impl Demo {
 /// tenant onboarded before practices signed up: that one has no admin among its people, and
 /// signing it up again would be another sign-up with the same key.)
 pub fn demo_tenant() -> TenantId {
-    TenantId::from_uuid(Uuid::new_v5(&Uuid::NAMESPACE_URL, b"casebook:demo-practice"))
+    TenantId::from_uuid(Uuid::new_v5(
+        &Uuid::NAMESPACE_URL,
+        b"casebook:demo-practice",
+    ))
 }
 
 /// The demo user holding `role`.
