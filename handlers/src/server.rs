@@ -19,6 +19,7 @@ use casebook_projections::runner::{RunError, Runner};
 use crate::http::caller::Authenticator;
 use crate::http::rate_limit::TenantLimiter;
 use crate::http::uploads::Uploads;
+use crate::http::web::{CognitoEndpoint, WebApp, WebConfig};
 use crate::http::{router, AppState};
 use casebook_adapters::ai::{AiConfig, AiProviders};
 use casebook_adapters::aws::apigateway::UsagePlans;
@@ -27,6 +28,7 @@ use casebook_adapters::aws::setup::{ensure_bucket, ensure_resources, ResourceNam
 use casebook_adapters::aws::sqs::Queue;
 use casebook_adapters::aws::{shared_config, SdkConfig};
 use casebook_domain::ports::Embedder;
+use std::path::PathBuf;
 
 use crate::jobs::{run_scheduler_until, Jobs, JobsConfig, Schedule};
 use crate::people::{CognitoPeople, IdentityProvider, Mailbox, PeopleSubscription, PrintedMailbox};
@@ -97,7 +99,16 @@ impl Application {
             .await
             .map_err(ServeError::Migrate)?;
         owner.close().await;
-        let state = api_state(config, auth).await?;
+        let mut state = api_state(config, auth).await?;
+        match web_app(config) {
+            Some(web) => {
+                tracing::info!(dir = %web.dir().display(), "serving the web app at /");
+                state = state.with_web(web);
+            }
+            None => tracing::warn!(
+                "no web app: build it (npm run build in web/) or set CASEBOOK_WEB_DIR"
+            ),
+        }
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(ServeError::Io)?;
@@ -274,6 +285,49 @@ pub async fn uploads() -> Result<Option<Uploads>, ServeError> {
         TenantBucket::new(&aws, bucket),
         Duration::from_secs(expiry),
     )))
+}
+
+/// The web app built into `CASEBOOK_WEB_DIR` (default `web/dist` under the working
+/// directory), signing users in with the pool whose tokens `config` accepts; `None` when it
+/// isn't built or no pool is configured.
+pub fn web_app(config: &Config) -> Option<WebApp> {
+    let dir = std::env::var_os("CASEBOOK_WEB_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("web/dist"));
+    if !dir.join("index.html").is_file() {
+        return None;
+    }
+    let auth = config.auth.as_ref()?;
+    // `https://cognito-idp.<region>.amazonaws.com/<pool>`, in AWS and in the emulator alike.
+    let region = auth
+        .issuer
+        .strip_prefix("https://cognito-idp.")?
+        .split('.')
+        .next()?
+        .to_owned();
+    let (endpoint, uploads_origin) = match endpoint_from_env() {
+        // The emulator serves Cognito and the buckets alike.
+        Some(emulator) => {
+            let endpoint = format!("{}/", emulator.trim_end_matches('/'));
+            (endpoint.clone(), endpoint.trim_end_matches('/').to_owned())
+        }
+        None => (
+            format!("https://cognito-idp.{region}.amazonaws.com/"),
+            match std::env::var("UPLOADS_BUCKET") {
+                Ok(bucket) => format!("https://{bucket}.s3.{region}.amazonaws.com"),
+                // No uploads bucket: the API refuses uploads, so none is reached.
+                Err(_) => String::new(),
+            },
+        ),
+    };
+    let config = WebConfig {
+        cognito: CognitoEndpoint {
+            endpoint,
+            region,
+            client_id: auth.audience.clone(),
+        },
+    };
+    Some(WebApp::new(dir, config, &uploads_origin))
 }
 
 /// The verifier of the user pool `config` names.

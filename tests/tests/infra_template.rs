@@ -2,7 +2,8 @@
 //! offline by parsing the template. `infra/validate.sh` lints it (cfn-lint) and checks its
 //! security policies (checkov); these tests check what neither knows: that the functions are
 //! this workspace's binaries, that queues outlast their consumers, that environments name only
-//! the template's own resources, the schedules, and that tiers and roles match the domain.
+//! the template's own resources, the schedules, that tiers and roles match the domain, and that
+//! the distribution serves the web app as `casebook serve` does, beside the untouched API.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -1252,6 +1253,305 @@ fn every_function_starts_with_its_deployed_environment_and_the_ai_ones_use_bedro
             ai.bedrock.embedding_model,
             parameter("EmbeddingModelId"),
             "{bin}"
+        );
+    }
+}
+
+/// CloudFront's managed policies, by id.
+const CACHING_OPTIMIZED: &str = "658327ea-f89d-4fab-a63d-7e88639e58f6";
+const CACHING_DISABLED: &str = "4135ea2d-6df8-44a3-9df3-4b5a84be39ad";
+const ALL_VIEWER_EXCEPT_HOST_HEADER: &str = "b689b0a8-53d0-40ab-baf2-68738e2966ac";
+
+fn distribution() -> &'static Value {
+    prop(resource("Distribution"), &["DistributionConfig"]).expect("DistributionConfig")
+}
+
+/// The default behaviour: the web app, from the site bucket.
+fn site_behaviour() -> &'static Value {
+    &distribution()["DefaultCacheBehavior"]
+}
+
+/// The `/v1/*` behaviour: the API.
+fn api_behaviour() -> &'static Value {
+    distribution()["CacheBehaviors"]
+        .as_sequence()
+        .expect("CacheBehaviors")
+        .iter()
+        .find(|b| b["PathPattern"].as_str() == Some("/v1/*"))
+        .expect("a /v1/* behaviour")
+}
+
+/// The origin a behaviour sends to.
+fn origin_of(behaviour: &Value) -> &'static Value {
+    let id = behaviour["TargetOriginId"]
+        .as_str()
+        .expect("TargetOriginId");
+    distribution()["Origins"]
+        .as_sequence()
+        .expect("Origins")
+        .iter()
+        .find(|o| o["Id"].as_str() == Some(id))
+        .unwrap_or_else(|| panic!("origin {id} is defined"))
+}
+
+/// The CloudFront Function a behaviour runs on viewer requests, if any.
+fn viewer_request_function(behaviour: &Value) -> Option<&'static Value> {
+    let associations = behaviour.get("FunctionAssociations")?.as_sequence()?;
+    assert_eq!(associations.len(), 1, "one function: {associations:?}");
+    assert_eq!(
+        associations[0]["EventType"].as_str(),
+        Some("viewer-request")
+    );
+    let id = target_of(&associations[0]["FunctionARN"]).expect("a function of the template");
+    assert_eq!(type_of(&id), "AWS::CloudFront::Function");
+    Some(resource(&id))
+}
+
+#[test]
+fn the_distribution_serves_the_app_from_the_site_bucket_and_v1_from_the_api() {
+    let config = distribution();
+    assert_eq!(config["DefaultRootObject"].as_str(), Some("index.html"));
+    assert!(
+        config.get("CustomErrorResponses").is_none(),
+        "no distribution-wide error pages: they would rewrite the API's errors under /v1/* too"
+    );
+
+    let site = site_behaviour();
+    let origin = origin_of(site);
+    assert_eq!(
+        target_of(&origin["DomainName"]).as_deref(),
+        Some("StaticSiteBucket")
+    );
+    let access = target_of(&origin["OriginAccessControlId"]).expect("origin access control");
+    assert_eq!(type_of(&access), "AWS::CloudFront::OriginAccessControl");
+    let access = prop(resource(&access), &["OriginAccessControlConfig"]).unwrap();
+    assert_eq!(access["OriginAccessControlOriginType"].as_str(), Some("s3"));
+    assert_eq!(access["SigningBehavior"].as_str(), Some("always"));
+    assert_eq!(
+        origin["S3OriginConfig"]["OriginAccessIdentity"].as_str(),
+        Some(""),
+        "no legacy origin access identity"
+    );
+    let (_, bucket_policy) = resources_of("AWS::S3::BucketPolicy")
+        .into_iter()
+        .find(|(_, p)| {
+            target_of(prop(p, &["Bucket"]).unwrap()).as_deref() == Some("StaticSiteBucket")
+        })
+        .expect("the site bucket's policy");
+    let statements = prop(bucket_policy, &["PolicyDocument", "Statement"])
+        .and_then(Value::as_sequence)
+        .unwrap();
+    assert!(
+        statements
+            .iter()
+            .any(|s| s["Effect"].as_str() == Some("Allow")
+                && s["Principal"]["Service"].as_str() == Some("cloudfront.amazonaws.com")
+                && s["Action"].as_str() == Some("s3:GetObject")
+                && sub_text(&s["Condition"]["StringEquals"]["AWS:SourceArn"])
+                    .ends_with(":distribution/${Distribution}")),
+        "the site bucket lets this distribution read, and only it"
+    );
+    assert_eq!(
+        site["CachePolicyId"].as_str(),
+        Some(CACHING_OPTIMIZED),
+        "the app's objects are cached as their Cache-Control says"
+    );
+    let spa = viewer_request_function(site).expect("the site runs the SPA function");
+    assert_eq!(
+        prop_str(spa, &["FunctionConfig", "Runtime"]),
+        Some("cloudfront-js-2.0")
+    );
+    assert_eq!(
+        prop(spa, &["AutoPublish"]).and_then(Value::as_bool),
+        Some(true),
+        "the association runs the published (LIVE) function"
+    );
+    assert!(site.get("LambdaFunctionAssociations").is_none());
+
+    let api = api_behaviour();
+    assert!(
+        sub_text(&origin_of(api)["DomainName"]).starts_with("${RestApi}.execute-api."),
+        "/v1/* goes to the REST API"
+    );
+    assert!(
+        viewer_request_function(api).is_none() && api.get("LambdaFunctionAssociations").is_none(),
+        "the API's requests and answers pass unchanged"
+    );
+    assert_eq!(
+        api["CachePolicyId"].as_str(),
+        Some(CACHING_DISABLED),
+        "API answers are per tenant and per user"
+    );
+    assert_eq!(
+        api["OriginRequestPolicyId"].as_str(),
+        Some(ALL_VIEWER_EXCEPT_HOST_HEADER),
+        "Authorization, the query and the body reach the API"
+    );
+    let methods: BTreeSet<&str> = api["AllowedMethods"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for method in ["GET", "POST", "PUT", "PATCH", "DELETE"] {
+        assert!(methods.contains(method), "/v1/* allows {method}");
+    }
+    assert_eq!(
+        config["CacheBehaviors"].as_sequence().unwrap().len(),
+        1,
+        "the app and the API: nothing else"
+    );
+}
+
+#[test]
+fn the_spa_function_serves_index_html_for_paths_without_an_extension() {
+    let spa = viewer_request_function(site_behaviour()).expect("the SPA function");
+    let code = prop_str(spa, &["FunctionCode"]).expect("inline FunctionCode");
+    // The last segment of the URI, and whether it has a '.': /review, /sessions/123 and /
+    // have none and become /index.html; /assets/<hash>.js and /config.json keep theirs.
+    for part in [
+        "function handler(event)",
+        "var request = event.request;",
+        "request.uri.substring(request.uri.lastIndexOf('/') + 1)",
+        "if (last.indexOf('.') === -1)",
+        "request.uri = '/index.html';",
+        "return request;",
+    ] {
+        assert!(code.contains(part), "the function has `{part}`:\n{code}");
+    }
+    assert_eq!(
+        code.matches("request.uri =").count(),
+        1,
+        "it rewrites to /index.html and nothing else:\n{code}"
+    );
+}
+
+/// A Content-Security-Policy as directive → sources.
+fn csp_directives(policy: &str) -> BTreeMap<String, Vec<String>> {
+    policy
+        .split(';')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .map(|directive| {
+            let mut words = directive.split_whitespace();
+            let name = words.next().unwrap().to_owned();
+            (name, words.map(str::to_owned).collect())
+        })
+        .collect()
+}
+
+/// The CSP `casebook serve` sends with the app (`handlers/src/http/web.rs`), as written there,
+/// with its `{cognito_origin}` and `{uploads_origin}` placeholders.
+fn local_csp() -> String {
+    let path = repo_root().join("handlers/src/http/web.rs");
+    let source = std::fs::read_to_string(&path).expect("read handlers/src/http/web.rs");
+    let start = source
+        .find("\"default-src")
+        .expect("web.rs spells its CSP as one string literal starting with default-src");
+    let literal = &source[start + 1..];
+    let literal = &literal[..literal.find('"').expect("the literal ends")];
+    // Rust's `\` line continuation drops the line break and the next line's indentation.
+    literal
+        .split("\\\n")
+        .map(str::trim_start)
+        .collect::<String>()
+}
+
+#[test]
+fn the_site_sends_the_local_servers_csp_with_the_deployed_origins() {
+    let policy = target_of(&site_behaviour()["ResponseHeadersPolicyId"])
+        .expect("the site's response headers policy");
+    assert_eq!(type_of(&policy), "AWS::CloudFront::ResponseHeadersPolicy");
+    let headers = prop(
+        resource(&policy),
+        &["ResponseHeadersPolicyConfig", "SecurityHeadersConfig"],
+    )
+    .unwrap();
+    let csp = &headers["ContentSecurityPolicy"];
+    assert_eq!(csp["Override"].as_bool(), Some(true));
+    let deployed = csp_directives(sub_text(&csp["ContentSecurityPolicy"]));
+
+    // The browser calls this origin (the API under /v1), Cognito's API in the stack's region
+    // and the bucket the api function presigns uploads for, at its regional endpoint.
+    let cognito = "https://cognito-idp.${AWS::Region}.amazonaws.com";
+    let uploads_bucket = target_of(
+        prop(
+            resource(function_for("api")),
+            &["Environment", "Variables", "UPLOADS_BUCKET"],
+        )
+        .expect("the api function presigns uploads"),
+    );
+    assert_eq!(uploads_bucket.as_deref(), Some("UploadsBucket"));
+    let bucket_name = sub_text(prop(resource("UploadsBucket"), &["BucketName"]).unwrap());
+    let uploads = format!("https://{bucket_name}.s3.${{AWS::Region}}.amazonaws.com");
+    assert_eq!(
+        deployed["connect-src"],
+        ["'self'", cognito, uploads.as_str()],
+        "the app calls itself, Cognito and the uploads bucket, nothing else"
+    );
+    assert_eq!(deployed["frame-ancestors"], ["'none'"]);
+    for (directive, sources) in &deployed {
+        for source in sources {
+            assert!(
+                !source.contains('*') && !source.starts_with("'unsafe-"),
+                "{directive} {source}"
+            );
+        }
+    }
+    // The same policy as `casebook serve`'s, origin for origin.
+    let local = local_csp()
+        .replace("{cognito_origin}", cognito)
+        .replace("{uploads_origin}", &uploads);
+    assert_eq!(deployed, csp_directives(&local), "web.rs: {local}");
+
+    assert_eq!(
+        headers["ContentTypeOptions"]["Override"].as_bool(),
+        Some(true)
+    );
+    assert_eq!(
+        headers["FrameOptions"]["FrameOption"].as_str(),
+        Some("DENY")
+    );
+    let hsts = &headers["StrictTransportSecurity"]["AccessControlMaxAgeSec"];
+    assert!(
+        hsts.as_u64().unwrap_or(0) >= 31_536_000,
+        "HSTS for a year or more"
+    );
+}
+
+#[test]
+fn every_output_the_deploy_steps_read_exists() {
+    let readme =
+        std::fs::read_to_string(repo_root().join("infra/README.md")).expect("read infra/README.md");
+    let read: BTreeSet<&str> = readme
+        .match_indices("$(out ")
+        .map(|(at, marker)| {
+            let rest = &readme[at + marker.len()..];
+            let end = rest
+                .find(|c: char| !c.is_ascii_alphanumeric())
+                .unwrap_or(rest.len());
+            &rest[..end]
+        })
+        .collect();
+    let outputs = section("Outputs");
+    for name in &read {
+        assert!(
+            outputs.contains_key(*name),
+            "infra/README.md reads output {name}"
+        );
+    }
+    // Publishing the web app: where it goes, what to invalidate, and its config.json.
+    for (name, target) in [
+        ("StaticSiteBucketName", "StaticSiteBucket"),
+        ("DistributionId", "Distribution"),
+        ("UserPoolClientId", "UserPoolClient"),
+        ("Region", "AWS::Region"),
+    ] {
+        assert!(read.contains(name), "the deploy steps read {name}");
+        assert_eq!(
+            target_of(&outputs[name]["Value"]).as_deref(),
+            Some(target),
+            "{name}"
         );
     }
 }

@@ -137,7 +137,7 @@ async fn main() -> anyhow::Result<()> {
 fn print_walkthrough(demo: &demo::Demo, config: &Config) {
     let base = format!("http://{}", config.listen);
     eprintln!(
-        "\n# Demo practice {} — users (password {}):",
+        "\n# Open {base}/ and sign in to the demo practice {} as any of its users (password {}):",
         demo.tenant,
         demo::PASSWORD
     );

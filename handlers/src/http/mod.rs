@@ -23,6 +23,7 @@ pub mod reads;
 pub mod request_id;
 pub mod signup;
 pub mod uploads;
+pub mod web;
 
 use std::sync::Arc;
 
@@ -68,6 +69,8 @@ pub struct AppState {
     pub uploads: Option<Uploads>,
     /// Wakes the relay after a commit (in Lambda; `None` where `NOTIFY` does it).
     pub nudge: Option<Arc<dyn RelayNudge>>,
+    /// The web app, where this process serves it (`casebook serve`; deployed, CloudFront).
+    pub web: Option<Arc<web::WebApp>>,
 }
 
 impl AppState {
@@ -83,6 +86,15 @@ impl AppState {
             limiter,
             uploads: None,
             nudge: None,
+            web: None,
+        }
+    }
+
+    /// The same state, serving `web` at `/`.
+    pub fn with_web(self, web: web::WebApp) -> Self {
+        Self {
+            web: Some(Arc::new(web)),
+            ..self
         }
     }
 
@@ -270,7 +282,8 @@ pub fn router(state: AppState) -> Router {
         .layer(from_fn_with_state(state.clone(), rate_limit::limit_tenant))
         .layer(from_fn_with_state(state.clone(), caller::require_caller));
     let openapi = Arc::new(openapi);
-    Router::new()
+    let web = state.web.clone();
+    let router = Router::new()
         .route("/health", get(health))
         .route(
             "/v1/openapi.json",
@@ -280,7 +293,14 @@ pub fn router(state: AppState) -> Router {
             }),
         )
         .merge(api)
-        .merge(public)
+        .merge(public);
+    let router = match web {
+        Some(web) => {
+            router.fallback(move |request: Request| async move { web.serve(request).await })
+        }
+        None => router,
+    };
+    router
         .with_state(state)
         .layer(map_response(problem::problem_for_bare_errors))
         .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))

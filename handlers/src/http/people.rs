@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use casebook_adapters::postgres::{begin_for_tenants, Access};
-use casebook_domain::actor::Role;
+use casebook_domain::actor::{Actor, Role};
 use casebook_domain::tenant::{Invitee, TenantCommand};
 use casebook_domain::values::{Email, PersonName};
 use casebook_projections::read;
@@ -199,14 +199,7 @@ pub async fn disable_user(
     request_id: RequestId,
     Path(email): Path<String>,
 ) -> Answer {
-    let ctx = context(actor, &request_id);
-    let email = member(email)?;
-    let command = TenantCommand::DisableUser {
-        actor: ctx.actor.clone(),
-        email: email.clone(),
-    };
-    let accepted = state.service.administer_tenant(&ctx, command).await?;
-    answer(StatusCode::ACCEPTED, json!({ "email": email }), accepted)
+    set_enabled(&state, actor, &request_id, email, false).await
 }
 
 /// Lets a disabled member back in (admin).
@@ -224,11 +217,29 @@ pub async fn enable_user(
     request_id: RequestId,
     Path(email): Path<String>,
 ) -> Answer {
-    let ctx = context(actor, &request_id);
+    set_enabled(&state, actor, &request_id, email, true).await
+}
+
+async fn set_enabled(
+    state: &AppState,
+    actor: Actor,
+    request_id: &RequestId,
+    email: String,
+    enabled: bool,
+) -> Answer {
+    let ctx = context(actor, request_id);
     let email = member(email)?;
-    let command = TenantCommand::EnableUser {
-        actor: ctx.actor.clone(),
-        email: email.clone(),
+    let (actor, member) = (ctx.actor.clone(), email.clone());
+    let command = if enabled {
+        TenantCommand::EnableUser {
+            actor,
+            email: member,
+        }
+    } else {
+        TenantCommand::DisableUser {
+            actor,
+            email: member,
+        }
     };
     let accepted = state.service.administer_tenant(&ctx, command).await?;
     answer(StatusCode::ACCEPTED, json!({ "email": email }), accepted)
