@@ -526,29 +526,40 @@ async fn the_search_role_reads_the_judgment_index_partitions_and_nothing_else() 
         ]
     );
     // The search role reads partitions and nothing else; the request-path role, which
-    // searched through a function before, no longer reads the index at all.
+    // searched through a function before, reads the index's text (the consultants' list of
+    // judgments) but not its vectors, its model or a partition.
     let app = db.pool(DbRole::App, 1).await;
     let partition = format!("judgment_index_{}", tenant.as_uuid().simple());
+    let as_app = |sql: &str| format!("BEGIN; SET LOCAL ROLE casebook_app; {sql}");
     let refusals = [
-        (&searcher, "events"),
-        (&searcher, "sessions"),
-        (&searcher, "judgment_index"),
-        (&searcher, "judgment_index_model"),
-        (&app, "judgment_index"),
-        (&app, "judgment_index_model"),
-        (&app, partition.as_str()),
+        (&searcher, "SELECT 1 FROM events".to_owned()),
+        (&searcher, "SELECT 1 FROM sessions".to_owned()),
+        (&searcher, "SELECT 1 FROM judgment_index".to_owned()),
+        (&searcher, "SELECT 1 FROM judgment_index_model".to_owned()),
+        (&app, as_app("SELECT embedding FROM judgment_index")),
+        (&app, as_app("SELECT 1 FROM judgment_index_model")),
+        (&app, as_app(&format!("SELECT title FROM {partition}"))),
     ];
-    for (pool, table) in refusals {
-        let refused = sqlx::query(&format!("SELECT 1 FROM {table} LIMIT 1"))
-            .fetch_optional(pool)
+    for (pool, sql) in refusals {
+        let mut conn = pool.acquire().await.unwrap();
+        let refused = sqlx::raw_sql(&sql)
+            .execute(&mut *conn)
             .await
-            .expect_err(table);
+            .expect_err(&sql);
         assert_eq!(
             refused.as_database_error().and_then(|err| err.code()),
             Some("42501".into()),
-            "{table}: {refused}"
+            "{sql}: {refused}"
         );
+        sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await.ok();
     }
+    let mut conn = app.acquire().await.unwrap();
+    sqlx::raw_sql(&as_app(
+        "SELECT title, body, tags FROM judgment_index; ROLLBACK",
+    ))
+    .execute(&mut *conn)
+    .await
+    .expect("the text columns are readable");
 }
 
 #[tokio::test]

@@ -182,7 +182,7 @@ fn v1() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             &[Role::Consultant],
             OpenApiRouter::new()
                 .routes(routes!(commands::decide))
-                .routes(routes!(commands::author_judgment))
+                .routes(routes!(commands::author_judgment, reads::list_judgments))
                 .routes(routes!(commands::revise_judgment))
                 .routes(routes!(commands::retire_judgment))
                 .routes(routes!(reads::review_queue)),
@@ -211,7 +211,8 @@ fn v1() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             &[Role::Auditor],
             OpenApiRouter::new()
                 .routes(routes!(events::stream_events))
-                .routes(routes!(reads::audit_rows)),
+                .routes(routes!(reads::audit_rows))
+                .routes(routes!(reads::verify_audit_chain)),
         ))
         .split_for_parts()
 }

@@ -25,14 +25,18 @@ use casebook_adapters::postgres::{begin_for_tenants, Access};
 use casebook_domain::actor::{Actor, Role};
 use casebook_domain::decision::{Outcome, Verdict};
 use casebook_domain::diagnosis::{DiagnosisStatus, Finding, Provenance};
-use casebook_domain::ids::{DecisionId, DiagnosisId, QueryId, SessionId, TenantId, UserId};
+use casebook_domain::ids::{
+    DecisionId, DiagnosisId, JudgmentId, QueryId, SessionId, TenantId, UserId,
+};
 use casebook_domain::policy::{ModelPolicy, PlanTier};
 use casebook_projections::audit::AuditRecord;
+use casebook_projections::audit::{self, VerifyError};
 use casebook_projections::models::{
     Decision, Diagnosis, Session, SessionQuery, SessionStatus, Tenant, TenantStatus, Usage,
 };
 use casebook_projections::read::audit::AuditFilter;
 use casebook_projections::read::diagnoses::QueueItem;
+use casebook_projections::read::judgments::IndexedJudgment;
 use casebook_projections::read::{self, Page, PageRequest, Reach};
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
@@ -871,4 +875,104 @@ pub async fn get_tenant(
         .ok_or(ApiError::NotFound)?;
     tx.commit().await?;
     Ok(Json(tenant.into()))
+}
+
+/// An active judgment of the practice.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JudgmentView {
+    /// The judgment.
+    #[schema(value_type = Uuid)]
+    pub judgment_id: JudgmentId,
+    /// Its title.
+    pub title: String,
+    /// Its text.
+    pub body: String,
+    /// Its labels.
+    pub tags: Vec<String>,
+    /// When its current content was indexed.
+    pub indexed_at: DateTime<Utc>,
+}
+
+impl From<IndexedJudgment> for JudgmentView {
+    fn from(judgment: IndexedJudgment) -> Self {
+        Self {
+            judgment_id: judgment.judgment_id,
+            title: judgment.title,
+            body: judgment.body,
+            tags: judgment.tags,
+            indexed_at: judgment.indexed_at,
+        }
+    }
+}
+
+/// The practice's captured judgment, as diagnoses are grounded in it: its active judgments,
+/// the most recently captured or revised first (consultant).
+#[utoipa::path(get, path = "/v1/judgments", params(PageParams),
+    responses((status = 200, body = Listing<JudgmentView>)), tag = "judgment")]
+pub async fn list_judgments(
+    State(state): State<AppState>,
+    Acting(reader): Acting,
+    Params(params): Params<PageParams>,
+) -> Result<Json<Listing<JudgmentView>>, ApiError> {
+    let request = params.request()?;
+    let mut tx = tenant_read(&state.pool, reader.tenant_id).await?;
+    let page = read::judgments::list(&mut tx, reader.tenant_id, request).await?;
+    tx.commit().await?;
+    Ok(Listing::of(page, JudgmentView::from))
+}
+
+/// Whether the tenant's audit chain holds, checked now.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChainVerification {
+    /// Every row's hash recomputed and linked, every event's digest matched.
+    pub verified: bool,
+    /// Rows checked.
+    pub rows: u64,
+    /// Rows whose event's content was checked against its digest.
+    pub content_checked: u64,
+    /// Where it broke, when it did: the row's `seq` and global position, and what is wrong.
+    pub broken: Option<BrokenAt>,
+}
+
+/// The first broken link of a chain.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BrokenAt {
+    /// The row's `seq`.
+    pub seq: i64,
+    /// The row's global position.
+    pub global_position: i64,
+    /// What is wrong, in words.
+    pub problem: String,
+}
+
+/// Verifies the tenant's whole audit chain against its event log, now (auditor): no row
+/// altered, removed or inserted before the last, no event of a digested row altered.
+#[utoipa::path(get, path = "/v1/audit/verification",
+    responses((status = 200, body = ChainVerification)), tag = "audit")]
+pub async fn verify_audit_chain(
+    State(state): State<AppState>,
+    Acting(reader): Acting,
+) -> Result<Json<ChainVerification>, ApiError> {
+    let mut tx = tenant_read(&state.pool, reader.tenant_id).await?;
+    let verification = match audit::verify_chain(&mut tx, reader.tenant_id).await {
+        Ok(verified) => ChainVerification {
+            verified: true,
+            rows: verified.rows,
+            content_checked: verified.content_checked,
+            broken: None,
+        },
+        Err(VerifyError::Broken(link)) => ChainVerification {
+            verified: false,
+            rows: 0,
+            content_checked: 0,
+            broken: Some(BrokenAt {
+                seq: link.seq,
+                global_position: link.global_position,
+                problem: link.to_string(),
+            }),
+        },
+        Err(VerifyError::Database(err)) => return Err(err.into()),
+    };
+    tx.commit().await?;
+    Ok(Json(verification))
 }

@@ -10,6 +10,7 @@
 pub mod audit;
 pub mod decisions;
 pub mod diagnoses;
+pub mod judgments;
 pub mod sessions;
 pub mod tenants;
 pub mod usage;
