@@ -305,24 +305,21 @@ pub fn web_app(config: &Config) -> Option<WebApp> {
         .split('.')
         .next()?
         .to_owned();
-    let (endpoint, uploads_origin) = match endpoint_from_env() {
-        // The emulator serves Cognito and the buckets alike.
-        Some(emulator) => {
-            let endpoint = format!("{}/", emulator.trim_end_matches('/'));
-            (endpoint.clone(), endpoint.trim_end_matches('/').to_owned())
-        }
-        None => (
-            format!("https://cognito-idp.{region}.amazonaws.com/"),
-            match std::env::var("UPLOADS_BUCKET") {
-                Ok(bucket) => format!("https://{bucket}.s3.{region}.amazonaws.com"),
-                // No uploads bucket: the API refuses uploads, so none is reached.
-                Err(_) => String::new(),
-            },
-        ),
-    };
+    if let Some(emulator) = endpoint_from_env() {
+        return Some(WebApp::against_emulator(
+            dir,
+            &region,
+            &auth.audience,
+            &emulator,
+        ));
+    }
+    // No uploads bucket: the API refuses uploads, so none is reached.
+    let uploads_origin = std::env::var("UPLOADS_BUCKET")
+        .map(|bucket| format!("https://{bucket}.s3.{region}.amazonaws.com"))
+        .unwrap_or_default();
     let config = WebConfig {
         cognito: CognitoEndpoint {
-            endpoint,
+            endpoint: format!("https://cognito-idp.{region}.amazonaws.com/"),
             region,
             client_id: auth.audience.clone(),
         },

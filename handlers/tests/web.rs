@@ -100,3 +100,59 @@ async fn the_app_is_served_without_a_token_with_its_caching_and_its_content_secu
     let (parts, body) = get("/v1/plans").await;
     assert_eq!(parts.status, StatusCode::OK, "{body}");
 }
+
+#[tokio::test]
+async fn against_the_emulator_the_browsers_cognito_calls_are_relayed_same_origin() {
+    let app = spawn_app().await;
+    let dir = built_app();
+    let emulator = std::env::var("AWS_ENDPOINT_URL").expect("the emulator");
+    let web =
+        WebApp::against_emulator(dir.path(), "us-east-1", &app.pool_info.client_id, &emulator);
+    let router = router(app.state.clone().with_web(web));
+    use tower::ServiceExt;
+
+    let config = router
+        .clone()
+        .oneshot(Request::get("/config.json").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let config: serde_json::Value =
+        serde_json::from_slice(&config.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(config["cognito"]["endpoint"], "/local/cognito/");
+
+    // A sign-in with a wrong password, exactly as the browser sends it: Cognito's own refusal.
+    let call = serde_json::json!({
+        "AuthFlow": "USER_PASSWORD_AUTH",
+        "ClientId": app.pool_info.client_id,
+        "AuthParameters": { "USERNAME": "acme-admin@casebook.test", "PASSWORD": "Not-the-password-1" },
+    });
+    let request = Request::post("/local/cognito/")
+        .header("content-type", "application/x-amz-json-1.1")
+        .header(
+            "x-amz-target",
+            "AWSCognitoIdentityProviderService.InitiateAuth",
+        )
+        .body(Body::from(call.to_string()))
+        .unwrap();
+    let response = router.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body: serde_json::Value =
+        serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(body["__type"], "NotAuthorizedException", "{body}");
+    let csp = router
+        .oneshot(Request::get("/").body(Body::empty()).unwrap())
+        .await
+        .unwrap()
+        .headers()[CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    // The page reaches the relay on its own origin, and the emulator's buckets for uploads.
+    assert!(
+        csp.contains(&format!(
+            "connect-src 'self' {};",
+            emulator.trim_end_matches('/')
+        )),
+        "{csp}"
+    );
+}

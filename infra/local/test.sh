@@ -3,7 +3,7 @@
 #   infra/local/test.sh [extra cargo-nextest arguments]
 # Installs what is missing, starts the local stack (Postgres + pgvector, AWS emulator),
 # checks formatting, lints and the dependency graph, builds the Lambda functions for arm64,
-# then runs every test in parallel.
+# checks, builds and drives the web app in a browser, then runs every test in parallel.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -42,6 +42,17 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 if [[ -z ${CASEBOOK_SKIP_LAMBDA_BUILD:-} ]]; then
   log "building the Lambda functions (infra/lambda-build.sh)"
   infra/lambda-build.sh
+fi
+
+# The web app: type-checked, linted, unit-tested, built, then driven end to end in Debian's
+# Chromium against `casebook serve`. CASEBOOK_SKIP_WEB_E2E=1 keeps the checks and the build
+# and skips the browser in a quick local loop.
+if [[ -z ${CASEBOOK_SKIP_WEB_E2E:-} ]]; then
+  log "the web app (checks, build, the browser end to end: infra/local/web-e2e.sh)"
+  infra/local/web-e2e.sh
+else
+  log "the web app (checks and build: infra/local/web-build.sh)"
+  infra/local/web-build.sh
 fi
 
 # Last, so its summary is the run's closing line.

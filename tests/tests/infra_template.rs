@@ -1441,7 +1441,7 @@ fn csp_directives(policy: &str) -> BTreeMap<String, Vec<String>> {
 }
 
 /// The CSP `casebook serve` sends with the app (`handlers/src/http/web.rs`), as written there,
-/// with its `{cognito_origin}` and `{uploads_origin}` placeholders.
+/// with its `{connect}` placeholder (this origin, Cognito's and the uploads bucket's).
 fn local_csp() -> String {
     let path = repo_root().join("handlers/src/http/web.rs");
     let source = std::fs::read_to_string(&path).expect("read handlers/src/http/web.rs");
@@ -1499,9 +1499,7 @@ fn the_site_sends_the_local_servers_csp_with_the_deployed_origins() {
         }
     }
     // The same policy as `casebook serve`'s, origin for origin.
-    let local = local_csp()
-        .replace("{cognito_origin}", cognito)
-        .replace("{uploads_origin}", &uploads);
+    let local = local_csp().replace("{connect}", &format!("'self' {cognito} {uploads}"));
     assert_eq!(deployed, csp_directives(&local), "web.rs: {local}");
 
     assert_eq!(

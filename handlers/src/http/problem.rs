@@ -199,11 +199,14 @@ impl From<sqlx::Error> for ApiError {
 /// status, so clients only ever parse one error format.
 pub async fn problem_for_bare_errors(response: Response) -> Response {
     let status = response.status();
-    let is_problem = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|value| value.as_bytes() == b"application/problem+json");
-    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+    let content_type = response.headers().get(header::CONTENT_TYPE);
+    let is_problem =
+        content_type.is_some_and(|value| value.as_bytes() == b"application/problem+json");
+    // Cognito's own refusals, relayed to the browser against the emulator
+    // (`web::LOCAL_COGNITO`): the app reads Cognito's error format there.
+    let is_cognitos =
+        content_type.is_some_and(|value| value.as_bytes().starts_with(b"application/x-amz-json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem || is_cognitos {
         return response;
     }
     let code = match status {

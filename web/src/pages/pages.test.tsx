@@ -1,0 +1,326 @@
+// Pages in jsdom against a fake API: the behaviour the brief asks for, end to end inside the app.
+import { render } from 'preact';
+import { act } from 'preact/test-utils';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { App } from '../App';
+import { SESSION_KEY } from '../auth/session';
+import { loadDraft } from '../lib/drafts';
+import { createServices } from '../services';
+import { fakeFetch, idToken, jsonResponse, type Call } from '../test/helpers';
+import { filterQueue } from './consultant/ReviewQueue';
+import { decisionBody, decisionProblem } from './consultant/DiagnosisReview';
+import { neighbour } from './consultant/data';
+import { parseTags } from './consultant/Judgments';
+import { filesProblem, pollDelay } from './customer';
+import { signUpField } from './public/Landing';
+import { safeNext } from './public/nav';
+import { passwordProblem } from './public/passwords';
+import { toCsv, parseNdjson, trailRows } from './auditor/data';
+import type { AuditRow, QueueEntry, StaffDiagnosis } from '../api/types';
+
+const config = Promise.resolve({ cognito: { endpoint: 'http://cognito.test/', region: 'us-east-1', clientId: 'c' } });
+
+function signInAs(roles: string[]) {
+  const exp = Math.floor(Date.now() / 1000) + 3600;
+  sessionStorage.setItem(
+    SESSION_KEY,
+    JSON.stringify({ idToken: idToken({ 'cognito:groups': roles }, exp), accessToken: 'a', refreshToken: 'r', expiresAt: exp * 1000 }),
+  );
+}
+
+async function settle(times = 8) {
+  for (let i = 0; i < times; i++) {
+    await act(async () => {
+      await new Promise((r) => setTimeout(r, 0));
+    });
+  }
+}
+
+let root: HTMLElement;
+
+async function mount(path: string, respond: (call: Call, i: number) => Response | Promise<Response>) {
+  history.replaceState(null, '', path);
+  const fake = fakeFetch(respond);
+  vi.stubGlobal('fetch', fake.fetch);
+  root = document.createElement('div');
+  document.body.append(root);
+  await act(() => {
+    render(<App services={createServices(config)} />, root);
+  });
+  await settle();
+  return fake;
+}
+
+const text = () => root.textContent ?? '';
+const button = (label: RegExp) => [...root.querySelectorAll('button')].find((b) => label.test(b.textContent ?? '')) as HTMLButtonElement;
+async function type(el: HTMLInputElement | HTMLTextAreaElement | HTMLSelectElement, value: string) {
+  await act(() => {
+    el.value = value;
+    el.dispatchEvent(new Event('input', { bubbles: true }));
+    el.dispatchEvent(new Event('change', { bubbles: true }));
+  });
+}
+
+const diagnosis: StaffDiagnosis = {
+  diagnosis_id: 'd1',
+  session_id: 's1',
+  query_id: 'd1',
+  query: 'Is the supplier contract’s termination clause enforceable?',
+  requested_at: '2025-05-01T10:00:00Z',
+  requested_by: 'cust',
+  status: 'proposed',
+  attempt: 1,
+  failure_reason: null,
+  proposal: {
+    text: 'The clause is enforceable.',
+    findings: [{ summary: 'Notice period is 30 days', detail: null, severity: 'medium' }],
+    confidence: 0.72,
+    proposed_at: '2025-05-01T10:01:00Z',
+    provenance: {
+      model_id: 'smollm2-135m',
+      model_tier: 'open_weights',
+      prompt_template_id: 'diagnosis@3',
+      prompt_template_hash: 'f'.repeat(64),
+      retrieved_judgment_ids: [],
+      input_tokens: 812,
+      output_tokens: 96,
+      cost_usd_micros: 0,
+      precedents: [],
+      attachments: [],
+    },
+  },
+  decision: null,
+  resolved_at: null,
+  updated_at: '2025-05-01T10:01:00Z',
+  version: 3,
+};
+
+beforeEach(() => {
+  sessionStorage.clear();
+  // jsdom has no scrolling; the router scrolls to the top on navigation.
+  window.scrollTo = () => undefined;
+});
+
+afterEach(() => {
+  render(null, root);
+  root.remove();
+  vi.unstubAllGlobals();
+});
+
+describe('the landing page', () => {
+  it('lists the plans and signs a practice up with an idempotency key', async () => {
+    const { calls } = await mount('/', (call) => {
+      if (call.url === '/v1/plans') return jsonResponse(200, [{ plan: 'starter', requests_per_second: 10, burst: 20 }, { plan: 'professional', requests_per_second: 50, burst: 100 }]);
+      if (call.url === '/v1/signup') return jsonResponse(201, { ids: { tenant_id: 't' }, events: [] });
+      return jsonResponse(404, { code: 'not_found' });
+    });
+    expect(text()).toContain('Professional');
+    const signUp = button(/^Sign up$/);
+    expect(signUp.disabled).toBe(false);
+    await type(root.querySelector('input[name=practice]')!, 'Northwind Advisory');
+    await type(root.querySelector('input[name=name]')!, 'Nora North');
+    await type(root.querySelector('input[name=email]')!, 'nora@northwind.test');
+    await act(() => signUp.click());
+    await settle();
+    const signup = calls.find((c) => c.url === '/v1/signup')!;
+    expect(signup.body).toEqual({ practice_name: 'Northwind Advisory', admin_email: 'nora@northwind.test', admin_name: 'Nora North', plan: 'starter' });
+    expect(signup.headers['idempotency-key']).toMatch(/^[0-9a-f-]{36}$/);
+    expect(signup.headers.authorization).toBeUndefined();
+    expect(text()).toContain('Your practice is signed up');
+  });
+
+  it('shows a taken address next to the email field', async () => {
+    await mount('/', (call) =>
+      call.url === '/v1/plans' ? jsonResponse(200, [{ plan: 'starter', requests_per_second: 10, burst: 20 }]) : jsonResponse(409, { code: 'email_taken', status: 409 }),
+    );
+    await type(root.querySelector('input[name=practice]')!, 'P');
+    await type(root.querySelector('input[name=name]')!, 'N');
+    await type(root.querySelector('input[name=email]')!, 'taken@x.test');
+    await act(() => button(/^Sign up$/).click());
+    await settle();
+    const email = root.querySelector('input[name=email]')!;
+    expect(email.getAttribute('aria-invalid')).toBe('true');
+    const described = email.getAttribute('aria-describedby')!.split(' ').map((id) => document.getElementById(id)?.textContent);
+    expect(described.join(' ')).toMatch(/already belongs/);
+  });
+});
+
+describe('signing in', () => {
+  it('takes a first sign-in through the new password to the role’s home, and stays there', async () => {
+    const exp = Math.floor(Date.now() / 1000) + 3600;
+    const tokens = { IdToken: idToken({ email: 'nora@northwind.test', 'cognito:groups': ['admin'] }, exp), AccessToken: 'acc', RefreshToken: 'ref', ExpiresIn: 3600 };
+    const { calls } = await mount('/signin?email=nora%40northwind.test', (call) => {
+      const target = call.headers['x-amz-target'];
+      if (target?.endsWith('InitiateAuth')) return jsonResponse(200, { ChallengeName: 'NEW_PASSWORD_REQUIRED', Session: 'sess' });
+      if (target?.endsWith('RespondToAuthChallenge')) return jsonResponse(200, { AuthenticationResult: tokens });
+      if (call.url === '/v1/users') return jsonResponse(200, [{ email: 'nora@northwind.test', name: 'Nora', role: 'admin', status: 'active', invited_at: '2025-01-01T00:00:00Z', updated_at: '2025-01-01T00:00:00Z' }]);
+      return jsonResponse(404, { code: 'not_found' });
+    });
+    await type(root.querySelector('input[name=password]')!, 'Tmp-password-1');
+    await act(() => button(/^Sign in$/).click());
+    await settle();
+    expect(location.pathname).toBe('/signin/new-password');
+    await type(root.querySelector('input[name=new-password]')!, 'Nora-own-pass-1!');
+    await type(root.querySelector('input[name=confirm-password]')!, 'Nora-own-pass-1!');
+    await act(() => button(/Set password and continue/).click());
+    await settle();
+    expect(location.pathname).toBe('/admin/people');
+    // The admin's area is a lazy chunk: wait for it to replace the previous page.
+    await vi.waitFor(async () => {
+      await settle(1);
+      expect(root.querySelector('main h1')?.textContent).toBe('People');
+    }, { timeout: 5000 });
+    expect(location.pathname).toBe('/admin/people');
+    expect(calls.find((c) => c.headers['x-amz-target']?.endsWith('RespondToAuthChallenge'))?.body).toMatchObject({
+      Session: 'sess',
+      ChallengeResponses: { USERNAME: 'nora@northwind.test', NEW_PASSWORD: 'Nora-own-pass-1!' },
+    });
+  });
+
+  it('shows a wrong password in place', async () => {
+    await mount('/signin', () => jsonResponse(400, { __type: 'NotAuthorizedException', message: 'Incorrect username or password.' }));
+    await type(root.querySelector('input[name=email]')!, 'a@b.test');
+    await type(root.querySelector('input[name=password]')!, 'nope');
+    await act(() => button(/^Sign in$/).click());
+    await settle();
+    expect(root.querySelector('[role=alert]')?.textContent).toContain('Incorrect email address or password.');
+  });
+});
+
+describe('the review desk', () => {
+  const api = (decide: () => Response) => (call: Call) => {
+    if (call.url === '/v1/diagnoses/d1') return jsonResponse(200, diagnosis);
+    if (call.url === '/v1/sessions/s1') return jsonResponse(200, { session_id: 's1', subject: 'S', attachments: [], queries: [] });
+    if (call.url.startsWith('/v1/review-queue')) return jsonResponse(200, { items: [{ ...diagnosis, age_seconds: 65 }], next_cursor: null });
+    if (call.url === '/v1/diagnoses/d1/decision') return decide();
+    return jsonResponse(404, { code: 'not_found' });
+  };
+
+  it('keeps a rejected amendment in place on a concurrent decision, and in the tab', async () => {
+    signInAs(['consultant']);
+    const { calls } = await mount('/review/d1', api(() => jsonResponse(409, { code: 'concurrent_modification', status: 409 })));
+    expect(text()).toContain('termination clause');
+    expect(text()).toContain('smollm2-135m');
+    expect(text()).toContain('Keyboard shortcuts');
+    await act(() => {
+      document.body.dispatchEvent(new KeyboardEvent('keydown', { key: 'e', bubbles: true }));
+    });
+    await settle(2);
+    const editor = root.querySelector('textarea')!;
+    expect(editor.value).toBe('The clause is enforceable.');
+    await type(editor, 'The clause is enforceable only with 30 days’ notice.');
+    expect(loadDraft('d1')?.text).toBe('The clause is enforceable only with 30 days’ notice.');
+    await act(() => button(/Approve with my amendment/).click());
+    await settle();
+    const decision = calls.find((c) => c.url === '/v1/diagnoses/d1/decision')!;
+    expect(decision.body).toEqual({ verdict: 'amend', amended_text: 'The clause is enforceable only with 30 days’ notice.' });
+    expect(text()).toContain('Another decision on this diagnosis was recorded first');
+    expect(root.querySelector('textarea')!.value).toBe('The clause is enforceable only with 30 days’ notice.');
+    expect(loadDraft('d1')).not.toBeNull();
+  });
+
+  it('restores a draft after signing in again and clears it once decided', async () => {
+    signInAs(['consultant']);
+    sessionStorage.setItem('casebook.draft.d1', JSON.stringify({ verdict: 'reject', text: '', reason: 'Outside our practice', savedAt: 1 }));
+    await mount('/review/d1', api(() => jsonResponse(201, { ids: { diagnosis_id: 'd1' }, events: [] })));
+    expect(text()).toContain('Restored your unsent rejection');
+    expect(root.querySelectorAll('textarea')[0]!.value).toBe('Outside our practice');
+    await act(() => button(/^Reject$/).click());
+    await settle();
+    expect(text()).toContain('Rejected: the customer sees your reason.');
+    expect(loadDraft('d1')).toBeNull();
+  });
+
+  it('sends a signed-out visitor to sign-in, keeping where they were going', async () => {
+    await mount('/review/d1', () => jsonResponse(404, {}));
+    expect(location.pathname).toBe('/signin');
+    expect(new URLSearchParams(location.search).get('next')).toBe('/review/d1');
+  });
+
+  it('keeps other roles out', async () => {
+    signInAs(['customer']);
+    await mount('/review', () => jsonResponse(404, {}));
+    expect(text()).toContain('Not available to your role');
+  });
+});
+
+describe('page logic', () => {
+  const entry = (id: string, query: string, confidence: number) => ({ ...diagnosis, diagnosis_id: id, query, age_seconds: 1, proposal: { ...diagnosis.proposal!, confidence } }) as QueueEntry;
+
+  it('filters the queue by words and confidence', () => {
+    const items = [entry('a', 'Lease renewal terms', 0.9), entry('b', 'Supplier termination', 0.4)];
+    expect(filterQueue(items, 'lease', 0).map((i) => i.diagnosis_id)).toEqual(['a']);
+    expect(filterQueue(items, '', 0.5).map((i) => i.diagnosis_id)).toEqual(['a']);
+    expect(filterQueue(items, 'smollm2 supplier', 0).map((i) => i.diagnosis_id)).toEqual(['b']);
+  });
+
+  it('moves through the queue', () => {
+    expect(neighbour(['a', 'b', 'c'], 'b', 1)).toBe('c');
+    expect(neighbour(['a', 'b', 'c'], 'a', -1)).toBeNull();
+    expect(neighbour(['a', 'b'], 'gone', 1)).toBe('a');
+  });
+
+  it('builds decision bodies and refuses a rejection without a reason', () => {
+    expect(decisionBody('approve', 'x', 'y')).toEqual({ verdict: 'approve' });
+    expect(decisionBody('amend', 'text', ' why ')).toEqual({ verdict: 'amend', amended_text: 'text', reason: 'why' });
+    expect(decisionBody('reject', '', ' no ')).toEqual({ verdict: 'reject', reason: 'no' });
+    expect(decisionProblem('reject', '', '  ')).toMatchObject({ field: 'reason' });
+    expect(decisionProblem('amend', ' ', '')).toMatchObject({ field: 'text' });
+    expect(decisionProblem('approve', '', '')).toBeNull();
+  });
+
+  it('maps sign-up errors to fields and keeps redirects inside the app', () => {
+    expect(signUpField('tenant_name')).toBe('practice');
+    expect(signUpField('email')).toBe('email');
+    expect(signUpField('body')).toBeNull();
+    expect(safeNext('/review/d1')).toBe('/review/d1');
+    expect(safeNext('//evil.test')).toBeNull();
+    expect(safeNext('https://evil.test')).toBeNull();
+    expect(safeNext('/signin')).toBeNull();
+  });
+
+  it('checks passwords against the pool policy', () => {
+    expect(passwordProblem('short')).toMatch(/12 characters/);
+    expect(passwordProblem('Long-enough-pass1')).toBeNull();
+    expect(passwordProblem('Long-enough-pass1', 'other')).toMatch(/differ/);
+    expect(passwordProblem('long-enough-pass1')).toMatch(/uppercase/);
+  });
+
+  it('checks attachments before uploading', () => {
+    expect(filesProblem([{ name: 'a.txt', size: 10 }])).toBeNull();
+    expect(filesProblem([{ name: 'a.txt', size: 0 }])).toMatch(/empty/);
+    expect(filesProblem([{ name: 'big.bin', size: 26 * 1024 * 1024 }])).toMatch(/25 MB/);
+    expect(filesProblem(Array.from({ length: 21 }, (_, i) => ({ name: `${i}`, size: 1 })))).toMatch(/20 files/);
+  });
+
+  it('polls less often as the wait grows', () => {
+    expect([0, 59_000, 60_000, 299_000, 300_000].map(pollDelay)).toEqual([3000, 3000, 10_000, 10_000, 30_000]);
+  });
+
+  it('parses tags, NDJSON and CSV', () => {
+    expect(parseTags(' a, b,,a ,c')).toEqual(['a', 'b', 'c']);
+    expect(parseNdjson('{"a":1}\n\n{"a":2}\n')).toEqual([{ a: 1 }, { a: 2 }]);
+    const rows = [{ seq: 1, reason: 'said "no", twice', retrieved_judgment_ids: ['x', 'y'], outcome: null }] as unknown as AuditRow[];
+    expect(toCsv(rows)).toBe('seq,reason,retrieved_judgment_ids,outcome\r\n1,"said ""no"", twice",x y,\r\n');
+  });
+
+  it('picks a session’s rows out of the chain', () => {
+    const base = { session_id: null, diagnosis_id: null, decision_id: null, aggregate_id: 'other' };
+    const rows = [
+      { ...base, seq: 1, session_id: 's1' },
+      { ...base, seq: 2, diagnosis_id: 'd1' },
+      { ...base, seq: 3, decision_id: 'd1' },
+      { ...base, seq: 4, session_id: 's2' },
+    ] as unknown as AuditRow[];
+    expect(trailRows(rows, 's1', new Set(['d1'])).map((r) => r.seq)).toEqual([1, 2, 3]);
+  });
+});
+
+describe('admin settings', () => {
+  it('sends exactly one setting, the threshold as a fraction or null', async () => {
+    const { settingsBody } = await import('./admin');
+    expect(settingsBody('threshold', '85')).toEqual({ auto_resolve_threshold: 0.85 });
+    expect(settingsBody('threshold', '')).toEqual({ auto_resolve_threshold: null });
+    expect(settingsBody('policy', 'open_weights_only')).toEqual({ model_policy: 'open_weights_only' });
+  });
+});
