@@ -7,7 +7,7 @@
 //! | module | holds |
 //! |---|---|
 //! | [`ids`] | typed ids ([`ids::TenantId`], [`ids::DiagnosisId`], …, [`ids::UserId`]) |
-//! | [`values`] | validating value types ([`values::Confidence`], [`values::Reason`], [`values::QueryText`], …) |
+//! | [`values`] | value types ([`values::Confidence`], [`values::Reason`], [`values::QueryText`], …): validated when parsed, read back from storage as stored |
 //! | [`actor`] | [`actor::Actor`] and [`actor::Role`]: who issues a command |
 //! | [`error`] | [`error::AccessError`] (shared by every aggregate) and [`error::ErrorKind`] for clients |
 //! | [`tenant`], [`session`], [`diagnosis`], [`decision`], [`judgment`] | one aggregate each |

@@ -1,8 +1,15 @@
-//! Validating value types: once constructed, a value is known to be valid.
+//! Value types: validated when they come in, read back as they were stored.
 //!
-//! Every constructor returns a [`ValidationError`] naming the offending field, and serde
-//! deserializes through the same constructor, so an invalid value can't enter through JSON
-//! either.
+//! Input goes through `parse` (or [`Confidence::new`], or `TryFrom`), which applies today's
+//! rules and returns a [`ValidationError`] naming the offending field: commands are built
+//! from parsed values only.
+//!
+//! Decoding (`Deserialize`) goes through `from_stored` instead, which checks only what makes
+//! the type meaningful, never a limit. Events, snapshots and read models hold values that
+//! passed the rules of the day they were accepted; were decoding to re-apply today's rules,
+//! tightening one (a shorter subject, a stricter address) would make that history
+//! undecodable and stop every projection and aggregate load on it. So JSON is no way to
+//! construct a value from untrusted input: parse its fields as strings instead.
 
 use std::fmt;
 
@@ -51,12 +58,12 @@ pub(crate) fn bounded(
     })
 }
 
-/// Declares a trimmed, non-empty, length-bounded text newtype.
+/// Declares a trimmed, non-empty, length-bounded text newtype: bounded when parsed, read
+/// back verbatim when decoded.
 macro_rules! bounded_text {
     ($(#[$meta:meta])* $name:ident { field: $field:literal, max_chars: $max:expr }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
-        #[serde(try_from = "String")]
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
         pub struct $name(String);
 
         impl $name {
@@ -68,9 +75,25 @@ macro_rules! bounded_text {
                 $crate::values::bounded(value.into(), $field, $max).map(Self)
             }
 
-            /// The validated text.
+            /// Text read back from storage (an event, a snapshot, a read model), as it was
+            /// stored: neither trimmed nor checked against today's bounds, which it may exceed
+            /// if they were tightened since (see the [module docs](crate::values)). Input from
+            /// outside goes through `parse`.
+            // Not trimmed either: `parse` stored it trimmed already, and decoding must give
+            // back exactly what was recorded, whatever the rules were then.
+            pub fn from_stored(value: impl Into<String>) -> Self {
+                Self(value.into())
+            }
+
+            /// The text.
             pub fn as_str(&self) -> &str {
                 &self.0
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                <String as serde::Deserialize>::deserialize(deserializer).map(Self::from_stored)
             }
         }
 
@@ -145,8 +168,8 @@ bounded_text! {
 ///
 /// Lowercased because Cognito's sign-in names and the platform's one-practice-per-address rule
 /// must not tell `Ann@x.com` from `ann@x.com`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(into = "String")]
 pub struct Email(String);
 
 impl Email {
@@ -156,7 +179,7 @@ impl Email {
     /// Trims and lowercases `value` and checks it is one address (`local@domain`, the domain
     /// with a dot), at most [`Email::MAX_CHARS`] characters.
     pub fn parse(value: impl Into<String>) -> Result<Self, ValidationError> {
-        let value = value.into().trim().to_lowercase();
+        let value = normalize_address(&value.into());
         if value.chars().count() > Self::MAX_CHARS {
             return Err(ValidationError::new(
                 "email",
@@ -177,9 +200,30 @@ impl Email {
         Ok(Self(value))
     }
 
+    /// An address read back from storage (an event, a snapshot, a read model): trimmed and
+    /// lowercased like [`Email::parse`], but not checked against today's rules, which it may
+    /// break if they were tightened since (see the [module docs](crate::values)).
+    // Normalised even so, because an address is a member's identity (the tenant's members are
+    // keyed by it): a stored one must compare equal to the same address parsed from a command.
+    // For anything `parse` stored this changes nothing.
+    pub fn from_stored(value: impl Into<String>) -> Self {
+        Self(normalize_address(&value.into()))
+    }
+
     /// The address.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// The form every [`Email`] is kept in, parsed or stored: trimmed and lowercased.
+fn normalize_address(value: &str) -> String {
+    value.trim().to_lowercase()
+}
+
+impl<'de> Deserialize<'de> for Email {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Self::from_stored)
     }
 }
 
@@ -204,13 +248,25 @@ impl fmt::Display for Email {
 }
 
 /// A model's confidence in its answer, or a threshold on it: a number in `0.0..=1.0`.
-#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize, Deserialize)]
-#[serde(try_from = "f64")]
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize)]
 pub struct Confidence(f64);
 
 impl Confidence {
     /// Checks `value` is in `0.0..=1.0` (which also rules out NaN).
     pub fn new(value: f64) -> Result<Self, ValidationError> {
+        // Today a new confidence needs nothing beyond being one. A rule for new values only
+        // (say, a lowest threshold) belongs here, never in `from_stored`.
+        Self::from_stored(value)
+    }
+
+    /// A confidence read back from storage (an event, a snapshot, a read model).
+    ///
+    /// Unlike the text types' `from_stored`, this one still checks the range: `0.0..=1.0` is
+    /// no limit that could tighten but what a confidence is (a probability; NaN is none). Every
+    /// confidence ever stored passed it, thresholds are compared against it, and the tenants'
+    /// read model checks it too, so a stored value outside it is corruption, which must stop
+    /// the reader rather than be clamped into a plausible number.
+    pub fn from_stored(value: f64) -> Result<Self, ValidationError> {
         if (0.0..=1.0).contains(&value) {
             Ok(Self(value))
         } else {
@@ -232,6 +288,12 @@ impl TryFrom<f64> for Confidence {
 
     fn try_from(value: f64) -> Result<Self, Self::Error> {
         Self::new(value)
+    }
+}
+
+impl<'de> Deserialize<'de> for Confidence {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Self::from_stored(f64::deserialize(deserializer)?).map_err(serde::de::Error::custom)
     }
 }
 

@@ -1,9 +1,10 @@
-//! Behaviour of the domain: given/when/then per aggregate, policies, values, upcasting, and
-//! property tests over random command sequences.
+//! Behaviour of the domain: given/when/then per aggregate, policies, values, upcasting,
+//! stored history past today's limits, and property tests over random command sequences.
 
 mod decision;
 mod diagnosis;
 mod finetune;
+mod history;
 mod judgment;
 mod people;
 mod policy;

@@ -1,7 +1,8 @@
 use std::str::FromStr;
 
 use casebook_domain::ids::{DecisionId, DiagnosisId, JudgmentId, TenantId, UserId};
-use casebook_domain::values::{Confidence, QueryText, Reason, UploadKey, ValidationError};
+use casebook_domain::values::{Confidence, Email, QueryText, Reason, UploadKey, ValidationError};
+use serde_json::json;
 
 use crate::support::{v, OTHER_TENANT, TENANT};
 
@@ -16,11 +17,39 @@ fn confidence_is_a_number_between_zero_and_one() {
 }
 
 #[test]
-fn serde_refuses_what_the_constructors_refuse() {
-    assert!(serde_json::from_str::<Confidence>("1.5").is_err());
-    assert!(serde_json::from_str::<Reason>(r#""   ""#).is_err());
-    let reason: Reason = serde_json::from_str(r#"" too vague ""#).expect("valid");
-    assert_eq!(reason.as_str(), "too vague");
+fn decoding_reads_text_back_as_stored_whatever_todays_limits() {
+    let blank: Reason = serde_json::from_str(r#""   ""#).expect("decodes");
+    assert_eq!(blank.as_str(), "   ");
+    let padded: Reason = serde_json::from_str(r#"" too vague ""#).expect("decodes");
+    assert_eq!(padded.as_str(), " too vague ");
+    let long = "q".repeat(QueryText::MAX_CHARS + 1);
+    let query: QueryText = serde_json::from_value(json!(long)).expect("decodes");
+    assert_eq!(query, QueryText::from_stored(long.clone()));
+    assert!(QueryText::parse(long).is_err());
+    assert!(serde_json::from_str::<Reason>("42").is_err());
+}
+
+#[test]
+fn a_decoded_email_is_normalised_like_a_parsed_one_but_not_checked() {
+    let stored: Email = serde_json::from_str(r#"" Ann@LOCALHOST ""#).expect("decodes");
+    assert_eq!(stored.as_str(), "ann@localhost");
+    assert!(Email::parse("ann@localhost").is_err());
+    let parsed = Email::parse(" Ann.Lee@Example.COM").expect("an address");
+    assert_eq!(Email::from_stored("ann.lee@example.com "), parsed);
+}
+
+#[test]
+fn a_decoded_confidence_must_still_be_between_zero_and_one() {
+    for edge in [0.0, 1.0] {
+        let decoded: Confidence = serde_json::from_value(json!(edge)).expect("decodes");
+        assert_eq!(decoded.value(), edge);
+    }
+    for bad in [json!(1.5), json!(-0.01), json!(null), json!("0.5")] {
+        assert!(
+            serde_json::from_value::<Confidence>(bad.clone()).is_err(),
+            "{bad}"
+        );
+    }
 }
 
 #[test]
