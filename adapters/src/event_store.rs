@@ -36,6 +36,10 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
+use async_trait::async_trait;
+use casebook_application::ports::{CommandError, Committed, EventRepository};
+use casebook_domain::ids::TenantId;
+
 use crate::postgres::{begin_for_tenants, Access};
 
 pub mod group_commit;
@@ -152,37 +156,16 @@ impl From<StoreError> for PersistenceError {
         match err {
             StoreError::Conflict => PersistenceError::OptimisticLockError,
             // cqrs-es has no variant for these, so the typed error rides inside and
-            // [`CommandError::from`] recovers it by downcasting.
+            // [`command_error`] recovers it by downcasting.
             other => PersistenceError::UnknownError(Box::new(other)),
         }
     }
 }
 
-/// The outcome of a failed command, in the terms an application service maps to responses.
-#[derive(Debug, thiserror::Error)]
-pub enum CommandError<E: StdError> {
-    /// The aggregate refused the command (a domain error).
-    #[error(transparent)]
-    Rejected(E),
-    /// Optimistic concurrency conflict (HTTP 409).
-    #[error("optimistic concurrency conflict")]
-    Conflict,
-    /// The stream's id belongs to another tenant's stream (HTTP 404, as an unknown id is).
-    #[error("no such stream in this tenant")]
-    NotFound,
-    /// The event could not be stored as given (HTTP 422).
-    #[error("invalid event: {0}")]
-    Invalid(String),
-    /// Transient infrastructure failure; the command may be retried (HTTP 503).
-    #[error("event store unavailable")]
-    Unavailable(#[source] Box<dyn StdError + Send + Sync>),
-    /// Anything else (HTTP 500, details only in logs).
-    #[error("unexpected event store failure")]
-    Unexpected(#[source] Box<dyn StdError + Send + Sync>),
-}
-
-impl<E: StdError> From<AggregateError<E>> for CommandError<E> {
-    fn from(err: AggregateError<E>) -> Self {
+/// A cqrs-es error as the command outcome the application's port reports, recovering the
+/// [`StoreError`] carried inside.
+pub fn command_error<E: StdError>(err: AggregateError<E>) -> CommandError<E> {
+    {
         match err {
             AggregateError::UserError(err) => CommandError::Rejected(err),
             AggregateError::AggregateConflict => CommandError::Conflict,
@@ -445,7 +428,7 @@ fn serialization(err: serde_json::Error) -> StoreError {
     StoreError::Unexpected(Arc::new(err))
 }
 
-/// Carries a [`StoreError`] through cqrs-es's error type; [`CommandError::from`] recovers it.
+/// Carries a [`StoreError`] through cqrs-es's error type; [`command_error`] recovers it.
 fn aggregate_error<E: StdError>(err: StoreError) -> AggregateError<E> {
     match err {
         StoreError::Conflict => AggregateError::AggregateConflict,
@@ -500,21 +483,6 @@ where
     }
 }
 
-/// An event the store accepted, and where it landed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Committed {
-    /// The aggregate's type (`Aggregate::TYPE`).
-    pub aggregate_type: &'static str,
-    /// The aggregate's id.
-    pub aggregate_id: String,
-    /// Position within the aggregate's stream (its version after this event).
-    pub sequence: usize,
-    /// Position in the global log.
-    pub global_position: i64,
-    /// The event's type.
-    pub event_type: String,
-}
-
 impl<A> EventStore<A>
 where
     A: Aggregate + Send + Sync,
@@ -532,7 +500,9 @@ where
         metadata: HashMap<String, String>,
     ) -> Result<Vec<Committed>, CommandError<A::Error>> {
         let store = self.for_metadata(&metadata)?;
-        let context = cqrs_es::EventStore::load_aggregate(&store, aggregate_id).await?;
+        let context = cqrs_es::EventStore::load_aggregate(&store, aggregate_id)
+            .await
+            .map_err(command_error)?;
         let loaded_empty = context.current_sequence == 0;
         match store
             .handle_and_write(context, command, services, metadata)
@@ -544,7 +514,7 @@ where
                 match store.read_stream(EVENTS_AFTER, aggregate_id, Some(0)).await {
                     Ok(rows) if rows.is_empty() => Err(CommandError::NotFound),
                     Ok(_) => Err(CommandError::Conflict),
-                    Err(err) => Err(CommandError::from(aggregate_error::<A::Error>(err))),
+                    Err(err) => Err(command_error(aggregate_error::<A::Error>(err))),
                 }
             }
             outcome => outcome,
@@ -613,7 +583,7 @@ where
         let (envelopes, positions) = self
             .write(events, &context, metadata)
             .await
-            .map_err(|err| CommandError::from(aggregate_error::<A::Error>(err)))?;
+            .map_err(|err| command_error(aggregate_error::<A::Error>(err)))?;
         Ok(envelopes
             .iter()
             .zip(positions)
@@ -672,6 +642,50 @@ fn serialized_event(row: &PgRow) -> Result<SerializedEvent, StoreError> {
         row.try_get("payload")?,
         row.try_get("metadata")?,
     ))
+}
+
+/// The application's port over this store: every read in the tenant's scope.
+#[async_trait]
+impl<A> EventRepository<A> for EventStore<A>
+where
+    A: Aggregate<Services = ()> + Send + Sync + 'static,
+    A::Command: Clone + Send + 'static,
+    A::Error: Send,
+{
+    async fn load(&self, tenant: TenantId, id: &str) -> Result<A, CommandError<A::Error>> {
+        let context = cqrs_es::EventStore::load_aggregate(&self.for_tenant(*tenant.as_uuid()), id)
+            .await
+            .map_err(command_error)?;
+        Ok(context.into_state())
+    }
+
+    async fn load_events(
+        &self,
+        tenant: TenantId,
+        id: &str,
+    ) -> Result<Vec<EventEnvelope<A>>, CommandError<A::Error>> {
+        cqrs_es::EventStore::load_events(&self.for_tenant(*tenant.as_uuid()), id)
+            .await
+            .map_err(command_error)
+    }
+
+    async fn execute(
+        &self,
+        id: &str,
+        command: A::Command,
+        metadata: HashMap<String, String>,
+    ) -> Result<Vec<Committed>, CommandError<A::Error>> {
+        EventStore::execute(self, id, command, &(), metadata).await
+    }
+
+    async fn execute_new(
+        &self,
+        id: &str,
+        command: A::Command,
+        metadata: HashMap<String, String>,
+    ) -> Result<Vec<Committed>, CommandError<A::Error>> {
+        EventStore::execute_new(self, id, command, &(), metadata).await
+    }
 }
 
 #[cfg(test)]

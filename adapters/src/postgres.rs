@@ -226,6 +226,14 @@ async fn keep_token_fresh(pool: PgPool, options: PgConnectOptions, signer: RdsTo
     }
 }
 
+/// Whether the database behind `pool` answers (a health check's question).
+pub async fn ping(pool: &PgPool) -> Result<(), sqlx::Error> {
+    sqlx::query_scalar::<_, i32>("SELECT 1")
+        .fetch_one(pool)
+        .await
+        .map(drop)
+}
+
 /// Applies every pending migration (idempotent).
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     MIGRATOR.run(pool).await

@@ -3,8 +3,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use casebook_adapters::event_store::{CommandError, Committed, EventStore, SNAPSHOT_EVERY};
+use casebook_adapters::event_store::{command_error, EventStore, SNAPSHOT_EVERY};
 use casebook_adapters::postgres::{begin_for_tenants, Access, DbRole};
+use casebook_application::ports::{CommandError, Committed};
 use casebook_tests::TestDb;
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, AggregateError, CqrsFramework, DomainEvent, EventStore as _};
@@ -134,7 +135,7 @@ async fn add(
         tenant_metadata(TENANT),
     )
     .await
-    .map_err(CommandError::from)
+    .map_err(command_error)
 }
 
 #[tokio::test]
@@ -377,7 +378,7 @@ async fn an_event_without_a_valid_tenant_is_rejected_as_invalid() {
                 metadata,
             )
             .await
-            .map_err(CommandError::from)
+            .map_err(command_error)
             .unwrap_err();
         assert!(matches!(err, CommandError::Invalid(_)), "got {err:?}");
     }
@@ -565,7 +566,7 @@ async fn commands_appending_at_the_same_time_share_commits_and_each_gets_its_own
         matches!(conflict, Err(AggregateError::AggregateConflict)),
         "{conflict:?}"
     );
-    let invalid = invalid.map_err(CommandError::<Refused>::from).unwrap_err();
+    let invalid = invalid.map_err(command_error::<Refused>).unwrap_err();
     assert!(matches!(invalid, CommandError::Invalid(_)), "{invalid:?}");
     for (id, committed) in more_ids.iter().zip(created) {
         let (reported, stored) = committed_against_stored(&log, id, &committed.unwrap()).await;

@@ -6,12 +6,10 @@
 //! every failure to a [`ServiceError`] a client can act on. The aggregates decide; this only
 //! prepares and dispatches.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use casebook_adapters::event_store::{Appender, CommandError, Committed, EventStore};
-use casebook_adapters::postgres::{begin_for_tenants, Access};
 use casebook_domain::actor::{Actor, Role};
 use casebook_domain::decision::{ConsultantDecision, DecisionCommand};
 use casebook_domain::diagnosis::{Diagnosis, DiagnosisCommand, DiagnosisEvent, DiagnosisSnapshot};
@@ -22,12 +20,14 @@ use casebook_domain::metadata::{EventMetadata, Source};
 use casebook_domain::policy::{should_auto_approve, PlanTier};
 use casebook_domain::session::{SessionCommand, TenantSession};
 use casebook_domain::tenant::{Invitee, Tenant, TenantCommand};
-use casebook_domain::upcast::upcasters;
 use casebook_domain::values::{
     DiagnosisText, Email, QueryText, Reason, Subject, TenantName, UploadKey,
 };
 use cqrs_es::Aggregate;
-use sqlx::PgPool;
+
+use crate::ports::{
+    CommandError, Committed, EventRepository, RecordError, RequestRecords, SignUpAttemptRecord,
+};
 
 /// Why a request could not be carried out, in terms a client can act on.
 #[derive(Debug, thiserror::Error)]
@@ -117,80 +117,36 @@ impl Accepted {
 /// request.
 #[derive(Clone)]
 pub struct Service {
-    stores: Arc<Stores>,
+    inner: Arc<Inner>,
 }
 
-struct Stores {
-    tenants: EventStore<Tenant>,
-    sessions: EventStore<TenantSession>,
-    diagnoses: EventStore<Diagnosis>,
-    decisions: EventStore<ConsultantDecision>,
-    judgments: EventStore<Judgment>,
+/// The event stores of every aggregate the service commands.
+#[derive(Clone)]
+pub struct Stores {
+    /// Tenants.
+    pub tenants: Arc<dyn EventRepository<Tenant>>,
+    /// Customers' sessions.
+    pub sessions: Arc<dyn EventRepository<TenantSession>>,
+    /// Diagnoses.
+    pub diagnoses: Arc<dyn EventRepository<Diagnosis>>,
+    /// Consultants' decisions.
+    pub decisions: Arc<dyn EventRepository<ConsultantDecision>>,
+    /// Captured judgment.
+    pub judgments: Arc<dyn EventRepository<Judgment>>,
+}
+
+struct Inner {
+    stores: Stores,
+    /// What isn't an event: upload grants, address claims, sign-up attempts.
+    records: Arc<dyn RequestRecords>,
     active_tenants: ActiveTenants,
-    uploads: UploadGrants,
-    /// The request path's pool, for what isn't an event (address claims, sign-up attempts).
-    pool: PgPool,
 }
 
-/// Who was issued each upload URL: a customer may attach only the uploads issued to them.
-struct UploadGrants {
-    pool: PgPool,
-}
-
-impl UploadGrants {
-    async fn record(&self, actor: &Actor, key: &UploadKey) -> Result<(), ServiceError> {
-        let mut tx =
-            begin_for_tenants(&self.pool, Access::ReadWrite, &[*actor.tenant_id.as_uuid()]).await?;
-        sqlx::query(
-            "INSERT INTO upload_grants (tenant_id, key, issued_to) VALUES ($1, $2, $3)
-             ON CONFLICT (tenant_id, key) DO NOTHING",
-        )
-        .bind(actor.tenant_id.as_uuid())
-        .bind(key.as_str())
-        .bind(actor.user_id.as_str())
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Those of `keys` issued to `actor`.
-    async fn issued_to(
-        &self,
-        actor: &Actor,
-        keys: &[UploadKey],
-    ) -> Result<BTreeSet<UploadKey>, ServiceError> {
-        if keys.is_empty() {
-            return Ok(BTreeSet::new());
-        }
-        let names: Vec<&str> = keys.iter().map(UploadKey::as_str).collect();
-        let mut tx =
-            begin_for_tenants(&self.pool, Access::ReadOnly, &[*actor.tenant_id.as_uuid()]).await?;
-        let issued: Vec<String> = sqlx::query_scalar(
-            "SELECT key FROM upload_grants
-              WHERE tenant_id = $1 AND issued_to = $2 AND key = ANY($3)",
-        )
-        .bind(actor.tenant_id.as_uuid())
-        .bind(actor.user_id.as_str())
-        .bind(names)
-        .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(keys
-            .iter()
-            .filter(|key| issued.iter().any(|issued| issued == key.as_str()))
-            .cloned()
-            .collect())
-    }
-}
-
-impl From<sqlx::Error> for ServiceError {
-    fn from(err: sqlx::Error) -> Self {
+impl From<RecordError> for ServiceError {
+    fn from(err: RecordError) -> Self {
         match err {
-            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
-                ServiceError::Unavailable(Box::new(err))
-            }
-            other => ServiceError::Internal(Box::new(other)),
+            RecordError::Unavailable(err) => ServiceError::Unavailable(err),
+            RecordError::Unexpected(err) => ServiceError::Internal(err),
         }
     }
 }
@@ -232,28 +188,20 @@ impl ActiveTenants {
 }
 
 impl Service {
-    /// A service appending through `pool` (which should run as `casebook_app`).
-    pub fn new(pool: PgPool) -> Self {
-        // One appender for every store: concurrent commands on any aggregates share commits.
-        let appender = Appender::new(pool.clone());
+    /// A service commanding `stores`, keeping what isn't an event in `records`.
+    pub fn new(stores: Stores, records: Arc<dyn RequestRecords>) -> Self {
         Self {
-            stores: Arc::new(Stores {
-                tenants: EventStore::with_appender(appender.clone(), upcasters()),
-                sessions: EventStore::with_appender(appender.clone(), upcasters()),
-                diagnoses: EventStore::with_appender(appender.clone(), upcasters()),
-                decisions: EventStore::with_appender(appender.clone(), upcasters()),
-                judgments: EventStore::with_appender(appender, upcasters()),
+            inner: Arc::new(Inner {
+                stores,
+                records,
                 active_tenants: ActiveTenants::default(),
-                uploads: UploadGrants { pool: pool.clone() },
-                pool,
             }),
         }
     }
 
-    /// The appender of this service's stores, for other stores of the same process to share
-    /// its commits.
-    pub fn appender(&self) -> Appender {
-        self.stores.tenants.appender().clone()
+    /// The stores this service commands, for use cases that read streams themselves.
+    pub fn stores(&self) -> &Stores {
+        &self.inner.stores
     }
 
     /// Onboards the caller's tenant (an admin of that tenant).
@@ -272,8 +220,14 @@ impl Service {
         command: TenantCommand,
     ) -> Result<Accepted, ServiceError> {
         let tenant_id = ctx.actor.tenant_id;
-        let result = execute(&self.stores.tenants, &tenant_id.to_string(), command, ctx).await;
-        self.stores.active_tenants.forget(tenant_id);
+        let result = execute(
+            &self.inner.stores.tenants,
+            &tenant_id.to_string(),
+            command,
+            ctx,
+        )
+        .await;
+        self.inner.active_tenants.forget(tenant_id);
         result
     }
 
@@ -361,15 +315,7 @@ impl Service {
     /// Takes `email` for `tenant_id` (see `casebook_claim_email` in the migrations): one
     /// address, one practice, as Cognito has one account per address.
     async fn claim_email(&self, tenant_id: TenantId, email: &Email) -> Result<(), ServiceError> {
-        let tenant = *tenant_id.as_uuid();
-        let mut tx = begin_for_tenants(&self.stores.pool, Access::ReadWrite, &[tenant]).await?;
-        let claimed: bool = sqlx::query_scalar("SELECT casebook_claim_email($1, $2)")
-            .bind(email.as_str())
-            .bind(tenant)
-            .fetch_one(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        if claimed {
+        if self.inner.records.claim_email(tenant_id, email).await? {
             Ok(())
         } else {
             Err(ServiceError::Refused {
@@ -385,26 +331,20 @@ impl Service {
         &self,
         attempt: &SignUpAttempt<'_>,
     ) -> Result<(), ServiceError> {
-        let mut tx = begin_for_tenants(&self.stores.pool, Access::ReadWrite, &[]).await?;
-        sqlx::query(
-            "INSERT INTO signup_attempts (source, email_sha256, outcome, tenant_id, request_id)
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(attempt.source)
-        .bind(attempt.email.map(|email| hex_sha256(email.as_str())))
-        .bind(attempt.outcome)
-        .bind(attempt.tenant_id.map(|tenant| *tenant.as_uuid()))
-        .bind(attempt.request_id)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        let record = SignUpAttemptRecord {
+            source: attempt.source.to_owned(),
+            email_sha256: attempt.email.map(|email| hex_sha256(email.as_str())),
+            outcome: attempt.outcome.to_owned(),
+            tenant_id: attempt.tenant_id,
+            request_id: attempt.request_id.to_owned(),
+        };
+        Ok(self.inner.records.record_sign_up_attempt(&record).await?)
     }
 
     /// Records that the upload at `key` was issued to `actor`, the one customer who may attach
     /// it.
     pub async fn grant_upload(&self, actor: &Actor, key: &UploadKey) -> Result<(), ServiceError> {
-        self.stores.uploads.record(actor, key).await
+        Ok(self.inner.records.grant_upload(actor, key).await?)
     }
 
     /// Opens a session for a customer.
@@ -417,9 +357,9 @@ impl Service {
     ) -> Result<Accepted, ServiceError> {
         let tenant_active = self.tenant_active(ctx.actor.tenant_id).await?;
         let uploads_issued_to_actor = self
-            .stores
-            .uploads
-            .issued_to(&ctx.actor, &attachments)
+            .inner
+            .records
+            .uploads_issued_to(&ctx.actor, &attachments)
             .await?;
         let command = SessionCommand::Open {
             actor: ctx.actor.clone(),
@@ -429,7 +369,13 @@ impl Service {
             uploads_issued_to_actor,
             tenant_active,
         };
-        create(&self.stores.sessions, &session_id.to_string(), command, ctx).await
+        create(
+            &self.inner.stores.sessions,
+            &session_id.to_string(),
+            command,
+            ctx,
+        )
+        .await
     }
 
     /// Submits a query in an open session and requests its diagnosis (same id as the
@@ -448,19 +394,25 @@ impl Service {
             text: text.clone(),
             tenant_active,
         };
-        let submitted =
-            match execute(&self.stores.sessions, &session_id.to_string(), submit, ctx).await {
-                Ok(accepted) => accepted,
-                // A retry of a request whose diagnosis request did not make it.
-                Err(ServiceError::Conflict(_))
-                    if self
-                        .query_pending(ctx.actor.tenant_id, &session_id, query_id)
-                        .await? =>
-                {
-                    Accepted { events: Vec::new() }
-                }
-                Err(err) => return Err(err),
-            };
+        let submitted = match execute(
+            &self.inner.stores.sessions,
+            &session_id.to_string(),
+            submit,
+            ctx,
+        )
+        .await
+        {
+            Ok(accepted) => accepted,
+            // A retry of a request whose diagnosis request did not make it.
+            Err(ServiceError::Conflict(_))
+                if self
+                    .query_pending(ctx.actor.tenant_id, &session_id, query_id)
+                    .await? =>
+            {
+                Accepted { events: Vec::new() }
+            }
+            Err(err) => return Err(err),
+        };
         let diagnosis_id = DiagnosisId::for_query(query_id);
         let request = DiagnosisCommand::Request {
             actor: ctx.actor.clone(),
@@ -471,7 +423,7 @@ impl Service {
             tenant_active,
         };
         let requested = create(
-            &self.stores.diagnoses,
+            &self.inner.stores.diagnoses,
             &diagnosis_id.to_string(),
             request,
             ctx,
@@ -489,7 +441,13 @@ impl Service {
         let command = SessionCommand::Close {
             actor: ctx.actor.clone(),
         };
-        execute(&self.stores.sessions, &session_id.to_string(), command, ctx).await
+        execute(
+            &self.inner.stores.sessions,
+            &session_id.to_string(),
+            command,
+            ctx,
+        )
+        .await
     }
 
     /// Runs a diagnosis-pipeline command (context, proposal, failure, resolution).
@@ -500,7 +458,7 @@ impl Service {
         command: DiagnosisCommand,
     ) -> Result<Accepted, ServiceError> {
         execute(
-            &self.stores.diagnoses,
+            &self.inner.stores.diagnoses,
             &diagnosis_id.to_string(),
             command,
             ctx,
@@ -538,7 +496,7 @@ impl Service {
         };
         let decision_id = DecisionId::for_diagnosis(diagnosis_id);
         create(
-            &self.stores.decisions,
+            &self.inner.stores.decisions,
             &decision_id.to_string(),
             command,
             ctx,
@@ -575,7 +533,7 @@ impl Service {
         };
         let decision_id = DecisionId::for_diagnosis(diagnosis_id);
         create(
-            &self.stores.decisions,
+            &self.inner.stores.decisions,
             &decision_id.to_string(),
             command,
             ctx,
@@ -590,10 +548,12 @@ impl Service {
         tenant_id: TenantId,
         diagnosis_id: DiagnosisId,
     ) -> Result<(String, String), ServiceError> {
-        let diagnoses = self.stores.diagnoses.for_tenant(*tenant_id.as_uuid());
-        let events = cqrs_es::EventStore::load_events(&diagnoses, &diagnosis_id.to_string())
-            .await
-            .map_err(|err| ServiceError::from(CommandError::from(err)))?;
+        let events = self
+            .inner
+            .stores
+            .diagnoses
+            .load_events(tenant_id, &diagnosis_id.to_string())
+            .await?;
         let mut query = None;
         let mut proposal = None;
         for envelope in events {
@@ -625,7 +585,7 @@ impl Service {
             content,
         };
         create(
-            &self.stores.judgments,
+            &self.inner.stores.judgments,
             &judgment_id.to_string(),
             command,
             ctx,
@@ -641,7 +601,7 @@ impl Service {
         command: JudgmentCommand,
     ) -> Result<Accepted, ServiceError> {
         execute(
-            &self.stores.judgments,
+            &self.inner.stores.judgments,
             &judgment_id.to_string(),
             command,
             ctx,
@@ -656,16 +616,21 @@ impl Service {
 
     /// The tenant as its stream now stands (not onboarded: the default, empty tenant).
     pub async fn tenant_state(&self, tenant_id: TenantId) -> Result<Tenant, ServiceError> {
-        load(&self.stores.tenants, tenant_id, &tenant_id.to_string()).await
+        load(
+            &self.inner.stores.tenants,
+            tenant_id,
+            &tenant_id.to_string(),
+        )
+        .await
     }
 
     async fn tenant_active(&self, tenant_id: TenantId) -> Result<bool, ServiceError> {
-        if self.stores.active_tenants.is_known_active(tenant_id) {
+        if self.inner.active_tenants.is_known_active(tenant_id) {
             return Ok(true);
         }
         let active = self.tenant_state(tenant_id).await?.is_active();
         if active {
-            self.stores.active_tenants.remember_active(tenant_id);
+            self.inner.active_tenants.remember_active(tenant_id);
         }
         Ok(active)
     }
@@ -675,7 +640,12 @@ impl Service {
         tenant_id: TenantId,
         diagnosis_id: DiagnosisId,
     ) -> Result<DiagnosisSnapshot, ServiceError> {
-        let diagnosis = load(&self.stores.diagnoses, tenant_id, &diagnosis_id.to_string()).await?;
+        let diagnosis = load(
+            &self.inner.stores.diagnoses,
+            tenant_id,
+            &diagnosis_id.to_string(),
+        )
+        .await?;
         diagnosis.snapshot().ok_or(ServiceError::NotFound)
     }
 
@@ -686,12 +656,22 @@ impl Service {
         session_id: &SessionId,
         query_id: QueryId,
     ) -> Result<bool, ServiceError> {
-        let session = load(&self.stores.sessions, tenant_id, &session_id.to_string()).await?;
+        let session = load(
+            &self.inner.stores.sessions,
+            tenant_id,
+            &session_id.to_string(),
+        )
+        .await?;
         if !session.has_query(query_id) {
             return Ok(false);
         }
         let diagnosis_id = DiagnosisId::for_query(query_id);
-        let diagnosis = load(&self.stores.diagnoses, tenant_id, &diagnosis_id.to_string()).await?;
+        let diagnosis = load(
+            &self.inner.stores.diagnoses,
+            tenant_id,
+            &diagnosis_id.to_string(),
+        )
+        .await?;
         Ok(diagnosis.status().is_none())
     }
 }
@@ -759,33 +739,29 @@ pub enum ConsultantVerdict {
 }
 
 async fn load<A>(
-    store: &EventStore<A>,
+    store: &Arc<dyn EventRepository<A>>,
     tenant: TenantId,
     aggregate_id: &str,
 ) -> Result<A, ServiceError>
 where
-    A: Aggregate + Send + Sync,
+    A: Aggregate,
     A::Error: DomainError + Send + Sync + 'static,
 {
-    let context =
-        cqrs_es::EventStore::load_aggregate(&store.for_tenant(*tenant.as_uuid()), aggregate_id)
-            .await
-            .map_err(|err| ServiceError::from(CommandError::from(err)))?;
-    Ok(context.into_state())
+    Ok(store.load(tenant, aggregate_id).await?)
 }
 
 async fn execute<A>(
-    store: &EventStore<A>,
+    store: &Arc<dyn EventRepository<A>>,
     aggregate_id: &str,
     command: A::Command,
     ctx: &RequestContext,
 ) -> Result<Accepted, ServiceError>
 where
-    A: Aggregate<Services = ()> + Send + Sync,
+    A: Aggregate,
     A::Error: DomainError + Send + Sync + 'static,
 {
     let events = store
-        .execute(aggregate_id, command, &(), ctx.metadata.to_map())
+        .execute(aggregate_id, command, ctx.metadata.to_map())
         .await?;
     Ok(Accepted { events })
 }
@@ -793,18 +769,17 @@ where
 /// [`execute`] for a command that starts its stream (an id the caller chose or derived): the
 /// stream is read only if it turns out to exist, so a creation costs one round trip.
 async fn create<A>(
-    store: &EventStore<A>,
+    store: &Arc<dyn EventRepository<A>>,
     aggregate_id: &str,
     command: A::Command,
     ctx: &RequestContext,
 ) -> Result<Accepted, ServiceError>
 where
-    A: Aggregate<Services = ()> + Send + Sync,
-    A::Command: Clone,
+    A: Aggregate,
     A::Error: DomainError + Send + Sync + 'static,
 {
     let events = store
-        .execute_new(aggregate_id, command, &(), ctx.metadata.to_map())
+        .execute_new(aggregate_id, command, ctx.metadata.to_map())
         .await?;
     Ok(Accepted { events })
 }

@@ -18,8 +18,8 @@ use serde_json::{json, Value};
 
 use crate::auth::AuthError;
 use crate::http::caller::Authenticator;
-use crate::service::{Service, ServiceError};
-use crate::usage_keys::UsageKeys;
+use casebook_application::ports::UsageKeys;
+use casebook_application::service::{Service, ServiceError};
 
 /// What API Gateway sends a TOKEN authorizer.
 #[derive(Debug, Deserialize)]

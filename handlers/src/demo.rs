@@ -20,8 +20,11 @@ use casebook_domain::values::{Email, PersonName, TenantName};
 use casebook_projections::runner::{RunError, Runner};
 use uuid::Uuid;
 
-use crate::people::{CognitoPeople, KeptMailbox, PeopleSubscription};
-use crate::service::{RequestContext, Service, ServiceError, SignUp};
+use crate::reactions::ReactionSubscription;
+use casebook_adapters::people::CognitoPeople;
+use casebook_application::in_memory::KeptMailbox;
+use casebook_application::reactions::People;
+use casebook_application::service::{RequestContext, Service, ServiceError, SignUp};
 
 /// The local pool's name.
 pub const POOL_NAME: &str = "casebook-local";
@@ -102,16 +105,15 @@ pub async fn set_up(config: &Config) -> Result<Demo, DemoError> {
     owner.close().await;
     let app = postgres::connect_database(&config.database, DbRole::App, 2).await?;
     let projector = postgres::connect_database(&config.database, DbRole::Projector, 2).await?;
-    let service = Service::new(app.clone());
+    let service = crate::compose::service(app.clone());
     let mailbox = Arc::new(KeptMailbox::default());
     let identity = Arc::new(CognitoPeople::new(cognito.clone(), pool.clone()));
-    let people = || {
-        Runner::new(projector.clone()).with_subscription(PeopleSubscription::new(
-            service.clone(),
-            identity.clone(),
-            mailbox.clone(),
-        ))
-    };
+    let people =
+        || {
+            Runner::new(projector.clone()).with_subscription(ReactionSubscription::new(
+                People::new(service.clone(), identity.clone(), mailbox.clone()),
+            ))
+        };
 
     // A rerun finds the same sign-up (same tenant, same admin) and replays it.
     let admin = demo_user(Role::Admin);

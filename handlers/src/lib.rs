@@ -10,20 +10,20 @@
 //! - [`jobs`]: the scheduled jobs of the `scheduler` function.
 //! - [`relay`]: the subscription publishing events to EventBridge and SQS.
 //! - [`worker`]: the SQS message handlers, for the `worker` Lambda and the local loop.
-//! - [`people`]: the subscription that keeps each member's Cognito account as their tenant
-//!   says.
+//! - [`reactions`]: the application's reactions as subscriptions of the global log.
+//! - [`compose`]: the application's use cases over the real adapters — the composition root.
+//!
+//! The use cases themselves live in `casebook-application`; nothing here holds SQL.
 
 pub mod auth;
 pub mod authorizer;
+pub mod compose;
 pub mod demo;
 pub mod http;
 pub mod jobs;
 pub mod operator;
-pub mod people;
 pub mod reactions;
 pub mod relay;
 pub mod server;
-pub mod service;
 pub mod telemetry;
-pub mod usage_keys;
 pub mod worker;

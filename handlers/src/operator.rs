@@ -13,7 +13,7 @@ use casebook_domain::policy::PlanTier;
 use casebook_domain::tenant::TenantCommand;
 use casebook_domain::values::{Reason, ValidationError};
 
-use crate::service::{Accepted, RequestContext, Service, ServiceError};
+use casebook_application::service::{Accepted, RequestContext, Service, ServiceError};
 
 /// What the operator does to a tenant.
 #[derive(Debug, Clone, PartialEq)]

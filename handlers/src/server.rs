@@ -30,14 +30,16 @@ use casebook_adapters::aws::{shared_config, SdkConfig};
 use casebook_domain::ports::Embedder;
 use std::path::PathBuf;
 
+use crate::compose::{diagnoser, search_pool};
 use crate::jobs::{run_scheduler_until, Jobs, JobsConfig, Schedule};
-use crate::people::{CognitoPeople, IdentityProvider, Mailbox, PeopleSubscription, PrintedMailbox};
-use crate::reactions::{ReactionSubscription, Reactions};
+use crate::reactions::ReactionSubscription;
 use crate::relay::{Relay, RelayConfig};
-use crate::service::Service;
-use crate::usage_keys::UsageKeySubscription;
-use crate::worker::{run_worker_until, search_pool, Worker};
+use crate::worker::{run_worker_until, Worker};
 use casebook_adapters::cognito::CognitoAdmin;
+use casebook_adapters::people::{CognitoPeople, PrintedMailbox};
+use casebook_application::ports::{IdentityProvider, Mailbox};
+use casebook_application::reactions::{People, Reactions, UsageKeyAssignment};
+use casebook_application::service::Service;
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -124,9 +126,14 @@ impl Application {
         }
         let ai = AiConfig::from_env().map_err(|err| ServeError::Aws(Box::new(err)))?;
         let providers = AiProviders::from_config(&ai).await;
-        let (relay, usage_plans) = match async_wiring(&app.state.pool, &config.database, &providers)
-            .await?
-        {
+        let wiring = async_wiring(
+            &app.state.pool,
+            &app.state.service,
+            &config.database,
+            &providers,
+        )
+        .await?;
+        let (relay, usage_plans) = match wiring {
             Some(wiring) => {
                 let schedule =
                     Schedule::from_env().map_err(|err| ServeError::Config(Box::new(err)))?;
@@ -372,7 +379,10 @@ pub fn projector(
 
 /// `runner` also keeping each tenant's own API key on its plan's usage plan.
 pub fn with_usage_keys(runner: Runner, service: Service, plans: UsagePlans) -> Runner {
-    runner.with_subscription(UsageKeySubscription::new(service, Arc::new(plans)))
+    runner.with_subscription(ReactionSubscription::new(UsageKeyAssignment::new(
+        service,
+        Arc::new(plans),
+    )))
 }
 
 /// `runner` also keeping each member's account in the identity provider as their tenant says,
@@ -383,7 +393,9 @@ pub fn with_people(
     identity: Arc<dyn IdentityProvider>,
     mailbox: Arc<dyn Mailbox>,
 ) -> Runner {
-    runner.with_subscription(PeopleSubscription::new(service, identity, mailbox))
+    runner.with_subscription(ReactionSubscription::new(People::new(
+        service, identity, mailbox,
+    )))
 }
 
 /// The user pool whose accounts the people subscription keeps: `CASEBOOK_USER_POOL_ID` and
@@ -437,6 +449,7 @@ pub struct AsyncWiring {
 /// attachments from the uploads bucket.
 pub async fn async_wiring(
     app_pool: &PgPool,
+    service: &Service,
     database: &DatabaseConfig,
     providers: &AiProviders,
 ) -> Result<Option<AsyncWiring>, ServeError> {
@@ -486,13 +499,13 @@ pub async fn async_wiring(
         relay = relay.with_local_jobs_queue(&aws, &url);
     }
     let search_pool = search_pool(database).await.map_err(ServeError::Connect)?;
-    let mut worker = Worker::from_providers(app_pool.clone(), search_pool, providers);
+    let mut diagnoser = diagnoser(service.clone(), search_pool, providers);
     if let Some(bucket) = uploads_bucket {
-        worker = worker.with_attachments(Arc::new(TenantBucket::new(&aws, bucket)));
+        diagnoser = diagnoser.with_attachments(Arc::new(TenantBucket::new(&aws, bucket)));
     }
     Ok(Some(AsyncWiring {
         relay,
-        worker,
+        worker: Worker::new(diagnoser),
         queue: Queue::new(&aws, &relay_config.diagnosis_queue_url),
         jobs,
         usage_plans,

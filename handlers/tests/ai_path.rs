@@ -192,9 +192,11 @@ async fn a_query_becomes_a_grounded_proposal_and_its_approval_grounds_the_next_o
             .clone()
             .with_uploads(Uploads::new(uploads.clone(), Duration::from_secs(300))),
     );
-    let worker = support::scenario::worker(&app.pool, embedder.clone(), llm.clone())
-        .await
-        .with_attachments(Arc::new(uploads.clone()));
+    let worker = casebook_handlers::worker::Worker::new(
+        support::scenario::diagnoser(&app.pool, embedder.clone(), llm.clone())
+            .await
+            .with_attachments(Arc::new(uploads.clone())),
+    );
     let queue = Queue::new(&aws, &resources.diagnosis_queue_url);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
@@ -448,7 +450,7 @@ async fn a_model_change_stops_the_index_until_it_is_rebuilt_with_the_new_model()
     use support::scenario::{ctx, onboard as onboard_tenant};
 
     let db = casebook_tests::TestDb::new().await;
-    let service = casebook_handlers::service::Service::new(db.pool(DbRole::App, 4).await);
+    let service = casebook_handlers::compose::service(db.pool(DbRole::App, 4).await);
     let projector = db.pool(DbRole::Projector, 4).await;
     let tenant = onboard_tenant(&service, "rebuild").await;
     let consultant = ctx(tenant, Role::Consultant, "rebuild-consultant");

@@ -12,7 +12,6 @@ use casebook_domain::actor::Role;
 use casebook_domain::ids::{DiagnosisId, TenantId};
 use casebook_domain::tenant::TenantCommand;
 use casebook_domain::values::Confidence;
-use casebook_handlers::service::Service;
 use casebook_tests::TestDb;
 use sqlx::{PgPool, Row};
 use support::scenario::{ask, ctx, onboard, propose, FixedEmbedder};
@@ -20,7 +19,7 @@ use support::scenario::{ask, ctx, onboard, propose, FixedEmbedder};
 /// A tenant with `threshold` whose customer asked one question, proposed at confidence 0.6
 /// (the counting model's answer).
 async fn proposed(app: &PgPool, name: &str, threshold: f64) -> (TenantId, DiagnosisId) {
-    let service = Service::new(app.clone());
+    let service = casebook_handlers::compose::service(app.clone());
     let tenant = onboard(&service, name).await;
     let admin = ctx(tenant, Role::Admin, &format!("{name}-admin"));
     service
@@ -54,7 +53,7 @@ async fn a_proposal_at_the_threshold_is_approved_without_review_and_audited_so()
     for _ in 0..300 {
         casebook_handlers::server::projector(
             projector.clone(),
-            Service::new(app.clone()),
+            casebook_handlers::compose::service(app.clone()),
             Arc::new(FixedEmbedder),
             None,
         )

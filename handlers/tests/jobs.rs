@@ -11,13 +11,13 @@ use casebook_adapters::aws::s3::TenantBucket;
 use casebook_adapters::aws::setup::{ensure_resources, ResourceNames, Resources};
 use casebook_adapters::aws::{shared_config, SdkConfig};
 use casebook_adapters::postgres::DbRole;
+use casebook_application::service::ConsultantVerdict;
 use casebook_domain::actor::Role;
 use casebook_domain::ids::TenantId;
 use casebook_domain::values::{DiagnosisText, Reason};
 use casebook_handlers::jobs::archive::{ArchiveLine, ChainHead};
 use casebook_handlers::jobs::finetune::{export_key, ChatExample};
 use casebook_handlers::jobs::{Job, JobReport, JobRequest, Jobs, JobsConfig, Schedule};
-use casebook_handlers::service::{ConsultantVerdict, Service};
 use casebook_projections::audit::chain::{AuditRecord, ChainHash};
 use casebook_projections::log::{Checkpoint, LogReader, Scope};
 use casebook_tests::TestDb;
@@ -62,7 +62,7 @@ async fn env() -> Env {
 /// A tenant whose consultant approved one proposal, amended one and rejected one; every
 /// question names the tenant, so a line of another tenant's file would show.
 async fn tenant_with_decisions(env: &Env, name: &str) -> TenantId {
-    let service = Service::new(env.app.clone());
+    let service = casebook_handlers::compose::service(env.app.clone());
     let tenant = onboard(&service, name).await;
     let customer = ctx(tenant, Role::Customer, &format!("{name}-customer"));
     let consultant = ctx(tenant, Role::Consultant, &format!("{name}-consultant"));
@@ -208,7 +208,7 @@ async fn the_weekly_export_writes_each_tenants_decisions_under_its_own_prefix_on
     }
 
     // New decisions the week after: only they are exported, from where the last export ended.
-    let service = Service::new(env.app.clone());
+    let service = casebook_handlers::compose::service(env.app.clone());
     let customer = ctx(acme, Role::Customer, "acme-customer");
     let consultant = ctx(acme, Role::Consultant, "acme-consultant");
     let (_, diagnosis) = ask(&service, &customer, "acme: question 3").await;
@@ -238,7 +238,7 @@ async fn the_weekly_export_writes_each_tenants_decisions_under_its_own_prefix_on
 /// Runs every projection (and the reactions) until the audit table holds a row per event.
 async fn audited(env: &Env) {
     let projector = env.db.pool(DbRole::Projector, 12).await;
-    let service = Service::new(env.app.clone());
+    let service = casebook_handlers::compose::service(env.app.clone());
     for _ in 0..300 {
         casebook_handlers::server::projector(
             projector.clone(),
@@ -351,7 +351,7 @@ async fn the_lag_check_reports_and_alerts_on_subscriptions_behind_the_threshold(
     ));
 
     // A subscription that never ran, behind a committed event, with no tolerance.
-    let service = Service::new(env.app.clone());
+    let service = casebook_handlers::compose::service(env.app.clone());
     onboard(&service, "lagging").await;
     let mut admin = env.db.superuser().await;
     sqlx::query("INSERT INTO subscriptions (name) VALUES ('stuck')")

@@ -15,12 +15,14 @@ use aws_sdk_cognitoidentityprovider::config::{ConfigBag, Intercept, RuntimeCompo
 use axum::http::StatusCode;
 use casebook_adapters::aws::shared_config;
 use casebook_adapters::cognito::{CognitoAdmin, CognitoError, SignIn, Tokens};
+use casebook_adapters::people::CognitoPeople;
+use casebook_application::in_memory::KeptMailbox;
+use casebook_application::ports::{IdentityError, IdentityProvider, Provisioned};
+use casebook_application::reactions::People as PeopleReaction;
 use casebook_domain::ids::TenantId;
 use casebook_domain::tenant::Member;
 use casebook_domain::values::Email;
-use casebook_handlers::people::{
-    CognitoPeople, IdentityError, IdentityProvider, KeptMailbox, PeopleSubscription, Provisioned,
-};
+use casebook_handlers::reactions::ReactionSubscription;
 use casebook_projections::runner::{DrainOutcome, Runner};
 use serde_json::{json, Value};
 use support::{spawn_app, TestApp, User};
@@ -60,10 +62,12 @@ impl<'a> People<'a> {
 
     /// The people subscription over `identity`.
     async fn runner(&self, identity: Arc<dyn IdentityProvider>) -> Runner {
-        Runner::new(self.app.projector_pool().await).with_subscription(PeopleSubscription::new(
-            self.app.state.service.clone(),
-            identity,
-            self.mailbox.clone(),
+        Runner::new(self.app.projector_pool().await).with_subscription(ReactionSubscription::new(
+            PeopleReaction::new(
+                self.app.state.service.clone(),
+                identity,
+                self.mailbox.clone(),
+            ),
         ))
     }
 

@@ -13,6 +13,7 @@ use casebook_adapters::aws::setup::{ensure_resources, queue_arn, ResourceNames, 
 use casebook_adapters::aws::sqs::{Queue, Received};
 use casebook_adapters::aws::{shared_config, SdkConfig};
 use casebook_adapters::postgres::DbRole;
+use casebook_application::service::{RequestContext, Service};
 use casebook_domain::actor::Actor;
 use casebook_domain::finetune::{FinetuneExport, LogPosition};
 use casebook_domain::ids::TenantId;
@@ -21,12 +22,12 @@ use casebook_domain::tenant::TenantCommand;
 use casebook_handlers::relay::{
     DiagnosisMessage, FinetuneJobMessage, Relay, RelayConfig, FINETUNE_EXPORTED,
 };
-use casebook_handlers::service::{RequestContext, Service};
+use casebook_handlers::worker::Worker;
 use casebook_projections::error::ApplyError;
 use casebook_projections::runner::{DrainOutcome, Runner};
 use casebook_tests::TestDb;
 use sqlx::PgPool;
-use support::scenario::{onboard, tenant_with_question, worker, CountingLlm, FixedEmbedder};
+use support::scenario::{diagnoser, onboard, tenant_with_question, CountingLlm, FixedEmbedder};
 
 struct Env {
     db: TestDb,
@@ -106,7 +107,7 @@ async fn receive_exactly(queue: &Queue, n: usize) -> Vec<Received> {
 #[tokio::test]
 async fn a_requested_diagnosis_becomes_exactly_one_message_on_the_diagnosis_queue() {
     let env = env().await;
-    let service = Service::new(env.app.clone());
+    let service = casebook_handlers::compose::service(env.app.clone());
     let (tenant, diagnosis) = tenant_with_question(&service, "relay").await;
     let relay = || Relay::new(&env.aws, &env.config, env.app.clone());
     drain(&env, relay).await;
@@ -175,7 +176,7 @@ async fn an_eventbridge_rule_delivers_matched_events_to_its_target_queue() {
         .await
         .expect("target");
 
-    let service = Service::new(env.app.clone());
+    let service = casebook_handlers::compose::service(env.app.clone());
     let (tenant, diagnosis) = tenant_with_question(&service, "relay").await;
     drain(&env, || Relay::new(&env.aws, &env.config, env.app.clone())).await;
 
@@ -201,7 +202,7 @@ fn aws_sdk_eventbridge_client(
 #[tokio::test]
 async fn a_relay_killed_after_publishing_delivers_twice_and_the_consumer_acts_once() {
     let env = env().await;
-    let service = Service::new(env.app.clone());
+    let service = casebook_handlers::compose::service(env.app.clone());
     let (_tenant, diagnosis) = tenant_with_question(&service, "relay").await;
     let crashed = Arc::new(AtomicBool::new(false));
     let hook_crashed = crashed.clone();
@@ -223,7 +224,7 @@ async fn a_relay_killed_after_publishing_delivers_twice_and_the_consumer_acts_on
     assert_eq!(messages[0].body, messages[1].body, "same stable event id");
 
     let llm = Arc::new(CountingLlm::default());
-    let worker = worker(&env.app, Arc::new(FixedEmbedder), llm.clone()).await;
+    let worker = Worker::new(diagnoser(&env.app, Arc::new(FixedEmbedder), llm.clone()).await);
     for message in &messages {
         worker
             .handle(&message.body, &message.attributes)
@@ -276,7 +277,7 @@ async fn record_export(service: &Service, tenant: TenantId, bucket: &str) -> (St
 #[tokio::test]
 async fn a_recorded_fine_tune_export_becomes_one_job_on_local_jobs_with_its_s3_key() {
     let env = env().await;
-    let service = Service::new(env.app.clone());
+    let service = casebook_handlers::compose::service(env.app.clone());
     let tenant = onboard(&service, "exporting").await;
     let (key, sequence) = record_export(&service, tenant, &env.resources.artifacts_bucket).await;
 
@@ -311,7 +312,7 @@ async fn a_recorded_fine_tune_export_becomes_one_job_on_local_jobs_with_its_s3_k
 #[tokio::test]
 async fn without_a_local_jobs_queue_an_export_stops_the_relay_instead_of_being_dropped() {
     let env = env().await;
-    let service = Service::new(env.app.clone());
+    let service = casebook_handlers::compose::service(env.app.clone());
     let tenant = onboard(&service, "unwired").await;
     record_export(&service, tenant, "artifacts").await;
     let mut outcome = None;

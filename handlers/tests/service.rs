@@ -4,6 +4,8 @@
 mod support;
 
 use casebook_adapters::postgres::DbRole;
+use casebook_application::reactions::{Reaction, Reactions};
+use casebook_application::service::{ConsultantVerdict, RequestContext, Service, ServiceError};
 use casebook_domain::actor::{Actor, Role};
 use casebook_domain::diagnosis::{
     DiagnosisCommand, EmbeddingModel, Finding, Provenance, RetrievedJudgment, Severity,
@@ -15,8 +17,7 @@ use casebook_domain::ports::StopReason;
 use casebook_domain::tenant::TenantCommand;
 use casebook_domain::values::{Confidence, DiagnosisText, QueryText, Subject, TenantName};
 use casebook_handlers::operator::{Operator, OperatorAction};
-use casebook_handlers::reactions::Reactions;
-use casebook_handlers::service::{ConsultantVerdict, RequestContext, Service, ServiceError};
+use casebook_handlers::reactions::delivered;
 use casebook_projections::log::{Checkpoint, LogReader, RecordedEvent, Scope};
 use casebook_tests::TestDb;
 use futures::TryStreamExt;
@@ -170,7 +171,7 @@ async fn events(db: &TestDb, expected: usize) -> Vec<RecordedEvent> {
 #[tokio::test]
 async fn a_query_becomes_an_approved_diagnosis_and_captured_judgment_with_full_metadata() {
     let db = TestDb::new().await;
-    let service = Service::new(db.pool(DbRole::App, 4).await);
+    let service = casebook_handlers::compose::service(db.pool(DbRole::App, 4).await);
     let reactions = Reactions::new(service.clone());
     let tenant = onboarded(&service, "acme").await;
     let (_, diagnosis) = asked(&service, &tenant, "Is this indemnity clause acceptable?").await;
@@ -183,7 +184,10 @@ async fn a_query_becomes_an_approved_diagnosis_and_captured_judgment_with_full_m
     // The process managers, as the subscription would run them (twice: at least once).
     for _ in 0..2 {
         for event in events(&db, 7).await {
-            reactions.react(&event).await.expect("reaction");
+            reactions
+                .react(&delivered(&event).expect("decodable"))
+                .await
+                .expect("reaction");
         }
     }
 
@@ -233,7 +237,7 @@ async fn a_query_becomes_an_approved_diagnosis_and_captured_judgment_with_full_m
 #[tokio::test]
 async fn another_tenants_resources_are_not_found_and_unchanged() {
     let db = TestDb::new().await;
-    let service = Service::new(db.pool(DbRole::App, 4).await);
+    let service = casebook_handlers::compose::service(db.pool(DbRole::App, 4).await);
     let acme = onboarded(&service, "acme").await;
     let globex = onboarded(&service, "globex").await;
     let (session, diagnosis) = asked(&service, &acme, "Is this indemnity clause acceptable?").await;
@@ -267,7 +271,7 @@ async fn another_tenants_resources_are_not_found_and_unchanged() {
 #[tokio::test]
 async fn a_second_decision_and_a_customer_decision_are_refused() {
     let db = TestDb::new().await;
-    let service = Service::new(db.pool(DbRole::App, 4).await);
+    let service = casebook_handlers::compose::service(db.pool(DbRole::App, 4).await);
     let acme = onboarded(&service, "acme").await;
     let (_, diagnosis) = asked(&service, &acme, "Is this indemnity clause acceptable?").await;
 
@@ -300,7 +304,7 @@ async fn a_second_decision_and_a_customer_decision_are_refused() {
 #[tokio::test]
 async fn a_suspended_tenant_cannot_open_sessions() {
     let db = TestDb::new().await;
-    let service = Service::new(db.pool(DbRole::App, 4).await);
+    let service = casebook_handlers::compose::service(db.pool(DbRole::App, 4).await);
     let acme = onboarded(&service, "acme").await;
     // The service has just seen the tenant active: the suspension must still count at once.
     service
@@ -337,7 +341,7 @@ async fn a_suspended_tenant_cannot_open_sessions() {
 #[tokio::test]
 async fn opening_a_session_that_exists_is_refused_and_another_tenant_does_not_see_it() {
     let db = TestDb::new().await;
-    let service = Service::new(db.pool(DbRole::App, 4).await);
+    let service = casebook_handlers::compose::service(db.pool(DbRole::App, 4).await);
     let acme = onboarded(&service, "acme").await;
     let globex = onboarded(&service, "globex").await;
     let session = SessionId::new();

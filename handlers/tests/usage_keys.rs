@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use casebook_adapters::aws::apigateway::UsagePlans;
 use casebook_adapters::aws::shared_config;
+use casebook_application::reactions::UsageKeyAssignment;
 use casebook_domain::ids::TenantId;
 use casebook_domain::policy::PlanTier;
 use casebook_handlers::authorizer::{Authorizer, TokenAuthorizerEvent};
 use casebook_handlers::operator::{Operator, OperatorAction};
-use casebook_handlers::usage_keys::UsageKeySubscription;
+use casebook_handlers::reactions::ReactionSubscription;
 use casebook_projections::runner::Runner;
 use serde_json::Value;
 use support::{spawn_app, TestApp, User};
@@ -25,10 +26,10 @@ async fn key_on_current_plan(app: &TestApp, plans: &UsagePlans, tenant: TenantId
     let pool = app.projector_pool().await;
     for _ in 0..200 {
         Runner::new(pool.clone())
-            .with_subscription(UsageKeySubscription::new(
+            .with_subscription(ReactionSubscription::new(UsageKeyAssignment::new(
                 app.state.service.clone(),
                 Arc::new(plans.clone()),
-            ))
+            )))
             .drain(Duration::from_secs(5))
             .await
             .expect("drained");
@@ -141,7 +142,7 @@ async fn each_tenant_is_metered_on_its_own_key_which_follows_its_plan() {
     sqlx::query(
         "UPDATE subscriptions SET checkpoint_tx = '0', checkpoint_position = 0 WHERE name = $1",
     )
-    .bind(UsageKeySubscription::NAME)
+    .bind("usage_keys")
     .execute(&app.projector_pool().await)
     .await
     .unwrap();

@@ -31,13 +31,16 @@ use casebook_adapters::aws::setup::{ensure_resources, ResourceNames};
 use casebook_adapters::aws::shared_config;
 use casebook_adapters::aws::sqs::Queue;
 use casebook_adapters::postgres::DbRole;
+use casebook_application::service::Service;
 use casebook_domain::ids::{DiagnosisId, QueryId, TenantId};
 use casebook_handlers::relay::DiagnosisMessage;
-use casebook_handlers::service::Service;
-use casebook_handlers::worker::{handle_sqs_event, run_worker_until};
+use casebook_handlers::worker::{handle_sqs_event, run_worker_until, Worker};
 use casebook_tests::TestDb;
 use sqlx::PgPool;
-use support::scenario::{ask, ctx, tenant_with_question, worker, CountingLlm, FixedEmbedder};
+use support::scenario::{
+    ask, ctx, diagnoser, priced_diagnoser, request, tenant_with_question, CountingLlm,
+    FixedEmbedder,
+};
 
 fn message(tenant: TenantId, diagnosis: DiagnosisId) -> String {
     serde_json::to_string(&DiagnosisMessage {
@@ -105,7 +108,7 @@ async fn the_lambda_handler_reports_exactly_the_failed_records() {
     let db = TestDb::new().await;
     let app = db.pool(DbRole::App, 4).await;
     let log = db.pool(DbRole::Projector, 1).await;
-    let service = Service::new(app.clone());
+    let service = casebook_handlers::compose::service(app.clone());
     let (tenant, diagnosis) = tenant_with_question(&service, "worker").await;
     let missing = DiagnosisId::for_query(QueryId::new());
     let json = |s: String| serde_json::to_string(&s).unwrap();
@@ -115,7 +118,7 @@ async fn the_lambda_handler_reports_exactly_the_failed_records() {
     let event: SqsEvent = serde_json::from_str(&fixture).expect("fixture parses");
 
     let llm = Arc::new(CountingLlm::default());
-    let worker = worker(&app, Arc::new(FixedEmbedder), llm.clone()).await;
+    let worker = Worker::new(diagnoser(&app, Arc::new(FixedEmbedder), llm.clone()).await);
     let response = handle_sqs_event(&worker, event.clone()).await;
     let body = serde_json::to_value(&response).unwrap();
     assert_eq!(
@@ -139,7 +142,7 @@ async fn a_message_that_always_fails_moves_to_the_dlq_without_blocking_its_batch
     let db = TestDb::new().await;
     let app = db.pool(DbRole::App, 4).await;
     let log = db.pool(DbRole::Projector, 1).await;
-    let service = Service::new(app.clone());
+    let service = casebook_handlers::compose::service(app.clone());
     let (tenant, diagnosis) = tenant_with_question(&service, "worker").await;
     let aws = shared_config().await;
     let mut names =
@@ -162,7 +165,7 @@ async fn a_message_that_always_fails_moves_to_the_dlq_without_blocking_its_batch
         .unwrap();
 
     let llm = Arc::new(CountingLlm::default());
-    let worker = worker(&app, Arc::new(FixedEmbedder), llm.clone()).await;
+    let worker = Worker::new(diagnoser(&app, Arc::new(FixedEmbedder), llm.clone()).await);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(run_worker_until(worker, queue.clone(), async {
         let _ = stopped.await;
@@ -190,71 +193,6 @@ async fn a_message_that_always_fails_moves_to_the_dlq_without_blocking_its_batch
     assert!(left.is_empty(), "{left:?}");
     drop(db);
     tokio::time::sleep(Duration::ZERO).await;
-}
-
-#[tokio::test]
-async fn consume_once_applies_an_effect_once_per_event_id_and_rolls_back_with_it() {
-    use casebook_handlers::worker::consume_once;
-    let db = TestDb::new().await;
-    let mut admin = db.superuser().await;
-    sqlx::query("CREATE TABLE test_effects (n int NOT NULL)")
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    sqlx::query("GRANT SELECT, INSERT ON test_effects TO casebook_app")
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let app = db.pool(DbRole::App, 2).await;
-    let tenant = uuid::Uuid::new_v4();
-    // A failing effect records nothing, so the redelivery applies it.
-    assert!(consume_once(&app, "test", "A/1/1", tenant, failing_effect)
-        .await
-        .is_err());
-    assert!(consume_once(&app, "test", "A/1/1", tenant, insert_effect)
-        .await
-        .unwrap());
-    assert!(!consume_once(&app, "test", "A/1/1", tenant, insert_effect)
-        .await
-        .unwrap());
-    // Another consumer of the same event has its own row.
-    assert!(consume_once(&app, "other", "A/1/1", tenant, insert_effect)
-        .await
-        .unwrap());
-    let effects: i64 = sqlx::query_scalar("SELECT count(*) FROM test_effects")
-        .fetch_one(&mut admin)
-        .await
-        .unwrap();
-    assert_eq!(effects, 2);
-}
-
-type EffectFuture<'t> = std::pin::Pin<
-    Box<
-        dyn std::future::Future<Output = Result<(), casebook_handlers::worker::WorkerError>>
-            + Send
-            + 't,
-    >,
->;
-
-fn insert_effect<'t>(tx: &'t mut sqlx::Transaction<'static, sqlx::Postgres>) -> EffectFuture<'t> {
-    Box::pin(async move {
-        sqlx::query("INSERT INTO test_effects (n) VALUES (1)")
-            .execute(&mut **tx)
-            .await
-            .map_err(|e| {
-                casebook_handlers::worker::WorkerError::Failed("insert".into(), Box::new(e))
-            })?;
-        Ok(())
-    })
-}
-
-fn failing_effect<'t>(tx: &'t mut sqlx::Transaction<'static, sqlx::Postgres>) -> EffectFuture<'t> {
-    Box::pin(async move {
-        insert_effect(tx).await?;
-        Err(casebook_handlers::worker::WorkerError::Malformed(
-            "boom".into(),
-        ))
-    })
 }
 
 /// Answers by tier from a script (confidence, findings' severity, model id) and records the
@@ -329,10 +267,6 @@ async fn tenant_on_plan(service: &Service, plan: PlanTier) -> (TenantId, Diagnos
     (tenant, diagnosis)
 }
 
-fn diagnosis_message(tenant: TenantId, diagnosis: DiagnosisId) -> DiagnosisMessage {
-    serde_json::from_str(&message(tenant, diagnosis)).unwrap()
-}
-
 /// The stored `DiagnosisProposed` event's payload and metadata.
 async fn proposed(pool: &PgPool, diagnosis: DiagnosisId) -> (Value, Value) {
     sqlx::query_as(
@@ -351,7 +285,7 @@ async fn a_low_confidence_answer_escalates_one_tier_once_with_priced_provenance_
     let app = db.pool(DbRole::App, 4).await;
     let log = db.pool(DbRole::Projector, 1).await;
     let projector = db.pool(DbRole::Projector, 2).await;
-    let service = Service::new(app.clone());
+    let service = casebook_handlers::compose::service(app.clone());
     let (tenant, diagnosis) = tenant_on_plan(&service, PlanTier::Professional).await;
     // A precedent in the tenant's judgment index, indexed by the live subscription.
     let consultant = ctx(tenant, Role::Consultant, "routing-consultant");
@@ -403,11 +337,9 @@ async fn a_low_confidence_answer_escalates_one_tier_once_with_priced_provenance_
         ("sonnet".to_owned(), price(3.0, 15.0)),
         ("opus".to_owned(), price(15.0, 75.0)),
     ]);
-    let worker = worker(&app, embedder, llm.clone())
-        .await
-        .with_prices(prices);
-    let message = diagnosis_message(tenant, diagnosis);
-    worker.handle_diagnosis(&message).await.expect("handled");
+    let diagnoser = priced_diagnoser(&app, embedder, llm.clone(), prices).await;
+    let message = request(tenant, diagnosis);
+    diagnoser.diagnose(&message).await.expect("handled");
     assert_eq!(
         llm.asked(),
         [ModelTier::Triage, ModelTier::Standard, ModelTier::Strongest]
@@ -456,35 +388,7 @@ async fn a_low_confidence_answer_escalates_one_tier_once_with_priced_provenance_
     assert_eq!(metadata["source"], "worker");
 
     // Redelivered: nothing more is asked or proposed.
-    worker
-        .handle_diagnosis(&message)
-        .await
-        .expect("handled again");
+    diagnoser.diagnose(&message).await.expect("handled again");
     assert_eq!(llm.asked().len(), 3);
     assert_eq!(proposals(&log, diagnosis).await, 1);
-}
-
-#[tokio::test]
-async fn a_cost_sensitive_tenant_is_never_routed_to_the_strongest_tier() {
-    let db = TestDb::new().await;
-    let app = db.pool(DbRole::App, 4).await;
-    let log = db.pool(DbRole::Projector, 1).await;
-    let service = Service::new(app.clone());
-    let (tenant, diagnosis) = tenant_on_plan(&service, PlanTier::CostSensitive).await;
-    // Triage unsure and finding the query complex: the strongest tier would be next.
-    let llm = Arc::new(ScriptedLlm::new(vec![
-        (ModelTier::Triage, 0.2, Some(Severity::High), "haiku"),
-        (ModelTier::OpenWeights, 0.2, None, "llama"),
-    ]));
-    let worker = worker(&app, Arc::new(FixedEmbedder), llm.clone()).await;
-    worker
-        .handle_diagnosis(&diagnosis_message(tenant, diagnosis))
-        .await
-        .expect("handled");
-    assert_eq!(llm.asked(), [ModelTier::Triage, ModelTier::OpenWeights]);
-    let (payload, _) = proposed(&log, diagnosis).await;
-    let provenance = &payload["provenance"];
-    assert_eq!(provenance["model_tier"], "open_weights", "{payload}");
-    assert_eq!(provenance["model_id"], "llama");
-    assert_eq!(provenance["retrieved_judgment_ids"], json!([]));
 }

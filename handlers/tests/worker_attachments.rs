@@ -14,20 +14,19 @@ use casebook_adapters::aws::s3::TenantBucket;
 use casebook_adapters::aws::setup::ensure_bucket;
 use casebook_adapters::aws::shared_config;
 use casebook_adapters::postgres::DbRole;
+use casebook_application::service::{RequestContext, Service};
 use casebook_domain::actor::Role;
-use casebook_domain::diagnosis::{ATTACHMENTS_TEXT_BUDGET, ATTACHMENT_TEXT_LIMIT};
+use casebook_domain::diagnosis::ATTACHMENT_TEXT_LIMIT;
 use casebook_domain::ids::{DiagnosisId, SessionId, TenantId};
 use casebook_domain::ports::{
     AttachmentError, AttachmentStore, DiagnosisPrompt, EmbedError, Embedder, Llm, LlmAnswer,
     LlmError, StopReason,
 };
 use casebook_domain::values::{Confidence, DiagnosisText, Subject, UploadKey};
-use casebook_handlers::relay::DiagnosisMessage;
-use casebook_handlers::service::{RequestContext, Service};
 use casebook_tests::TestDb;
 use serde_json::{json, Value};
 use sqlx::PgPool;
-use support::scenario::{ctx, onboard, open_session, submit, worker, FixedEmbedder};
+use support::scenario::{ctx, diagnoser, onboard, open_session, request, submit, FixedEmbedder};
 use uuid::Uuid;
 
 const QUESTION: &str = "Is the indemnity cap in our supplier contract enforceable?";
@@ -125,14 +124,6 @@ async fn ask(
     submit(service, customer, session, QUESTION).await
 }
 
-fn message(tenant: TenantId, diagnosis: DiagnosisId) -> DiagnosisMessage {
-    DiagnosisMessage {
-        event_id: format!("Diagnosis/{diagnosis}/1"),
-        tenant_id: *tenant.as_uuid(),
-        diagnosis_id: *diagnosis.as_uuid(),
-    }
-}
-
 /// The stored `DiagnosisProposed` provenance of `diagnosis`.
 async fn provenance(pool: &PgPool, diagnosis: DiagnosisId) -> Value {
     let payload: Value = sqlx::query_scalar(
@@ -151,7 +142,7 @@ async fn text_attachments_reach_the_embedder_and_the_model_and_every_attachment_
     let db = TestDb::new().await;
     let app = db.pool(DbRole::App, 4).await;
     let log = db.pool(DbRole::Projector, 1).await;
-    let service = Service::new(app.clone());
+    let service = casebook_handlers::compose::service(app.clone());
     let tenant = onboard(&service, "attachments").await;
     let bucket = bucket().await;
 
@@ -211,11 +202,11 @@ async fn text_attachments_reach_the_embedder_and_the_model_and_every_attachment_
 
     let embedder = Arc::new(RecordingEmbedder::new());
     let llm = Arc::new(RecordingLlm::default());
-    let worker = worker(&app, embedder.clone(), llm.clone())
+    let worker = diagnoser(&app, embedder.clone(), llm.clone())
         .await
         .with_attachments(Arc::new(bucket.clone()));
     worker
-        .handle_diagnosis(&message(tenant, diagnosis))
+        .diagnose(&request(tenant, diagnosis))
         .await
         .expect("handled");
 
@@ -293,7 +284,7 @@ async fn another_tenants_upload_is_refused_unread_even_when_a_stored_session_nam
     let db = TestDb::new().await;
     let app = db.pool(DbRole::App, 4).await;
     let log = db.pool(DbRole::Projector, 1).await;
-    let service = Service::new(app.clone());
+    let service = casebook_handlers::compose::service(app.clone());
     let acme = onboard(&service, "acme").await;
     let globex = onboard(&service, "globex").await;
     let bucket = bucket().await;
@@ -359,11 +350,11 @@ async fn another_tenants_upload_is_refused_unread_even_when_a_stored_session_nam
 
     let embedder = Arc::new(RecordingEmbedder::new());
     let llm = Arc::new(RecordingLlm::default());
-    let worker = worker(&app, embedder.clone(), llm.clone())
+    let worker = diagnoser(&app, embedder.clone(), llm.clone())
         .await
         .with_attachments(Arc::new(bucket.clone()));
     worker
-        .handle_diagnosis(&message(globex, diagnosis))
+        .diagnose(&request(globex, diagnosis))
         .await
         .expect("handled");
 
@@ -384,105 +375,4 @@ async fn another_tenants_upload_is_refused_unread_even_when_a_stored_session_nam
         json!([{"key": secret, "content_type": null,
                 "outcome": {"status": "skipped", "reason": "outside_tenant"}}])
     );
-}
-
-#[tokio::test]
-async fn without_a_store_attachments_are_skipped_and_a_failing_store_fails_the_attempt() {
-    let db = TestDb::new().await;
-    let app = db.pool(DbRole::App, 4).await;
-    let log = db.pool(DbRole::Projector, 1).await;
-    let service = Service::new(app.clone());
-    let tenant = onboard(&service, "storeless").await;
-    let customer = ctx(tenant, Role::Customer, "storeless-customer");
-    let notes = key(tenant, "notes.txt");
-
-    // No store configured (a local setup without AWS): skipped, and the provenance says why.
-    let first = ask(&service, &customer, vec![notes.clone()]).await;
-    let llm = Arc::new(RecordingLlm::default());
-    worker(&app, Arc::new(FixedEmbedder), llm.clone())
-        .await
-        .handle_diagnosis(&message(tenant, first))
-        .await
-        .expect("handled");
-    assert!(llm.prompts().iter().all(|p| p.attachments.is_empty()));
-    assert_eq!(
-        provenance(&log, first).await["attachments"],
-        json!([{"key": notes, "content_type": null,
-                "outcome": {"status": "skipped", "reason": "no_store"}}])
-    );
-
-    // A store that cannot answer (here: its bucket does not exist) is not mistaken for a
-    // missing upload: the attempt fails, retryably, and the model is not asked.
-    let second = ask(&service, &customer, vec![notes.clone()]).await;
-    let aws = shared_config().await;
-    let nowhere = TenantBucket::new(
-        &aws,
-        format!("casebook-no-such-bucket-{}", Uuid::new_v4().simple()),
-    );
-    let llm = Arc::new(RecordingLlm::default());
-    let result = worker(&app, Arc::new(FixedEmbedder), llm.clone())
-        .await
-        .with_attachments(Arc::new(nowhere))
-        .handle_diagnosis(&message(tenant, second))
-        .await;
-    assert!(result.is_err(), "the message is left for a retry");
-    assert!(llm.prompts().is_empty());
-    let failed: Value = sqlx::query_scalar(
-        "SELECT payload FROM events WHERE aggregate_id = $1 AND event_type = 'DiagnosisFailed'",
-    )
-    .bind(second.to_string())
-    .fetch_one(&log)
-    .await
-    .expect("the attempt's failure is recorded");
-    assert_eq!(failed["retryable"], true, "{failed}");
-    assert!(
-        failed["reason"].as_str().unwrap().contains("attachments"),
-        "{failed}"
-    );
-}
-
-#[tokio::test]
-async fn the_attachments_of_one_query_share_one_text_budget() {
-    let db = TestDb::new().await;
-    let app = db.pool(DbRole::App, 4).await;
-    let log = db.pool(DbRole::Projector, 1).await;
-    let service = Service::new(app.clone());
-    let tenant = onboard(&service, "budget").await;
-    let bucket = bucket().await;
-    let full = "a".repeat(usize::try_from(ATTACHMENT_TEXT_LIMIT).unwrap());
-    let mut attachments = Vec::new();
-    for i in 0..5 {
-        let page = key(tenant, &format!("volume-{i}.txt"));
-        upload(&bucket, tenant, &page, full.as_bytes(), "text/plain").await;
-        attachments.push(page);
-    }
-    let customer = ctx(tenant, Role::Customer, "budget-customer");
-    let diagnosis = ask(&service, &customer, attachments.clone()).await;
-    let llm = Arc::new(RecordingLlm::default());
-    worker(&app, Arc::new(FixedEmbedder), llm.clone())
-        .await
-        .with_attachments(Arc::new(bucket.clone()))
-        .handle_diagnosis(&message(tenant, diagnosis))
-        .await
-        .expect("handled");
-
-    let prompts = llm.prompts();
-    let sent: u64 = prompts
-        .last()
-        .expect("the model was asked")
-        .attachments
-        .iter()
-        .map(|a| a.text.len() as u64)
-        .sum();
-    assert_eq!(sent, ATTACHMENTS_TEXT_BUDGET);
-    let outcomes = provenance(&log, diagnosis).await["attachments"].clone();
-    let included = json!({"status": "included", "bytes": full.len(), "truncated": false});
-    for (i, read) in outcomes.as_array().unwrap().iter().enumerate() {
-        let expected = if i < 4 {
-            included.clone()
-        } else {
-            json!({"status": "skipped", "reason": "over_budget"})
-        };
-        assert_eq!(read["outcome"], expected, "attachment {i}: {outcomes}");
-    }
 }

@@ -58,6 +58,17 @@ impl PriceTable {
     }
 }
 
+impl casebook_application::ports::Pricing for PriceTable {
+    fn cost_usd_micros(
+        &self,
+        model_id: &str,
+        input_tokens: u32,
+        output_tokens: u32,
+    ) -> Option<u64> {
+        PriceTable::cost_usd_micros(self, model_id, input_tokens, output_tokens)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

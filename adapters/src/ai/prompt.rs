@@ -46,6 +46,16 @@ impl PromptTemplate {
 /// The first diagnosis prompt: answer from the practice's precedents, as JSON or through the
 /// `record_diagnosis` tool. Superseded by [`DIAGNOSIS_V2`]; proposals recorded before it name
 /// this one.
+impl From<&PromptTemplate> for casebook_application::diagnosis::SystemPrompt {
+    fn from(template: &PromptTemplate) -> Self {
+        Self {
+            id: template.id().to_owned(),
+            text: template.text().to_owned(),
+            sha256_hex: template.sha256_hex(),
+        }
+    }
+}
+
 pub const DIAGNOSIS_V1: PromptTemplate =
     PromptTemplate::new("diagnosis/v1", include_str!("templates/diagnosis_v1.txt"));
 

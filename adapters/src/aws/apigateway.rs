@@ -198,3 +198,21 @@ impl UsagePlans {
             .collect())
     }
 }
+
+#[async_trait::async_trait]
+impl casebook_application::ports::UsageKeys for UsagePlans {
+    async fn put_on_plan(
+        &self,
+        tenant: TenantId,
+        plan: PlanTier,
+    ) -> Result<String, casebook_application::ports::BoxError> {
+        Ok(UsagePlans::put_on_plan(self, tenant, plan).await?)
+    }
+
+    async fn key_value(
+        &self,
+        key_id: &str,
+    ) -> Result<String, casebook_application::ports::BoxError> {
+        Ok(UsagePlans::key_value(self, key_id).await?)
+    }
+}

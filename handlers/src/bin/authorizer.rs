@@ -9,7 +9,6 @@ use casebook_adapters::config::Config;
 use casebook_adapters::postgres::{self, DbRole};
 use casebook_handlers::authorizer::{Authorizer, TokenAuthorizerEvent};
 use casebook_handlers::server::{usage_plans_from_env, verifier};
-use casebook_handlers::service::Service;
 use casebook_handlers::telemetry;
 use lambda_runtime::{service_fn, LambdaEvent};
 
@@ -25,7 +24,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         .context("CASEBOOK_USAGE_PLAN_PREFIX must be set")?;
     let authorizer = Arc::new(Authorizer::new(
         verifier(auth).context("token settings")?,
-        Service::new(pool),
+        casebook_handlers::compose::service(pool),
         Some(Arc::new(keys)),
     ));
     lambda_runtime::run(service_fn(

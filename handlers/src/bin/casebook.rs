@@ -7,7 +7,6 @@ use casebook_domain::ids::TenantId;
 use casebook_domain::values::Reason;
 use casebook_handlers::operator::{Operator, OperatorAction};
 use casebook_handlers::server::{shutdown_signal, verifier, Application, ServeMode};
-use casebook_handlers::service::Service;
 use casebook_handlers::{demo, telemetry};
 use clap::{Parser, Subcommand};
 
@@ -108,7 +107,7 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .context("connecting to the database")?;
             let accepted = operator
-                .apply(&Service::new(pool), action)
+                .apply(&casebook_handlers::compose::service(pool), action)
                 .await
                 .context("the tenant refused the command")?;
             for event in accepted.events {

@@ -9,14 +9,13 @@ use anyhow::Context;
 use casebook_adapters::ai::{AiConfig, AiProviders};
 use casebook_adapters::aws::shared_config;
 use casebook_adapters::config::Config;
+use casebook_adapters::people::PrintedMailbox;
 use casebook_adapters::postgres::{self, DbRole};
-use casebook_handlers::people::PrintedMailbox;
 use casebook_handlers::relay::{Relay, RelayConfig};
 use casebook_handlers::server::{
     people_from_config, projector, projector_pool, usage_plans_from_env, with_people,
     with_usage_keys,
 };
-use casebook_handlers::service::Service;
 use casebook_handlers::telemetry;
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::{json, Value};
@@ -33,7 +32,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let app = postgres::connect_database(&config.database, DbRole::App, 4)
         .await
         .context("connecting")?;
-    let service = Service::new(app.clone());
+    let service = casebook_handlers::compose::service(app.clone());
     let aws = shared_config().await;
     let relay_config = RelayConfig::from_env().context("relay configuration")?;
     let local_jobs_queue =

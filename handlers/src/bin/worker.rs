@@ -12,9 +12,10 @@ use casebook_adapters::aws::shared_config;
 use casebook_adapters::aws::sqs::Queue;
 use casebook_adapters::config::Config;
 use casebook_adapters::postgres::{self, DbRole};
+use casebook_handlers::compose::{diagnoser, search_pool, service};
 use casebook_handlers::server::shutdown_signal;
 use casebook_handlers::telemetry;
-use casebook_handlers::worker::{handle_sqs_event, run_worker_until, search_pool, Worker};
+use casebook_handlers::worker::{handle_sqs_event, run_worker_until, Worker};
 use lambda_runtime::{service_fn, LambdaEvent};
 
 #[tokio::main]
@@ -33,10 +34,11 @@ async fn main() -> anyhow::Result<()> {
         .context("connecting the search pool")?;
     let ai = AiProviders::from_config(&AiConfig::from_env().context("AI configuration")?).await;
     let aws = shared_config().await;
-    let mut worker = Worker::from_providers(pool, search_pool, &ai);
+    let mut diagnoser = diagnoser(service(pool), search_pool, &ai);
     if let Ok(bucket) = std::env::var("UPLOADS_BUCKET") {
-        worker = worker.with_attachments(Arc::new(TenantBucket::new(&aws, bucket)));
+        diagnoser = diagnoser.with_attachments(Arc::new(TenantBucket::new(&aws, bucket)));
     }
+    let worker = Worker::new(diagnoser);
     if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
         let worker = &worker;
         lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {

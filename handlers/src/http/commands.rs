@@ -7,7 +7,7 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use casebook_adapters::event_store::Committed;
+use casebook_application::ports::Committed;
 use casebook_domain::actor::Actor;
 use casebook_domain::ids::{DiagnosisId, JudgmentId, QueryId, SessionId};
 use casebook_domain::judgment::{JudgmentCommand, JudgmentContent};
@@ -28,7 +28,7 @@ use super::json::Body;
 use super::problem::ApiError;
 use super::request_id::RequestId;
 use super::AppState;
-use crate::service::{Accepted, ConsultantVerdict, RequestContext};
+use casebook_application::service::{Accepted, ConsultantVerdict, RequestContext};
 
 /// Where one event landed.
 #[derive(Debug, Serialize, ToSchema)]

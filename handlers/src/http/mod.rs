@@ -42,9 +42,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::relay::RelayNudge;
-use crate::service::Service;
 use access::AccessList;
 use caller::Authenticator;
+use casebook_application::service::Service;
 use rate_limit::TenantLimiter;
 use request_id::{MakeUuid, X_REQUEST_ID};
 use signup::SignUpLimiter;
@@ -78,7 +78,7 @@ impl AppState {
     /// scaled as `limiter`'s).
     pub fn new(pool: PgPool, auth: Authenticator, limiter: Arc<TenantLimiter>) -> Self {
         Self {
-            service: Service::new(pool.clone()),
+            service: crate::compose::service(pool.clone()),
             access: Arc::new(AccessList::new(pool.clone(), AccessList::DEFAULT_TTL)),
             sign_up_limiter: Arc::new(SignUpLimiter::new(limiter.scale())),
             pool,
@@ -328,10 +328,7 @@ pub fn router(state: AppState) -> Router {
 
 /// Healthy when the database answers; 503 otherwise, so load balancers stop routing here.
 async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    match sqlx::query_scalar::<_, i32>("SELECT 1")
-        .fetch_one(&state.pool)
-        .await
-    {
+    match casebook_adapters::postgres::ping(&state.pool).await {
         Ok(_) => (
             StatusCode::OK,
             Json(json!({ "status": "ok", "database": "ok" })),

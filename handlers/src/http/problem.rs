@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use casebook_domain::error::ErrorKind;
 
-use crate::service::ServiceError;
+use casebook_application::service::ServiceError;
 
 /// An error response.
 #[derive(Debug, thiserror::Error)]
@@ -188,9 +188,16 @@ impl From<casebook_domain::values::ValidationError> for ApiError {
     }
 }
 
+/// A read model's query failed: a database out of reach is worth a retry, anything else is
+/// a bug.
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
-        ServiceError::from(err).into()
+        match err {
+            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
+                ApiError::Unavailable(Box::new(err))
+            }
+            other => ApiError::Internal(Box::new(other)),
+        }
     }
 }
 

@@ -38,7 +38,7 @@ use super::problem::ApiError;
 use super::rate_limit::tier_limit;
 use super::request_id::RequestId;
 use super::AppState;
-use crate::service::{Accepted, SignUp, SignUpAttempt, SignedUp};
+use casebook_application::service::{Accepted, SignUp, SignUpAttempt, SignedUp};
 
 /// The sign-up's buckets: per source address, and for the whole process.
 pub struct SignUpLimiter {

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
 use super::{push_line, tenants, JobError};
-use crate::service::{RequestContext, Service};
+use casebook_application::service::{RequestContext, Service};
 
 /// One tenant's export file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

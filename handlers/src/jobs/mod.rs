@@ -34,7 +34,7 @@ use sqlx::PgPool;
 pub use schedule::{run_scheduler_until, Schedule, ScheduleError};
 
 use crate::relay::Relay;
-use crate::service::{Service, ServiceError};
+use casebook_application::service::{Service, ServiceError};
 
 /// The input of the `scheduler` function.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -194,7 +194,7 @@ impl Jobs {
     /// buckets from `config` (clients from `aws`).
     pub fn new(pool: PgPool, log: PgPool, aws: &SdkConfig, config: &JobsConfig) -> Self {
         Self {
-            service: Service::new(pool.clone()),
+            service: crate::compose::service(pool.clone()),
             pool,
             log,
             artifacts: config

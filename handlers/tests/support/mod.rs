@@ -373,13 +373,13 @@ impl TestApp {
 
     /// The platform records a proposal for `diagnosis` of `tenant` (as the worker would).
     pub async fn propose(&self, tenant: TenantId, diagnosis: DiagnosisId, confidence: f64) {
+        use casebook_application::service::RequestContext;
         use casebook_domain::actor::Actor;
         use casebook_domain::diagnosis::{DiagnosisCommand, EmbeddingModel, Provenance};
         use casebook_domain::metadata::{EventMetadata, Source};
         use casebook_domain::policy::ModelTier;
         use casebook_domain::ports::StopReason;
         use casebook_domain::values::{Confidence, DiagnosisText};
-        use casebook_handlers::service::RequestContext;
 
         let actor = Actor::system(tenant);
         let ctx = RequestContext {

@@ -5,7 +5,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use casebook_adapters::ai::pricing::PriceTable;
+use casebook_adapters::ai::AiProviders;
 use casebook_adapters::postgres::{self, DbRole};
+use casebook_application::diagnosis::{Diagnoser, DiagnosisRequest};
+use casebook_application::service::{RequestContext, Service};
 use casebook_domain::actor::{Actor, Role};
 use casebook_domain::ids::{DiagnosisId, QueryId, SessionId, TenantId, UserId};
 use casebook_domain::metadata::{EventMetadata, Source};
@@ -17,9 +21,7 @@ use casebook_domain::tenant::TenantCommand;
 use casebook_domain::values::{
     Confidence, DiagnosisText, QueryText, Subject, TenantName, UploadKey,
 };
-use casebook_handlers::relay::DiagnosisMessage;
-use casebook_handlers::service::{RequestContext, Service};
-use casebook_handlers::worker::Worker;
+use casebook_handlers::compose;
 use sqlx::PgPool;
 
 /// `user` of `tenant` acting as `role` through the API.
@@ -160,26 +162,50 @@ pub async fn search_pool(app: &PgPool) -> PgPool {
         .expect("search pool")
 }
 
-/// A diagnosis worker over `app`'s database, searching on a pool of the search role of its
-/// own, as deployed.
-pub async fn worker(app: &PgPool, embedder: Arc<dyn Embedder>, llm: Arc<dyn Llm>) -> Worker {
-    Worker::new(app.clone(), search_pool(app).await, embedder, llm)
+/// The diagnosis use case over `app`'s database, searching on a pool of the search role of
+/// its own, as deployed; answers cost nothing.
+pub async fn diagnoser(app: &PgPool, embedder: Arc<dyn Embedder>, llm: Arc<dyn Llm>) -> Diagnoser {
+    priced_diagnoser(app, embedder, llm, PriceTable::default()).await
+}
+
+/// [`diagnoser`], pricing answers by `prices`.
+pub async fn priced_diagnoser(
+    app: &PgPool,
+    embedder: Arc<dyn Embedder>,
+    llm: Arc<dyn Llm>,
+    prices: PriceTable,
+) -> Diagnoser {
+    let providers = AiProviders {
+        embedder,
+        llm,
+        prices,
+    };
+    compose::diagnoser(
+        compose::service(app.clone()),
+        search_pool(app).await,
+        &providers,
+    )
+}
+
+/// The request the relay's message for `diagnosis` of `tenant` carries.
+pub fn request(tenant: TenantId, diagnosis: DiagnosisId) -> DiagnosisRequest {
+    DiagnosisRequest {
+        event_id: format!("Diagnosis/{diagnosis}/1"),
+        tenant_id: tenant,
+        diagnosis_id: diagnosis,
+    }
 }
 
 /// Works `diagnosis` of `tenant` as the diagnosis worker would, with [`FixedEmbedder`] and a
 /// fresh [`CountingLlm`] (so it is proposed at confidence 0.6).
 pub async fn propose(app: &PgPool, tenant: TenantId, diagnosis: DiagnosisId) {
-    worker(
+    diagnoser(
         app,
         Arc::new(FixedEmbedder),
         Arc::new(CountingLlm::default()),
     )
     .await
-    .handle_diagnosis(&DiagnosisMessage {
-        event_id: format!("Diagnosis/{diagnosis}/1"),
-        tenant_id: *tenant.as_uuid(),
-        diagnosis_id: *diagnosis.as_uuid(),
-    })
+    .diagnose(&request(tenant, diagnosis))
     .await
     .expect("proposed");
 }

@@ -29,7 +29,7 @@ mod subscription;
 
 pub use apply::{apply, Applied};
 pub use partition::{ensure_model, ensure_tenant_partition, reset};
-pub use search::{search, search_statement, JudgmentHit};
+pub use search::{search, search_statement, IndexSearch, JudgmentHit};
 pub use subscription::{rebuild, JudgmentIndexSubscription, SUBSCRIPTION};
 
 use casebook_domain::any_event::DecodeError;

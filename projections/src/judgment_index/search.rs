@@ -1,5 +1,6 @@
 //! Tenant-scoped nearest-neighbour search.
 
+use casebook_application::ports::{BoxError, FoundPrecedent, PrecedentSearch};
 use casebook_domain::ids::{JudgmentId, TenantId};
 use casebook_domain::ports::Precedent;
 use casebook_domain::values::{JudgmentBody, JudgmentTitle, Tag};
@@ -150,5 +151,41 @@ async fn fetch(
             Ok(None)
         }
         Err(err) => Err(err.into()),
+    }
+}
+
+/// The application's precedent search over the index, on the search role's pool.
+///
+/// The worker handles one message at a time, so one connection is enough, and keeping it
+/// keeps the tenants' prepared search plans.
+#[derive(Clone)]
+pub struct IndexSearch {
+    pool: sqlx::PgPool,
+}
+
+impl IndexSearch {
+    /// Searches through `pool` (which should run as `casebook_search`).
+    pub fn new(pool: sqlx::PgPool) -> Self {
+        Self { pool }
+    }
+}
+
+#[async_trait::async_trait]
+impl PrecedentSearch for IndexSearch {
+    async fn nearest(
+        &self,
+        tenant: TenantId,
+        vector: &[f32],
+        k: u32,
+    ) -> Result<Vec<FoundPrecedent>, BoxError> {
+        let mut conn = self.pool.acquire().await?;
+        let hits = search(&mut conn, tenant, vector, k).await?;
+        Ok(hits
+            .into_iter()
+            .map(|hit| FoundPrecedent {
+                source_position: hit.source_position,
+                precedent: hit.into_precedent(),
+            })
+            .collect())
     }
 }

@@ -4,8 +4,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use casebook_adapters::event_store::{CommandError, EventStore};
+use casebook_adapters::event_store::EventStore;
 use casebook_adapters::postgres::MIGRATOR;
+use casebook_application::ports::CommandError;
 use casebook_domain::actor::{Actor, Role};
 use casebook_domain::decision::{ConsultantDecision, DecisionCommand, Outcome};
 use casebook_domain::diagnosis::{

@@ -1,0 +1,413 @@
+//! Every port of the application in memory, for tests that run in milliseconds: event
+//! streams that keep each tenant's apart as row-level security does, the request path's
+//! records, a judgment index of fixed answers, and a mailbox that keeps invitations.
+//!
+//! They behave as the real adapters do where a use case can tell: a stream of another tenant
+//! reads as no stream and can't be created again; a command the aggregate refuses appends
+//! nothing. A store can be told to fail its next appends, to drive the retry branches.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::error::Error as StdError;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use casebook_domain::actor::Actor;
+use casebook_domain::decision::ConsultantDecision;
+use casebook_domain::diagnosis::Diagnosis;
+use casebook_domain::ids::TenantId;
+use casebook_domain::judgment::Judgment;
+use casebook_domain::session::TenantSession;
+use casebook_domain::tenant::Tenant;
+use casebook_domain::values::{Email, UploadKey};
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::{Aggregate, DomainEvent, EventEnvelope};
+
+use crate::ports::{
+    BoxError, CommandError, Committed, EventRepository, FoundPrecedent, Mailbox, PrecedentSearch,
+    Pricing, RecordError, RequestRecords, SignUpAttemptRecord,
+};
+use crate::service::{Service, Stores};
+
+/// A failure a store or port is told to answer with next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The dependency is unavailable (retryable).
+    Unavailable,
+    /// Another command appended first (retryable).
+    Conflict,
+}
+
+fn outage(what: &str) -> BoxError {
+    format!("{what} is down (injected)").into()
+}
+
+/// The global log's positions, shared by every stream of one [`InMemoryEvents`] family.
+#[derive(Debug, Default)]
+pub struct Positions(AtomicI64);
+
+impl Positions {
+    fn next(&self) -> i64 {
+        self.0.fetch_add(1, Ordering::SeqCst) + 1
+    }
+}
+
+struct Stream<A: Aggregate> {
+    tenant: TenantId,
+    events: Vec<EventEnvelope<A>>,
+}
+
+/// One aggregate type's streams in memory.
+pub struct InMemoryEvents<A: Aggregate> {
+    positions: Arc<Positions>,
+    streams: Mutex<HashMap<String, Stream<A>>>,
+    /// What the next appends do: `None` lands, `Some` fails; empty, all land.
+    appends: Mutex<VecDeque<Option<Failure>>>,
+}
+
+impl<A: Aggregate> InMemoryEvents<A> {
+    /// Empty streams numbering their events from `positions`.
+    pub fn new(positions: Arc<Positions>) -> Self {
+        Self {
+            positions,
+            streams: Mutex::default(),
+            appends: Mutex::default(),
+        }
+    }
+
+    /// The next append (after those already scripted) fails with `failure`.
+    pub fn fail_next_append(&self, failure: Failure) {
+        self.appends
+            .lock()
+            .expect("appends")
+            .push_back(Some(failure));
+    }
+
+    /// The next append (after those already scripted) lands: with
+    /// [`fail_next_append`](Self::fail_next_append), fails a later step of a use case.
+    pub fn let_next_append_land(&self) {
+        self.appends.lock().expect("appends").push_back(None);
+    }
+
+    /// The metadata of every event of stream `id`, in order.
+    pub fn metadata(&self, id: &str) -> Vec<HashMap<String, String>> {
+        self.streams
+            .lock()
+            .expect("streams")
+            .get(id)
+            .map(|stream| stream.events.iter().map(|e| e.metadata.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Every event of stream `id`, in order, whatever its tenant (what a test asserts on).
+    pub fn events(&self, id: &str) -> Vec<A::Event> {
+        self.streams
+            .lock()
+            .expect("streams")
+            .get(id)
+            .map(|stream| stream.events.iter().map(|e| e.payload.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    fn visible(&self, tenant: TenantId, id: &str) -> Vec<EventEnvelope<A>> {
+        match self.streams.lock().expect("streams").get(id) {
+            Some(stream) if stream.tenant == tenant => stream.events.clone(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn tenant_of(metadata: &HashMap<String, String>) -> Result<TenantId, CommandError<A::Error>>
+    where
+        A::Error: StdError,
+    {
+        metadata
+            .get("tenant_id")
+            .and_then(|tenant| tenant.parse().ok())
+            .ok_or_else(|| CommandError::Invalid("event metadata without a valid tenant_id".into()))
+    }
+}
+
+#[async_trait]
+impl<A> EventRepository<A> for InMemoryEvents<A>
+where
+    A: Aggregate<Services = ()> + 'static,
+    A::Command: Send + 'static,
+    A::Event: DomainEvent,
+    A::Error: StdError + Send,
+{
+    async fn load(&self, tenant: TenantId, id: &str) -> Result<A, CommandError<A::Error>> {
+        let mut state = A::default();
+        for envelope in self.visible(tenant, id) {
+            state.apply(envelope.payload);
+        }
+        Ok(state)
+    }
+
+    async fn load_events(
+        &self,
+        tenant: TenantId,
+        id: &str,
+    ) -> Result<Vec<EventEnvelope<A>>, CommandError<A::Error>> {
+        Ok(self.visible(tenant, id))
+    }
+
+    async fn execute(
+        &self,
+        id: &str,
+        command: A::Command,
+        metadata: HashMap<String, String>,
+    ) -> Result<Vec<Committed>, CommandError<A::Error>> {
+        let tenant = Self::tenant_of(&metadata)?;
+        let loaded = self.visible(tenant, id);
+        let mut state = A::default();
+        for envelope in &loaded {
+            state.apply(envelope.payload.clone());
+        }
+        let sink = EventSink::default();
+        state
+            .handle(command, &(), &sink)
+            .await
+            .map_err(CommandError::Rejected)?;
+        let events = sink.collect().await;
+        if let Some(Some(failure)) = self.appends.lock().expect("appends").pop_front() {
+            return Err(match failure {
+                Failure::Unavailable => CommandError::Unavailable(outage("the event store")),
+                Failure::Conflict => CommandError::Conflict,
+            });
+        }
+        let mut streams = self.streams.lock().expect("streams");
+        let stream = streams.entry(id.to_owned()).or_insert_with(|| Stream {
+            tenant,
+            events: Vec::new(),
+        });
+        if stream.tenant != tenant {
+            return Err(CommandError::NotFound);
+        }
+        if stream.events.len() != loaded.len() {
+            return Err(CommandError::Conflict);
+        }
+        let mut committed = Vec::with_capacity(events.len());
+        for event in events {
+            let sequence = stream.events.len() + 1;
+            committed.push(Committed {
+                aggregate_type: A::TYPE,
+                aggregate_id: id.to_owned(),
+                sequence,
+                global_position: self.positions.next(),
+                event_type: event.event_type(),
+            });
+            stream.events.push(EventEnvelope {
+                aggregate_id: id.to_owned(),
+                sequence,
+                payload: event,
+                metadata: metadata.clone(),
+            });
+        }
+        Ok(committed)
+    }
+
+    async fn execute_new(
+        &self,
+        id: &str,
+        command: A::Command,
+        metadata: HashMap<String, String>,
+    ) -> Result<Vec<Committed>, CommandError<A::Error>> {
+        self.execute(id, command, metadata).await
+    }
+}
+
+/// The streams of every aggregate the service commands, numbered from one log.
+pub struct InMemoryStores {
+    /// Tenants.
+    pub tenants: Arc<InMemoryEvents<Tenant>>,
+    /// Sessions.
+    pub sessions: Arc<InMemoryEvents<TenantSession>>,
+    /// Diagnoses.
+    pub diagnoses: Arc<InMemoryEvents<Diagnosis>>,
+    /// Decisions.
+    pub decisions: Arc<InMemoryEvents<ConsultantDecision>>,
+    /// Judgments.
+    pub judgments: Arc<InMemoryEvents<Judgment>>,
+    /// The request path's records.
+    pub records: Arc<InMemoryRecords>,
+}
+
+impl Default for InMemoryStores {
+    fn default() -> Self {
+        let positions = Arc::new(Positions::default());
+        Self {
+            tenants: Arc::new(InMemoryEvents::new(positions.clone())),
+            sessions: Arc::new(InMemoryEvents::new(positions.clone())),
+            diagnoses: Arc::new(InMemoryEvents::new(positions.clone())),
+            decisions: Arc::new(InMemoryEvents::new(positions.clone())),
+            judgments: Arc::new(InMemoryEvents::new(positions)),
+            records: Arc::default(),
+        }
+    }
+}
+
+impl InMemoryStores {
+    /// A service over these stores and records.
+    pub fn service(&self) -> Service {
+        let stores = Stores {
+            tenants: self.tenants.clone(),
+            sessions: self.sessions.clone(),
+            diagnoses: self.diagnoses.clone(),
+            decisions: self.decisions.clone(),
+            judgments: self.judgments.clone(),
+        };
+        Service::new(stores, self.records.clone())
+    }
+}
+
+/// The request path's records in memory.
+#[derive(Default)]
+pub struct InMemoryRecords {
+    grants: Mutex<BTreeSet<(TenantId, String, String)>>,
+    claims: Mutex<HashMap<Email, TenantId>>,
+    attempts: Mutex<Vec<SignUpAttemptRecord>>,
+}
+
+impl InMemoryRecords {
+    /// Every sign-up attempt kept, in order.
+    pub fn sign_up_attempts(&self) -> Vec<SignUpAttemptRecord> {
+        self.attempts.lock().expect("attempts").clone()
+    }
+}
+
+#[async_trait]
+impl RequestRecords for InMemoryRecords {
+    async fn grant_upload(&self, actor: &Actor, key: &UploadKey) -> Result<(), RecordError> {
+        self.grants.lock().expect("grants").insert((
+            actor.tenant_id,
+            key.as_str().to_owned(),
+            actor.user_id.as_str().to_owned(),
+        ));
+        Ok(())
+    }
+
+    async fn uploads_issued_to(
+        &self,
+        actor: &Actor,
+        keys: &[UploadKey],
+    ) -> Result<BTreeSet<UploadKey>, RecordError> {
+        let grants = self.grants.lock().expect("grants");
+        Ok(keys
+            .iter()
+            .filter(|key| {
+                grants.contains(&(
+                    actor.tenant_id,
+                    key.as_str().to_owned(),
+                    actor.user_id.as_str().to_owned(),
+                ))
+            })
+            .cloned()
+            .collect())
+    }
+
+    async fn claim_email(&self, tenant: TenantId, email: &Email) -> Result<bool, RecordError> {
+        let mut claims = self.claims.lock().expect("claims");
+        Ok(*claims.entry(email.clone()).or_insert(tenant) == tenant)
+    }
+
+    async fn record_sign_up_attempt(
+        &self,
+        attempt: &SignUpAttemptRecord,
+    ) -> Result<(), RecordError> {
+        self.attempts
+            .lock()
+            .expect("attempts")
+            .push(attempt.clone());
+        Ok(())
+    }
+}
+
+/// A judgment index answering every search with the same precedents, best first.
+#[derive(Default)]
+pub struct FixedPrecedents {
+    found: Vec<FoundPrecedent>,
+    failures: Mutex<VecDeque<Failure>>,
+    asked_for: Mutex<Vec<u32>>,
+}
+
+impl FixedPrecedents {
+    /// An index that always finds `found`.
+    pub fn new(found: Vec<FoundPrecedent>) -> Self {
+        Self {
+            found,
+            ..Self::default()
+        }
+    }
+
+    /// The next search fails with `failure`.
+    pub fn fail_next(&self, failure: Failure) {
+        self.failures.lock().expect("failures").push_back(failure);
+    }
+
+    /// How many precedents each search asked for, in order.
+    pub fn asked_for(&self) -> Vec<u32> {
+        self.asked_for.lock().expect("searches").clone()
+    }
+}
+
+#[async_trait]
+impl PrecedentSearch for FixedPrecedents {
+    async fn nearest(
+        &self,
+        _tenant: TenantId,
+        _vector: &[f32],
+        k: u32,
+    ) -> Result<Vec<FoundPrecedent>, BoxError> {
+        self.asked_for.lock().expect("searches").push(k);
+        if self
+            .failures
+            .lock()
+            .expect("failures")
+            .pop_front()
+            .is_some()
+        {
+            return Err(outage("the judgment index"));
+        }
+        Ok(self.found.iter().take(k as usize).cloned().collect())
+    }
+}
+
+/// Prices of models by id, in millionths of a dollar per token in and out.
+#[derive(Debug, Default, Clone)]
+pub struct FlatPrices(pub HashMap<String, (u64, u64)>);
+
+impl Pricing for FlatPrices {
+    fn cost_usd_micros(&self, model_id: &str, input: u32, output: u32) -> Option<u64> {
+        let (per_input, per_output) = self.0.get(model_id)?;
+        Some(u64::from(input) * per_input + u64::from(output) * per_output)
+    }
+}
+
+/// A mailbox that keeps every invitation (the demo hands out their temporary passwords;
+/// tests sign in with them).
+#[derive(Default)]
+pub struct KeptMailbox(Mutex<Vec<(Email, String)>>);
+
+impl KeptMailbox {
+    /// The latest temporary password sent to `email`.
+    pub fn temporary_password(&self, email: &Email) -> Option<String> {
+        let kept = self.0.lock().expect("mailbox");
+        kept.iter()
+            .rev()
+            .find(|(to, _)| to == email)
+            .map(|(_, password)| password.clone())
+    }
+
+    /// How many invitations went to `email`.
+    pub fn invitations_to(&self, email: &Email) -> usize {
+        let kept = self.0.lock().expect("mailbox");
+        kept.iter().filter(|(to, _)| to == email).count()
+    }
+}
+
+impl Mailbox for KeptMailbox {
+    fn invitation(&self, _tenant: TenantId, email: &Email, temporary_password: &str) {
+        let mut kept = self.0.lock().expect("mailbox");
+        kept.push((email.clone(), temporary_password.to_owned()));
+    }
+}

@@ -1,0 +1,21 @@
+//! Casebook's application layer: the use cases, generic over the ports this crate owns.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`service`] | commands from people and the system: preconditions read from other aggregates, metadata attached, failures mapped to [`ServiceError`] |
+//! | [`diagnosis`] | the diagnosis use case: read attachments, embed, retrieve precedents, route between model tiers, propose or record the failure |
+//! | [`reactions`] | what follows an event: resolve and capture a decision, auto-approve, provision people, put a tenant's key on its plan |
+//! | [`ports`] | what the use cases need from outside: the event store, precedent search, identity provider, gateway keys, the request path's records |
+//! | [`in_memory`] | every port in memory, for tests that run in milliseconds without Postgres or the emulator |
+//!
+//! Nothing here knows SQL, HTTP, SQS or Lambda: `casebook-adapters` and
+//! `casebook-projections` implement the ports, `casebook-handlers` translates transports into
+//! calls and holds the one composition root.
+
+pub mod diagnosis;
+pub mod in_memory;
+pub mod ports;
+pub mod reactions;
+pub mod service;
+
+pub use service::{Accepted, RequestContext, Service, ServiceError};
