@@ -6,6 +6,7 @@
 //! - [`event_store`]: the cqrs-es event repository over the extended `events` table, with
 //!   snapshots, typed errors ([`event_store::StoreError`]) and a group commit that lets
 //!   concurrent commands share one append statement ([`event_store::Appender`]).
+//! - [`idempotency`]: the API's `Idempotency-Key` records.
 //! - [`records`]: what the request path keeps beside events (upload grants, address claims,
 //!   sign-up attempts), the application's `RequestRecords`.
 //! - [`config`]: the one typed configuration struct, read from the environment once.
@@ -27,6 +28,7 @@ pub mod aws;
 pub mod cognito;
 pub mod config;
 pub mod event_store;
+pub mod idempotency;
 pub mod people;
 pub mod postgres;
 pub mod rds_iam;

@@ -7,10 +7,8 @@
 //!
 //! The first request claims the key (a row without a response), runs, and stores its
 //! response. A concurrent repeat finds the claim and gets 409 until the first finishes. A
-//! server error releases the claim, so the client may retry. Records are written with
-//! `synchronous_commit = off`: a crash can lose the last few records (never the commands,
-//! which are durable and whose creations are idempotent by id), and requests don't pay a
-//! second WAL flush for them.
+//! server error releases the claim, so the client may retry. The records are
+//! [`IdempotencyKeys`].
 
 use axum::body::{to_bytes, Body, Bytes};
 use axum::extract::Request;
@@ -18,10 +16,8 @@ use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
-use casebook_adapters::postgres::{begin_for_tenants, Access};
-use casebook_domain::actor::Actor;
+use casebook_adapters::idempotency::{Claim, IdempotencyKeys};
 use sha2::{Digest, Sha256};
-use sqlx::PgPool;
 
 use super::caller::Acting;
 use super::problem::ApiError;
@@ -36,7 +32,7 @@ const MAX_BODY: usize = 1024 * 1024;
 
 /// Route middleware for every POST and PUT under `/v1`, inside the route's authorization.
 pub async fn idempotent(
-    Extension(store): Extension<Records>,
+    Extension(store): Extension<IdempotencyKeys>,
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
@@ -85,7 +81,9 @@ pub async fn idempotent(
     if parts.status.is_server_error() {
         store.release(&actor, &key).await?;
     } else {
-        store.complete(&actor, &key, parts.status, &body).await?;
+        store
+            .complete(&actor, &key, parts.status.as_u16(), &body)
+            .await?;
     }
     Ok(Response::from_parts(parts, Body::from(body)))
 }
@@ -100,8 +98,8 @@ fn request_hash(method: &Method, path: &str, body: &[u8]) -> Vec<u8> {
     hasher.finalize().to_vec()
 }
 
-fn replay(status: i16, body: Vec<u8>) -> Response {
-    let status = StatusCode::from_u16(status as u16).unwrap_or(StatusCode::OK);
+fn replay(status: u16, body: Vec<u8>) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
     let mut response = (status, Bytes::from(body)).into_response();
     let headers = response.headers_mut();
     headers.insert(
@@ -117,120 +115,4 @@ fn replay(status: i16, body: Vec<u8>) -> Response {
         HeaderValue::from_static("true"),
     );
     response
-}
-
-enum Claim {
-    Claimed,
-    Existing {
-        request_hash: Vec<u8>,
-        response: Option<(i16, Vec<u8>)>,
-    },
-}
-
-/// The stored keys and answers.
-#[derive(Clone)]
-pub struct Records {
-    pool: PgPool,
-}
-
-impl Records {
-    /// Keys kept in `pool`'s database.
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
-    }
-
-    async fn claim(&self, caller: &Actor, key: &str, hash: &[u8]) -> Result<Claim, ApiError> {
-        let mut tx = begin_for_tenants(
-            &self.pool,
-            Access::ReadWriteUnflushed,
-            &[*caller.tenant_id.as_uuid()],
-        )
-        .await?;
-        let claimed = sqlx::query(
-            "INSERT INTO idempotency_keys (tenant_id, user_id, key, request_hash)
-             VALUES ($1, $2, $3, $4)
-             ON CONFLICT (tenant_id, user_id, key) DO NOTHING",
-        )
-        .bind(caller.tenant_id.as_uuid())
-        .bind(caller.user_id.as_str())
-        .bind(key)
-        .bind(hash)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        let claim = if claimed {
-            Claim::Claimed
-        } else {
-            let (request_hash, status, body): (Vec<u8>, Option<i16>, Option<Vec<u8>>) =
-                sqlx::query_as(
-                    "SELECT request_hash, status_code, response_body FROM idempotency_keys
-                      WHERE tenant_id = $1 AND user_id = $2 AND key = $3",
-                )
-                .bind(caller.tenant_id.as_uuid())
-                .bind(caller.user_id.as_str())
-                .bind(key)
-                .fetch_one(&mut *tx)
-                .await?;
-            Claim::Existing {
-                request_hash,
-                response: status.zip(body),
-            }
-        };
-        tx.commit().await?;
-        Ok(claim)
-    }
-
-    async fn complete(
-        &self,
-        caller: &Actor,
-        key: &str,
-        status: StatusCode,
-        body: &[u8],
-    ) -> Result<(), ApiError> {
-        self.write(
-            "UPDATE idempotency_keys SET status_code = $4, response_body = $5
-              WHERE tenant_id = $1 AND user_id = $2 AND key = $3",
-            caller,
-            key,
-            Some((status.as_u16() as i16, body)),
-        )
-        .await
-    }
-
-    async fn release(&self, caller: &Actor, key: &str) -> Result<(), ApiError> {
-        self.write(
-            "DELETE FROM idempotency_keys WHERE tenant_id = $1 AND user_id = $2 AND key = $3",
-            caller,
-            key,
-            None,
-        )
-        .await
-    }
-
-    async fn write(
-        &self,
-        sql: &str,
-        caller: &Actor,
-        key: &str,
-        response: Option<(i16, &[u8])>,
-    ) -> Result<(), ApiError> {
-        let mut tx = begin_for_tenants(
-            &self.pool,
-            Access::ReadWriteUnflushed,
-            &[*caller.tenant_id.as_uuid()],
-        )
-        .await?;
-        let query = sqlx::query(sql)
-            .bind(caller.tenant_id.as_uuid())
-            .bind(caller.user_id.as_str())
-            .bind(key);
-        let query = match response {
-            Some((status, body)) => query.bind(status).bind(body),
-            None => query,
-        };
-        query.execute(&mut *tx).await?;
-        tx.commit().await?;
-        Ok(())
-    }
 }

@@ -44,6 +44,7 @@ use utoipa_axum::routes;
 use crate::relay::RelayNudge;
 use access::AccessList;
 use caller::Authenticator;
+use casebook_adapters::idempotency::IdempotencyKeys;
 use casebook_application::service::Service;
 use rate_limit::TenantLimiter;
 use request_id::{MakeUuid, X_REQUEST_ID};
@@ -275,7 +276,7 @@ pub fn router(state: AppState) -> Router {
     let (public, _) = public();
     let openapi = openapi();
     let api = api
-        .layer(Extension(idempotency::Records::new(state.pool.clone())))
+        .layer(Extension(IdempotencyKeys::new(state.pool.clone())))
         .layer(from_fn_with_state(
             state.clone(),
             nudge::nudge_relay_after_writes,
