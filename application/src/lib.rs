@@ -5,6 +5,7 @@
 //! | [`service`] | commands from people and the system: preconditions read from other aggregates, metadata attached, failures mapped to [`ServiceError`] |
 //! | [`diagnosis`] | the diagnosis use case: read attachments, embed, retrieve precedents, route between model tiers, propose or record the failure |
 //! | [`reactions`] | what follows an event: resolve and capture a decision, auto-approve, provision people, put a tenant's key on its plan |
+//! | [`jobs`] | the scheduled jobs: the fine-tune export, the audit archive, the lag check |
 //! | [`ports`] | what the use cases need from outside: the event store, precedent search, identity provider, gateway keys, the request path's records |
 //! | [`in_memory`] | every port in memory, for tests that run in milliseconds without Postgres or the emulator |
 //!
@@ -14,6 +15,7 @@
 
 pub mod diagnosis;
 pub mod in_memory;
+pub mod jobs;
 pub mod ports;
 pub mod reactions;
 pub mod service;

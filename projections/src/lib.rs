@@ -11,6 +11,7 @@
 //! | [`read`] | the read models' queries for the API (tenant-scoped, keyset pages) |
 //! | [`audit`] | the hash-chained audit table, its canonical encodings (each row covering its event's full content since encoding 2) and verifiers |
 //! | [`rebuild`] | rebuild from history into shadow tables, verify by digest, swap |
+//! | [`jobs`], [`judgment_index::IndexSearch`] | the application's ports over the log, the subscriptions and the index: tenants, decisions, lags, precedent search |
 //! | [`error`] | [`ApplyError`](error::ApplyError): transient or permanent |
 //!
 //! ## Wiring
@@ -41,6 +42,7 @@ pub mod audit;
 pub mod checkpoints;
 pub mod decoded;
 pub mod error;
+pub mod jobs;
 pub mod judgment_index;
 pub mod log;
 pub mod models;

@@ -359,6 +359,28 @@ fn validate(key: &str) -> Result<(), S3Error> {
     Ok(())
 }
 
+/// The scheduled jobs' buckets (artifacts, audit archive).
+#[async_trait]
+impl casebook_application::jobs::TenantObjects for TenantBucket {
+    fn bucket(&self) -> &str {
+        self.name()
+    }
+
+    fn key(&self, tenant: TenantId, relative: &str) -> Result<String, BoxError> {
+        Ok(Self::tenant_key(tenant, relative)?)
+    }
+
+    async fn put(
+        &self,
+        tenant: TenantId,
+        key: &str,
+        body: Vec<u8>,
+        content_type: &str,
+    ) -> Result<(), BoxError> {
+        Ok(TenantBucket::put(self, tenant, key, body, content_type).await?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,6 +12,7 @@
 //!
 //! The auditors' standard queries are in `projections/AUDIT_QUERIES.md`.
 
+pub mod archives;
 pub mod chain;
 pub mod content;
 mod projection;
