@@ -145,15 +145,15 @@ pub(crate) fn get_opt_enum<T: DeserializeOwned>(
 
 /// A stored user id.
 pub(crate) fn get_user(row: &PgRow, column: &str) -> Result<UserId, sqlx::Error> {
-    let text: String = row.try_get(column)?;
-    UserId::parse(text).map_err(|err| decode_error(column, err))
+    // As stored: read models decode what history holds, whatever today's limits say.
+    Ok(UserId::from_stored(row.try_get::<String, _>(column)?))
 }
 
 /// A nullable stored user id.
 pub(crate) fn get_opt_user(row: &PgRow, column: &str) -> Result<Option<UserId>, sqlx::Error> {
-    let text: Option<String> = row.try_get(column)?;
-    text.map(|text| UserId::parse(text).map_err(|err| decode_error(column, err)))
-        .transpose()
+    Ok(row
+        .try_get::<Option<String>, _>(column)?
+        .map(UserId::from_stored))
 }
 
 /// A `jsonb` column read as text (see [`select_list`]).

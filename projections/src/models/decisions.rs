@@ -62,21 +62,18 @@ fn verdict_from_row(row: &PgRow) -> Result<Verdict, sqlx::Error> {
             std::io::Error::other("required by the outcome but NULL"),
         )
     };
-    let reason = text("reason")?
-        .map(|r| Reason::parse(r).map_err(|err| decode_error("reason", err)))
-        .transpose()?;
+    let reason = text("reason")?.map(Reason::from_stored);
     let confidence = |column: &str| -> Result<Confidence, sqlx::Error> {
         let value: Option<f64> = row.try_get(column)?;
-        Confidence::new(value.ok_or_else(|| required(column))?)
+        Confidence::from_stored(value.ok_or_else(|| required(column))?)
             .map_err(|err| decode_error(column, err))
     };
     Ok(match outcome {
         Outcome::Approved => Verdict::Approved,
         Outcome::Amended => Verdict::Amended {
-            text: DiagnosisText::parse(
+            text: DiagnosisText::from_stored(
                 text("amended_text")?.ok_or_else(|| required("amended_text"))?,
-            )
-            .map_err(|err| decode_error("amended_text", err))?,
+            ),
             reason,
         },
         Outcome::Rejected => Verdict::Rejected {

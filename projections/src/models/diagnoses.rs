@@ -185,7 +185,7 @@ fn proposal_from_row(row: &PgRow) -> Result<Option<Proposal>, sqlx::Error> {
         return Ok(None);
     };
     let confidence: Option<f64> = row.try_get("confidence")?;
-    let confidence = Confidence::new(confidence.ok_or_else(|| missing("confidence"))?)
+    let confidence = Confidence::from_stored(confidence.ok_or_else(|| missing("confidence"))?)
         .map_err(|err| decode_error("confidence", err))?;
     let required_text = |column: &str| -> Result<String, sqlx::Error> {
         row.try_get::<Option<String>, _>(column)?

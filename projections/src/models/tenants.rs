@@ -85,7 +85,7 @@ pub(crate) fn from_row(row: &PgRow) -> Result<Tenant, sqlx::Error> {
         plan: get_enum(row, "plan")?,
         model_policy: get_enum(row, "model_policy")?,
         auto_resolve_threshold: threshold
-            .map(Confidence::new)
+            .map(Confidence::from_stored)
             .transpose()
             .map_err(|err| decode_error("auto_resolve_threshold", err))?,
         suspended_reason: row.try_get("suspended_reason")?,
