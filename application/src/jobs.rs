@@ -157,6 +157,27 @@ pub trait SubscriptionLags: Send + Sync {
     async fn lags(&self) -> Result<Vec<SubscriptionLag>, BoxError>;
 }
 
+/// What `job` made of each tenant in turn, for the tenants it made something of. The first
+/// failure stops the run: the next run starts over, and every job repeats safely.
+async fn each_tenant<T, F, Fut>(
+    directory: &dyn TenantDirectory,
+    mut job: F,
+) -> Result<Vec<T>, JobError>
+where
+    F: FnMut(TenantId) -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>, JobError>>,
+{
+    let tenants = directory
+        .tenants()
+        .await
+        .map_err(port("listing the tenants"))?;
+    let mut made = Vec::new();
+    for tenant in tenants {
+        made.extend(job(tenant).await?);
+    }
+    Ok(made)
+}
+
 /// Appends `line` as one line of JSON.
 fn push_line<T: Serialize>(body: &mut Vec<u8>, line: &T) -> Result<(), JobError> {
     serde_json::to_writer(&mut *body, line).map_err(JobError::Encode)?;
@@ -241,18 +262,10 @@ impl FinetuneExport {
         now: DateTime<Utc>,
         run_id: &str,
     ) -> Result<Vec<TenantExport>, JobError> {
-        let mut exports = Vec::new();
-        for tenant in self
-            .tenants
-            .tenants()
-            .await
-            .map_err(port("listing the tenants"))?
-        {
-            if let Some(export) = self.export(tenant, now, run_id).await? {
-                exports.push(export);
-            }
-        }
-        Ok(exports)
+        each_tenant(self.tenants.as_ref(), |tenant| {
+            self.export(tenant, now, run_id)
+        })
+        .await
     }
 
     async fn export(
@@ -386,18 +399,10 @@ impl AuditArchive {
 
     /// Archives every tenant's new rows recorded before the start of `now`'s day.
     pub async fn run(&self, now: DateTime<Utc>) -> Result<Vec<TenantArchive>, JobError> {
-        let mut archives = Vec::new();
-        for tenant in self
-            .tenants
-            .tenants()
-            .await
-            .map_err(port("listing the tenants"))?
-        {
-            if let Some(archive) = self.archive_tenant(tenant, now).await? {
-                archives.push(archive);
-            }
-        }
-        Ok(archives)
+        each_tenant(self.tenants.as_ref(), |tenant| {
+            self.archive_tenant(tenant, now)
+        })
+        .await
     }
 
     async fn archive_tenant(

@@ -220,8 +220,9 @@ impl Service {
         command: TenantCommand,
     ) -> Result<Accepted, ServiceError> {
         let tenant_id = ctx.actor.tenant_id;
-        let result = execute(
+        let result = dispatch(
             &self.inner.stores.tenants,
+            Stream::Existing,
             &tenant_id.to_string(),
             command,
             ctx,
@@ -369,8 +370,9 @@ impl Service {
             uploads_issued_to_actor,
             tenant_active,
         };
-        create(
+        dispatch(
             &self.inner.stores.sessions,
+            Stream::New,
             &session_id.to_string(),
             command,
             ctx,
@@ -394,8 +396,9 @@ impl Service {
             text: text.clone(),
             tenant_active,
         };
-        let submitted = match execute(
+        let submitted = match dispatch(
             &self.inner.stores.sessions,
+            Stream::Existing,
             &session_id.to_string(),
             submit,
             ctx,
@@ -422,8 +425,9 @@ impl Service {
             query: text,
             tenant_active,
         };
-        let requested = create(
+        let requested = dispatch(
             &self.inner.stores.diagnoses,
+            Stream::New,
             &diagnosis_id.to_string(),
             request,
             ctx,
@@ -441,8 +445,9 @@ impl Service {
         let command = SessionCommand::Close {
             actor: ctx.actor.clone(),
         };
-        execute(
+        dispatch(
             &self.inner.stores.sessions,
+            Stream::Existing,
             &session_id.to_string(),
             command,
             ctx,
@@ -457,8 +462,9 @@ impl Service {
         diagnosis_id: DiagnosisId,
         command: DiagnosisCommand,
     ) -> Result<Accepted, ServiceError> {
-        execute(
+        dispatch(
             &self.inner.stores.diagnoses,
+            Stream::Existing,
             &diagnosis_id.to_string(),
             command,
             ctx,
@@ -495,8 +501,9 @@ impl Service {
             },
         };
         let decision_id = DecisionId::for_diagnosis(diagnosis_id);
-        create(
+        dispatch(
             &self.inner.stores.decisions,
+            Stream::New,
             &decision_id.to_string(),
             command,
             ctx,
@@ -532,8 +539,9 @@ impl Service {
             tenant_active: tenant.is_active(),
         };
         let decision_id = DecisionId::for_diagnosis(diagnosis_id);
-        create(
+        dispatch(
             &self.inner.stores.decisions,
+            Stream::New,
             &decision_id.to_string(),
             command,
             ctx,
@@ -584,8 +592,9 @@ impl Service {
             decision,
             content,
         };
-        create(
+        dispatch(
             &self.inner.stores.judgments,
+            Stream::New,
             &judgment_id.to_string(),
             command,
             ctx,
@@ -600,8 +609,9 @@ impl Service {
         judgment_id: JudgmentId,
         command: JudgmentCommand,
     ) -> Result<Accepted, ServiceError> {
-        execute(
+        dispatch(
             &self.inner.stores.judgments,
+            Stream::Existing,
             &judgment_id.to_string(),
             command,
             ctx,
@@ -750,26 +760,19 @@ where
     Ok(store.load(tenant, aggregate_id).await?)
 }
 
-async fn execute<A>(
-    store: &Arc<dyn EventRepository<A>>,
-    aggregate_id: &str,
-    command: A::Command,
-    ctx: &RequestContext,
-) -> Result<Accepted, ServiceError>
-where
-    A: Aggregate,
-    A::Error: DomainError + Send + Sync + 'static,
-{
-    let events = store
-        .execute(aggregate_id, command, ctx.metadata.to_map())
-        .await?;
-    Ok(Accepted { events })
+/// Whether a command starts its stream or continues it.
+#[derive(Clone, Copy)]
+enum Stream {
+    /// An id the caller chose or derived: the stream is read only if it turns out to exist,
+    /// so a creation costs one round trip.
+    New,
+    /// The stream is loaded first.
+    Existing,
 }
 
-/// [`execute`] for a command that starts its stream (an id the caller chose or derived): the
-/// stream is read only if it turns out to exist, so a creation costs one round trip.
-async fn create<A>(
+async fn dispatch<A>(
     store: &Arc<dyn EventRepository<A>>,
+    stream: Stream,
     aggregate_id: &str,
     command: A::Command,
     ctx: &RequestContext,
@@ -778,8 +781,10 @@ where
     A: Aggregate,
     A::Error: DomainError + Send + Sync + 'static,
 {
-    let events = store
-        .execute_new(aggregate_id, command, ctx.metadata.to_map())
-        .await?;
+    let metadata = ctx.metadata.to_map();
+    let events = match stream {
+        Stream::New => store.execute_new(aggregate_id, command, metadata).await?,
+        Stream::Existing => store.execute(aggregate_id, command, metadata).await?,
+    };
     Ok(Accepted { events })
 }

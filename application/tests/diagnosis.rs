@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use std::sync::Arc;
 
-use casebook_application::diagnosis::{Diagnoser, DiagnoserPorts, DiagnosisError, PRECEDENTS};
+use casebook_application::diagnosis::{DiagnosisError, PRECEDENTS};
 use casebook_application::in_memory::{Failure, FixedPrecedents, FlatPrices};
 use casebook_domain::diagnosis::{AttachmentOutcome, SkipReason};
 use casebook_domain::ids::TenantId;
@@ -388,17 +388,14 @@ async fn a_proposal_that_lost_the_race_to_another_delivery_is_success() {
         scenario.diagnoser(FlatPrices::default()),
         scenario.request(diagnosis),
     );
-    let racing = Diagnoser::new(DiagnoserPorts {
-        service: scenario.service.clone(),
-        search: scenario.index.clone(),
-        embedder: scenario.embedder.clone(),
-        llm: Arc::new(RacingLlm {
+    let racing = scenario.diagnoser_over(
+        scenario.index.clone(),
+        Arc::new(RacingLlm {
             rival,
             inner: ScriptedLlm::answers(confident_triage()),
         }),
-        pricing: Arc::new(FlatPrices::default()),
-        prompt: support::system_prompt(),
-    });
+        FlatPrices::default(),
+    );
 
     racing
         .diagnose(&scenario.request(diagnosis))
@@ -423,17 +420,14 @@ async fn a_context_recorded_by_another_delivery_first_ends_this_one() {
         scenario.diagnoser(FlatPrices::default()),
         scenario.request(diagnosis),
     );
-    let racing = Diagnoser::new(DiagnoserPorts {
-        service: scenario.service.clone(),
-        search: Arc::new(RacingIndex {
+    let racing = scenario.diagnoser_over(
+        Arc::new(RacingIndex {
             rival,
             inner: FixedPrecedents::new(vec![scenario.found.clone()]),
         }),
-        embedder: scenario.embedder.clone(),
-        llm: Arc::new(ScriptedLlm::default()),
-        pricing: Arc::new(FlatPrices::default()),
-        prompt: support::system_prompt(),
-    });
+        Arc::new(ScriptedLlm::default()),
+        FlatPrices::default(),
+    );
 
     racing
         .diagnose(&scenario.request(diagnosis))

@@ -145,6 +145,16 @@ fn logged(scenario: &Scenario, diagnosis: DiagnosisId, position: i64) -> LoggedD
     }
 }
 
+/// The export of `scenario`'s tenant, its decisions read from `decisions`.
+fn export(scenario: &Scenario, decisions: Decisions, objects: &Arc<Objects>) -> FinetuneExport {
+    FinetuneExport::new(
+        scenario.service.clone(),
+        Arc::new(Tenants(vec![scenario.tenant])),
+        Arc::new(decisions),
+        objects.clone(),
+    )
+}
+
 fn example(query: &str, answer: &str) -> ChatExample {
     ChatExample::new(query.to_owned(), answer.to_owned())
 }
@@ -168,14 +178,9 @@ async fn the_export_writes_approved_and_amended_decisions_and_records_them_once_
     let scenario = Scenario::given(vec![]).await;
     let decisions = decided(&scenario).await;
     let objects = Arc::new(Objects::default());
-    let export = FinetuneExport::new(
-        scenario.service.clone(),
-        Arc::new(Tenants(vec![scenario.tenant])),
-        Arc::new(decisions),
-        objects.clone(),
-    );
+    let job = export(&scenario, decisions, &objects);
 
-    let exports = export.run(monday(), "run-1").await.unwrap();
+    let exports = job.run(monday(), "run-1").await.unwrap();
 
     assert_eq!(exports.len(), 1);
     let key = format!("{}/finetune/2026-12-07.jsonl", scenario.tenant);
@@ -192,7 +197,7 @@ async fn the_export_writes_approved_and_amended_decisions_and_records_them_once_
     );
     assert_eq!(exports_recorded(&scenario), 1);
     // Again the same day: nothing new is written or recorded.
-    assert!(export.run(monday(), "run-2").await.unwrap().is_empty());
+    assert!(job.run(monday(), "run-2").await.unwrap().is_empty());
     assert_eq!(exports_recorded(&scenario), 1);
 }
 
@@ -202,21 +207,11 @@ async fn the_next_export_starts_where_the_last_one_ended() {
     let Decisions(mut decisions) = decided(&scenario).await;
     let objects = Arc::new(Objects::default());
     let later = decisions.split_off(1);
-    let first = FinetuneExport::new(
-        scenario.service.clone(),
-        Arc::new(Tenants(vec![scenario.tenant])),
-        Arc::new(Decisions(decisions.clone())),
-        objects.clone(),
-    );
+    let first = export(&scenario, Decisions(decisions.clone()), &objects);
     first.run(monday(), "run-1").await.unwrap();
     decisions.extend(later);
     let next_week = monday().checked_add_days(Days::new(7)).unwrap();
-    let second = FinetuneExport::new(
-        scenario.service.clone(),
-        Arc::new(Tenants(vec![scenario.tenant])),
-        Arc::new(Decisions(decisions)),
-        objects.clone(),
-    );
+    let second = export(&scenario, Decisions(decisions), &objects);
 
     let exports = second.run(next_week, "run-2").await.unwrap();
 
@@ -233,19 +228,14 @@ async fn an_export_whose_file_cannot_be_written_records_nothing() {
     let decisions = decided(&scenario).await;
     let objects = Arc::new(Objects::default());
     *objects.down.lock().unwrap() = true;
-    let export = FinetuneExport::new(
-        scenario.service.clone(),
-        Arc::new(Tenants(vec![scenario.tenant])),
-        Arc::new(decisions),
-        objects.clone(),
-    );
+    let job = export(&scenario, decisions, &objects);
 
-    let err = export.run(monday(), "run-1").await.unwrap_err();
+    let err = job.run(monday(), "run-1").await.unwrap_err();
 
     assert!(matches!(err, JobError::Port(..)), "{err:?}");
     assert_eq!(exports_recorded(&scenario), 0);
     *objects.down.lock().unwrap() = false;
-    assert_eq!(export.run(monday(), "run-2").await.unwrap().len(), 1);
+    assert_eq!(job.run(monday(), "run-2").await.unwrap().len(), 1);
 }
 
 /// A chain in memory: each tenant's rows, and the archives recorded.

@@ -342,11 +342,21 @@ impl Scenario {
     }
 
     pub fn diagnoser(&self, prices: FlatPrices) -> Diagnoser {
+        self.diagnoser_over(self.index.clone(), self.llm.clone(), prices)
+    }
+
+    /// A diagnoser of this scenario's tenant asking `search` and `llm` instead.
+    pub fn diagnoser_over(
+        &self,
+        search: Arc<dyn PrecedentSearch>,
+        llm: Arc<dyn Llm>,
+        prices: FlatPrices,
+    ) -> Diagnoser {
         let diagnoser = Diagnoser::new(DiagnoserPorts {
             service: self.service.clone(),
-            search: self.index.clone(),
+            search,
             embedder: self.embedder.clone(),
-            llm: self.llm.clone(),
+            llm,
             pricing: Arc::new(prices),
             prompt: system_prompt(),
         });
