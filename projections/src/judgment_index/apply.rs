@@ -7,6 +7,7 @@ use casebook_domain::ids::TenantId;
 use casebook_domain::judgment::{JudgmentContent, JudgmentEvent};
 use casebook_domain::ports::{EmbedError, Embedder};
 use casebook_domain::tenant::TenantEvent;
+use pgvector::HalfVector;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -158,7 +159,13 @@ pub async fn apply(
         .unwrap_or(usize::MAX);
     }
     if !upserts.judgments.is_empty() {
-        let literals: Vec<String> = vectors.iter().map(|v| vector_literal(v)).collect();
+        // Half precision on this side, as the column stores it: two bytes a component in
+        // pgvector's binary form instead of up to a dozen as text, rounded as pgvector's own
+        // cast rounds (to nearest, ties to even); non-finite values are still refused there.
+        let embeddings: Vec<HalfVector> = vectors
+            .iter()
+            .map(|v| HalfVector::from_f32_slice(v))
+            .collect();
         applied.upserted = usize::try_from(
             sqlx::query(UPSERT)
                 .bind(&upserts.tenants)
@@ -169,7 +176,7 @@ pub async fn apply(
                 .bind(&upserts.titles)
                 .bind(&upserts.bodies)
                 .bind(&upserts.tags)
-                .bind(&literals)
+                .bind(&embeddings)
                 .execute(&mut *conn)
                 .await?
                 .rows_affected(),
@@ -181,14 +188,14 @@ pub async fn apply(
 
 /// Inserts or replaces a batch of rows given as parallel arrays; a row is only replaced by
 /// a later event. Tags travel as JSON arrays (a `text[][]` must be rectangular), vectors as
-/// pgvector's text form.
+/// `halfvec[]`.
 const UPSERT: &str = "
     INSERT INTO judgment_index AS j
            (tenant_id, judgment_id, source_position, embedding_model, embedding_dim,
             title, body, tags, embedding)
     SELECT u.tenant_id, u.judgment_id, u.source_position, $4, $5, u.title, u.body,
-           ARRAY(SELECT jsonb_array_elements_text(u.tags::jsonb)), u.embedding::halfvec
-      FROM UNNEST($1::uuid[], $2::uuid[], $3::bigint[], $6::text[], $7::text[], $8::text[], $9::text[])
+           ARRAY(SELECT jsonb_array_elements_text(u.tags::jsonb)), u.embedding
+      FROM UNNEST($1::uuid[], $2::uuid[], $3::bigint[], $6::text[], $7::text[], $8::text[], $9::halfvec[])
            AS u(tenant_id, judgment_id, source_position, title, body, tags, embedding)
     ON CONFLICT (tenant_id, judgment_id) DO UPDATE
        SET source_position = EXCLUDED.source_position,
@@ -263,19 +270,4 @@ fn aggregate_uuid(recorded: &RecordedEvent) -> Result<Uuid, IndexError> {
         position: recorded.global_position(),
         reason: format!("aggregate id {:?}: {err}", recorded.aggregate_id),
     })
-}
-
-/// pgvector's text form, `[x,y,…]`; Rust prints the shortest decimal that reads back as
-/// the same `f32`, so nothing is lost.
-fn vector_literal(vector: &[f32]) -> String {
-    let mut text = String::with_capacity(vector.len() * 12 + 2);
-    text.push('[');
-    for (i, value) in vector.iter().enumerate() {
-        if i > 0 {
-            text.push(',');
-        }
-        text.push_str(&value.to_string());
-    }
-    text.push(']');
-    text
 }

@@ -96,7 +96,9 @@ pub(crate) fn from_gguf(content: &Content) -> Result<GgufTokenizer, GgufTokenize
         .filter(|(_, kind)| *kind == CONTROL)
         .map(|(token, _)| AddedToken::from(token.to_string(), true))
         .collect();
-    tokenizer.add_special_tokens(&special);
+    tokenizer
+        .add_special_tokens(special)
+        .map_err(|err| GgufTokenizerError::Build(err.to_string()))?;
     Ok(GgufTokenizer { tokenizer, eos })
 }
 
