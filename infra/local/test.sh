@@ -12,6 +12,9 @@ log() { printf 'test.sh: %s\n' "$*" >&2; }
 # Outside the checkout, so a fresh clone (CI) still builds incrementally.
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/casebook/target}
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+# The suite builds the whole workspace: incremental state would about double the target dir
+# (tens of GB with the test binaries) for rebuilds the suite rarely makes.
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
 
 if ! command -v cargo-nextest >/dev/null 2>&1; then
   log "installing cargo-nextest"
