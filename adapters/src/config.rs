@@ -1,4 +1,7 @@
-//! The process configuration: one typed struct read from the environment at start-up.
+//! The core of a process's configuration — the database, where to listen, the accepted tokens,
+//! the rate limits — read from the environment at start-up: the handlers' processes as part of
+//! their settings (`casebook_handlers::settings`, which also checks what each binary needs),
+//! the replay tool alone.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

@@ -1,20 +1,51 @@
-//! The composition root's parts: the application's use cases over the real adapters.
-//! `casebook serve`, every Lambda `main` and the tests build them here and nowhere else.
+//! The composition root: the application's use cases over the real adapters, and each
+//! process's parts wired from its [`Settings`]. `casebook serve`, every Lambda `main` and the
+//! tests build them here and nowhere else: a process through one [`Composition`]; tests
+//! assemble their own from [`service`], [`diagnoser`], [`search_pool`], [`projector`] and
+//! [`verifier`].
 
 use std::sync::Arc;
 
 use casebook_adapters::ai::prompt::DIAGNOSIS_V2;
 use casebook_adapters::ai::AiProviders;
-use casebook_adapters::config::DatabaseConfig;
+use casebook_adapters::aws::apigateway::UsagePlans;
+use casebook_adapters::aws::s3::TenantBucket;
+use casebook_adapters::aws::setup::{ensure_resources, ResourceNames};
+use casebook_adapters::aws::sqs::Queue;
+use casebook_adapters::aws::{shared_config, BoxError, SdkConfig};
+use casebook_adapters::cognito::CognitoAdmin;
+use casebook_adapters::config::{AuthConfig, DatabaseConfig};
 use casebook_adapters::event_store::{Appender, EventStore};
+use casebook_adapters::people::{CognitoPeople, PrintedMailbox};
 use casebook_adapters::postgres::{self, ConnectError, DbRole};
 use casebook_adapters::records::PgRequestRecords;
 use casebook_application::diagnosis::{Diagnoser, DiagnoserPorts};
+use casebook_application::reactions::{People, Reactions, UsageKeyAssignment};
 use casebook_application::service::{Service, Stores};
+use casebook_domain::ports::Embedder;
 use casebook_domain::upcast::upcasters;
-use casebook_projections::judgment_index::IndexSearch;
+use casebook_projections::judgment_index::{IndexSearch, JudgmentIndexSubscription};
+use casebook_projections::projection::ProjectionId;
+use casebook_projections::runner::Runner;
 use cqrs_es::Aggregate;
 use sqlx::PgPool;
+use tokio::sync::OnceCell;
+
+use crate::auth::{InvalidVerifierConfig, TokenVerifier, VerifierConfig};
+use crate::authorizer::Authorizer;
+use crate::http::caller::Authenticator;
+use crate::http::rate_limit::TenantLimiter;
+use crate::http::uploads::Uploads;
+use crate::http::web::{CognitoEndpoint, WebApp, WebConfig};
+use crate::http::AppState;
+use crate::jobs::Jobs;
+use crate::reactions::ReactionSubscription;
+use crate::relay::{ProjectorNudge, Relay, RelayConfig};
+use crate::settings::{Process, Resource, Settings, SettingsError, LOCAL_USAGE_PLAN_PREFIX};
+use crate::worker::Worker;
+
+/// The emulator's resources are `casebook-local-…`.
+const LOCAL_PREFIX: &str = "casebook-local";
 
 /// The application service over the event store and records in `pool` (which should run as
 /// `casebook_app`).
@@ -53,4 +84,360 @@ pub fn diagnoser(service: Service, search_pool: PgPool, providers: &AiProviders)
         pricing: Arc::new(providers.prices.clone()),
         prompt: (&DIAGNOSIS_V2).into(),
     })
+}
+
+/// The verifier of the user pool `config` names.
+pub fn verifier(config: &AuthConfig) -> Result<Authenticator, InvalidVerifierConfig> {
+    let verifier = TokenVerifier::new(VerifierConfig::new(
+        &config.issuer,
+        &config.audience,
+        &config.jwks_url,
+    ))?;
+    Ok(Arc::new(verifier))
+}
+
+/// The runner of the projections, the reactions (issuing commands through `service`), the
+/// judgment index (embedding with `embedder`, the worker's) and, when given, the relay:
+/// what every process that runs subscriptions starts from (see [`Subscriptions`]).
+pub fn projector(
+    pool: PgPool,
+    service: Service,
+    embedder: Arc<dyn Embedder>,
+    relay: Option<Relay>,
+) -> Runner {
+    let runner = Runner::new(pool)
+        .with_projections(ProjectionId::ALL)
+        .with_subscription(ReactionSubscription::new(Reactions::new(service)))
+        .with_subscription(JudgmentIndexSubscription::new(embedder));
+    match relay {
+        Some(relay) => runner.with_subscription(relay),
+        None => runner,
+    }
+}
+
+/// Why a process could not be built from its settings.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// A setting the builder needs is missing.
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    /// The token settings can't make a verifier.
+    #[error("invalid token settings")]
+    Tokens(#[source] InvalidVerifierConfig),
+    /// The database could not be reached.
+    #[error("cannot connect to the database")]
+    Connect(#[source] ConnectError),
+    /// A migration failed.
+    #[error("cannot migrate the database")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+    /// The emulator's resources could not be created, or a client could not be made.
+    #[error("cannot set up the AWS side")]
+    Aws(#[source] BoxError),
+}
+
+fn aws_error(err: impl std::error::Error + Send + Sync + 'static) -> BuildError {
+    BuildError::Aws(Box::new(err))
+}
+
+/// One process's parts, built from its [`Settings`] on demand: the API's state, the
+/// authorizer, the subscriptions, the diagnosis worker, the jobs. Parts share the request
+/// path's pool and the AI providers, each made once.
+pub struct Composition {
+    settings: Settings,
+    aws: SdkConfig,
+    verifier: Option<Authenticator>,
+    app_pool: OnceCell<PgPool>,
+    providers: OnceCell<AiProviders>,
+}
+
+impl Composition {
+    /// The composition of the process `settings` were read for. The token verifier is made
+    /// first (it checks its settings and fetches nothing); then the AWS SDK's configuration is
+    /// loaded — locally pointed at the emulator, where the resources the process uses (bus,
+    /// queues, buckets; the usage plans for a process that keeps or reads keys) are created on
+    /// the spot and their names put in the settings. Nothing else is reached yet.
+    pub async fn new(settings: Settings) -> Result<Self, BuildError> {
+        let verifier = settings
+            .auth
+            .as_ref()
+            .map(verifier)
+            .transpose()
+            .map_err(BuildError::Tokens)?;
+        let shared = shared_config().await;
+        let (settings, aws) = match settings.emulator_endpoint.clone() {
+            None => (settings, shared),
+            Some(endpoint) => {
+                let aws = shared.into_builder().endpoint_url(endpoint).build();
+                let needs = settings.process.resources(settings.in_lambda);
+                let settings = if needs.is_empty() {
+                    settings
+                } else {
+                    let resources =
+                        ensure_resources(&aws, &ResourceNames::with_prefix(LOCAL_PREFIX))
+                            .await
+                            .map_err(aws_error)?;
+                    settings.with_local_resources(&resources)
+                };
+                if needs.contains(&Resource::UsagePlanPrefix) {
+                    UsagePlans::new(&aws, LOCAL_USAGE_PLAN_PREFIX)
+                        .ensure_plans()
+                        .await
+                        .map_err(aws_error)?;
+                }
+                (settings, aws)
+            }
+        };
+        Ok(Self {
+            settings,
+            aws,
+            verifier,
+            app_pool: OnceCell::new(),
+            providers: OnceCell::new(),
+        })
+    }
+
+    /// The settings, with the emulator's names filled in locally.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Migrates the database as its owner (`casebook serve`; deployments migrate once, apart).
+    pub async fn migrate(&self) -> Result<(), BuildError> {
+        let owner = self.connect(DbRole::Owner, 1).await?;
+        postgres::migrate(&owner)
+            .await
+            .map_err(BuildError::Migrate)?;
+        owner.close().await;
+        Ok(())
+    }
+
+    async fn connect(&self, role: DbRole, connections: u32) -> Result<PgPool, BuildError> {
+        postgres::connect_database(&self.settings.database, role, connections)
+            .await
+            .map_err(BuildError::Connect)
+    }
+
+    /// The request path's pool (as `casebook_app`), shared by every part of the process and
+    /// sized for it: `DATABASE_MAX_CONNECTIONS` where requests or diagnoses come in, a few
+    /// where one invocation at a time issues commands.
+    async fn app_pool(&self) -> Result<PgPool, BuildError> {
+        let connections = match self.settings.process {
+            Process::Authorizer | Process::Scheduler => 2,
+            Process::Projector => 4,
+            _ => self.settings.database.max_connections,
+        };
+        self.app_pool
+            .get_or_try_init(|| self.connect(DbRole::App, connections))
+            .await
+            .cloned()
+    }
+
+    async fn providers(&self) -> &AiProviders {
+        self.providers
+            .get_or_init(|| AiProviders::from_config(&self.settings.ai))
+            .await
+    }
+
+    fn verifier(&self) -> Result<Authenticator, BuildError> {
+        self.verifier.clone().ok_or_else(|| {
+            self.settings
+                .missing(&["CASEBOOK_JWT_ISSUER", "CASEBOOK_JWT_AUDIENCE"])
+                .into()
+        })
+    }
+
+    fn bucket(&self, resource: Resource) -> Result<TenantBucket, BuildError> {
+        Ok(TenantBucket::new(
+            &self.aws,
+            self.settings.require(resource)?,
+        ))
+    }
+
+    fn usage_plans(&self) -> Result<UsagePlans, BuildError> {
+        Ok(UsagePlans::new(
+            &self.aws,
+            self.settings.require(Resource::UsagePlanPrefix)?,
+        ))
+    }
+
+    /// The API's state: the request path's pool, the token verifier, the limits, presigned
+    /// uploads to the uploads bucket and, where a projector function is named (the deployed
+    /// `api`), a nudge to it after each commit.
+    pub async fn api_state(&self) -> Result<AppState, BuildError> {
+        let state = AppState::new(
+            self.app_pool().await?,
+            self.verifier()?,
+            TenantLimiter::new(self.settings.rate_limit_scale),
+        )
+        .with_uploads(Uploads::new(
+            self.bucket(Resource::UploadsBucket)?,
+            self.settings.upload_url_expiry,
+        ));
+        Ok(match self.settings.name(Resource::ProjectorFunction) {
+            Some(function) => state.with_nudge(Arc::new(ProjectorNudge::new(&self.aws, function))),
+            None => state,
+        })
+    }
+
+    /// The web app built into `CASEBOOK_WEB_DIR`, signing users in with the pool whose tokens
+    /// the process accepts (through the emulator's relay locally); `None` when it isn't built
+    /// or no tokens are accepted.
+    pub fn web_app(&self) -> Option<WebApp> {
+        let dir = self.settings.web_dir.clone();
+        if !dir.join("index.html").is_file() {
+            return None;
+        }
+        let auth = self.settings.auth.as_ref()?;
+        // `https://cognito-idp.<region>.amazonaws.com/<pool>`, in AWS and in the emulator alike.
+        let region = auth
+            .issuer
+            .strip_prefix("https://cognito-idp.")?
+            .split('.')
+            .next()?
+            .to_owned();
+        if let Some(emulator) = &self.settings.emulator_endpoint {
+            return Some(WebApp::against_emulator(
+                dir,
+                &region,
+                &auth.audience,
+                emulator,
+            ));
+        }
+        let uploads_origin = self
+            .settings
+            .name(Resource::UploadsBucket)
+            .map(|bucket| format!("https://{bucket}.s3.{region}.amazonaws.com"))
+            .unwrap_or_default();
+        let config = WebConfig {
+            cognito: CognitoEndpoint {
+                endpoint: format!("https://cognito-idp.{region}.amazonaws.com/"),
+                region,
+                client_id: auth.audience.clone(),
+            },
+        };
+        Some(WebApp::new(dir, config, &uploads_origin))
+    }
+
+    /// The TOKEN authorizer: the verifier, the tenants' plans through the application, and
+    /// each tenant's own key from the usage plans.
+    pub async fn authorizer(&self) -> Result<Authorizer, BuildError> {
+        Ok(Authorizer::new(
+            self.verifier()?,
+            service(self.app_pool().await?),
+            Some(Arc::new(self.usage_plans()?)),
+        ))
+    }
+
+    /// An administrator's Cognito client: the emulator's locally.
+    pub fn cognito(&self) -> Result<CognitoAdmin, BuildError> {
+        CognitoAdmin::new(&self.aws, self.settings.emulator_endpoint.clone()).map_err(aws_error)
+    }
+
+    /// Every subscription's parts: the projections, the reactions, the judgment index (with
+    /// the worker's embedder), the relay to the bus and queues, each tenant's usage key and
+    /// each member's account in the user pool.
+    pub async fn subscriptions(&self) -> Result<Subscriptions, BuildError> {
+        let app_pool = self.app_pool().await?;
+        let relay = Relay::new(
+            &self.aws,
+            &RelayConfig {
+                bus_name: self.settings.require(Resource::EventBus)?.to_owned(),
+                source: self.settings.event_source.clone(),
+                diagnosis_queue_url: self.settings.require(Resource::DiagnosisQueue)?.to_owned(),
+            },
+            app_pool.clone(),
+        )
+        .with_local_jobs_queue(&self.aws, self.settings.require(Resource::LocalJobsQueue)?);
+        let cognito = self.cognito()?;
+        let pool = cognito.existing_pool(
+            self.settings.require(Resource::UserPool)?,
+            self.settings.require(Resource::UserPoolClient)?,
+        );
+        // The projections, the reactions, the judgment index, the relay, the usage keys and
+        // the people, each with a connection to read and one to commit, and two spare.
+        let subscriptions = ProjectionId::ALL.len() + 5;
+        Ok(Subscriptions {
+            pool: self
+                .connect(DbRole::Projector, (2 * subscriptions + 2) as u32)
+                .await?,
+            service: service(app_pool),
+            embedder: self.providers().await.embedder.clone(),
+            relay,
+            usage_plans: self.usage_plans()?,
+            people: Arc::new(CognitoPeople::new(cognito, pool)),
+        })
+    }
+
+    /// The diagnosis worker: commands through the application, precedents from the judgment
+    /// index on a pool of its own, the AI providers, and sessions' attachments from the
+    /// uploads bucket.
+    pub async fn worker(&self) -> Result<Worker, BuildError> {
+        let search_pool = search_pool(&self.settings.database)
+            .await
+            .map_err(BuildError::Connect)?;
+        let diagnoser = diagnoser(
+            service(self.app_pool().await?),
+            search_pool,
+            self.providers().await,
+        )
+        .with_attachments(Arc::new(self.bucket(Resource::UploadsBucket)?));
+        Ok(Worker::new(diagnoser))
+    }
+
+    /// The `diagnosis` queue, for a worker polling it itself (outside Lambda).
+    pub fn diagnosis_queue(&self) -> Result<Queue, BuildError> {
+        Ok(Queue::new(
+            &self.aws,
+            self.settings.require(Resource::DiagnosisQueue)?,
+        ))
+    }
+
+    /// The scheduled jobs, over the request path's pool and a projector pool to read the
+    /// whole log, writing to the artifacts and audit-archive buckets.
+    pub async fn jobs(&self) -> Result<Jobs, BuildError> {
+        // Both buckets are required by now; asking names them if a builder forgot one.
+        self.settings.require(Resource::ArtifactsBucket)?;
+        self.settings.require(Resource::AuditArchiveBucket)?;
+        Ok(Jobs::new(
+            self.app_pool().await?,
+            self.connect(DbRole::Projector, 2).await?,
+            &self.aws,
+            &self.settings.jobs,
+        ))
+    }
+}
+
+/// The parts of every subscription, cheap to clone: the projector function makes a runner of
+/// them per invocation, `casebook serve` one for its life.
+#[derive(Clone)]
+pub struct Subscriptions {
+    pool: PgPool,
+    service: Service,
+    embedder: Arc<dyn Embedder>,
+    relay: Relay,
+    usage_plans: UsagePlans,
+    people: Arc<CognitoPeople>,
+}
+
+impl Subscriptions {
+    /// A runner of them all.
+    pub fn runner(&self) -> Runner {
+        projector(
+            self.pool.clone(),
+            self.service.clone(),
+            self.embedder.clone(),
+            Some(self.relay.clone()),
+        )
+        .with_subscription(ReactionSubscription::new(UsageKeyAssignment::new(
+            self.service.clone(),
+            Arc::new(self.usage_plans.clone()),
+        )))
+        // Deployed, Cognito mails the invitations itself and nothing reaches this mailbox;
+        // the emulator mails nothing, so locally the invitation is logged.
+        .with_subscription(ReactionSubscription::new(People::new(
+            self.service.clone(),
+            self.people.clone(),
+            Arc::new(PrintedMailbox),
+        )))
+    }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use casebook_adapters::cognito::{CognitoAdmin, CognitoError, PoolInfo, SignIn};
-use casebook_adapters::config::{AuthConfig, Config};
+use casebook_adapters::config::{AuthConfig, DatabaseConfig};
 use casebook_adapters::postgres::{self, DbRole};
 use casebook_domain::actor::{Actor, Role};
 use casebook_domain::ids::TenantId;
@@ -94,17 +94,17 @@ fn demo_user(role: Role) -> Invitee {
     }
 }
 
-/// Sets everything up (safe to rerun).
-pub async fn set_up(config: &Config) -> Result<Demo, DemoError> {
-    let cognito = CognitoAdmin::from_env().await?;
+/// Sets everything up (safe to rerun) in `database`, with the emulator's Cognito through
+/// `cognito`.
+pub async fn set_up(database: &DatabaseConfig, cognito: CognitoAdmin) -> Result<Demo, DemoError> {
     let pool = cognito.ensure_pool(POOL_NAME).await?;
     let tenant = demo_tenant();
 
-    let owner = postgres::connect_database(&config.database, DbRole::Owner, 1).await?;
+    let owner = postgres::connect_database(database, DbRole::Owner, 1).await?;
     postgres::migrate(&owner).await?;
     owner.close().await;
-    let app = postgres::connect_database(&config.database, DbRole::App, 2).await?;
-    let projector = postgres::connect_database(&config.database, DbRole::Projector, 2).await?;
+    let app = postgres::connect_database(database, DbRole::App, 2).await?;
+    let projector = postgres::connect_database(database, DbRole::Projector, 2).await?;
     let service = crate::compose::service(app.clone());
     let mailbox = Arc::new(KeptMailbox::default());
     let identity = Arc::new(CognitoPeople::new(cognito.clone(), pool.clone()));

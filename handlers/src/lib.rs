@@ -4,14 +4,17 @@
 //!   and the Lambda authorizer.
 //! - [`http`]: the one axum [`Router`](axum::Router) — served by `axum::serve` in
 //!   `casebook serve` and by `lambda_http` in the `api` Lambda.
-//! - [`server`]: the local all-in-one process (`casebook serve`): config, migrations, router,
-//!   graceful shutdown.
+//! - [`settings`]: every environment variable, read once at start-up into
+//!   [`Settings`](settings::Settings) and checked against what the starting process needs.
+//! - [`server`]: the all-in-one process (`casebook serve`): migrations, router, background
+//!   work, graceful shutdown.
 //! - [`telemetry`]: JSON logs through `tracing`.
 //! - [`jobs`]: the scheduled jobs of the `scheduler` function.
 //! - [`relay`]: the subscription publishing events to EventBridge and SQS.
 //! - [`worker`]: the SQS message handlers, for the `worker` Lambda and the local loop.
 //! - [`reactions`]: the application's reactions as subscriptions of the global log.
-//! - [`compose`]: the application's use cases over the real adapters — the composition root.
+//! - [`compose`]: the application's use cases over the real adapters — the composition root,
+//!   which builds every process's parts from its settings.
 //!
 //! The use cases themselves live in `casebook-application`; nothing here holds SQL.
 
@@ -25,5 +28,6 @@ pub mod operator;
 pub mod reactions;
 pub mod relay;
 pub mod server;
+pub mod settings;
 pub mod telemetry;
 pub mod worker;

@@ -13,9 +13,10 @@
 //! through [`RelayNudge`] ([`ProjectorNudge`]: an asynchronous invoke), and the projector's
 //! schedule is the safety net when a nudge is lost.
 //!
-//! Environment ([`RelayConfig::from_env`]): `EVENT_BUS_NAME`, `EVENT_SOURCE` (default
-//! `casebook`), `DIAGNOSIS_QUEUE_URL` — the projector function's contract in infra/README.md —
-//! and `LOCAL_JOBS_QUEUE_URL` ([`Relay::with_local_jobs_queue`]).
+//! Its settings ([`crate::settings`]): `EVENT_BUS_NAME`, `EVENT_SOURCE` (default `casebook`),
+//! `DIAGNOSIS_QUEUE_URL` — the projector function's contract in infra/README.md — and
+//! `LOCAL_JOBS_QUEUE_URL` ([`Relay::with_local_jobs_queue`]); against the emulator, the
+//! resources [`crate::compose`] creates.
 
 use std::sync::Arc;
 
@@ -61,34 +62,6 @@ pub struct RelayConfig {
     pub diagnosis_queue_url: String,
 }
 
-/// A required variable is missing.
-#[derive(Debug, thiserror::Error)]
-#[error("environment variable {0} is not set")]
-pub struct MissingVar(pub &'static str);
-
-impl RelayConfig {
-    /// Reads `EVENT_BUS_NAME`, `EVENT_SOURCE` (default `casebook`), `DIAGNOSIS_QUEUE_URL`.
-    pub fn from_env() -> Result<Self, MissingVar> {
-        Self::from_lookup(|name| std::env::var(name).ok())
-    }
-
-    /// As [`from_env`](Self::from_env), from any lookup.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, MissingVar> {
-        let get = |name: &'static str| {
-            lookup(name)
-                .filter(|v| !v.is_empty())
-                .ok_or(MissingVar(name))
-        };
-        Ok(Self {
-            bus_name: get("EVENT_BUS_NAME")?,
-            source: lookup("EVENT_SOURCE")
-                .filter(|v| !v.is_empty())
-                .unwrap_or_else(|| "casebook".to_owned()),
-            diagnosis_queue_url: get("DIAGNOSIS_QUEUE_URL")?,
-        })
-    }
-}
-
 /// Wakes the relay after a commit where no process listens for `NOTIFY` (Lambda).
 #[async_trait::async_trait]
 pub trait RelayNudge: Send + Sync {
@@ -109,15 +82,6 @@ impl ProjectorNudge {
         Self {
             function: Function::new(shared, name),
         }
-    }
-
-    /// Nudges the function `PROJECTOR_FUNCTION_NAME` names; `None` where it is unset (locally,
-    /// where `NOTIFY` wakes the relay).
-    pub fn from_env(shared: &SdkConfig) -> Option<Self> {
-        std::env::var("PROJECTOR_FUNCTION_NAME")
-            .ok()
-            .filter(|name| !name.is_empty())
-            .map(|name| Self::new(shared, &name))
     }
 }
 

@@ -4,11 +4,11 @@
 mod support;
 
 use axum::http::StatusCode;
-use casebook_adapters::config::Config;
 use casebook_domain::actor::Role;
 use casebook_domain::policy::PlanTier;
 use casebook_handlers::operator::{Operator, OperatorAction};
-use casebook_handlers::server::{verifier, Application, ServeMode};
+use casebook_handlers::server::Application;
+use casebook_handlers::settings::Process;
 use serde_json::{json, Value};
 use support::{spawn_app, TestApp, User};
 use uuid::Uuid;
@@ -460,22 +460,7 @@ async fn every_route_is_in_the_openapi_document_and_responses_carry_a_request_id
 async fn an_api_only_server_takes_commands_whose_events_another_process_projects() {
     let app = spawn_app().await;
     app.onboard_both("professional").await;
-    let settings = [
-        ("DATABASE_URL", app.database_url()),
-        ("CASEBOOK_LISTEN", "127.0.0.1:0".to_owned()),
-        ("CASEBOOK_JWT_ISSUER", app.pool_info.issuer.clone()),
-        ("CASEBOOK_JWT_AUDIENCE", app.pool_info.client_id.clone()),
-        ("CASEBOOK_JWKS_URL", app.pool_info.jwks_url.clone()),
-    ];
-    let config = Config::from_lookup(|name| {
-        settings
-            .iter()
-            .find(|(key, _)| *key == name)
-            .map(|(_, value)| value.clone())
-    })
-    .expect("config");
-    let auth = verifier(config.require_auth().expect("token settings")).expect("verifier");
-    let server = Application::build(&config, auth, ServeMode::ApiOnly)
+    let server = Application::build(app.local_settings(Process::ServeApiOnly))
         .await
         .expect("built");
     let base = format!("http://{}", server.local_addr().unwrap());

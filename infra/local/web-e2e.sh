@@ -19,6 +19,8 @@ if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null
 fi
 
 eval "$(infra/local/stack.sh up)"
+# Against the stack's AWS emulator, as run.sh serves.
+export CASEBOOK_ENV=local
 infra/local/models.sh
 
 infra/local/web-build.sh

@@ -4,29 +4,23 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use casebook_adapters::aws::shared_config;
-use casebook_adapters::config::Config;
-use casebook_adapters::postgres::{self, DbRole};
-use casebook_handlers::authorizer::{Authorizer, TokenAuthorizerEvent};
-use casebook_handlers::server::{usage_plans_from_env, verifier};
+use casebook_handlers::authorizer::TokenAuthorizerEvent;
+use casebook_handlers::compose::Composition;
+use casebook_handlers::settings::{Process, Settings};
 use casebook_handlers::telemetry;
 use lambda_runtime::{service_fn, LambdaEvent};
 
 #[tokio::main]
-async fn main() -> Result<(), lambda_runtime::Error> {
+async fn main() -> anyhow::Result<()> {
+    let settings = Settings::from_env(Process::Authorizer).context("reading the settings")?;
     telemetry::init();
-    let config = Config::from_env().context("reading configuration")?;
-    let auth = config.require_auth()?;
-    let pool = postgres::connect_database(&config.database, DbRole::App, 2)
-        .await
-        .context("connecting")?;
-    let keys = usage_plans_from_env(&shared_config().await)
-        .context("CASEBOOK_USAGE_PLAN_PREFIX must be set")?;
-    let authorizer = Arc::new(Authorizer::new(
-        verifier(auth).context("token settings")?,
-        casebook_handlers::compose::service(pool),
-        Some(Arc::new(keys)),
-    ));
+    let compose = Composition::new(settings).await.context("starting")?;
+    let authorizer = Arc::new(
+        compose
+            .authorizer()
+            .await
+            .context("building the authorizer")?,
+    );
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<TokenAuthorizerEvent>| {
             let authorizer = authorizer.clone();
@@ -39,4 +33,6 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         },
     ))
     .await
+    .map_err(|err| anyhow::anyhow!(err))
+    .context("lambda runtime")
 }

@@ -1,12 +1,17 @@
-//! `casebook`: the local all-in-one binary.
+//! `casebook`: the all-in-one binary — `serve`, `operator`, `demo`. Unlike the Lambda
+//! functions it runs with `CASEBOOK_ENV=local` when the variable is unset (see
+//! [`casebook_handlers::settings`]).
+
+use std::net::SocketAddr;
 
 use anyhow::Context;
-use casebook_adapters::config::Config;
 use casebook_adapters::postgres::{self, DbRole};
 use casebook_domain::ids::TenantId;
 use casebook_domain::values::Reason;
+use casebook_handlers::compose::{self, Composition};
 use casebook_handlers::operator::{Operator, OperatorAction};
-use casebook_handlers::server::{shutdown_signal, verifier, Application, ServeMode};
+use casebook_handlers::server::{shutdown_signal, Application};
+use casebook_handlers::settings::{Process, Settings};
 use casebook_handlers::{demo, telemetry};
 use clap::{Parser, Subcommand};
 
@@ -70,18 +75,17 @@ enum OperatorCommand {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    let process = match &cli.command {
+        Command::Serve { api_only: false } => Process::Serve,
+        Command::Serve { api_only: true } => Process::ServeApiOnly,
+        Command::Operator { .. } => Process::Operator,
+        Command::Demo { .. } => Process::Demo,
+    };
+    let settings = Settings::from_env(process).context("reading the settings")?;
     telemetry::init();
-    let config = Config::from_env().context("reading configuration")?;
     match cli.command {
-        Command::Serve { api_only } => {
-            let mode = if api_only {
-                ServeMode::ApiOnly
-            } else {
-                ServeMode::Everything
-            };
-            let auth = config.require_auth()?;
-            let verifier = verifier(auth).context("token settings")?;
-            let app = Application::build(&config, verifier, mode)
+        Command::Serve { .. } => {
+            let app = Application::build(settings)
                 .await
                 .context("starting casebook")?;
             app.run_until(shutdown_signal()).await.context("serving")?;
@@ -103,11 +107,12 @@ async fn main() -> anyhow::Result<()> {
             };
             let run_id = uuid::Uuid::new_v4().to_string();
             let operator = Operator::new(&name, TenantId::from_uuid(tenant), &run_id)?;
-            let pool = postgres::connect_database(&config.database, DbRole::App, 1)
+            // One command over the database: no AWS, so no composition of a whole process.
+            let pool = postgres::connect_database(&settings.database, DbRole::App, 1)
                 .await
                 .context("connecting to the database")?;
             let accepted = operator
-                .apply(&casebook_handlers::compose::service(pool), action)
+                .apply(&compose::service(pool), action)
                 .await
                 .context("the tenant refused the command")?;
             for event in accepted.events {
@@ -118,13 +123,18 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::Demo { exports } => {
-            let demo = demo::set_up(&config).await.context("setting up the demo")?;
+            let listen = settings.listen;
+            let compose = Composition::new(settings).await.context("starting")?;
+            let cognito = compose.cognito().context("the emulator's Cognito")?;
+            let demo = demo::set_up(&compose.settings().database, cognito)
+                .await
+                .context("setting up the demo")?;
             let auth = demo.auth_config();
             println!("export CASEBOOK_JWT_ISSUER={}", auth.issuer);
             println!("export CASEBOOK_JWT_AUDIENCE={}", auth.audience);
             println!("export CASEBOOK_JWKS_URL={}", auth.jwks_url);
             if !exports {
-                print_walkthrough(&demo, &config);
+                print_walkthrough(&demo, listen);
             }
         }
     }
@@ -133,8 +143,8 @@ async fn main() -> anyhow::Result<()> {
 
 /// Token exports on stdout (so the output can be sourced); the explanation and the curl
 /// examples on stderr.
-fn print_walkthrough(demo: &demo::Demo, config: &Config) {
-    let base = format!("http://{}", config.listen);
+fn print_walkthrough(demo: &demo::Demo, listen: SocketAddr) {
+    let base = format!("http://{listen}");
     eprintln!(
         "\n# Open {base}/ and sign in to the demo practice {} as any of its users (password {}):",
         demo.tenant,

@@ -1,45 +1,23 @@
 //! The `worker` Lambda: SQS `diagnosis` batches in, `batchItemFailures` out. Outside Lambda
-//! (no `AWS_LAMBDA_RUNTIME_API`) it long-polls `DIAGNOSIS_QUEUE_URL` instead. Sessions'
-//! attachments are read from `UPLOADS_BUCKET` when it is set.
-
-use std::sync::Arc;
+//! (no `AWS_LAMBDA_RUNTIME_API`) it long-polls the diagnosis queue itself instead. Sessions'
+//! attachments are read from the uploads bucket.
 
 use anyhow::Context;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use casebook_adapters::ai::{AiConfig, AiProviders};
-use casebook_adapters::aws::s3::TenantBucket;
-use casebook_adapters::aws::shared_config;
-use casebook_adapters::aws::sqs::Queue;
-use casebook_adapters::config::Config;
-use casebook_adapters::postgres::{self, DbRole};
-use casebook_handlers::compose::{diagnoser, search_pool, service};
+use casebook_handlers::compose::Composition;
 use casebook_handlers::server::shutdown_signal;
+use casebook_handlers::settings::{Process, Settings};
 use casebook_handlers::telemetry;
-use casebook_handlers::worker::{handle_sqs_event, run_worker_until, Worker};
+use casebook_handlers::worker::{handle_sqs_event, run_worker_until};
 use lambda_runtime::{service_fn, LambdaEvent};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let settings = Settings::from_env(Process::Worker).context("reading the settings")?;
     telemetry::init();
-    let config = Config::from_env().context("reading configuration")?;
-    let pool = postgres::connect_database(
-        &config.database,
-        DbRole::App,
-        config.database.max_connections,
-    )
-    .await
-    .context("connecting")?;
-    let search_pool = search_pool(&config.database)
-        .await
-        .context("connecting the search pool")?;
-    let ai = AiProviders::from_config(&AiConfig::from_env().context("AI configuration")?).await;
-    let aws = shared_config().await;
-    let mut diagnoser = diagnoser(service(pool), search_pool, &ai);
-    if let Ok(bucket) = std::env::var("UPLOADS_BUCKET") {
-        diagnoser = diagnoser.with_attachments(Arc::new(TenantBucket::new(&aws, bucket)));
-    }
-    let worker = Worker::new(diagnoser);
-    if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
+    let compose = Composition::new(settings).await.context("starting")?;
+    let worker = compose.worker().await.context("building the worker")?;
+    if compose.settings().in_lambda {
         let worker = &worker;
         lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
             Ok::<SqsBatchResponse, lambda_runtime::Error>(
@@ -50,9 +28,7 @@ async fn main() -> anyhow::Result<()> {
         .map_err(|err| anyhow::anyhow!(err))
         .context("lambda runtime")
     } else {
-        let url =
-            std::env::var("DIAGNOSIS_QUEUE_URL").context("DIAGNOSIS_QUEUE_URL must be set")?;
-        let queue = Queue::new(&aws, url);
+        let queue = compose.diagnosis_queue().context("the diagnosis queue")?;
         run_worker_until(worker, queue, shutdown_signal()).await;
         Ok(())
     }

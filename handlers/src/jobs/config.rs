@@ -1,4 +1,4 @@
-//! The jobs' settings, read from the environment.
+//! The jobs' settings, part of the process's [`Settings`](crate::settings::Settings).
 
 use std::time::Duration;
 
@@ -24,7 +24,9 @@ pub struct InvalidSetting {
 }
 
 impl JobsConfig {
-    /// Reads `ARTIFACTS_BUCKET`, `AUDIT_ARCHIVE_BUCKET` and `LAG_ALERT_SECONDS`.
+    /// Reads `ARTIFACTS_BUCKET`, `AUDIT_ARCHIVE_BUCKET` and `LAG_ALERT_SECONDS` alone from the
+    /// process's environment; processes read them with the rest of their
+    /// [`Settings`](crate::settings::Settings).
     pub fn from_env() -> Result<Self, InvalidSetting> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }

@@ -30,12 +30,8 @@ pub struct Schedule {
 
 impl Schedule {
     /// The default expressions, overridable by `SCHEDULE_LAG_CHECK`,
-    /// `SCHEDULE_FINETUNE_EXPORT` and `SCHEDULE_AUDIT_ARCHIVE`.
-    pub fn from_env() -> Result<Self, ScheduleError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
-    }
-
-    /// As [`from_env`](Self::from_env), from any lookup.
+    /// `SCHEDULE_FINETUNE_EXPORT` and `SCHEDULE_AUDIT_ARCHIVE` as `lookup` gives them (the
+    /// process's [`Settings`](crate::settings::Settings) read them).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ScheduleError> {
         let entries = Job::ALL
             .into_iter()

@@ -14,6 +14,7 @@ use casebook_domain::actor::Role;
 use casebook_domain::ids::{DiagnosisId, TenantId};
 use casebook_handlers::http::rate_limit::TenantLimiter;
 use casebook_handlers::http::{router, AppState};
+use casebook_handlers::settings::{Process, Settings};
 use casebook_tests::{DbRole, TestDb};
 use http_body_util::BodyExt;
 use serde_json::Value;
@@ -99,7 +100,7 @@ pub async fn spawn_app_with_rate_scale(scale: u32) -> TestApp {
         .expect("user pool");
     let acme = users(&cognito, &pool_info, "acme").await;
     let globex = users(&cognito, &pool_info, "globex").await;
-    let auth = casebook_handlers::server::verifier(&AuthConfig {
+    let auth = casebook_handlers::compose::verifier(&AuthConfig {
         issuer: pool_info.issuer.clone(),
         audience: pool_info.client_id.clone(),
         jwks_url: pool_info.jwks_url.clone(),
@@ -323,6 +324,27 @@ impl TestApp {
     /// The test database's URL, for a server of its own (`casebook_handlers::server`).
     pub fn database_url(&self) -> String {
         self._db.url()
+    }
+
+    /// Settings for a `process` of its own over the test database, accepting this app's
+    /// tokens, on a free port, against the emulator (`CASEBOOK_ENV=local`).
+    pub fn local_settings(&self, process: Process) -> Settings {
+        let emulator = std::env::var("AWS_ENDPOINT_URL").expect("the emulator (stack.sh up)");
+        let vars = [
+            ("CASEBOOK_ENV", "local".to_owned()),
+            ("AWS_ENDPOINT_URL", emulator),
+            ("DATABASE_URL", self.database_url()),
+            ("CASEBOOK_LISTEN", "127.0.0.1:0".to_owned()),
+            ("CASEBOOK_JWT_ISSUER", self.pool_info.issuer.clone()),
+            ("CASEBOOK_JWT_AUDIENCE", self.pool_info.client_id.clone()),
+            ("CASEBOOK_JWKS_URL", self.pool_info.jwks_url.clone()),
+        ];
+        Settings::from_lookup(process, |name| {
+            vars.iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| value.clone())
+        })
+        .expect("settings")
     }
 
     /// A superuser connection to the test database (row-level security doesn't apply).
