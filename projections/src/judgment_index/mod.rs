@@ -73,14 +73,6 @@ pub enum IndexError {
         /// Its dimension.
         embedder_dimension: usize,
     },
-    /// A stored row no longer passes the domain's validation.
-    #[error("judgment index row {judgment_id} is invalid: {reason}")]
-    CorruptRow {
-        /// The row's judgment.
-        judgment_id: uuid::Uuid,
-        /// What is wrong.
-        reason: String,
-    },
 }
 
 impl IndexError {
@@ -89,10 +81,7 @@ impl IndexError {
         match self {
             Self::Database(_) => true,
             Self::Embed(err) => err.is_retryable(),
-            Self::Decode { .. }
-            | Self::MalformedEvent { .. }
-            | Self::ModelChanged { .. }
-            | Self::CorruptRow { .. } => false,
+            Self::Decode { .. } | Self::MalformedEvent { .. } | Self::ModelChanged { .. } => false,
         }
     }
 }

@@ -109,22 +109,14 @@ pub async fn search(
     rows.iter()
         .map(|row| {
             let judgment_id: Uuid = row.try_get("judgment_id")?;
-            let corrupt = |reason: String| IndexError::CorruptRow {
-                judgment_id,
-                reason,
-            };
             let tags: Vec<String> = row.try_get("tags")?;
+            // As stored: the index holds what history accepted, whatever today's limits say.
             Ok(JudgmentHit {
                 judgment_id: JudgmentId::from_uuid(judgment_id),
                 score: row.try_get("score")?,
-                title: JudgmentTitle::parse(row.try_get::<String, _>("title")?)
-                    .map_err(|err| corrupt(err.to_string()))?,
-                body: JudgmentBody::parse(row.try_get::<String, _>("body")?)
-                    .map_err(|err| corrupt(err.to_string()))?,
-                tags: tags
-                    .into_iter()
-                    .map(|tag| Tag::parse(tag).map_err(|err| corrupt(err.to_string())))
-                    .collect::<Result<_, _>>()?,
+                title: JudgmentTitle::from_stored(row.try_get::<String, _>("title")?),
+                body: JudgmentBody::from_stored(row.try_get::<String, _>("body")?),
+                tags: tags.into_iter().map(Tag::from_stored).collect(),
                 source_position: row.try_get("source_position")?,
             })
         })
