@@ -1,7 +1,7 @@
 //! The API Gateway Lambda (TOKEN) authorizer: verifies the Cognito ID token with the same
 //! [`TokenVerifier`](crate::auth::TokenVerifier) the API uses, and tells API Gateway the
 //! tenant, the roles, and the tenant's own API key (`usageIdentifierKey`), which sits on its
-//! plan's usage plan (see [`crate::usage_keys`]): throttles and quotas are per tenant. A tenant
+//! plan's usage plan (see [`UsageKeyAssignment`](casebook_application::reactions::UsageKeyAssignment)): throttles and quotas are per tenant. A tenant
 //! whose key is not assigned yet (the first seconds after onboarding) gets no key, and the
 //! gateway refuses its requests until it is.
 //!

@@ -4,7 +4,7 @@
 //!
 //! Messages arrive at least once (the relay republishes after a crash, SQS redelivers after
 //! a visibility timeout); the use cases behind each type are idempotent
-//! ([`Diagnoser`](casebook_application::diagnosis::Diagnoser): a diagnosis already proposed
+//! ([`Diagnoser`]: a diagnosis already proposed
 //! is success).
 //!
 //! A handler's error leaves the message on the queue: it comes back after the visibility

@@ -1,7 +1,7 @@
 //! A practice's people, for its admins: invite someone with a role, list everyone with their
 //! role and status, change a role, disable and enable. Each command is an event on the tenant
 //! (so the audit table answers who gave whom access, when); the Cognito side follows in the
-//! people subscription ([`crate::people`]). People are addressed by their email address.
+//! people reaction ([`People`](casebook_application::reactions::People)). People are addressed by their email address.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;

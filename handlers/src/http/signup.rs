@@ -2,7 +2,7 @@
 //! `GET /v1/plans` lists. No token: nobody has an account yet.
 //!
 //! A sign-up appends `TenantSignedUp` and answers; the people subscription then creates the
-//! admin's Cognito account, and Cognito mails them a temporary password (see [`crate::people`]).
+//! admin's Cognito account, and Cognito mails them a temporary password (see [`People`](casebook_application::reactions::People)).
 //! Why an API route and not Cognito's own `SignUp` with a trigger: the tenant must be chosen by
 //! the platform and written once into the immutable `custom:tenant_id`, which only an
 //! administrator's call can set at creation; with Cognito's self sign-up the browser would

@@ -24,14 +24,8 @@ pub struct InvalidSetting {
 }
 
 impl JobsConfig {
-    /// Reads `ARTIFACTS_BUCKET`, `AUDIT_ARCHIVE_BUCKET` and `LAG_ALERT_SECONDS` alone from the
-    /// process's environment; processes read them with the rest of their
-    /// [`Settings`](crate::settings::Settings).
-    pub fn from_env() -> Result<Self, InvalidSetting> {
-        Self::from_lookup(|name| std::env::var(name).ok())
-    }
-
-    /// As [`from_env`](Self::from_env), from any lookup.
+    /// Reads `ARTIFACTS_BUCKET`, `AUDIT_ARCHIVE_BUCKET` and `LAG_ALERT_SECONDS` through
+    /// `lookup` (the process's [`Settings`](crate::settings::Settings) pass theirs).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, InvalidSetting> {
         let get = |name: &str| lookup(name).filter(|v| !v.is_empty());
         let lag_alert = match get("LAG_ALERT_SECONDS") {

@@ -13,7 +13,7 @@
 //! - `lag_check` (every five minutes): logs every subscription's lag as a metric line, and an
 //!   error for each one lagging more than `LAG_ALERT_SECONDS`.
 //!
-//! Environment ([`JobsConfig::from_env`]): `ARTIFACTS_BUCKET`, `AUDIT_ARCHIVE_BUCKET`,
+//! Environment (read with the rest of [`Settings`](crate::settings::Settings)): `ARTIFACTS_BUCKET`, `AUDIT_ARCHIVE_BUCKET`,
 //! `LAG_ALERT_SECONDS` (default 60), and for the local scheduler `SCHEDULE_FINETUNE_EXPORT`
 //! (default `0 2 * * SUN`), `SCHEDULE_AUDIT_ARCHIVE` (`30 3 * * *`), `SCHEDULE_LAG_CHECK`
 //! (`*/5 * * * *`), all UTC: the same times as the EventBridge schedules in
