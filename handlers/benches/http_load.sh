@@ -13,9 +13,9 @@
 # Needs: the local stack (infra/local/stack.sh), oha (`cargo install oha --locked`), psql, jq.
 # The server gets its own database (dropped at the end), the demo tenant's users from the
 # local Cognito, rate limits scaled by CASEBOOK_RATE_LIMIT_SCALE (default here 1000, so the
-# tenant's plan doesn't throttle the run), and no relay/worker (AWS_ENDPOINT_URL unset for the
-# server: the command path and the projections are measured, not the emulator). Set
-# BENCH_WITH_AWS=1 to run the relay and worker too.
+# tenant's plan doesn't throttle the run). `everything` runs what `casebook serve` runs against
+# the emulator (CASEBOOK_ENV=local): the projections, the relay, the worker and the jobs, as
+# a deployment would beside its API.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -54,12 +54,6 @@ trap cleanup EXIT
 eval "$("$BIN" demo 2>/dev/null)"
 
 UUID='[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}'
-if [ "${BENCH_WITH_AWS:-0}" = 1 ]; then
-    aws_env=()
-else
-    aws_env=(-u AWS_ENDPOINT_URL)
-fi
-
 # One server in `mode` (`everything`: `casebook serve`; `api-only`: `casebook serve --api-only`,
 # the api Lambda's share, with the projections not running on the same cores), warmed up,
 # then loaded for DURATION; prints the table row.
@@ -69,7 +63,7 @@ measure() {
     if [ "$mode" = api-only ]; then serve_args+=(--api-only); fi
     port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     base="http://127.0.0.1:$port"
-    env "${aws_env[@]}" CASEBOOK_LISTEN="127.0.0.1:$port" \
+    env CASEBOOK_ENV=local CASEBOOK_LISTEN="127.0.0.1:$port" \
         CASEBOOK_RATE_LIMIT_SCALE="${CASEBOOK_RATE_LIMIT_SCALE:-1000}" \
         RUST_LOG="${RUST_LOG:-warn}" "$BIN" "${serve_args[@]}" 2>"$WORK/serve-$mode.log" &
     SERVER_PID=$!
