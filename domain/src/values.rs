@@ -35,7 +35,8 @@ impl ValidationError {
     }
 }
 
-/// Trims `value` and checks it is non-empty and at most `max_chars` characters long.
+/// Trims `value` and checks it is non-empty, at most `max_chars` characters long and free of
+/// NUL characters (which no Postgres text or `jsonb` value can hold).
 pub(crate) fn bounded(
     value: String,
     field: &'static str,
@@ -44,6 +45,12 @@ pub(crate) fn bounded(
     let trimmed = value.trim();
     if trimmed.is_empty() {
         return Err(ValidationError::new(field, "must not be empty"));
+    }
+    if trimmed.contains('\0') {
+        return Err(ValidationError::new(
+            field,
+            "must not contain NUL characters (U+0000)",
+        ));
     }
     if trimmed.chars().count() > max_chars {
         return Err(ValidationError::new(

@@ -17,6 +17,14 @@ fn confidence_is_a_number_between_zero_and_one() {
 }
 
 #[test]
+fn text_with_a_nul_character_is_refused_as_postgres_cannot_hold_it() {
+    let err = QueryText::parse("Is this\0 enforceable?").expect_err("NUL refused");
+    assert_eq!(err.field, "query");
+    assert!(UserId::parse("user\0").is_err());
+    assert!(Reason::parse("because\0").is_err());
+}
+
+#[test]
 fn decoding_reads_text_back_as_stored_whatever_todays_limits() {
     let blank: Reason = serde_json::from_str(r#""   ""#).expect("decodes");
     assert_eq!(blank.as_str(), "   ");

@@ -51,6 +51,13 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        // Postgres text holds no U+0000, and a NUL only ever arrives percent-encoded.
+        if parts.uri.query().is_some_and(|query| query.contains("%00")) {
+            return Err(ApiError::Invalid {
+                field: "query".into(),
+                message: "must not contain NUL characters (%00)".into(),
+            });
+        }
         match Query::<T>::from_request_parts(parts, state).await {
             Ok(Query(value)) => Ok(Params(value)),
             Err(rejection) => {
