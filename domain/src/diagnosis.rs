@@ -5,6 +5,7 @@ use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 
 use crate::actor::{Actor, Owned, Role};
+use crate::budget::BudgetUse;
 use crate::decision::Outcome;
 use crate::error::{ensure, AccessError, DomainError, ErrorKind};
 use crate::ids::{DecisionId, DiagnosisId, JudgmentId, QueryId, SessionId, TenantId, UserId};
@@ -346,6 +347,18 @@ pub enum DiagnosisCommand {
         /// Whether another attempt may succeed; ignored once the attempts are spent.
         retryable: bool,
     },
+    /// Put the diagnosis aside until it may be worked on again.
+    Defer {
+        /// The system.
+        actor: Actor,
+        /// Why, with what the worker read.
+        deferral: Deferral,
+    },
+    /// Take a deferred diagnosis up again, where it was put aside.
+    Resume {
+        /// The system.
+        actor: Actor,
+    },
     /// Close the diagnosis with the decision made on it.
     Resolve {
         /// The system.
@@ -365,6 +378,8 @@ impl DiagnosisCommand {
             | Self::RecordContext { actor, .. }
             | Self::Propose { actor, .. }
             | Self::Fail { actor, .. }
+            | Self::Defer { actor, .. }
+            | Self::Resume { actor }
             | Self::Resolve { actor, .. } => actor,
         }
     }
@@ -417,6 +432,13 @@ pub enum DiagnosisEvent {
         /// Whether it will be retried; `false` is final.
         retryable: bool,
     },
+    /// The diagnosis was put aside before an attempt; nothing was asked of a model.
+    DiagnosisDeferred {
+        /// Why.
+        deferral: Deferral,
+    },
+    /// A deferred diagnosis was taken up again (the worker is asked to diagnose it anew).
+    DiagnosisResumed,
     /// A decision closed the diagnosis.
     DiagnosisResolved {
         /// The decision.
@@ -433,6 +455,8 @@ impl DomainEvent for DiagnosisEvent {
             Self::ContextRetrieved { .. } => "ContextRetrieved",
             Self::DiagnosisProposed { .. } => "DiagnosisProposed",
             Self::DiagnosisFailed { .. } => "DiagnosisFailed",
+            Self::DiagnosisDeferred { .. } => "DiagnosisDeferred",
+            Self::DiagnosisResumed => "DiagnosisResumed",
             Self::DiagnosisResolved { .. } => "DiagnosisResolved",
         }
         .to_owned()
@@ -447,6 +471,19 @@ impl DomainEvent for DiagnosisEvent {
     }
 }
 
+/// Why a diagnosis was deferred.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum Deferral {
+    /// The tenant's monthly token budget is spent; it resumes when the budget renews or the
+    /// plan grows.
+    Budget {
+        /// The month's budget and what was spent of it when the worker looked.
+        #[serde(flatten)]
+        budget: BudgetUse,
+    },
+}
+
 /// Where a diagnosis is in its lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
@@ -457,6 +494,8 @@ pub enum DiagnosisStatus {
     ContextRetrieved,
     /// Waiting for a decision.
     Proposed,
+    /// Put aside until the tenant's monthly token budget renews or its plan grows.
+    DeferredBudget,
     /// The last attempt failed; `retryable: false` is terminal.
     Failed {
         /// Whether another attempt may start.
@@ -467,6 +506,17 @@ pub enum DiagnosisStatus {
         /// What was decided.
         outcome: Outcome,
     },
+}
+
+impl DiagnosisStatus {
+    /// Whether the worker has an attempt to make in this status: requested, context
+    /// retrieved (a crash before the proposal), or failed and to be retried.
+    pub fn awaits_an_attempt(self) -> bool {
+        matches!(
+            self,
+            Self::Requested | Self::ContextRetrieved | Self::Failed { retryable: true }
+        )
+    }
 }
 
 /// The facts about a diagnosis a [`ConsultantDecision`](crate::decision::ConsultantDecision)
@@ -538,6 +588,9 @@ struct DiagnosisState {
     status: DiagnosisStatus,
     attempt: u32,
     confidence: Option<Confidence>,
+    /// Where a deferred diagnosis resumes. Snapshots taken before deferrals existed lack it.
+    #[serde(default)]
+    resumes_at: Option<DiagnosisStatus>,
 }
 
 impl Owned for DiagnosisState {
@@ -646,6 +699,19 @@ impl Diagnosis {
                     retryable: retryable && state.attempt < MAX_DIAGNOSIS_ATTEMPTS,
                 }
             }
+            DiagnosisCommand::Defer { actor, deferral } => {
+                let state = actor.authorize(SYSTEM, state)?;
+                ensure(state.status.awaits_an_attempt(), state.illegal("defer"))?;
+                DiagnosisEvent::DiagnosisDeferred { deferral }
+            }
+            DiagnosisCommand::Resume { actor } => {
+                let state = actor.authorize(SYSTEM, state)?;
+                ensure(
+                    state.status == DiagnosisStatus::DeferredBudget,
+                    state.illegal("resume"),
+                )?;
+                DiagnosisEvent::DiagnosisResumed
+            }
             DiagnosisCommand::Resolve {
                 actor,
                 decision_id,
@@ -704,6 +770,7 @@ impl Aggregate for Diagnosis {
                     status: DiagnosisStatus::Requested,
                     attempt: 1,
                     confidence: None,
+                    resumes_at: None,
                 });
             }
             (DiagnosisEvent::ContextRetrieved { attempt, .. }, Some(state)) => {
@@ -716,6 +783,18 @@ impl Aggregate for Diagnosis {
             }
             (DiagnosisEvent::DiagnosisFailed { retryable, .. }, Some(state)) => {
                 state.status = DiagnosisStatus::Failed { retryable };
+            }
+            (DiagnosisEvent::DiagnosisDeferred { deferral }, Some(state)) => {
+                state.resumes_at = Some(state.status);
+                state.status = match deferral {
+                    Deferral::Budget { .. } => DiagnosisStatus::DeferredBudget,
+                };
+            }
+            (DiagnosisEvent::DiagnosisResumed, Some(state)) => {
+                state.status = state
+                    .resumes_at
+                    .take()
+                    .unwrap_or(DiagnosisStatus::Requested);
             }
             (DiagnosisEvent::DiagnosisResolved { outcome, .. }, Some(state)) => {
                 state.status = DiagnosisStatus::Resolved { outcome };

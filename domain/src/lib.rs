@@ -11,6 +11,7 @@
 //! | [`actor`] | [`actor::Actor`] and [`actor::Role`]: who issues a command |
 //! | [`error`] | [`error::AccessError`] (shared by every aggregate) and [`error::ErrorKind`] for clients |
 //! | [`tenant`], [`session`], [`diagnosis`], [`decision`], [`judgment`] | one aggregate each |
+//! | [`budget`] | each plan's monthly token budget ([`budget::BudgetUse`]), its reported thresholds, the month it is spent in |
 //! | [`finetune`] | [`finetune::FinetuneExport`]: the weekly export's file and log range |
 //! | [`policy`] | model routing ([`policy::route_model`]) and auto-resolve ([`policy::should_auto_approve`]) |
 //! | [`ports`] | [`ports::Embedder`], [`ports::Llm`] and [`ports::AttachmentStore`], implemented by the adapters |
@@ -46,6 +47,7 @@
 //! | active, suspended | `SetAutoResolveThreshold`, `SetModelPolicy` (A) | `AutoResolveThresholdSet`, `ModelPolicySet` | unchanged |
 //! | active | `Suspend` (O) | `TenantSuspended` | suspended |
 //! | active, suspended | `RecordUsageKey` (S; the current plan, not already recorded) | `UsageKeyAssigned` | unchanged |
+//! | active, suspended | `RecordBudgetThreshold` (S; once per month and threshold, never for a month before the last recorded) | `TokenBudgetThresholdCrossed` | unchanged |
 //! | active, suspended | `RecordFinetuneExport` (S) | `FinetuneExported` | unchanged (the next export starts after this one) |
 //! | suspended | `Reactivate` (O) | `TenantReactivated` | active |
 //!
@@ -65,6 +67,8 @@
 //! | — | `Request` (C) | `DiagnosisRequested` | requested (attempt 1) |
 //! | requested, failed (retryable) | `RecordContext` (S) | `ContextRetrieved` | context retrieved (next attempt after a failure) |
 //! | context retrieved | `Propose` (S) | `DiagnosisProposed` (v3) | proposed |
+//! | requested, context retrieved, failed (retryable) | `Defer` (S; the monthly token budget spent) | `DiagnosisDeferred` | deferred (budget) |
+//! | deferred | `Resume` (S) | `DiagnosisResumed` | the status it was deferred in |
 //! | requested, context retrieved | `Fail` (S) | `DiagnosisFailed` | failed: retryable, or final (terminal) once [`policy::MAX_DIAGNOSIS_ATTEMPTS`] are spent |
 //! | proposed | `Resolve` (S) | `DiagnosisResolved` | resolved (terminal) |
 //!
@@ -95,6 +99,7 @@
 
 pub mod actor;
 pub mod any_event;
+pub mod budget;
 pub mod decision;
 pub mod diagnosis;
 pub mod error;

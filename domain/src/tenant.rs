@@ -1,12 +1,13 @@
 //! The [`Tenant`] aggregate: a customer organisation, its plan and its AI settings.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 
 use crate::actor::{Actor, Owned, Role};
+use crate::budget::{BudgetMonth, BudgetThreshold, BudgetUse};
 use crate::error::{ensure, AccessError, DomainError, ErrorKind};
 use crate::finetune::{FinetuneExport, LastExport, LogPosition};
 use crate::ids::{TenantId, UserId};
@@ -152,6 +153,16 @@ pub enum TenantCommand {
         /// The plan whose usage plan the key was put on: the tenant's current one.
         plan: PlanTier,
     },
+    /// Record that the tenant's token use crossed a threshold of its monthly budget (once
+    /// per month and threshold).
+    RecordBudgetThreshold {
+        /// The system (the diagnosis worker).
+        actor: Actor,
+        /// The threshold.
+        threshold: BudgetThreshold,
+        /// The month's budget and the use that reached it.
+        budget: BudgetUse,
+    },
     /// Record a fine-tune export written to S3; it must start where the last one ended.
     RecordFinetuneExport {
         /// The system (the scheduled export).
@@ -178,6 +189,7 @@ impl TenantCommand {
             | Self::Suspend { actor, .. }
             | Self::Reactivate { actor }
             | Self::RecordUsageKey { actor, .. }
+            | Self::RecordBudgetThreshold { actor, .. }
             | Self::RecordFinetuneExport { actor, .. } => actor,
         }
     }
@@ -272,6 +284,14 @@ pub enum TenantEvent {
         /// The plan whose usage plan holds it.
         plan: PlanTier,
     },
+    /// The tenant's token use crossed a threshold of its monthly budget.
+    TokenBudgetThresholdCrossed {
+        /// The threshold (`80` or `100`, percent).
+        threshold: BudgetThreshold,
+        /// The month's budget and the use that reached it.
+        #[serde(flatten)]
+        budget: BudgetUse,
+    },
     /// Approved and amended decisions were exported as fine-tune examples.
     FinetuneExported {
         /// The file and the range of the log it covers.
@@ -295,6 +315,7 @@ impl DomainEvent for TenantEvent {
             Self::TenantSuspended { .. } => "TenantSuspended",
             Self::TenantReactivated => "TenantReactivated",
             Self::UsageKeyAssigned { .. } => "UsageKeyAssigned",
+            Self::TokenBudgetThresholdCrossed { .. } => "TokenBudgetThresholdCrossed",
             Self::FinetuneExported { .. } => "FinetuneExported",
         }
         .to_owned()
@@ -371,6 +392,14 @@ pub enum TenantError {
     /// The member's account was already recorded.
     #[error("{0} is already provisioned")]
     AlreadyProvisioned(Email),
+    /// The threshold was already recorded for the month, or a later month was recorded.
+    #[error("the {}% budget threshold of {month} is already recorded", threshold.percent())]
+    BudgetThresholdAlreadyRecorded {
+        /// The month.
+        month: BudgetMonth,
+        /// The threshold.
+        threshold: BudgetThreshold,
+    },
 }
 
 impl DomainError for TenantError {
@@ -389,7 +418,8 @@ impl DomainError for TenantError {
             | Self::AlreadyDisabled(_)
             | Self::NotDisabled(_)
             | Self::LastAdmin
-            | Self::AlreadyProvisioned(_) => ErrorKind::Conflict,
+            | Self::AlreadyProvisioned(_)
+            | Self::BudgetThresholdAlreadyRecorded { .. } => ErrorKind::Conflict,
             Self::NoSuchMember(_) => ErrorKind::NotFound,
             Self::EmptyExport | Self::NotATenantRole(_) => ErrorKind::Invalid,
         }
@@ -432,6 +462,10 @@ struct TenantState {
     /// Its people, by sign-in address. Snapshots taken before people were managed lack it.
     #[serde(default)]
     members: BTreeMap<Email, Member>,
+    /// The latest month a budget threshold was crossed in, and the thresholds crossed in it.
+    /// Snapshots taken before budgets existed lack it.
+    #[serde(default)]
+    budget_thresholds: Option<(BudgetMonth, BTreeSet<BudgetThreshold>)>,
 }
 
 impl TenantState {
@@ -474,6 +508,7 @@ impl TenantState {
             last_finetune_export: None,
             usage_key: None,
             members: BTreeMap::new(),
+            budget_thresholds: None,
         }
     }
 }
@@ -536,6 +571,21 @@ impl Tenant {
     /// The auto-resolve threshold; `None` when disabled (or not onboarded).
     pub fn auto_resolve_threshold(&self) -> Option<Confidence> {
         self.state.as_ref().and_then(|s| s.auto_resolve_threshold)
+    }
+
+    /// Whether `threshold` of `month`'s budget was recorded (or a later month's was: an
+    /// earlier month is over).
+    pub fn budget_threshold_recorded(
+        &self,
+        month: BudgetMonth,
+        threshold: BudgetThreshold,
+    ) -> bool {
+        self.state
+            .as_ref()
+            .and_then(|s| s.budget_thresholds.as_ref())
+            .is_some_and(|(recorded, crossed)| {
+                *recorded > month || (*recorded == month && crossed.contains(&threshold))
+            })
     }
 
     /// Where the last recorded fine-tune export ended; `None` before the first.
@@ -671,6 +721,21 @@ impl Tenant {
                 )?;
                 TenantEvent::UsageKeyAssigned { api_key_id, plan }
             }
+            TenantCommand::RecordBudgetThreshold {
+                actor,
+                threshold,
+                budget,
+            } => {
+                actor.authorize(SYSTEM, state)?;
+                ensure(
+                    !self.budget_threshold_recorded(budget.month, threshold),
+                    TenantError::BudgetThresholdAlreadyRecorded {
+                        month: budget.month,
+                        threshold,
+                    },
+                )?;
+                TenantEvent::TokenBudgetThresholdCrossed { threshold, budget }
+            }
             TenantCommand::RecordFinetuneExport { actor, export } => {
                 let state = actor.authorize(SYSTEM, state)?;
                 let last = state.last_finetune_export.as_ref();
@@ -774,6 +839,16 @@ impl Aggregate for Tenant {
             (TenantEvent::TenantReactivated, Some(state)) => state.suspended = false,
             (TenantEvent::UsageKeyAssigned { api_key_id, plan }, Some(state)) => {
                 state.usage_key = Some((api_key_id, plan));
+            }
+            (TenantEvent::TokenBudgetThresholdCrossed { threshold, budget }, Some(state)) => {
+                match &mut state.budget_thresholds {
+                    Some((month, crossed)) if *month == budget.month => {
+                        crossed.insert(threshold);
+                    }
+                    thresholds => {
+                        *thresholds = Some((budget.month, BTreeSet::from([threshold])));
+                    }
+                }
             }
             (TenantEvent::FinetuneExported { export }, Some(state)) => {
                 state.last_finetune_export = Some(LastExport {

@@ -1,6 +1,7 @@
 //! Behaviour of the domain: given/when/then per aggregate, policies, values, upcasting,
 //! stored history past today's limits, and property tests over random command sequences.
 
+mod budget;
 mod decision;
 mod diagnosis;
 mod finetune;
