@@ -23,6 +23,7 @@ use casebook_domain::values::{Email, UploadKey};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent, EventEnvelope};
 
+use crate::business::{BusinessEvent, BusinessLog};
 use crate::ports::{
     BoxError, CommandError, Committed, EventRepository, FoundPrecedent, Mailbox, PrecedentSearch,
     Pricing, RecordError, RequestRecords, SignUpAttemptRecord,
@@ -380,6 +381,23 @@ impl Pricing for FlatPrices {
     fn cost_usd_micros(&self, model_id: &str, input: u32, output: u32) -> Option<u64> {
         let (per_input, per_output) = self.0.get(model_id)?;
         Some(u64::from(input) * per_input + u64::from(output) * per_output)
+    }
+}
+
+/// A business-events log that keeps every event it is told.
+#[derive(Default)]
+pub struct KeptBusinessLog(Mutex<Vec<BusinessEvent>>);
+
+impl KeptBusinessLog {
+    /// Every event told so far, in order.
+    pub fn events(&self) -> Vec<BusinessEvent> {
+        self.0.lock().expect("business log").clone()
+    }
+}
+
+impl BusinessLog for KeptBusinessLog {
+    fn record(&self, event: &BusinessEvent) {
+        self.0.lock().expect("business log").push(event.clone());
     }
 }
 

@@ -159,7 +159,7 @@ pub trait SubscriptionLags: Send + Sync {
 
 /// What `job` made of each tenant in turn, for the tenants it made something of. The first
 /// failure stops the run: the next run starts over, and every job repeats safely.
-async fn each_tenant<T, F, Fut>(
+pub(crate) async fn each_tenant<T, F, Fut>(
     directory: &dyn TenantDirectory,
     mut job: F,
 ) -> Result<Vec<T>, JobError>
@@ -539,13 +539,7 @@ impl LagCheck {
         let mut lagging = Vec::new();
         for lag in &lags {
             if lag.name == Self::RELAY {
-                tracing::info!(
-                    target: "casebook::metrics",
-                    metric = "RelayLagSeconds",
-                    lag_seconds = lag.lag_seconds,
-                    lag_events = lag.lag_events,
-                    "relay lag"
-                );
+                metrics::histogram!("RelayLagSeconds").record(lag.lag_seconds);
             }
             if lag.lag_seconds > self.alert.as_secs_f64() {
                 tracing::error!(

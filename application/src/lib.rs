@@ -4,6 +4,8 @@
 //! |---|---|
 //! | [`service`] | commands from people and the system: preconditions read from other aggregates, metadata attached, failures mapped to [`ServiceError`] |
 //! | [`diagnosis`] | the diagnosis use case: read attachments, embed, retrieve precedents, route between model tiers, propose or record the failure |
+//! | [`budget`] | monthly token budgets: diagnoses deferred while one is spent and resumed when it allows, thresholds recorded and counted once a month |
+//! | [`business`] | business events: each query, proposal, decision, auto-approval and sign-up told once, in words and measures |
 //! | [`reactions`] | what follows an event: resolve and capture a decision, auto-approve, provision people, put a tenant's key on its plan |
 //! | [`jobs`] | the scheduled jobs: the fine-tune export, the audit archive, the lag check |
 //! | [`ports`] | what the use cases need from outside: the event store, precedent search, identity provider, gateway keys, the request path's records |
@@ -13,6 +15,8 @@
 //! `casebook-projections` implement the ports, `casebook-handlers` translates transports into
 //! calls and holds the one composition root.
 
+pub mod budget;
+pub mod business;
 pub mod diagnosis;
 pub mod in_memory;
 pub mod jobs;

@@ -43,6 +43,8 @@ pub struct Delivered {
     pub sequence: i64,
     /// Its position in the global log.
     pub global_position: i64,
+    /// When it was committed.
+    pub recorded_at: chrono::DateTime<chrono::Utc>,
     /// The event.
     pub event: AnyEvent,
     /// Its metadata (the tenant, the chain it belongs to).
@@ -52,7 +54,7 @@ pub struct Delivered {
 impl Delivered {
     /// The system acting in this event's tenant, with this event as the cause of its
     /// commands.
-    fn system_context(&self) -> RequestContext {
+    pub(crate) fn system_context(&self) -> RequestContext {
         let actor = Actor::system(self.metadata.tenant_id);
         let causing_event = format!(
             "{}/{}/{}",

@@ -8,7 +8,8 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use casebook_application::in_memory::{InMemoryEvents, KeptMailbox};
+use casebook_application::business::BusinessEvents;
+use casebook_application::in_memory::{InMemoryEvents, KeptBusinessLog, KeptMailbox};
 use casebook_application::ports::{
     BoxError, IdentityError, IdentityProvider, Provisioned, UsageKeys,
 };
@@ -19,11 +20,12 @@ use casebook_application::service::ConsultantVerdict;
 use casebook_domain::actor::Role;
 use casebook_domain::any_event::AnyEvent;
 use casebook_domain::decision::ConsultantDecision;
-use casebook_domain::diagnosis::Diagnosis;
+use casebook_domain::diagnosis::{Diagnosis, DiagnosisEvent};
 use casebook_domain::ids::{DecisionId, DiagnosisId, JudgmentId, TenantId};
 use casebook_domain::judgment::JudgmentEvent;
 use casebook_domain::metadata::EventMetadata;
 use casebook_domain::policy::{ModelTier, PlanTier};
+use casebook_domain::session::TenantSession;
 use casebook_domain::tenant::{Invitee, Member, Tenant, TenantCommand, TenantEvent};
 use casebook_domain::values::{Confidence, DiagnosisText, Email, PersonName, QueryText, Reason};
 use cqrs_es::{Aggregate, DomainEvent};
@@ -49,6 +51,7 @@ where
             aggregate_id: id.to_owned(),
             sequence: n as i64 + 1,
             global_position: 0,
+            recorded_at: chrono::Utc::now(),
             event: wrap(event),
             metadata: EventMetadata::from_json(serde_json::to_value(metadata).unwrap()).unwrap(),
         })
@@ -623,4 +626,120 @@ async fn a_gateway_outage_is_worth_a_retry() {
     assert!(err.is_retryable(), "{err:?}");
     keys.react(&onboarded).await.expect("after the outage");
     assert_eq!(gateway.plans.lock().unwrap().len(), 1);
+}
+
+/// Every event of `diagnosis`'s story as the log delivers it: the query, the proposal, the
+/// decision.
+fn story(scenario: &Scenario, diagnosis: DiagnosisId) -> Vec<Delivered> {
+    let proposal = proposal_events(scenario, diagnosis);
+    let AnyEvent::Diagnosis(DiagnosisEvent::DiagnosisRequested { session_id, .. }) =
+        &proposal[0].event
+    else {
+        panic!("a diagnosis starts with its request");
+    };
+    let mut events = delivered::<TenantSession>(
+        &scenario.stores.sessions,
+        &session_id.to_string(),
+        AnyEvent::Session,
+    );
+    events.extend(proposal);
+    events.extend(decision_events(scenario, diagnosis));
+    events
+}
+
+fn business_events(scenario: &Scenario, log: &Arc<KeptBusinessLog>) -> BusinessEvents {
+    BusinessEvents::new(log.clone(), scenario.stores.diagnoses.clone())
+}
+
+#[tokio::test]
+async fn a_query_its_proposal_and_its_decision_are_told_in_the_querys_chain() {
+    let scenario = Scenario::given(vec![]).await;
+    let diagnosis = proposed(&scenario, "Is the cap enforceable?", None).await;
+    decided(
+        &scenario,
+        diagnosis,
+        ConsultantVerdict::Reject {
+            reason: Reason::parse("Cites the wrong statute").unwrap(),
+        },
+    )
+    .await;
+    let log = Arc::new(KeptBusinessLog::default());
+
+    deliver_twice(
+        &business_events(&scenario, &log),
+        &story(&scenario, diagnosis),
+    )
+    .await;
+
+    let told = log.events();
+    let kinds: Vec<_> = told.iter().map(|event| event.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            "query_submitted",
+            "diagnosis_proposed",
+            "consultant_decided",
+            "query_submitted",
+            "diagnosis_proposed",
+            "consultant_decided"
+        ],
+        "one record per delivered event"
+    );
+    // A redelivery repeats the same event id, which readers count once.
+    assert_eq!(told[0].event_id, told[3].event_id);
+    let chain = &told[0].correlation_id;
+    assert!(
+        told.iter().all(|event| &event.correlation_id == chain),
+        "the consultant's decision joins the customer's chain: {told:#?}"
+    );
+    assert_ne!(
+        told[2].request_id, told[0].request_id,
+        "each keeps its own request"
+    );
+    assert!(told[2].message.contains("rejected"));
+    assert!(told[2].message.contains("Cites the wrong statute"));
+    let proposal = &told[1];
+    assert!(proposal.message.contains("haiku"), "{}", proposal.message);
+    let tokens = proposal
+        .measures
+        .iter()
+        .find(|measure| measure.metric == "LlmTokens")
+        .expect("tokens measured");
+    let dimensions: Vec<_> = tokens.dimensions.iter().map(|(name, _)| *name).collect();
+    assert_eq!(dimensions, ["Model", "Tier"]);
+    assert!(
+        told.iter()
+            .flat_map(|event| &event.measures)
+            .all(|measure| measure.dimensions.iter().all(|(name, _)| *name != "Tenant")),
+        "the tenant is a property, never a dimension"
+    );
+    assert!(told.iter().all(|event| event.tenant_id == scenario.tenant));
+}
+
+#[tokio::test]
+async fn an_approval_without_review_is_told_with_its_threshold() {
+    let scenario = Scenario::given(vec![]).await;
+    with_threshold(&scenario, Some(0.85)).await;
+    let diagnosis = proposed(&scenario, "Cap?", None).await;
+    deliver_twice(
+        &Reactions::new(scenario.service.clone()),
+        &proposal_events(&scenario, diagnosis),
+    )
+    .await;
+    let log = Arc::new(KeptBusinessLog::default());
+
+    business_events(&scenario, &log)
+        .react(&decision_events(&scenario, diagnosis)[0])
+        .await
+        .expect("told");
+
+    let [approval] = log.events().try_into().expect("one record");
+    assert_eq!(approval.kind, "auto_approved");
+    assert!(
+        approval.message.contains("threshold 0.85"),
+        "{}",
+        approval.message
+    );
+    let metrics: Vec<_> = approval.measures.iter().map(|m| m.metric).collect();
+    assert_eq!(metrics, ["Decisions", "AutoApprovals"]);
 }

@@ -19,6 +19,7 @@ use casebook_adapters::event_store::{Appender, EventStore};
 use casebook_adapters::people::{CognitoPeople, PrintedMailbox};
 use casebook_adapters::postgres::{self, ConnectError, DbRole};
 use casebook_adapters::records::PgRequestRecords;
+use casebook_application::business::{BusinessEvents, BusinessLog};
 use casebook_application::diagnosis::{Diagnoser, DiagnoserPorts};
 use casebook_application::reactions::{People, Reactions, UsageKeyAssignment};
 use casebook_application::service::{Service, Stores};
@@ -37,8 +38,10 @@ use crate::http::caller::Authenticator;
 use crate::http::rate_limit::TenantLimiter;
 use crate::http::uploads::Uploads;
 use crate::http::web::{CognitoEndpoint, WebApp, WebConfig};
+use crate::access_log::{AccessLog, AccessLogSettings};
 use crate::http::AppState;
 use crate::jobs::Jobs;
+use crate::metrics::EmfBusinessLog;
 use crate::reactions::ReactionSubscription;
 use crate::relay::{ProjectorNudge, Relay, RelayConfig};
 use crate::settings::{Process, Resource, Settings, SettingsError, LOCAL_USAGE_PLAN_PREFIX};
@@ -273,6 +276,18 @@ impl Composition {
             self.bucket(Resource::UploadsBucket)?,
             self.settings.upload_url_expiry,
         ));
+        let state = match self.settings.access_log {
+            AccessLogSettings { enabled: false, .. } => state,
+            AccessLogSettings { queue, .. } => {
+                let log = AccessLog::start(state.pool.clone(), queue);
+                // Lambda freezes the process once an answer is out.
+                state.with_access_log(if self.settings.in_lambda {
+                    log.draining_each_request()
+                } else {
+                    log
+                })
+            }
+        };
         Ok(match self.settings.name(Resource::ProjectorFunction) {
             Some(function) => state.with_nudge(Arc::new(ProjectorNudge::new(&self.aws, function))),
             None => state,
@@ -353,9 +368,10 @@ impl Composition {
             self.settings.require(Resource::UserPool)?,
             self.settings.require(Resource::UserPoolClient)?,
         );
-        // The projections, the reactions, the judgment index, the relay, the usage keys and
-        // the people, each with a connection to read and one to commit, and two spare.
-        let subscriptions = ProjectionId::ALL.len() + 5;
+        // The projections, the reactions, the judgment index, the relay, the usage keys, the
+        // people and the business events, each with a connection to read and one to commit,
+        // and two spare.
+        let subscriptions = ProjectionId::ALL.len() + 6;
         Ok(Subscriptions {
             pool: self
                 .connect(DbRole::Projector, (2 * subscriptions + 2) as u32)
@@ -365,6 +381,7 @@ impl Composition {
             relay,
             usage_plans: self.usage_plans()?,
             people: Arc::new(CognitoPeople::new(cognito, pool)),
+            business_log: Arc::new(EmfBusinessLog::stdout(&self.settings.stage)),
         })
     }
 
@@ -417,6 +434,7 @@ pub struct Subscriptions {
     relay: Relay,
     usage_plans: UsagePlans,
     people: Arc<CognitoPeople>,
+    business_log: Arc<dyn BusinessLog>,
 }
 
 impl Subscriptions {
@@ -439,5 +457,17 @@ impl Subscriptions {
             self.people.clone(),
             Arc::new(PrintedMailbox),
         )))
+        .with_subscription(ReactionSubscription::new(BusinessEvents::new(
+            self.business_log.clone(),
+            self.service.stores().diagnoses.clone(),
+        )))
+    }
+
+    /// The same parts, telling business events to `log` (tests read them back).
+    pub fn with_business_log(self, log: Arc<dyn BusinessLog>) -> Self {
+        Self {
+            business_log: log,
+            ..self
+        }
     }
 }

@@ -9,6 +9,7 @@
 //! - [`server`]: the all-in-one process (`casebook serve`): migrations, router, background
 //!   work, graceful shutdown.
 //! - [`telemetry`]: JSON logs through `tracing`.
+//! - [`metrics`]: CloudWatch Embedded Metric Format lines, aggregated and per business event.
 //! - [`jobs`]: the scheduled jobs of the `scheduler` function.
 //! - [`relay`]: the subscription publishing events to EventBridge and SQS.
 //! - [`worker`]: the SQS message handlers, for the `worker` Lambda and the local loop.
@@ -24,6 +25,7 @@ pub mod compose;
 pub mod demo;
 pub mod http;
 pub mod jobs;
+pub mod metrics;
 pub mod operator;
 pub mod reactions;
 pub mod relay;

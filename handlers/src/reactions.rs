@@ -50,6 +50,7 @@ pub fn delivered(event: &RecordedEvent) -> Result<Delivered, ApplyError> {
         event_type: event.event_type.clone(),
         sequence: event.sequence,
         global_position: event.global_position(),
+        recorded_at: event.recorded_at,
         event: decoded,
         metadata,
     })

@@ -99,7 +99,7 @@ impl RelayNudge for ProjectorNudge {
 }
 
 /// The body of a message on the `diagnosis` queue (its message attributes repeat
-/// `event_id`, `tenant_id` and `type`).
+/// `event_id`, `tenant_id` and `type`, and add the event's `request_id` and `correlation_id`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DiagnosisMessage {
     /// The `DiagnosisRequested` event's id.
@@ -260,6 +260,7 @@ async fn send(
         .map_err(|err| ApplyError::permanent_from("cannot encode", err))?;
     let id = event_id(event);
     let tenant = event.tenant_id.to_string();
+    let chain = Chain::of(event);
     queue
         .send(
             &body,
@@ -267,14 +268,36 @@ async fn send(
                 ("event_id", id.as_str()),
                 ("tenant_id", tenant.as_str()),
                 ("type", kind),
+                ("request_id", chain.request_id.as_str()),
+                ("correlation_id", chain.correlation_id.as_str()),
             ],
         )
         .await
-        .map_err(aws_error)?;
+        .map_err(|err| publish_failed("queue", err))?;
     Ok(())
 }
 
-fn aws_error(err: AwsError) -> ApplyError {
+/// The request and the chain an event belongs to, from its metadata: a message carries them
+/// so the consumer's log lines join the request's.
+#[derive(Debug, Default, Deserialize)]
+struct Chain {
+    #[serde(default)]
+    request_id: String,
+    #[serde(default)]
+    correlation_id: String,
+}
+
+impl Chain {
+    fn of(event: &RecordedEvent) -> Self {
+        // Metadata without them (none is written so) leaves the attributes empty rather
+        // than holding the event back.
+        serde_json::from_str(event.metadata.get()).unwrap_or_default()
+    }
+}
+
+/// A publish `target` refused: counted (`RelayPublishFailures`), then retried or fatal.
+fn publish_failed(target: &'static str, err: AwsError) -> ApplyError {
+    metrics::counter!("RelayPublishFailures", "Target" => target).increment(1);
     if err.is_retryable() {
         ApplyError::Transient(Box::new(err))
     } else {
@@ -336,7 +359,10 @@ impl Subscription for Relay {
                 send(queue, event, FINETUNE_EXPORTED, &message).await?;
             }
         }
-        self.bus.put(&entries).await.map_err(aws_error)?;
+        self.bus
+            .put(&entries)
+            .await
+            .map_err(|err| publish_failed("bus", err))?;
         if let Some(hook) = &self.after_publish {
             hook(events)?;
         }

@@ -29,8 +29,10 @@
 //! | `CASEBOOK_RATE_LIMIT_SCALE` | `casebook serve`, `api` | 1 |
 //! | `CASEBOOK_WEB_DIR` | `casebook serve` | `web/dist` |
 //! | `UPLOAD_URL_EXPIRY_SECONDS` | `casebook serve`, `api` | 900 (at most 604800) |
+//! | `CASEBOOK_ACCESS_LOG`, `CASEBOOK_ACCESS_LOG_QUEUE` | `casebook serve`, `api` | `on`, 10000 (see [`AccessLogSettings`]) |
 //! | `CASEBOOK_AI_PROVIDER`, `CASEBOOK_MODELS_DIR`, `CASEBOOK_BEDROCK_*`, … | `casebook serve`, `projector`, `worker` | see [`casebook_adapters::ai::config`] |
 //! | `EVENT_SOURCE` | `casebook serve`, `projector` | `casebook` |
+//! | `CASEBOOK_STAGE` | all: the metrics' `Stage` dimension | `local` locally; required deployed |
 //! | `LAG_ALERT_SECONDS` | `casebook serve`, `scheduler` | 60 |
 //! | `SCHEDULE_LAG_CHECK`, `SCHEDULE_FINETUNE_EXPORT`, `SCHEDULE_AUDIT_ARCHIVE` | `casebook serve` | as the EventBridge schedules |
 //! | the names of [`Resource`] | `aws` only, per [`Process::resources`] | required |
@@ -50,6 +52,7 @@ use casebook_adapters::ai::AiConfig;
 use casebook_adapters::aws::setup::Resources;
 use casebook_adapters::config::{AuthConfig, Config, ConfigError, DatabaseConfig};
 
+use crate::access_log::AccessLogSettings;
 use crate::jobs::{InvalidSetting, JobsConfig, Schedule, ScheduleError};
 
 /// The usage plans' name prefix against the local emulator (deployed: `casebook-<stage>-`).
@@ -317,6 +320,10 @@ pub struct Settings {
     pub upload_url_expiry: Duration,
     /// `EVENT_SOURCE`: the relay's entries' `Source`.
     pub event_source: String,
+    /// `CASEBOOK_ACCESS_LOG`, `CASEBOOK_ACCESS_LOG_QUEUE`: the API's access log.
+    pub access_log: AccessLogSettings,
+    /// `CASEBOOK_STAGE`: the deployment, every metric's `Stage` dimension.
+    pub stage: String,
     /// The other deployed resources' names (the jobs' buckets are in `jobs`).
     names: BTreeMap<Resource, String>,
 }
@@ -366,6 +373,15 @@ impl Settings {
         if process.needs_tokens(environment) && auth.is_none() {
             missing.extend(["CASEBOOK_JWT_ISSUER", "CASEBOOK_JWT_AUDIENCE"]);
         }
+        // Deployed, a metric without its stage would land on another deployment's dashboard.
+        let stage = match (lookup("CASEBOOK_STAGE"), environment) {
+            (Some(stage), _) => stage,
+            (None, Environment::Local) => "local".to_owned(),
+            (None, Environment::Aws) => {
+                missing.push("CASEBOOK_STAGE");
+                String::new()
+            }
+        };
         let jobs = JobsConfig::from_lookup(lookup)?;
         // Deployed, a process reads the names it needs and nothing else; locally they are
         // the emulator's, filled in by `with_local_resources`.
@@ -422,6 +438,8 @@ impl Settings {
                 .map_or_else(|| PathBuf::from("web/dist"), PathBuf::from),
             upload_url_expiry: Duration::from_secs(upload_url_expiry),
             event_source: lookup("EVENT_SOURCE").unwrap_or_else(|| "casebook".to_owned()),
+            access_log: AccessLogSettings::from_lookup(lookup)?,
+            stage,
             names,
         })
     }
@@ -510,7 +528,11 @@ mod tests {
 
     /// Everything `process` needs deployed (`in_lambda` as given), plus the database and tokens.
     fn deployed(process: Process, in_lambda: bool) -> Vec<(&'static str, &'static str)> {
-        let mut vars = vec![("CASEBOOK_ENV", "aws"), ("DATABASE_URL", DATABASE_URL)];
+        let mut vars = vec![
+            ("CASEBOOK_ENV", "aws"),
+            ("DATABASE_URL", DATABASE_URL),
+            ("CASEBOOK_STAGE", "prod"),
+        ];
         vars.extend(TOKENS);
         if in_lambda {
             vars.push(("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001"));

@@ -19,6 +19,7 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use casebook_adapters::aws::sqs::Queue;
 use casebook_application::diagnosis::{Diagnoser, DiagnosisError, DiagnosisRequest};
 use casebook_domain::ids::{DiagnosisId, TenantId};
+use tracing::Instrument;
 
 use crate::relay::{DiagnosisMessage, DIAGNOSIS_REQUESTED};
 
@@ -55,6 +56,24 @@ impl Worker {
         body: &str,
         attributes: &HashMap<String, String>,
     ) -> Result<(), WorkerError> {
+        // The request's ids (the relay's message attributes) on every line of the handling,
+        // so one id finds the worker's lines with the API's.
+        let attribute = |name: &str| attributes.get(name).map_or("", String::as_str);
+        let span = tracing::info_span!(
+            "message",
+            event_id = attribute("event_id"),
+            tenant_id = attribute("tenant_id"),
+            request_id = attribute("request_id"),
+            correlation_id = attribute("correlation_id"),
+        );
+        self.dispatch(body, attributes).instrument(span).await
+    }
+
+    async fn dispatch(
+        &self,
+        body: &str,
+        attributes: &HashMap<String, String>,
+    ) -> Result<(), WorkerError> {
         match attributes.get("type").map(String::as_str) {
             None | Some(DIAGNOSIS_REQUESTED) => {
                 let message: DiagnosisMessage = serde_json::from_str(body)
@@ -71,6 +90,18 @@ impl Worker {
     }
 }
 
+/// Counts a handled message: `WorkerMessages` by `Outcome` (`handled`, `failed`), and
+/// `WorkerRetries` for a message received before (a failed attempt, or a lost delete). A
+/// message that fails its last receive moves to the dead-letter queue, whose depth SQS
+/// reports itself.
+fn count(handled: &Result<(), WorkerError>, receives: u32) {
+    let outcome = if handled.is_ok() { "handled" } else { "failed" };
+    metrics::counter!("WorkerMessages", "Outcome" => outcome).increment(1);
+    if receives > 1 {
+        metrics::counter!("WorkerRetries").increment(1);
+    }
+}
+
 /// The handler of the `worker` Lambda: handles each record and reports the failed ones as
 /// `batchItemFailures` (the rest are deleted by Lambda).
 pub async fn handle_sqs_event(worker: &Worker, event: SqsEvent) -> SqsBatchResponse {
@@ -83,7 +114,14 @@ pub async fn handle_sqs_event(worker: &Worker, event: SqsEvent) -> SqsBatchRespo
             .filter_map(|(name, value)| value.string_value.clone().map(|v| (name.clone(), v)))
             .collect();
         let body = record.body.as_deref().unwrap_or_default();
-        if let Err(err) = worker.handle(body, &attributes).await {
+        let receives = record
+            .attributes
+            .get("ApproximateReceiveCount")
+            .and_then(|count| count.parse().ok())
+            .unwrap_or(1);
+        let handled = worker.handle(body, &attributes).await;
+        count(&handled, receives);
+        if let Err(err) = handled {
             tracing::warn!(message_id = %message_id, error = %err, "message failed");
             response.add_failure(message_id);
         }
@@ -122,7 +160,9 @@ pub async fn run_worker_until(
             }
         };
         for message in messages {
-            match worker.handle(&message.body, &message.attributes).await {
+            let handled = worker.handle(&message.body, &message.attributes).await;
+            count(&handled, message.receive_count);
+            match handled {
                 Ok(()) => {
                     if let Err(err) = queue.delete(&message.receipt_handle).await {
                         tracing::warn!(error = %err, message_id = %message.message_id, "delete failed; it will be redelivered");

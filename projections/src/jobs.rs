@@ -13,7 +13,7 @@ use futures::TryStreamExt;
 use sqlx::PgPool;
 
 use crate::log::{Checkpoint, LogReader, Scope};
-use crate::status::{log_lag, status};
+use crate::status::{report_lag, status};
 
 /// Every tenant with a stream, from the log.
 #[derive(Clone)]
@@ -98,8 +98,8 @@ impl DecisionLog for TenantDecisions {
     }
 }
 
-/// Every subscription's lag, from `subscriptions`; reading it also reports each as a
-/// metric line.
+/// Every subscription's lag, from `subscriptions`; reading it also reports each (log line
+/// and metric).
 #[derive(Clone)]
 pub struct SubscriptionBoard {
     pool: PgPool,
@@ -120,7 +120,7 @@ impl SubscriptionLags for SubscriptionBoard {
             .await?
             .iter()
             .map(|status| {
-                log_lag(status);
+                report_lag(status);
                 SubscriptionLag {
                     name: status.name.clone(),
                     lag_events: status.lag_events,

@@ -19,11 +19,12 @@
 //!   commits everything before it, and stops the subscription there with status `failed`
 //!   and the event and error in `last_error`. It is never skipped: [`resume`] after a fix,
 //!   or a rebuild's swap, restarts it.
-//! - **Lag.** Logged every [`RunnerConfig::lag_interval`] as a metric line (see
-//!   [`log_lag`]); [`status`](crate::status::status) returns it on demand.
+//! - **Lag.** Reported every [`RunnerConfig::lag_interval`] and after a drain, as a log line
+//!   and the `ProjectionLagSeconds` metric (see [`report_lag`]);
+//!   [`status`](crate::status::status) returns it on demand.
 //!
 //! [`resume`]: crate::checkpoints::resume
-//! [`log_lag`]: crate::status::log_lag
+//! [`report_lag`]: crate::status::report_lag
 
 use std::collections::{HashMap, HashSet};
 use std::future::{pending, Future};
@@ -40,7 +41,7 @@ use crate::decoded::describe;
 use crate::error::{report, ApplyError};
 use crate::log::{Checkpoint, LogReader, RecordedEvent, Scope};
 use crate::projection::ProjectionId;
-use crate::status::{log_lag, status_of};
+use crate::status::{self, status_of};
 use crate::subscription::Subscription;
 
 /// How the runner paces itself.
@@ -528,10 +529,10 @@ async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
-/// Logs subscription `name`'s lag (see [`log_lag`]).
+/// Reports subscription `name`'s lag (see [`status::report_lag`]).
 async fn report_lag(conn: &mut PgConnection, name: &str) {
     match status_of(conn, name).await {
-        Ok(Some(status)) => log_lag(&status),
+        Ok(Some(found)) => status::report_lag(&found),
         Ok(None) => {}
         Err(err) => {
             tracing::warn!(subscription = %name, error = %err, "cannot read projection lag")

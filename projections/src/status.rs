@@ -82,16 +82,20 @@ pub async fn status_of(
         .transpose()
 }
 
-/// Emits the lag as a metric line: target `casebook::metrics`, `metric = "projection_lag"`,
-/// with the subscription, its status and both lags as fields (JSON logs carry them as keys).
-pub fn log_lag(status: &SubscriptionStatus) {
+/// Reports the lag: a log line with the subscription, its status and both lags, and the
+/// `ProjectionLagSeconds` metric twice — by `Subscription` for the dashboard, and without it
+/// for the alarm, whose Maximum is then the worst subscription's. A histogram, not a gauge:
+/// a process that stops reporting leaves the metric missing rather than repeating its last
+/// value, and the alarm treats missing as breaching.
+pub fn report_lag(status: &SubscriptionStatus) {
     tracing::info!(
-        target: "casebook::metrics",
-        metric = "projection_lag",
         subscription = %status.name,
         status = %status.state,
         lag_events = status.lag_events,
         lag_seconds = status.lag_seconds,
         "projection lag"
     );
+    metrics::histogram!("ProjectionLagSeconds", "Subscription" => status.name.clone())
+        .record(status.lag_seconds);
+    metrics::histogram!("ProjectionLagSeconds").record(status.lag_seconds);
 }

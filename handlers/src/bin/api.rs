@@ -5,6 +5,7 @@
 use anyhow::Context;
 use casebook_handlers::compose::Composition;
 use casebook_handlers::http::router;
+use casebook_handlers::metrics;
 use casebook_handlers::server::shutdown_signal;
 use casebook_handlers::settings::{Process, Settings};
 use casebook_handlers::telemetry;
@@ -15,8 +16,9 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init();
     let compose = Composition::new(settings).await.context("starting")?;
     let app = router(compose.api_state().await.context("building the API")?);
+    let metrics = metrics::install_for(compose.settings())?;
     if compose.settings().in_lambda {
-        lambda_http::run(app)
+        metrics_cloudwatch_embedded::lambda::service::run_http(metrics, app)
             .await
             .map_err(|err| anyhow::anyhow!(err))
             .context("lambda runtime")

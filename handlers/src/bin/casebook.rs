@@ -12,7 +12,7 @@ use casebook_handlers::compose::{self, Composition};
 use casebook_handlers::operator::{Operator, OperatorAction};
 use casebook_handlers::server::{shutdown_signal, Application};
 use casebook_handlers::settings::{Process, Settings};
-use casebook_handlers::{demo, telemetry};
+use casebook_handlers::{demo, metrics, telemetry};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -85,6 +85,7 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init();
     match cli.command {
         Command::Serve { .. } => {
+            metrics::install_for(&settings)?;
             let app = Application::build(settings)
                 .await
                 .context("starting casebook")?;

@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use casebook_handlers::compose::Composition;
+use casebook_handlers::metrics;
 use casebook_handlers::settings::{Process, Settings};
 use casebook_handlers::telemetry;
 use lambda_runtime::{service_fn, LambdaEvent};
@@ -24,18 +25,22 @@ async fn main() -> anyhow::Result<()> {
         .subscriptions()
         .await
         .context("building the subscriptions")?;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
-        let runner = subscriptions.runner();
-        async move {
-            let left = event
-                .context
-                .deadline()
-                .duration_since(SystemTime::now())
-                .unwrap_or_default();
-            let reports = runner.drain(left.saturating_sub(MARGIN)).await?;
-            Ok::<_, lambda_runtime::Error>(json!({ "subscriptions": reports.len() }))
-        }
-    }))
+    let metrics = metrics::install_for(compose.settings())?;
+    metrics_cloudwatch_embedded::lambda::service::run(
+        metrics,
+        service_fn(move |event: LambdaEvent<Value>| {
+            let runner = subscriptions.runner();
+            async move {
+                let left = event
+                    .context
+                    .deadline()
+                    .duration_since(SystemTime::now())
+                    .unwrap_or_default();
+                let reports = runner.drain(left.saturating_sub(MARGIN)).await?;
+                Ok::<_, lambda_runtime::Error>(json!({ "subscriptions": reports.len() }))
+            }
+        }),
+    )
     .await
     .map_err(|err| anyhow::anyhow!(err))
     .context("lambda runtime")

@@ -5,6 +5,7 @@
 use anyhow::Context;
 use casebook_handlers::compose::Composition;
 use casebook_handlers::jobs::JobRequest;
+use casebook_handlers::metrics;
 use casebook_handlers::settings::{Process, Settings};
 use casebook_handlers::telemetry;
 use chrono::Utc;
@@ -27,14 +28,16 @@ async fn main() -> anyhow::Result<()> {
     let jobs = compose.jobs().await.context("building the jobs")?;
     match by_hand {
         None => {
+            let metrics = metrics::install_for(compose.settings())?;
             let jobs = &jobs;
-            lambda_runtime::run(service_fn(
-                move |event: LambdaEvent<JobRequest>| async move {
+            metrics_cloudwatch_embedded::lambda::service::run(
+                metrics,
+                service_fn(move |event: LambdaEvent<JobRequest>| async move {
                     jobs.run(event.payload.job, Utc::now())
                         .await
                         .map_err(lambda_runtime::Error::from)
-                },
-            ))
+                }),
+            )
             .await
             .map_err(|err| anyhow::anyhow!(err))
             .context("lambda runtime")

@@ -5,6 +5,7 @@
 use anyhow::Context;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use casebook_handlers::compose::Composition;
+use casebook_handlers::metrics;
 use casebook_handlers::server::shutdown_signal;
 use casebook_handlers::settings::{Process, Settings};
 use casebook_handlers::telemetry;
@@ -17,13 +18,17 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init();
     let compose = Composition::new(settings).await.context("starting")?;
     let worker = compose.worker().await.context("building the worker")?;
+    let metrics = metrics::install_for(compose.settings())?;
     if compose.settings().in_lambda {
         let worker = &worker;
-        lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-            Ok::<SqsBatchResponse, lambda_runtime::Error>(
-                handle_sqs_event(worker, event.payload).await,
-            )
-        }))
+        metrics_cloudwatch_embedded::lambda::service::run(
+            metrics,
+            service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+                Ok::<SqsBatchResponse, lambda_runtime::Error>(
+                    handle_sqs_event(worker, event.payload).await,
+                )
+            }),
+        )
         .await
         .map_err(|err| anyhow::anyhow!(err))
         .context("lambda runtime")

@@ -15,6 +15,7 @@ pub mod cursor;
 pub mod events;
 pub mod idempotency;
 pub mod json;
+pub mod metrics;
 pub mod nudge;
 pub mod people;
 pub mod problem;
@@ -283,6 +284,9 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(from_fn_with_state(state.clone(), rate_limit::limit_tenant))
         .layer(from_fn_with_state(state.clone(), caller::require_caller));
+    let operations = Arc::new(metrics::Operations::of(&openapi));
+    let api = api.layer(from_fn_with_state(operations.clone(), metrics::measure));
+    let public = public.layer(from_fn_with_state(operations, metrics::measure));
     let openapi = Arc::new(openapi);
     let web = state.web.clone();
     let router = Router::new()

@@ -248,6 +248,11 @@ pub async fn problem_for_bare_errors(response: Response) -> Response {
     bare
 }
 
+/// The problem code an error response carries, for the middleware that counts refusals
+/// (a response extension: it never reaches the client).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProblemCode(pub &'static str);
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
@@ -267,6 +272,7 @@ impl IntoResponse for ApiError {
             field,
         };
         let mut response = (status, axum::Json(body)).into_response();
+        response.extensions_mut().insert(ProblemCode(self.code()));
         let headers = response.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,
