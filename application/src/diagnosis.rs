@@ -14,6 +14,7 @@
 use std::sync::Arc;
 
 use casebook_domain::actor::Actor;
+use casebook_domain::budget::BudgetUse;
 use casebook_domain::diagnosis::{
     attachment_text, retrieval_text, skip_reason, AttachmentOutcome, AttachmentRead,
     AttachmentText, Diagnosis, DiagnosisCommand, DiagnosisEvent, DiagnosisStatus, EmbeddingModel,
@@ -30,9 +31,11 @@ use casebook_domain::ports::{
     LlmError,
 };
 use casebook_domain::session::SessionEvent;
+use casebook_domain::tenant::Tenant;
 use casebook_domain::values::{QueryText, Reason, UploadKey};
 use cqrs_es::Aggregate;
 
+use crate::budget::Budgets;
 use crate::ports::{BoxError, FoundPrecedent, PrecedentSearch, Pricing};
 use crate::service::{RequestContext, Service, ServiceError};
 
@@ -42,7 +45,8 @@ pub const PRECEDENTS: u32 = 5;
 /// A request to diagnose, as the queue delivers it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DiagnosisRequest {
-    /// The id of the `DiagnosisRequested` event (the cause of every command issued).
+    /// The id of the event that asked for it, `DiagnosisRequested` or `DiagnosisResumed` (the
+    /// cause of every command issued).
     pub event_id: String,
     /// The tenant the message claims; it must own the diagnosis.
     pub tenant_id: TenantId,
@@ -87,6 +91,7 @@ pub struct Diagnoser {
     llm: Arc<dyn Llm>,
     pricing: Arc<dyn Pricing>,
     prompt: Arc<SystemPrompt>,
+    budgets: Budgets,
     attachments: Option<Arc<dyn AttachmentStore>>,
 }
 
@@ -104,6 +109,8 @@ pub struct DiagnoserPorts {
     pub pricing: Arc<dyn Pricing>,
     /// The system prompt.
     pub prompt: SystemPrompt,
+    /// The tenants' monthly token budgets.
+    pub budgets: Budgets,
 }
 
 impl Diagnoser {
@@ -117,6 +124,7 @@ impl Diagnoser {
             llm: ports.llm,
             pricing: ports.pricing,
             prompt: Arc::new(ports.prompt),
+            budgets: ports.budgets,
             attachments: None,
         }
     }
@@ -173,9 +181,7 @@ impl Diagnoser {
         }
         let status = diagnosis.status();
         match status {
-            Some(DiagnosisStatus::Requested)
-            | Some(DiagnosisStatus::ContextRetrieved)
-            | Some(DiagnosisStatus::Failed { retryable: true }) => {}
+            Some(status) if status.awaits_an_attempt() => {}
             other => {
                 tracing::info!(diagnosis = %aggregate_id, status = ?other, event_id = %request.event_id, "diagnosis already handled");
                 return Ok(());
@@ -198,11 +204,32 @@ impl Diagnoser {
             ),
             actor,
         };
+        let tenant = self
+            .service
+            .tenant_state(tenant_id)
+            .await
+            .map_err(|e| failed("load tenant", e))?;
+        let budget = self
+            .budgets
+            .this_month(tenant_id, &tenant)
+            .await
+            .map_err(|e| failed("read the token budget", e))?
+            .ok_or_else(|| not_onboarded(tenant_id))?;
+        self.budgets
+            .record_thresholds(&ctx, &tenant, budget)
+            .await
+            .map_err(|e| failed("record a budget threshold", e))?;
+        if budget.is_spent() {
+            self.budgets
+                .defer(&ctx, diagnosis_id, budget)
+                .await
+                .map_err(|e| failed("defer", e))?;
+            return Ok(());
+        }
         let embedding = self.embedding_model()?;
         let attachment_keys = self.session_attachments(tenant_id, session_id).await?;
-        let routing = self
-            .routing(tenant_id, &query, attachment_keys.len())
-            .await?;
+        let routing = routing(&tenant, &query, attachment_keys.len())
+            .ok_or_else(|| not_onboarded(tenant_id))?;
         let (attachments, attachment_texts) =
             match self.read_attachments(tenant_id, attachment_keys).await {
                 Ok(read) => read,
@@ -324,11 +351,22 @@ impl Diagnoser {
             confidence: answer.confidence,
             provenance,
         };
-        done_if_repeated(
+        if done_if_repeated(
             self.service
                 .advance_diagnosis(&ctx, diagnosis_id, command)
                 .await,
-        )?;
+        )? {
+            return Ok(());
+        }
+        let spent = BudgetUse {
+            tokens_used: budget.tokens_used.saturating_add(usage.tokens()),
+            ..budget
+        };
+        // The proposal is recorded, so the message is done: a threshold missed here is
+        // recorded by the tenant's next diagnosis, which reads this proposal's tokens.
+        if let Err(err) = self.budgets.record_thresholds(&ctx, &tenant, spent).await {
+            tracing::warn!(tenant = %tenant_id, error = %err, "budget threshold not recorded");
+        }
         Ok(())
     }
 
@@ -410,37 +448,6 @@ impl Diagnoser {
             });
         }
         Ok((reads, texts))
-    }
-
-    /// What the routing policy decides from: the tenant's plan and model policy, and the
-    /// query's length and attachments.
-    async fn routing(
-        &self,
-        tenant_id: TenantId,
-        query: &QueryText,
-        attachment_count: usize,
-    ) -> Result<Routing, DiagnosisError> {
-        let tenant = self
-            .service
-            .stores()
-            .tenants
-            .load(tenant_id, &tenant_id.to_string())
-            .await
-            .map_err(|e| failed("load tenant", e))?;
-        let (Some(plan), Some(policy)) = (tenant.plan(), tenant.model_policy()) else {
-            return Err(DiagnosisError::Malformed(format!(
-                "tenant {tenant_id} is not onboarded"
-            )));
-        };
-        Ok(Routing {
-            plan,
-            policy,
-            features: QueryFeatures {
-                length_chars: query.as_str().chars().count(),
-                attachment_count,
-                flagged_hard: false,
-            },
-        })
     }
 
     /// Asks the tiers [`next_call`] picks until it says to propose; returns the last answer
@@ -543,6 +550,24 @@ enum Retrieval {
     Other(DiagnosisError),
 }
 
+/// What the routing policy decides from: the tenant's plan and model policy, and the query's
+/// length and attachments; `None` before the tenant is onboarded.
+fn routing(tenant: &Tenant, query: &QueryText, attachment_count: usize) -> Option<Routing> {
+    Some(Routing {
+        plan: tenant.plan()?,
+        policy: tenant.model_policy()?,
+        features: QueryFeatures {
+            length_chars: query.as_str().chars().count(),
+            attachment_count,
+            flagged_hard: false,
+        },
+    })
+}
+
+fn not_onboarded(tenant_id: TenantId) -> DiagnosisError {
+    DiagnosisError::Malformed(format!("tenant {tenant_id} is not onboarded"))
+}
+
 /// What routing decides from, read once per message.
 struct Routing {
     plan: PlanTier,
@@ -560,6 +585,11 @@ struct Usage {
 }
 
 impl Usage {
+    /// Tokens in and out, as budgets count them.
+    fn tokens(&self) -> u64 {
+        u64::from(self.input_tokens) + u64::from(self.output_tokens)
+    }
+
     fn add(&mut self, answer: &LlmAnswer, cost_usd_micros: u64) {
         self.calls += 1;
         self.input_tokens = self.input_tokens.saturating_add(answer.input_tokens);

@@ -13,20 +13,23 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use casebook_domain::actor::Actor;
+use casebook_domain::budget::BudgetMonth;
 use casebook_domain::decision::ConsultantDecision;
-use casebook_domain::diagnosis::Diagnosis;
-use casebook_domain::ids::TenantId;
+use casebook_domain::diagnosis::{Diagnosis, DiagnosisStatus};
+use casebook_domain::ids::{DiagnosisId, TenantId};
 use casebook_domain::judgment::Judgment;
 use casebook_domain::session::TenantSession;
 use casebook_domain::tenant::Tenant;
 use casebook_domain::values::{Email, UploadKey};
+use chrono::{DateTime, Utc};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent, EventEnvelope};
 
 use crate::business::{BusinessEvent, BusinessLog};
 use crate::ports::{
-    BoxError, CommandError, Committed, EventRepository, FoundPrecedent, Mailbox, PrecedentSearch,
-    Pricing, RecordError, RequestRecords, SignUpAttemptRecord,
+    BoxError, Clock, CommandError, Committed, DeferredDiagnoses, EventRepository, FoundPrecedent,
+    Mailbox, PrecedentSearch, Pricing, RecordError, RequestRecords, SignUpAttemptRecord,
+    TokenLedger,
 };
 use crate::service::{Service, Stores};
 
@@ -427,5 +430,76 @@ impl Mailbox for KeptMailbox {
     fn invitation(&self, _tenant: TenantId, email: &Email, temporary_password: &str) {
         let mut kept = self.0.lock().expect("mailbox");
         kept.push((email.clone(), temporary_password.to_owned()));
+    }
+}
+
+/// The tokens each tenant spent per month, as the tests say; none until told.
+#[derive(Default)]
+pub struct InMemoryLedger(Mutex<HashMap<(TenantId, BudgetMonth), u64>>);
+
+impl InMemoryLedger {
+    /// `tenant` spent `tokens` more in `month`.
+    pub fn spend(&self, tenant: TenantId, month: BudgetMonth, tokens: u64) {
+        *self
+            .0
+            .lock()
+            .expect("ledger")
+            .entry((tenant, month))
+            .or_default() += tokens;
+    }
+}
+
+#[async_trait]
+impl TokenLedger for InMemoryLedger {
+    async fn tokens_used(&self, tenant: TenantId, month: BudgetMonth) -> Result<u64, BoxError> {
+        Ok(self
+            .0
+            .lock()
+            .expect("ledger")
+            .get(&(tenant, month))
+            .copied()
+            .unwrap_or(0))
+    }
+}
+
+/// The diagnoses read model without its lag: each of the tenant's streams as it stands, by
+/// id (streams in memory keep no log order).
+#[async_trait]
+impl DeferredDiagnoses for InMemoryEvents<Diagnosis> {
+    async fn deferred_for_budget(&self, tenant: TenantId) -> Result<Vec<DiagnosisId>, BoxError> {
+        let streams = self.streams.lock().expect("streams");
+        let mut deferred = Vec::new();
+        for (id, stream) in streams.iter().filter(|(_, s)| s.tenant == tenant) {
+            let mut diagnosis = Diagnosis::default();
+            for envelope in &stream.events {
+                diagnosis.apply(envelope.payload.clone());
+            }
+            if diagnosis.status() == Some(DiagnosisStatus::DeferredBudget) {
+                deferred.push(id.parse::<DiagnosisId>()?);
+            }
+        }
+        deferred.sort_unstable_by_key(|id| *id.as_uuid());
+        Ok(deferred)
+    }
+}
+
+/// A clock that shows the time it is set to.
+pub struct FixedClock(Mutex<DateTime<Utc>>);
+
+impl FixedClock {
+    /// A clock showing `now`.
+    pub fn at(now: DateTime<Utc>) -> Self {
+        Self(Mutex::new(now))
+    }
+
+    /// From now on it shows `now`.
+    pub fn set(&self, now: DateTime<Utc>) {
+        *self.0.lock().expect("clock") = now;
+    }
+}
+
+impl Clock for FixedClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().expect("clock")
     }
 }

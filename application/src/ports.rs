@@ -9,11 +9,13 @@ use std::error::Error as StdError;
 
 use async_trait::async_trait;
 use casebook_domain::actor::Actor;
-use casebook_domain::ids::TenantId;
+use casebook_domain::budget::BudgetMonth;
+use casebook_domain::ids::{DiagnosisId, TenantId};
 use casebook_domain::policy::PlanTier;
 use casebook_domain::ports::Precedent;
 use casebook_domain::tenant::Member;
 use casebook_domain::values::{Email, UploadKey};
+use chrono::{DateTime, Utc};
 use cqrs_es::{Aggregate, EventEnvelope};
 
 /// A dependency's underlying error, kept as the cause.
@@ -231,4 +233,35 @@ pub trait UsageKeys: Send + Sync {
 
     /// The value of the key `key_id` (what the authorizer returns).
     async fn key_value(&self, key_id: &str) -> Result<String, BoxError>;
+}
+
+/// The model tokens a tenant's proposals spent, as the usage read model has counted them.
+#[async_trait]
+pub trait TokenLedger: Send + Sync {
+    /// Tokens (in and out) `tenant`'s proposals spent in `month`.
+    async fn tokens_used(&self, tenant: TenantId, month: BudgetMonth) -> Result<u64, BoxError>;
+}
+
+/// The diagnoses put aside while their tenant's budget was spent, as the diagnoses read
+/// model lists them.
+#[async_trait]
+pub trait DeferredDiagnoses: Send + Sync {
+    /// `tenant`'s diagnoses deferred for its budget, oldest first.
+    async fn deferred_for_budget(&self, tenant: TenantId) -> Result<Vec<DiagnosisId>, BoxError>;
+}
+
+/// The time, for the use cases that depend on the calendar (a budget is a month's).
+pub trait Clock: Send + Sync {
+    /// Now.
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The system's clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
 }

@@ -438,7 +438,10 @@ pub enum DiagnosisEvent {
         deferral: Deferral,
     },
     /// A deferred diagnosis was taken up again (the worker is asked to diagnose it anew).
-    DiagnosisResumed,
+    DiagnosisResumed {
+        /// The status it was deferred in, and is back in.
+        to: DiagnosisStatus,
+    },
     /// A decision closed the diagnosis.
     DiagnosisResolved {
         /// The decision.
@@ -456,7 +459,7 @@ impl DomainEvent for DiagnosisEvent {
             Self::DiagnosisProposed { .. } => "DiagnosisProposed",
             Self::DiagnosisFailed { .. } => "DiagnosisFailed",
             Self::DiagnosisDeferred { .. } => "DiagnosisDeferred",
-            Self::DiagnosisResumed => "DiagnosisResumed",
+            Self::DiagnosisResumed { .. } => "DiagnosisResumed",
             Self::DiagnosisResolved { .. } => "DiagnosisResolved",
         }
         .to_owned()
@@ -710,7 +713,9 @@ impl Diagnosis {
                     state.status == DiagnosisStatus::DeferredBudget,
                     state.illegal("resume"),
                 )?;
-                DiagnosisEvent::DiagnosisResumed
+                DiagnosisEvent::DiagnosisResumed {
+                    to: state.resumes_at.unwrap_or(DiagnosisStatus::Requested),
+                }
             }
             DiagnosisCommand::Resolve {
                 actor,
@@ -790,11 +795,9 @@ impl Aggregate for Diagnosis {
                     Deferral::Budget { .. } => DiagnosisStatus::DeferredBudget,
                 };
             }
-            (DiagnosisEvent::DiagnosisResumed, Some(state)) => {
-                state.status = state
-                    .resumes_at
-                    .take()
-                    .unwrap_or(DiagnosisStatus::Requested);
+            (DiagnosisEvent::DiagnosisResumed { to }, Some(state)) => {
+                state.status = to;
+                state.resumes_at = None;
             }
             (DiagnosisEvent::DiagnosisResolved { outcome, .. }, Some(state)) => {
                 state.status = DiagnosisStatus::Resolved { outcome };

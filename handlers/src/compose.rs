@@ -19,8 +19,10 @@ use casebook_adapters::event_store::{Appender, EventStore};
 use casebook_adapters::people::{CognitoPeople, PrintedMailbox};
 use casebook_adapters::postgres::{self, ConnectError, DbRole};
 use casebook_adapters::records::PgRequestRecords;
+use casebook_application::budget::{BudgetResumption, Budgets, Resumption};
 use casebook_application::business::{BusinessEvents, BusinessLog};
 use casebook_application::diagnosis::{Diagnoser, DiagnoserPorts};
+use casebook_application::ports::SystemClock;
 use casebook_application::reactions::{People, Reactions, UsageKeyAssignment};
 use casebook_application::service::{Service, Stores};
 use casebook_domain::ports::Embedder;
@@ -32,13 +34,14 @@ use cqrs_es::Aggregate;
 use sqlx::PgPool;
 use tokio::sync::OnceCell;
 
+use crate::access_log::{AccessLog, AccessLogSettings};
 use crate::auth::{InvalidVerifierConfig, TokenVerifier, VerifierConfig};
 use crate::authorizer::Authorizer;
+use crate::budget::ScopedBudgetReads;
 use crate::http::caller::Authenticator;
 use crate::http::rate_limit::TenantLimiter;
 use crate::http::uploads::Uploads;
 use crate::http::web::{CognitoEndpoint, WebApp, WebConfig};
-use crate::access_log::{AccessLog, AccessLogSettings};
 use crate::http::AppState;
 use crate::jobs::Jobs;
 use crate::metrics::EmfBusinessLog;
@@ -75,12 +78,34 @@ pub async fn search_pool(config: &DatabaseConfig) -> Result<PgPool, ConnectError
     postgres::connect_database(config, DbRole::Search, 1).await
 }
 
-/// The diagnosis use case: commands through `service`, precedents from the index through
-/// `search_pool` (see [`search_pool`]), the process's AI providers and their prices, and the
-/// current system prompt.
-pub fn diagnoser(service: Service, search_pool: PgPool, providers: &AiProviders) -> Diagnoser {
+/// The tenants' monthly token budgets: commands through the application service over
+/// `pool` (which should run as `casebook_app`), tokens counted by the usage read model, by the
+/// system's clock.
+pub fn budgets(pool: PgPool) -> Budgets {
+    Budgets::new(
+        service(pool.clone()),
+        Arc::new(ScopedBudgetReads::new(pool)),
+        Arc::new(SystemClock),
+    )
+}
+
+/// Deferred diagnoses resumed through `pool` (as `casebook_app`) when their tenants' budgets
+/// allow.
+pub fn resumption(pool: PgPool) -> Resumption {
+    Resumption::new(
+        budgets(pool.clone()),
+        Arc::new(ScopedBudgetReads::new(pool)),
+    )
+}
+
+/// The diagnosis use case: commands through the application service over `pool` (which
+/// should run as `casebook_app`) and the tenants' budgets read there, precedents from the
+/// index through `search_pool` (see [`search_pool`]), the process's AI providers and their
+/// prices, and the current system prompt.
+pub fn diagnoser(pool: PgPool, search_pool: PgPool, providers: &AiProviders) -> Diagnoser {
     Diagnoser::new(DiagnoserPorts {
-        service,
+        service: service(pool.clone()),
+        budgets: budgets(pool),
         search: Arc::new(IndexSearch::new(search_pool)),
         embedder: providers.embedder.clone(),
         llm: providers.llm.clone(),
@@ -369,14 +394,15 @@ impl Composition {
             self.settings.require(Resource::UserPoolClient)?,
         );
         // The projections, the reactions, the judgment index, the relay, the usage keys, the
-        // people and the business events, each with a connection to read and one to commit,
-        // and two spare.
-        let subscriptions = ProjectionId::ALL.len() + 6;
+        // people, the business events and the budget resumption, each with a connection to
+        // read and one to commit, and two spare.
+        let subscriptions = ProjectionId::ALL.len() + 7;
         Ok(Subscriptions {
             pool: self
                 .connect(DbRole::Projector, (2 * subscriptions + 2) as u32)
                 .await?,
-            service: service(app_pool),
+            service: service(app_pool.clone()),
+            resumption: resumption(app_pool),
             embedder: self.providers().await.embedder.clone(),
             relay,
             usage_plans: self.usage_plans()?,
@@ -392,12 +418,8 @@ impl Composition {
         let search_pool = search_pool(&self.settings.database)
             .await
             .map_err(BuildError::Connect)?;
-        let diagnoser = diagnoser(
-            service(self.app_pool().await?),
-            search_pool,
-            self.providers().await,
-        )
-        .with_attachments(Arc::new(self.bucket(Resource::UploadsBucket)?));
+        let diagnoser = diagnoser(self.app_pool().await?, search_pool, self.providers().await)
+            .with_attachments(Arc::new(self.bucket(Resource::UploadsBucket)?));
         Ok(Worker::new(diagnoser))
     }
 
@@ -430,6 +452,7 @@ impl Composition {
 pub struct Subscriptions {
     pool: PgPool,
     service: Service,
+    resumption: Resumption,
     embedder: Arc<dyn Embedder>,
     relay: Relay,
     usage_plans: UsagePlans,
@@ -460,6 +483,9 @@ impl Subscriptions {
         .with_subscription(ReactionSubscription::new(BusinessEvents::new(
             self.business_log.clone(),
             self.service.stores().diagnoses.clone(),
+        )))
+        .with_subscription(ReactionSubscription::new(BudgetResumption::new(
+            self.resumption.clone(),
         )))
     }
 

@@ -11,6 +11,7 @@
 //! - [`telemetry`]: JSON logs through `tracing`.
 //! - [`metrics`]: CloudWatch Embedded Metric Format lines, aggregated and per business event.
 //! - [`jobs`]: the scheduled jobs of the `scheduler` function.
+//! - [`budget`]: the monthly token budgets' reads of the usage and diagnoses read models.
 //! - [`relay`]: the subscription publishing events to EventBridge and SQS.
 //! - [`worker`]: the SQS message handlers, for the `worker` Lambda and the local loop.
 //! - [`reactions`]: the application's reactions as subscriptions of the global log.
@@ -21,6 +22,7 @@
 
 pub mod auth;
 pub mod authorizer;
+pub mod budget;
 pub mod compose;
 pub mod demo;
 pub mod http;

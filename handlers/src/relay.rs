@@ -1,7 +1,7 @@
 //! The relay: a checkpointed subscription that publishes every domain event to the
 //! EventBridge bus and sends the events that start async work to SQS
-//! (`DiagnosisRequested` → the `diagnosis` queue; `FinetuneExported` → the `local-jobs`
-//! queue, with the export's S3 location, for the practice's own trainer).
+//! (`DiagnosisRequested` and `DiagnosisResumed` → the `diagnosis` queue; `FinetuneExported`
+//! → the `local-jobs` queue, with the export's S3 location, for the practice's own trainer).
 //!
 //! Delivery is at least once: the runner checkpoints after [`Relay::apply`] returns, so a
 //! crash between publishing and checkpointing publishes the batch again. Every message
@@ -40,6 +40,9 @@ use uuid::Uuid;
 
 /// The `type` message attribute of a diagnosis request on the `diagnosis` queue.
 pub const DIAGNOSIS_REQUESTED: &str = "DiagnosisRequested";
+/// The `type` message attribute of a deferred diagnosis taken up again, on the `diagnosis`
+/// queue: the worker handles it as a request.
+pub const DIAGNOSIS_RESUMED: &str = "DiagnosisResumed";
 /// The `type` message attribute of a fine-tune job on the `local-jobs` queue.
 pub const FINETUNE_EXPORTED: &str = "FinetuneExported";
 
@@ -102,7 +105,8 @@ impl RelayNudge for ProjectorNudge {
 /// `event_id`, `tenant_id` and `type`, and add the event's `request_id` and `correlation_id`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DiagnosisMessage {
-    /// The `DiagnosisRequested` event's id.
+    /// The id of the event that asks for the diagnosis (`DiagnosisRequested`, or
+    /// `DiagnosisResumed` after a deferral).
     pub event_id: String,
     /// The tenant.
     pub tenant_id: Uuid,
@@ -320,7 +324,8 @@ impl Subscription for Relay {
         for event in events {
             let auto_resolve = self.auto_resolve(event).await?;
             entries.push(self.bus_entry(event, auto_resolve));
-            if event.event_type == DIAGNOSIS_REQUESTED {
+            let kind = event.event_type.as_str();
+            if kind == DIAGNOSIS_REQUESTED || kind == DIAGNOSIS_RESUMED {
                 let diagnosis_id: Uuid = event.aggregate_id.parse().map_err(|_| {
                     ApplyError::permanent(format!(
                         "diagnosis id {:?} is not a UUID",
@@ -332,7 +337,7 @@ impl Subscription for Relay {
                     tenant_id: event.tenant_id,
                     diagnosis_id,
                 };
-                send(&self.diagnosis_queue, event, DIAGNOSIS_REQUESTED, &message).await?;
+                send(&self.diagnosis_queue, event, kind, &message).await?;
             }
             if event.event_type == FINETUNE_EXPORTED {
                 let Some(queue) = &self.local_jobs_queue else {

@@ -21,7 +21,7 @@ use casebook_application::diagnosis::{Diagnoser, DiagnosisError, DiagnosisReques
 use casebook_domain::ids::{DiagnosisId, TenantId};
 use tracing::Instrument;
 
-use crate::relay::{DiagnosisMessage, DIAGNOSIS_REQUESTED};
+use crate::relay::{DiagnosisMessage, DIAGNOSIS_REQUESTED, DIAGNOSIS_RESUMED};
 
 /// Why a message was not handled (it stays on the queue and is retried).
 #[derive(Debug, thiserror::Error)]
@@ -75,7 +75,7 @@ impl Worker {
         attributes: &HashMap<String, String>,
     ) -> Result<(), WorkerError> {
         match attributes.get("type").map(String::as_str) {
-            None | Some(DIAGNOSIS_REQUESTED) => {
+            None | Some(DIAGNOSIS_REQUESTED | DIAGNOSIS_RESUMED) => {
                 let message: DiagnosisMessage = serde_json::from_str(body)
                     .map_err(|err| WorkerError::Malformed(err.to_string()))?;
                 let request = DiagnosisRequest {

@@ -7,10 +7,13 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use casebook_application::budget::Budgets;
 use casebook_application::diagnosis::{
     Diagnoser, DiagnoserPorts, DiagnosisError, DiagnosisRequest, SystemPrompt,
 };
-use casebook_application::in_memory::{FixedPrecedents, FlatPrices, InMemoryStores};
+use casebook_application::in_memory::{
+    FixedClock, FixedPrecedents, FlatPrices, InMemoryLedger, InMemoryStores,
+};
 use casebook_application::ports::{FoundPrecedent, PrecedentSearch};
 use casebook_application::service::{RequestContext, Service};
 use casebook_domain::actor::{Actor, Role};
@@ -27,6 +30,7 @@ use casebook_domain::values::{
     Confidence, DiagnosisText, JudgmentBody, JudgmentTitle, QueryText, Subject, TenantName,
     UploadKey,
 };
+use chrono::{TimeZone, Utc};
 use cqrs_es::DomainEvent;
 
 /// `user` of `tenant` acting as `role`.
@@ -256,6 +260,10 @@ pub struct Scenario {
     pub found: FoundPrecedent,
     pub tenant: TenantId,
     pub customer: RequestContext,
+    /// The tokens the tenant spent per month, as the usage read model would count them.
+    pub ledger: Arc<InMemoryLedger>,
+    /// The time the budgets are read at.
+    pub clock: Arc<FixedClock>,
 }
 
 impl Scenario {
@@ -292,7 +300,20 @@ impl Scenario {
             bucket: None,
             tenant,
             customer: ctx(tenant, Role::Customer, "customer"),
+            ledger: Arc::default(),
+            clock: Arc::new(FixedClock::at(
+                Utc.with_ymd_and_hms(2026, 12, 7, 12, 0, 0).unwrap(),
+            )),
         }
+    }
+
+    /// The tenants' budgets as this scenario's diagnoser reads them.
+    pub fn budgets(&self) -> Budgets {
+        Budgets::new(
+            self.service.clone(),
+            self.ledger.clone(),
+            self.clock.clone(),
+        )
     }
 
     /// Sessions' attachments are read from a bucket.
@@ -359,6 +380,7 @@ impl Scenario {
             llm,
             pricing: Arc::new(prices),
             prompt: system_prompt(),
+            budgets: self.budgets(),
         });
         match &self.bucket {
             Some(bucket) => diagnoser.with_attachments(bucket.clone()),
@@ -474,5 +496,87 @@ impl PrecedentSearch for RacingIndex {
     ) -> Result<Vec<FoundPrecedent>, casebook_application::ports::BoxError> {
         self.rival.run_once().await;
         self.inner.nearest(tenant, vector, k).await
+    }
+}
+
+/// What the use cases counted through the `metrics` facade: each counter by its name and
+/// labels (`Name{Label=value}`). Installed for the current thread, which a `#[tokio::test]`
+/// runs the whole test on.
+#[derive(Clone, Default)]
+pub struct Counted(Arc<Mutex<HashMap<String, u64>>>);
+
+impl Counted {
+    /// The count of `name` with `labels`, 0 if never counted.
+    pub fn of(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
+        let key = counter_key(
+            name,
+            labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        self.0.lock().unwrap().get(&key).copied().unwrap_or(0)
+    }
+}
+
+fn counter_key(name: &str, labels: impl Iterator<Item = (String, String)>) -> String {
+    let labels: Vec<String> = labels.map(|(k, v)| format!("{k}={v}")).collect();
+    format!("{name}{{{}}}", labels.join(","))
+}
+
+struct CountedKey(Arc<Mutex<HashMap<String, u64>>>, String);
+
+impl metrics::CounterFn for CountedKey {
+    fn increment(&self, value: u64) {
+        *self.0.lock().unwrap().entry(self.1.clone()).or_default() += value;
+    }
+
+    fn absolute(&self, value: u64) {
+        self.0.lock().unwrap().insert(self.1.clone(), value);
+    }
+}
+
+impl metrics::Recorder for Counted {
+    fn describe_counter(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_gauge(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_histogram(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+
+    fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
+        let labels = key
+            .labels()
+            .map(|l| (l.key().to_owned(), l.value().to_owned()));
+        metrics::Counter::from_arc(Arc::new(CountedKey(
+            self.0.clone(),
+            counter_key(key.name(), labels),
+        )))
+    }
+
+    fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+        metrics::Gauge::noop()
+    }
+
+    fn register_histogram(
+        &self,
+        _: &metrics::Key,
+        _: &metrics::Metadata<'_>,
+    ) -> metrics::Histogram {
+        metrics::Histogram::noop()
     }
 }

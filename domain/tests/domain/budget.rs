@@ -248,9 +248,13 @@ fn a_deferred_diagnosis_resumes_where_it_was_put_aside() {
     diagnosis()
         .given(deferred_after(failed.clone()))
         .when(DiagnosisCommand::Resume { actor: system() })
-        .then_expect_events(vec![DiagnosisEvent::DiagnosisResumed]);
+        .then_expect_events(vec![DiagnosisEvent::DiagnosisResumed {
+            to: DiagnosisStatus::Failed { retryable: true },
+        }]);
     let mut resumed = deferred_after(failed);
-    resumed.push(DiagnosisEvent::DiagnosisResumed);
+    resumed.push(DiagnosisEvent::DiagnosisResumed {
+        to: DiagnosisStatus::Failed { retryable: true },
+    });
     assert_eq!(
         replay(resumed).status(),
         Some(DiagnosisStatus::Failed { retryable: true })
@@ -259,8 +263,10 @@ fn a_deferred_diagnosis_resumes_where_it_was_put_aside() {
 
 #[test]
 fn only_a_diagnosis_awaiting_an_attempt_is_deferred_and_only_a_deferred_one_resumed() {
-    let mut proposed_like = deferred_after(requested());
-    proposed_like.push(DiagnosisEvent::DiagnosisResumed);
+    let mut resumed = deferred_after(requested());
+    resumed.push(DiagnosisEvent::DiagnosisResumed {
+        to: DiagnosisStatus::Requested,
+    });
     diagnosis()
         .given(deferred_after(requested()))
         .when(DiagnosisCommand::Defer {
@@ -272,7 +278,7 @@ fn only_a_diagnosis_awaiting_an_attempt_is_deferred_and_only_a_deferred_one_resu
             status: DiagnosisStatus::DeferredBudget,
         });
     diagnosis()
-        .given(proposed_like)
+        .given(resumed)
         .when(DiagnosisCommand::Resume { actor: system() })
         .then_expect_error(DiagnosisError::IllegalTransition {
             command: "resume",

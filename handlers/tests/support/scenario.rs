@@ -180,11 +180,7 @@ pub async fn priced_diagnoser(
         llm,
         prices,
     };
-    compose::diagnoser(
-        compose::service(app.clone()),
-        search_pool(app).await,
-        &providers,
-    )
+    compose::diagnoser(app.clone(), search_pool(app).await, &providers)
 }
 
 /// The request the relay's message for `diagnosis` of `tenant` carries.

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use casebook_domain::actor::Role;
 use casebook_domain::any_event::AnyEvent;
 use casebook_domain::decision::{DecisionEvent, Verdict};
-use casebook_domain::diagnosis::DiagnosisEvent;
+use casebook_domain::diagnosis::{Deferral, DiagnosisEvent};
 use casebook_domain::ids::{DiagnosisId, JudgmentId, SessionId, TenantId};
 use casebook_domain::judgment::{JudgmentEvent, JudgmentOrigin};
 use casebook_domain::session::SessionEvent;
@@ -115,6 +115,9 @@ fn row_in(e: &DecodedEvent, encoding: Encoding) -> Result<AuditRecord, ApplyErro
             | TenantEvent::TenantReactivated
             | TenantEvent::UsageKeyAssigned { .. }
             | TenantEvent::FinetuneExported { .. } => {}
+            TenantEvent::TokenBudgetThresholdCrossed { threshold, .. } => {
+                r.outcome = Some(format!("{}%", threshold.percent()));
+            }
         },
         AnyEvent::Session(event) => {
             r.session_id = Some(SessionId::from_uuid(e.aggregate_uuid()?));
@@ -166,6 +169,12 @@ fn row_in(e: &DecodedEvent, encoding: Encoding) -> Result<AuditRecord, ApplyErro
                     r.decision_id = Some(*decision_id);
                     r.outcome = Some(enum_value(outcome)?);
                 }
+                DiagnosisEvent::DiagnosisDeferred { deferral } => {
+                    r.outcome = Some(match deferral {
+                        Deferral::Budget { .. } => "budget".to_owned(),
+                    });
+                }
+                DiagnosisEvent::DiagnosisResumed { .. } => {}
             }
         }
         AnyEvent::Decision(DecisionEvent::DecisionMade {

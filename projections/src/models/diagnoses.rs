@@ -7,11 +7,11 @@ use async_trait::async_trait;
 use casebook_domain::any_event::AnyEvent;
 use casebook_domain::decision::{DecisionEvent, Outcome};
 use casebook_domain::diagnosis::{
-    DiagnosisEvent, DiagnosisStatus, EmbeddingModel, Finding, Provenance,
+    Deferral, DiagnosisEvent, DiagnosisStatus, EmbeddingModel, Finding, Provenance,
 };
 use casebook_domain::ids::{DiagnosisId, JudgmentId, QueryId, SessionId, TenantId, UserId};
 use casebook_domain::values::Confidence;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
@@ -49,6 +49,9 @@ pub struct Diagnosis {
     pub attempt: i32,
     /// The latest failure's reason, if any attempt failed.
     pub failure_reason: Option<String>,
+    /// While deferred for the budget: the day the tenant's budget renews (when it resumes at
+    /// the latest, unless the plan grows first).
+    pub budget_renews_on: Option<NaiveDate>,
     /// The model's proposal, once proposed.
     pub proposal: Option<Proposal>,
     /// The decision on the proposal, once decided.
@@ -103,6 +106,7 @@ pub(crate) const COLUMNS: &[Column] = &[
     col("attempt", "int4"),
     col("retryable", "bool"),
     col("failure_reason", "text"),
+    col("budget_renews_on", "date"),
     col("proposal", "text"),
     col("findings", "jsonb"),
     col("confidence", "float8"),
@@ -136,6 +140,7 @@ fn status_text(status: &DiagnosisStatus) -> &'static str {
         DiagnosisStatus::Requested => "requested",
         DiagnosisStatus::ContextRetrieved => "context_retrieved",
         DiagnosisStatus::Proposed => "proposed",
+        DiagnosisStatus::DeferredBudget => "deferred_budget",
         DiagnosisStatus::Failed { .. } => "failed",
         DiagnosisStatus::Resolved { .. } => "resolved",
     }
@@ -162,6 +167,7 @@ fn status_from_row(row: &PgRow) -> Result<DiagnosisStatus, sqlx::Error> {
         "requested" => DiagnosisStatus::Requested,
         "context_retrieved" => DiagnosisStatus::ContextRetrieved,
         "proposed" => DiagnosisStatus::Proposed,
+        "deferred_budget" => DiagnosisStatus::DeferredBudget,
         "failed" => DiagnosisStatus::Failed {
             retryable: row
                 .try_get::<Option<bool>, _>("retryable")?
@@ -260,6 +266,7 @@ pub(crate) fn from_row(row: &PgRow) -> Result<Diagnosis, sqlx::Error> {
         status: status_from_row(row)?,
         attempt: row.try_get("attempt")?,
         failure_reason: row.try_get("failure_reason")?,
+        budget_renews_on: row.try_get("budget_renews_on")?,
         proposal: proposal_from_row(row)?,
         decision: decision_from_row(row)?,
         resolved_at: row.try_get("resolved_at")?,
@@ -315,6 +322,7 @@ fn fold(rows: &mut HashMap<Uuid, Diagnosis>, e: &DecodedEvent) -> Result<(), App
                 status: DiagnosisStatus::Requested,
                 attempt: 1,
                 failure_reason: None,
+                budget_renews_on: None,
                 proposal: None,
                 decision: None,
                 resolved_at: None,
@@ -369,6 +377,16 @@ fn fold(rows: &mut HashMap<Uuid, Diagnosis>, e: &DecodedEvent) -> Result<(), App
                     row.status = DiagnosisStatus::Resolved { outcome: *outcome };
                     row.resolved_at = Some(e.recorded_at);
                 }
+                DiagnosisEvent::DiagnosisDeferred {
+                    deferral: Deferral::Budget { budget },
+                } => {
+                    row.status = DiagnosisStatus::DeferredBudget;
+                    row.budget_renews_on = Some(budget.month.renews_on());
+                }
+                DiagnosisEvent::DiagnosisResumed { to } => {
+                    row.status = *to;
+                    row.budget_renews_on = None;
+                }
             }
             row.version = e.sequence;
         }
@@ -420,6 +438,7 @@ struct Arrays {
     attempt: Vec<i32>,
     retryable: Vec<Option<bool>>,
     failure_reason: Vec<Option<String>>,
+    budget_renews_on: Vec<Option<NaiveDate>>,
     proposal: Vec<Option<String>>,
     findings: Vec<Option<String>>,
     confidence: Vec<Option<f64>>,
@@ -462,6 +481,7 @@ impl Arrays {
             attempt: Vec::with_capacity(n),
             retryable: Vec::with_capacity(n),
             failure_reason: Vec::with_capacity(n),
+            budget_renews_on: Vec::with_capacity(n),
             proposal: Vec::with_capacity(n),
             findings: Vec::with_capacity(n),
             confidence: Vec::with_capacity(n),
@@ -510,6 +530,7 @@ impl Arrays {
             _ => None,
         });
         self.failure_reason.push(row.failure_reason);
+        self.budget_renews_on.push(row.budget_renews_on);
         match row.proposal {
             Some(proposal) => {
                 let p = proposal.provenance;
@@ -631,6 +652,7 @@ impl Projection for DiagnosesProjection {
             .bind(a.attempt)
             .bind(a.retryable)
             .bind(a.failure_reason)
+            .bind(a.budget_renews_on)
             .bind(a.proposal)
             .bind(a.findings)
             .bind(a.confidence)

@@ -147,12 +147,13 @@ fn fold(
         ApplyError::permanent(format!("{} for unknown tenant {id}", e.event_type))
     })?;
     match event {
-        // An export or a usage key changes nothing shown here; the row still moves to the new
-        // version.
+        // An export, a usage key or a budget threshold changes nothing shown here; the row
+        // still moves to the new version.
         TenantEvent::TenantOnboarded { .. }
         | TenantEvent::TenantSignedUp { .. }
         | TenantEvent::UsageKeyAssigned { .. }
         | TenantEvent::FinetuneExported { .. }
+        | TenantEvent::TokenBudgetThresholdCrossed { .. }
         | TenantEvent::UserInvited { .. }
         | TenantEvent::UserRoleChanged { .. }
         | TenantEvent::UserDisabled { .. }

@@ -122,3 +122,18 @@ pub async fn review_queue(
         |item| item.position,
     )
 }
+
+/// `tenant`'s diagnoses deferred while its token budget was spent, oldest request first.
+pub async fn deferred_for_budget(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+) -> Result<Vec<DiagnosisId>, sqlx::Error> {
+    let ids: Vec<uuid::Uuid> = sqlx::query_scalar(
+        "SELECT diagnosis_id FROM diagnoses
+          WHERE tenant_id = $1 AND status = 'deferred_budget' ORDER BY position",
+    )
+    .bind(tenant.as_uuid())
+    .fetch_all(conn)
+    .await?;
+    Ok(ids.into_iter().map(DiagnosisId::from_uuid).collect())
+}

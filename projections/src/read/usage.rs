@@ -1,5 +1,6 @@
 //! The `tenant_usage` read model.
 
+use casebook_domain::budget::BudgetMonth;
 use casebook_domain::ids::TenantId;
 use chrono::NaiveDate;
 use sqlx::PgConnection;
@@ -29,4 +30,22 @@ pub async fn daily(
         .iter()
         .map(usage_from_row)
         .collect()
+}
+
+/// The model tokens (in and out) `tenant`'s proposals spent in `month`.
+pub async fn tokens_in_month(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    month: BudgetMonth,
+) -> Result<u64, sqlx::Error> {
+    let tokens: i64 = sqlx::query_scalar(
+        "SELECT COALESCE(SUM(input_tokens + output_tokens), 0)::int8 FROM tenant_usage
+          WHERE tenant_id = $1 AND day BETWEEN $2 AND $3",
+    )
+    .bind(tenant.as_uuid())
+    .bind(month.first_day())
+    .bind(month.last_day())
+    .fetch_one(conn)
+    .await?;
+    u64::try_from(tokens).map_err(|err| crate::sql::decode_error("tokens", err))
 }
