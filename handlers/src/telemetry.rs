@@ -1,10 +1,23 @@
-//! Structured logging: JSON lines on stderr (CloudWatch Logs reads them as they are).
+//! Structured logging: JSON lines on stderr (CloudWatch Logs reads them as they are). Each
+//! line lists its spans with their fields, so a line logged while handling a request or a
+//! queue message carries that request's `request_id` and `correlation_id`.
 
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global JSON subscriber; the filter comes from `RUST_LOG` (default `info`).
 /// Safe to call more than once (later calls are ignored), as tests do.
 pub fn init() {
+    // stderr: stdout stays free for command output (`casebook demo` is sourced) and the
+    // metrics' EMF lines; Lambda sends both to CloudWatch Logs.
+    init_writing_to(std::io::stderr);
+}
+
+/// [`init`], writing the lines to `writer` (tests read them back).
+pub fn init_writing_to<W>(writer: W)
+where
+    W: for<'writer> MakeWriter<'writer> + Send + Sync + 'static,
+{
     // The metrics recorder logs an error for each latency sample past EMF's 100 values per
     // metric between two flushes: under load that would be a line per request. The samples
     // past the hundredth are dropped either way (API Gateway's own latency metric is whole).
@@ -15,8 +28,6 @@ pub fn init() {
         .flatten_event(true)
         .with_current_span(false)
         .with_env_filter(filter)
-        // stderr: stdout stays free for command output (`casebook demo` is sourced); Lambda
-        // sends both to CloudWatch Logs.
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .try_init();
 }

@@ -49,8 +49,8 @@ impl Worker {
         Self { diagnoser }
     }
 
-    /// Handles one message by its `type` attribute (a body without one is a diagnosis
-    /// request, the only type so far).
+    /// Handles one message by its `type` attribute: a diagnosis requested or resumed (a body
+    /// without one is a request, the only type there first was).
     pub async fn handle(
         &self,
         body: &str,
@@ -66,7 +66,16 @@ impl Worker {
             request_id = attribute("request_id"),
             correlation_id = attribute("correlation_id"),
         );
-        self.dispatch(body, attributes).instrument(span).await
+        async move {
+            let handled = self.dispatch(body, attributes).await;
+            match &handled {
+                Ok(()) => tracing::info!("message handled"),
+                Err(err) => tracing::warn!(error = %err, "message failed; left for redelivery"),
+            }
+            handled
+        }
+        .instrument(span)
+        .await
     }
 
     async fn dispatch(
@@ -121,8 +130,7 @@ pub async fn handle_sqs_event(worker: &Worker, event: SqsEvent) -> SqsBatchRespo
             .unwrap_or(1);
         let handled = worker.handle(body, &attributes).await;
         count(&handled, receives);
-        if let Err(err) = handled {
-            tracing::warn!(message_id = %message_id, error = %err, "message failed");
+        if handled.is_err() {
             response.add_failure(message_id);
         }
     }
@@ -162,14 +170,10 @@ pub async fn run_worker_until(
         for message in messages {
             let handled = worker.handle(&message.body, &message.attributes).await;
             count(&handled, message.receive_count);
-            match handled {
-                Ok(()) => {
-                    if let Err(err) = queue.delete(&message.receipt_handle).await {
-                        tracing::warn!(error = %err, message_id = %message.message_id, "delete failed; it will be redelivered");
-                    }
-                }
-                Err(err) => {
-                    tracing::warn!(error = %err, message_id = %message.message_id, receives = message.receive_count, "message failed; left for redelivery");
+            // A failure is logged in the message's span; it stays on the queue.
+            if handled.is_ok() {
+                if let Err(err) = queue.delete(&message.receipt_handle).await {
+                    tracing::warn!(error = %err, message_id = %message.message_id, "delete failed; it will be redelivered");
                 }
             }
         }
