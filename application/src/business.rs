@@ -1,6 +1,7 @@
 //! Business events: one record per event a practice or an operator talks about — a query
-//! submitted, a proposal made or failed, a decision, an auto-approval, a sign-up — told in
-//! words and measured, for the logs and the metrics alike.
+//! submitted, a proposal made, failed or deferred for the budget, a decision, an
+//! auto-approval, a budget threshold crossed, a sign-up — told in words and measured, for the
+//! logs and the metrics alike.
 //!
 //! [`BusinessEvents`] is a reaction: the log delivers each event to it once whatever process
 //! committed it (the API, the worker, a schedule), so every record is written by one
@@ -14,7 +15,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use casebook_domain::any_event::AnyEvent;
 use casebook_domain::decision::{DecisionEvent, Outcome, Verdict};
-use casebook_domain::diagnosis::{Diagnosis, DiagnosisEvent};
+use casebook_domain::diagnosis::{Deferral, Diagnosis, DiagnosisEvent};
 use casebook_domain::ids::{DiagnosisId, TenantId};
 use casebook_domain::policy::ModelTier;
 use casebook_domain::session::SessionEvent;
@@ -133,9 +134,12 @@ impl Reaction for BusinessEvents {
         matches!(
             (aggregate_type, event_type),
             ("TenantSession", "QuerySubmitted")
-                | ("Diagnosis", "DiagnosisProposed" | "DiagnosisFailed")
+                | (
+                    "Diagnosis",
+                    "DiagnosisProposed" | "DiagnosisFailed" | "DiagnosisDeferred"
+                )
                 | ("ConsultantDecision", "DecisionMade")
-                | ("Tenant", "TenantSignedUp")
+                | ("Tenant", "TenantSignedUp" | "TokenBudgetThresholdCrossed")
         )
     }
 
@@ -297,6 +301,38 @@ pub fn tell(event: &Delivered, chain: Option<String>) -> Option<BusinessEvent> {
                     )
                 }
             }
+        }
+        AnyEvent::Diagnosis(DiagnosisEvent::DiagnosisDeferred {
+            deferral: Deferral::Budget { budget },
+        }) => {
+            details.insert("diagnosis_id", json!(event.aggregate_id));
+            details.insert("tokens_used", json!(budget.tokens_used));
+            details.insert("tokens_budget", json!(budget.tokens_budget));
+            (
+                "diagnosis_deferred",
+                format!(
+                    "diagnosis {} deferred: tenant {tenant} spent its monthly token budget ({} of {} tokens)",
+                    event.aggregate_id, budget.tokens_used, budget.tokens_budget
+                ),
+                // Counted where it is decided (`DiagnosesDeferred`).
+                vec![],
+            )
+        }
+        AnyEvent::Tenant(TenantEvent::TokenBudgetThresholdCrossed { threshold, budget }) => {
+            details.insert("threshold_percent", json!(threshold.percent()));
+            details.insert("tokens_used", json!(budget.tokens_used));
+            details.insert("tokens_budget", json!(budget.tokens_budget));
+            (
+                "token_budget_threshold_crossed",
+                format!(
+                    "tenant {tenant} used {} % of its monthly token budget ({} of {} tokens)",
+                    threshold.percent(),
+                    budget.tokens_used,
+                    budget.tokens_budget
+                ),
+                // Counted where it is recorded (`TokenBudgetThresholdCrossed`).
+                vec![],
+            )
         }
         AnyEvent::Tenant(TenantEvent::TenantSignedUp { name, plan, .. }) => {
             details.insert("plan", json!(plan.as_str()));
