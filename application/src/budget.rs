@@ -202,6 +202,15 @@ impl Resumption {
         month: BudgetMonth,
     ) -> Result<usize, BudgetError> {
         let tenant_id = ctx.actor.tenant_id;
+        // Most tenants have nothing deferred: that is one read, and the job runs daily.
+        let deferred = self
+            .deferred
+            .deferred_for_budget(tenant_id)
+            .await
+            .map_err(|err| BudgetError::Read("the deferred diagnoses", err))?;
+        if deferred.is_empty() {
+            return Ok(0);
+        }
         let tenant = self.budgets.service.tenant_state(tenant_id).await?;
         let Some(budget) = self.budgets.use_in(tenant_id, &tenant, month).await? else {
             return Ok(0);
@@ -209,11 +218,6 @@ impl Resumption {
         if budget.is_spent() {
             return Ok(0);
         }
-        let deferred = self
-            .deferred
-            .deferred_for_budget(tenant_id)
-            .await
-            .map_err(|err| BudgetError::Read("the deferred diagnoses", err))?;
         let mut resumed = 0;
         for diagnosis_id in deferred {
             let command = DiagnosisCommand::Resume {

@@ -34,7 +34,7 @@
 //! | `EVENT_SOURCE` | `casebook serve`, `projector` | `casebook` |
 //! | `CASEBOOK_STAGE` | all: the metrics' `Stage` dimension | `local` locally; required deployed |
 //! | `LAG_ALERT_SECONDS` | `casebook serve`, `scheduler` | 60 |
-//! | `SCHEDULE_LAG_CHECK`, `SCHEDULE_FINETUNE_EXPORT`, `SCHEDULE_AUDIT_ARCHIVE` | `casebook serve` | as the EventBridge schedules |
+//! | `SCHEDULE_LAG_CHECK`, `SCHEDULE_FINETUNE_EXPORT`, `SCHEDULE_AUDIT_ARCHIVE`, `SCHEDULE_BUDGET_RESUME` | `casebook serve` | as the EventBridge schedules |
 //! | the names of [`Resource`] | `aws` only, per [`Process::resources`] | required |
 //!
 //! The Lambda runtime reads its own `AWS_LAMBDA_*` variables, `lambda_http` reads

@@ -440,10 +440,16 @@ fn the_local_schedule_runs_each_job_on_its_cron_expression() {
         (at(22, 2, 0), vec![Job::LagCheck, Job::FinetuneExport])
     );
 
+    // The budget job daily at 00:10, so a month's first run is just after it turns.
+    assert_eq!(
+        schedule.next_after(at(21, 0, 7)).unwrap(),
+        (at(21, 0, 10), vec![Job::LagCheck, Job::BudgetResume])
+    );
+
     let custom =
         Schedule::from_lookup(|n| (n == "SCHEDULE_LAG_CHECK").then(|| "0 0 1 1 *".into())).unwrap();
     assert_eq!(
         custom.next_after(start).unwrap(),
-        (at(21, 3, 30), vec![Job::AuditArchive])
+        (at(21, 0, 10), vec![Job::BudgetResume])
     );
 }

@@ -1,6 +1,7 @@
-//! The `scheduler` Lambda: input `{"job": "lag_check" | "fine_tune_export" | "audit_archive"}`
-//! from its EventBridge schedules (see [`casebook_handlers::jobs`]). Outside Lambda it runs
-//! the job named by its first argument once.
+//! The `scheduler` Lambda: input
+//! `{"job": "lag_check" | "fine_tune_export" | "audit_archive" | "budget_resume"}` from its
+//! EventBridge schedules (see [`casebook_handlers::jobs`]). Outside Lambda it runs the job
+//! named by its first argument once.
 
 use anyhow::Context;
 use casebook_handlers::compose::Composition;

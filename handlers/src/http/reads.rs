@@ -23,6 +23,7 @@ use axum::extract::{Path, State};
 use axum::Json;
 use casebook_adapters::postgres::{begin_for_tenants, Access};
 use casebook_domain::actor::{Actor, Role};
+use casebook_domain::budget::{BudgetMonth, BudgetUse};
 use casebook_domain::decision::{Outcome, Verdict};
 use casebook_domain::diagnosis::{DiagnosisStatus, Finding, Provenance};
 use casebook_domain::ids::{
@@ -272,7 +273,7 @@ pub struct DiagnosisView {
     /// The customer who asked.
     #[schema(value_type = String)]
     pub requested_by: UserId,
-    /// `{"status": "requested" | "context_retrieved" | "proposed"}`,
+    /// `{"status": "requested" | "context_retrieved" | "proposed" | "deferred_budget"}`,
     /// `{"status": "failed", "retryable": bool}` or `{"status": "resolved", "outcome": …}`.
     #[serde(flatten)]
     #[schema(value_type = Object)]
@@ -281,6 +282,9 @@ pub struct DiagnosisView {
     pub attempt: i32,
     /// The latest failure's reason.
     pub failure_reason: Option<String>,
+    /// While `deferred_budget`: the day the tenant's token budget renews (it resumes then at
+    /// the latest, sooner if the plan grows).
+    pub budget_renews_on: Option<NaiveDate>,
     /// The proposal, once proposed.
     pub proposal: Option<ProposalView>,
     /// The decision, once decided.
@@ -301,6 +305,7 @@ impl From<Diagnosis> for DiagnosisView {
             status: d.status,
             attempt: d.attempt,
             failure_reason: d.failure_reason,
+            budget_renews_on: d.budget_renews_on,
             proposal: d.proposal.map(|p| ProposalView {
                 text: p.text,
                 findings: p.findings,
@@ -344,6 +349,9 @@ pub enum ReleaseStatus {
     Declined,
     /// It could not be diagnosed and will not be retried.
     Failed,
+    /// Waiting: the practice's monthly AI budget is spent. It is worked on when the budget
+    /// renews or the practice's plan grows.
+    DeferredBudget,
 }
 
 /// A diagnosis as the customer who asked sees it. Nothing the model wrote reaches them before a
@@ -362,6 +370,8 @@ pub struct ReleasedDiagnosisView {
     pub declined_reason: Option<String>,
     /// When it was answered or declined.
     pub decided_at: Option<DateTime<Utc>>,
+    /// While `deferred_budget`: the day the practice's budget renews.
+    pub budget_renews_on: Option<NaiveDate>,
 }
 
 /// An answer released to the customer.
@@ -381,6 +391,7 @@ impl ReleasedDiagnosisView {
     fn of(diagnosis: Diagnosis, decision: Option<Decision>) -> Self {
         let question = DiagnosisQuestion::from(&diagnosis);
         let decided_at = decision.as_ref().map(|d| d.decided_at);
+        let budget_renews_on = diagnosis.budget_renews_on;
         let proposal = diagnosis.proposal;
         let (status, answer, declined_reason) = match (decision.map(|d| d.verdict), proposal) {
             (Some(Verdict::Approved | Verdict::AutoApproved { .. }), Some(proposal)) => (
@@ -409,6 +420,9 @@ impl ReleasedDiagnosisView {
             _ if diagnosis.status == (DiagnosisStatus::Failed { retryable: false }) => {
                 (ReleaseStatus::Failed, None, None)
             }
+            _ if diagnosis.status == DiagnosisStatus::DeferredBudget => {
+                (ReleaseStatus::DeferredBudget, None, None)
+            }
             // Undecided, or decided but not yet projected into `decisions`: nothing released.
             _ => (ReleaseStatus::InReview, None, None),
         };
@@ -418,6 +432,7 @@ impl ReleasedDiagnosisView {
             answer,
             declined_reason,
             decided_at: decided_at.filter(|_| status != ReleaseStatus::InReview),
+            budget_renews_on,
         }
     }
 }
@@ -720,6 +735,40 @@ pub struct UsageReport {
     pub total_proposals: i64,
     /// Cost in the period, in millionths of a US dollar.
     pub total_cost_usd_micros: i64,
+    /// This month's token budget and what is left of it; null until the tenant is projected.
+    pub budget: Option<BudgetView>,
+}
+
+/// The tenant's token budget for the current calendar month (UTC), by its plan.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BudgetView {
+    /// The plan that sets it.
+    #[schema(value_type = String)]
+    pub plan: PlanTier,
+    /// The month, `YYYY-MM`.
+    #[schema(value_type = String, example = "2026-12")]
+    pub month: BudgetMonth,
+    /// Model tokens (in and out) the plan allows per month.
+    pub tokens_budget: u64,
+    /// Tokens spent this month, as far as the usage read model has counted.
+    pub tokens_used: u64,
+    /// Tokens left; at 0 new diagnoses are deferred until the budget renews.
+    pub tokens_remaining: u64,
+    /// The day the budget renews.
+    pub renews_on: NaiveDate,
+}
+
+impl BudgetView {
+    fn of(plan: PlanTier, budget: BudgetUse) -> Self {
+        Self {
+            plan,
+            month: budget.month,
+            tokens_budget: budget.tokens_budget,
+            tokens_used: budget.tokens_used,
+            tokens_remaining: budget.remaining(),
+            renews_on: budget.month.renews_on(),
+        }
+    }
 }
 
 /// Proposals, tokens and cost of one model on one day.
@@ -774,8 +823,21 @@ pub async fn usage(
     }
     let mut tx = tenant_read(&state.pool, reader.tenant_id).await?;
     let rows = read::usage::daily(&mut tx, reader.tenant_id, from, to).await?;
+    let month = BudgetMonth::of(Utc::now());
+    let budget = match read::tenants::get(&mut tx, reader.tenant_id).await? {
+        Some(tenant) => Some(BudgetView::of(
+            tenant.plan,
+            BudgetUse {
+                month,
+                tokens_used: read::usage::tokens_in_month(&mut tx, reader.tenant_id, month).await?,
+                tokens_budget: tenant.plan.monthly_token_budget(),
+            },
+        )),
+        None => None,
+    };
     tx.commit().await?;
     Ok(Json(UsageReport {
+        budget,
         from,
         to,
         total_proposals: rows.iter().map(|u| u.proposals).sum(),

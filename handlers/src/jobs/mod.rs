@@ -10,13 +10,16 @@
 //! - `audit_archive` (nightly): each tenant's audit rows not archived yet, up to the start of
 //!   the run's day, as JSONL with the chain head to
 //!   `s3://<audit-archive>/<tenant>/<yyyy>/<mm>/<dd>.jsonl`.
+//! - `budget_resume` (daily, just after midnight UTC): each tenant's diagnoses deferred while
+//!   its monthly token budget was spent, resumed where the budget allows, which on the first
+//!   of a month is everywhere ([`BudgetResume`]).
 //! - `lag_check` (every five minutes): logs every subscription's lag as a metric line, and an
 //!   error for each one lagging more than `LAG_ALERT_SECONDS`.
 //!
 //! Environment (read with the rest of [`Settings`](crate::settings::Settings)): `ARTIFACTS_BUCKET`, `AUDIT_ARCHIVE_BUCKET`,
 //! `LAG_ALERT_SECONDS` (default 60), and for the local scheduler `SCHEDULE_FINETUNE_EXPORT`
 //! (default `0 2 * * SUN`), `SCHEDULE_AUDIT_ARCHIVE` (`30 3 * * *`), `SCHEDULE_LAG_CHECK`
-//! (`*/5 * * * *`), all UTC: the same times as the EventBridge schedules in
+//! (`*/5 * * * *`), `SCHEDULE_BUDGET_RESUME` (`10 0 * * *`), all UTC: the same times as the EventBridge schedules in
 //! `infra/template.yaml`.
 
 mod config;
@@ -27,6 +30,7 @@ use std::sync::Arc;
 use casebook_adapters::aws::s3::TenantBucket;
 use casebook_adapters::aws::SdkConfig;
 use casebook_adapters::postgres::{begin_for_tenants, Access};
+use casebook_application::budget::{BudgetResume, TenantResumed};
 use casebook_application::jobs::{
     AuditArchive, AuditRow, AuditTrail, ChainHead, FinetuneExport, LagCheck, TenantArchive,
     TenantExport,
@@ -60,11 +64,18 @@ pub enum Job {
     FinetuneExport,
     /// Archives new audit rows.
     AuditArchive,
+    /// Resumes diagnoses deferred for a budget that allows them now.
+    BudgetResume,
 }
 
 impl Job {
     /// Every job, in the order the local scheduler lists them.
-    pub const ALL: [Job; 3] = [Job::LagCheck, Job::FinetuneExport, Job::AuditArchive];
+    pub const ALL: [Job; 4] = [
+        Job::LagCheck,
+        Job::FinetuneExport,
+        Job::AuditArchive,
+        Job::BudgetResume,
+    ];
 
     /// The name in the job's input (`lag_check`, `fine_tune_export`, `audit_archive`).
     pub fn name(self) -> &'static str {
@@ -72,6 +83,7 @@ impl Job {
             Job::LagCheck => "lag_check",
             Job::FinetuneExport => "fine_tune_export",
             Job::AuditArchive => "audit_archive",
+            Job::BudgetResume => "budget_resume",
         }
     }
 }
@@ -99,6 +111,11 @@ pub enum JobReport {
         /// The files written.
         archives: Vec<TenantArchive>,
     },
+    /// The budget job: one entry per tenant whose deferred diagnoses were resumed.
+    BudgetResume {
+        /// The tenants and how many diagnoses each.
+        resumed: Vec<TenantResumed>,
+    },
 }
 
 /// Why a job failed.
@@ -120,6 +137,7 @@ pub struct Jobs {
     lag_check: Arc<LagCheck>,
     finetune_export: Option<Arc<FinetuneExport>>,
     audit_archive: Option<Arc<AuditArchive>>,
+    budget_resume: Arc<BudgetResume>,
 }
 
 impl Jobs {
@@ -130,6 +148,10 @@ impl Jobs {
         let tenants = Arc::new(OnboardedTenants::new(log.clone()));
         let bucket = |name: &String| Arc::new(TenantBucket::new(aws, name));
         Self {
+            budget_resume: Arc::new(BudgetResume::new(
+                tenants.clone(),
+                crate::compose::resumption(pool.clone()),
+            )),
             lag_check: Arc::new(LagCheck::new(
                 Arc::new(SubscriptionBoard::new(log.clone())),
                 config.lag_alert,
@@ -179,6 +201,9 @@ impl Jobs {
                     .ok_or(JobError::NotConfigured("AUDIT_ARCHIVE_BUCKET"))?
                     .run(now)
                     .await?,
+            },
+            Job::BudgetResume => JobReport::BudgetResume {
+                resumed: self.budget_resume.run(now, &run_id).await?,
             },
         })
     }

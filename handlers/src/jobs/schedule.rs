@@ -30,8 +30,8 @@ pub struct Schedule {
 
 impl Schedule {
     /// The default expressions, overridable by `SCHEDULE_LAG_CHECK`,
-    /// `SCHEDULE_FINETUNE_EXPORT` and `SCHEDULE_AUDIT_ARCHIVE` as `lookup` gives them (the
-    /// process's [`Settings`](crate::settings::Settings) read them).
+    /// `SCHEDULE_FINETUNE_EXPORT`, `SCHEDULE_AUDIT_ARCHIVE` and `SCHEDULE_BUDGET_RESUME` as
+    /// `lookup` gives them (the process's [`Settings`](crate::settings::Settings) read them).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ScheduleError> {
         let entries = Job::ALL
             .into_iter()
@@ -41,6 +41,7 @@ impl Schedule {
                     Job::LagCheck => ("SCHEDULE_LAG_CHECK", "*/5 * * * *"),
                     Job::FinetuneExport => ("SCHEDULE_FINETUNE_EXPORT", "0 2 * * SUN"),
                     Job::AuditArchive => ("SCHEDULE_AUDIT_ARCHIVE", "30 3 * * *"),
+                    Job::BudgetResume => ("SCHEDULE_BUDGET_RESUME", "10 0 * * *"),
                 };
                 let expression = lookup(variable)
                     .filter(|v| !v.is_empty())
