@@ -9,6 +9,8 @@
 //! - [`server`]: the all-in-one process (`casebook serve`): migrations, router, background
 //!   work, graceful shutdown.
 //! - [`telemetry`]: JSON logs through `tracing`.
+//! - [`access_log`]: the access log's writer: every API request's record, queued and written
+//!   in batches.
 //! - [`metrics`]: CloudWatch Embedded Metric Format lines, aggregated and per business event.
 //! - [`jobs`]: the scheduled jobs of the `scheduler` function.
 //! - [`budget`]: the monthly token budgets' reads of the usage and diagnoses read models.
@@ -20,6 +22,7 @@
 //!
 //! The use cases themselves live in `casebook-application`; nothing here holds SQL.
 
+pub mod access_log;
 pub mod auth;
 pub mod authorizer;
 pub mod budget;

@@ -147,6 +147,10 @@ impl Application {
         };
         let (served, projected, (), (), ()) =
             tokio::join!(server, projector, worker, scheduler, signal);
+        // Every request has been answered, so every access record is queued.
+        if let Some(log) = &self.state.access_log {
+            log.drain().await;
+        }
         served.map_err(ServeError::Io)?;
         projected.map_err(ServeError::Projector)?;
         self.state.pool.close().await;

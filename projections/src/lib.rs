@@ -38,7 +38,9 @@
 
 #![warn(missing_docs)]
 
+pub mod access_log;
 pub mod audit;
+pub mod chain;
 pub mod checkpoints;
 pub mod decoded;
 pub mod error;

@@ -10,6 +10,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use casebook_domain::actor::{Actor, Role};
 
+use super::access_log::Seen;
 use super::problem::ApiError;
 use super::AppState;
 use crate::auth::{bearer_token, AuthError, AuthErrorKind, Principal, TokenVerifier};
@@ -51,6 +52,7 @@ pub async fn authorize(
         .ok_or(ApiError::Unauthenticated("missing_token"))?
         .actor_for(roles)
         .ok_or(ApiError::Forbidden)?;
+    Seen::note(&request, |seen| seen.admitted(actor.role));
     request.extensions_mut().insert(Acting(actor));
     Ok(next.run(request).await)
 }
@@ -74,6 +76,8 @@ pub async fn require_caller(
         .auth
         .verify_with_authorizer_tenant(&token, authorizer_tenant.as_deref())
         .await?;
+    // Before revocation: a revoked member's refusal is recorded in their tenant's access log.
+    Seen::note(&request, |seen| seen.verified(&caller));
     let caller = state.access.admit(caller).await?;
     request.extensions_mut().insert(caller);
     Ok(next.run(request).await)

@@ -9,6 +9,7 @@
 //! and no token. Errors are problem documents ([`problem`]).
 
 pub mod access;
+pub mod access_log;
 pub mod caller;
 pub mod commands;
 pub mod cursor;
@@ -42,6 +43,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::access_log::AccessLog;
 use crate::relay::RelayNudge;
 use access::AccessList;
 use caller::Authenticator;
@@ -73,6 +75,8 @@ pub struct AppState {
     pub nudge: Option<Arc<dyn RelayNudge>>,
     /// The web app, where this process serves it (`casebook serve`; deployed, CloudFront).
     pub web: Option<Arc<web::WebApp>>,
+    /// Where every `/v1` request's access record goes; `None` records nothing.
+    pub access_log: Option<AccessLog>,
 }
 
 impl AppState {
@@ -89,6 +93,15 @@ impl AppState {
             uploads: None,
             nudge: None,
             web: None,
+            access_log: None,
+        }
+    }
+
+    /// The same state, recording every `/v1` request in `log`.
+    pub fn with_access_log(self, log: AccessLog) -> Self {
+        Self {
+            access_log: Some(log),
+            ..self
         }
     }
 
@@ -214,7 +227,9 @@ fn v1() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             OpenApiRouter::new()
                 .routes(routes!(events::stream_events))
                 .routes(routes!(reads::audit_rows))
-                .routes(routes!(reads::verify_audit_chain)),
+                .routes(routes!(reads::verify_audit_chain))
+                .routes(routes!(access_log::list_access_records))
+                .routes(routes!(access_log::verify_access_chain)),
         ))
         .split_for_parts()
 }
@@ -284,6 +299,10 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(from_fn_with_state(state.clone(), rate_limit::limit_tenant))
         .layer(from_fn_with_state(state.clone(), caller::require_caller));
+    let api = match &state.access_log {
+        Some(log) => api.layer(from_fn_with_state(log.clone(), access_log::record_access)),
+        None => api,
+    };
     let operations = Arc::new(metrics::Operations::of(&openapi));
     let api = api.layer(from_fn_with_state(operations.clone(), metrics::measure));
     let public = public.layer(from_fn_with_state(operations, metrics::measure));
@@ -306,9 +325,18 @@ pub fn router(state: AppState) -> Router {
         }
         None => router,
     };
-    router
+    let draining = state
+        .access_log
+        .clone()
+        .filter(AccessLog::drains_each_request);
+    let router = router
         .with_state(state)
-        .layer(map_response(problem::problem_for_bare_errors))
+        .layer(map_response(problem::problem_for_bare_errors));
+    let router = match draining {
+        Some(log) => router.layer(from_fn_with_state(log, access_log::drain_after_each)),
+        None => router,
+    };
+    router
         .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
         .layer(
             TraceLayer::new_for_http()

@@ -5,7 +5,7 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::Json;
+use axum::{Extension, Json};
 use casebook_adapters::postgres::{begin_for_tenants, Access};
 use casebook_domain::actor::{Actor, Role};
 use casebook_domain::tenant::{Invitee, TenantCommand};
@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
+use super::access_log::Returned;
 use super::caller::Acting;
 use super::commands::{answer, context, parse_enum, Answer, CommandAccepted};
 use super::json::Body;
@@ -143,7 +144,7 @@ pub async fn invite_user(
 pub async fn list_users(
     State(state): State<AppState>,
     Acting(reader): Acting,
-) -> Result<Json<Vec<UserView>>, ApiError> {
+) -> Result<(Extension<Returned>, Json<Vec<UserView>>), ApiError> {
     let mut tx = begin_for_tenants(
         &state.pool,
         Access::ReadOnly,
@@ -152,7 +153,10 @@ pub async fn list_users(
     .await?;
     let users = read::tenants::users(&mut tx, reader.tenant_id).await?;
     tx.commit().await?;
-    Ok(Json(users.into_iter().map(UserView::from).collect()))
+    let users: Vec<UserView> = users.into_iter().map(UserView::from).collect();
+    // A member is named by their address: a pending one has no user id yet.
+    let returned = Returned(users.iter().map(|user| user.email.clone()).collect());
+    Ok((Extension(returned), Json(users)))
 }
 
 /// Gives a member another role (admin). Their tokens issued before are refused from then on

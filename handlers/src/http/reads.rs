@@ -20,7 +20,8 @@
 use std::collections::HashMap;
 
 use axum::extract::{Path, State};
-use axum::Json;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use casebook_adapters::postgres::{begin_for_tenants, Access};
 use casebook_domain::actor::{Actor, Role};
 use casebook_domain::budget::{BudgetMonth, BudgetUse};
@@ -44,6 +45,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::{PgPool, Postgres, Transaction};
 use utoipa::{IntoParams, ToSchema};
 
+use super::access_log::Returned;
 use super::caller::Acting;
 use super::commands::parse_id;
 use super::cursor;
@@ -55,7 +57,7 @@ const DEFAULT_PAGE: i64 = 20;
 const MAX_PAGE: i64 = 100;
 
 /// A read-only transaction that row-level security limits to `tenant`.
-async fn tenant_read(
+pub(crate) async fn tenant_read(
     pool: &PgPool,
     tenant: TenantId,
 ) -> Result<Transaction<'static, Postgres>, ApiError> {
@@ -82,7 +84,7 @@ pub struct PageParams {
 }
 
 impl PageParams {
-    fn request(&self) -> Result<PageRequest, ApiError> {
+    pub(crate) fn request(&self) -> Result<PageRequest, ApiError> {
         let limit = self.limit.unwrap_or(DEFAULT_PAGE);
         if !(1..=MAX_PAGE).contains(&limit) {
             return Err(ApiError::Invalid {
@@ -107,11 +109,25 @@ pub struct Listing<T: ToSchema> {
 }
 
 impl<T: ToSchema> Listing<T> {
-    fn of<R>(page: Page<R>, view: impl Fn(R) -> T) -> Json<Self> {
-        Json(Self {
+    pub(crate) fn of<R>(page: Page<R>, view: impl Fn(R) -> T) -> Self {
+        Self {
             items: page.items.into_iter().map(view).collect(),
             next_cursor: page.next.map(cursor::encode),
-        })
+        }
+    }
+}
+
+/// An item of a list, named in the access log by its id.
+pub trait Identified {
+    /// The id the access log records for it.
+    fn resource_id(&self) -> String;
+}
+
+/// The page as JSON, telling the access log which items it returned ([`Returned`]).
+impl<T: ToSchema + Serialize + Identified> IntoResponse for Listing<T> {
+    fn into_response(self) -> Response {
+        let returned = Returned(self.items.iter().map(Identified::resource_id).collect());
+        (Extension(returned), Json(self)).into_response()
     }
 }
 
@@ -570,7 +586,7 @@ pub async fn list_sessions(
     State(state): State<AppState>,
     Acting(reader): Acting,
     Params(params): Params<PageParams>,
-) -> Result<Json<Listing<SessionView>>, ApiError> {
+) -> Result<Listing<SessionView>, ApiError> {
     let request = params.request()?;
     let mut tx = tenant_read(&state.pool, reader.tenant_id).await?;
     let page = read::sessions::list(&mut tx, reader.tenant_id, reach(&reader), request).await?;
@@ -608,16 +624,16 @@ pub async fn list_diagnoses(
     State(state): State<AppState>,
     Acting(reader): Acting,
     Params(params): Params<PageParams>,
-) -> Result<Json<Listing<DiagnosisRead>>, ApiError> {
+) -> Result<Listing<DiagnosisRead>, ApiError> {
     let request = params.request()?;
     let mut tx = tenant_read(&state.pool, reader.tenant_id).await?;
     let page = read::diagnoses::list(&mut tx, reader.tenant_id, reach(&reader), request).await?;
     let items = as_read(&mut tx, &reader, page.items).await?;
     tx.commit().await?;
-    Ok(Json(Listing {
+    Ok(Listing {
         items,
         next_cursor: page.next.map(cursor::encode),
-    }))
+    })
 }
 
 /// One diagnosis (customer, consultant, auditor): staff see its status, proposal, provenance
@@ -648,7 +664,7 @@ pub async fn review_queue(
     State(state): State<AppState>,
     Acting(reader): Acting,
     Params(params): Params<PageParams>,
-) -> Result<Json<Listing<QueueEntry>>, ApiError> {
+) -> Result<Listing<QueueEntry>, ApiError> {
     let request = params.request()?;
     let mut tx = tenant_read(&state.pool, reader.tenant_id).await?;
     let page = read::diagnoses::review_queue(&mut tx, reader.tenant_id, request).await?;
@@ -675,7 +691,7 @@ pub async fn list_decisions(
     State(state): State<AppState>,
     Acting(reader): Acting,
     Params(params): Params<DecisionParams>,
-) -> Result<Json<Listing<DecisionView>>, ApiError> {
+) -> Result<Listing<DecisionView>, ApiError> {
     let request = PageParams {
         after: params.after,
         limit: params.limit,
@@ -870,6 +886,20 @@ pub struct AuditParams {
     pub limit: Option<i64>,
 }
 
+/// A `from`–`to` filter: 422 on `from` when it is after `to`.
+pub(crate) fn time_range(
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+) -> Result<(), ApiError> {
+    match (from, to) {
+        (Some(from), Some(to)) if from > to => Err(ApiError::Invalid {
+            field: "from".into(),
+            message: "must not be after `to`".into(),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// The tenant's audit rows in chain order, with their hashes, filtered (auditor).
 #[utoipa::path(get, path = "/v1/audit", params(AuditParams),
     responses((status = 200, body = Listing<AuditRow>)), tag = "audit")]
@@ -877,20 +907,13 @@ pub async fn audit_rows(
     State(state): State<AppState>,
     Acting(reader): Acting,
     Params(params): Params<AuditParams>,
-) -> Result<Json<Listing<AuditRow>>, ApiError> {
+) -> Result<Listing<AuditRow>, ApiError> {
     let request = PageParams {
         after: params.after,
         limit: params.limit,
     }
     .request()?;
-    if let (Some(from), Some(to)) = (params.from, params.to) {
-        if from > to {
-            return Err(ApiError::Invalid {
-                field: "from".into(),
-                message: "must not be after `to`".into(),
-            });
-        }
-    }
+    time_range(params.from, params.to)?;
     let filter = AuditFilter {
         action: params.action,
         actor_id: params.actor,
@@ -975,7 +998,7 @@ pub async fn list_judgments(
     State(state): State<AppState>,
     Acting(reader): Acting,
     Params(params): Params<PageParams>,
-) -> Result<Json<Listing<JudgmentView>>, ApiError> {
+) -> Result<Listing<JudgmentView>, ApiError> {
     let request = params.request()?;
     let mut tx = tenant_read(&state.pool, reader.tenant_id).await?;
     let page = read::judgments::list(&mut tx, reader.tenant_id, request).await?;
@@ -1037,4 +1060,44 @@ pub async fn verify_audit_chain(
     };
     tx.commit().await?;
     Ok(Json(verification))
+}
+
+impl Identified for SessionView {
+    fn resource_id(&self) -> String {
+        self.session_id.to_string()
+    }
+}
+
+impl Identified for DiagnosisRead {
+    fn resource_id(&self) -> String {
+        match self {
+            DiagnosisRead::Staff(view) => view.question.diagnosis_id.to_string(),
+            DiagnosisRead::Customer(view) => view.question.diagnosis_id.to_string(),
+        }
+    }
+}
+
+impl Identified for QueueEntry {
+    fn resource_id(&self) -> String {
+        self.diagnosis.question.diagnosis_id.to_string()
+    }
+}
+
+impl Identified for DecisionView {
+    fn resource_id(&self) -> String {
+        self.decision_id.to_string()
+    }
+}
+
+/// An audit row by its place in the tenant's chain.
+impl Identified for AuditRow {
+    fn resource_id(&self) -> String {
+        format!("audit:{}", self.0.seq)
+    }
+}
+
+impl Identified for JudgmentView {
+    fn resource_id(&self) -> String {
+        self.judgment_id.to_string()
+    }
 }

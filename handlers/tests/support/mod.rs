@@ -12,6 +12,7 @@ use casebook_adapters::cognito::{CognitoAdmin, PoolInfo};
 use casebook_adapters::config::AuthConfig;
 use casebook_domain::actor::Role;
 use casebook_domain::ids::{DiagnosisId, TenantId};
+use casebook_handlers::access_log::{AccessLog, AccessLogSettings};
 use casebook_handlers::http::rate_limit::TenantLimiter;
 use casebook_handlers::http::{router, AppState};
 use casebook_handlers::settings::{Process, Settings};
@@ -108,7 +109,11 @@ pub async fn spawn_app_with_rate_scale(scale: u32) -> TestApp {
     .expect("verifier");
     // Members' standing read on every request: a change shows as soon as it is projected.
     let state = AppState::new(pool.clone(), auth, TenantLimiter::new(scale))
-        .with_access_ttl(std::time::Duration::ZERO);
+        .with_access_ttl(std::time::Duration::ZERO)
+        .with_access_log(AccessLog::start(
+            pool.clone(),
+            AccessLogSettings::DEFAULT_QUEUE,
+        ));
     TestApp {
         router: router(state.clone()),
         pool,
@@ -345,6 +350,27 @@ impl TestApp {
                 .map(|(_, value)| value.clone())
         })
         .expect("settings")
+    }
+
+    /// `tenant`'s access records (the platform's: `casebook_projections::access_log::PLATFORM`)
+    /// once every request answered so far is recorded.
+    pub async fn access_records(
+        &self,
+        tenant: TenantId,
+    ) -> Vec<casebook_projections::access_log::AccessRecord> {
+        if let Some(log) = &self.state.access_log {
+            log.drain().await;
+        }
+        let mut tx = casebook_adapters::postgres::begin_for_tenants(
+            &self.pool,
+            casebook_adapters::postgres::Access::ReadOnly,
+            &[*tenant.as_uuid()],
+        )
+        .await
+        .unwrap();
+        casebook_projections::access_log::records(&mut tx, tenant, 0, 10_000)
+            .await
+            .unwrap()
     }
 
     /// A superuser connection to the test database (row-level security doesn't apply).

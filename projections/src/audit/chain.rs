@@ -53,15 +53,15 @@
 //! encoding than the row before it.
 
 use std::collections::HashMap;
-use std::fmt::{self, Write as _};
-use std::str::FromStr;
+use std::fmt;
 
 use casebook_domain::ids::{DecisionId, DiagnosisId, JudgmentId, QueryId, SessionId, TenantId};
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use sha2::{Digest as _, Sha256};
+use serde::{Deserialize, Serialize};
 
 use super::content::EventContent;
+use crate::chain::{self, Break, Fields, Link, Links, Sink};
+pub use crate::chain::{ChainHash, InvalidHash};
 
 /// The canonical encoding a row's hash covers (see the module documentation).
 #[derive(
@@ -109,70 +109,6 @@ impl TryFrom<i16> for Encoding {
             2 => Ok(Self::V2),
             other => Err(UnknownEncoding(other)),
         }
-    }
-}
-
-/// A SHA-256 hash in the chain: a row's hash, or the digest of its event.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct ChainHash(pub [u8; 32]);
-
-impl ChainHash {
-    /// The `prev_hash` of a tenant's first row.
-    pub const ZERO: ChainHash = ChainHash([0; 32]);
-}
-
-impl fmt::Display for ChainHash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.iter().try_for_each(|byte| write!(f, "{byte:02x}"))
-    }
-}
-
-impl fmt::Debug for ChainHash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ChainHash({self})")
-    }
-}
-
-/// Text that isn't 64 hexadecimal digits.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("a chain hash is 64 hexadecimal digits")]
-pub struct InvalidHash;
-
-impl FromStr for ChainHash {
-    type Err = InvalidHash;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let digits = s.as_bytes();
-        if digits.len() != 64 {
-            return Err(InvalidHash);
-        }
-        let mut bytes = [0; 32];
-        for (byte, pair) in bytes.iter_mut().zip(digits.chunks_exact(2)) {
-            let text = std::str::from_utf8(pair).map_err(|_| InvalidHash)?;
-            *byte = u8::from_str_radix(text, 16).map_err(|_| InvalidHash)?;
-        }
-        Ok(Self(bytes))
-    }
-}
-
-impl TryFrom<&[u8]> for ChainHash {
-    type Error = InvalidHash;
-
-    fn try_from(bytes: &[u8]) -> Result<Self, Self::Error> {
-        bytes.try_into().map(Self).map_err(|_| InvalidHash)
-    }
-}
-
-impl Serialize for ChainHash {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for ChainHash {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        text.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -256,64 +192,6 @@ pub struct AuditRecord {
     pub hash: ChainHash,
 }
 
-/// Where canonical bytes go: a buffer, or straight into a hasher.
-trait Sink {
-    fn put(&mut self, bytes: &[u8]);
-}
-
-impl Sink for Vec<u8> {
-    fn put(&mut self, bytes: &[u8]) {
-        self.extend_from_slice(bytes);
-    }
-}
-
-impl Sink for Sha256 {
-    fn put(&mut self, bytes: &[u8]) {
-        self.update(bytes);
-    }
-}
-
-/// Writes fields in the canonical encoding, formatting values in one reused buffer.
-struct Encoder<'a, S: Sink> {
-    sink: &'a mut S,
-    scratch: String,
-}
-
-impl<S: Sink> Encoder<'_, S> {
-    fn text(&mut self, text: &str) {
-        put_text(self.sink, text);
-    }
-
-    fn opt_text(&mut self, text: Option<&str>) {
-        match text {
-            Some(text) => self.text(text),
-            None => self.sink.put(&[0]),
-        }
-    }
-
-    fn value(&mut self, value: impl fmt::Display) {
-        self.scratch.clear();
-        // Writing to a String cannot fail.
-        let _ = write!(self.scratch, "{value}");
-        put_text(self.sink, &self.scratch);
-    }
-
-    fn opt<T: fmt::Display>(&mut self, value: Option<T>) {
-        match value {
-            Some(value) => self.value(value),
-            None => self.sink.put(&[0]),
-        }
-    }
-}
-
-fn put_text(sink: &mut impl Sink, text: &str) {
-    // Audit fields are far below 4 GiB: Postgres caps a value at 1 GB.
-    let len = u32::try_from(text.len()).unwrap_or(u32::MAX);
-    sink.put(&[1]);
-    sink.put(&len.to_be_bytes());
-    sink.put(text.as_bytes());
-}
-
 /// Displays UUIDs joined by commas, without building the joined text.
 struct Joined<'a>(&'a [JudgmentId]);
 
@@ -333,25 +211,37 @@ impl AuditRecord {
     /// The row's canonical bytes in its [`encoding`](Self::encoding) (see the module
     /// documentation).
     pub fn canonical_bytes(&self) -> Vec<u8> {
-        let mut bytes = Vec::with_capacity(512);
-        self.encode(&mut bytes);
-        bytes
+        chain::canonical_bytes(self)
     }
 
     /// `SHA-256(prev_hash ‖ canonical bytes)` for this row's content and `prev_hash`.
     pub fn compute_hash(&self) -> ChainHash {
-        let mut hasher = Sha256::new();
-        hasher.update(self.prev_hash.0);
-        self.encode(&mut hasher);
-        ChainHash(hasher.finalize().into())
+        chain::compute_hash(self)
+    }
+}
+
+impl Link for AuditRecord {
+    fn tenant(&self) -> TenantId {
+        self.tenant_id
     }
 
-    fn encode(&self, sink: &mut impl Sink) {
-        sink.put(self.encoding.tag());
-        let mut e = Encoder {
-            sink,
-            scratch: String::with_capacity(64),
-        };
+    fn seq(&self) -> i64 {
+        self.seq
+    }
+
+    fn prev_hash(&self) -> ChainHash {
+        self.prev_hash
+    }
+
+    fn hash(&self) -> ChainHash {
+        self.hash
+    }
+
+    fn tag(&self) -> &'static [u8] {
+        self.encoding.tag()
+    }
+
+    fn fields<S: Sink>(&self, e: &mut Fields<'_, S>) {
         e.value(self.tenant_id);
         e.value(self.seq);
         e.value(self.global_position);
@@ -387,6 +277,15 @@ impl AuditRecord {
             Encoding::V1 => {}
             Encoding::V2 => e.opt(self.event_digest),
         }
+    }
+
+    fn number(&mut self, seq: i64, prev_hash: ChainHash) {
+        self.seq = seq;
+        self.prev_hash = prev_hash;
+    }
+
+    fn seal(&mut self, hash: ChainHash) {
+        self.hash = hash;
     }
 }
 
@@ -462,10 +361,19 @@ pub struct BrokenLink {
 /// every row of encoding 2 whose event is at hand has that event's digest.
 #[derive(Debug, Default)]
 pub struct ChainVerifier {
-    heads: HashMap<TenantId, (i64, ChainHash)>,
+    links: Links,
     encodings: HashMap<TenantId, Encoding>,
-    verified: u64,
     content_checked: u64,
+}
+
+impl From<Break> for LinkProblem {
+    fn from(problem: Break) -> Self {
+        match problem {
+            Break::Sequence { expected } => Self::Sequence { expected },
+            Break::PrevHash { expected } => Self::PrevHash { expected },
+            Break::Hash { computed } => Self::Hash { computed },
+        }
+    }
 }
 
 impl ChainVerifier {
@@ -477,31 +385,15 @@ impl ChainVerifier {
     /// Checks the next row of its tenant's chain, and its event's content against the row's
     /// digest when `event` holds it.
     pub fn push(&mut self, record: &AuditRecord, event: EventAtHand<'_>) -> Result<(), BrokenLink> {
-        let (last_seq, last_hash) = self
-            .heads
-            .get(&record.tenant_id)
-            .copied()
-            .unwrap_or((0, ChainHash::ZERO));
         let broken = |problem| BrokenLink {
             tenant_id: record.tenant_id,
             seq: record.seq,
             global_position: record.global_position,
             problem,
         };
-        if record.seq != last_seq + 1 {
-            return Err(broken(LinkProblem::Sequence {
-                expected: last_seq + 1,
-            }));
-        }
-        if record.prev_hash != last_hash {
-            return Err(broken(LinkProblem::PrevHash {
-                expected: last_hash,
-            }));
-        }
-        let computed = record.compute_hash();
-        if computed != record.hash {
-            return Err(broken(LinkProblem::Hash { computed }));
-        }
+        self.links
+            .check(record)
+            .map_err(|problem| broken(problem.into()))?;
         if let Some(&previous) = self.encodings.get(&record.tenant_id) {
             if record.encoding < previous {
                 return Err(broken(LinkProblem::Downgrade { previous }));
@@ -525,16 +417,14 @@ impl ChainVerifier {
                 EventAtHand::NotGiven => {}
             }
         }
-        self.heads
-            .insert(record.tenant_id, (record.seq, record.hash));
+        self.links.advance(record);
         self.encodings.insert(record.tenant_id, record.encoding);
-        self.verified += 1;
         Ok(())
     }
 
     /// How many rows verified so far.
     pub fn verified(&self) -> u64 {
-        self.verified
+        self.links.verified()
     }
 
     /// How many of them had their event's content checked against their digest.
@@ -544,7 +434,7 @@ impl ChainVerifier {
 
     /// Each tenant's last verified `seq` and hash: the chain heads to anchor elsewhere.
     pub fn heads(&self) -> &HashMap<TenantId, (i64, ChainHash)> {
-        &self.heads
+        self.links.heads()
     }
 }
 

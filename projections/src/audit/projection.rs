@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use super::chain::{AuditRecord, ChainHash, Encoding};
 use super::COLUMNS;
+use crate::chain;
 use crate::decoded::DecodedEvent;
 use crate::error::ApplyError;
 use crate::log::Checkpoint;
@@ -241,13 +242,7 @@ impl AuditProjection {
     pub fn new(naming: &Naming) -> Self {
         let table = naming.table("audit_log");
         Self {
-            heads: format!(
-                "SELECT t.tenant_id, h.seq, h.hash
-                   FROM UNNEST($1::uuid[]) AS t(tenant_id)
-                   CROSS JOIN LATERAL (SELECT seq, hash FROM {table} a
-                                        WHERE a.tenant_id = t.tenant_id
-                                        ORDER BY seq DESC LIMIT 1) h"
-            ),
+            heads: chain::heads_query(&table),
             insert: insert_unnest(&table, COLUMNS),
             cutover: OnceCell::new(),
         }
@@ -282,23 +277,11 @@ impl AuditProjection {
         &self,
         conn: &mut PgConnection,
         events: &[DecodedEvent],
-    ) -> Result<HashMap<Uuid, (i64, ChainHash)>, ApplyError> {
+    ) -> Result<HashMap<Uuid, chain::Head>, ApplyError> {
         let mut tenants: Vec<Uuid> = events.iter().map(|e| e.tenant_id).collect();
         tenants.sort_unstable();
         tenants.dedup();
-        let mut heads = HashMap::with_capacity(tenants.len());
-        for row in sqlx::query(&self.heads)
-            .bind(&tenants)
-            .fetch_all(&mut *conn)
-            .await?
-        {
-            let hash: Vec<u8> = row.try_get("hash")?;
-            let hash = ChainHash::try_from(hash.as_slice()).map_err(|err| {
-                ApplyError::permanent_from("stored chain head is not a hash", err)
-            })?;
-            heads.insert(row.try_get("tenant_id")?, (row.try_get("seq")?, hash));
-        }
-        Ok(heads)
+        Ok(chain::read_heads(conn, &self.heads, &tenants).await?)
     }
 }
 
@@ -452,11 +435,7 @@ impl Projection for AuditProjection {
                 _ => Encoding::CURRENT,
             };
             let mut record = row_in(e, encoding)?;
-            let head = heads.entry(e.tenant_id).or_insert((0, ChainHash::ZERO));
-            record.seq = head.0 + 1;
-            record.prev_hash = head.1;
-            record.hash = record.compute_hash();
-            *head = (record.seq, record.hash);
+            chain::extend(&mut heads, [&mut record]);
             a.push(record)?;
         }
         sqlx::query_with(&self.insert, reserved(events.len() * 512))
