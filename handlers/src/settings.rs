@@ -668,6 +668,7 @@ mod tests {
             &[
                 ("CASEBOOK_ENV", "aws"),
                 ("DATABASE_URL", DATABASE_URL),
+                ("CASEBOOK_STAGE", "prod"),
                 TOKENS[0],
                 TOKENS[1],
             ],
@@ -679,6 +680,25 @@ mod tests {
             .map(Resource::variable)
             .collect();
         assert_eq!(missing(err), expected);
+    }
+
+    #[test]
+    fn a_deployed_function_names_a_missing_stage_and_a_local_one_is_local() {
+        for process in FUNCTIONS {
+            let vars: Vec<_> = deployed(process, true)
+                .into_iter()
+                .filter(|(name, _)| *name != "CASEBOOK_STAGE")
+                .collect();
+            let err = settings(process, &vars).unwrap_err();
+            assert_eq!(missing(err), ["CASEBOOK_STAGE"], "{process:?}");
+        }
+        let local = [
+            ("CASEBOOK_ENV", "local"),
+            ("DATABASE_URL", DATABASE_URL),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:5000"),
+        ];
+        let local = settings(Process::Worker, &local).expect("local settings");
+        assert_eq!(local.stage, "local");
     }
 
     #[test]
