@@ -547,3 +547,86 @@ async fn one_request_id_finds_a_diagnosis_from_the_customers_query_to_the_consul
     assert_eq!(decided["request_id"], story.decision_request.as_str());
     assert_eq!(decided["correlation_id"], story.query_request.as_str());
 }
+
+/// `casebook serve --api-only` over `app`'s database, its stdout and stderr captured.
+fn serve(app: &TestApp) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_casebook"))
+        .args(["serve", "--api-only"])
+        .env("CASEBOOK_ENV", "local")
+        .env("DATABASE_URL", app.database_url())
+        .env("CASEBOOK_LISTEN", "127.0.0.1:0")
+        .env("CASEBOOK_JWT_ISSUER", &app.pool_info.issuer)
+        .env("CASEBOOK_JWT_AUDIENCE", &app.pool_info.client_id)
+        .env("CASEBOOK_JWKS_URL", &app.pool_info.jwks_url)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("casebook serve starts")
+}
+
+/// The address `casebook serve` says it listens on, read from its log lines, which are read
+/// to the end meanwhile (a closed pipe would fail its writes).
+fn listening_address(stderr: impl std::io::Read + Send + 'static) -> std::net::SocketAddr {
+    use std::io::BufRead;
+    let (found, address) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = serde_json::from_str::<Value>(&line.expect("a log line")) else {
+                continue;
+            };
+            if line["message"] == "casebook serving" {
+                let addr = line["addr"].as_str().expect("the address");
+                let addr = addr.trim_start_matches("Some(").trim_end_matches(')');
+                let _ = found.send(addr.parse().expect("a socket address"));
+            }
+        }
+    });
+    address
+        .recv()
+        .expect("casebook serve stopped before listening")
+}
+
+#[tokio::test]
+async fn casebook_serve_writes_its_metrics_on_stdout_and_the_last_ones_as_it_stops() {
+    let app = spawn_app().await;
+    let mut server = serve(&app);
+    let stderr = server.stderr.take().unwrap();
+    let address = tokio::task::spawn_blocking(move || listening_address(stderr))
+        .await
+        .unwrap();
+
+    let response = reqwest::Client::new()
+        .get(format!("http://{address}/v1/sessions"))
+        .bearer_auth(&app.acme.customer.token)
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(response.status(), StatusCode::OK);
+    let stopped = std::process::Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(stopped.success());
+    let output = tokio::task::spawn_blocking(move || server.wait_with_output())
+        .await
+        .unwrap()
+        .expect("casebook serve stops");
+    assert!(output.status.success(), "{output:?}");
+
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let lines: Vec<Value> = stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect();
+    let latency = lines
+        .iter()
+        .find(|line| !line["ApiLatency"].is_null())
+        .unwrap_or_else(|| panic!("an ApiLatency line on stdout: {stdout}"));
+    assert_eq!(latency["Operation"], "list_sessions");
+    assert_eq!(latency["Stage"], "local");
+    assert_eq!(
+        latency["_aws"]["CloudWatchMetrics"][0]["Namespace"],
+        "Casebook"
+    );
+}

@@ -29,6 +29,10 @@ async fn main() -> anyhow::Result<()> {
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown_signal())
             .await
-            .context("serving")
+            .context("serving")?;
+        // What was counted since the last timed flush.
+        metrics
+            .flush(std::io::stdout())
+            .context("writing the last metrics")
     }
 }

@@ -85,11 +85,15 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init();
     match cli.command {
         Command::Serve { .. } => {
-            metrics::install_for(&settings)?;
+            let metrics = metrics::install_for(&settings)?;
             let app = Application::build(settings)
                 .await
                 .context("starting casebook")?;
             app.run_until(shutdown_signal()).await.context("serving")?;
+            // What was counted since the last timed flush.
+            metrics
+                .flush(std::io::stdout())
+                .context("writing the last metrics")?;
         }
         Command::Operator {
             name,
