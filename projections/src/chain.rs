@@ -269,22 +269,20 @@ pub enum Break {
     },
 }
 
-impl fmt::Display for Break {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Break {
+    /// The problem in words, for the row numbered `seq`.
+    pub fn describe(&self, seq: i64) -> String {
         match self {
-            Break::Sequence { expected: 1 } => f.write_str(
-                "the chain does not start at seq 1: give the earlier files first",
+            Break::Sequence { expected: 1 } => format!(
+                "the chain starts at seq {seq} instead of 1: give the earlier archives or exports first (or verify against the database)"
             ),
-            Break::Sequence { expected } => write!(
-                f,
-                "seq {expected} was expected: a row is missing, duplicated or out of order"
+            Break::Sequence { expected } => format!(
+                "seq {seq} where {expected} was expected: a row is missing, duplicated or out of order"
             ),
-            Break::PrevHash { expected } => write!(
-                f,
+            Break::PrevHash { expected } => format!(
                 "prev_hash is not the previous row's hash ({expected}): a row before it is missing or was altered"
             ),
-            Break::Hash { computed } => write!(
-                f,
+            Break::Hash { computed } => format!(
                 "the row's hash does not match its content (which hashes to {computed}): the row was altered"
             ),
         }
@@ -293,7 +291,7 @@ impl fmt::Display for Break {
 
 /// The first row at which a tenant's chain doesn't verify.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("chain of tenant {tenant_id} broken at seq {seq}: {problem}")]
+#[error("chain of tenant {tenant_id} broken at seq {seq}: {}", problem.describe(*seq))]
 pub struct BrokenChain {
     /// The tenant.
     pub tenant_id: TenantId,

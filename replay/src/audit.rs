@@ -21,8 +21,10 @@ use std::path::Path;
 
 use casebook_domain::ids::TenantId;
 use casebook_projections::audit::{
-    verify_chain, AuditRecord, BrokenLink, ChainVerifier, EventAtHand, LinkProblem, VerifyError,
+    verify_chain, AuditRecord, BrokenLink, ChainHash, ChainVerifier, EventAtHand, LinkProblem,
+    VerifyError,
 };
+use casebook_projections::chain::Break;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -168,22 +170,18 @@ pub async fn verify_database(pool: &sqlx::PgPool, tenant: Uuid) -> Result<AuditR
     Ok(report)
 }
 
-/// Verifies `tenant`'s chain from `files`, in order.
-pub fn verify_files(
-    tenant: Uuid,
+/// Hands each non-blank line of `files`, in order, to `check` until one is broken; that one,
+/// with its file and 1-based line.
+pub(crate) fn check_lines(
     files: &[impl AsRef<Path>],
     output: Output,
-) -> Result<AuditReport, Error> {
+    mut check: impl FnMut(&str) -> Result<(), Broken>,
+) -> Result<Option<Broken>, Error> {
     let mut total = 0;
     for file in files {
         total += std::fs::metadata(file.as_ref())?.len();
     }
     let bar = progress::bar(output, Some(total), "bytes");
-    let mut check = FileCheck {
-        tenant: TenantId::from_uuid(tenant),
-        verifier: ChainVerifier::new(),
-        anchored: false,
-    };
     let mut broken = None;
     'files: for file in files {
         let name = file.as_ref().display().to_string();
@@ -201,7 +199,7 @@ pub fn verify_files(
             if text.trim().is_empty() {
                 continue;
             }
-            if let Err(mut found) = check.line(text.trim_end()) {
+            if let Err(mut found) = check(text.trim_end()) {
                 found.file = Some(name.clone());
                 found.line = Some(line);
                 broken = Some(found);
@@ -210,6 +208,53 @@ pub fn verify_files(
         }
     }
     bar.finish_and_clear();
+    Ok(broken)
+}
+
+/// Whether the chain read so far, ending at `last` (`(0, ZERO)` when empty), ends where `head`
+/// says; a head of another tenant's chain says nothing of this one (`Ok(false)`).
+pub(crate) fn check_head(
+    tenant: TenantId,
+    head: &ChainHead,
+    last: (i64, ChainHash),
+) -> Result<bool, Broken> {
+    if head.tenant_id.is_some_and(|t| t != tenant) {
+        return Ok(false);
+    }
+    let (seq, hash) = last;
+    if (seq, hash) != (head.seq, head.hash) {
+        return Err(broken_at(
+            None,
+            Some(head.seq),
+            format!(
+                "the chain head names seq {} ({}), but the rows before it end at seq {seq} ({hash}): rows are missing at the end, or the head was altered",
+                head.seq, head.hash
+            ),
+        ));
+    }
+    Ok(true)
+}
+
+/// A chain head line: a [`HeadLine`], or a bare `{seq, hash}`.
+pub(crate) fn head_of(text: &str) -> Option<ChainHead> {
+    serde_json::from_str::<HeadLine>(text)
+        .map(|line| line.chain_head)
+        .or_else(|_| serde_json::from_str::<ChainHead>(text))
+        .ok()
+}
+
+/// Verifies `tenant`'s chain from `files`, in order.
+pub fn verify_files(
+    tenant: Uuid,
+    files: &[impl AsRef<Path>],
+    output: Output,
+) -> Result<AuditReport, Error> {
+    let mut check = FileCheck {
+        tenant: TenantId::from_uuid(tenant),
+        verifier: ChainVerifier::new(),
+        anchored: false,
+    };
+    let broken = check_lines(files, output, |line| check.line(line))?;
     let head = check
         .verifier
         .heads()
@@ -276,12 +321,9 @@ impl FileCheck {
         if let Ok(row) = serde_json::from_str::<AuditRecord>(text) {
             return self.row(&row, EventAtHand::NotGiven);
         }
-        let head = serde_json::from_str::<HeadLine>(text)
-            .map(|line| line.chain_head)
-            .or_else(|_| serde_json::from_str::<ChainHead>(text));
-        match head {
-            Ok(head) => self.head(&head),
-            Err(_) => Err(broken_at(
+        match head_of(text) {
+            Some(head) => self.head(&head),
+            None => Err(broken_at(
                 None,
                 None,
                 "the line is neither an event, an audit row nor a chain head".into(),
@@ -303,26 +345,13 @@ impl FileCheck {
     }
 
     fn head(&mut self, head: &ChainHead) -> Result<(), Broken> {
-        if head.tenant_id.is_some_and(|t| t != self.tenant) {
-            return Ok(());
-        }
-        let (seq, hash) = self
+        let last = self
             .verifier
             .heads()
             .get(&self.tenant)
             .copied()
-            .unwrap_or((0, casebook_projections::audit::ChainHash::ZERO));
-        if (seq, hash) != (head.seq, head.hash) {
-            return Err(broken_at(
-                None,
-                Some(head.seq),
-                format!(
-                    "the chain head names seq {} ({}), but the rows before it end at seq {seq} ({hash}): rows are missing at the end, or the head was altered",
-                    head.seq, head.hash
-                ),
-            ));
-        }
-        self.anchored = true;
+            .unwrap_or((0, ChainHash::ZERO));
+        self.anchored |= check_head(self.tenant, head, last)?;
         Ok(())
     }
 }
@@ -357,7 +386,7 @@ fn disagreement(event: &EventLine<'_>, row: &AuditRecord) -> Option<&'static str
         .map(|(field, _)| *field)
 }
 
-fn broken_at(global_position: Option<i64>, seq: Option<i64>, problem: String) -> Broken {
+pub(crate) fn broken_at(global_position: Option<i64>, seq: Option<i64>, problem: String) -> Broken {
     Broken {
         file: None,
         line: None,
@@ -370,20 +399,18 @@ fn broken_at(global_position: Option<i64>, seq: Option<i64>, problem: String) ->
 /// A broken link in words.
 fn describe(link: &BrokenLink) -> String {
     match &link.problem {
-        LinkProblem::Sequence { expected: 1 } => format!(
-            "the chain starts at seq {} instead of 1: give the earlier archives first (or verify against the database)",
-            link.seq
-        ),
-        LinkProblem::Sequence { expected } => format!(
-            "seq {} where {expected} was expected: a row is missing, duplicated or out of order",
-            link.seq
-        ),
-        LinkProblem::PrevHash { expected } => format!(
-            "prev_hash is not the previous row's hash ({expected}): a row before it is missing or was altered"
-        ),
-        LinkProblem::Hash { computed } => format!(
-            "the row's hash does not match its content (which hashes to {computed}): the row was altered"
-        ),
+        LinkProblem::Sequence { expected } => Break::Sequence {
+            expected: *expected,
+        }
+        .describe(link.seq),
+        LinkProblem::PrevHash { expected } => Break::PrevHash {
+            expected: *expected,
+        }
+        .describe(link.seq),
+        LinkProblem::Hash { computed } => Break::Hash {
+            computed: *computed,
+        }
+        .describe(link.seq),
         LinkProblem::Downgrade { previous } => format!(
             "the row is of an older encoding than the row before it (encoding {}): the row was rewritten",
             i16::from(*previous)

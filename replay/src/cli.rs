@@ -10,14 +10,14 @@ use crate::rebuild::Target;
 use crate::sink::Destination;
 use crate::state::AggregateRef;
 use crate::stream::AggregateFilter;
-use crate::{audit, db, rebuild, state, stream, Error, Verdict};
+use crate::{access_log, audit, db, rebuild, state, stream, Error, Verdict};
 
 /// Replay a tenant's event log: stream it, rebuild an aggregate's past state, verify the
-/// audit chain, and rebuild projections.
+/// audit chain, export and verify the access log, and rebuild projections.
 ///
-/// Reads `DATABASE_URL` like the server. Auditor commands (stream, state, audit, status)
-/// connect as the read-only `casebook_auditor` role; rebuild, verify and swap run as the
-/// connecting user, which must own the read-model tables.
+/// Reads `DATABASE_URL` like the server. Auditor commands (stream, state, audit, access-log,
+/// status) connect as the read-only `casebook_auditor` role; rebuild, verify and swap run as
+/// the connecting user, which must own the read-model tables.
 ///
 /// Exit codes: 0 ok, 1 verification failed, 2 usage error, 3 runtime error.
 #[derive(Debug, Parser)]
@@ -44,6 +44,9 @@ pub enum Command {
     /// The audit hash chain.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// The access log: who read, changed or was refused what through the API.
+    #[command(subcommand)]
+    AccessLog(AccessLogCommand),
     /// Rebuild projections from history into shadow tables (resumable).
     Rebuild(RebuildArgs),
     /// Compare rebuilt shadow tables with the live ones by digest.
@@ -131,6 +134,39 @@ pub struct AuditVerifyArgs {
     pub file: Vec<PathBuf>,
 }
 
+/// `access-log …`.
+#[derive(Debug, Subcommand)]
+pub enum AccessLogCommand {
+    /// Write the tenant's access records in chain order, then the chain head (JSONL).
+    Export(AccessExportArgs),
+    /// Verify the tenant's access chain, from the database or offline from exports.
+    Verify(AccessVerifyArgs),
+}
+
+/// `access-log export`.
+#[derive(Debug, Args)]
+pub struct AccessExportArgs {
+    /// The tenant (UUID); the nil UUID is the platform's chain (requests refused before a
+    /// tenant was known).
+    #[arg(long)]
+    pub tenant: Uuid,
+    /// Where to write: a file, or `s3://bucket/key` (multipart upload); stdout by default.
+    #[arg(long, value_name = "FILE|s3://bucket/key")]
+    pub out: Option<Destination>,
+}
+
+/// `access-log verify`.
+#[derive(Debug, Args)]
+pub struct AccessVerifyArgs {
+    /// The tenant whose chain to verify (the nil UUID: the platform's).
+    #[arg(long)]
+    pub tenant: Uuid,
+    /// Verify these exports instead of the database, in the order given. Together they must
+    /// hold the chain from its first record.
+    #[arg(long, value_name = "EXPORT.jsonl")]
+    pub file: Vec<PathBuf>,
+}
+
 /// `rebuild`.
 #[derive(Debug, Args)]
 pub struct RebuildArgs {
@@ -176,6 +212,13 @@ impl Cli {
                 Ok(Verdict::Passed)
             }
             Command::Audit(AuditCommand::Verify(args)) => audit::run(args, output).await,
+            Command::AccessLog(AccessLogCommand::Export(args)) => {
+                access_log::run_export(args, output).await?;
+                Ok(Verdict::Passed)
+            }
+            Command::AccessLog(AccessLogCommand::Verify(args)) => {
+                access_log::run_verify(args, output).await
+            }
             Command::Rebuild(args) => rebuild::run_rebuild(args, output).await,
             Command::Verify(args) => rebuild::run_verify(args, output).await,
             Command::Swap(args) => rebuild::run_swap(args, output).await,

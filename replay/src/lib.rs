@@ -3,7 +3,7 @@
 //! Auditors replay a tenant's history: [`stream`] its events (to stdout, a file or S3, as
 //! JSONL or a table), rebuild an aggregate's [`state`] as it was at a point of the log or in
 //! time, and [`audit`]-verify the tenant's hash chain in the database or offline from an
-//! export. Data teams [`rebuild`] projections into shadow tables (resumable), verify them
+//! export, and export and verify its [`access_log`]. Data teams [`rebuild`] projections into shadow tables (resumable), verify them
 //! against the live tables, swap them in, and read every subscription's status.
 //!
 //! | module | holds |
@@ -15,6 +15,7 @@
 //! | [`sink`] | where a stream goes: stdout, a file, or an S3 multipart upload |
 //! | [`state`] | an aggregate's state as of a point, replayed through the domain |
 //! | [`audit`] | chain verification from the database or from export files |
+//! | [`access_log`] | the access log's export, and its chain's verification in the database or from exports |
 //! | [`rebuild`] | rebuild, verify, swap and status |
 //! | [`progress`] | progress bars on stderr (hidden when not a terminal or `--quiet`) |
 //!
@@ -23,6 +24,7 @@
 
 #![warn(missing_docs)]
 
+pub mod access_log;
 pub mod audit;
 pub mod bound;
 pub mod cli;

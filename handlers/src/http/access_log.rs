@@ -279,7 +279,7 @@ pub async fn verify_access_chain(
             rows: verified,
             broken: Some(BrokenRecord {
                 seq: link.seq,
-                problem: link.problem.to_string(),
+                problem: link.problem.describe(link.seq),
             }),
         },
         Err(VerifyError::Database(err)) => return Err(err.into()),

@@ -19,16 +19,16 @@ use crate::support::{Driver, Stack};
 /// The migration that gave audit rows their event's digest (encoding 2).
 const EVENT_DIGEST_MIGRATION: i64 = 20261206000001;
 
-struct Dir(PathBuf);
+pub(crate) struct Dir(pub(crate) PathBuf);
 
 impl Dir {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let dir = std::env::temp_dir().join(format!("replay-audit-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
         Self(dir)
     }
 
-    fn write(&self, name: &str, lines: &[String]) -> PathBuf {
+    pub(crate) fn write(&self, name: &str, lines: &[String]) -> PathBuf {
         let path = self.0.join(name);
         std::fs::write(
             &path,
@@ -45,7 +45,7 @@ impl Drop for Dir {
     }
 }
 
-fn read_lines(path: &Path) -> Vec<String> {
+pub(crate) fn read_lines(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)
         .unwrap()
         .lines()
@@ -53,7 +53,7 @@ fn read_lines(path: &Path) -> Vec<String> {
         .collect()
 }
 
-fn edit(lines: &[String], index: usize, change: impl FnOnce(&mut Value)) -> Vec<String> {
+pub(crate) fn edit(lines: &[String], index: usize, change: impl FnOnce(&mut Value)) -> Vec<String> {
     let mut edited = lines.to_vec();
     let mut value: Value = serde_json::from_str(&edited[index]).unwrap();
     change(&mut value);
@@ -61,7 +61,7 @@ fn edit(lines: &[String], index: usize, change: impl FnOnce(&mut Value)) -> Vec<
     edited
 }
 
-fn without(lines: &[String], index: usize) -> Vec<String> {
+pub(crate) fn without(lines: &[String], index: usize) -> Vec<String> {
     let mut fewer = lines.to_vec();
     fewer.remove(index);
     fewer
@@ -79,7 +79,7 @@ async fn verify(stack: &Stack, tenant: &str, files: &[&Path]) -> (Run, Value) {
 }
 
 /// Asserts a failed verification (exit 1) names `line` (1-based) and `seq`.
-fn assert_broken_at(run: &Run, report: &Value, line: usize, seq: i64, problem: &str) {
+pub(crate) fn assert_broken_at(run: &Run, report: &Value, line: usize, seq: i64, problem: &str) {
     assert_eq!(run.code, 1, "{run:?}");
     assert_eq!(report["ok"], false);
     let broken = &report["broken"];
@@ -368,6 +368,8 @@ fn fields_to_edit(event: &AnyEvent) -> &'static [&'static str] {
             TenantEvent::UserProvisioned { .. } => &["/user_id"],
             // The member's address and the access are the row's; nothing else is in them.
             TenantEvent::UserDisabled { .. } | TenantEvent::UserEnabled { .. } => &[""],
+            // The row keeps the threshold; the budget's figures are only in the event.
+            TenantEvent::TokenBudgetThresholdCrossed { .. } => &["/tokens_used", "/month"],
         },
         AnyEvent::Session(event) => match event {
             SessionEvent::SessionOpened { .. } => &["/subject", "/attachments"],
@@ -379,6 +381,8 @@ fn fields_to_edit(event: &AnyEvent) -> &'static [&'static str] {
             DiagnosisEvent::ContextRetrieved { .. } => &["/judgments", "/attempt"],
             DiagnosisEvent::DiagnosisProposed { .. } => &["/text", "/findings", "/confidence"],
             DiagnosisEvent::DiagnosisFailed { .. } => &["/reason", "/retryable"],
+            DiagnosisEvent::DiagnosisDeferred { .. } => &["/deferral/tokens_used"],
+            DiagnosisEvent::DiagnosisResumed { .. } => &["/to"],
             DiagnosisEvent::DiagnosisResolved { .. } => &["/outcome"],
         },
         AnyEvent::Decision(DecisionEvent::DecisionMade { verdict, .. }) => match verdict {

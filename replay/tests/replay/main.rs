@@ -1,6 +1,7 @@
 //! The replay CLI as its users run it: the built binary against a seeded history in a
 //! database of its own (and the AWS emulator for S3 exports).
 
+mod access_log;
 mod audit;
 mod helpers;
 mod rebuild;
