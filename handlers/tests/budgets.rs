@@ -9,31 +9,17 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use axum::http::StatusCode;
 use casebook_adapters::aws::shared_config;
 use casebook_domain::budget::BudgetMonth;
 use casebook_domain::ids::{DiagnosisId, TenantId};
 use casebook_domain::policy::PlanTier;
-use casebook_domain::ports::{DiagnosisPrompt, Llm, LlmAnswer, LlmError};
 use casebook_handlers::jobs::{Job, JobReport, Jobs, JobsConfig};
 use chrono::Utc;
 use serde_json::{json, Value};
-use support::scenario::{diagnoser, request, CountingLlm, FixedEmbedder};
+use support::scenario::{diagnoser, request, FixedEmbedder, Spendthrift};
 use support::{spawn_app, TestApp, User};
 use uuid::Uuid;
-
-/// A model each of whose answers spends a starter plan's whole monthly budget.
-struct Spendthrift;
-
-#[async_trait]
-impl Llm for Spendthrift {
-    async fn diagnose(&self, prompt: &DiagnosisPrompt) -> Result<LlmAnswer, LlmError> {
-        let mut answer = CountingLlm::default().diagnose(prompt).await?;
-        answer.input_tokens = u32::try_from(PlanTier::Starter.monthly_token_budget()).unwrap();
-        Ok(answer)
-    }
-}
 
 /// `customer` asks `text` in a new session; the diagnosis' id.
 async fn ask(app: &TestApp, customer: &User, text: &str) -> DiagnosisId {
@@ -58,11 +44,15 @@ async fn ask(app: &TestApp, customer: &User, text: &str) -> DiagnosisId {
 }
 
 async fn diagnose(app: &TestApp, tenant: TenantId, diagnosis: DiagnosisId) {
-    diagnoser(&app.pool, Arc::new(FixedEmbedder), Arc::new(Spendthrift))
-        .await
-        .diagnose(&request(tenant, diagnosis))
-        .await
-        .expect("handled");
+    diagnoser(
+        &app.pool,
+        Arc::new(FixedEmbedder),
+        Arc::new(Spendthrift(PlanTier::Starter)),
+    )
+    .await
+    .diagnose(&request(tenant, diagnosis))
+    .await
+    .expect("handled");
 }
 
 async fn tenant_event_types(app: &TestApp, tenant: TenantId) -> Vec<String> {

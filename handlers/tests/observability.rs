@@ -22,9 +22,12 @@ use casebook_application::business::BusinessEvents;
 use casebook_application::jobs::LagCheck;
 use casebook_domain::actor::Role;
 use casebook_domain::ids::TenantId;
+use casebook_domain::policy::PlanTier;
 use casebook_domain::tenant::TenantCommand;
 use casebook_domain::values::Confidence;
+use casebook_handlers::access_log::AccessLog;
 use casebook_handlers::compose;
+use casebook_handlers::http::router;
 use casebook_handlers::metrics::{self, EmfBusinessLog, Flush};
 use casebook_handlers::reactions::ReactionSubscription;
 use casebook_handlers::relay::{Relay, RelayConfig};
@@ -33,9 +36,12 @@ use casebook_handlers::worker::{handle_sqs_event, Worker};
 use casebook_projections::jobs::SubscriptionBoard;
 use casebook_projections::runner::Runner;
 use serde_json::{json, Value};
-use sqlx::PgPool;
-use support::scenario::{ask, ctx, diagnoser, onboard, propose, CountingLlm, FixedEmbedder};
+use sqlx::{Connection, Executor, PgPool};
+use support::scenario::{
+    ask, ctx, diagnoser, onboard, propose, request, CountingLlm, FixedEmbedder, Spendthrift,
+};
 use support::{json_body, spawn_app, TestApp, User};
+use tower::ServiceExt;
 use uuid::Uuid;
 
 /// Lines written into memory, shared by every writer made of it.
@@ -294,8 +300,44 @@ async fn tell_the_story() -> Story {
     .await;
     assert_ne!(auto, app.acme.tenant);
 
+    // A practice spends its month's token budget; its next query waits.
+    let spender = onboard(&app.state.service, "spender").await;
+    let spender_customer = ctx(spender, Role::Customer, "spender-customer");
+    let (_, spent) = ask(
+        &app.state.service,
+        &spender_customer,
+        "Is the cap enforceable?",
+    )
+    .await;
+    let spendthrift = diagnoser(
+        &app.pool,
+        Arc::new(FixedEmbedder),
+        Arc::new(Spendthrift(PlanTier::Professional)),
+    )
+    .await;
+    spendthrift
+        .diagnose(&request(spender, spent))
+        .await
+        .expect("proposed");
+    project_until(&projector, &app, &business, |lines| {
+        told(lines, "token_budget_threshold_crossed") == 2
+    })
+    .await;
+    let (_, waiting) = ask(&app.state.service, &spender_customer, "And the carve-outs?").await;
+    spendthrift
+        .diagnose(&request(spender, waiting))
+        .await
+        .expect("deferred");
+    project_until(&projector, &app, &business, |lines| {
+        told(lines, "diagnosis_deferred") == 1
+    })
+    .await;
+
     // Requests past the tenant's rate limit are refused.
     rate_limited(&app).await;
+
+    // Access records past a full queue are dropped and counted.
+    overloaded_access_log(&app).await;
 
     // The lag check reads every subscription, the relay's among them.
     LagCheck::new(
@@ -353,6 +395,31 @@ async fn rate_limited(app: &TestApp) {
         }
     }
     panic!("the tenant's burst never ran out");
+}
+
+/// Reads through an access log whose queue holds one record while its table is locked.
+async fn overloaded_access_log(app: &TestApp) {
+    let log = AccessLog::start(app.pool.clone(), 1);
+    let overloaded = router(app.state.clone().with_access_log(log.clone()));
+    let mut superuser = app.superuser().await;
+    let mut lock = superuser.begin().await.unwrap();
+    lock.execute("LOCK TABLE access_log IN EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    for _ in 0..5 {
+        let request = axum::http::Request::get("/v1/sessions")
+            .header(
+                "authorization",
+                format!("Bearer {}", app.acme.customer.token),
+            )
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let response = overloaded.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    assert!(log.dropped() > 0, "the queue overflowed");
+    lock.commit().await.unwrap();
+    log.drain().await;
 }
 
 /// `(metric, dimensions)` of every EMF document in `lines`.

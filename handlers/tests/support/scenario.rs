@@ -155,6 +155,18 @@ impl Llm for CountingLlm {
     }
 }
 
+/// A model each of whose answers spends a whole month's token budget of its plan.
+pub struct Spendthrift(pub PlanTier);
+
+#[async_trait]
+impl Llm for Spendthrift {
+    async fn diagnose(&self, prompt: &DiagnosisPrompt) -> Result<LlmAnswer, LlmError> {
+        let mut answer = CountingLlm::default().diagnose(prompt).await?;
+        answer.input_tokens = u32::try_from(self.0.monthly_token_budget()).unwrap();
+        Ok(answer)
+    }
+}
+
 /// A pool of the judgment-search role over `app`'s database, as the worker searches.
 pub async fn search_pool(app: &PgPool) -> PgPool {
     postgres::connect((*app.connect_options()).clone(), DbRole::Search, 1)
