@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use casebook_domain::any_event::AnyEvent;
 use casebook_domain::decision::DecisionEvent;
-use casebook_domain::diagnosis::{DiagnosisEvent, DiagnosisStatus};
+use casebook_domain::diagnosis::{Deferral, DiagnosisEvent, DiagnosisStatus};
 use casebook_domain::ids::{TenantId, UserId};
 use casebook_domain::metadata::EventMetadata;
 use casebook_domain::policy::ModelPolicy;
@@ -127,7 +127,8 @@ pub async fn fold_log(owner: &PgPool) -> Expected {
                     | TenantEvent::UserEnabled { .. }
                     | TenantEvent::UserProvisioned { .. }
                     | TenantEvent::UsageKeyAssigned { .. }
-                    | TenantEvent::FinetuneExported { .. } => {}
+                    | TenantEvent::FinetuneExported { .. }
+                    | TenantEvent::TokenBudgetThresholdCrossed { .. } => {}
                 }
                 t.updated_at = at;
                 t.version = sequence;
@@ -212,6 +213,7 @@ pub async fn fold_log(owner: &PgPool) -> Expected {
                             status: DiagnosisStatus::Requested,
                             attempt: 1,
                             failure_reason: None,
+                            budget_renews_on: None,
                             proposal: None,
                             decision: None,
                             resolved_at: None,
@@ -270,6 +272,16 @@ pub async fn fold_log(owner: &PgPool) -> Expected {
                     DiagnosisEvent::DiagnosisResolved { outcome, .. } => {
                         d.status = DiagnosisStatus::Resolved { outcome };
                         d.resolved_at = Some(at);
+                    }
+                    DiagnosisEvent::DiagnosisDeferred {
+                        deferral: Deferral::Budget { budget },
+                    } => {
+                        d.status = DiagnosisStatus::DeferredBudget;
+                        d.budget_renews_on = Some(budget.month.renews_on());
+                    }
+                    DiagnosisEvent::DiagnosisResumed { to } => {
+                        d.status = to;
+                        d.budget_renews_on = None;
                     }
                     DiagnosisEvent::DiagnosisRequested { .. } => {}
                 }

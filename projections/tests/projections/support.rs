@@ -8,9 +8,10 @@ use casebook_adapters::event_store::EventStore;
 use casebook_adapters::postgres::MIGRATOR;
 use casebook_application::ports::CommandError;
 use casebook_domain::actor::{Actor, Role};
+use casebook_domain::budget::{BudgetMonth, BudgetUse};
 use casebook_domain::decision::{ConsultantDecision, DecisionCommand, Outcome};
 use casebook_domain::diagnosis::{
-    AttachmentOutcome, AttachmentRead, Diagnosis, DiagnosisCommand, DiagnosisStatus,
+    AttachmentOutcome, AttachmentRead, Deferral, Diagnosis, DiagnosisCommand, DiagnosisStatus,
     EmbeddingModel, Finding, PrecedentSource, Provenance, RetrievedJudgment, Severity, SkipReason,
 };
 use casebook_domain::finetune::{FinetuneExport, LogPosition};
@@ -809,6 +810,19 @@ impl Driver {
                         reason: parse("model timed out"),
                         retryable: self.rng.gen_ratio(4, 5),
                     }
+                } else if self.rng.gen_ratio(1, 10) {
+                    DiagnosisCommand::Defer {
+                        actor: system.clone(),
+                        deferral: Deferral::Budget {
+                            budget: BudgetUse {
+                                month: BudgetMonth::containing(
+                                    NaiveDate::from_ymd_opt(2026, 12, 9).unwrap(),
+                                ),
+                                tokens_used: 1_000_000,
+                                tokens_budget: 1_000_000,
+                            },
+                        },
+                    }
                 } else {
                     let judgments = self
                         .known
@@ -857,6 +871,13 @@ impl Driver {
                     .await;
             }
             DiagnosisStatus::Proposed => self.decide_or_resolve(tenant, diagnosis, &state).await,
+            DiagnosisStatus::DeferredBudget => {
+                let command = DiagnosisCommand::Resume {
+                    actor: system.clone(),
+                };
+                self.execute::<Diagnosis>(diagnosis, command, &system, Source::Worker)
+                    .await;
+            }
             DiagnosisStatus::Resolved { outcome } if outcome.captures_judgment() => {
                 self.capture(tenant, diagnosis, outcome).await;
             }
