@@ -239,17 +239,23 @@ fn proposal_events(scenario: &Scenario, diagnosis: DiagnosisId) -> Vec<Delivered
     )
 }
 
-#[tokio::test]
-async fn a_proposal_at_or_above_the_tenants_threshold_is_approved_without_review_once() {
+/// A tenant with threshold 0.85 whose proposal at 0.9 was delivered (twice) to the
+/// reactions.
+async fn delivered_above_the_threshold() -> (Scenario, DiagnosisId) {
     let scenario = Scenario::given(vec![]).await;
     with_threshold(&scenario, Some(0.85)).await;
     let diagnosis = proposed(&scenario, "Cap?", None).await;
-
     deliver_twice(
         &Reactions::new(scenario.service.clone()),
         &proposal_events(&scenario, diagnosis),
     )
     .await;
+    (scenario, diagnosis)
+}
+
+#[tokio::test]
+async fn a_proposal_at_or_above_the_tenants_threshold_is_approved_without_review_once() {
+    let (scenario, diagnosis) = delivered_above_the_threshold().await;
 
     let decisions = decision_events(&scenario, diagnosis);
     assert_eq!(decisions.len(), 1);
@@ -718,14 +724,7 @@ async fn a_query_its_proposal_and_its_decision_are_told_in_the_querys_chain() {
 
 #[tokio::test]
 async fn an_approval_without_review_is_told_with_its_threshold() {
-    let scenario = Scenario::given(vec![]).await;
-    with_threshold(&scenario, Some(0.85)).await;
-    let diagnosis = proposed(&scenario, "Cap?", None).await;
-    deliver_twice(
-        &Reactions::new(scenario.service.clone()),
-        &proposal_events(&scenario, diagnosis),
-    )
-    .await;
+    let (scenario, diagnosis) = delivered_above_the_threshold().await;
     let log = Arc::new(KeptBusinessLog::default());
 
     business_events(&scenario, &log)
