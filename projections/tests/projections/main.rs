@@ -1,7 +1,8 @@
 //! The projections against the real Postgres: read models, runner, faults, rebuilds, the
-//! audit chain and row-level security.
+//! audit chain, the auditors' queries and row-level security.
 
 mod audit;
+mod audit_queries;
 mod faults;
 mod oracle;
 mod read_models;
