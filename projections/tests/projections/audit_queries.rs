@@ -716,18 +716,24 @@ struct Link {
 }
 
 impl Link {
-    fn new(
-        action: &str,
-        actor: &Actor,
-        role: &str,
-        source: &str,
-        outcome: Option<&str>,
-        cause: &str,
-    ) -> Self {
+    /// A row of a person's request: through the API, caused by the request itself.
+    fn api(action: &str, actor: &Actor, role: &str, outcome: Option<&str>, request: &str) -> Self {
         Self {
             action: action.to_owned(),
             actor_id: actor.user_id.to_string(),
             actor_role: role.to_owned(),
+            source: "api".to_owned(),
+            outcome: outcome.map(str::to_owned),
+            causation_id: request.to_owned(),
+        }
+    }
+
+    /// A row of the system's (the worker, a reaction), caused by the event `cause`.
+    fn system(action: &str, source: &str, outcome: Option<&str>, cause: &str) -> Self {
+        Self {
+            action: action.to_owned(),
+            actor_id: "casebook:system".to_owned(),
+            actor_role: "system".to_owned(),
             source: source.to_owned(),
             outcome: outcome.map(str::to_owned),
             causation_id: cause.to_owned(),
@@ -1052,15 +1058,8 @@ impl Seeder {
         let requested = self.run::<Diagnosis>(diagnosis, request, &asked).await;
         let req = asked.request_id.as_str();
         let mut chain = vec![
-            Link::new("QuerySubmitted", &customer, "customer", "api", None, req),
-            Link::new(
-                "DiagnosisRequested",
-                &customer,
-                "customer",
-                "api",
-                None,
-                req,
-            ),
+            Link::api("QuerySubmitted", &customer, "customer", None, req),
+            Link::api("DiagnosisRequested", &customer, "customer", None, req),
         ];
 
         let work = EventMetadata::caused_by(&system, &asked, event_id(&requested), Source::Worker);
@@ -1087,14 +1086,7 @@ impl Seeder {
         };
         self.run::<Diagnosis>(diagnosis, context, &work).await;
         let cause = event_id(&requested);
-        chain.push(Link::new(
-            "ContextRetrieved",
-            &system,
-            "system",
-            "worker",
-            None,
-            &cause,
-        ));
+        chain.push(Link::system("ContextRetrieved", "worker", None, &cause));
 
         let mut seeded = Seeded {
             plan,
@@ -1111,14 +1103,7 @@ impl Seeder {
                 retryable: false,
             };
             self.run::<Diagnosis>(diagnosis, fail, &work).await;
-            let failed = Link::new(
-                "DiagnosisFailed",
-                &system,
-                "system",
-                "worker",
-                Some("final"),
-                &cause,
-            );
+            let failed = Link::system("DiagnosisFailed", "worker", Some("final"), &cause);
             seeded.chain.push(failed);
             p.diagnoses.push(seeded);
             return;
@@ -1161,14 +1146,8 @@ impl Seeder {
             provenance: provenance.clone(),
         };
         let proposed = self.run::<Diagnosis>(diagnosis, propose, &work).await;
-        seeded.chain.push(Link::new(
-            "DiagnosisProposed",
-            &system,
-            "system",
-            "worker",
-            None,
-            &cause,
-        ));
+        let proposal = Link::system("DiagnosisProposed", "worker", None, &cause);
+        seeded.chain.push(proposal);
         seeded.proposal = Some(Proposed {
             model,
             retrieved,
@@ -1248,23 +1227,17 @@ impl Seeder {
         let by_consultant = actor.role == Role::Consultant;
         let mut chain = Vec::new();
         let decided = if by_consultant {
-            Link::new(
+            let request = &meta.request_id;
+            Link::api(
                 "DecisionMade",
                 &actor,
                 "consultant",
-                "api",
                 Some(outcome_text),
-                &meta.request_id,
+                request,
             )
         } else {
-            Link::new(
-                "DecisionMade",
-                &actor,
-                "system",
-                "reaction",
-                Some(outcome_text),
-                &event_id(&proposed),
-            )
+            let cause = event_id(&proposed);
+            Link::system("DecisionMade", "reaction", Some(outcome_text), &cause)
         };
         chain.push(decided);
 
@@ -1276,10 +1249,8 @@ impl Seeder {
             outcome,
         };
         self.run::<Diagnosis>(diagnosis, resolve, &reaction).await;
-        let resolved = Link::new(
+        let resolved = Link::system(
             "DiagnosisResolved",
-            &system,
-            "system",
             "reaction",
             Some(outcome_text),
             &made_id,
@@ -1302,14 +1273,7 @@ impl Seeder {
                 },
             };
             self.run::<Judgment>(judgment, capture, &reaction).await;
-            let captured = Link::new(
-                "JudgmentCaptured",
-                &system,
-                "system",
-                "reaction",
-                None,
-                &made_id,
-            );
+            let captured = Link::system("JudgmentCaptured", "reaction", None, &made_id);
             chain.push(captured);
             Some(judgment)
         } else {
