@@ -101,7 +101,7 @@ export interface DecisionSummary {
   decided_at: string;
 }
 
-export type StaffStatus = 'requested' | 'context_retrieved' | 'proposed' | 'failed' | 'resolved';
+export type StaffStatus = 'requested' | 'context_retrieved' | 'proposed' | 'deferred_budget' | 'failed' | 'resolved';
 
 interface Question {
   diagnosis_id: string;
@@ -119,6 +119,8 @@ export interface StaffDiagnosis extends Question {
   outcome?: Outcome;
   attempt: number;
   failure_reason: string | null;
+  /** While `deferred_budget`: the day (UTC) the practice's token budget renews. */
+  budget_renews_on: string | null;
   proposal: ProposalView | null;
   decision: DecisionSummary | null;
   resolved_at: string | null;
@@ -126,7 +128,7 @@ export interface StaffDiagnosis extends Question {
   version: number;
 }
 
-export type ReleaseStatus = 'in_review' | 'answered' | 'declined' | 'failed';
+export type ReleaseStatus = 'in_review' | 'answered' | 'declined' | 'failed' | 'deferred_budget';
 
 /** A diagnosis as the customer who asked reads it. */
 export interface CustomerDiagnosis extends Question {
@@ -134,6 +136,8 @@ export interface CustomerDiagnosis extends Question {
   answer: { text: string; findings: Finding[]; amended: boolean } | null;
   declined_reason: string | null;
   decided_at: string | null;
+  /** While `deferred_budget`: the day (UTC) the practice's token budget renews. */
+  budget_renews_on: string | null;
 }
 
 export interface QueueEntry extends StaffDiagnosis {
@@ -190,6 +194,20 @@ export interface UsageReport {
   days: UsageDay[];
   total_proposals: number;
   total_cost_usd_micros: number;
+  /** This month's token budget; null until the practice's plan is known. */
+  budget: TokenBudget | null;
+}
+
+/** The practice's model-token budget for the current calendar month (UTC). */
+export interface TokenBudget {
+  plan: string;
+  /** `YYYY-MM`. */
+  month: string;
+  tokens_budget: number;
+  tokens_used: number;
+  tokens_remaining: number;
+  /** `YYYY-MM-DD`: the first day of the next month. */
+  renews_on: string;
 }
 
 export type UserStatus = 'pending' | 'active' | 'disabled';

@@ -71,6 +71,7 @@ const diagnosis: StaffDiagnosis = {
   status: 'proposed',
   attempt: 1,
   failure_reason: null,
+  budget_renews_on: null,
   proposal: {
     text: 'The clause is enforceable.',
     findings: [{ summary: 'Notice period is 30 days', detail: null, severity: 'medium' }],
@@ -313,6 +314,48 @@ describe('page logic', () => {
       { ...base, seq: 4, session_id: 's2' },
     ] as unknown as AuditRow[];
     expect(trailRows(rows, 's1', new Set(['d1'])).map((r) => r.seq)).toEqual([1, 2, 3]);
+  });
+});
+
+describe('a spent token budget', () => {
+  const deferred = { status: 'deferred_budget', budget_renews_on: '2027-01-01' } as const;
+
+  it('tells the customer their question waits for the allowance, and until when', async () => {
+    signInAs(['customer']);
+    await mount('/portal/diagnoses/d1', (call) =>
+      call.url === '/v1/diagnoses/d1'
+        ? jsonResponse(200, { ...diagnosis, ...deferred, answer: null, declined_reason: null, decided_at: null })
+        : jsonResponse(404, {}),
+    );
+    await settle();
+    expect(text()).toContain('Waiting for the monthly allowance');
+    expect(text()).toContain('when the allowance renews on 1 Jan 2027');
+  });
+
+  it('shows the consultant the deferral instead of a proposal', async () => {
+    signInAs(['consultant']);
+    await mount('/review/d1', (call) => {
+      if (call.url === '/v1/diagnoses/d1') return jsonResponse(200, { ...diagnosis, ...deferred, proposal: null });
+      if (call.url === '/v1/sessions/s1') return jsonResponse(200, { session_id: 's1', subject: 'S', attachments: [], queries: [] });
+      if (call.url.startsWith('/v1/review-queue')) return jsonResponse(200, { items: [], next_cursor: null });
+      return jsonResponse(404, {});
+    });
+    await settle();
+    expect(text()).toContain('Deferred: token budget spent');
+    expect(text()).toContain('resumes by itself when the budget renews on 1 Jan 2027');
+  });
+
+  it('shows the admin the budget used, left and its renewal', async () => {
+    const { BudgetCard } = await import('./admin');
+    root = document.createElement('div');
+    document.body.append(root);
+    const budget = { plan: 'starter', month: '2026-12', tokens_budget: 1_000_000, tokens_used: 1_000_400, tokens_remaining: 0, renews_on: '2027-01-01' };
+    await act(() => {
+      render(<BudgetCard budget={budget} />, root);
+    });
+    expect(text()).toContain('Monthly token budget (2026-12, UTC)');
+    expect(text()).toContain('1,000,400 of 1,000,000 tokens used (100 %); 0 left until 1 Jan 2027.');
+    expect(root.querySelector('[role=alert]')?.textContent).toContain('new questions are deferred until it renews on 1 Jan 2027');
   });
 });
 

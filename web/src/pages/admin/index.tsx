@@ -2,10 +2,11 @@
 
 import { useEffect, useId, useRef, useState } from 'preact/hooks';
 import { ApiError } from '../../api/client';
-import type { CommandAccepted, TenantView, UsageReport, UserView } from '../../api/types';
+import type { CommandAccepted, TenantView, TokenBudget, UsageReport, UserView } from '../../api/types';
 import { ROLES } from '../../auth/token';
 import { Field, describedBy } from '../../components/Field';
 import { Empty, ErrorMessage, Loading, Notice } from '../../components/Status';
+import { budgetLevel, budgetShare, budgetSummary, formatDay } from '../../lib/budget';
 import { formatDateTime, formatMicros, utcDay } from '../../lib/format';
 import { KeyForBody } from '../../lib/idempotency';
 import { dateRangeProblem, toQueryString } from '../../lib/query';
@@ -254,6 +255,28 @@ function Settings({ tenant, onChanged }: { tenant: TenantView; onChanged: () => 
   );
 }
 
+/** This month's token budget: used, left, and when it renews; a warning from 80 %. */
+export function BudgetCard({ budget }: { budget: TokenBudget }) {
+  const level = budgetLevel(budget);
+  return (
+    <section class="card" aria-labelledby="budget-title">
+      <h2 id="budget-title">Monthly token budget ({budget.month}, UTC)</h2>
+      <progress max={1} value={budgetShare(budget)} aria-label="Share of the budget used" />
+      <p>{budgetSummary(budget)}</p>
+      {level === 'low' && (
+        <Notice kind="warning">
+          <p>Over 80 % of this month’s budget is used. When it is spent, new questions wait until {formatDay(budget.renews_on)} or a plan upgrade.</p>
+        </Notice>
+      )}
+      {level === 'spent' && (
+        <Notice kind="warning">
+          <p>This month’s budget is spent: new questions are deferred until it renews on {formatDay(budget.renews_on)}, or until the plan is upgraded.</p>
+        </Notice>
+      )}
+    </section>
+  );
+}
+
 export function Practice() {
   const { api } = useServices();
   const isAdmin = !!useClaims()?.roles.includes('admin');
@@ -306,6 +329,7 @@ export function Practice() {
           {isAdmin && <Settings tenant={t} onChanged={tenant.reload} />}
         </section>
       )}
+      {usage.data?.budget && <BudgetCard budget={usage.data.budget} />}
       <section class="card" aria-labelledby="usage-title">
         <h2 id="usage-title">Usage</h2>
         <form class="filters" onSubmit={apply} aria-label="Usage period">

@@ -5,6 +5,7 @@ import type { CommandAccepted, DecisionView, JudgmentView, SessionDetail, StaffD
 import { Field, describedBy } from '../../components/Field';
 import { Empty, ErrorMessage, Loading, Notice, messageOf } from '../../components/Status';
 import { useShortcuts } from '../../components/useShortcuts';
+import { deferralText } from '../../lib/budget';
 import { clearDraft, loadDraft, saveDraft, type DraftVerdict } from '../../lib/drafts';
 import { fileNameOf, formatBytes, formatDateTime, formatMicros, formatPercent, shortHash } from '../../lib/format';
 import { KeyForBody } from '../../lib/idempotency';
@@ -20,6 +21,7 @@ const STATUS_TEXT: Record<string, string> = {
   requested: 'Waiting for the model',
   context_retrieved: 'Precedents retrieved; the model is drafting',
   proposed: 'Waiting for a decision',
+  deferred_budget: 'Deferred: token budget spent',
   failed: 'Failed',
   resolved: 'Decided',
 };
@@ -123,6 +125,8 @@ function DiagnosisBody({ d, canDecide, reload, go }: { d: StaffDiagnosis; canDec
                   The model could not draft this diagnosis{d.failure_reason ? `: ${d.failure_reason}` : ''}.{' '}
                   {d.retryable ? 'It will be retried.' : 'It will not be retried.'}
                 </p>
+              ) : d.status === 'deferred_budget' ? (
+                <p>{deferralText('staff', d.budget_renews_on)}</p>
               ) : (
                 <p>No proposal yet: {STATUS_TEXT[d.status] ?? d.status}.</p>
               )}

@@ -7,6 +7,7 @@ import type { CommandAccepted, CustomerDiagnosis, Page, SessionDetail, SessionVi
 import { Field, describedBy } from '../../components/Field';
 import { Findings } from '../../components/Findings';
 import { Empty, ErrorMessage, Loading, Notice, messageOf } from '../../components/Status';
+import { deferralText } from '../../lib/budget';
 import { fileNameOf, formatBytes, formatDateTime } from '../../lib/format';
 import { KeyForBody } from '../../lib/idempotency';
 import { uuidV4 } from '../../lib/ids';
@@ -22,6 +23,7 @@ const RELEASE_TEXT: Record<string, string> = {
   answered: 'Answered',
   declined: 'Declined',
   failed: 'Could not be answered',
+  deferred_budget: 'Waiting for the monthly allowance',
 };
 
 /** Why these files can't be attached, or null. */
@@ -394,6 +396,11 @@ export function AnswerPage() {
               <h2 id="declined-title">The practice declined to answer</h2>
               <p>{d.declined_reason}</p>
             </section>
+          )}
+          {d.status === 'deferred_budget' && (
+            <Notice kind="warning">
+              <p>{deferralText('customer', d.budget_renews_on)}</p>
+            </Notice>
           )}
           {d.status === 'failed' && <ErrorMessage error={new Error('This question could not be answered. Ask it again, or contact the practice.')} />}
         </>
