@@ -444,6 +444,8 @@ async fn every_route_is_in_the_openapi_document_and_responses_carry_a_request_id
         ("get", "/v1/decisions/{decision_id}"),
         ("get", "/v1/usage"),
         ("get", "/v1/audit"),
+        ("get", "/v1/access-log"),
+        ("get", "/v1/access-log/verification"),
         ("get", "/v1/tenant"),
         ("put", "/v1/sessions/{session_id}"),
         ("post", "/v1/uploads"),
@@ -548,6 +550,7 @@ async fn every_malformed_or_out_of_range_cursor_or_parameter_is_a_422_never_a_5x
         (&app.acme.consultant, "/v1/review-queue"),
         (&app.acme.consultant, "/v1/decisions"),
         (&app.acme.auditor, "/v1/audit"),
+        (&app.acme.auditor, "/v1/access-log"),
     ] {
         for cursor in &list_cursors {
             cases.push((user, format!("{list}?after={cursor}")));
@@ -569,6 +572,7 @@ async fn every_malformed_or_out_of_range_cursor_or_parameter_is_a_422_never_a_5x
         "from=2026-05-03T00:00:00Z&to=2026-05-01T00:00:00Z",
     ] {
         cases.push((&app.acme.auditor, format!("/v1/audit?{query}")));
+        cases.push((&app.acme.auditor, format!("/v1/access-log?{query}")));
     }
     for (user, path) in cases {
         let (status, headers, body) = app.get_raw(user, &path).await;

@@ -143,6 +143,10 @@ const GETS: &[Route] = &[
         user: |a| &a.acme.auditor,
     },
     Route {
+        path: "/v1/access-log",
+        user: |a| &a.acme.auditor,
+    },
+    Route {
         path: "/v1/events",
         user: |a| &a.acme.auditor,
     },
