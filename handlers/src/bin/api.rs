@@ -15,7 +15,10 @@ async fn main() -> anyhow::Result<()> {
     let settings = Settings::from_env(Process::Api).context("reading the settings")?;
     telemetry::init();
     let compose = Composition::new(settings).await.context("starting")?;
-    let app = router(compose.api_state().await.context("building the API")?);
+    let state = compose.api_state().await.context("building the API")?;
+    // In Lambda the router drains the access log before each answer; here, once at the end.
+    let access_log = state.access_log.clone();
+    let app = router(state);
     let metrics = metrics::install_for(compose.settings())?;
     if compose.settings().in_lambda {
         metrics_cloudwatch_embedded::lambda::service::run_http(metrics, app)
@@ -30,6 +33,9 @@ async fn main() -> anyhow::Result<()> {
             .with_graceful_shutdown(shutdown_signal())
             .await
             .context("serving")?;
+        if let Some(log) = access_log {
+            log.drain().await;
+        }
         // What was counted since the last timed flush.
         metrics
             .flush(std::io::stdout())
