@@ -107,3 +107,37 @@ fn every_function_starts_with_the_environment_the_template_gives_it() {
         }
     }
 }
+
+/// Every job the scheduler function runs has an EventBridge schedule that invokes it with
+/// that job: a job added to the code without one would never run deployed.
+#[test]
+fn every_job_has_a_schedule_that_invokes_the_scheduler_with_it() {
+    let template = template();
+    let resources = template["Resources"].as_mapping().expect("resources");
+    let scheduled: Vec<String> = resources
+        .values()
+        .filter(|resource| resource["Type"] == "AWS::Scheduler::Schedule")
+        .filter(|schedule| {
+            let Value::Tagged(arn) = &schedule["Properties"]["Target"]["Arn"] else {
+                return false;
+            };
+            arn.value.as_str() == Some("SchedulerFunction.Arn")
+        })
+        .map(|schedule| {
+            let input: serde_json::Value = serde_json::from_str(
+                schedule["Properties"]["Target"]["Input"]
+                    .as_str()
+                    .expect("an input"),
+            )
+            .expect("JSON input");
+            input["job"].as_str().expect("a job").to_owned()
+        })
+        .collect();
+    for job in casebook_handlers::jobs::Job::ALL {
+        assert!(
+            scheduled.iter().any(|name| name == job.name()),
+            "{} has no schedule: {scheduled:?}",
+            job.name()
+        );
+    }
+}

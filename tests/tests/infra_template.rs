@@ -498,6 +498,13 @@ fn schedules_export_weekly_on_sunday_at_two_archive_nightly_and_catch_up_every_m
     assert_eq!(zone, "UTC");
     assert_eq!(target, &scheduler);
 
+    // Just after every month's budgets renew at midnight UTC on the 1st, and daily for what
+    // a plan change's resumption missed.
+    let (expr, zone, target) = &schedules["budget_resume"];
+    assert_eq!(expr, "cron(10 0 * * ? *)");
+    assert_eq!(zone, "UTC");
+    assert_eq!(target, &scheduler);
+
     let (expr, _, target) = &schedules["catch_up"];
     assert_eq!(expr, "rate(1 minute)");
     assert_eq!(target, &projector);
@@ -681,19 +688,7 @@ fn the_projector_keeps_each_tenants_key_on_the_usage_plans_the_authorizer_reads(
             "{id} is named {prefix}<plan>: {name}"
         );
     }
-    let role = target_of(function_prop(resource(function_for("projector")), "Role").unwrap())
-        .expect("the projector's role");
-    let statements: Vec<&Value> = prop(resource(&role), &["Policies"])
-        .and_then(Value::as_sequence)
-        .unwrap()
-        .iter()
-        .flat_map(|policy| {
-            policy["PolicyDocument"]["Statement"]
-                .as_sequence()
-                .unwrap()
-                .iter()
-        })
-        .collect();
+    let statements = role_statements("projector");
     let allows = |action: &str, resource_text: &str| {
         statements.iter().any(|s| {
             let actions = match &s["Action"] {
@@ -724,6 +719,106 @@ fn the_projector_keeps_each_tenants_key_on_the_usage_plans_the_authorizer_reads(
         allows("apigateway:DELETE", "::/usageplans/*/keys*"),
         "takes keys off plans"
     );
+}
+
+/// Every statement of the inline policies of the role `bin`'s function runs as.
+fn role_statements(bin: &str) -> Vec<&'static Value> {
+    let role = target_of(function_prop(resource(function_for(bin)), "Role").unwrap())
+        .unwrap_or_else(|| panic!("the {bin} function's role"));
+    prop(resource(&role), &["Policies"])
+        .and_then(Value::as_sequence)
+        .unwrap()
+        .iter()
+        .flat_map(|policy| {
+            policy["PolicyDocument"]["Statement"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+        })
+        .collect()
+}
+
+/// The `!Sub` texts of a statement's `Resource`, or of one of its condition's values.
+fn sub_texts(value: &Value) -> Vec<&str> {
+    match value {
+        Value::Sequence(list) => list.iter().map(sub_text).collect(),
+        other => vec![sub_text(other)],
+    }
+}
+
+#[test]
+fn the_models_are_the_designs_invoked_through_inference_profiles_the_worker_may_use() {
+    let design = [
+        ("TriageModelId", "us.anthropic.claude-3-5-haiku"),
+        ("StandardModelId", "us.anthropic.claude-sonnet-4"),
+        ("StrongestModelId", "us.anthropic.claude-opus-4"),
+        ("OpenWeightsModelId", "us.meta.llama3"),
+    ];
+    let prices: serde_json::Value = serde_json::from_str(
+        section("Parameters")["BedrockPrices"]["Default"]
+            .as_str()
+            .expect("default prices"),
+    )
+    .expect("prices are JSON");
+    let invokes = |statement: &Value| {
+        statement["Effect"].as_str() == Some("Allow")
+            && statement["Action"]
+                .as_sequence()
+                .is_some_and(|actions| actions.iter().any(|a| a == "bedrock:InvokeModel"))
+    };
+    let statements: Vec<_> = role_statements("worker")
+        .into_iter()
+        .filter(|statement| invokes(statement))
+        .collect();
+    let profile = |parameter: &str| {
+        format!(
+            "arn:${{AWS::Partition}}:bedrock:${{AWS::Region}}:${{AWS::AccountId}}:inference-profile/${{{parameter}}}"
+        )
+    };
+    for (parameter, model) in design {
+        let default = section("Parameters")[parameter]["Default"]
+            .as_str()
+            .unwrap();
+        assert!(
+            default.starts_with(model),
+            "{parameter} defaults to {model}…: {default}"
+        );
+        assert!(
+            prices.get(default).is_some(),
+            "BedrockPrices prices {default}"
+        );
+        let profile = profile(parameter);
+        assert!(
+            statements
+                .iter()
+                .any(|s| sub_texts(&s["Resource"]).contains(&profile.as_str())),
+            "the worker may invoke the {parameter} profile"
+        );
+        assert!(
+            statements.iter().any(|s| {
+                sub_texts(&s["Resource"]) == ["arn:${AWS::Partition}:bedrock:*::foundation-model/*"]
+                    && sub_texts(&s["Condition"]["ArnLike"]["bedrock:InferenceProfileArn"])
+                        .contains(&profile.as_str())
+            }),
+            "the worker may invoke the foundation models behind {parameter}'s profile, through it only"
+        );
+    }
+    // The code's defaults are the template's: a function without the variables runs the same.
+    let code = casebook_adapters::ai::config::AiConfig::from_lookup(|_| None).expect("defaults");
+    let models = &code.bedrock.models;
+    let defaults = [
+        &models.triage,
+        &models.standard,
+        &models.strongest,
+        &models.open_weights,
+    ];
+    for ((parameter, _), default) in design.iter().zip(defaults) {
+        assert_eq!(
+            section("Parameters")[*parameter]["Default"].as_str(),
+            Some(default.as_str()),
+            "{parameter}"
+        );
+    }
 }
 
 /// The public methods: a practice signs up before it has a user, a token or an API key.
