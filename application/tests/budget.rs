@@ -124,7 +124,7 @@ async fn plan_changed(scenario: &Scenario, plan: PlanTier) -> Delivered {
 #[tokio::test]
 async fn while_the_budget_is_spent_a_diagnosis_is_deferred_without_asking_a_model() {
     let counted = Counted::default();
-    let _recorder = metrics::set_default_local_recorder(&counted);
+    let _recorder = counted.install();
     let scenario = starter(0).await;
     scenario
         .ledger
@@ -165,7 +165,7 @@ async fn while_the_budget_is_spent_a_diagnosis_is_deferred_without_asking_a_mode
 #[tokio::test]
 async fn a_redelivered_request_for_a_deferred_diagnosis_defers_and_counts_nothing_more() {
     let counted = Counted::default();
-    let _recorder = metrics::set_default_local_recorder(&counted);
+    let _recorder = counted.install();
     let scenario = starter(0).await;
     scenario
         .ledger
@@ -190,7 +190,7 @@ async fn a_redelivered_request_for_a_deferred_diagnosis_defers_and_counts_nothin
 #[tokio::test]
 async fn a_proposal_that_reaches_80_percent_records_the_threshold_once_for_the_month() {
     let counted = Counted::default();
-    let _recorder = metrics::set_default_local_recorder(&counted);
+    let _recorder = counted.install();
     let scenario = starter(2).await;
     let eighty = starter_budget() * 8 / 10;
     scenario
@@ -229,7 +229,7 @@ async fn a_proposal_that_reaches_80_percent_records_the_threshold_once_for_the_m
 #[tokio::test]
 async fn a_threshold_already_recorded_this_month_is_neither_recorded_nor_counted_again() {
     let counted = Counted::default();
-    let _recorder = metrics::set_default_local_recorder(&counted);
+    let _recorder = counted.install();
     let scenario = starter(1).await;
     let eighty = starter_budget() * 8 / 10;
     scenario

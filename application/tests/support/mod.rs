@@ -32,6 +32,7 @@ use casebook_domain::values::{
 };
 use chrono::{TimeZone, Utc};
 use cqrs_es::DomainEvent;
+use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 
 /// `user` of `tenant` acting as `role`.
 pub fn ctx(tenant: TenantId, role: Role, user: &str) -> RequestContext {
@@ -499,84 +500,39 @@ impl PrecedentSearch for RacingIndex {
     }
 }
 
-/// What the use cases counted through the `metrics` facade: each counter by its name and
-/// labels (`Name{Label=value}`). Installed for the current thread, which a `#[tokio::test]`
-/// runs the whole test on.
-#[derive(Clone, Default)]
-pub struct Counted(Arc<Mutex<HashMap<String, u64>>>);
+/// What the use cases counted through the `metrics` facade, kept by metrics-util's
+/// debugging recorder. Installed for the current thread ([`Counted::install`]), which a
+/// `#[tokio::test]` runs the whole test on.
+#[derive(Default)]
+pub struct Counted {
+    recorder: DebuggingRecorder,
+    /// The counts so far: a snapshot takes the recorder's counts and resets them.
+    totals: Mutex<HashMap<(String, Vec<(String, String)>), u64>>,
+}
 
 impl Counted {
+    /// Counts what this thread records until the guard is dropped.
+    pub fn install(&self) -> metrics::LocalRecorderGuard<'_> {
+        metrics::set_default_local_recorder(&self.recorder)
+    }
+
     /// The count of `name` with `labels`, 0 if never counted.
     pub fn of(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
-        let key = counter_key(
-            name,
-            labels
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
-        );
-        self.0.lock().unwrap().get(&key).copied().unwrap_or(0)
-    }
-}
-
-fn counter_key(name: &str, labels: impl Iterator<Item = (String, String)>) -> String {
-    let labels: Vec<String> = labels.map(|(k, v)| format!("{k}={v}")).collect();
-    format!("{name}{{{}}}", labels.join(","))
-}
-
-struct CountedKey(Arc<Mutex<HashMap<String, u64>>>, String);
-
-impl metrics::CounterFn for CountedKey {
-    fn increment(&self, value: u64) {
-        *self.0.lock().unwrap().entry(self.1.clone()).or_default() += value;
-    }
-
-    fn absolute(&self, value: u64) {
-        self.0.lock().unwrap().insert(self.1.clone(), value);
-    }
-}
-
-impl metrics::Recorder for Counted {
-    fn describe_counter(
-        &self,
-        _: metrics::KeyName,
-        _: Option<metrics::Unit>,
-        _: metrics::SharedString,
-    ) {
-    }
-    fn describe_gauge(
-        &self,
-        _: metrics::KeyName,
-        _: Option<metrics::Unit>,
-        _: metrics::SharedString,
-    ) {
-    }
-    fn describe_histogram(
-        &self,
-        _: metrics::KeyName,
-        _: Option<metrics::Unit>,
-        _: metrics::SharedString,
-    ) {
-    }
-
-    fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
-        let labels = key
-            .labels()
-            .map(|l| (l.key().to_owned(), l.value().to_owned()));
-        metrics::Counter::from_arc(Arc::new(CountedKey(
-            self.0.clone(),
-            counter_key(key.name(), labels),
-        )))
-    }
-
-    fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
-        metrics::Gauge::noop()
-    }
-
-    fn register_histogram(
-        &self,
-        _: &metrics::Key,
-        _: &metrics::Metadata<'_>,
-    ) -> metrics::Histogram {
-        metrics::Histogram::noop()
+        let mut totals = self.totals.lock().unwrap();
+        for (key, _, _, value) in self.recorder.snapshotter().snapshot().into_vec() {
+            if let DebugValue::Counter(count) = value {
+                let key = key.key();
+                let labels = key
+                    .labels()
+                    .map(|l| (l.key().to_owned(), l.value().to_owned()))
+                    .collect();
+                *totals.entry((key.name().to_owned(), labels)).or_default() += count;
+            }
+        }
+        let labels = labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        totals.get(&(name.to_owned(), labels)).copied().unwrap_or(0)
     }
 }
