@@ -500,6 +500,9 @@ impl PrecedentSearch for RacingIndex {
     }
 }
 
+/// A counter's name and labels.
+type CounterKey = (String, Vec<(String, String)>);
+
 /// What the use cases counted through the `metrics` facade, kept by metrics-util's
 /// debugging recorder. Installed for the current thread ([`Counted::install`]), which a
 /// `#[tokio::test]` runs the whole test on.
@@ -507,7 +510,7 @@ impl PrecedentSearch for RacingIndex {
 pub struct Counted {
     recorder: DebuggingRecorder,
     /// The counts so far: a snapshot takes the recorder's counts and resets them.
-    totals: Mutex<HashMap<(String, Vec<(String, String)>), u64>>,
+    totals: Mutex<HashMap<CounterKey, u64>>,
 }
 
 impl Counted {
