@@ -8,7 +8,7 @@ use casebook_adapters::event_store::EventStore;
 use casebook_adapters::postgres::MIGRATOR;
 use casebook_application::ports::CommandError;
 use casebook_domain::actor::{Actor, Role};
-use casebook_domain::budget::{BudgetMonth, BudgetUse};
+use casebook_domain::budget::{BudgetMonth, BudgetThreshold, BudgetUse};
 use casebook_domain::decision::{ConsultantDecision, DecisionCommand, Outcome};
 use casebook_domain::diagnosis::{
     AttachmentOutcome, AttachmentRead, Deferral, Diagnosis, DiagnosisCommand, DiagnosisStatus,
@@ -630,6 +630,24 @@ impl Driver {
             .execute::<Tenant>(tenant, command, &system, Source::Reaction)
             .await;
         assert!(recorded, "the tenant's first usage key");
+    }
+
+    /// The worker records that `tenant` reached 80 % of its month's token budget.
+    pub async fn record_budget_threshold(&mut self, tenant: TenantId) {
+        let system = Actor::system(tenant);
+        let command = TenantCommand::RecordBudgetThreshold {
+            actor: system.clone(),
+            threshold: BudgetThreshold::Approaching,
+            budget: BudgetUse {
+                month: BudgetMonth::containing(NaiveDate::from_ymd_opt(2026, 12, 1).unwrap()),
+                tokens_used: 800_000,
+                tokens_budget: 1_000_000,
+            },
+        };
+        let recorded = self
+            .execute::<Tenant>(tenant, command, &system, Source::Worker)
+            .await;
+        assert!(recorded, "the month's first 80 %");
     }
 
     async fn tenant_active(&self, tenant: TenantId) -> bool {
