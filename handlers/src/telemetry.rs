@@ -19,10 +19,15 @@ where
     W: for<'writer> MakeWriter<'writer> + Send + Sync + 'static,
 {
     // The metrics recorder logs an error for each latency sample past EMF's 100 values per
-    // metric between two flushes: under load that would be a line per request. The samples
-    // past the hundredth are dropped either way (API Gateway's own latency metric is whole).
+    // metric between two flushes: under load, a line per request, whatever the level asked
+    // for. The samples past the hundredth are dropped either way (API Gateway's own latency
+    // metric is whole), so its lines are never written.
+    let quiet_recorder = "metrics_cloudwatch_embedded::collector=off"
+        .parse()
+        .expect("a valid directive");
     let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,metrics_cloudwatch_embedded::collector=off"));
+        .unwrap_or_else(|_| EnvFilter::new("info"))
+        .add_directive(quiet_recorder);
     let _ = tracing_subscriber::fmt()
         .json()
         .flatten_event(true)
