@@ -5,8 +5,6 @@
 
 mod support;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -17,6 +15,7 @@ use casebook_handlers::http::router;
 use casebook_handlers::server::Application;
 use casebook_handlers::settings::Process;
 use casebook_projections::access_log::{self, AccessRecord, PLATFORM};
+use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use serde_json::{json, Value};
 use sqlx::{Connection, Executor, PgPool};
 use support::{json_body, spawn_app, TestApp, User};
@@ -407,57 +406,11 @@ async fn casebook_serve_stores_every_access_record_before_it_stops() {
     }
 }
 
-/// Counts what the `AccessRecordsDropped` metric is told, as the EMF recorder would.
-struct DroppedCounter(Arc<AtomicU64>);
-
-impl metrics::Recorder for DroppedCounter {
-    fn describe_counter(
-        &self,
-        _: metrics::KeyName,
-        _: Option<metrics::Unit>,
-        _: metrics::SharedString,
-    ) {
-    }
-    fn describe_gauge(
-        &self,
-        _: metrics::KeyName,
-        _: Option<metrics::Unit>,
-        _: metrics::SharedString,
-    ) {
-    }
-    fn describe_histogram(
-        &self,
-        _: metrics::KeyName,
-        _: Option<metrics::Unit>,
-        _: metrics::SharedString,
-    ) {
-    }
-
-    fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
-        if key.name() == DROPPED_METRIC {
-            metrics::Counter::from_arc(self.0.clone())
-        } else {
-            metrics::Counter::noop()
-        }
-    }
-
-    fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
-        metrics::Gauge::noop()
-    }
-
-    fn register_histogram(
-        &self,
-        _: &metrics::Key,
-        _: &metrics::Metadata<'_>,
-    ) -> metrics::Histogram {
-        metrics::Histogram::noop()
-    }
-}
-
 #[tokio::test]
 async fn under_overload_records_are_dropped_and_counted_while_answers_go_on() {
-    let counted = Arc::new(AtomicU64::new(0));
-    metrics::set_global_recorder(DroppedCounter(counted.clone())).expect("the only recorder");
+    let recorder = DebuggingRecorder::new();
+    let counted = recorder.snapshotter();
+    recorder.install().expect("the only recorder");
     let app = spawn_app().await;
     app.onboard_both("professional").await;
     let log = AccessLog::start(app.pool.clone(), 1);
@@ -507,5 +460,15 @@ async fn under_overload_records_are_dropped_and_counted_while_answers_go_on() {
         REQUESTS,
         "every record kept or counted"
     );
-    assert_eq!(counted.load(Ordering::Relaxed), log.dropped());
+    let dropped: u64 = counted
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(key, ..)| key.key().name() == DROPPED_METRIC)
+        .map(|(.., value)| match value {
+            DebugValue::Counter(count) => count,
+            other => panic!("{DROPPED_METRIC} is a counter: {other:?}"),
+        })
+        .sum();
+    assert_eq!(dropped, log.dropped());
 }

@@ -14,7 +14,7 @@ use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::audit::{broken_at, check_head, check_lines, head_of, Broken};
+use crate::audit::{broken_at, check_head, check_lines, head_of, head_suffix, unanchored, Broken};
 use crate::cli::{AccessExportArgs, AccessVerifyArgs, Output};
 use crate::sink::Sink;
 use crate::stream::{ChainHead, HeadLine};
@@ -203,26 +203,17 @@ fn print(report: &AccessReport, output: Output) -> Result<(), Error> {
     }
     match &report.broken {
         None => {
-            let head = report
-                .head
-                .as_ref()
-                .map(|h| format!(", head seq {} hash {}", h.seq, h.hash))
-                .unwrap_or_default();
+            let head = head_suffix(report.head.as_ref());
             println!(
                 "OK: access chain of tenant {} ({}): {} records verified{head}",
                 report.tenant_id, report.source, report.verified
             );
             if !report.anchored {
-                println!(
-                    "note: no chain head in the files, so records deleted from the end would not show"
-                );
+                println!("{}", unanchored("records"));
             }
         }
         Some(broken) => {
-            let place = match (&broken.file, broken.line) {
-                (Some(file), Some(line)) => format!("{file} line {line}"),
-                _ => report.source.clone(),
-            };
+            let place = broken.place(&report.source);
             let seq = broken
                 .seq
                 .map(|seq| format!(" (seq {seq})"))

@@ -72,6 +72,28 @@ pub struct Broken {
     pub problem: String,
 }
 
+impl Broken {
+    /// Where the break is: its file and line, or the whole `source` (the database).
+    pub(crate) fn place(&self, source: &str) -> String {
+        match (&self.file, self.line) {
+            (Some(file), Some(line)) => format!("{file} line {line}"),
+            _ => source.to_owned(),
+        }
+    }
+}
+
+/// `, head seq N hash H` for a chain read up to `head`, or nothing.
+pub(crate) fn head_suffix(head: Option<&ChainHead>) -> String {
+    head.map(|h| format!(", head seq {} hash {}", h.seq, h.hash))
+        .unwrap_or_default()
+}
+
+/// The warning for files without a chain head: `what` (rows, records) deleted from the end
+/// of the chain would not show.
+pub(crate) fn unanchored(what: &str) -> String {
+    format!("note: no chain head in the files, so {what} deleted from the end would not show")
+}
+
 /// Runs `audit verify`: 0 when the chain verifies, 1 at a broken link.
 pub async fn run(args: AuditVerifyArgs, output: Output) -> Result<Verdict, Error> {
     let report = if args.file.is_empty() {
@@ -95,11 +117,7 @@ fn print(report: &AuditReport, output: Output) -> Result<(), Error> {
     }
     match &report.broken {
         None => {
-            let head = report
-                .head
-                .as_ref()
-                .map(|h| format!(", head seq {} hash {}", h.seq, h.hash))
-                .unwrap_or_default();
+            let head = head_suffix(report.head.as_ref());
             println!(
                 "OK: audit chain of tenant {} ({}): {} rows verified, {} with their event's content{head}",
                 report.tenant_id, report.source, report.verified, report.content_checked
@@ -111,16 +129,11 @@ fn print(report: &AuditReport, output: Output) -> Result<(), Error> {
                 );
             }
             if !report.anchored && report.source != "database" {
-                println!(
-                    "note: no chain head in the files, so rows deleted from the end would not show"
-                );
+                println!("{}", unanchored("rows"));
             }
         }
         Some(broken) => {
-            let place = match (&broken.file, broken.line) {
-                (Some(file), Some(line)) => format!("{file} line {line}"),
-                _ => report.source.clone(),
-            };
+            let place = broken.place(&report.source);
             let row = match (broken.seq, broken.global_position) {
                 (Some(seq), Some(position)) => format!(" (seq {seq}, global position {position})"),
                 _ => String::new(),
