@@ -5,7 +5,6 @@
 
 mod support;
 
-
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use casebook_adapters::postgres::{begin_for_tenants, Access};

@@ -24,7 +24,6 @@ use casebook_projections::audit::{
     verify_chain, AuditRecord, BrokenLink, ChainHash, ChainVerifier, EventAtHand, LinkProblem,
     VerifyError,
 };
-use casebook_projections::chain::Break;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -412,18 +411,7 @@ pub(crate) fn broken_at(global_position: Option<i64>, seq: Option<i64>, problem:
 /// A broken link in words.
 fn describe(link: &BrokenLink) -> String {
     match &link.problem {
-        LinkProblem::Sequence { expected } => Break::Sequence {
-            expected: *expected,
-        }
-        .describe(link.seq),
-        LinkProblem::PrevHash { expected } => Break::PrevHash {
-            expected: *expected,
-        }
-        .describe(link.seq),
-        LinkProblem::Hash { computed } => Break::Hash {
-            computed: *computed,
-        }
-        .describe(link.seq),
+        LinkProblem::Chain(problem) => problem.describe(link.seq),
         LinkProblem::Downgrade { previous } => format!(
             "the row is of an older encoding than the row before it (encoding {}): the row was rewritten",
             i16::from(*previous)

@@ -292,22 +292,8 @@ impl Link for AuditRecord {
 /// What is wrong at a broken link.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LinkProblem {
-    /// The row's `seq` is not the next one of its tenant's chain (a row is missing,
-    /// duplicated or out of order).
-    Sequence {
-        /// The `seq` the chain expected.
-        expected: i64,
-    },
-    /// The row's `prev_hash` is not the previous row's `hash`.
-    PrevHash {
-        /// The previous row's hash.
-        expected: ChainHash,
-    },
-    /// The row's `hash` doesn't match its content: the row was altered.
-    Hash {
-        /// The hash of the content as stored.
-        computed: ChainHash,
-    },
+    /// The chain itself: a row missing, out of order, or altered.
+    Chain(Break),
     /// The row is of an older encoding than the row before it: rows are only ever written
     /// in the current encoding, so this one was rewritten.
     Downgrade {
@@ -368,11 +354,7 @@ pub struct ChainVerifier {
 
 impl From<Break> for LinkProblem {
     fn from(problem: Break) -> Self {
-        match problem {
-            Break::Sequence { expected } => Self::Sequence { expected },
-            Break::PrevHash { expected } => Self::PrevHash { expected },
-            Break::Hash { computed } => Self::Hash { computed },
-        }
+        Self::Chain(problem)
     }
 }
 
@@ -615,7 +597,10 @@ mod tests {
         rows[2].reason = Some("edited".into());
         let broken = verify_records(&rows).unwrap_err();
         assert_eq!(broken.seq, 3);
-        assert!(matches!(broken.problem, LinkProblem::Hash { .. }));
+        assert!(matches!(
+            broken.problem,
+            LinkProblem::Chain(Break::Hash { .. })
+        ));
     }
 
     #[test]
@@ -625,7 +610,10 @@ mod tests {
         rows.remove(1);
         let broken = verify_records(&rows).unwrap_err();
         assert_eq!(broken.seq, 3);
-        assert_eq!(broken.problem, LinkProblem::Sequence { expected: 2 });
+        assert_eq!(
+            broken.problem,
+            LinkProblem::Chain(Break::Sequence { expected: 2 })
+        );
     }
 
     #[test]
@@ -636,7 +624,10 @@ mod tests {
         rows[1].hash = rows[1].compute_hash();
         let broken = verify_records(&rows).unwrap_err();
         assert_eq!(broken.seq, 3);
-        assert!(matches!(broken.problem, LinkProblem::PrevHash { .. }));
+        assert!(matches!(
+            broken.problem,
+            LinkProblem::Chain(Break::PrevHash { .. })
+        ));
     }
 
     #[test]

@@ -4,6 +4,7 @@ use casebook_domain::ids::TenantId;
 use casebook_projections::audit::{
     self, verify_chain, Encoding, LinkProblem, Verified, VerifyError,
 };
+use casebook_projections::chain::Break;
 use casebook_projections::projection::ProjectionId;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -144,9 +145,9 @@ async fn altering_any_one_stored_audit_row_fails_verification_at_exactly_that_ro
                 assert_eq!(link.seq, seq, "{change}: {link}");
                 assert_eq!(link.tenant_id, tenant);
                 let expected_problem = if change.starts_with("prev_hash") {
-                    matches!(link.problem, LinkProblem::PrevHash { .. })
+                    matches!(link.problem, LinkProblem::Chain(Break::PrevHash { .. }))
                 } else {
-                    matches!(link.problem, LinkProblem::Hash { .. })
+                    matches!(link.problem, LinkProblem::Chain(Break::Hash { .. }))
                 };
                 assert!(expected_problem, "{change}: {link}");
             }
@@ -167,7 +168,7 @@ async fn altering_any_one_stored_audit_row_fails_verification_at_exactly_that_ro
     su.execute("ROLLBACK").await.unwrap();
     assert_eq!(
         (link.seq, link.problem),
-        (6, LinkProblem::Sequence { expected: 5 })
+        (6, LinkProblem::Chain(Break::Sequence { expected: 5 }))
     );
 
     // Untouched, it still verifies.
