@@ -183,7 +183,7 @@ pub struct AuditRecord {
     /// encoding 1.
     #[serde(default)]
     pub event_digest: Option<ChainHash>,
-    /// The canonical encoding [`hash`](Self::hash) covers.
+    /// The canonical encoding the `hash` field covers.
     #[serde(default)]
     pub encoding: Encoding,
     /// The hash of the tenant's previous row ([`ChainHash::ZERO`] for `seq` 1).
