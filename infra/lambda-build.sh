@@ -30,8 +30,11 @@ export CARGO_TARGET_DIR=${CASEBOOK_LAMBDA_TARGET_DIR:-$HOME/.cache/casebook/lamb
 start=$SECONDS
 bins=()
 for function in "${FUNCTIONS[@]}"; do bins+=(--bin "$function"); done
-log "cargo lambda build --release --arm64 ${FUNCTIONS[*]}"
-(cd "$ROOT" && cargo lambda build --release --arm64 --locked --lambda-dir "$LAMBDA_DIR" "${bins[@]}")
+# Without default features: the functions run on Bedrock and link no embedded-model code
+# (infra/local/check-deps.sh checks the graph).
+log "cargo lambda build --release --arm64 --no-default-features ${FUNCTIONS[*]}"
+(cd "$ROOT" && cargo lambda build --release --arm64 --locked --lambda-dir "$LAMBDA_DIR" \
+  -p casebook-handlers --no-default-features "${bins[@]}")
 
 for function in "${FUNCTIONS[@]}"; do
   bootstrap=$LAMBDA_DIR/$function/bootstrap

@@ -48,7 +48,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use casebook_adapters::ai::AiConfig;
+use casebook_adapters::ai::{AiConfig, Provider};
 use casebook_adapters::aws::setup::Resources;
 use casebook_adapters::config::{AuthConfig, Config, ConfigError, DatabaseConfig};
 
@@ -120,6 +120,12 @@ impl fmt::Display for Process {
 }
 
 impl Process {
+    /// Whether it embeds or asks a model (the worker, the projector's judgment index, and
+    /// `casebook serve`, which runs both).
+    pub fn uses_models(self) -> bool {
+        matches!(self, Process::Serve | Process::Projector | Process::Worker)
+    }
+
     /// The environment when `CASEBOOK_ENV` is unset: `local` for the `casebook` binary, none
     /// for the Lambda functions (see the [module documentation](self)).
     pub fn default_environment(self) -> Option<Environment> {
@@ -409,6 +415,17 @@ impl Settings {
             });
         }
 
+        let ai = AiConfig::from_lookup(lookup)?;
+        if process.uses_models() && ai.provider == Provider::Local && !AiConfig::LOCAL_MODELS_BUILT
+        {
+            return Err(ConfigError::Invalid {
+                name: "CASEBOOK_AI_PROVIDER",
+                reason: "`local` (the default) needs the embedded models, which this build \
+                         lacks (built without the `local-models` feature): set `bedrock`"
+                    .into(),
+            }
+            .into());
+        }
         let upload_url_expiry = match lookup("UPLOAD_URL_EXPIRY_SECONDS") {
             None => 900,
             Some(text) => text
@@ -431,7 +448,7 @@ impl Settings {
             listen,
             auth,
             rate_limit_scale,
-            ai: AiConfig::from_lookup(lookup)?,
+            ai,
             jobs,
             schedule: Schedule::from_lookup(lookup)?,
             web_dir: lookup("CASEBOOK_WEB_DIR")

@@ -5,6 +5,9 @@
 #             crate (tokio, serde, axum, hyper, sqlx, cqrs-es, aws-sdk-*, …)
 #   licenses  only the licences deny.toml allows
 #   sources   crates.io only
+#   lambda    the Lambda functions' build (handlers without default features, arm64, as
+#             infra/lambda-build.sh builds them) reaches none of the embedded models' crates
+#             (candle, onnxruntime's ort, tokenizers): they run on Bedrock
 #   advisories  only when the RustSec database (a GitHub repository) can be fetched: where
 #             GitHub is out of reach, as on this project's machines and CI, the check is
 #             skipped and this script says so.
@@ -28,3 +31,17 @@ else
 fi
 log "cargo deny check ${checks[*]}"
 cargo deny --locked check "${checks[@]}"
+
+# What the five functions link: one package built with one feature set, so one graph for all.
+model_crates='^(candle-[a-z-]+|ort|ort-sys|tokenizers) v'
+graph() {
+  cargo tree --locked -p casebook-handlers -e normal --target aarch64-unknown-linux-gnu \
+    --prefix none --format '{p}' "$@"
+}
+# The pattern must find them where they are, or the check below proves nothing.
+graph | grep -Eq "$model_crates" || { log "the model crates pattern matches nothing"; exit 1; }
+log "the Lambda functions' dependencies: none of candle, ort, tokenizers"
+if found=$(graph --no-default-features | grep -E "$model_crates" | sort -u); then
+  log "the Lambda build links embedded-model crates: $(tr '\n' ' ' <<<"$found")"
+  exit 1
+fi

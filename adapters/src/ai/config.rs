@@ -148,6 +148,10 @@ pub fn default_prices() -> PriceTable {
 }
 
 impl AiConfig {
+    /// Whether this build has the embedded models (the `local-models` feature): without
+    /// them, only [`Provider::Bedrock`] can answer.
+    pub const LOCAL_MODELS_BUILT: bool = cfg!(feature = "local-models");
+
     /// Reads the variables in the [module docs](self).
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())

@@ -5,10 +5,10 @@
 //! |---|---|
 //! | [`config`] | [`AiConfig`]: provider choice, model paths, Bedrock model ids per tier, prices, timeouts |
 //! | [`bedrock`] | [`bedrock::TitanEmbedder`] (Titan Text Embeddings v2) and [`bedrock::BedrockLlm`] (Converse) |
-//! | [`local`] | [`local::LocalEmbedder`] (all-MiniLM-L6-v2, int8 in onnxruntime or F32 in candle) and [`local::GgufLlm`] (a GGUF model on candle) |
+//! | [`local`] | `LocalEmbedder` (all-MiniLM-L6-v2, int8 in onnxruntime or F32 in candle) and `GgufLlm` (a GGUF model on candle), with the `local-models` feature; their settings always |
 //! | [`prompt`] | versioned, hashed prompt templates ([`prompt::DIAGNOSIS_V2`]) and the user message |
 //! | [`pricing`] | [`pricing::PriceTable`]: tokens to micro-dollars |
-//! | [`model_cache`] | local models load lazily, once per process; a missing file names `infra/local/models.sh` |
+//! | `model_cache` | local models load lazily, once per process; a missing file names `infra/local/models.sh` (with `local-models`) |
 //!
 //! [`AiProviders::from_config`] builds the pair the domain's ports need:
 //!
@@ -23,6 +23,7 @@
 pub mod bedrock;
 pub mod config;
 pub mod local;
+#[cfg(feature = "local-models")]
 pub mod model_cache;
 pub mod pricing;
 pub mod prompt;
@@ -34,6 +35,7 @@ use casebook_domain::ports::{Embedder, Llm, LlmAnswer};
 pub use config::{AiConfig, Provider};
 
 use crate::ai::bedrock::{bedrock_client, BedrockLlm, TitanEmbedder};
+#[cfg(feature = "local-models")]
 use crate::ai::local::{GgufLlm, LocalEmbedder};
 use crate::ai::pricing::PriceTable;
 
@@ -52,9 +54,20 @@ impl AiProviders {
     /// Bedrock (Titan v2 + Converse) when `config.provider` is [`Provider::Bedrock`],
     /// otherwise the embedded models (all-MiniLM-L6-v2 + the GGUF model, see [`Self::local`]). Local models load
     /// on first use, so this never touches the model files.
+    ///
+    /// # Panics
+    ///
+    /// For [`Provider::Local`] in a build without the `local-models` feature: the settings
+    /// of every process that asks for providers refuse that combination first
+    /// ([`AiConfig::LOCAL_MODELS_BUILT`]).
     pub async fn from_config(config: &AiConfig) -> Self {
         match config.provider {
+            #[cfg(feature = "local-models")]
             Provider::Local => Self::local(config),
+            #[cfg(not(feature = "local-models"))]
+            Provider::Local => panic!(
+                "CASEBOOK_AI_PROVIDER=local in a build without local models: the settings should have refused it"
+            ),
             Provider::Bedrock => {
                 let bedrock = &config.bedrock;
                 let client = bedrock_client(bedrock).await;
@@ -80,6 +93,7 @@ impl AiProviders {
     }
 
     /// The embedded models from `config`'s models directory and GGUF path.
+    #[cfg(feature = "local-models")]
     pub fn local(config: &AiConfig) -> Self {
         Self {
             embedder: Arc::new(LocalEmbedder::new(

@@ -26,30 +26,13 @@ use casebook_domain::ports::{DiagnosisPrompt, Llm, LlmAnswer, LlmError, StopReas
 use casebook_domain::values::{Confidence, DiagnosisText};
 use tokenizers::Tokenizer;
 
+use super::settings::GgufSettings;
 use crate::ai::local::gguf_tokenizer;
 use crate::ai::model_cache::{self, ModelLoadError};
 use crate::ai::prompt;
 
-/// The SmolLM2 stand-in's directory under the models directory.
-pub const GGUF_DIR: &str = "smollm2-135m-instruct";
-/// The SmolLM2 stand-in's file name.
-pub const SMOLLM2_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 /// The confidence of an answer that came as prose rather than the structured JSON.
 pub const UNSTRUCTURED_CONFIDENCE: f64 = 0.2;
-
-/// Where the model is and how long it may talk.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GgufSettings {
-    /// The `.gguf` file.
-    pub path: PathBuf,
-    /// Generation stops after this many tokens ([`StopReason::MaxTokens`]).
-    pub max_new_tokens: u32,
-    /// Expand the quantized weights to F32 when loading (4 bytes per parameter in memory).
-    /// candle has no SIMD kernel for some GGUF types (Q4_1 among them) unless built for a
-    /// specific CPU, and F32 matrix products are several times faster than its portable
-    /// ones; a large model may not fit, hence the choice.
-    pub dequantize: bool,
-}
 
 /// What one generation produced.
 #[derive(Debug, Clone, PartialEq)]

@@ -27,6 +27,7 @@ use ort::session::Session;
 use ort::value::Tensor as OrtTensor;
 use tokenizers::{Tokenizer, TruncationParams};
 
+use super::settings::MiniLmRuntime;
 use crate::ai::model_cache::{self, ModelLoadError};
 
 /// The model id recorded beside vectors of the onnxruntime (int8) runtime.
@@ -35,8 +36,6 @@ pub const MINILM_ONNX_MODEL_ID: &str = "sentence-transformers/all-MiniLM-L6-v2:i
 pub const MINILM_CANDLE_MODEL_ID: &str = "sentence-transformers/all-MiniLM-L6-v2";
 /// The length of every vector.
 pub const MINILM_DIMENSION: usize = 384;
-/// The model directory's name under the models directory.
-pub const MINILM_DIR: &str = "all-minilm-l6-v2";
 /// The int8 ONNX model's file name in that directory.
 pub const MINILM_ONNX_FILE: &str = "model-int8.onnx";
 /// Longer texts are cut to this many tokens (the model's `max_seq_length`).
@@ -45,18 +44,6 @@ const MAX_TOKENS: usize = 256;
 const MAX_BATCH_TEXTS: usize = 64;
 /// …and at most this many (padded) tokens.
 const MAX_BATCH_TOKENS: usize = 4_096;
-
-/// Which runtime computes the embeddings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MiniLmRuntime {
-    /// The int8 model in onnxruntime, from the shared library at `library`.
-    Onnx {
-        /// `libonnxruntime.so` (from the PyPI `onnxruntime` wheel).
-        library: PathBuf,
-    },
-    /// The F32 model in candle.
-    Candle,
-}
 
 /// all-MiniLM-L6-v2 run in process: 384-dimensional, normalized vectors.
 ///
