@@ -15,14 +15,15 @@ use axum::response::Response;
 
 use super::problem::ProblemCode;
 
-/// The OpenAPI operation id of each route and method.
+/// The OpenAPI operation id of each route and method: a matched route's methods, found
+/// without allocating, their names shared with the metrics' labels.
 #[derive(Debug, Default)]
-pub struct Operations(HashMap<(Method, String), String>);
+pub struct Operations(HashMap<String, Vec<(Method, Arc<str>)>>);
 
 impl Operations {
     /// The operations `openapi` describes.
     pub fn of(openapi: &utoipa::openapi::OpenApi) -> Self {
-        let mut operations = HashMap::new();
+        let mut operations: HashMap<String, Vec<(Method, Arc<str>)>> = HashMap::new();
         for (path, item) in &openapi.paths.paths {
             let methods = [
                 (Method::GET, &item.get),
@@ -32,18 +33,23 @@ impl Operations {
                 (Method::PATCH, &item.patch),
             ];
             for (method, operation) in methods {
-                if let Some(id) = operation.as_ref().and_then(|op| op.operation_id.clone()) {
-                    operations.insert((method, path.clone()), id);
+                if let Some(id) = operation.as_ref().and_then(|op| op.operation_id.as_deref()) {
+                    operations
+                        .entry(path.clone())
+                        .or_default()
+                        .push((method, Arc::from(id)));
                 }
             }
         }
         Self(operations)
     }
 
-    fn name(&self, method: &Method, route: &str) -> Option<&str> {
+    fn name(&self, method: &Method, route: &str) -> Option<Arc<str>> {
         self.0
-            .get(&(method.clone(), route.to_owned()))
-            .map(String::as_str)
+            .get(route)?
+            .iter()
+            .find(|(known, _)| known == method)
+            .map(|(_, name)| name.clone())
     }
 }
 
@@ -60,8 +66,7 @@ pub async fn measure(
         .extensions()
         .get::<MatchedPath>()
         .and_then(|route| operations.name(&method, route.as_str()))
-        .unwrap_or("unknown")
-        .to_owned();
+        .unwrap_or_else(|| Arc::from("unknown"));
     let response = next.run(request).await;
     let refusal = response
         .extensions()
