@@ -29,6 +29,7 @@ pub mod cognito;
 pub mod config;
 pub mod event_store;
 pub mod idempotency;
+#[cfg(feature = "cognito")]
 pub mod people;
 pub mod postgres;
 pub mod rds_iam;

@@ -7,7 +7,7 @@
 //! - [`settings`]: every environment variable, read once at start-up into
 //!   [`Settings`](settings::Settings) and checked against what the starting process needs.
 //! - [`server`]: the all-in-one process (`casebook serve`): migrations, router, background
-//!   work, graceful shutdown.
+//!   work, graceful shutdown; [`signal`]: the shutdown signal.
 //! - [`telemetry`]: JSON logs through `tracing`.
 //! - [`access_log`]: the access log's writer: every API request's record, queued and written
 //!   in batches.
@@ -21,12 +21,17 @@
 //!   which builds every process's parts from its settings.
 //!
 //! The use cases themselves live in `casebook-application`; nothing here holds SQL.
+//!
+//! Features say which adapters a build links (`local-models`, `bedrock`, `cognito`; all by
+//! default): each Lambda function is built with only those its work needs, so `server`,
+//! `demo` and the subscriptions' Cognito side exist only with `cognito`.
 
 pub mod access_log;
 pub mod auth;
 pub mod authorizer;
 pub mod budget;
 pub mod compose;
+#[cfg(feature = "cognito")]
 pub mod demo;
 pub mod http;
 pub mod jobs;
@@ -34,7 +39,9 @@ pub mod metrics;
 pub mod operator;
 pub mod reactions;
 pub mod relay;
+#[cfg(feature = "cognito")]
 pub mod server;
 pub mod settings;
+pub mod signal;
 pub mod telemetry;
 pub mod worker;

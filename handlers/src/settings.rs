@@ -48,7 +48,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use casebook_adapters::ai::{AiConfig, Provider};
+use casebook_adapters::ai::AiConfig;
 use casebook_adapters::aws::setup::Resources;
 use casebook_adapters::config::{AuthConfig, Config, ConfigError, DatabaseConfig};
 
@@ -416,13 +416,13 @@ impl Settings {
         }
 
         let ai = AiConfig::from_lookup(lookup)?;
-        if process.uses_models() && ai.provider == Provider::Local && !AiConfig::LOCAL_MODELS_BUILT
-        {
+        if process.uses_models() && !ai.provider.is_built() {
             return Err(ConfigError::Invalid {
                 name: "CASEBOOK_AI_PROVIDER",
-                reason: "`local` (the default) needs the embedded models, which this build \
-                         lacks (built without the `local-models` feature): set `bedrock`"
-                    .into(),
+                reason: format!(
+                    "this build lacks the `{}` feature that provider needs",
+                    ai.provider.feature()
+                ),
             }
             .into());
         }

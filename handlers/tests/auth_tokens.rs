@@ -948,6 +948,39 @@ async fn an_unknown_kid_triggers_one_refetch_and_a_rotated_key_verifies() {
 }
 
 #[tokio::test]
+async fn a_warmed_verifier_checks_its_first_token_without_fetching() {
+    let local = Local::with_refetch_interval(Duration::from_secs(3600)).await;
+    local.verifier.warm().await;
+    assert_eq!(local.server.hits(), 1, "the init fetched the keys");
+
+    let claims = id_claims(TenantId::new(), &["customer"]);
+    local
+        .verifier
+        .verify(&local.key.sign(&claims))
+        .await
+        .expect("a valid token");
+    assert_eq!(local.server.hits(), 1, "the first request fetched nothing");
+}
+
+#[tokio::test]
+async fn a_failed_warm_up_leaves_the_first_token_to_fetch_the_keys() {
+    let local = Local::with_refetch_interval(Duration::from_secs(3600)).await;
+    local.server.failing.store(true, Ordering::SeqCst);
+    local.verifier.warm().await;
+    assert_eq!(local.server.hits(), 1);
+
+    // Within the refetch interval, yet the init's failure doesn't stand for the request.
+    local.server.failing.store(false, Ordering::SeqCst);
+    let claims = id_claims(TenantId::new(), &["customer"]);
+    local
+        .verifier
+        .verify(&local.key.sign(&claims))
+        .await
+        .expect("keys fetched on the first token");
+    assert_eq!(local.server.hits(), 2);
+}
+
+#[tokio::test]
 async fn refetches_for_unknown_kids_are_rate_limited() {
     let local = Local::with_refetch_interval(Duration::from_secs(3600)).await;
     let claims = id_claims(TenantId::new(), &["customer"]);

@@ -5,9 +5,11 @@
 #             crate (tokio, serde, axum, hyper, sqlx, cqrs-es, aws-sdk-*, …)
 #   licenses  only the licences deny.toml allows
 #   sources   crates.io only
-#   lambda    the Lambda functions' build (handlers without default features, arm64, as
-#             infra/lambda-build.sh builds them) reaches none of the embedded models' crates
-#             (candle, onnxruntime's ort, tokenizers): they run on Bedrock
+#   lambda    each Lambda function's build (casebook-handlers with that function's features,
+#             infra/functions.sh; arm64, as infra/lambda-build.sh builds them) reaches none of
+#             the embedded models' crates (candle, onnxruntime's ort, tokenizers): they run on
+#             Bedrock; and only the functions built with `bedrock` / `cognito` reach the
+#             Bedrock runtime / Cognito SDK crates
 #   advisories  only when the RustSec database (a GitHub repository) can be fetched: where
 #             GitHub is out of reach, as on this project's machines and CI, the check is
 #             skipped and this script says so.
@@ -32,16 +34,40 @@ fi
 log "cargo deny check ${checks[*]}"
 cargo deny --locked check "${checks[@]}"
 
-# What the five functions link: one package built with one feature set, so one graph for all.
+# shellcheck source=../functions.sh
+source infra/functions.sh
 model_crates='^(candle-[a-z-]+|ort|ort-sys|tokenizers) v'
+bedrock_crates='^aws-sdk-bedrockruntime v'
+cognito_crates='^aws-sdk-cognitoidentityprovider v'
+# The normal dependencies of casebook-handlers built for Lambda with `features`.
 graph() {
   cargo tree --locked -p casebook-handlers -e normal --target aarch64-unknown-linux-gnu \
-    --prefix none --format '{p}' "$@"
+    --prefix none --format '{p}' --no-default-features --features "$1"
 }
-# The pattern must find them where they are, or the check below proves nothing.
-graph | grep -Eq "$model_crates" || { log "the model crates pattern matches nothing"; exit 1; }
-log "the Lambda functions' dependencies: none of candle, ort, tokenizers"
-if found=$(graph --no-default-features | grep -E "$model_crates" | sort -u); then
-  log "the Lambda build links embedded-model crates: $(tr '\n' ' ' <<<"$found")"
-  exit 1
-fi
+# Fails when the graph of `features` links a crate matching `pattern`.
+refuse() {
+  local function=$1 features=$2 what=$3 pattern=$4 found
+  if found=$(graph "$features" | grep -E "$pattern" | sort -u); then
+    log "$function links $what: $(tr '\n' ' ' <<<"$found")"
+    exit 1
+  fi
+}
+# Each pattern must find its crates where they are, or the checks below prove nothing.
+everything=$(graph "local-models,bedrock,cognito")
+for pattern in "$model_crates" "$bedrock_crates" "$cognito_crates"; do
+  grep -Eq "$pattern" <<<"$everything" || { log "the pattern $pattern matches nothing"; exit 1; }
+done
+for function in "${FUNCTIONS[@]}"; do
+  features=${FUNCTION_FEATURES[$function]}
+  refuse "$function" "$features" "embedded-model crates" "$model_crates"
+  absent="embedded models"
+  if [[ ,$features, != *,bedrock,* ]]; then
+    refuse "$function" "$features" "Bedrock" "$bedrock_crates"
+    absent+=", Bedrock"
+  fi
+  if [[ ,$features, != *,cognito,* ]]; then
+    refuse "$function" "$features" "Cognito" "$cognito_crates"
+    absent+=", Cognito"
+  fi
+  log "$function (features: ${features:-none}) links no $absent"
+done

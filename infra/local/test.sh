@@ -45,11 +45,13 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 log "cargo doc (the crate overviews must render without warnings)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 
-# The five functions as a deployment builds them (release, arm64, cargo-lambda): proves they
-# cross-compile for provided.al2023. CASEBOOK_SKIP_LAMBDA_BUILD=1 skips it on a laptop loop.
+# The five functions for provided.al2023 (arm64, cargo-lambda and Zig, each with its own
+# features), unoptimised: proves they compile and link for Lambda without the `deploy`
+# profile's LTO, which the deployment's build and the benchmark pay (BENCHMARKS.md "CI").
+# CASEBOOK_SKIP_LAMBDA_BUILD=1 skips it on a laptop loop.
 if [[ -z ${CASEBOOK_SKIP_LAMBDA_BUILD:-} ]]; then
-  log "building the Lambda functions (infra/lambda-build.sh)"
-  infra/lambda-build.sh
+  log "building the Lambda functions (CASEBOOK_LAMBDA_PROFILE=dev infra/lambda-build.sh)"
+  CASEBOOK_LAMBDA_PROFILE=dev infra/lambda-build.sh
 fi
 
 # The web app: type-checked, linted, unit-tested, built, then driven end to end in Debian's

@@ -45,6 +45,25 @@ pub enum Provider {
     Bedrock,
 }
 
+impl Provider {
+    /// Whether this build can call the provider: the embedded models come with the
+    /// `local-models` feature, the Bedrock client with `bedrock` (see [`Provider::feature`]).
+    pub const fn is_built(self) -> bool {
+        match self {
+            Provider::Local => cfg!(feature = "local-models"),
+            Provider::Bedrock => cfg!(feature = "bedrock"),
+        }
+    }
+
+    /// The Cargo feature that builds the provider in.
+    pub const fn feature(self) -> &'static str {
+        match self {
+            Provider::Local => "local-models",
+            Provider::Bedrock => "bedrock",
+        }
+    }
+}
+
 /// Titan Text Embeddings v2, the default Bedrock embedding model.
 pub const TITAN_EMBED_V2: &str = "amazon.titan-embed-text-v2:0";
 
@@ -148,10 +167,6 @@ pub fn default_prices() -> PriceTable {
 }
 
 impl AiConfig {
-    /// Whether this build has the embedded models (the `local-models` feature): without
-    /// them, only [`Provider::Bedrock`] can answer.
-    pub const LOCAL_MODELS_BUILT: bool = cfg!(feature = "local-models");
-
     /// Reads the variables in the [module docs](self).
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())

@@ -20,6 +20,8 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(any(feature = "bedrock", feature = "local-models"))]
+pub(crate) mod answer;
 pub mod bedrock;
 pub mod config;
 pub mod local;
@@ -34,6 +36,7 @@ use casebook_domain::ports::{Embedder, Llm, LlmAnswer};
 
 pub use config::{AiConfig, Provider};
 
+#[cfg(feature = "bedrock")]
 use crate::ai::bedrock::{bedrock_client, BedrockLlm, TitanEmbedder};
 #[cfg(feature = "local-models")]
 use crate::ai::local::{GgufLlm, LocalEmbedder};
@@ -57,9 +60,9 @@ impl AiProviders {
     ///
     /// # Panics
     ///
-    /// For [`Provider::Local`] in a build without the `local-models` feature: the settings
-    /// of every process that asks for providers refuse that combination first
-    /// ([`AiConfig::LOCAL_MODELS_BUILT`]).
+    /// For a provider this build lacks ([`Provider::Local`] without the `local-models`
+    /// feature, [`Provider::Bedrock`] without `bedrock`): the settings of every process that
+    /// asks for providers refuse those first ([`Provider::is_built`]).
     pub async fn from_config(config: &AiConfig) -> Self {
         match config.provider {
             #[cfg(feature = "local-models")]
@@ -68,6 +71,11 @@ impl AiProviders {
             Provider::Local => panic!(
                 "CASEBOOK_AI_PROVIDER=local in a build without local models: the settings should have refused it"
             ),
+            #[cfg(not(feature = "bedrock"))]
+            Provider::Bedrock => panic!(
+                "CASEBOOK_AI_PROVIDER=bedrock in a build without Bedrock: the settings should have refused it"
+            ),
+            #[cfg(feature = "bedrock")]
             Provider::Bedrock => {
                 let bedrock = &config.bedrock;
                 let client = bedrock_client(bedrock).await;

@@ -125,23 +125,42 @@ impl KeyCache {
                 });
             }
         }
+        self.refetch(&mut state, now)
+            .await
+            .map_err(AuthError::JwksUnavailable)?;
+        self.cached(kid)
+            .await
+            .ok_or_else(|| AuthError::UnknownKey { kid: clip(kid) })
+    }
+
+    /// Fetches the set before any token needs it (a Lambda function's init), so the first
+    /// request doesn't pay the TLS handshake and the round trip. A failure is only logged:
+    /// the first request that needs a key tries again.
+    pub(crate) async fn warm(&self) {
+        let mut state = self.fetch.lock().await;
+        if self.refetch(&mut state, Instant::now()).await.is_err() {
+            state.last_attempt = None;
+        }
+    }
+
+    /// Replaces the cached set with a fresh fetch, recording the attempt in `state` (whose
+    /// lock the caller holds).
+    async fn refetch(&self, state: &mut FetchState, now: Instant) -> Result<(), Arc<JwksError>> {
         state.last_attempt = Some(now);
         match self.fetch_keys().await {
             Ok(keys) => {
                 tracing::info!(url = %self.url, keys = keys.len(), "fetched the JWKS");
                 state.last_failure = None;
                 *self.keys.write().await = Arc::new(keys);
+                Ok(())
             }
             Err(err) => {
                 let err = Arc::new(err);
                 tracing::warn!(url = %self.url, error = %err, "fetching the JWKS failed");
                 state.last_failure = Some(Arc::clone(&err));
-                return Err(AuthError::JwksUnavailable(err));
+                Err(err)
             }
         }
-        self.cached(kid)
-            .await
-            .ok_or_else(|| AuthError::UnknownKey { kid: clip(kid) })
     }
 
     /// The key named `kid` in the set as last fetched, without fetching.

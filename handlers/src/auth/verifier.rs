@@ -243,6 +243,12 @@ impl TokenVerifier {
         &self.inner.audience
     }
 
+    /// Fetches the signing keys now rather than on the first token: a Lambda function's init
+    /// pays the round trip once. A failure is logged, and the first token fetches again.
+    pub async fn warm(&self) {
+        self.inner.keys.warm().await;
+    }
+
     /// Verifies `token` (the bearer token, without `Bearer `) as an ID token of the configured
     /// pool and app client, and returns its user, tenant and roles.
     /// A token verified in the last five minutes, with a key the set still holds, is not

@@ -6,8 +6,8 @@ use anyhow::Context;
 use casebook_handlers::compose::Composition;
 use casebook_handlers::http::router;
 use casebook_handlers::metrics;
-use casebook_handlers::server::shutdown_signal;
 use casebook_handlers::settings::{Process, Settings};
+use casebook_handlers::signal::shutdown_signal;
 use casebook_handlers::telemetry;
 
 #[tokio::main]

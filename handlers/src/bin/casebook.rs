@@ -10,8 +10,9 @@ use casebook_domain::ids::TenantId;
 use casebook_domain::values::Reason;
 use casebook_handlers::compose::{self, Composition};
 use casebook_handlers::operator::{Operator, OperatorAction};
-use casebook_handlers::server::{shutdown_signal, Application};
+use casebook_handlers::server::Application;
 use casebook_handlers::settings::{Process, Settings};
+use casebook_handlers::signal::shutdown_signal;
 use casebook_handlers::{demo, metrics, telemetry};
 use clap::{Parser, Subcommand};
 

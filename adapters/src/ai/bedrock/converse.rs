@@ -17,11 +17,13 @@ use aws_sdk_bedrockruntime::types::{
 use aws_sdk_bedrockruntime::Client;
 use casebook_domain::ports::{DiagnosisPrompt, Llm, LlmAnswer, LlmError, StopReason};
 
+use super::client::{call, classify, CallFailed};
 use super::document::{to_document, to_json};
-use super::{call, classify, CallFailed, CallPolicy};
+use super::CallPolicy;
+use crate::ai::answer::{self, ANSWER_TOOL};
 use crate::ai::config::TierModels;
 use crate::ai::pricing::PriceTable;
-use crate::ai::prompt::{self, ANSWER_TOOL};
+use crate::ai::prompt;
 
 /// Diagnoses with the Bedrock model configured for the prompt's tier.
 #[derive(Debug, Clone)]
@@ -65,7 +67,7 @@ impl BedrockLlm {
         let tool = ToolSpecification::builder()
             .name(ANSWER_TOOL)
             .description("Record the proposed diagnosis with its findings and confidence.")
-            .input_schema(ToolInputSchema::Json(to_document(&prompt::answer_schema())))
+            .input_schema(ToolInputSchema::Json(to_document(&answer::answer_schema())))
             .build()
             .map_err(build)?;
         let choice = if model_id.contains("anthropic.") {
@@ -105,7 +107,7 @@ impl BedrockLlm {
         };
         let from_tool = content.iter().find_map(|block| match block {
             ContentBlock::ToolUse(tool_use) if tool_use.name() == ANSWER_TOOL => {
-                Some(prompt::parse_answer(to_json(tool_use.input())))
+                Some(answer::parse_answer(to_json(tool_use.input())))
             }
             _ => None,
         });
@@ -118,7 +120,7 @@ impl BedrockLlm {
                     .map(String::as_str)
                     .collect::<Vec<_>>()
                     .join("\n");
-                match prompt::find_answer_in_text(&text) {
+                match answer::find_answer_in_text(&text) {
                     Some(answer) => answer,
                     None if stop_reason == StopReason::ContentFiltered => {
                         return Err(LlmError::Permanent(Box::new(NoAnswer {

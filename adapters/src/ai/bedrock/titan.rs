@@ -11,7 +11,8 @@ use casebook_domain::ports::{EmbedError, Embedder};
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
-use super::{call, classify, CallFailed, CallPolicy, Failure};
+use super::client::{call, classify, CallFailed, Failure};
+use super::CallPolicy;
 use crate::ai::pricing::PriceTable;
 
 /// Requests in flight per [`embed`](Embedder::embed) call.

@@ -29,7 +29,7 @@ use tokenizers::Tokenizer;
 use super::settings::GgufSettings;
 use crate::ai::local::gguf_tokenizer;
 use crate::ai::model_cache::{self, ModelLoadError};
-use crate::ai::prompt;
+use crate::ai::{answer, prompt};
 
 /// The confidence of an answer that came as prose rather than the structured JSON.
 pub const UNSTRUCTURED_CONFIDENCE: f64 = 0.2;
@@ -141,7 +141,7 @@ impl Llm for GgufLlm {
             tokio::task::spawn_blocking(move || this.complete_blocking(&system, &user))
                 .await
                 .map_err(|join| LlmError::Transient(Box::new(join)))??;
-        let (text, findings, confidence) = match prompt::find_answer_in_text(&generation.text) {
+        let (text, findings, confidence) = match answer::find_answer_in_text(&generation.text) {
             Some(answer) => (answer.text, answer.findings, answer.confidence),
             None => {
                 let text = DiagnosisText::parse(generation.text.as_str()).map_err(|err| {

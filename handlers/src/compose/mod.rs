@@ -13,17 +13,14 @@ use casebook_adapters::aws::s3::TenantBucket;
 use casebook_adapters::aws::setup::{ensure_resources, ResourceNames};
 use casebook_adapters::aws::sqs::Queue;
 use casebook_adapters::aws::{shared_config, BoxError, SdkConfig};
-use casebook_adapters::cognito::CognitoAdmin;
 use casebook_adapters::config::{AuthConfig, DatabaseConfig};
 use casebook_adapters::event_store::{Appender, EventStore};
-use casebook_adapters::people::{CognitoPeople, PrintedMailbox};
 use casebook_adapters::postgres::{self, ConnectError, DbRole};
 use casebook_adapters::records::PgRequestRecords;
-use casebook_application::budget::{BudgetResumption, Budgets, Resumption};
-use casebook_application::business::{BusinessEvents, BusinessLog};
+use casebook_application::budget::{Budgets, Resumption};
 use casebook_application::diagnosis::{Diagnoser, DiagnoserPorts};
 use casebook_application::ports::SystemClock;
-use casebook_application::reactions::{People, Reactions, UsageKeyAssignment};
+use casebook_application::reactions::Reactions;
 use casebook_application::service::{Service, Stores};
 use casebook_domain::ports::Embedder;
 use casebook_domain::upcast::upcasters;
@@ -44,11 +41,15 @@ use crate::http::uploads::Uploads;
 use crate::http::web::{CognitoEndpoint, WebApp, WebConfig};
 use crate::http::AppState;
 use crate::jobs::Jobs;
-use crate::metrics::EmfBusinessLog;
 use crate::reactions::ReactionSubscription;
-use crate::relay::{ProjectorNudge, Relay, RelayConfig};
+use crate::relay::{ProjectorNudge, Relay};
 use crate::settings::{Process, Resource, Settings, SettingsError, LOCAL_USAGE_PLAN_PREFIX};
 use crate::worker::Worker;
+
+#[cfg(feature = "cognito")]
+mod subscriptions;
+#[cfg(feature = "cognito")]
+pub use subscriptions::Subscriptions;
 
 /// The emulator's resources are `casebook-local-…`.
 const LOCAL_PREFIX: &str = "casebook-local";
@@ -288,13 +289,15 @@ impl Composition {
         ))
     }
 
-    /// The API's state: the request path's pool, the token verifier, the limits, presigned
-    /// uploads to the uploads bucket and, where a projector function is named (the deployed
-    /// `api`), a nudge to it after each commit.
+    /// The API's state: the request path's pool, the token verifier (its keys fetched now),
+    /// the limits, presigned uploads to the uploads bucket and, where a projector function is
+    /// named (the deployed `api`), a nudge to it after each commit.
     pub async fn api_state(&self) -> Result<AppState, BuildError> {
+        let verifier = self.verifier()?;
+        verifier.warm().await;
         let state = AppState::new(
             self.app_pool().await?,
-            self.verifier()?,
+            verifier,
             TenantLimiter::new(self.settings.rate_limit_scale),
         )
         .with_uploads(Uploads::new(
@@ -358,57 +361,16 @@ impl Composition {
         Some(WebApp::new(dir, config, &uploads_origin))
     }
 
-    /// The TOKEN authorizer: the verifier, the tenants' plans through the application, and
-    /// each tenant's own key from the usage plans.
+    /// The TOKEN authorizer: the verifier (its keys fetched now), the tenants' plans through the
+    /// application, and each tenant's own key from the usage plans.
     pub async fn authorizer(&self) -> Result<Authorizer, BuildError> {
+        let verifier = self.verifier()?;
+        verifier.warm().await;
         Ok(Authorizer::new(
-            self.verifier()?,
+            verifier,
             service(self.app_pool().await?),
             Some(Arc::new(self.usage_plans()?)),
         ))
-    }
-
-    /// An administrator's Cognito client: the emulator's locally.
-    pub fn cognito(&self) -> Result<CognitoAdmin, BuildError> {
-        CognitoAdmin::new(&self.aws, self.settings.emulator_endpoint.clone()).map_err(aws_error)
-    }
-
-    /// Every subscription's parts: the projections, the reactions, the judgment index (with
-    /// the worker's embedder), the relay to the bus and queues, each tenant's usage key and
-    /// each member's account in the user pool.
-    pub async fn subscriptions(&self) -> Result<Subscriptions, BuildError> {
-        let app_pool = self.app_pool().await?;
-        let relay = Relay::new(
-            &self.aws,
-            &RelayConfig {
-                bus_name: self.settings.require(Resource::EventBus)?.to_owned(),
-                source: self.settings.event_source.clone(),
-                diagnosis_queue_url: self.settings.require(Resource::DiagnosisQueue)?.to_owned(),
-            },
-            app_pool.clone(),
-        )
-        .with_local_jobs_queue(&self.aws, self.settings.require(Resource::LocalJobsQueue)?);
-        let cognito = self.cognito()?;
-        let pool = cognito.existing_pool(
-            self.settings.require(Resource::UserPool)?,
-            self.settings.require(Resource::UserPoolClient)?,
-        );
-        // The projections, the reactions, the judgment index, the relay, the usage keys, the
-        // people, the business events and the budget resumption, each with a connection to
-        // read and one to commit, and two spare.
-        let subscriptions = ProjectionId::ALL.len() + 7;
-        Ok(Subscriptions {
-            pool: self
-                .connect(DbRole::Projector, (2 * subscriptions + 2) as u32)
-                .await?,
-            service: service(app_pool.clone()),
-            resumption: resumption(app_pool),
-            embedder: self.providers().await.embedder.clone(),
-            relay,
-            usage_plans: self.usage_plans()?,
-            people: Arc::new(CognitoPeople::new(cognito, pool)),
-            business_log: Arc::new(EmfBusinessLog::stdout(&self.settings.stage)),
-        })
     }
 
     /// The diagnosis worker: commands through the application, precedents from the judgment
@@ -443,57 +405,5 @@ impl Composition {
             &self.aws,
             &self.settings.jobs,
         ))
-    }
-}
-
-/// The parts of every subscription, cheap to clone: the projector function makes a runner of
-/// them per invocation, `casebook serve` one for its life.
-#[derive(Clone)]
-pub struct Subscriptions {
-    pool: PgPool,
-    service: Service,
-    resumption: Resumption,
-    embedder: Arc<dyn Embedder>,
-    relay: Relay,
-    usage_plans: UsagePlans,
-    people: Arc<CognitoPeople>,
-    business_log: Arc<dyn BusinessLog>,
-}
-
-impl Subscriptions {
-    /// A runner of them all.
-    pub fn runner(&self) -> Runner {
-        projector(
-            self.pool.clone(),
-            self.service.clone(),
-            self.embedder.clone(),
-            Some(self.relay.clone()),
-        )
-        .with_subscription(ReactionSubscription::new(UsageKeyAssignment::new(
-            self.service.clone(),
-            Arc::new(self.usage_plans.clone()),
-        )))
-        // Deployed, Cognito mails the invitations itself and nothing reaches this mailbox;
-        // the emulator mails nothing, so locally the invitation is logged.
-        .with_subscription(ReactionSubscription::new(People::new(
-            self.service.clone(),
-            self.people.clone(),
-            Arc::new(PrintedMailbox),
-        )))
-        .with_subscription(ReactionSubscription::new(BusinessEvents::new(
-            self.business_log.clone(),
-            self.service.stores().diagnoses.clone(),
-        )))
-        .with_subscription(ReactionSubscription::new(BudgetResumption::new(
-            self.resumption.clone(),
-        )))
-    }
-
-    /// The same parts, telling business events to `log` (tests read them back).
-    pub fn with_business_log(self, log: Arc<dyn BusinessLog>) -> Self {
-        Self {
-            business_log: log,
-            ..self
-        }
     }
 }

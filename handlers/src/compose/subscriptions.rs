@@ -1,0 +1,121 @@
+//! The subscriptions' parts, and the Cognito administrator they keep members' accounts with:
+//! built with the `cognito` feature (the projector function, `casebook serve`).
+
+use std::sync::Arc;
+
+use casebook_adapters::aws::apigateway::UsagePlans;
+use casebook_adapters::cognito::CognitoAdmin;
+use casebook_adapters::people::{CognitoPeople, PrintedMailbox};
+use casebook_adapters::postgres::DbRole;
+use casebook_application::budget::{BudgetResumption, Resumption};
+use casebook_application::business::{BusinessEvents, BusinessLog};
+use casebook_application::reactions::{People, UsageKeyAssignment};
+use casebook_application::service::Service;
+use casebook_domain::ports::Embedder;
+use casebook_projections::projection::ProjectionId;
+use casebook_projections::runner::Runner;
+use sqlx::PgPool;
+
+use crate::metrics::EmfBusinessLog;
+use crate::reactions::ReactionSubscription;
+use crate::relay::{Relay, RelayConfig};
+use crate::settings::Resource;
+
+use super::{aws_error, projector, resumption, service, BuildError, Composition};
+
+impl Composition {
+    /// An administrator's Cognito client: the emulator's locally.
+    pub fn cognito(&self) -> Result<CognitoAdmin, BuildError> {
+        CognitoAdmin::new(&self.aws, self.settings.emulator_endpoint.clone()).map_err(aws_error)
+    }
+
+    /// Every subscription's parts: the projections, the reactions, the judgment index (with
+    /// the worker's embedder), the relay to the bus and queues, each tenant's usage key and
+    /// each member's account in the user pool.
+    pub async fn subscriptions(&self) -> Result<Subscriptions, BuildError> {
+        let app_pool = self.app_pool().await?;
+        let relay = Relay::new(
+            &self.aws,
+            &RelayConfig {
+                bus_name: self.settings.require(Resource::EventBus)?.to_owned(),
+                source: self.settings.event_source.clone(),
+                diagnosis_queue_url: self.settings.require(Resource::DiagnosisQueue)?.to_owned(),
+            },
+            app_pool.clone(),
+        )
+        .with_local_jobs_queue(&self.aws, self.settings.require(Resource::LocalJobsQueue)?);
+        let cognito = self.cognito()?;
+        let pool = cognito.existing_pool(
+            self.settings.require(Resource::UserPool)?,
+            self.settings.require(Resource::UserPoolClient)?,
+        );
+        // The projections, the reactions, the judgment index, the relay, the usage keys, the
+        // people, the business events and the budget resumption, each with a connection to
+        // read and one to commit, and two spare.
+        let subscriptions = ProjectionId::ALL.len() + 7;
+        Ok(Subscriptions {
+            pool: self
+                .connect(DbRole::Projector, (2 * subscriptions + 2) as u32)
+                .await?,
+            service: service(app_pool.clone()),
+            resumption: resumption(app_pool),
+            embedder: self.providers().await.embedder.clone(),
+            relay,
+            usage_plans: self.usage_plans()?,
+            people: Arc::new(CognitoPeople::new(cognito, pool)),
+            business_log: Arc::new(EmfBusinessLog::stdout(&self.settings.stage)),
+        })
+    }
+}
+
+/// The parts of every subscription, cheap to clone: the projector function makes a runner of
+/// them per invocation, `casebook serve` one for its life.
+#[derive(Clone)]
+pub struct Subscriptions {
+    pool: PgPool,
+    service: Service,
+    resumption: Resumption,
+    embedder: Arc<dyn Embedder>,
+    relay: Relay,
+    usage_plans: UsagePlans,
+    people: Arc<CognitoPeople>,
+    business_log: Arc<dyn BusinessLog>,
+}
+
+impl Subscriptions {
+    /// A runner of them all.
+    pub fn runner(&self) -> Runner {
+        projector(
+            self.pool.clone(),
+            self.service.clone(),
+            self.embedder.clone(),
+            Some(self.relay.clone()),
+        )
+        .with_subscription(ReactionSubscription::new(UsageKeyAssignment::new(
+            self.service.clone(),
+            Arc::new(self.usage_plans.clone()),
+        )))
+        // Deployed, Cognito mails the invitations itself and nothing reaches this mailbox;
+        // the emulator mails nothing, so locally the invitation is logged.
+        .with_subscription(ReactionSubscription::new(People::new(
+            self.service.clone(),
+            self.people.clone(),
+            Arc::new(PrintedMailbox),
+        )))
+        .with_subscription(ReactionSubscription::new(BusinessEvents::new(
+            self.business_log.clone(),
+            self.service.stores().diagnoses.clone(),
+        )))
+        .with_subscription(ReactionSubscription::new(BudgetResumption::new(
+            self.resumption.clone(),
+        )))
+    }
+
+    /// The same parts, telling business events to `log` (tests read them back).
+    pub fn with_business_log(self, log: Arc<dyn BusinessLog>) -> Self {
+        Self {
+            business_log: log,
+            ..self
+        }
+    }
+}
