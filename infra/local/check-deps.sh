@@ -44,10 +44,10 @@ graph() {
   cargo tree --locked -p casebook-handlers -e normal --target aarch64-unknown-linux-gnu \
     --prefix none --format '{p}' --no-default-features --features "$1"
 }
-# Fails when the graph of `features` links a crate matching `pattern`.
+# Fails when `function`'s graph (`deps`) links a crate matching `pattern`.
 refuse() {
-  local function=$1 features=$2 what=$3 pattern=$4 found
-  if found=$(graph "$features" | grep -E "$pattern" | sort -u); then
+  local function=$1 deps=$2 what=$3 pattern=$4 found
+  if found=$(grep -E "$pattern" <<<"$deps" | sort -u); then
     log "$function links $what: $(tr '\n' ' ' <<<"$found")"
     exit 1
   fi
@@ -59,14 +59,15 @@ for pattern in "$model_crates" "$bedrock_crates" "$cognito_crates"; do
 done
 for function in "${FUNCTIONS[@]}"; do
   features=${FUNCTION_FEATURES[$function]}
-  refuse "$function" "$features" "embedded-model crates" "$model_crates"
+  deps=$(graph "$features")
+  refuse "$function" "$deps" "embedded-model crates" "$model_crates"
   absent="embedded models"
   if [[ ,$features, != *,bedrock,* ]]; then
-    refuse "$function" "$features" "Bedrock" "$bedrock_crates"
+    refuse "$function" "$deps" "Bedrock" "$bedrock_crates"
     absent+=", Bedrock"
   fi
   if [[ ,$features, != *,cognito,* ]]; then
-    refuse "$function" "$features" "Cognito" "$cognito_crates"
+    refuse "$function" "$deps" "Cognito" "$cognito_crates"
     absent+=", Cognito"
   fi
   log "$function (features: ${features:-none}) links no $absent"
