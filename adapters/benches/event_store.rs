@@ -1,18 +1,19 @@
-//! Event store throughput next to raw Postgres on the same cluster, in one run.
+//! Event store throughput and latency next to raw Postgres on the same cluster, in one run.
 //!
 //! `cargo bench -p casebook-adapters --bench event_store` (with the local stack up) prints a
 //! Markdown report: (a) raw single-row INSERT commits, (b) the raw SQL equivalent of a
 //! command, (c) Casebook commands through cqrs-es, (c′) the same commands as creations
 //! (`EventStore::execute_new`, no read of the new stream), and vanilla cqrs-es +
-//! postgres-es, each at 1, 4 and 16 connections; (d) append cost on a 10-event vs a 10,000-event stream.
-//! `BENCH_SECONDS` (default 5) sets each throughput cell's duration.
+//! postgres-es, each at 1, 4 and 16 connections, rates and p50/p99 latencies, each cell
+//! `BENCH_ROUNDS` times (default 3) interleaved; (d) append cost on a 10-event vs a
+//! 10,000-event stream. `BENCH_SECONDS` (default 5) sets each cell's duration.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use casebook_adapters::event_store::EventStore;
+use casebook_tests::bench::{Latencies, Spread};
 use casebook_tests::{DbRole, TestDb};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::PersistedEventStore;
@@ -87,30 +88,41 @@ fn metadata() -> HashMap<String, String> {
     ])
 }
 
-/// Runs `op` from `tasks` concurrent tasks for `duration`; returns operations per second.
-async fn throughput<F, Fut>(tasks: usize, duration: Duration, op: F) -> f64
+/// One run of one cell: its rate and each operation's latency.
+struct Run {
+    per_second: f64,
+    latencies: Latencies,
+}
+
+/// Runs `op` from `tasks` concurrent tasks for `duration`.
+async fn run<F, Fut>(tasks: usize, duration: Duration, op: F) -> Run
 where
     F: Fn() -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send,
 {
-    let done = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let handles: Vec<_> = (0..tasks)
         .map(|_| {
             let op = op.clone();
-            let done = done.clone();
             tokio::spawn(async move {
+                let mut took = Vec::new();
                 while start.elapsed() < duration {
+                    let began = Instant::now();
                     op().await;
-                    done.fetch_add(1, Ordering::Relaxed);
+                    took.push(began.elapsed());
                 }
+                took
             })
         })
         .collect();
+    let mut latencies = Vec::new();
     for handle in handles {
-        handle.await.expect("bench task");
+        latencies.extend(handle.await.expect("bench task"));
     }
-    done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+    Run {
+        per_second: latencies.len() as f64 / start.elapsed().as_secs_f64(),
+        latencies: Latencies::new(latencies),
+    }
 }
 
 async fn raw_insert(pool: PgPool) {
@@ -212,74 +224,189 @@ async fn seed_stream(pool: &PgPool, id: &str, events: i64) {
     }
 }
 
+/// The cells of one connection count, in the order each round runs them.
+const CELLS: [&str; 5] = [
+    "(a) raw INSERT commit",
+    "(b) raw command (read + append)",
+    "(c) Casebook command",
+    "(c′) Casebook creation",
+    "vanilla cqrs-es + postgres-es",
+];
+const A: usize = 0;
+const B: usize = 1;
+const C: usize = 2;
+const C_NEW: usize = 3;
+const VANILLA: usize = 4;
+
+/// Each cell at `connections`, `rounds` times, interleaved (a, b, c, c′, vanilla, a, …) so
+/// that a noisy stretch of the machine lands on every cell alike; the runs of each cell.
+async fn cells(db: &TestDb, connections: usize, rounds: usize, cell: Duration) -> Vec<Vec<Run>> {
+    let pool = db.pool(DbRole::App, connections as u32).await;
+    let raw = session_scoped(db, connections as u32).await;
+    let casebook = Arc::new(casebook(&pool));
+    let store = EventStore::<Ledger>::new(pool.clone(), vec![]);
+    let vanilla: Arc<Vanilla> = Arc::new(CqrsFramework::new(
+        PersistedEventStore::new_event_store(PostgresEventRepository::new(raw.clone())),
+        vec![],
+        (),
+    ));
+    let mut runs: Vec<Vec<Run>> = CELLS.iter().map(|_| Vec::new()).collect();
+    for _ in 0..rounds {
+        runs[A].push(
+            run(connections, cell, {
+                let raw = raw.clone();
+                move || raw_insert(raw.clone())
+            })
+            .await,
+        );
+        runs[B].push(
+            run(connections, cell, {
+                let raw = raw.clone();
+                move || raw_command(raw.clone())
+            })
+            .await,
+        );
+        runs[C].push(
+            run(connections, cell, {
+                let cqrs = casebook.clone();
+                move || {
+                    let cqrs = cqrs.clone();
+                    async move {
+                        cqrs.execute_with_metadata(&new_id(), record(), metadata())
+                            .await
+                            .expect("casebook command");
+                    }
+                }
+            })
+            .await,
+        );
+        runs[C_NEW].push(
+            run(connections, cell, {
+                let store = store.clone();
+                move || {
+                    let store = store.clone();
+                    async move {
+                        store
+                            .execute_new(&new_id(), record(), &(), metadata())
+                            .await
+                            .expect("casebook creation");
+                    }
+                }
+            })
+            .await,
+        );
+        runs[VANILLA].push(
+            run(connections, cell, {
+                let cqrs = vanilla.clone();
+                move || {
+                    let cqrs = cqrs.clone();
+                    async move {
+                        cqrs.execute_with_metadata(&new_id(), record(), metadata())
+                            .await
+                            .expect("vanilla command");
+                    }
+                }
+            })
+            .await,
+        );
+    }
+    pool.close().await;
+    raw.close().await;
+    runs
+}
+
+fn new_id() -> String {
+    Uuid::new_v4().to_string()
+}
+
+/// The spread of `figure` over the rounds of `runs`.
+fn spread(runs: &[Run], figure: impl Fn(&Run) -> f64) -> Spread {
+    Spread::of(runs.iter().map(figure))
+}
+
+/// The spread over the rounds of one cell's rate against another's in the same round.
+fn ratio(runs: &[Vec<Run>], of: usize, to: usize) -> Spread {
+    Spread::of(
+        runs[of]
+            .iter()
+            .zip(&runs[to])
+            .map(|(of, to)| of.per_second / to.per_second),
+    )
+}
+
+fn millis(latency: Duration) -> f64 {
+    latency.as_secs_f64() * 1e3
+}
+
 #[tokio::main]
 async fn main() {
-    let seconds: u64 = std::env::var("BENCH_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
+    let setting = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(default)
+    };
+    let seconds = setting("BENCH_SECONDS", 5);
+    let rounds = setting("BENCH_ROUNDS", 3) as usize;
     let cell = Duration::from_secs(seconds);
     let db = TestDb::new().await;
 
-    println!("## Event store (each cell {seconds} s; new aggregate per command)\n");
+    let mut by_connections = Vec::new();
+    for connections in [1_usize, 4, 16] {
+        by_connections.push((connections, cells(&db, connections, rounds, cell).await));
+    }
+
+    println!(
+        "## Event store: median (range) of {rounds} interleaved rounds, each cell {seconds} s, \
+         a new aggregate per command\n"
+    );
     println!("| connections | (a) raw INSERT commits/s | (b) raw command (read + append) /s | (c) Casebook commands/s | (c′) Casebook creations/s | vanilla cqrs-es + postgres-es /s | (c)/(b) | (c′)/(a) | (c)/vanilla |");
     println!("|---|---|---|---|---|---|---|---|---|");
-    for connections in [1_usize, 4, 16] {
-        let pool = db.pool(DbRole::App, connections as u32).await;
-        let raw = session_scoped(&db, connections as u32).await;
-        let a = throughput(connections, cell, {
-            let raw = raw.clone();
-            move || raw_insert(raw.clone())
-        })
-        .await;
-        let b = throughput(connections, cell, {
-            let raw = raw.clone();
-            move || raw_command(raw.clone())
-        })
-        .await;
-        let casebook = Arc::new(casebook(&pool));
-        let c = throughput(connections, cell, move || {
-            let cqrs = casebook.clone();
-            async move {
-                cqrs.execute_with_metadata(&Uuid::new_v4().to_string(), record(), metadata())
-                    .await
-                    .expect("casebook command");
-            }
-        })
-        .await;
-        let store = EventStore::<Ledger>::new(pool.clone(), vec![]);
-        let creations = throughput(connections, cell, move || {
-            let store = store.clone();
-            async move {
-                store
-                    .execute_new(&Uuid::new_v4().to_string(), record(), &(), metadata())
-                    .await
-                    .expect("casebook creation");
-            }
-        })
-        .await;
-        let vanilla: Arc<Vanilla> = Arc::new(CqrsFramework::new(
-            PersistedEventStore::new_event_store(PostgresEventRepository::new(raw.clone())),
-            vec![],
-            (),
-        ));
-        let v = throughput(connections, cell, move || {
-            let cqrs = vanilla.clone();
-            async move {
-                cqrs.execute_with_metadata(&Uuid::new_v4().to_string(), record(), metadata())
-                    .await
-                    .expect("vanilla command");
-            }
-        })
-        .await;
+    for (connections, runs) in &by_connections {
+        let rate = |cell: usize| spread(&runs[cell], |run| run.per_second);
         println!(
-            "| {connections} | {a:.0} | {b:.0} | {c:.0} | {creations:.0} | {v:.0} | {:.0} % | {:.0} % | {:.2}× |",
-            100.0 * c / b,
-            100.0 * creations / a,
-            c / v
+            "| {connections} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.2} |",
+            rate(A),
+            rate(B),
+            rate(C),
+            rate(C_NEW),
+            rate(VANILLA),
+            ratio(runs, C, B),
+            ratio(runs, C_NEW, A),
+            ratio(runs, C, VANILLA),
         );
-        pool.close().await;
     }
+    println!("\n## Latency per operation, ms: p50 / p99, median (range) of the rounds\n");
+    println!("| connections | {} |", CELLS.join(" | "));
+    println!("|---|---|---|---|---|---|");
+    for (connections, runs) in &by_connections {
+        let latencies: Vec<String> = runs
+            .iter()
+            .map(|cell| {
+                format!(
+                    "{:.3} / {:.3}",
+                    spread(cell, |run| millis(run.latencies.p50())),
+                    spread(cell, |run| millis(run.latencies.p99()))
+                )
+            })
+            .collect();
+        println!("| {connections} | {} |", latencies.join(" | "));
+    }
+    let (_, lone) = &by_connections[0];
+    let p50_over = |of: usize, to: usize| {
+        Spread::of(
+            lone[of]
+                .iter()
+                .zip(&lone[to])
+                .map(|(of, to)| millis(of.latencies.p50()) - millis(to.latencies.p50())),
+        )
+    };
+    println!(
+        "\nAt 1 connection, p50 over the raw SQL's in the same round, ms: command (c) − (b) {:.3}; \
+         creation (c′) − (a) {:.3}",
+        p50_over(C, B),
+        p50_over(C_NEW, A)
+    );
 
     let pool = db.pool(DbRole::App, 4).await;
     let raw = session_scoped(&db, 4).await;

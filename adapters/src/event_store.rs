@@ -21,7 +21,8 @@
 //! - its incremental read formats the sequence into the SQL text, preparing a new statement
 //!   per call.
 //! - it commits each command alone; here concurrent commands' appends share a statement and
-//!   a commit ([`Appender`]).
+//!   a commit ([`Appender`]), and a command that finds the store idle reads and appends in one
+//!   transaction (a raw read-and-append's round trips).
 
 use std::collections::HashMap;
 use std::error::Error as StdError;
@@ -45,7 +46,7 @@ use crate::postgres::{begin_for_tenants, Access};
 pub mod group_commit;
 
 pub use group_commit::Appender;
-use group_commit::{NewEvent, StreamAppend};
+use group_commit::{Alone, NewEvent, Reading, StreamAppend};
 
 const NO_TENANT: &str = "event metadata without a valid tenant_id";
 
@@ -190,6 +191,9 @@ pub struct StoreContext<A: Aggregate> {
     aggregate: A,
     current_sequence: usize,
     snapshot_sequence: usize,
+    /// The transaction the aggregate was read in, when its command goes alone: the command's
+    /// events are appended in it.
+    alone: Option<Alone>,
 }
 
 impl<A: Aggregate> StoreContext<A> {
@@ -199,6 +203,7 @@ impl<A: Aggregate> StoreContext<A> {
             aggregate: A::default(),
             current_sequence: 0,
             snapshot_sequence: 0,
+            alone: None,
         }
     }
 
@@ -296,21 +301,26 @@ impl<A: Aggregate> EventStore<A> {
         &self.appender
     }
 
-    /// Runs `statement` (binding the aggregate's type and id, and `after`) in a read-only
-    /// transaction scoped to the store's tenant.
+    /// Runs `statement` (binding the aggregate's type and id, and `after`) in the command's
+    /// transaction when it goes alone, else in a read-only transaction scoped to the store's
+    /// tenant.
     async fn read_stream(
         &self,
+        alone: Option<&mut Alone>,
         statement: &'static str,
         aggregate_id: &str,
         after: Option<usize>,
     ) -> Result<Vec<PgRow>, StoreError> {
-        let mut tx =
-            begin_for_tenants(self.appender.pool(), Access::ReadOnly, &[self.scope()?]).await?;
         let query = sqlx::query(statement).bind(A::TYPE).bind(aggregate_id);
         let query = match after {
             Some(after) => query.bind(after as i64),
             None => query,
         };
+        if let Some(alone) = alone {
+            return Ok(query.fetch_all(alone.connection()).await?);
+        }
+        let mut tx =
+            begin_for_tenants(self.appender.pool(), Access::ReadOnly, &[self.scope()?]).await?;
         let rows = query.fetch_all(&mut *tx).await?;
         tx.commit().await?;
         Ok(rows)
@@ -318,11 +328,12 @@ impl<A: Aggregate> EventStore<A> {
 
     async fn events_after(
         &self,
+        alone: Option<&mut Alone>,
         aggregate_id: &str,
         after_sequence: usize,
     ) -> Result<Vec<EventEnvelope<A>>, AggregateError<A::Error>> {
         let rows = self
-            .read_stream(EVENTS_AFTER, aggregate_id, Some(after_sequence))
+            .read_stream(alone, EVENTS_AFTER, aggregate_id, Some(after_sequence))
             .await
             .map_err(aggregate_error)?;
         rows.iter()
@@ -390,11 +401,38 @@ impl<A: Aggregate> EventStore<A> {
         })
     }
 
+    /// Loads the aggregate: in `alone`'s transaction, which the context then carries to the
+    /// command's append, or else in a read-only transaction of its own.
+    async fn load_context(
+        &self,
+        aggregate_id: &str,
+        mut alone: Option<Alone>,
+    ) -> Result<StoreContext<A>, AggregateError<A::Error>> {
+        let rows = self
+            .read_stream(alone.as_mut(), LOAD_AGGREGATE, aggregate_id, None)
+            .await
+            .map_err(aggregate_error)?;
+        let mut context = match self.fold(aggregate_id, &rows)? {
+            Some(context) => context,
+            None => {
+                let mut context = StoreContext::<A>::empty(aggregate_id);
+                for envelope in self.events_after(alone.as_mut(), aggregate_id, 0).await? {
+                    context.current_sequence = envelope.sequence;
+                    context.aggregate.apply(envelope.payload);
+                }
+                context
+            }
+        };
+        context.alone = alone;
+        Ok(context)
+    }
+
     async fn append(
         &self,
         aggregate_id: &str,
         envelopes: &[EventEnvelope<A>],
         snapshot: Option<(usize, Value)>,
+        alone: Option<Alone>,
     ) -> Result<Vec<i64>, StoreError> {
         let events = envelopes
             .iter()
@@ -412,15 +450,22 @@ impl<A: Aggregate> EventStore<A> {
             .first()
             .and_then(|envelope| tenant_of(&envelope.metadata))
             .ok_or_else(|| StoreError::InvalidEvent(NO_TENANT.to_owned()))?;
-        self.appender
-            .append(StreamAppend {
-                tenant,
-                aggregate_type: A::TYPE,
-                aggregate_id: aggregate_id.to_owned(),
-                events,
-                snapshot: snapshot.map(|(sequence, state)| (sequence as i64, state)),
-            })
-            .await
+        let append = StreamAppend {
+            tenant,
+            aggregate_type: A::TYPE,
+            aggregate_id: aggregate_id.to_owned(),
+            events,
+            snapshot: snapshot.map(|(sequence, state)| (sequence as i64, state)),
+        };
+        if let Some(alone) = alone {
+            if alone.tenant() == tenant {
+                return alone.append(append).await;
+            }
+            // The events name another tenant than the stream was read as: they go where
+            // their own tenant's scope checks them, and the read's transaction ends.
+            drop(alone);
+        }
+        self.appender.append(append).await
     }
 }
 
@@ -447,26 +492,21 @@ where
         &self,
         aggregate_id: &str,
     ) -> Result<Vec<EventEnvelope<A>>, AggregateError<A::Error>> {
-        self.events_after(aggregate_id, 0).await
+        self.events_after(None, aggregate_id, 0).await
     }
 
+    /// Loads the aggregate for a command, which goes alone if the store is idle.
     async fn load_aggregate(
         &self,
         aggregate_id: &str,
     ) -> Result<StoreContext<A>, AggregateError<A::Error>> {
-        let rows = self
-            .read_stream(LOAD_AGGREGATE, aggregate_id, None)
+        let tenant = self.scope().map_err(aggregate_error)?;
+        let alone = self
+            .appender
+            .alone(Reading::Yes, tenant)
             .await
             .map_err(aggregate_error)?;
-        if let Some(context) = self.fold(aggregate_id, &rows)? {
-            return Ok(context);
-        }
-        let mut context = StoreContext::<A>::empty(aggregate_id);
-        for envelope in self.events_after(aggregate_id, 0).await? {
-            context.current_sequence = envelope.sequence;
-            context.aggregate.apply(envelope.payload);
-        }
-        Ok(context)
+        self.load_context(aggregate_id, alone).await
     }
 
     async fn commit(
@@ -476,7 +516,7 @@ where
         metadata: HashMap<String, String>,
     ) -> Result<Vec<EventEnvelope<A>>, AggregateError<A::Error>> {
         let (envelopes, _positions) = self
-            .write(events, &context, metadata)
+            .write(events, context, metadata)
             .await
             .map_err(aggregate_error)?;
         Ok(envelopes)
@@ -511,7 +551,10 @@ where
             // Nothing was visible, yet sequence 1 is taken: by a stream created since, or by
             // another tenant's, which row-level security hides.
             Err(CommandError::Conflict) if loaded_empty => {
-                match store.read_stream(EVENTS_AFTER, aggregate_id, Some(0)).await {
+                match store
+                    .read_stream(None, EVENTS_AFTER, aggregate_id, Some(0))
+                    .await
+                {
                     Ok(rows) if rows.is_empty() => Err(CommandError::NotFound),
                     Ok(_) => Err(CommandError::Conflict),
                     Err(err) => Err(command_error(aggregate_error::<A::Error>(err))),
@@ -581,7 +624,7 @@ where
             .map_err(CommandError::Rejected)?;
         let events = sink.collect().await;
         let (envelopes, positions) = self
-            .write(events, &context, metadata)
+            .write(events, context, metadata)
             .await
             .map_err(|err| command_error(aggregate_error::<A::Error>(err)))?;
         Ok(envelopes
@@ -598,11 +641,12 @@ where
     }
 
     /// Appends `events` after the context's sequence, with a snapshot of the context's state
-    /// (which already holds them) when one is due.
+    /// (which already holds them) when one is due: in the context's transaction if its command
+    /// goes alone.
     async fn write(
         &self,
         events: Vec<A::Event>,
-        context: &StoreContext<A>,
+        mut context: StoreContext<A>,
         metadata: HashMap<String, String>,
     ) -> Result<(Vec<EventEnvelope<A>>, Vec<i64>), StoreError> {
         let envelopes: Vec<EventEnvelope<A>> = events
@@ -625,7 +669,12 @@ where
             None
         };
         let positions = self
-            .append(&context.aggregate_id, &envelopes, snapshot)
+            .append(
+                &context.aggregate_id,
+                &envelopes,
+                snapshot,
+                context.alone.take(),
+            )
             .await?;
         Ok((envelopes, positions))
     }
@@ -653,7 +702,9 @@ where
     A::Error: Send,
 {
     async fn load(&self, tenant: TenantId, id: &str) -> Result<A, CommandError<A::Error>> {
-        let context = cqrs_es::EventStore::load_aggregate(&self.for_tenant(*tenant.as_uuid()), id)
+        let context = self
+            .for_tenant(*tenant.as_uuid())
+            .load_context(id, None)
             .await
             .map_err(command_error)?;
         Ok(context.into_state())

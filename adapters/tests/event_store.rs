@@ -529,8 +529,8 @@ async fn commands_appending_at_the_same_time_share_commits_and_each_gets_its_own
         marker: Uuid::nil(),
     };
 
-    // All queued before the store's writer first runs (the test's runtime has one thread),
-    // so they make one batch.
+    // The first finds the store idle and goes alone; the others queue behind it before the
+    // store's writer first runs (the test's runtime has one thread), so they make one batch.
     let ids: Vec<String> = (0..20).map(|_| Uuid::new_v4().to_string()).collect();
     let created =
         futures::future::join_all(ids.iter().map(|id| create(&store, id, add_two()))).await;
@@ -539,28 +539,38 @@ async fn commands_appending_at_the_same_time_share_commits_and_each_gets_its_own
         assert_eq!(reported, stored);
         assert_eq!(stored.len(), 2);
     }
+    assert_eq!(commits_holding(&log, &ids[..1]).await, 1);
     assert_eq!(
-        commits_holding(&log, &ids).await,
+        commits_holding(&log, &ids[1..]).await,
         1,
-        "20 creations, one commit"
+        "19 creations queued behind the first, one commit"
     );
+    assert_eq!(commits_holding(&log, &ids).await, 2);
 
     // A batch with a stale command and an unacceptable event in it: those two fail alone.
-    let taken = Uuid::new_v4().to_string();
-    let stale = store.load_aggregate(&taken).await.unwrap();
+    // Both are read while another command's append is queued, so neither goes alone.
+    let [taken, untenanted, ahead, queued] = [(); 4].map(|()| Uuid::new_v4().to_string());
+    let (first, second, stale, no_tenant) = tokio::join!(
+        create(&store, &ahead, add_two()),
+        create(&store, &queued, add_two()),
+        store.load_aggregate(&taken),
+        store.load_aggregate(&untenanted),
+    );
+    first.unwrap();
+    second.unwrap();
+    let (stale, no_tenant) = (stale.unwrap(), no_tenant.unwrap());
     add(&cqrs(&pool), &taken, 1, Uuid::nil()).await.unwrap();
-    let untenanted = Uuid::new_v4().to_string();
-    let no_tenant = store.load_aggregate(&untenanted).await.unwrap();
     let added = || {
         vec![CounterEvent::Added {
             marker: Uuid::nil(),
         }]
     };
+    // The first creation goes alone; the rest, and the stale command after them, queue.
     let more_ids: Vec<String> = (0..20).map(|_| Uuid::new_v4().to_string()).collect();
-    let (conflict, invalid, created) = tokio::join!(
+    let (created, conflict, invalid) = tokio::join!(
+        futures::future::join_all(more_ids.iter().map(|id| create(&store, id, add_two()))),
         store.commit(added(), stale, tenant_metadata(TENANT)),
         store.commit(added(), no_tenant, HashMap::new()),
-        futures::future::join_all(more_ids.iter().map(|id| create(&store, id, add_two()))),
     );
     assert!(
         matches!(conflict, Err(AggregateError::AggregateConflict)),
@@ -585,4 +595,74 @@ async fn commands_appending_at_the_same_time_share_commits_and_each_gets_its_own
             .unwrap();
     assert_eq!(untenanted_events, 0);
     assert_eq!(store.load_aggregate(&taken).await.unwrap().state().value, 1);
+}
+
+/// Transactions of this test's database open between statements, as its own login sees them.
+async fn open_transactions(owner: &PgPool) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity
+          WHERE datname = current_database() AND state = 'idle in transaction'",
+    )
+    .fetch_one(owner)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_command_alone_reads_and_appends_in_one_transaction_and_one_arriving_meanwhile_queues() {
+    let db = TestDb::new().await;
+    let log = log(&db).await;
+    let owner = db.pool(DbRole::Owner, 1).await;
+    // Two connections: the command alone holds one from its read to its commit.
+    let pool = db.pool(DbRole::App, 2).await;
+    let store = store(&pool);
+    let cqrs = CqrsFramework::new(store.clone(), vec![], ());
+    let (first, second) = (Uuid::new_v4().to_string(), Uuid::new_v4().to_string());
+    add(&cqrs, &first, 1, Uuid::nil()).await.unwrap();
+
+    // Read alone, in a transaction still open until its append: a command arriving meanwhile
+    // finds the store busy and goes through the queue, taking the next sequence first, so the
+    // append of the command decided on the older state conflicts.
+    let loaded = store.load_aggregate(&first).await.unwrap();
+    assert_eq!(loaded.state().value, 1);
+    assert_eq!(
+        open_transactions(&owner).await,
+        1,
+        "the read's, kept for the append"
+    );
+    add(&cqrs, &first, 1, Uuid::nil()).await.unwrap();
+    add(&cqrs, &second, 1, Uuid::nil()).await.unwrap();
+    assert_eq!(open_transactions(&owner).await, 1, "the others' ended");
+    let stale = store
+        .commit(
+            vec![CounterEvent::Added {
+                marker: Uuid::nil(),
+            }],
+            loaded,
+            tenant_metadata(TENANT),
+        )
+        .await;
+    assert!(
+        matches!(stale, Err(AggregateError::AggregateConflict)),
+        "{stale:?}"
+    );
+    assert_eq!(open_transactions(&owner).await, 0);
+
+    // Idle again: the next command goes alone, and its events and snapshot land.
+    add(&cqrs, &first, SNAPSHOT_EVERY, Uuid::nil())
+        .await
+        .unwrap();
+    let reloaded = store.load_aggregate(&first).await.unwrap();
+    assert_eq!(reloaded.state().value, 2 + SNAPSHOT_EVERY as u64);
+    assert_eq!(
+        reloaded.events_replayed(),
+        0,
+        "loaded from the snapshot alone"
+    );
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_id = $1")
+        .bind(&first)
+        .fetch_one(&log)
+        .await
+        .unwrap();
+    assert_eq!(stored, (2 + SNAPSHOT_EVERY) as i64);
 }

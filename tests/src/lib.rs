@@ -9,6 +9,8 @@
 //! The cluster comes from `CASEBOOK_PG_ADMIN_URL` (any database of the cluster, connected as
 //! a superuser), as exported by `infra/local/stack.sh up`.
 
+pub mod bench;
+
 use std::str::FromStr;
 
 pub use casebook_adapters::postgres::DbRole;
