@@ -34,6 +34,7 @@ use axum::Router;
 use casebook_adapters::aws::apigateway::UsagePlans;
 use casebook_adapters::aws::setup::{ensure_resources, ResourceNames};
 use casebook_adapters::aws::shared_config;
+use casebook_tests::bench::Latencies;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot, Mutex};
 use uuid::Uuid;
@@ -258,16 +259,15 @@ async fn measure(
         check(function, &outcome, &log);
         latencies.push(took);
     }
-    latencies.sort();
+    let latencies = Latencies::new(latencies);
     let (peak_rss_kib, rss_kib) = memory(pid);
     child.kill().await.expect("stopped");
-    let percentile = |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize];
     Figures {
         function: function.to_owned(),
         init,
         first,
-        p50: percentile(0.5),
-        p99: percentile(0.99),
+        p50: latencies.p50(),
+        p99: latencies.p99(),
         peak_rss_kib,
         rss_kib,
         bootstrap_bytes: (bootstrap != std::env::current_exe().unwrap())

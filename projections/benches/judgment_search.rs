@@ -28,6 +28,7 @@ use casebook_domain::ports::{EmbedError, Embedder};
 use casebook_domain::values::{JudgmentBody, JudgmentTitle};
 use casebook_projections::judgment_index;
 use casebook_projections::log::{Checkpoint, RecordedEvent};
+use casebook_tests::bench::Latencies;
 use casebook_tests::{DbRole, TestDb};
 use cqrs_es::DomainEvent;
 use serde_json::value::RawValue;
@@ -155,10 +156,6 @@ fn exact_top_k(members: &[usize], vectors: &[Vec<f32>], query: &[f32]) -> Vec<us
     scored.iter().take(K).map(|&(_, i)| i).collect()
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
 /// Mean recall@10 of `queries` against exact search over the tenant's vectors.
 async fn recall(
     conn: &mut PgConnection,
@@ -202,13 +199,9 @@ async fn latency(
             assert_eq!(hits.len(), K);
         }
     }
-    latencies.sort();
     let mean = latencies.iter().sum::<Duration>() / u32::try_from(latencies.len()).unwrap();
-    (
-        percentile(&latencies, 0.5),
-        percentile(&latencies, 0.99),
-        mean,
-    )
+    let latencies = Latencies::new(latencies);
+    (latencies.p50(), latencies.p99(), mean)
 }
 
 #[tokio::main]
