@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use casebook_adapters::event_store::EventStore;
-use casebook_tests::bench::{Latencies, Spread};
+use casebook_tests::bench::{millis, Cells, Run, Spread};
 use casebook_tests::{DbRole, TestDb};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::PersistedEventStore;
@@ -88,12 +88,6 @@ fn metadata() -> HashMap<String, String> {
     ])
 }
 
-/// One run of one cell: its rate and each operation's latency.
-struct Run {
-    per_second: f64,
-    latencies: Latencies,
-}
-
 /// Runs `op` from `tasks` concurrent tasks for `duration`.
 async fn run<F, Fut>(tasks: usize, duration: Duration, op: F) -> Run
 where
@@ -115,14 +109,11 @@ where
             })
         })
         .collect();
-    let mut latencies = Vec::new();
+    let mut took = Vec::new();
     for handle in handles {
-        latencies.extend(handle.await.expect("bench task"));
+        took.extend(handle.await.expect("bench task"));
     }
-    Run {
-        per_second: latencies.len() as f64 / start.elapsed().as_secs_f64(),
-        latencies: Latencies::new(latencies),
-    }
+    Run::new(took, start.elapsed())
 }
 
 async fn raw_insert(pool: PgPool) {
@@ -334,20 +325,9 @@ fn ratio(runs: &[Vec<Run>], of: usize, to: usize) -> Spread {
     )
 }
 
-fn millis(latency: Duration) -> f64 {
-    latency.as_secs_f64() * 1e3
-}
-
 #[tokio::main]
 async fn main() {
-    let setting = |name: &str, default: u64| {
-        std::env::var(name)
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(default)
-    };
-    let seconds = setting("BENCH_SECONDS", 5);
-    let rounds = setting("BENCH_ROUNDS", 3) as usize;
+    let Cells { seconds, rounds } = Cells::from_env();
     let cell = Duration::from_secs(seconds);
     let db = TestDb::new().await;
 

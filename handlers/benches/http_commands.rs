@@ -26,17 +26,11 @@ use casebook_domain::ids::SessionId;
 use casebook_domain::values::Subject;
 use casebook_handlers::http::access::AccessList;
 use casebook_handlers::http::router;
-use casebook_tests::bench::{Latencies, Spread};
+use casebook_tests::bench::{millis, Cells, Run, Spread};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Executor, PgPool};
 use tower::ServiceExt;
 use uuid::Uuid;
-
-/// One run of one cell: its rate and each operation's latency.
-struct Run {
-    per_second: f64,
-    latencies: Latencies,
-}
 
 /// Runs `op` back to back, one at a time, for `duration`.
 async fn one_at_a_time<Fut: std::future::Future<Output = ()>>(
@@ -50,10 +44,7 @@ async fn one_at_a_time<Fut: std::future::Future<Output = ()>>(
         op().await;
         took.push(began.elapsed());
     }
-    Run {
-        per_second: took.len() as f64 / start.elapsed().as_secs_f64(),
-        latencies: Latencies::new(took),
-    }
+    Run::new(took, start.elapsed())
 }
 
 /// A connection as `tenant` for the whole session, so the raw INSERT commits alone: the
@@ -88,20 +79,9 @@ async fn raw_append(pool: &PgPool, tenant: Uuid) {
     .expect("raw append");
 }
 
-fn millis(latency: Duration) -> f64 {
-    latency.as_secs_f64() * 1e3
-}
-
 #[tokio::main]
 async fn main() {
-    let setting = |name: &str, default: u64| {
-        std::env::var(name)
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(default)
-    };
-    let seconds = setting("BENCH_SECONDS", 5);
-    let rounds = setting("BENCH_ROUNDS", 3) as usize;
+    let Cells { seconds, rounds } = Cells::from_env();
     let cell = Duration::from_secs(seconds);
 
     // Rate limits out of the way: the tenant's plan is not what is measured.

@@ -5,6 +5,49 @@
 use std::fmt;
 use std::time::Duration;
 
+/// How long and how often each cell of a benchmark runs: `BENCH_SECONDS` (default 5) a run,
+/// `BENCH_ROUNDS` (default 3) interleaved rounds.
+pub struct Cells {
+    pub seconds: u64,
+    pub rounds: usize,
+}
+
+impl Cells {
+    pub fn from_env() -> Self {
+        let setting = |name: &str, default: u64| {
+            std::env::var(name)
+                .ok()
+                .and_then(|value| value.parse().ok())
+                .unwrap_or(default)
+        };
+        Self {
+            seconds: setting("BENCH_SECONDS", 5),
+            rounds: setting("BENCH_ROUNDS", 3) as usize,
+        }
+    }
+}
+
+/// One run of one cell: its rate and each operation's latency.
+pub struct Run {
+    pub per_second: f64,
+    pub latencies: Latencies,
+}
+
+impl Run {
+    /// The run whose operations took `took`, over `elapsed` in all.
+    pub fn new(took: Vec<Duration>, elapsed: Duration) -> Self {
+        Self {
+            per_second: took.len() as f64 / elapsed.as_secs_f64(),
+            latencies: Latencies::new(took),
+        }
+    }
+}
+
+/// A latency in milliseconds, for printing.
+pub fn millis(latency: Duration) -> f64 {
+    latency.as_secs_f64() * 1e3
+}
+
 /// Latencies of one run, sorted.
 pub struct Latencies(Vec<Duration>);
 

@@ -26,13 +26,13 @@
 //! itself before.
 //!
 //! A command that finds the store idle — nothing queued, no batch being written — goes
-//! without the queue ([`Alone`]): it reads its stream and appends in one transaction of its
+//! without the queue (`Alone`): it reads its stream and appends in one transaction of its
 //! own, on its own task, with one connection: begin, read, append, commit, the round trips of
 //! a raw read-and-append. Through the queue the same command costs a read-only transaction
 //! (its commit is a round trip), a hand-off to the writer and back (two task wake-ups), a
 //! second transaction's begin, and a second connection checkout (sqlx pings each connection
 //! it takes back, and at one connection the next checkout waits for that). A few commands may
-//! be alone at once, a creation only when nothing else is ([`Reading`]); the others queue as
+//! be alone at once, a creation only when nothing else is (`Reading`); the others queue as
 //! before, so under load batches form as they did. In Lambda, where an instance serves one
 //! request at a time, every command goes alone.
 
