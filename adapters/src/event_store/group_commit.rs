@@ -139,7 +139,7 @@ struct Inner {
     /// The writer's queue. The writer is started by an append, on that append's runtime, and
     /// again by the next append if that runtime has shut down since.
     queue: Mutex<Option<mpsc::Sender<Pending>>>,
-    /// Batches taken from the queue and not yet answered.
+    /// Batches taken from the queue and not yet written.
     batches_in_flight: Arc<AtomicUsize>,
     /// Permits of the commands going alone.
     alone: Arc<Semaphore>,
@@ -263,6 +263,23 @@ impl Alone {
     }
 }
 
+/// One batch counted in `batches_in_flight` until dropped — also when its task is, with the
+/// runtime it ran on, so a store that outlives a runtime does not count it forever.
+struct BatchInFlight(Arc<AtomicUsize>);
+
+impl BatchInFlight {
+    fn count(batches_in_flight: &Arc<AtomicUsize>) -> Self {
+        batches_in_flight.fetch_add(1, Ordering::AcqRel);
+        Self(batches_in_flight.clone())
+    }
+}
+
+impl Drop for BatchInFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// The writer stopped (its runtime shut down) with the append queued or in flight: it may or
 /// may not have been committed.
 fn writer_gone() -> StoreError {
@@ -281,13 +298,11 @@ fn start_writer(pool: PgPool, batches_in_flight: Arc<AtomicUsize>) -> mpsc::Send
             if pending.recv_many(&mut batch, MAX_BATCH).await == 0 {
                 return; // every appender is gone
             }
-            batches_in_flight.fetch_add(1, Ordering::AcqRel);
+            let counted = BatchInFlight::count(&batches_in_flight);
             let pool = pool.clone();
-            let batches_in_flight = batches_in_flight.clone();
             tokio::spawn(async move {
                 write(&pool, batch).await;
-                batches_in_flight.fetch_sub(1, Ordering::AcqRel);
-                drop(permit);
+                drop((counted, permit));
             });
         }
     });
