@@ -13,15 +13,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use casebook_adapters::event_store::EventStore;
-use casebook_tests::bench::{millis, Cells, Run, Spread};
+use casebook_tests::bench::{millis, session_scoped, Cells, Run, Spread};
 use casebook_tests::{DbRole, TestDb};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::PersistedEventStore;
 use cqrs_es::{Aggregate, CqrsFramework, DomainEvent};
 use postgres_es::PostgresEventRepository;
 use serde::{Deserialize, Serialize};
-use sqlx::postgres::PgPoolOptions;
-use sqlx::{Executor, PgPool};
+use sqlx::PgPool;
 use uuid::Uuid;
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -88,21 +87,21 @@ fn metadata() -> HashMap<String, String> {
     ])
 }
 
-/// Runs `op` from `tasks` concurrent tasks for `duration`.
-async fn run<F, Fut>(tasks: usize, duration: Duration, op: F) -> Run
+/// Runs `op` on `through` from `tasks` concurrent tasks for `duration`.
+async fn run<T, Fut>(tasks: usize, duration: Duration, through: &T, op: fn(T) -> Fut) -> Run
 where
-    F: Fn() -> Fut + Clone + Send + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
+    T: Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     let start = Instant::now();
     let handles: Vec<_> = (0..tasks)
         .map(|_| {
-            let op = op.clone();
+            let through = through.clone();
             tokio::spawn(async move {
                 let mut took = Vec::new();
                 while start.elapsed() < duration {
                     let began = Instant::now();
-                    op().await;
+                    op(through.clone()).await;
                     took.push(began.elapsed());
                 }
                 took
@@ -166,25 +165,6 @@ fn casebook(pool: &PgPool) -> Casebook {
     )
 }
 
-/// A pool for the raw baselines and vanilla cqrs-es: the same role and tenant (row-level
-/// security checks the same rows), assumed once per connection, so their statements commit
-/// alone without the per-transaction scoping Casebook's request path pays for.
-async fn session_scoped(db: &TestDb, connections: u32) -> PgPool {
-    PgPoolOptions::new()
-        .max_connections(connections)
-        .after_connect(|conn, _| {
-            Box::pin(async move {
-                conn.execute(
-                    format!("SET ROLE casebook_app; SET app.tenant_id = '{TENANT}'").as_str(),
-                )
-                .await
-                .map(drop)
-            })
-        })
-        .connect_with(db.login_options())
-        .await
-        .expect("connect the raw pool")
-}
 type Vanilla = CqrsFramework<Ledger, PersistedEventStore<PostgresEventRepository, Ledger>>;
 
 fn record() -> Record {
@@ -233,7 +213,7 @@ const VANILLA: usize = 4;
 /// that a noisy stretch of the machine lands on every cell alike; the runs of each cell.
 async fn cells(db: &TestDb, connections: usize, rounds: usize, cell: Duration) -> Vec<Vec<Run>> {
     let pool = db.pool(DbRole::App, connections as u32).await;
-    let raw = session_scoped(db, connections as u32).await;
+    let raw = session_scoped(db.login_options(), TENANT, connections as u32).await;
     let casebook = Arc::new(casebook(&pool));
     let store = EventStore::<Ledger>::new(pool.clone(), vec![]);
     let vanilla: Arc<Vanilla> = Arc::new(CqrsFramework::new(
@@ -242,72 +222,34 @@ async fn cells(db: &TestDb, connections: usize, rounds: usize, cell: Duration) -
         (),
     ));
     let mut runs: Vec<Vec<Run>> = CELLS.iter().map(|_| Vec::new()).collect();
+    // Every connection of both pools opened before the first measured cell.
+    run(connections, Duration::from_millis(500), &raw, raw_insert).await;
+    run(connections, Duration::from_millis(500), &store, creation).await;
     for _ in 0..rounds {
-        runs[A].push(
-            run(connections, cell, {
-                let raw = raw.clone();
-                move || raw_insert(raw.clone())
-            })
-            .await,
-        );
-        runs[B].push(
-            run(connections, cell, {
-                let raw = raw.clone();
-                move || raw_command(raw.clone())
-            })
-            .await,
-        );
-        runs[C].push(
-            run(connections, cell, {
-                let cqrs = casebook.clone();
-                move || {
-                    let cqrs = cqrs.clone();
-                    async move {
-                        cqrs.execute_with_metadata(&new_id(), record(), metadata())
-                            .await
-                            .expect("casebook command");
-                    }
-                }
-            })
-            .await,
-        );
-        runs[C_NEW].push(
-            run(connections, cell, {
-                let store = store.clone();
-                move || {
-                    let store = store.clone();
-                    async move {
-                        store
-                            .execute_new(&new_id(), record(), &(), metadata())
-                            .await
-                            .expect("casebook creation");
-                    }
-                }
-            })
-            .await,
-        );
-        runs[VANILLA].push(
-            run(connections, cell, {
-                let cqrs = vanilla.clone();
-                move || {
-                    let cqrs = cqrs.clone();
-                    async move {
-                        cqrs.execute_with_metadata(&new_id(), record(), metadata())
-                            .await
-                            .expect("vanilla command");
-                    }
-                }
-            })
-            .await,
-        );
+        runs[A].push(run(connections, cell, &raw, raw_insert).await);
+        runs[B].push(run(connections, cell, &raw, raw_command).await);
+        runs[C].push(run(connections, cell, &casebook, command).await);
+        runs[C_NEW].push(run(connections, cell, &store, creation).await);
+        runs[VANILLA].push(run(connections, cell, &vanilla, command).await);
     }
     pool.close().await;
     raw.close().await;
     runs
 }
 
-fn new_id() -> String {
-    Uuid::new_v4().to_string()
+/// A command creating a new aggregate through `cqrs` (Casebook's store or vanilla's).
+async fn command<ES: cqrs_es::EventStore<Ledger>>(cqrs: Arc<CqrsFramework<Ledger, ES>>) {
+    cqrs.execute_with_metadata(&Uuid::new_v4().to_string(), record(), metadata())
+        .await
+        .expect("command");
+}
+
+/// The same command as a creation: no read of the new stream.
+async fn creation(store: EventStore<Ledger>) {
+    store
+        .execute_new(&Uuid::new_v4().to_string(), record(), &(), metadata())
+        .await
+        .expect("creation");
 }
 
 /// The spread of `figure` over the rounds of `runs`.
@@ -389,7 +331,7 @@ async fn main() {
     );
 
     let pool = db.pool(DbRole::App, 4).await;
-    let raw = session_scoped(&db, 4).await;
+    let raw = session_scoped(db.login_options(), TENANT, 4).await;
     let (short, long) = (Uuid::new_v4().to_string(), Uuid::new_v4().to_string());
     seed_stream(&pool, &short, 10).await;
     seed_stream(&pool, &long, 10_000).await;

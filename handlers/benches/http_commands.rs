@@ -26,9 +26,8 @@ use casebook_domain::ids::SessionId;
 use casebook_domain::values::Subject;
 use casebook_handlers::http::access::AccessList;
 use casebook_handlers::http::router;
-use casebook_tests::bench::{millis, Cells, Run, Spread};
-use sqlx::postgres::PgPoolOptions;
-use sqlx::{Executor, PgPool};
+use casebook_tests::bench::{millis, session_scoped, Cells, Run, Spread};
+use sqlx::PgPool;
 use tower::ServiceExt;
 use uuid::Uuid;
 
@@ -45,25 +44,6 @@ async fn one_at_a_time<Fut: std::future::Future<Output = ()>>(
         took.push(began.elapsed());
     }
     Run::new(took, start.elapsed())
-}
-
-/// A connection as `tenant` for the whole session, so the raw INSERT commits alone: the
-/// same role and rows row-level security checks, none of the request path's scoping.
-async fn raw_pool(app_pool: &PgPool, tenant: Uuid) -> PgPool {
-    PgPoolOptions::new()
-        .max_connections(1)
-        .after_connect(move |conn, _| {
-            Box::pin(async move {
-                conn.execute(
-                    format!("SET ROLE casebook_app; SET app.tenant_id = '{tenant}'").as_str(),
-                )
-                .await
-                .map(drop)
-            })
-        })
-        .connect_with((*app_pool.connect_options()).clone())
-        .await
-        .expect("connect the raw pool")
 }
 
 async fn raw_append(pool: &PgPool, tenant: Uuid) {
@@ -89,7 +69,7 @@ async fn main() {
     app.onboard_both("enterprise").await;
     let app_router = router(app.state.clone().with_access_ttl(AccessList::DEFAULT_TTL));
     let tenant = *app.acme.tenant.as_uuid();
-    let raw = raw_pool(&app.pool, tenant).await;
+    let raw = session_scoped((*app.pool.connect_options()).clone(), tenant, 1).await;
     let bearer = format!("Bearer {}", app.acme.customer.token);
     let open_session = || {
         let request = Request::put(format!("/v1/sessions/{}", Uuid::new_v4()))

@@ -5,6 +5,10 @@
 use std::fmt;
 use std::time::Duration;
 
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Executor, PgPool};
+use uuid::Uuid;
+
 /// How long and how often each cell of a benchmark runs: `BENCH_SECONDS` (default 5) a run,
 /// `BENCH_ROUNDS` (default 3) interleaved rounds.
 pub struct Cells {
@@ -41,6 +45,26 @@ impl Run {
             latencies: Latencies::new(took),
         }
     }
+}
+
+/// A pool for raw baselines: `casebook_app` with `tenant`'s rows, assumed once per connection,
+/// so row-level security checks the same rows as on the request path while each statement
+/// commits alone, without the per-transaction scoping the request path pays for.
+pub async fn session_scoped(login: PgConnectOptions, tenant: Uuid, connections: u32) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(connections)
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                conn.execute(
+                    format!("SET ROLE casebook_app; SET app.tenant_id = '{tenant}'").as_str(),
+                )
+                .await
+                .map(drop)
+            })
+        })
+        .connect_with(login)
+        .await
+        .expect("connect the session-scoped pool")
 }
 
 /// A latency in milliseconds, for printing.
