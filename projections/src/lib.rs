@@ -10,6 +10,7 @@
 //! | [`models`] | the read models' rows and writers: tenants, sessions (with queries), diagnoses (with the review queue), decisions, usage |
 //! | [`read`] | the read models' queries for the API (tenant-scoped, keyset pages) |
 //! | [`audit`] | the hash-chained audit table, its canonical encodings (each row covering its event's full content since encoding 2) and verifiers |
+//! | [`tlog`] | the verifiable logs: per tenant, a Merkle tree over the audit and access logs' rows as C2SP tiles, signed checkpoints, inclusion and consistency proofs, the offline check |
 //! | [`rebuild`] | rebuild from history into shadow tables, verify by digest, swap |
 //! | [`jobs`], [`judgment_index::IndexSearch`] | the application's ports over the log, the subscriptions and the index: tenants, decisions, lags, precedent search |
 //! | [`error`] | [`ApplyError`](error::ApplyError): transient or permanent |
@@ -54,5 +55,6 @@ pub mod rebuild;
 pub mod runner;
 pub mod status;
 pub mod subscription;
+pub mod tlog;
 
 mod sql;
