@@ -72,3 +72,7 @@ END $$;
 CREATE TRIGGER tlog_checkpoints_signed
     BEFORE UPDATE OR DELETE ON tlog_checkpoints
     FOR EACH ROW EXECUTE FUNCTION tlog_checkpoints_keep_what_was_signed();
+
+-- The integrator (the projector) reads every tenant's access records to hash them.
+CREATE POLICY projector_reads ON access_log FOR SELECT TO casebook_projector USING (true);
+GRANT SELECT ON access_log TO casebook_projector;

@@ -53,7 +53,8 @@ pub struct ProofBundle {
 /// What a bundle was checked against, besides the key.
 #[derive(Debug, Default)]
 pub struct AuditorCopy<'a> {
-    /// Rows the auditor holds, by `seq`: their canonical bytes.
+    /// Rows the auditor holds, by `seq`: their canonical bytes. Rows from the first are an
+    /// export, checked whole against the root; others are checked by their inclusion proofs.
     pub rows: BTreeMap<i64, Vec<u8>>,
     /// The checkpoint the auditor saved last time (a signed note).
     pub last_checkpoint: Option<&'a str>,
@@ -64,9 +65,10 @@ pub struct AuditorCopy<'a> {
 pub struct LogVerified {
     /// The checkpoint's size.
     pub size: u64,
-    /// Rows proven in its tree, one by one.
-    pub rows_included: usize,
-    /// Whether the auditor's rows are the whole tree (rows 1 to size), recomputed to its root.
+    /// The auditor's rows found in its tree (rows after it are newer than the checkpoint).
+    pub rows_checked: usize,
+    /// Whether they were the whole tree (rows 1 to size), recomputed to its root; otherwise
+    /// each was proven by its inclusion proof.
     pub whole_tree: bool,
     /// The size of the auditor's last checkpoint that the new one extends.
     pub extends: Option<u64>,
@@ -106,6 +108,12 @@ pub enum LogProblem {
         /// The row's `seq`.
         seq: i64,
     },
+    /// An export from the first row lacks a row of the tree.
+    #[error("row {0} is missing: the rows given start at 1 but skip it")]
+    RowMissing(i64),
+    /// A row given from within the tree has no inclusion proof in the bundle.
+    #[error("row {0} has no inclusion proof in the bundle")]
+    Unproven(i64),
     /// A proof names a row the auditor does not hold.
     #[error("the bundle proves row {0}, which the rows given do not hold")]
     RowNotGiven(i64),
@@ -131,6 +139,7 @@ pub fn verify(
         Some(last) => Some(extends(key, origin, &signed, bundle, last)?),
         None => None,
     };
+    let mut proven = BTreeMap::new();
     for inclusion in &bundle.inclusions {
         if inclusion.checkpoint != bundle.checkpoint {
             return Err(LogProblem::ProofForAnotherCheckpoint);
@@ -149,14 +158,24 @@ pub fn verify(
             tree::leaf_hash(row),
         )
         .map_err(|_| LogProblem::NotIncluded { seq: inclusion.seq })?;
+        proven.insert(inclusion.seq, ());
     }
-    let whole_tree = holds_whole_tree(&copy.rows, signed.size);
-    if whole_tree && root_of(&copy.rows, signed.size) != signed.root {
-        return Err(LogProblem::WrongRoot { size: signed.size });
+    let in_tree = copy.rows.range(1..=signed.size as i64);
+    let whole_tree = copy.rows.contains_key(&1);
+    if whole_tree {
+        // An export from the first row: it must be the tree, row for row.
+        if let Some(missing) = (1..=signed.size as i64).find(|seq| !copy.rows.contains_key(seq)) {
+            return Err(LogProblem::RowMissing(missing));
+        }
+        if root_of(&copy.rows, signed.size) != signed.root {
+            return Err(LogProblem::WrongRoot { size: signed.size });
+        }
+    } else if let Some((seq, _)) = in_tree.clone().find(|(seq, _)| !proven.contains_key(*seq)) {
+        return Err(LogProblem::Unproven(*seq));
     }
     Ok(LogVerified {
         size: signed.size,
-        rows_included: bundle.inclusions.len(),
+        rows_checked: in_tree.count(),
         whole_tree,
         extends,
     })
@@ -205,12 +224,6 @@ fn extends(
     )
     .map_err(|_| not_consistent)?;
     Ok(last.size)
-}
-
-/// Whether `rows` are exactly rows 1 to `size`, or more (an export taken after the
-/// checkpoint; its first `size` rows are the tree).
-fn holds_whole_tree(rows: &BTreeMap<i64, Vec<u8>>, size: u64) -> bool {
-    size > 0 && (1..=size as i64).all(|seq| rows.contains_key(&seq))
 }
 
 /// The root of the tree over rows 1 to `size`, computed as the integrator does, from tiles

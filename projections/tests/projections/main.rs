@@ -1,5 +1,5 @@
 //! The projections against the real Postgres: read models, runner, faults, rebuilds, the
-//! audit chain, the auditors' queries and row-level security.
+//! audit chain and its verifiable log, the auditors' queries and row-level security.
 
 mod audit;
 mod audit_queries;
@@ -10,3 +10,4 @@ mod rebuild;
 mod rls;
 mod runner;
 mod support;
+mod verifiable_log;
