@@ -33,16 +33,17 @@ CREATE TABLE tlog_checkpoints (
 CREATE INDEX tlog_checkpoints_to_archive ON tlog_checkpoints (signed_at)
     WHERE archived_key IS NULL;
 
--- The projector integrates every tenant's rows; the auditor reads its tenant's tree and
--- checkpoints; the scheduler (casebook_app) archives its tenants' checkpoints.
+-- The projector integrates every tenant's rows; the API (casebook_app, for its auditors) and
+-- the auditor role read their tenant's tree and checkpoints; the scheduler (casebook_app)
+-- records where it archived its tenants' checkpoints.
 ALTER TABLE tlog_tiles ENABLE ROW LEVEL SECURITY;
 ALTER TABLE tlog_tiles FORCE ROW LEVEL SECURITY;
 CREATE POLICY projector_writes ON tlog_tiles FOR ALL TO casebook_projector
     USING (true) WITH CHECK (true);
-CREATE POLICY tenant_reads ON tlog_tiles FOR SELECT TO casebook_auditor
+CREATE POLICY tenant_reads ON tlog_tiles FOR SELECT TO casebook_app, casebook_auditor
     USING (tenant_id = ANY (casebook_tenants_in_scope()));
 GRANT SELECT, INSERT, UPDATE ON tlog_tiles TO casebook_projector;
-GRANT SELECT ON tlog_tiles TO casebook_auditor;
+GRANT SELECT ON tlog_tiles TO casebook_app, casebook_auditor;
 
 ALTER TABLE tlog_checkpoints ENABLE ROW LEVEL SECURITY;
 ALTER TABLE tlog_checkpoints FORCE ROW LEVEL SECURITY;
