@@ -10,6 +10,7 @@ use std::path::Path;
 use casebook_domain::ids::TenantId;
 use casebook_projections::access_log::{self, AccessRecord, AccessVerifier, VerifyError};
 use casebook_projections::audit::ChainHash;
+use casebook_projections::tlog::{tree, LogName};
 use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -18,6 +19,7 @@ use crate::audit::{broken_at, check_head, check_lines, head_of, head_suffix, una
 use crate::cli::{AccessExportArgs, AccessVerifyArgs, Output};
 use crate::sink::Sink;
 use crate::stream::{ChainHead, HeadLine};
+use crate::verifiable::{self, Leaves, LogReport};
 use crate::{db, progress, Error, Verdict};
 
 /// Records read per query of an export.
@@ -89,16 +91,29 @@ pub struct AccessReport {
     pub anchored: bool,
     /// The first broken link.
     pub broken: Option<Broken>,
+    /// The verifiable log's proofs, when a bundle was given (`--proofs`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log: Option<LogReport>,
 }
 
-/// Runs `access-log verify`: 0 when the chain verifies, 1 at a broken link.
+/// Runs `access-log verify`: 0 when the chain (and the proofs, if given) verify, 1 at a
+/// broken link or a proof that fails.
 pub async fn run_verify(args: AccessVerifyArgs, output: Output) -> Result<Verdict, Error> {
-    let report = if args.file.is_empty() {
+    let (mut report, leaves) = if args.file.is_empty() {
         let pool = db::auditor(Some(args.tenant)).await?;
-        verify_database(&pool, args.tenant).await?
+        (verify_database(&pool, args.tenant).await?, Leaves::new())
     } else {
-        verify_files(args.tenant, &args.file, output)?
+        verify_files(args.tenant, &args.file, output, args.log.wanted())?
     };
+    let mut leaves = leaves;
+    leaves.extend(verifiable::leaves_of(
+        args.tenant,
+        &args.log.rows,
+        output,
+        record_of,
+    )?);
+    report.log = verifiable::check(&args.log, LogName::Access, args.tenant, leaves)?;
+    report.ok &= report.log.as_ref().is_none_or(|log| log.ok);
     print(&report, output)?;
     Ok(if report.ok {
         Verdict::Passed
@@ -131,18 +146,22 @@ pub async fn verify_database(pool: &PgPool, tenant: Uuid) -> Result<AccessReport
         head: None,
         anchored: true,
         broken,
+        log: None,
     })
 }
 
-/// Verifies `tenant`'s access chain from `files` (exports), in order.
+/// Verifies `tenant`'s access chain from `files` (exports), in order; with `leaves`, also
+/// returns each record's leaf hash for the verifiable log's proofs.
 pub fn verify_files(
     tenant: Uuid,
     files: &[impl AsRef<Path>],
     output: Output,
-) -> Result<AccessReport, Error> {
+    leaves: bool,
+) -> Result<(AccessReport, Leaves), Error> {
     let tenant_id = TenantId::from_uuid(tenant);
     let mut verifier = AccessVerifier::new();
     let mut anchored = false;
+    let mut leaves = leaves.then(Leaves::new);
     let broken = check_lines(files, output, |text| {
         if let Ok(record) = serde_json::from_str::<AccessRecord>(text) {
             if record.tenant_id != tenant_id {
@@ -152,9 +171,13 @@ pub fn verify_files(
                     format!("a record of tenant {}", record.tenant_id),
                 ));
             }
-            return verifier
+            verifier
                 .push(&record)
-                .map_err(|link| broken_at(None, Some(link.seq), link.problem.describe(link.seq)));
+                .map_err(|link| broken_at(None, Some(link.seq), link.problem.describe(link.seq)))?;
+            if let Some(leaves) = &mut leaves {
+                leaves.insert(record.seq, tree::leaf_hash(&record.canonical_bytes()));
+            }
+            return Ok(());
         }
         match head_of(text) {
             Some(head) => {
@@ -181,7 +204,7 @@ pub fn verify_files(
             seq,
             hash,
         });
-    Ok(AccessReport {
+    let report = AccessReport {
         tenant_id: tenant,
         source: files
             .iter()
@@ -193,7 +216,23 @@ pub fn verify_files(
         head,
         anchored,
         broken,
-    })
+        log: None,
+    };
+    Ok((report, leaves.unwrap_or_default()))
+}
+
+/// An access record's tenant, `seq` and canonical bytes (for `--rows`); `None` for a chain
+/// head.
+fn record_of(text: &str) -> Result<Option<(TenantId, i64, Vec<u8>)>, String> {
+    match serde_json::from_str::<AccessRecord>(text) {
+        Ok(record) => Ok(Some((
+            record.tenant_id,
+            record.seq,
+            record.canonical_bytes(),
+        ))),
+        Err(_) if head_of(text).is_some() => Ok(None),
+        Err(_) => Err("the line is not an access record".into()),
+    }
 }
 
 fn print(report: &AccessReport, output: Output) -> Result<(), Error> {
@@ -224,6 +263,9 @@ fn print(report: &AccessReport, output: Output) -> Result<(), Error> {
             );
             println!("{} records verified before it", report.verified);
         }
+    }
+    if let Some(log) = &report.log {
+        println!("{}", verifiable::describe(log, "access"));
     }
     Ok(())
 }

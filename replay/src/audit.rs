@@ -27,8 +27,11 @@ use casebook_projections::audit::{
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use casebook_projections::tlog::{tree, LogName};
+
 use crate::cli::{AuditVerifyArgs, Output};
 use crate::stream::{ChainHead, EventLine, HeadLine};
+use crate::verifiable::{self, Leaves, LogReport};
 use crate::{db, progress, Error, Verdict};
 
 /// What `audit verify` found.
@@ -54,6 +57,9 @@ pub struct AuditReport {
     pub anchored: bool,
     /// The first broken link.
     pub broken: Option<Broken>,
+    /// The verifiable log's proofs, when a bundle was given (`--proofs`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log: Option<LogReport>,
 }
 
 /// Where and why the chain breaks.
@@ -93,14 +99,24 @@ pub(crate) fn unanchored(what: &str) -> String {
     format!("note: no chain head in the files, so {what} deleted from the end would not show")
 }
 
-/// Runs `audit verify`: 0 when the chain verifies, 1 at a broken link.
+/// Runs `audit verify`: 0 when the chain (and the proofs, if given) verify, 1 at a broken
+/// link or a proof that fails.
 pub async fn run(args: AuditVerifyArgs, output: Output) -> Result<Verdict, Error> {
-    let report = if args.file.is_empty() {
+    let (mut report, leaves) = if args.file.is_empty() {
         let pool = db::auditor(Some(args.tenant)).await?;
-        verify_database(&pool, args.tenant).await?
+        (verify_database(&pool, args.tenant).await?, Leaves::new())
     } else {
-        verify_files(args.tenant, &args.file, output)?
+        verify_files(args.tenant, &args.file, output, args.log.wanted())?
     };
+    let mut leaves = leaves;
+    leaves.extend(verifiable::leaves_of(
+        args.tenant,
+        &args.log.rows,
+        output,
+        row_of,
+    )?);
+    report.log = verifiable::check(&args.log, LogName::Audit, args.tenant, leaves)?;
+    report.ok &= report.log.as_ref().is_none_or(|log| log.ok);
     print(&report, output)?;
     Ok(if report.ok {
         Verdict::Passed
@@ -144,6 +160,9 @@ fn print(report: &AuditReport, output: Output) -> Result<(), Error> {
             println!("{} rows verified before it", report.verified);
         }
     }
+    if let Some(log) = &report.log {
+        println!("{}", verifiable::describe(log, "audit"));
+    }
     Ok(())
 }
 
@@ -160,6 +179,7 @@ pub async fn verify_database(pool: &sqlx::PgPool, tenant: Uuid) -> Result<AuditR
         head: None,
         anchored: true,
         broken: None,
+        log: None,
     };
     match verify_chain(&mut conn, TenantId::from_uuid(tenant)).await {
         Ok(verified) => {
@@ -255,16 +275,19 @@ pub(crate) fn head_of(text: &str) -> Option<ChainHead> {
         .ok()
 }
 
-/// Verifies `tenant`'s chain from `files`, in order.
+/// Verifies `tenant`'s chain from `files`, in order; with `leaves`, also returns each row's
+/// leaf hash for the verifiable log's proofs.
 pub fn verify_files(
     tenant: Uuid,
     files: &[impl AsRef<Path>],
     output: Output,
-) -> Result<AuditReport, Error> {
+    leaves: bool,
+) -> Result<(AuditReport, Leaves), Error> {
     let mut check = FileCheck {
         tenant: TenantId::from_uuid(tenant),
         verifier: ChainVerifier::new(),
         anchored: false,
+        leaves: leaves.then(Leaves::new),
     };
     let broken = check_lines(files, output, |line| check.line(line))?;
     let head = check
@@ -276,7 +299,7 @@ pub fn verify_files(
             seq,
             hash,
         });
-    Ok(AuditReport {
+    let report = AuditReport {
         tenant_id: tenant,
         source: files
             .iter()
@@ -289,7 +312,23 @@ pub fn verify_files(
         head,
         anchored: check.anchored,
         broken,
-    })
+        log: None,
+    };
+    Ok((report, check.leaves.unwrap_or_default()))
+}
+
+/// An audit row's tenant, `seq` and canonical bytes from a row line or a `stream --audit`
+/// line (for `--rows`); `None` for a chain head.
+fn row_of(text: &str) -> Result<Option<(TenantId, i64, Vec<u8>)>, String> {
+    let row = match serde_json::from_str::<EventLine<'_>>(text) {
+        Ok(event) => event.audit.map(Cow::into_owned),
+        Err(_) => serde_json::from_str::<AuditRecord>(text).ok(),
+    };
+    match row {
+        Some(row) => Ok(Some((row.tenant_id, row.seq, row.canonical_bytes()))),
+        None if head_of(text).is_some() => Ok(None),
+        None => Err("the line is not an audit row".into()),
+    }
 }
 
 /// The ids an event's metadata shares with its audit row.
@@ -309,6 +348,7 @@ struct FileCheck {
     tenant: TenantId,
     verifier: ChainVerifier,
     anchored: bool,
+    leaves: Option<Leaves>,
 }
 
 impl FileCheck {
@@ -351,9 +391,13 @@ impl FileCheck {
                 format!("a row of tenant {}", row.tenant_id),
             ));
         }
-        self.verifier
-            .push(row, event)
-            .map_err(|link| broken_at(Some(link.global_position), Some(link.seq), describe(&link)))
+        self.verifier.push(row, event).map_err(|link| {
+            broken_at(Some(link.global_position), Some(link.seq), describe(&link))
+        })?;
+        if let Some(leaves) = &mut self.leaves {
+            leaves.insert(row.seq, tree::leaf_hash(&row.canonical_bytes()));
+        }
+        Ok(())
     }
 
     fn head(&mut self, head: &ChainHead) -> Result<(), Broken> {

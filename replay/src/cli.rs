@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use casebook_projections::tlog::LogName;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use uuid::Uuid;
 
@@ -10,6 +11,7 @@ use crate::rebuild::Target;
 use crate::sink::Destination;
 use crate::state::AggregateRef;
 use crate::stream::AggregateFilter;
+use crate::verifiable::{self, LogCheckArgs, ProveArgs};
 use crate::{access_log, audit, db, rebuild, state, stream, Error, Verdict};
 
 /// Replay a tenant's event log: stream it, rebuild an aggregate's past state, verify the
@@ -117,8 +119,12 @@ pub struct StateArgs {
 /// `audit …`.
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Verify the tenant's hash chain, from the database or offline from exports.
+    /// Verify the tenant's hash chain, from the database or offline from exports; with
+    /// `--proofs`, the verifiable log's checkpoint and proofs too.
     Verify(AuditVerifyArgs),
+    /// The verifiable log's newest checkpoint with inclusion and consistency proofs (JSON),
+    /// for `verify --proofs`.
+    Prove(ProveArgs),
 }
 
 /// `audit verify`.
@@ -132,6 +138,9 @@ pub struct AuditVerifyArgs {
     /// they must hold the chain from its first row.
     #[arg(long, value_name = "EXPORT.jsonl")]
     pub file: Vec<PathBuf>,
+    /// The verifiable log's proofs.
+    #[command(flatten)]
+    pub log: LogCheckArgs,
 }
 
 /// `access-log …`.
@@ -139,8 +148,12 @@ pub struct AuditVerifyArgs {
 pub enum AccessLogCommand {
     /// Write the tenant's access records in chain order, then the chain head (JSONL).
     Export(AccessExportArgs),
-    /// Verify the tenant's access chain, from the database or offline from exports.
+    /// Verify the tenant's access chain, from the database or offline from exports; with
+    /// `--proofs`, the verifiable log's checkpoint and proofs too.
     Verify(AccessVerifyArgs),
+    /// The verifiable log's newest checkpoint with inclusion and consistency proofs (JSON),
+    /// for `verify --proofs`.
+    Prove(ProveArgs),
 }
 
 /// `access-log export`.
@@ -165,6 +178,9 @@ pub struct AccessVerifyArgs {
     /// hold the chain from its first record.
     #[arg(long, value_name = "EXPORT.jsonl")]
     pub file: Vec<PathBuf>,
+    /// The verifiable log's proofs.
+    #[command(flatten)]
+    pub log: LogCheckArgs,
 }
 
 /// `rebuild`.
@@ -212,6 +228,14 @@ impl Cli {
                 Ok(Verdict::Passed)
             }
             Command::Audit(AuditCommand::Verify(args)) => audit::run(args, output).await,
+            Command::Audit(AuditCommand::Prove(args)) => {
+                verifiable::run_prove(args, LogName::Audit).await?;
+                Ok(Verdict::Passed)
+            }
+            Command::AccessLog(AccessLogCommand::Prove(args)) => {
+                verifiable::run_prove(args, LogName::Access).await?;
+                Ok(Verdict::Passed)
+            }
             Command::AccessLog(AccessLogCommand::Export(args)) => {
                 access_log::run_export(args, output).await?;
                 Ok(Verdict::Passed)

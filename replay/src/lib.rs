@@ -16,6 +16,7 @@
 //! | [`state`] | an aggregate's state as of a point, replayed through the domain |
 //! | [`audit`] | chain verification from the database or from export files |
 //! | [`access_log`] | the access log's export, and its chain's verification in the database or from exports |
+//! | [`verifiable`] | the verifiable logs: proof bundles read from the database (`prove`), and checked offline with the published key (`verify --proofs`) |
 //! | [`rebuild`] | rebuild, verify, swap and status |
 //! | [`progress`] | progress bars on stderr (hidden when not a terminal or `--quiet`) |
 //!
@@ -34,6 +35,7 @@ pub mod rebuild;
 pub mod sink;
 pub mod state;
 pub mod stream;
+pub mod verifiable;
 
 use casebook_projections::log::ReadError;
 use casebook_projections::rebuild::RebuildError;

@@ -53,9 +53,10 @@ pub struct ProofBundle {
 /// What a bundle was checked against, besides the key.
 #[derive(Debug, Default)]
 pub struct AuditorCopy<'a> {
-    /// Rows the auditor holds, by `seq`: their canonical bytes. Rows from the first are an
-    /// export, checked whole against the root; others are checked by their inclusion proofs.
-    pub rows: BTreeMap<i64, Vec<u8>>,
+    /// Rows the auditor holds, by `seq`: the leaf hashes of their canonical bytes
+    /// ([`tree::leaf_hash`]). Rows from the first are an export, checked whole against the
+    /// root; others are checked by their inclusion proofs.
+    pub leaves: BTreeMap<i64, Hash>,
     /// The checkpoint the auditor saved last time (a signed note).
     pub last_checkpoint: Option<&'a str>,
 }
@@ -144,30 +145,24 @@ pub fn verify(
         if inclusion.checkpoint != bundle.checkpoint {
             return Err(LogProblem::ProofForAnotherCheckpoint);
         }
-        let row = copy
-            .rows
+        let leaf = copy
+            .leaves
             .get(&inclusion.seq)
             .ok_or(LogProblem::RowNotGiven(inclusion.seq))?;
         let index = u64::try_from(inclusion.seq - 1)
             .map_err(|_| LogProblem::NotIncluded { seq: inclusion.seq })?;
-        tree::verify_inclusion(
-            &inclusion.proof,
-            signed.size,
-            signed.root,
-            index,
-            tree::leaf_hash(row),
-        )
-        .map_err(|_| LogProblem::NotIncluded { seq: inclusion.seq })?;
+        tree::verify_inclusion(&inclusion.proof, signed.size, signed.root, index, *leaf)
+            .map_err(|_| LogProblem::NotIncluded { seq: inclusion.seq })?;
         proven.insert(inclusion.seq, ());
     }
-    let in_tree = copy.rows.range(1..=signed.size as i64);
-    let whole_tree = copy.rows.contains_key(&1);
+    let in_tree = copy.leaves.range(1..=signed.size as i64);
+    let whole_tree = copy.leaves.contains_key(&1);
     if whole_tree {
         // An export from the first row: it must be the tree, row for row.
-        if let Some(missing) = (1..=signed.size as i64).find(|seq| !copy.rows.contains_key(seq)) {
+        if let Some(missing) = (1..=signed.size as i64).find(|seq| !copy.leaves.contains_key(seq)) {
             return Err(LogProblem::RowMissing(missing));
         }
-        if root_of(&copy.rows, signed.size) != signed.root {
+        if root_of(&copy.leaves, signed.size) != signed.root {
             return Err(LogProblem::WrongRoot { size: signed.size });
         }
     } else if let Some((seq, _)) = in_tree.clone().find(|(seq, _)| !proven.contains_key(*seq)) {
@@ -228,10 +223,10 @@ fn extends(
 
 /// The root of the tree over rows 1 to `size`, computed as the integrator does, from tiles
 /// kept in memory.
-fn root_of(rows: &BTreeMap<i64, Vec<u8>>, size: u64) -> Hash {
-    let leaves: Vec<Hash> = rows
+fn root_of(leaves: &BTreeMap<i64, Hash>, size: u64) -> Hash {
+    let leaves: Vec<Hash> = leaves
         .range(1..=size as i64)
-        .map(|(_, row)| tree::leaf_hash(row))
+        .map(|(_, leaf)| *leaf)
         .collect();
     Tiles::default()
         .append(0, &leaves)

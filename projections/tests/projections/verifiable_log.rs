@@ -51,6 +51,17 @@ async fn export(conn: &mut PgConnection, tenant: TenantId) -> BTreeMap<i64, Vec<
         .collect()
 }
 
+/// What an auditor holding `rows` checks a bundle against.
+fn copy_of(rows: &BTreeMap<i64, Vec<u8>>) -> AuditorCopy<'static> {
+    AuditorCopy {
+        leaves: rows
+            .iter()
+            .map(|(seq, bytes)| (*seq, tlog::tree::leaf_hash(bytes)))
+            .collect(),
+        last_checkpoint: None,
+    }
+}
+
 /// What an auditor of `tenant` is given: the newest checkpoint, the inclusion proofs of
 /// `rows` and the consistency proof from `since`. Read as the auditor role, as the API does.
 async fn bundle(stack: &Stack, tenant: TenantId, rows: &[i64], since: Option<u64>) -> ProofBundle {
@@ -98,25 +109,14 @@ async fn every_tenants_rows_are_in_its_signed_tree_and_each_rows_proof_verifies_
         let sample: Vec<i64> = vec![2, 3, size as i64 / 2, size as i64];
         let bundle = bundle(&stack, tenant, &sample, None).await;
 
-        let verified = proof::verify(
-            &verifier,
-            &audit_origin(tenant),
-            &bundle,
-            &AuditorCopy {
-                rows: rows.clone(),
-                last_checkpoint: None,
-            },
-        )
-        .unwrap();
+        let verified =
+            proof::verify(&verifier, &audit_origin(tenant), &bundle, &copy_of(&rows)).unwrap();
         assert_eq!((verified.size, verified.whole_tree), (size, true));
 
         // A few rows, not from the first: each proven by its own path.
         let given: BTreeMap<i64, Vec<u8>> =
             sample.iter().map(|seq| (*seq, rows[seq].clone())).collect();
-        let copy = AuditorCopy {
-            rows: given,
-            last_checkpoint: None,
-        };
+        let copy = copy_of(&given);
         let verified = proof::verify(&verifier, &audit_origin(tenant), &bundle, &copy).unwrap();
         assert_eq!((verified.rows_checked, verified.whole_tree), (4, false));
 
@@ -151,15 +151,7 @@ async fn a_tampered_or_dropped_row_in_the_auditors_copy_is_caught() {
     let rows = export(&mut su, tenant).await;
     let bundle = bundle(&stack, tenant, &[5], None).await;
     let check = |rows: BTreeMap<i64, Vec<u8>>| {
-        proof::verify(
-            &verifier,
-            &audit_origin(tenant),
-            &bundle,
-            &AuditorCopy {
-                rows,
-                last_checkpoint: None,
-            },
-        )
+        proof::verify(&verifier, &audit_origin(tenant), &bundle, &copy_of(&rows))
     };
     assert!(check(rows.clone()).is_ok());
 
@@ -239,7 +231,7 @@ async fn a_history_rewritten_and_re_signed_fails_consistency_with_the_saved_chec
         &audit_origin(tenant),
         &rewritten,
         &AuditorCopy {
-            rows: BTreeMap::new(),
+            leaves: BTreeMap::new(),
             last_checkpoint: Some(&saved),
         },
     )
@@ -297,7 +289,7 @@ fn a_forked_tree_is_caught_and_a_checkpoint_signed_by_another_key_is_refused() {
         }),
     };
     let a_saved = AuditorCopy {
-        rows: BTreeMap::new(),
+        leaves: BTreeMap::new(),
         last_checkpoint: Some(&seen_by_a),
     };
     let origin = audit_origin(tenant);

@@ -6,6 +6,7 @@ mod audit;
 mod helpers;
 mod rebuild;
 mod stream;
+mod verifiable_log;
 
 // The projection tests' command driver and drains, reused as they are: it issues a plausible
 // mix of commands through the real event store. This crate uses part of it.
