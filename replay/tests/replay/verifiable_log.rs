@@ -33,7 +33,7 @@ async fn prove(
     args.extend_from_slice(extra);
     let run = replay(stack, &args).await;
     run.assert_ok();
-    dir.write(name, &[run.stdout.clone()])
+    dir.write(name, std::slice::from_ref(&run.stdout))
 }
 
 async fn verify(stack: &Stack, tenant: &str, key: &Path, args: &[&str]) -> (Run, Value) {
