@@ -10,7 +10,7 @@ use casebook_adapters::aws::sqs::Queue;
 use casebook_projections::runner::{RunError, Runner};
 use tokio::net::TcpListener;
 
-use crate::compose::{BuildError, Composition};
+use crate::compose::{BuildError, Composition, Subscriptions};
 use crate::http::{router, AppState};
 use crate::jobs::{run_scheduler_until, Jobs, Schedule};
 use crate::settings::{Process, Settings};
@@ -33,6 +33,7 @@ pub enum ServeError {
 /// What runs beside the API unless it is served alone.
 struct Background {
     projector: Runner,
+    subscriptions: Subscriptions,
     worker: Worker,
     queue: Queue,
     jobs: Jobs,
@@ -72,8 +73,10 @@ impl Application {
         let background = if api_only {
             None
         } else {
+            let subscriptions = compose.subscriptions().await?;
             Some(Background {
-                projector: compose.subscriptions().await?.runner(),
+                projector: subscriptions.runner(),
+                subscriptions,
                 worker: compose.worker().await?,
                 queue: compose.diagnosis_queue()?,
                 jobs: compose.jobs().await?,
@@ -100,13 +103,14 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
         tracing::info!(addr = ?self.listener.local_addr().ok(), "casebook serving");
-        let (projector, worker, jobs) = match self.background {
+        let (projector, subscriptions, worker, jobs) = match self.background {
             Some(background) => (
                 Some(background.projector),
+                Some(background.subscriptions),
                 Some((background.worker, background.queue)),
                 Some((background.jobs, background.schedule)),
             ),
-            None => (None, None, None),
+            None => (None, None, None, None),
         };
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let stopped_for = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
@@ -128,6 +132,14 @@ impl Application {
                 }
             }
         };
+        let integration = {
+            let stopped = stopped.clone();
+            async move {
+                if let Some(subscriptions) = subscriptions {
+                    subscriptions.integrate_until(stopped_for(stopped)).await;
+                }
+            }
+        };
         let scheduler = {
             let stopped = stopped.clone();
             async move {
@@ -145,8 +157,8 @@ impl Application {
             shutdown.await;
             let _ = stop.send(true);
         };
-        let (served, projected, (), (), ()) =
-            tokio::join!(server, projector, worker, scheduler, signal);
+        let (served, projected, (), (), (), ()) =
+            tokio::join!(server, projector, integration, worker, scheduler, signal);
         // Every request has been answered, so every access record is queued.
         if let Some(log) = &self.state.access_log {
             log.drain().await;

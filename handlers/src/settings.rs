@@ -33,6 +33,7 @@
 //! | `CASEBOOK_AI_PROVIDER`, `CASEBOOK_MODELS_DIR`, `CASEBOOK_BEDROCK_*`, … | `casebook serve`, `projector`, `worker` | see [`casebook_adapters::ai::config`] |
 //! | `EVENT_SOURCE` | `casebook serve`, `projector` | `casebook` |
 //! | `CASEBOOK_STAGE` | all: the metrics' `Stage` dimension | `local` locally; required deployed |
+//! | `CASEBOOK_LOG_KEY_FILE` | `casebook serve`, `projector`: the verifiable logs' signing key | unset: nothing integrated |
 //! | `LAG_ALERT_SECONDS` | `casebook serve`, `scheduler` | 60 |
 //! | `SCHEDULE_LAG_CHECK`, `SCHEDULE_FINETUNE_EXPORT`, `SCHEDULE_AUDIT_ARCHIVE`, `SCHEDULE_BUDGET_RESUME` | `casebook serve` | as the EventBridge schedules |
 //! | the names of [`Resource`] | `aws` only, per [`Process::resources`] | required |
@@ -330,6 +331,9 @@ pub struct Settings {
     pub access_log: AccessLogSettings,
     /// `CASEBOOK_STAGE`: the deployment, every metric's `Stage` dimension.
     pub stage: String,
+    /// `CASEBOOK_LOG_KEY_FILE`: the verifiable logs' signing key, a C2SP signed-note private
+    /// key (`PRIVATE+KEY+<name>+<id>+<key>`); without one no checkpoint is signed.
+    pub log_key_file: Option<PathBuf>,
     /// The other deployed resources' names (the jobs' buckets are in `jobs`).
     names: BTreeMap<Resource, String>,
 }
@@ -457,6 +461,7 @@ impl Settings {
             event_source: lookup("EVENT_SOURCE").unwrap_or_else(|| "casebook".to_owned()),
             access_log: AccessLogSettings::from_lookup(lookup)?,
             stage,
+            log_key_file: lookup("CASEBOOK_LOG_KEY_FILE").map(PathBuf::from),
             names,
         })
     }

@@ -50,6 +50,12 @@ MOTO_PID_FILE=$CACHE/moto.pid
 MOTO_PORT_FILE=$CACHE/moto.port
 MOTO_LOG=$CACHE/moto.log
 ENV_FILE=$CACHE/stack.env
+# The verifiable logs' signing key (C2SP signed note, Ed25519) and its verifier key, which an
+# auditor checks checkpoints with. Kept across restarts: a new key would orphan every
+# checkpoint an auditor saved.
+LOG_KEY=$CACHE/log.key
+LOG_KEY_PUB=$CACHE/log.pub
+LOG_KEY_NAME=${CASEBOOK_LOG_KEY_NAME:-casebook.local}
 WORK_TMP=""
 trap '[[ -z $WORK_TMP ]] || rm -rf -- "$WORK_TMP"' EXIT
 
@@ -288,6 +294,32 @@ start_moto() {
   die "moto on 127.0.0.1:$MOTO_PORT not answering after ${WAIT_SECS}s; see $MOTO_LOG"
 }
 
+# ------------------------------------------------------------- log key ---
+
+# Writes the signing key and its verifier key unless they exist, with the emulator's Python
+# (its `cryptography`): `PRIVATE+KEY+<name>+<id>+<key>` and `<name>+<id>+<key>`, the id the
+# first four bytes of SHA-256(name ‖ "\n" ‖ 0x01 ‖ public key), as C2SP signed-note says.
+ensure_log_key() {
+  [[ -s $LOG_KEY && -s $LOG_KEY_PUB ]] && return 0
+  log "creating the verifiable logs' signing key $LOG_KEY ($LOG_KEY_NAME)"
+  (umask 077 && "$VENV/bin/python" - "$LOG_KEY_NAME" "$LOG_KEY" "$LOG_KEY_PUB" <<'PY')
+import base64, hashlib, sys
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PrivateFormat, PublicFormat, NoEncryption
+name, private_path, public_path = sys.argv[1:4]
+key = Ed25519PrivateKey.generate()
+seed = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+public = b"\x01" + key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+key_id = hashlib.sha256(name.encode() + b"\n" + public).hexdigest()[:8]
+private = base64.b64encode(b"\x01" + seed).decode()
+with open(private_path, "w") as f:
+    f.write(f"PRIVATE+KEY+{name}+{key_id}+{private}\n")
+with open(public_path, "w") as f:
+    f.write(f"{name}+{key_id}+{base64.b64encode(public).decode()}\n")
+PY
+  chmod 644 "$LOG_KEY_PUB"
+}
+
 # ---------------------------------------------------------------- exports ---
 
 print_env() {
@@ -301,6 +333,7 @@ AWS_DEFAULT_REGION=us-east-1
 AWS_ACCESS_KEY_ID=test
 AWS_SECRET_ACCESS_KEY=test
 CASEBOOK_CACHE=$CACHE
+CASEBOOK_LOG_KEY_FILE=$LOG_KEY
 EOF
 }
 
@@ -339,6 +372,7 @@ cmd_up() {
     [[ -z ${pid:-} ]] || stop_moto "$pid"  # ours but not answering: replace it
     start_moto
   fi
+  ensure_log_key
   print_env >"$ENV_FILE"
   print_env
 }

@@ -1,8 +1,12 @@
-//! `infra/local/stack.sh`: idempotent start, and a stop that stops only its own stack.
+//! `infra/local/stack.sh`: idempotent start, and a stop that stops only its own stack; the
+//! verifiable logs' signing key it creates once.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use casebook_domain::ids::TenantId;
+use casebook_projections::tlog::{checkpoint, tree, LogKey, LogName};
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -69,10 +73,26 @@ fn the_stack_starts_once_and_stops_only_what_it_started() {
     assert!(answers(&first_env["CASEBOOK_PG_ADMIN_URL"]));
     assert_ne!(first_env["CASEBOOK_PG_ADMIN_URL"], main_stack);
 
+    let key_file = Path::new(&first_env["CASEBOOK_LOG_KEY_FILE"]);
+    let private = std::fs::read_to_string(key_file).expect("the log key");
+    let verifier = std::fs::read_to_string(cache.join("log.pub")).expect("its verifier key");
+    let key = LogKey::from_private(&private).expect("a signed-note private key");
+    let tenant = TenantId::from_uuid(uuid::Uuid::new_v4());
+    let note = key
+        .sign(LogName::Audit, tenant, 1, tree::leaf_hash(b"row"))
+        .unwrap();
+    let origin = checkpoint::origin("casebook.local", LogName::Audit, tenant);
+    checkpoint::open(&note, &verifier, &origin).expect("the verifier key opens its checkpoints");
+
     let (ok, second) = stack(&cache, "up");
     assert!(ok, "second up");
     assert_eq!(exports(&second), first_env, "same ports, same exports");
     assert_eq!(pids(&cache), first_pids, "nothing restarted");
+    assert_eq!(
+        std::fs::read_to_string(key_file).unwrap(),
+        private,
+        "the same key"
+    );
 
     let (ok, _) = stack(&cache, "down");
     assert!(ok, "down");

@@ -1,6 +1,7 @@
 //! The `projector` Lambda: drains every subscription (read models, audit chain, judgment
 //! index, reactions, tenants' usage keys, members' Cognito accounts, the relay to EventBridge
-//! and SQS) until caught up or the invocation's time is nearly spent. Invoked by the API after
+//! and SQS) until caught up or the invocation's time is nearly spent, then integrates the new
+//! audit and access rows into the verifiable logs and signs their checkpoints. Invoked by the API after
 //! commits and every minute by a schedule, as a safety net.
 
 use std::time::{Duration, SystemTime};
@@ -30,6 +31,7 @@ async fn main() -> anyhow::Result<()> {
         metrics,
         service_fn(move |event: LambdaEvent<Value>| {
             let runner = subscriptions.runner();
+            let subscriptions = subscriptions.clone();
             async move {
                 let left = event
                     .context
@@ -37,6 +39,8 @@ async fn main() -> anyhow::Result<()> {
                     .duration_since(SystemTime::now())
                     .unwrap_or_default();
                 let reports = runner.drain(left.saturating_sub(MARGIN)).await?;
+                // The audit rows the drain wrote, signed before the invocation ends.
+                subscriptions.integrate().await;
                 Ok::<_, lambda_runtime::Error>(json!({ "subscriptions": reports.len() }))
             }
         }),

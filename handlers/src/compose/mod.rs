@@ -162,6 +162,14 @@ pub enum BuildError {
     /// The emulator's resources could not be created, or a client could not be made.
     #[error("cannot set up the AWS side")]
     Aws(#[source] BoxError),
+    /// The verifiable logs' signing key could not be read.
+    #[error("cannot read the log key {file}: {reason}")]
+    LogKey {
+        /// `CASEBOOK_LOG_KEY_FILE`.
+        file: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 fn aws_error(err: impl std::error::Error + Send + Sync + 'static) -> BuildError {

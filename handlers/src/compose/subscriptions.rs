@@ -1,7 +1,9 @@
 //! The subscriptions' parts, and the Cognito administrator they keep members' accounts with:
 //! built with the `cognito` feature (the projector function, `casebook serve`).
 
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use casebook_adapters::aws::apigateway::UsagePlans;
 use casebook_adapters::cognito::CognitoAdmin;
@@ -14,6 +16,7 @@ use casebook_application::service::Service;
 use casebook_domain::ports::Embedder;
 use casebook_projections::projection::ProjectionId;
 use casebook_projections::runner::Runner;
+use casebook_projections::tlog::{Integrator, LogKey};
 use sqlx::PgPool;
 
 use crate::metrics::EmfBusinessLog;
@@ -54,6 +57,7 @@ impl Composition {
         // read and one to commit, and two spare.
         let subscriptions = ProjectionId::ALL.len() + 7;
         Ok(Subscriptions {
+            integrator: self.integrator()?,
             pool: self
                 .connect(DbRole::Projector, (2 * subscriptions + 2) as u32)
                 .await?,
@@ -66,12 +70,34 @@ impl Composition {
             business_log: Arc::new(EmfBusinessLog::stdout(&self.settings.stage)),
         })
     }
+
+    /// The verifiable logs' integrator, signing with the key in `CASEBOOK_LOG_KEY_FILE`;
+    /// `None` without one (and said so, once).
+    fn integrator(&self) -> Result<Option<Integrator>, BuildError> {
+        let Some(file) = &self.settings.log_key_file else {
+            tracing::warn!("no CASEBOOK_LOG_KEY_FILE: the verifiable logs sign no checkpoint");
+            return Ok(None);
+        };
+        let unreadable = |reason: String| BuildError::LogKey {
+            file: file.display().to_string(),
+            reason,
+        };
+        let private = std::fs::read_to_string(file).map_err(|err| unreadable(err.to_string()))?;
+        let key = LogKey::from_private(&private).map_err(|err| unreadable(err.to_string()))?;
+        tracing::info!(key = key.name(), "the verifiable logs sign with this key");
+        Ok(Some(Integrator::new(Arc::new(key))))
+    }
 }
+
+/// How often `casebook serve` signs the verifiable logs' new rows: an auditor's checkpoint is
+/// at most this much behind the audit trail (deployed, the projector signs after each drain).
+pub const INTEGRATION_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The parts of every subscription, cheap to clone: the projector function makes a runner of
 /// them per invocation, `casebook serve` one for its life.
 #[derive(Clone)]
 pub struct Subscriptions {
+    integrator: Option<Integrator>,
     pool: PgPool,
     service: Service,
     resumption: Resumption,
@@ -109,6 +135,44 @@ impl Subscriptions {
         .with_subscription(ReactionSubscription::new(BudgetResumption::new(
             self.resumption.clone(),
         )))
+    }
+
+    /// Integrates every tenant's new audit and access rows into its verifiable logs and signs
+    /// the trees that grew; a failure is logged, and the next pass starts over from the last
+    /// checkpoint.
+    pub async fn integrate(&self) {
+        let Some(integrator) = &self.integrator else {
+            return;
+        };
+        match integrator.integrate_all(&self.pool).await {
+            Ok(signed) if !signed.is_empty() => {
+                let rows: u64 = signed.iter().map(|step| step.to - step.from).sum();
+                tracing::debug!(
+                    checkpoints = signed.len(),
+                    rows,
+                    "verifiable logs integrated"
+                );
+            }
+            Ok(_) => {}
+            Err(err) => tracing::error!(error = %err, "integrating the verifiable logs failed"),
+        }
+    }
+
+    /// [`integrate`](Self::integrate)s every [`INTEGRATION_INTERVAL`] until `stop` resolves:
+    /// `casebook serve`'s checkpoints.
+    pub async fn integrate_until(&self, stop: impl Future<Output = ()>) {
+        if self.integrator.is_none() {
+            return;
+        }
+        tokio::pin!(stop);
+        let mut every = tokio::time::interval(INTEGRATION_INTERVAL);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = &mut stop => return,
+                _ = every.tick() => self.integrate().await,
+            }
+        }
     }
 
     /// The same parts, telling business events to `log` (tests read them back).
