@@ -19,7 +19,7 @@ CREATE TABLE tlog_tiles (
 );
 
 -- Every checkpoint signed: the tree's size and root, and the signed note as published.
--- `archived_key` is where the checkpoint job wrote it in the audit-archive bucket.
+-- `archived_key` is where the integrator copied it in the audit-archive bucket.
 CREATE TABLE tlog_checkpoints (
     log          text        NOT NULL CHECK (log IN ('audit', 'access')),
     tenant_id    uuid        NOT NULL,
@@ -33,9 +33,9 @@ CREATE TABLE tlog_checkpoints (
 CREATE INDEX tlog_checkpoints_to_archive ON tlog_checkpoints (signed_at)
     WHERE archived_key IS NULL;
 
--- The projector integrates every tenant's rows; the API (casebook_app, for its auditors) and
--- the auditor role read their tenant's tree and checkpoints; the scheduler (casebook_app)
--- records where it archived its tenants' checkpoints.
+-- The projector integrates every tenant's rows and archives the checkpoints; the API
+-- (casebook_app, for its auditors) and the auditor role read their tenant's tree and
+-- checkpoints.
 ALTER TABLE tlog_tiles ENABLE ROW LEVEL SECURITY;
 ALTER TABLE tlog_tiles FORCE ROW LEVEL SECURITY;
 CREATE POLICY projector_writes ON tlog_tiles FOR ALL TO casebook_projector
@@ -51,12 +51,9 @@ CREATE POLICY projector_writes ON tlog_checkpoints FOR ALL TO casebook_projector
     USING (true) WITH CHECK (true);
 CREATE POLICY tenant_reads ON tlog_checkpoints FOR SELECT TO casebook_app, casebook_auditor
     USING (tenant_id = ANY (casebook_tenants_in_scope()));
-CREATE POLICY tenant_archives ON tlog_checkpoints FOR UPDATE TO casebook_app
-    USING (tenant_id = ANY (casebook_tenants_in_scope()))
-    WITH CHECK (tenant_id = ANY (casebook_tenants_in_scope()));
 GRANT SELECT, INSERT ON tlog_checkpoints TO casebook_projector;
+GRANT UPDATE (archived_key) ON tlog_checkpoints TO casebook_projector;
 GRANT SELECT ON tlog_checkpoints TO casebook_auditor, casebook_app;
-GRANT UPDATE (archived_key) ON tlog_checkpoints TO casebook_app;
 
 -- A checkpoint's size, root and note never change once signed.
 CREATE FUNCTION tlog_checkpoints_keep_what_was_signed() RETURNS trigger

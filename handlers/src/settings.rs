@@ -186,6 +186,7 @@ impl Process {
                 EventBus,
                 DiagnosisQueue,
                 LocalJobsQueue,
+                AuditArchiveBucket,
                 UsagePlanPrefix,
                 UserPool,
                 UserPoolClient,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use casebook_adapters::aws::apigateway::UsagePlans;
+use casebook_adapters::aws::s3::TenantBucket;
 use casebook_adapters::cognito::CognitoAdmin;
 use casebook_adapters::people::{CognitoPeople, PrintedMailbox};
 use casebook_adapters::postgres::DbRole;
@@ -71,8 +72,9 @@ impl Composition {
         })
     }
 
-    /// The verifiable logs' integrator, signing with the key in `CASEBOOK_LOG_KEY_FILE`;
-    /// `None` without one (and said so, once).
+    /// The verifiable logs' integrator, signing with the key in `CASEBOOK_LOG_KEY_FILE` and
+    /// copying each checkpoint to the audit-archive bucket; `None` without a key (and said
+    /// so, once).
     fn integrator(&self) -> Result<Option<Integrator>, BuildError> {
         let Some(file) = &self.settings.log_key_file else {
             tracing::warn!("no CASEBOOK_LOG_KEY_FILE: the verifiable logs sign no checkpoint");
@@ -85,7 +87,13 @@ impl Composition {
         let private = std::fs::read_to_string(file).map_err(|err| unreadable(err.to_string()))?;
         let key = LogKey::from_private(&private).map_err(|err| unreadable(err.to_string()))?;
         tracing::info!(key = key.name(), "the verifiable logs sign with this key");
-        Ok(Some(Integrator::new(Arc::new(key))))
+        let archive = TenantBucket::new(
+            &self.aws,
+            self.settings.require(Resource::AuditArchiveBucket)?,
+        );
+        Ok(Some(
+            Integrator::new(Arc::new(key)).with_archive(Arc::new(archive)),
+        ))
     }
 }
 
@@ -158,7 +166,7 @@ impl Subscriptions {
         }
     }
 
-    /// [`integrate`](Self::integrate)s every [`INTEGRATION_INTERVAL`] until `stop` resolves:
+    /// [`integrate`](Self::integrate)s every `INTEGRATION_INTERVAL` until `stop` resolves:
     /// `casebook serve`'s checkpoints.
     pub async fn integrate_until(&self, stop: impl Future<Output = ()>) {
         if self.integrator.is_none() {

@@ -25,6 +25,7 @@ pub mod reads;
 pub mod request_id;
 pub mod signup;
 pub mod uploads;
+pub mod verifiable_log;
 pub mod web;
 
 use std::sync::Arc;
@@ -228,8 +229,12 @@ fn v1() -> (Router<AppState>, utoipa::openapi::OpenApi) {
                 .routes(routes!(events::stream_events))
                 .routes(routes!(reads::audit_rows))
                 .routes(routes!(reads::verify_audit_chain))
+                .routes(routes!(verifiable_log::audit_checkpoint))
+                .routes(routes!(verifiable_log::audit_proofs))
                 .routes(routes!(access_log::list_access_records))
-                .routes(routes!(access_log::verify_access_chain)),
+                .routes(routes!(access_log::verify_access_chain))
+                .routes(routes!(verifiable_log::access_checkpoint))
+                .routes(routes!(verifiable_log::access_proofs)),
         ))
         .split_for_parts()
 }

@@ -3,7 +3,12 @@
 //! catches a tampered, dropped or rewritten row, a forked tree and another key's checkpoint.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use casebook_application::jobs::TenantObjects;
+use casebook_application::ports::BoxError;
 
 use casebook_domain::ids::TenantId;
 use casebook_projections::audit;
@@ -13,6 +18,7 @@ use casebook_projections::tlog::{
     self, Integrator, LogKey, LogName, ProofBundle, StoredCheckpoint, Tiles,
 };
 use sqlx::{Executor, PgConnection};
+use uuid::Uuid;
 
 use crate::support::{as_tenant, Driver, Stack};
 
@@ -270,7 +276,7 @@ fn view(key: &LogKey, tenant: TenantId, rows: &[Vec<u8>]) -> (String, Tiles) {
 #[test]
 fn a_forked_tree_is_caught_and_a_checkpoint_signed_by_another_key_is_refused() {
     let (key, verifier) = key();
-    let tenant = TenantId::from_uuid(uuid::Uuid::new_v4());
+    let tenant = TenantId::from_uuid(Uuid::new_v4());
     let rows: Vec<Vec<u8>> = (0..40).map(|n| format!("row {n}").into_bytes()).collect();
     let (seen_by_a, _) = view(&key, tenant, &rows[..30]);
     let mut forked = rows.clone();
@@ -319,4 +325,77 @@ fn a_forked_tree_is_caught_and_a_checkpoint_signed_by_another_key_is_refused() {
         proof::verify(&verifier, &origin, &bundle, &AuditorCopy::default()),
         Err(LogProblem::Checkpoint(CheckpointError::Signature(_)))
     ));
+}
+
+/// The archive bucket: what was put, by key; refuses every put while `down`.
+#[derive(Default)]
+struct Bucket {
+    objects: Mutex<BTreeMap<String, Vec<u8>>>,
+    down: AtomicBool,
+}
+
+#[async_trait]
+impl TenantObjects for Bucket {
+    fn bucket(&self) -> &str {
+        "audit-archive"
+    }
+
+    fn key(&self, tenant: TenantId, relative: &str) -> Result<String, BoxError> {
+        Ok(format!("{tenant}/{relative}"))
+    }
+
+    async fn put(&self, _: TenantId, key: &str, body: Vec<u8>, _: &str) -> Result<(), BoxError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err("the bucket refuses writes".into());
+        }
+        self.objects.lock().unwrap().insert(key.to_owned(), body);
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn every_checkpoint_signed_is_archived_once_the_bucket_takes_it() {
+    let stack = Stack::new().await;
+    let mut driver = Driver::new(stack.app.clone(), 84);
+    driver.onboard(2).await;
+    driver.run(60).await;
+    stack.drain_all(50).await;
+    let (key, _) = key();
+    let bucket = Arc::new(Bucket::default());
+    let integrator = Integrator::new(key)
+        .with_batch(25)
+        .with_archive(bucket.clone());
+
+    bucket.down.store(true, Ordering::SeqCst);
+    let signed = integrator
+        .integrate(&stack.projector, LogName::Audit, driver.tenants[0])
+        .await;
+    assert!(signed.unwrap().is_some());
+    assert!(
+        integrator.integrate_all(&stack.projector).await.is_err(),
+        "the bucket is down"
+    );
+    assert!(bucket.objects.lock().unwrap().is_empty());
+
+    bucket.down.store(false, Ordering::SeqCst);
+    assert!(integrator
+        .integrate_all(&stack.projector)
+        .await
+        .unwrap()
+        .is_empty());
+    let mut su = stack.db.superuser().await;
+    let notes: Vec<(Uuid, i64, String, Option<String>)> = sqlx::query_as(
+        "SELECT tenant_id, size, note, archived_key FROM tlog_checkpoints ORDER BY signed_at",
+    )
+    .fetch_all(&mut su)
+    .await
+    .unwrap();
+    assert!(notes.len() > 2, "several checkpoints: {}", notes.len());
+    let objects = bucket.objects.lock().unwrap();
+    assert_eq!(objects.len(), notes.len());
+    for (tenant, size, note, archived) in notes {
+        let key = format!("{tenant}/checkpoints/audit/{size:020}.note");
+        assert_eq!(archived.as_deref(), Some(key.as_str()));
+        assert_eq!(objects[&key], note.into_bytes());
+    }
 }
