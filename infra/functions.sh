@@ -3,8 +3,8 @@
 # infra/local/check-deps.sh, which checks what each one links).
 #   api, authorizer, scheduler   no model provider, no Cognito administration
 #   worker                       Bedrock (embeddings for the search, Converse for the diagnosis)
-#   projector                    Bedrock (the judgment index's embeddings) and Cognito (members'
-#                                accounts)
+#   projector                    Bedrock (the judgment index's embeddings), Cognito (members'
+#                                accounts) and Secrets Manager (the verifiable logs' signing key)
 # shellcheck disable=SC2034  # read by the scripts that source this file
 FUNCTIONS=(api authorizer worker scheduler projector)
 declare -A FUNCTION_FEATURES=(
@@ -12,7 +12,7 @@ declare -A FUNCTION_FEATURES=(
   [authorizer]=""
   [scheduler]=""
   [worker]="bedrock"
-  [projector]="bedrock,cognito"
+  [projector]="bedrock,cognito,secrets"
 )
 
 # Calls `$1 <features> --bin <function> …` once per feature set: features unify within one

@@ -33,7 +33,7 @@
 //! | `CASEBOOK_AI_PROVIDER`, `CASEBOOK_MODELS_DIR`, `CASEBOOK_BEDROCK_*`, … | `casebook serve`, `projector`, `worker` | see [`casebook_adapters::ai::config`] |
 //! | `EVENT_SOURCE` | `casebook serve`, `projector` | `casebook` |
 //! | `CASEBOOK_STAGE` | all: the metrics' `Stage` dimension | `local` locally; required deployed |
-//! | `CASEBOOK_LOG_KEY_FILE` | `casebook serve`, `projector`: the verifiable logs' signing key | unset: nothing integrated |
+//! | `CASEBOOK_LOG_KEY_FILE`, `CASEBOOK_LOG_KEY_SECRET` | `casebook serve`, `projector`: the verifiable logs' signing key, from a file (local) or a Secrets Manager secret (deployed) | unset: nothing integrated |
 //! | `LAG_ALERT_SECONDS` | `casebook serve`, `scheduler` | 60 |
 //! | `SCHEDULE_LAG_CHECK`, `SCHEDULE_FINETUNE_EXPORT`, `SCHEDULE_AUDIT_ARCHIVE`, `SCHEDULE_BUDGET_RESUME` | `casebook serve` | as the EventBridge schedules |
 //! | the names of [`Resource`] | `aws` only, per [`Process::resources`] | required |
@@ -61,6 +61,16 @@ pub const LOCAL_USAGE_PLAN_PREFIX: &str = "casebook-local-";
 
 /// The longest a presigned upload URL may live (S3's limit: seven days).
 const MAX_UPLOAD_URL_EXPIRY: u64 = 7 * 24 * 3600;
+
+/// Where the verifiable logs' signing key is read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogKeySource {
+    /// `CASEBOOK_LOG_KEY_SECRET`: a Secrets Manager secret's name or ARN (deployed; readable by
+    /// the projector's role only). Wins over a file.
+    Secret(String),
+    /// `CASEBOOK_LOG_KEY_FILE`: a file (local; the stack script creates it).
+    File(PathBuf),
+}
 
 /// Where a process runs: `CASEBOOK_ENV`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -332,9 +342,9 @@ pub struct Settings {
     pub access_log: AccessLogSettings,
     /// `CASEBOOK_STAGE`: the deployment, every metric's `Stage` dimension.
     pub stage: String,
-    /// `CASEBOOK_LOG_KEY_FILE`: the verifiable logs' signing key, a C2SP signed-note private
-    /// key (`PRIVATE+KEY+<name>+<id>+<key>`); without one no checkpoint is signed.
-    pub log_key_file: Option<PathBuf>,
+    /// Where the verifiable logs' signing key is, a C2SP signed-note private key
+    /// (`PRIVATE+KEY+<name>+<id>+<key>`); without one no checkpoint is signed.
+    pub log_key: Option<LogKeySource>,
     /// The other deployed resources' names (the jobs' buckets are in `jobs`).
     names: BTreeMap<Resource, String>,
 }
@@ -462,7 +472,14 @@ impl Settings {
             event_source: lookup("EVENT_SOURCE").unwrap_or_else(|| "casebook".to_owned()),
             access_log: AccessLogSettings::from_lookup(lookup)?,
             stage,
-            log_key_file: lookup("CASEBOOK_LOG_KEY_FILE").map(PathBuf::from),
+            log_key: match (
+                lookup("CASEBOOK_LOG_KEY_SECRET"),
+                lookup("CASEBOOK_LOG_KEY_FILE"),
+            ) {
+                (Some(secret), _) => Some(LogKeySource::Secret(secret)),
+                (None, Some(file)) => Some(LogKeySource::File(PathBuf::from(file))),
+                (None, None) => None,
+            },
             names,
         })
     }

@@ -8,8 +8,8 @@
 #   lambda    each Lambda function's build (casebook-handlers with that function's features,
 #             infra/functions.sh; arm64, as infra/lambda-build.sh builds them) reaches none of
 #             the embedded models' crates (candle, onnxruntime's ort, tokenizers): they run on
-#             Bedrock; and only the functions built with `bedrock` / `cognito` reach the
-#             Bedrock runtime / Cognito SDK crates
+#             Bedrock; and only the functions built with `bedrock` / `cognito` / `secrets`
+#             reach the Bedrock runtime / Cognito / Secrets Manager SDK crates
 #   advisories  only when the RustSec database (a GitHub repository) can be fetched: where
 #             GitHub is out of reach, as on this project's machines and CI, the check is
 #             skipped and this script says so.
@@ -39,6 +39,7 @@ source infra/functions.sh
 model_crates='^(candle-[a-z-]+|ort|ort-sys|tokenizers) v'
 bedrock_crates='^aws-sdk-bedrockruntime v'
 cognito_crates='^aws-sdk-cognitoidentityprovider v'
+secrets_crates='^aws-sdk-secretsmanager v'
 # The normal dependencies of casebook-handlers built for Lambda with `features`.
 graph() {
   cargo tree --locked -p casebook-handlers -e normal --target aarch64-unknown-linux-gnu \
@@ -53,8 +54,8 @@ refuse() {
   fi
 }
 # Each pattern must find its crates where they are, or the checks below prove nothing.
-everything=$(graph "local-models,bedrock,cognito")
-for pattern in "$model_crates" "$bedrock_crates" "$cognito_crates"; do
+everything=$(graph "local-models,bedrock,cognito,secrets")
+for pattern in "$model_crates" "$bedrock_crates" "$cognito_crates" "$secrets_crates"; do
   grep -Eq "$pattern" <<<"$everything" || { log "the pattern $pattern matches nothing"; exit 1; }
 done
 for function in "${FUNCTIONS[@]}"; do
@@ -69,6 +70,10 @@ for function in "${FUNCTIONS[@]}"; do
   if [[ ,$features, != *,cognito,* ]]; then
     refuse "$function" "$deps" "Cognito" "$cognito_crates"
     absent+=", Cognito"
+  fi
+  if [[ ,$features, != *,secrets,* ]]; then
+    refuse "$function" "$deps" "Secrets Manager" "$secrets_crates"
+    absent+=", Secrets Manager"
   fi
   log "$function (features: ${features:-none}) links no $absent"
 done

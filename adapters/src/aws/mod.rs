@@ -1,6 +1,6 @@
 //! The AWS clients: EventBridge ([`eventbridge`]), SQS ([`sqs`]), tenant-partitioned S3
 //! buckets ([`s3`]), asynchronous Lambda invocations ([`lambda`]), API Gateway usage keys
-//! ([`apigateway`]), plus [`setup`], which
+//! ([`apigateway`]), secrets (`secrets`, with the feature of that name), plus [`setup`], which
 //! creates the bus, queues and buckets idempotently (the local emulator, tests).
 //!
 //! Every client is built from one shared configuration ([`shared_config`]), which honours
@@ -10,6 +10,8 @@ pub mod apigateway;
 pub mod eventbridge;
 pub mod lambda;
 pub mod s3;
+#[cfg(feature = "secrets")]
+pub mod secrets;
 pub mod setup;
 pub mod sqs;
 

@@ -14,6 +14,8 @@ use casebook_handlers::server::Application;
 use casebook_handlers::settings::{Process, Settings};
 use casebook_handlers::signal::shutdown_signal;
 use casebook_handlers::{demo, metrics, telemetry};
+use casebook_projections::tlog::checkpoint::is_valid_key_name;
+use casebook_projections::tlog::LogKey;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -48,6 +50,15 @@ enum Command {
         #[command(subcommand)]
         action: OperatorCommand,
     },
+    /// Make a signing key for the verifiable logs' checkpoints: prints the private key (for
+    /// the deployment's secret, or `CASEBOOK_LOG_KEY_FILE`) on the first line and the
+    /// verifier key (to publish to auditors) on the second. Touches nothing else.
+    LogKey {
+        /// The key's name, which starts every checkpoint's origin: the deployment's host name,
+        /// without spaces or `+`.
+        #[arg(long)]
+        name: String,
+    },
     /// Create the local demo tenant and users (AWS emulator) and print how to call the API.
     Demo {
         /// Print only `export …` lines for the server's token settings.
@@ -77,6 +88,8 @@ enum OperatorCommand {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let process = match &cli.command {
+        // Needs no settings: nothing but the key is made.
+        Command::LogKey { name } => return print_log_key(name),
         Command::Serve { api_only: false } => Process::Serve,
         Command::Serve { api_only: true } => Process::ServeApiOnly,
         Command::Operator { .. } => Process::Operator,
@@ -128,6 +141,7 @@ async fn main() -> anyhow::Result<()> {
                 );
             }
         }
+        Command::LogKey { .. } => unreachable!("answered before the settings are read"),
         Command::Demo { exports } => {
             let listen = settings.listen;
             let compose = Composition::new(settings).await.context("starting")?;
@@ -170,4 +184,15 @@ fn print_walkthrough(demo: &demo::Demo, listen: SocketAddr) {
     eprintln!(
         "# The tenant's events and audit rows as the auditor:\ncurl -s {base}/v1/events -H \"Authorization: Bearer $AUDITOR_TOKEN\"\ncurl -s '{base}/v1/audit?action=SessionOpened' -H \"Authorization: Bearer $AUDITOR_TOKEN\"\n"
     );
+}
+
+/// `casebook log-key`: a new signing key named `name`, private then verifier.
+fn print_log_key(name: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        is_valid_key_name(name),
+        "{name:?} is not a key name: not empty, no spaces, no '+'"
+    );
+    let (private, verifier) = LogKey::generate(name);
+    println!("{private}\n{verifier}");
+    Ok(())
 }

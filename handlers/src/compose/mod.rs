@@ -163,10 +163,10 @@ pub enum BuildError {
     #[error("cannot set up the AWS side")]
     Aws(#[source] BoxError),
     /// The verifiable logs' signing key could not be read.
-    #[error("cannot read the log key {file}: {reason}")]
+    #[error("cannot read the log key from {place}: {reason}")]
     LogKey {
-        /// `CASEBOOK_LOG_KEY_FILE`.
-        file: String,
+        /// The file or secret named.
+        place: String,
         /// Why.
         reason: String,
     },

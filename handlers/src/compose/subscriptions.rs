@@ -23,7 +23,7 @@ use sqlx::PgPool;
 use crate::metrics::EmfBusinessLog;
 use crate::reactions::ReactionSubscription;
 use crate::relay::{Relay, RelayConfig};
-use crate::settings::Resource;
+use crate::settings::{LogKeySource, Resource};
 
 use super::{aws_error, projector, resumption, service, BuildError, Composition};
 
@@ -58,7 +58,7 @@ impl Composition {
         // read and one to commit, and two spare.
         let subscriptions = ProjectionId::ALL.len() + 7;
         Ok(Subscriptions {
-            integrator: self.integrator()?,
+            integrator: self.integrator().await?,
             pool: self
                 .connect(DbRole::Projector, (2 * subscriptions + 2) as u32)
                 .await?,
@@ -72,20 +72,36 @@ impl Composition {
         })
     }
 
-    /// The verifiable logs' integrator, signing with the key in `CASEBOOK_LOG_KEY_FILE` and
-    /// copying each checkpoint to the audit-archive bucket; `None` without a key (and said
-    /// so, once).
-    fn integrator(&self) -> Result<Option<Integrator>, BuildError> {
-        let Some(file) = &self.settings.log_key_file else {
-            tracing::warn!("no CASEBOOK_LOG_KEY_FILE: the verifiable logs sign no checkpoint");
+    /// The verifiable logs' integrator, signing with the key `CASEBOOK_LOG_KEY_SECRET` or
+    /// `CASEBOOK_LOG_KEY_FILE` holds and copying each checkpoint to the audit-archive bucket;
+    /// `None` without a key (and said so, once).
+    async fn integrator(&self) -> Result<Option<Integrator>, BuildError> {
+        let Some(source) = &self.settings.log_key else {
+            tracing::warn!("no CASEBOOK_LOG_KEY_FILE or _SECRET: the verifiable logs sign nothing");
             return Ok(None);
         };
-        let unreadable = |reason: String| BuildError::LogKey {
-            file: file.display().to_string(),
-            reason,
+        let (place, private) = match source {
+            LogKeySource::File(file) => (
+                file.display().to_string(),
+                std::fs::read_to_string(file).map_err(|err| err.to_string()),
+            ),
+            LogKeySource::Secret(secret) => (secret.clone(), self.secret(secret).await),
         };
-        let private = std::fs::read_to_string(file).map_err(|err| unreadable(err.to_string()))?;
-        let key = LogKey::from_private(&private).map_err(|err| unreadable(err.to_string()))?;
+        let private = private.map_err(|reason| BuildError::LogKey {
+            place: place.clone(),
+            reason,
+        })?;
+        if private.trim() == UNSET_LOG_KEY {
+            tracing::warn!(
+                secret = place,
+                "the log key is not set yet: the verifiable logs sign nothing"
+            );
+            return Ok(None);
+        }
+        let key = LogKey::from_private(&private).map_err(|err| BuildError::LogKey {
+            place,
+            reason: err.to_string(),
+        })?;
         tracing::info!(key = key.name(), "the verifiable logs sign with this key");
         let archive = TenantBucket::new(
             &self.aws,
@@ -95,7 +111,28 @@ impl Composition {
             Integrator::new(Arc::new(key)).with_archive(Arc::new(archive)),
         ))
     }
+
+    /// The secret's value, or why not.
+    #[cfg(feature = "secrets")]
+    async fn secret(&self, id: &str) -> Result<String, String> {
+        use std::error::Error as _;
+        casebook_adapters::aws::secrets::secret_string(&self.aws, id)
+            .await
+            .map_err(|err| match err.source() {
+                Some(cause) => format!("{err}: {cause}"),
+                None => err.to_string(),
+            })
+    }
+
+    #[cfg(not(feature = "secrets"))]
+    async fn secret(&self, _: &str) -> Result<String, String> {
+        Err("this build lacks the `secrets` feature that reads Secrets Manager".into())
+    }
 }
+
+/// The deployed secret's value until the operator puts a key in it (`infra/template.yaml`):
+/// the projector then runs without signing, rather than not at all.
+pub const UNSET_LOG_KEY: &str = "unset";
 
 /// How often `casebook serve` signs the verifiable logs' new rows: an auditor's checkpoint is
 /// at most this much behind the audit trail (deployed, the projector signs after each drain).

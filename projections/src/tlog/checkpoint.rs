@@ -7,6 +7,8 @@
 //! (`<name>+<id>+<public key>`), published by the operator, and accepts a checkpoint only if
 //! that key signed it for the origin the auditor expects.
 
+/// Whether `name` can name a key: not empty, no spaces, no `+` (C2SP signed-note).
+pub use signed_note::is_key_name_valid as is_valid_key_name;
 use signed_note::{Note, StandardSigner, StandardVerifier, VerifierList};
 use tlog_tiles::{Checkpoint, Hash};
 
@@ -72,7 +74,8 @@ impl std::fmt::Debug for LogKey {
 }
 
 impl LogKey {
-    /// A new key named `name`: the private key and its verifier string.
+    /// A new key named `name` (see [`is_valid_key_name`]): the private key and its verifier
+    /// string.
     pub fn generate(name: &str) -> (String, String) {
         signed_note::generate_key(&mut rand::rngs::OsRng, name)
     }
