@@ -105,14 +105,14 @@ pub async fn run_verify(args: AccessVerifyArgs, output: Output) -> Result<Verdic
     } else {
         verify_files(args.tenant, &args.file, output, args.log.wanted())?
     };
-    let mut leaves = leaves;
-    leaves.extend(verifiable::leaves_of(
+    report.log = verifiable::check(
+        &args.log,
+        LogName::Access,
         args.tenant,
-        &args.log.rows,
+        leaves,
         output,
         record_of,
-    )?);
-    report.log = verifiable::check(&args.log, LogName::Access, args.tenant, leaves)?;
+    )?;
     report.ok &= report.log.as_ref().is_none_or(|log| log.ok);
     print(&report, output)?;
     Ok(if report.ok {

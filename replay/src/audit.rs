@@ -108,14 +108,14 @@ pub async fn run(args: AuditVerifyArgs, output: Output) -> Result<Verdict, Error
     } else {
         verify_files(args.tenant, &args.file, output, args.log.wanted())?
     };
-    let mut leaves = leaves;
-    leaves.extend(verifiable::leaves_of(
+    report.log = verifiable::check(
+        &args.log,
+        LogName::Audit,
         args.tenant,
-        &args.log.rows,
+        leaves,
         output,
         row_of,
-    )?);
-    report.log = verifiable::check(&args.log, LogName::Audit, args.tenant, leaves)?;
+    )?;
     report.ok &= report.log.as_ref().is_none_or(|log| log.ok);
     print(&report, output)?;
     Ok(if report.ok {

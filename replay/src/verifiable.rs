@@ -70,16 +70,20 @@ pub struct LogReport {
     pub problem: Option<String>,
 }
 
-/// Checks `args`' bundle for `tenant`'s `log` against `leaves`; `None` without `--proofs`.
+/// Checks `args`' bundle for `tenant`'s `log` against `leaves` (the `--file`s' rows) and the
+/// `--rows` files' (each line read by `row_of`); `None` without `--proofs`.
 pub fn check(
     args: &LogCheckArgs,
     log: LogName,
     tenant: Uuid,
-    leaves: Leaves,
+    mut leaves: Leaves,
+    output: Output,
+    row_of: impl Fn(&str) -> Result<Option<(TenantId, i64, Vec<u8>)>, String>,
 ) -> Result<Option<LogReport>, Error> {
     let (Some(bundle_file), Some(key)) = (&args.proofs, &args.key) else {
         return Ok(None);
     };
+    leaves.extend(leaves_of(tenant, &args.rows, output, row_of)?);
     let key = key_text(key)?;
     let key_name = key.split('+').next().unwrap_or_default();
     let origin = origin(key_name, log, TenantId::from_uuid(tenant));
@@ -126,7 +130,7 @@ pub fn check(
 
 /// The leaf hashes of the rows in `files` (`--rows`), each line read by `row_of` into its
 /// tenant, `seq` and canonical bytes (`None`: a line that is no row, such as a chain head).
-pub fn leaves_of(
+fn leaves_of(
     tenant: Uuid,
     files: &[PathBuf],
     output: Output,
