@@ -109,10 +109,10 @@ async fn main() {
     let inclusion = proofs(&app, tenant, PROOFS, |conn| {
         let seq = rng.gen_range(1..=rows);
         Box::pin(async move {
-            let proof = tlog::prove_inclusion(conn, LogName::Audit, tenant, seq, None)
+            let proofs = tlog::prove_inclusions(conn, LogName::Audit, tenant, &[seq], None)
                 .await
                 .unwrap();
-            proof.proof.len()
+            proofs[0].proof.len()
         })
     })
     .await;
@@ -138,11 +138,9 @@ async fn main() {
             .unwrap()
             .unwrap()
             .note,
-        inclusions: vec![
-            tlog::prove_inclusion(&mut conn, LogName::Audit, tenant, rows / 3, None)
-                .await
-                .unwrap(),
-        ],
+        inclusions: tlog::prove_inclusions(&mut conn, LogName::Audit, tenant, &[rows / 3], None)
+            .await
+            .unwrap(),
         consistency: None,
     };
     conn.execute("ROLLBACK").await.unwrap();

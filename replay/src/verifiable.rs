@@ -229,11 +229,8 @@ async fn prove(
         None => tlog::latest_checkpoint(conn, log, tenant).await?,
     }
     .ok_or_else(|| TlogError::OutOfRange("no such checkpoint".into()))?;
-    let mut inclusions = Vec::with_capacity(args.seq.len());
-    for &seq in &args.seq {
-        inclusions
-            .push(tlog::prove_inclusion(conn, log, tenant, seq, Some(checkpoint.size)).await?);
-    }
+    let inclusions =
+        tlog::prove_inclusions(conn, log, tenant, &args.seq, Some(checkpoint.size)).await?;
     let consistency = match args.from {
         Some(from) => {
             Some(tlog::prove_consistency(conn, log, tenant, from, Some(checkpoint.size)).await?)

@@ -193,13 +193,10 @@ async fn proofs(
     // Every proof against the checkpoint just read, by its size: this transaction reads each
     // statement's latest commit, and a checkpoint signed meanwhile must not split the bundle.
     let at = Some(checkpoint.size);
-    let mut inclusions = Vec::with_capacity(seqs.len());
-    for &seq in &seqs {
-        let inclusion = tlog::prove_inclusion(&mut tx, log, tenant, seq as i64, at)
-            .await
-            .map_err(|err| failed(err, log, tenant, "seq"))?;
-        inclusions.push(inclusion);
-    }
+    let rows: Vec<i64> = seqs.iter().map(|seq| *seq as i64).collect();
+    let inclusions = tlog::prove_inclusions(&mut tx, log, tenant, &rows, at)
+        .await
+        .map_err(|err| failed(err, log, tenant, "seq"))?;
     let consistency = match from {
         Some(from) => Some(
             tlog::prove_consistency(&mut tx, log, tenant, from, at)

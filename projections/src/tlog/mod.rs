@@ -484,33 +484,41 @@ async fn tenants_behind(
     Ok(tenants.into_iter().map(TenantId::from_uuid).collect())
 }
 
-/// The proof that `tenant`'s row `seq` of `log` is in the tree of `size` (its newest
-/// checkpoint's when `None`), with that checkpoint.
-pub async fn prove_inclusion(
+/// The proofs that `tenant`'s rows `seqs` of `log` are in the tree of `size` (its newest
+/// checkpoint's when `None`), each with that checkpoint. The rows share the checkpoint's read
+/// and the tiles: neighbouring rows' paths meet, and the top tiles are every path's.
+pub async fn prove_inclusions(
     conn: &mut PgConnection,
     log: LogName,
     tenant: TenantId,
-    seq: i64,
+    seqs: &[i64],
     size: Option<u64>,
-) -> Result<Inclusion, TlogError> {
+) -> Result<Vec<Inclusion>, TlogError> {
     let checkpoint = signed(conn, log, tenant, size).await?;
-    if seq < 1 || seq as u64 > checkpoint.size {
+    if let Some(seq) = seqs
+        .iter()
+        .find(|seq| **seq < 1 || **seq as u64 > checkpoint.size)
+    {
         return Err(TlogError::OutOfRange(format!(
             "row {seq} is not in the tree of size {}",
             checkpoint.size
         )));
     }
-    let index = seq as u64 - 1;
     let mut tiles = Tiles::default();
-    let proof = with_tiles(conn, log, tenant, &mut tiles, |t| {
-        t.inclusion_proof(checkpoint.size, index)
-    })
-    .await?;
-    Ok(Inclusion {
-        seq,
-        checkpoint: checkpoint.note,
-        proof,
-    })
+    let mut inclusions = Vec::with_capacity(seqs.len());
+    for &seq in seqs {
+        let index = seq as u64 - 1;
+        let proof = with_tiles(conn, log, tenant, &mut tiles, |t| {
+            t.inclusion_proof(checkpoint.size, index)
+        })
+        .await?;
+        inclusions.push(Inclusion {
+            seq,
+            checkpoint: checkpoint.note.clone(),
+            proof,
+        });
+    }
+    Ok(inclusions)
 }
 
 /// The proof that `tenant`'s tree of `log` at `old_size` is a prefix of the tree of `size`

@@ -77,13 +77,9 @@ async fn bundle(stack: &Stack, tenant: TenantId, rows: &[i64], since: Option<u64
         .await
         .unwrap()
         .expect("a checkpoint");
-    let mut inclusions = Vec::new();
-    for &seq in rows {
-        let inclusion = tlog::prove_inclusion(&mut conn, LogName::Audit, tenant, seq, None)
-            .await
-            .unwrap();
-        inclusions.push(inclusion);
-    }
+    let inclusions = tlog::prove_inclusions(&mut conn, LogName::Audit, tenant, rows, None)
+        .await
+        .unwrap();
     let consistency = match since {
         Some(size) => Some(
             tlog::prove_consistency(&mut conn, LogName::Audit, tenant, size, None)
@@ -142,7 +138,7 @@ async fn every_tenants_rows_are_in_its_signed_tree_and_each_rows_proof_verifies_
         .unwrap();
     assert!(theirs.is_none());
     assert!(
-        tlog::prove_inclusion(&mut conn, LogName::Audit, tenants[1], 1, None)
+        tlog::prove_inclusions(&mut conn, LogName::Audit, tenants[1], &[1], None)
             .await
             .is_err()
     );
