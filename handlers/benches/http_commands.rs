@@ -59,7 +59,8 @@ async fn raw_append(pool: &PgPool, tenant: Uuid) {
     .expect("raw append");
 }
 
-#[tokio::main]
+// One thread, as the `api` function runs in Lambda.
+#[tokio::main(flavor = "current_thread")]
 async fn main() {
     let Cells { seconds, rounds } = Cells::from_env();
     let cell = Duration::from_secs(seconds);
