@@ -36,6 +36,14 @@ async function settle(times = 8) {
   }
 }
 
+/** Lets the app run until `ready` holds: a lazily loaded page may need more turns than
+ * `settle` gives when the machine is busy. Bounded, so a page that never shows fails. */
+async function settleUntil(ready: () => boolean, turns = 200) {
+  for (let i = 0; i < turns && !ready(); i++) {
+    await settle(1);
+  }
+}
+
 let root: HTMLElement;
 
 async function mount(path: string, respond: (call: Call, i: number) => Response | Promise<Response>) {
@@ -200,6 +208,7 @@ describe('the review desk', () => {
   it('keeps a rejected amendment in place on a concurrent decision, and in the tab', async () => {
     signInAs(['consultant']);
     const { calls } = await mount('/review/d1', api(() => jsonResponse(409, { code: 'concurrent_modification', status: 409 })));
+    await settleUntil(() => text().includes('Keyboard shortcuts'));
     expect(text()).toContain('termination clause');
     expect(text()).toContain('smollm2-135m');
     expect(text()).toContain('Keyboard shortcuts');
@@ -224,6 +233,7 @@ describe('the review desk', () => {
     signInAs(['consultant']);
     sessionStorage.setItem('casebook.draft.d1', JSON.stringify({ verdict: 'reject', text: '', reason: 'Outside our practice', savedAt: 1 }));
     await mount('/review/d1', api(() => jsonResponse(201, { ids: { diagnosis_id: 'd1' }, events: [] })));
+    await settleUntil(() => text().includes('Restored your unsent rejection'));
     expect(text()).toContain('Restored your unsent rejection');
     expect(root.querySelectorAll('textarea')[0]!.value).toBe('Outside our practice');
     await act(() => button(/^Reject$/).click());
