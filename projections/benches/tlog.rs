@@ -18,7 +18,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use casebook_domain::ids::TenantId;
-use casebook_projections::tlog::{self, Integrator, LogKey, LogName, INTEGRATION_BATCH};
+use casebook_projections::tlog::{
+    self, Integrator, LogKey, LogName, ProofRequest, INTEGRATION_BATCH,
+};
 use casebook_tests::bench::{millis, Latencies};
 use casebook_tests::{DbRole, TestDb};
 use rand::{Rng, SeedableRng};
@@ -109,10 +111,14 @@ async fn main() {
     let inclusion = proofs(&app, tenant, PROOFS, |conn| {
         let seq = rng.gen_range(1..=rows);
         Box::pin(async move {
-            let proofs = tlog::prove_inclusions(conn, LogName::Audit, tenant, &[seq], None)
+            let request = ProofRequest {
+                seqs: vec![seq],
+                ..ProofRequest::default()
+            };
+            let bundle = tlog::prove(conn, LogName::Audit, tenant, &request)
                 .await
                 .unwrap();
-            proofs[0].proof.len()
+            bundle.unwrap().inclusions[0].proof.len()
         })
     })
     .await;
@@ -120,10 +126,14 @@ async fn main() {
     let consistency = proofs(&app, tenant, PROOFS, |conn| {
         let old = rng.gen_range(1..size);
         Box::pin(async move {
-            let proof = tlog::prove_consistency(conn, LogName::Audit, tenant, old, None)
+            let request = ProofRequest {
+                from: Some(old),
+                ..ProofRequest::default()
+            };
+            let bundle = tlog::prove(conn, LogName::Audit, tenant, &request)
                 .await
                 .unwrap();
-            proof.proof.len()
+            bundle.unwrap().consistency.unwrap().proof.len()
         })
     })
     .await;
@@ -132,17 +142,14 @@ async fn main() {
     let mut conn = app.acquire().await.unwrap();
     let scope = format!("BEGIN; SET LOCAL ROLE casebook_app; SET LOCAL app.tenant_id = '{tenant}'");
     conn.execute(scope.as_str()).await.unwrap();
-    let bundle = tlog::ProofBundle {
-        checkpoint: tlog::latest_checkpoint(&mut conn, LogName::Audit, tenant)
-            .await
-            .unwrap()
-            .unwrap()
-            .note,
-        inclusions: tlog::prove_inclusions(&mut conn, LogName::Audit, tenant, &[rows / 3], None)
-            .await
-            .unwrap(),
-        consistency: None,
+    let one_row = ProofRequest {
+        seqs: vec![rows / 3],
+        ..ProofRequest::default()
     };
+    let bundle = tlog::prove(&mut conn, LogName::Audit, tenant, &one_row)
+        .await
+        .unwrap()
+        .expect("a checkpoint");
     conn.execute("ROLLBACK").await.unwrap();
     let origin = tlog::checkpoint::origin("casebook.bench", LogName::Audit, tenant);
     let checkpoint = tlog::checkpoint::open(&bundle.checkpoint, &verifier, &origin).unwrap();

@@ -9,7 +9,7 @@ use casebook_domain::ids::TenantId;
 use casebook_projections::tlog::checkpoint::origin;
 use casebook_projections::tlog::proof::{self, AuditorCopy};
 use casebook_projections::tlog::tree::{self, NodeHash};
-use casebook_projections::tlog::{self, LogName, ProofBundle, TlogError};
+use casebook_projections::tlog::{self, LogName, ProofBundle, ProofRequest, TlogError};
 use clap::Args;
 use serde::Serialize;
 use uuid::Uuid;
@@ -207,39 +207,18 @@ pub struct ProveArgs {
 pub async fn run_prove(args: ProveArgs, log: LogName) -> Result<(), Error> {
     let pool = db::auditor(Some(args.tenant)).await?;
     let mut conn = pool.acquire().await?;
-    let tenant = TenantId::from_uuid(args.tenant);
-    let bundle = prove(&mut conn, log, tenant, &args)
+    let request = ProofRequest {
+        seqs: args.seq,
+        from: args.from,
+        size: args.size,
+    };
+    let bundle = tlog::prove(&mut conn, log, TenantId::from_uuid(args.tenant), &request)
         .await
         .map_err(|err| match err {
             TlogError::Database(err) => Error::Database(err),
             other => Error::Usage(other.to_string()),
-        })?;
+        })?
+        .ok_or_else(|| Error::Usage("no such checkpoint".into()))?;
     println!("{}", serde_json::to_string_pretty(&bundle)?);
     Ok(())
-}
-
-async fn prove(
-    conn: &mut sqlx::PgConnection,
-    log: LogName,
-    tenant: TenantId,
-    args: &ProveArgs,
-) -> Result<ProofBundle, TlogError> {
-    let checkpoint = match args.size {
-        Some(size) => tlog::checkpoint_at(conn, log, tenant, size).await?,
-        None => tlog::latest_checkpoint(conn, log, tenant).await?,
-    }
-    .ok_or_else(|| TlogError::OutOfRange("no such checkpoint".into()))?;
-    let inclusions =
-        tlog::prove_inclusions(conn, log, tenant, &args.seq, Some(checkpoint.size)).await?;
-    let consistency = match args.from {
-        Some(from) => {
-            Some(tlog::prove_consistency(conn, log, tenant, from, Some(checkpoint.size)).await?)
-        }
-        None => None,
-    };
-    Ok(ProofBundle {
-        checkpoint: checkpoint.note,
-        inclusions,
-        consistency,
-    })
 }

@@ -5,7 +5,7 @@
 //! | route | answers |
 //! |---|---|
 //! | `GET /v1/audit/checkpoint`, `GET /v1/access-log/checkpoint` | the newest checkpoint, or the one signed at `?size=`, as the C2SP signed note itself (`text/plain`) |
-//! | `GET /v1/audit/proofs`, `GET /v1/access-log/proofs` | a [`ProofBundle`] against that checkpoint: `?seq=5,9,12` proves those rows are in its tree, `?from=M` that it extends the tree of size `M` |
+//! | `GET /v1/audit/proofs`, `GET /v1/access-log/proofs` | a [`tlog::ProofBundle`] against that checkpoint: `?seq=5,9,12` proves those rows are in its tree, `?from=M` that it extends the tree of size `M` |
 //!
 //! Nothing here checks a proof: the server is what the auditor does not trust. The auditor
 //! keeps each checkpoint, and checks the next bundle offline against it, their own copy of the
@@ -20,9 +20,8 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use casebook_domain::ids::TenantId;
-use casebook_projections::tlog::{self, LogName, ProofBundle, StoredCheckpoint, TlogError};
+use casebook_projections::tlog::{self, LogName, ProofRequest, TlogError};
 use serde::Deserialize;
-use sqlx::PgConnection;
 use utoipa::{IntoParams, ToSchema};
 
 use super::access_log::Returned;
@@ -142,8 +141,12 @@ async fn checkpoint(
     Params(params): Params<CheckpointParams>,
 ) -> Result<Response, ApiError> {
     let size = optional("size", params.size.as_deref(), 1)?;
-    let mut tx = tenant_read(&state.pool, reader.tenant_id).await?;
-    let checkpoint = signed(&mut tx, log, reader.tenant_id, size).await?;
+    let tenant = reader.tenant_id;
+    let mut tx = tenant_read(&state.pool, tenant).await?;
+    let checkpoint = tlog::checkpoint(&mut tx, log, tenant, size)
+        .await
+        .map_err(|err| failed(err, log, tenant))?
+        .ok_or_else(|| no_checkpoint(size))?;
     tx.commit().await?;
     // The note byte for byte: its signature covers its text, so it is served as it was signed.
     Ok((
@@ -161,90 +164,45 @@ async fn proofs(
     Acting(reader): Acting,
     Params(params): Params<ProofParams>,
 ) -> Result<Response, ApiError> {
-    let size = optional("size", params.size.as_deref(), 1)?;
     let seqs = match params.seq.as_deref() {
         Some(list) => rows(list)?,
         None => BTreeSet::new(),
     };
-    let from = optional("from", params.from.as_deref(), 0)?;
+    let request = ProofRequest {
+        seqs: seqs.iter().map(|seq| *seq as i64).collect(),
+        from: optional("from", params.from.as_deref(), 0)?,
+        size: optional("size", params.size.as_deref(), 1)?,
+    };
     let tenant = reader.tenant_id;
-
     let mut tx = tenant_read(&state.pool, tenant).await?;
-    let checkpoint = signed(&mut tx, log, tenant, size).await?;
-    // Checked here rather than left to the proofs, so the 422 names the parameter at fault.
-    if let Some(seq) = seqs.iter().find(|seq| **seq > checkpoint.size) {
-        return Err(invalid(
-            "seq",
-            format!(
-                "row {seq} is beyond the checkpoint's size {}",
-                checkpoint.size
-            ),
-        ));
-    }
-    if let Some(from) = from.filter(|from| *from > checkpoint.size) {
-        return Err(invalid(
-            "from",
-            format!(
-                "size {from} is beyond the checkpoint's size {}",
-                checkpoint.size
-            ),
-        ));
-    }
-    // Every proof against the checkpoint just read, by its size: this transaction reads each
-    // statement's latest commit, and a checkpoint signed meanwhile must not split the bundle.
-    let at = Some(checkpoint.size);
-    let rows: Vec<i64> = seqs.iter().map(|seq| *seq as i64).collect();
-    let inclusions = tlog::prove_inclusions(&mut tx, log, tenant, &rows, at)
+    let bundle = tlog::prove(&mut tx, log, tenant, &request)
         .await
-        .map_err(|err| failed(err, log, tenant, "seq"))?;
-    let consistency = match from {
-        Some(from) => Some(
-            tlog::prove_consistency(&mut tx, log, tenant, from, at)
-                .await
-                .map_err(|err| failed(err, log, tenant, "from"))?,
-        ),
-        None => None,
-    };
+        .map_err(|err| failed(err, log, tenant))?
+        .ok_or_else(|| no_checkpoint(request.size))?;
     tx.commit().await?;
-
     let proven = seqs.iter().map(|seq| format!("{}:{seq}", log.as_str()));
-    let bundle = ProofBundle {
-        checkpoint: checkpoint.note,
-        inclusions,
-        consistency,
-    };
     Ok((Extension(Returned(proven.collect())), Json(bundle)).into_response())
 }
 
-/// The checkpoint at `size`, or the newest; `404 no_checkpoint` when none was signed.
-async fn signed(
-    conn: &mut PgConnection,
-    log: LogName,
-    tenant: TenantId,
-    size: Option<u64>,
-) -> Result<StoredCheckpoint, ApiError> {
-    let found = match size {
-        Some(size) => tlog::checkpoint_at(conn, log, tenant, size).await,
-        None => tlog::latest_checkpoint(conn, log, tenant).await,
-    };
-    found
-        .map_err(|err| failed(err, log, tenant, "size"))?
-        .ok_or_else(|| ApiError::Refused {
-            status: StatusCode::NOT_FOUND,
-            code: NO_CHECKPOINT,
-            message: match size {
-                Some(size) => format!("no checkpoint was signed at size {size}"),
-                None => "no checkpoint has been signed yet".into(),
-            },
-        })
+/// `404 no_checkpoint`: none was signed (yet, or at `size`).
+fn no_checkpoint(size: Option<u64>) -> ApiError {
+    ApiError::Refused {
+        status: StatusCode::NOT_FOUND,
+        code: NO_CHECKPOINT,
+        message: match size {
+            Some(size) => format!("no checkpoint was signed at size {size}"),
+            None => "no checkpoint has been signed yet".into(),
+        },
+    }
 }
 
 /// A failure of the verifiable log as the client sees it: a size or row it does not have is
-/// the caller's (422 on `field`); anything else is ours, and a damaged tree — stored tiles
-/// that no longer give what was signed — is logged as the integrity alarm it is.
-fn failed(err: TlogError, log: LogName, tenant: TenantId, field: &str) -> ApiError {
+/// the caller's (422 on the parameter that named it); anything else is ours, and a damaged
+/// tree — stored tiles that no longer give what was signed — is logged as the integrity
+/// alarm it is.
+fn failed(err: TlogError, log: LogName, tenant: TenantId) -> ApiError {
     match err {
-        TlogError::OutOfRange(message) => invalid(field, message),
+        TlogError::OutOfRange { field, message } => invalid(field, message),
         TlogError::Database(err) => err.into(),
         err @ TlogError::Damaged(_) => {
             tracing::error!(log = log.as_str(), %tenant, error = %err, "verifiable log damaged");
@@ -316,8 +274,6 @@ struct ProofBundleSchema {
 struct InclusionSchema {
     /// The row's `seq` (leaf `seq - 1`).
     seq: i64,
-    /// The checkpoint the proof is against (the bundle's).
-    checkpoint: String,
     /// The audit path, leaf to root: SHA-256 hashes, base64.
     proof: Vec<String>,
 }
@@ -329,8 +285,6 @@ struct InclusionSchema {
 struct ConsistencySchema {
     /// The earlier tree's size (`from`).
     old_size: u64,
-    /// The checkpoint the proof is against (the bundle's).
-    checkpoint: String,
     /// The consistency proof: SHA-256 hashes, base64.
     proof: Vec<String>,
 }

@@ -58,9 +58,14 @@ pub enum TlogError {
         /// The `seq` found next.
         found: i64,
     },
-    /// Asked about a size or row the tree does not have (yet).
-    #[error("{0}")]
-    OutOfRange(String),
+    /// Asked about a row or size the tree does not have (yet).
+    #[error("{field}: {message}")]
+    OutOfRange {
+        /// What the caller named: `seq` or `from`.
+        field: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
     /// The stored tiles do not make the tree that was signed: they were altered or lost.
     #[error("the stored tree is damaged: {0}")]
     Damaged(String),
@@ -92,39 +97,22 @@ pub struct StoredCheckpoint {
     pub note: String,
 }
 
-/// `tenant`'s newest checkpoint of `log`.
-pub async fn latest_checkpoint(
+/// `tenant`'s checkpoint of `log` signed at `size`, or its newest when `None`.
+pub async fn checkpoint(
     conn: &mut PgConnection,
     log: LogName,
     tenant: TenantId,
+    size: Option<u64>,
 ) -> Result<Option<StoredCheckpoint>, TlogError> {
     checkpoint_row(
         sqlx::query(
             "SELECT size, root, note FROM tlog_checkpoints
-              WHERE log = $1 AND tenant_id = $2 ORDER BY size DESC LIMIT 1",
+              WHERE log = $1 AND tenant_id = $2 AND ($3::bigint IS NULL OR size = $3)
+              ORDER BY size DESC LIMIT 1",
         )
         .bind(log.as_str())
         .bind(tenant.as_uuid())
-        .fetch_optional(conn)
-        .await?,
-    )
-}
-
-/// `tenant`'s checkpoint of `log` at `size`, if one was signed at that size.
-pub async fn checkpoint_at(
-    conn: &mut PgConnection,
-    log: LogName,
-    tenant: TenantId,
-    size: u64,
-) -> Result<Option<StoredCheckpoint>, TlogError> {
-    checkpoint_row(
-        sqlx::query(
-            "SELECT size, root, note FROM tlog_checkpoints
-              WHERE log = $1 AND tenant_id = $2 AND size = $3",
-        )
-        .bind(log.as_str())
-        .bind(tenant.as_uuid())
-        .bind(size as i64)
+        .bind(size.map(|size| size as i64))
         .fetch_optional(conn)
         .await?,
     )
@@ -392,7 +380,7 @@ impl Integrator {
             .bind(format!("tlog/{}/{tenant}", log.as_str()))
             .execute(&mut *tx)
             .await?;
-        let (size, root) = match latest_checkpoint(&mut tx, log, tenant).await? {
+        let (size, root) = match checkpoint(&mut tx, log, tenant, None).await? {
             Some(checkpoint) => (checkpoint.size, checkpoint.root),
             None => (0, tree::EMPTY_ROOT),
         };
@@ -484,90 +472,74 @@ async fn tenants_behind(
     Ok(tenants.into_iter().map(TenantId::from_uuid).collect())
 }
 
-/// The proofs that `tenant`'s rows `seqs` of `log` are in the tree of `size` (its newest
-/// checkpoint's when `None`), each with that checkpoint. The rows share the checkpoint's read
-/// and the tiles: neighbouring rows' paths meet, and the top tiles are every path's.
-pub async fn prove_inclusions(
+/// What an auditor asks to have proven.
+#[derive(Debug, Clone, Default)]
+pub struct ProofRequest {
+    /// Rows (`seq`) to prove in the tree.
+    pub seqs: Vec<i64>,
+    /// An earlier size the tree must be shown to extend.
+    pub from: Option<u64>,
+    /// The checkpoint to prove against, by size; the newest when `None`.
+    pub size: Option<u64>,
+}
+
+/// The bundle `request` asks for from `tenant`'s tree of `log`; `None` when no checkpoint
+/// was signed (at the size asked). The checkpoint is read once and every proof is against
+/// it, so one signed meanwhile cannot split the bundle; the proofs share the tiles they read
+/// (neighbouring rows' paths meet, and the top tiles are every path's).
+pub async fn prove(
     conn: &mut PgConnection,
     log: LogName,
     tenant: TenantId,
-    seqs: &[i64],
-    size: Option<u64>,
-) -> Result<Vec<Inclusion>, TlogError> {
-    let checkpoint = signed(conn, log, tenant, size).await?;
-    if let Some(seq) = seqs
+    request: &ProofRequest,
+) -> Result<Option<ProofBundle>, TlogError> {
+    let Some(checkpoint) = checkpoint(conn, log, tenant, request.size).await? else {
+        return Ok(None);
+    };
+    let size = checkpoint.size;
+    if let Some(seq) = request
+        .seqs
         .iter()
-        .find(|seq| **seq < 1 || **seq as u64 > checkpoint.size)
+        .find(|seq| **seq < 1 || **seq as u64 > size)
     {
-        return Err(TlogError::OutOfRange(format!(
-            "row {seq} is not in the tree of size {}",
-            checkpoint.size
-        )));
-    }
-    let mut tiles = Tiles::default();
-    let mut inclusions = Vec::with_capacity(seqs.len());
-    for &seq in seqs {
-        let index = seq as u64 - 1;
-        let proof = with_tiles(conn, log, tenant, &mut tiles, |t| {
-            t.inclusion_proof(checkpoint.size, index)
-        })
-        .await?;
-        inclusions.push(Inclusion {
-            seq,
-            checkpoint: checkpoint.note.clone(),
-            proof,
+        return Err(TlogError::OutOfRange {
+            field: "seq",
+            message: format!("row {seq} is not in the tree of size {size}"),
         });
     }
-    Ok(inclusions)
-}
-
-/// The proof that `tenant`'s tree of `log` at `old_size` is a prefix of the tree of `size`
-/// (its newest checkpoint's when `None`), with that checkpoint.
-pub async fn prove_consistency(
-    conn: &mut PgConnection,
-    log: LogName,
-    tenant: TenantId,
-    old_size: u64,
-    size: Option<u64>,
-) -> Result<Consistency, TlogError> {
-    let checkpoint = signed(conn, log, tenant, size).await?;
-    if old_size > checkpoint.size {
-        return Err(TlogError::OutOfRange(format!(
-            "size {old_size} is beyond the checkpoint's {}",
-            checkpoint.size
-        )));
+    if let Some(from) = request.from.filter(|from| *from > size) {
+        return Err(TlogError::OutOfRange {
+            field: "from",
+            message: format!("size {from} is beyond the checkpoint's size {size}"),
+        });
     }
-    let proof = if old_size == 0 {
-        Vec::new()
-    } else {
-        let mut tiles = Tiles::default();
-        with_tiles(conn, log, tenant, &mut tiles, |t| {
-            t.consistency_proof(checkpoint.size, old_size)
+    let mut tiles = Tiles::default();
+    let mut inclusions = Vec::with_capacity(request.seqs.len());
+    for &seq in &request.seqs {
+        let index = seq as u64 - 1;
+        let proof = with_tiles(conn, log, tenant, &mut tiles, |t| {
+            t.inclusion_proof(size, index)
         })
-        .await?
+        .await?;
+        inclusions.push(Inclusion { seq, proof });
+    }
+    let consistency = match request.from {
+        Some(old_size) if old_size > 0 => Some(Consistency {
+            old_size,
+            proof: with_tiles(conn, log, tenant, &mut tiles, |t| {
+                t.consistency_proof(size, old_size)
+            })
+            .await?,
+        }),
+        Some(old_size) => Some(Consistency {
+            old_size,
+            proof: Vec::new(),
+        }),
+        None => None,
     };
-    Ok(Consistency {
-        old_size,
+    Ok(Some(ProofBundle {
         checkpoint: checkpoint.note,
-        proof,
-    })
-}
-
-/// The checkpoint at `size`, or the newest one.
-async fn signed(
-    conn: &mut PgConnection,
-    log: LogName,
-    tenant: TenantId,
-    size: Option<u64>,
-) -> Result<StoredCheckpoint, TlogError> {
-    let checkpoint = match size {
-        Some(size) => checkpoint_at(conn, log, tenant, size).await?,
-        None => latest_checkpoint(conn, log, tenant).await?,
-    };
-    checkpoint.ok_or_else(|| {
-        TlogError::OutOfRange(match size {
-            Some(size) => format!("no checkpoint of size {size}"),
-            None => "no checkpoint yet".into(),
-        })
-    })
+        inclusions,
+        consistency,
+    }))
 }

@@ -18,8 +18,6 @@ use super::tree::{self, Tiles};
 pub struct Inclusion {
     /// The row's `seq` (leaf `seq - 1`).
     pub seq: i64,
-    /// The checkpoint whose tree the proof is for.
-    pub checkpoint: String,
     /// The audit path, leaf to root, base64.
     #[serde(with = "base64_hashes")]
     pub proof: Vec<Hash>,
@@ -30,8 +28,6 @@ pub struct Inclusion {
 pub struct Consistency {
     /// The earlier size.
     pub old_size: u64,
-    /// The checkpoint whose tree extends it.
-    pub checkpoint: String,
     /// The consistency proof, base64.
     #[serde(with = "base64_hashes")]
     pub proof: Vec<Hash>,
@@ -42,10 +38,10 @@ pub struct Consistency {
 pub struct ProofBundle {
     /// The signed note.
     pub checkpoint: String,
-    /// Rows' inclusion proofs (each against `checkpoint`).
+    /// Rows' inclusion proofs, against `checkpoint`.
     #[serde(default)]
     pub inclusions: Vec<Inclusion>,
-    /// The consistency proof from an earlier size (against `checkpoint`).
+    /// The consistency proof from an earlier size to `checkpoint`.
     #[serde(default)]
     pub consistency: Option<Consistency>,
 }
@@ -81,9 +77,6 @@ pub enum LogProblem {
     /// A checkpoint is unsigned, signed by another key, or for another log.
     #[error("checkpoint refused: {0}")]
     Checkpoint(#[from] CheckpointError),
-    /// A proof is against another checkpoint than the bundle's.
-    #[error("a proof is against another checkpoint than the bundle's")]
-    ProofForAnotherCheckpoint,
     /// The new checkpoint is smaller than the auditor's last: the log was cut back.
     #[error("the log shrank: the last checkpoint had {last} rows, this one {size}")]
     Shrunk {
@@ -142,9 +135,6 @@ pub fn verify(
     };
     let mut proven = BTreeMap::new();
     for inclusion in &bundle.inclusions {
-        if inclusion.checkpoint != bundle.checkpoint {
-            return Err(LogProblem::ProofForAnotherCheckpoint);
-        }
         let leaf = copy
             .leaves
             .get(&inclusion.seq)
@@ -207,9 +197,6 @@ fn extends(
         .as_ref()
         .filter(|consistency| consistency.old_size == last.size)
         .ok_or(LogProblem::NoConsistencyProof(last.size))?;
-    if consistency.checkpoint != bundle.checkpoint {
-        return Err(LogProblem::ProofForAnotherCheckpoint);
-    }
     tree::verify_consistency(
         &consistency.proof,
         signed.size,

@@ -15,7 +15,7 @@ use casebook_projections::audit;
 use casebook_projections::tlog::checkpoint::{origin, CheckpointError};
 use casebook_projections::tlog::proof::{self, AuditorCopy, LogProblem};
 use casebook_projections::tlog::{
-    self, Integrator, LogKey, LogName, ProofBundle, StoredCheckpoint, Tiles,
+    self, Integrator, LogKey, LogName, ProofBundle, ProofRequest, StoredCheckpoint, Tiles,
 };
 use sqlx::{Executor, PgConnection};
 use uuid::Uuid;
@@ -73,27 +73,17 @@ fn copy_of(rows: &BTreeMap<i64, Vec<u8>>) -> AuditorCopy<'static> {
 async fn bundle(stack: &Stack, tenant: TenantId, rows: &[i64], since: Option<u64>) -> ProofBundle {
     let mut conn = stack.owner.acquire().await.unwrap();
     as_tenant(&mut conn, "casebook_auditor", Some(tenant)).await;
-    let checkpoint = tlog::latest_checkpoint(&mut conn, LogName::Audit, tenant)
+    let request = ProofRequest {
+        seqs: rows.to_vec(),
+        from: since,
+        size: None,
+    };
+    let bundle = tlog::prove(&mut conn, LogName::Audit, tenant, &request)
         .await
         .unwrap()
         .expect("a checkpoint");
-    let inclusions = tlog::prove_inclusions(&mut conn, LogName::Audit, tenant, rows, None)
-        .await
-        .unwrap();
-    let consistency = match since {
-        Some(size) => Some(
-            tlog::prove_consistency(&mut conn, LogName::Audit, tenant, size, None)
-                .await
-                .unwrap(),
-        ),
-        None => None,
-    };
     conn.execute("ROLLBACK").await.unwrap();
-    ProofBundle {
-        checkpoint: checkpoint.note,
-        inclusions,
-        consistency,
-    }
+    bundle
 }
 
 fn audit_origin(tenant: TenantId) -> String {
@@ -133,14 +123,19 @@ async fn every_tenants_rows_are_in_its_signed_tree_and_each_rows_proof_verifies_
     // An auditor sees their own tenant's tree only.
     let mut conn = stack.owner.acquire().await.unwrap();
     as_tenant(&mut conn, "casebook_auditor", Some(tenants[0])).await;
-    let theirs = tlog::latest_checkpoint(&mut conn, LogName::Audit, tenants[1])
+    let theirs = tlog::checkpoint(&mut conn, LogName::Audit, tenants[1], None)
         .await
         .unwrap();
     assert!(theirs.is_none());
+    let their_row = ProofRequest {
+        seqs: vec![1],
+        ..ProofRequest::default()
+    };
     assert!(
-        tlog::prove_inclusions(&mut conn, LogName::Audit, tenants[1], &[1], None)
+        tlog::prove(&mut conn, LogName::Audit, tenants[1], &their_row)
             .await
-            .is_err()
+            .unwrap()
+            .is_none()
     );
 }
 
@@ -247,7 +242,7 @@ async fn a_history_rewritten_and_re_signed_fails_consistency_with_the_saved_chec
 async fn tlog_size(stack: &Stack, tenant: TenantId) -> u64 {
     let mut conn = stack.owner.acquire().await.unwrap();
     as_tenant(&mut conn, "casebook_auditor", Some(tenant)).await;
-    let checkpoint: StoredCheckpoint = tlog::latest_checkpoint(&mut conn, LogName::Audit, tenant)
+    let checkpoint: StoredCheckpoint = tlog::checkpoint(&mut conn, LogName::Audit, tenant, None)
         .await
         .unwrap()
         .unwrap();
@@ -282,11 +277,10 @@ fn a_forked_tree_is_caught_and_a_checkpoint_signed_by_another_key_is_refused() {
 
     // B's view extended: its consistency proof from 30 does not start from A's tree.
     let bundle = ProofBundle {
-        checkpoint: seen_by_b.clone(),
+        checkpoint: seen_by_b,
         inclusions: vec![],
         consistency: Some(tlog::Consistency {
             old_size: 30,
-            checkpoint: seen_by_b,
             proof: tiles_b.consistency_proof(40, 30).unwrap(),
         }),
     };
