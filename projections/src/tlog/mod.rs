@@ -3,7 +3,7 @@
 //! offline against them (decision 0026).
 //!
 //! - [`tree`]: the tree as C2SP tiles, appending and proving (pure);
-//! - [`checkpoint`]: checkpoints as C2SP signed notes (pure);
+//! - [`checkpoint`](mod@checkpoint): checkpoints as C2SP signed notes (pure);
 //! - [`proof`]: what an auditor is handed and how it is checked offline (pure);
 //! - here: the tables (`tlog_tiles`, `tlog_checkpoints`), the integrator, which appends each
 //!   tenant's new rows and signs a checkpoint in one transaction, and the proofs read from them.
