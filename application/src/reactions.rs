@@ -173,27 +173,19 @@ impl Reactions {
     async fn capture(
         &self,
         ctx: &RequestContext,
-        decision_id: DecisionId,
-        diagnosis_id: DiagnosisId,
-        tenant_id: TenantId,
+        decision: DecisionSnapshot,
         verdict: &Verdict,
     ) -> Result<(), ReactionError> {
         let (query, proposal) = self
             .service
-            .diagnosis_texts(tenant_id, diagnosis_id)
+            .diagnosis_texts(decision.tenant_id, decision.diagnosis_id)
             .await?;
         let body = match verdict {
             Verdict::Amended { text, .. } => text.as_str().to_owned(),
             _ => proposal,
         };
         let content = judgment_content(&query, &body)
-            .map_err(|err| ReactionError::Content(diagnosis_id, err))?;
-        let decision = DecisionSnapshot {
-            decision_id,
-            diagnosis_id,
-            tenant_id,
-            outcome: verdict.outcome(),
-        };
+            .map_err(|err| ReactionError::Content(decision.diagnosis_id, err))?;
         done_if_repeated(self.service.capture_judgment(ctx, decision, content).await)
     }
 }
@@ -215,14 +207,21 @@ impl Reaction for Reactions {
                 diagnosis_id,
                 tenant_id,
                 verdict,
+                customer,
                 ..
             }) => {
                 let ctx = delivered.system_context();
                 self.resolve(&ctx, *decision_id, *diagnosis_id, verdict)
                     .await?;
                 if verdict.outcome().captures_judgment() {
-                    self.capture(&ctx, *decision_id, *diagnosis_id, *tenant_id, verdict)
-                        .await?;
+                    let decision = DecisionSnapshot {
+                        decision_id: *decision_id,
+                        diagnosis_id: *diagnosis_id,
+                        tenant_id: *tenant_id,
+                        outcome: verdict.outcome(),
+                        customer: customer.clone(),
+                    };
+                    self.capture(&ctx, decision, verdict).await?;
                 }
             }
             AnyEvent::Diagnosis(DiagnosisEvent::DiagnosisProposed { .. }) => {

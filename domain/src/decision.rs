@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::actor::{Actor, Owned, Role};
 use crate::diagnosis::DiagnosisSnapshot;
 use crate::error::{AccessError, DomainError, ErrorKind};
+use crate::personal::DataSubject;
 use crate::ids::{DecisionId, DiagnosisId, TenantId, UserId};
 use crate::policy::{check_auto_approval, AutoApproveRefusal};
 use crate::values::{Confidence, DiagnosisText, Reason};
@@ -155,6 +156,10 @@ pub enum DecisionEvent {
         verdict: Verdict,
         /// The consultant, or the system for auto-approval.
         decided_by: UserId,
+        /// The customer whose query was decided: whose key seals the verdict's texts
+        /// (decision 0027). Decisions recorded before it was carried lack it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        customer: Option<UserId>,
     },
 }
 
@@ -209,6 +214,8 @@ pub struct ConsultantDecision {
 struct DecisionState {
     tenant_id: TenantId,
     outcome: Outcome,
+    #[serde(default)]
+    customer: Option<UserId>,
 }
 
 impl Owned for DecisionState {
@@ -300,7 +307,14 @@ impl ConsultantDecision {
             tenant_id: diagnosis.tenant_id,
             verdict,
             decided_by: actor.user_id,
+            customer: diagnosis.customer,
         })
+    }
+}
+
+impl DataSubject for ConsultantDecision {
+    fn data_subject(&self) -> Option<UserId> {
+        self.state.as_ref().and_then(|s| s.customer.clone())
     }
 }
 
@@ -325,11 +339,15 @@ impl Aggregate for ConsultantDecision {
     fn apply(&mut self, event: DecisionEvent) {
         match event {
             DecisionEvent::DecisionMade {
-                tenant_id, verdict, ..
+                tenant_id,
+                verdict,
+                customer,
+                ..
             } => {
                 self.state = Some(DecisionState {
                     tenant_id,
                     outcome: verdict.outcome(),
+                    customer,
                 });
             }
         }

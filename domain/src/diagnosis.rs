@@ -8,6 +8,7 @@ use crate::actor::{Actor, Owned, Role};
 use crate::budget::BudgetUse;
 use crate::decision::Outcome;
 use crate::error::{ensure, AccessError, DomainError, ErrorKind};
+use crate::personal::DataSubject;
 use crate::ids::{DecisionId, DiagnosisId, JudgmentId, QueryId, SessionId, TenantId, UserId};
 use crate::policy::{ModelTier, MAX_DIAGNOSIS_ATTEMPTS};
 use crate::ports::StopReason;
@@ -524,7 +525,7 @@ impl DiagnosisStatus {
 
 /// The facts about a diagnosis a [`ConsultantDecision`](crate::decision::ConsultantDecision)
 /// command needs, read by the application before dispatch.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DiagnosisSnapshot {
     /// The diagnosis.
     pub diagnosis_id: DiagnosisId,
@@ -532,6 +533,8 @@ pub struct DiagnosisSnapshot {
     pub tenant_id: TenantId,
     /// The proposal's confidence while the diagnosis is [`DiagnosisStatus::Proposed`], else `None`.
     pub proposed_confidence: Option<Confidence>,
+    /// The customer who asked, once known.
+    pub customer: Option<UserId>,
 }
 
 /// Why a [`DiagnosisCommand`] was refused.
@@ -594,6 +597,10 @@ struct DiagnosisState {
     /// Where a deferred diagnosis resumes. Snapshots taken before deferrals existed lack it.
     #[serde(default)]
     resumes_at: Option<DiagnosisStatus>,
+    /// The customer who asked. Snapshots taken before it was kept lack it; the store then
+    /// seals nothing new for the stream until it replays it.
+    #[serde(default)]
+    requested_by: Option<UserId>,
 }
 
 impl Owned for DiagnosisState {
@@ -626,6 +633,7 @@ impl Diagnosis {
             proposed_confidence: s
                 .confidence
                 .filter(|_| s.status == DiagnosisStatus::Proposed),
+            customer: s.requested_by.clone(),
         })
     }
 
@@ -741,6 +749,12 @@ impl Diagnosis {
     }
 }
 
+impl DataSubject for Diagnosis {
+    fn data_subject(&self) -> Option<UserId> {
+        self.state.as_ref().and_then(|s| s.requested_by.clone())
+    }
+}
+
 impl Aggregate for Diagnosis {
     const TYPE: &'static str = "Diagnosis";
     type Command = DiagnosisCommand;
@@ -765,6 +779,7 @@ impl Aggregate for Diagnosis {
                 DiagnosisEvent::DiagnosisRequested {
                     diagnosis_id,
                     tenant_id,
+                    requested_by,
                     ..
                 },
                 _,
@@ -776,6 +791,7 @@ impl Aggregate for Diagnosis {
                     attempt: 1,
                     confidence: None,
                     resumes_at: None,
+                    requested_by: Some(requested_by),
                 });
             }
             (DiagnosisEvent::ContextRetrieved { attempt, .. }, Some(state)) => {

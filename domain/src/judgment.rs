@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::actor::{Actor, Owned, Role};
 use crate::decision::Outcome;
 use crate::error::{ensure, AccessError, DomainError, ErrorKind};
+use crate::personal::DataSubject;
 use crate::ids::{DecisionId, DiagnosisId, JudgmentId, TenantId, UserId};
 use crate::values::{JudgmentBody, JudgmentTitle, Reason, Tag};
 
@@ -28,7 +29,7 @@ pub struct JudgmentContent {
 
 /// The facts about a decision a capture needs, read by the application (from the
 /// `DecisionMade` event) before dispatch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecisionSnapshot {
     /// The decision.
     pub decision_id: DecisionId,
@@ -38,10 +39,12 @@ pub struct DecisionSnapshot {
     pub tenant_id: TenantId,
     /// What was decided.
     pub outcome: Outcome,
+    /// The customer whose query was decided, once known.
+    pub customer: Option<UserId>,
 }
 
 /// Where a judgment came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum JudgmentOrigin {
     /// Captured from an approved or amended decision.
@@ -50,6 +53,10 @@ pub enum JudgmentOrigin {
         decision_id: DecisionId,
         /// The diagnosis it decided.
         diagnosis_id: DiagnosisId,
+        /// The customer whose query it decided: whose key seals the content (decision
+        /// 0027). Judgments captured before it was carried lack it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        customer: Option<UserId>,
     },
     /// Written directly by a consultant.
     Authored,
@@ -192,6 +199,8 @@ pub struct Judgment {
 struct JudgmentState {
     tenant_id: TenantId,
     retired: bool,
+    #[serde(default)]
+    customer: Option<UserId>,
 }
 
 impl Owned for JudgmentState {
@@ -223,6 +232,7 @@ impl Judgment {
                     origin: JudgmentOrigin::Decision {
                         decision_id: decision.decision_id,
                         diagnosis_id: decision.diagnosis_id,
+                        customer: decision.customer,
                     },
                     content,
                     captured_by: actor.user_id,
@@ -263,6 +273,22 @@ impl Judgment {
     }
 }
 
+impl JudgmentOrigin {
+    /// The customer whose matter the judgment was captured from, if known.
+    pub fn customer(&self) -> Option<&UserId> {
+        match self {
+            Self::Decision { customer, .. } => customer.as_ref(),
+            Self::Authored => None,
+        }
+    }
+}
+
+impl DataSubject for Judgment {
+    fn data_subject(&self) -> Option<UserId> {
+        self.state.as_ref().and_then(|s| s.customer.clone())
+    }
+}
+
 impl Aggregate for Judgment {
     const TYPE: &'static str = "Judgment";
     type Command = JudgmentCommand;
@@ -283,10 +309,16 @@ impl Aggregate for Judgment {
 
     fn apply(&mut self, event: JudgmentEvent) {
         match (event, self.state.as_mut()) {
-            (JudgmentEvent::JudgmentCaptured { tenant_id, .. }, _) => {
+            (
+                JudgmentEvent::JudgmentCaptured {
+                    tenant_id, origin, ..
+                },
+                _,
+            ) => {
                 self.state = Some(JudgmentState {
                     tenant_id,
                     retired: false,
+                    customer: origin.customer().cloned(),
                 });
             }
             (JudgmentEvent::JudgmentRetired { .. }, Some(state)) => state.retired = true,

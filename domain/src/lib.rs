@@ -107,6 +107,7 @@ pub mod finetune;
 pub mod ids;
 pub mod judgment;
 pub mod metadata;
+pub mod personal;
 pub mod policy;
 pub mod ports;
 pub mod session;

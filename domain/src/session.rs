@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::actor::{Actor, Owned, Role};
 use crate::error::{ensure, AccessError, DomainError, ErrorKind};
+use crate::personal::DataSubject;
 use crate::ids::{QueryId, SessionId, TenantId, UserId};
 use crate::values::{QueryText, Subject, UploadKey};
 
@@ -297,6 +298,12 @@ impl TenantSession {
             }
         };
         Ok(event)
+    }
+}
+
+impl DataSubject for TenantSession {
+    fn data_subject(&self) -> Option<UserId> {
+        self.state.as_ref().map(|s| s.opened_by.clone())
     }
 }
 

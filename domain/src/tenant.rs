@@ -10,6 +10,7 @@ use crate::actor::{Actor, Owned, Role};
 use crate::budget::{BudgetMonth, BudgetThreshold, BudgetUse};
 use crate::error::{ensure, AccessError, DomainError, ErrorKind};
 use crate::finetune::{FinetuneExport, LastExport, LogPosition};
+use crate::personal::DataSubject;
 use crate::ids::{TenantId, UserId};
 use crate::policy::{ModelPolicy, PlanTier};
 use crate::values::{Confidence, Email, PersonName, Reason, TenantName};
@@ -170,6 +171,14 @@ pub enum TenantCommand {
         /// The file and the range of the log it covers.
         export: FinetuneExport,
     },
+    /// Forget a data subject (a customer): their data key is destroyed and everything derived
+    /// from their data purged (decision 0027).
+    EraseSubject {
+        /// An admin.
+        actor: Actor,
+        /// The customer.
+        subject: UserId,
+    },
 }
 
 impl TenantCommand {
@@ -190,7 +199,8 @@ impl TenantCommand {
             | Self::Reactivate { actor }
             | Self::RecordUsageKey { actor, .. }
             | Self::RecordBudgetThreshold { actor, .. }
-            | Self::RecordFinetuneExport { actor, .. } => actor,
+            | Self::RecordFinetuneExport { actor, .. }
+            | Self::EraseSubject { actor, .. } => actor,
         }
     }
 }
@@ -297,6 +307,14 @@ pub enum TenantEvent {
         /// The file and the range of the log it covers.
         export: FinetuneExport,
     },
+    /// A data subject was forgotten: their data key is destroyed, and what was derived from
+    /// their data is purged. It carries nothing personal, so it is the erasure's receipt.
+    SubjectErased {
+        /// The customer.
+        subject: UserId,
+        /// The admin who asked.
+        erased_by: UserId,
+    },
 }
 
 impl DomainEvent for TenantEvent {
@@ -317,6 +335,7 @@ impl DomainEvent for TenantEvent {
             Self::UsageKeyAssigned { .. } => "UsageKeyAssigned",
             Self::TokenBudgetThresholdCrossed { .. } => "TokenBudgetThresholdCrossed",
             Self::FinetuneExported { .. } => "FinetuneExported",
+            Self::SubjectErased { .. } => "SubjectErased",
         }
         .to_owned()
     }
@@ -400,6 +419,9 @@ pub enum TenantError {
         /// The threshold.
         threshold: BudgetThreshold,
     },
+    /// The subject was already erased.
+    #[error("the subject {0} is already erased")]
+    AlreadyErased(UserId),
 }
 
 impl DomainError for TenantError {
@@ -419,7 +441,8 @@ impl DomainError for TenantError {
             | Self::NotDisabled(_)
             | Self::LastAdmin
             | Self::AlreadyProvisioned(_)
-            | Self::BudgetThresholdAlreadyRecorded { .. } => ErrorKind::Conflict,
+            | Self::BudgetThresholdAlreadyRecorded { .. }
+            | Self::AlreadyErased(_) => ErrorKind::Conflict,
             Self::NoSuchMember(_) => ErrorKind::NotFound,
             Self::EmptyExport | Self::NotATenantRole(_) => ErrorKind::Invalid,
         }
@@ -434,6 +457,7 @@ impl DomainError for TenantError {
             Self::NotDisabled(_) => "user_not_disabled",
             Self::LastAdmin => "last_admin",
             Self::NotATenantRole(_) => "invalid_role",
+            Self::AlreadyErased(_) => "subject_already_erased",
             _ => return None,
         })
     }
@@ -462,6 +486,9 @@ struct TenantState {
     /// Its people, by sign-in address. Snapshots taken before people were managed lack it.
     #[serde(default)]
     members: BTreeMap<Email, Member>,
+    /// The data subjects erased. Snapshots taken before erasure existed lack it.
+    #[serde(default)]
+    erased: BTreeSet<UserId>,
     /// The latest month a budget threshold was crossed in, and the thresholds crossed in it.
     /// Snapshots taken before budgets existed lack it.
     #[serde(default)]
@@ -508,6 +535,7 @@ impl TenantState {
             last_finetune_export: None,
             usage_key: None,
             members: BTreeMap::new(),
+            erased: BTreeSet::new(),
             budget_thresholds: None,
         }
     }
@@ -759,8 +787,25 @@ impl Tenant {
                 )?;
                 TenantEvent::FinetuneExported { export }
             }
+            TenantCommand::EraseSubject { actor, subject } => {
+                let state = actor.authorize(ADMINS, state)?;
+                ensure(
+                    !state.erased.contains(&subject),
+                    TenantError::AlreadyErased(subject.clone()),
+                )?;
+                TenantEvent::SubjectErased {
+                    subject,
+                    erased_by: actor.user_id,
+                }
+            }
         };
         Ok(event)
+    }
+}
+
+impl DataSubject for Tenant {
+    fn data_subject(&self) -> Option<UserId> {
+        None
     }
 }
 
@@ -855,6 +900,9 @@ impl Aggregate for Tenant {
                     up_to: export.up_to,
                     exported_on: export.exported_on,
                 });
+            }
+            (TenantEvent::SubjectErased { subject, .. }, Some(state)) => {
+                state.erased.insert(subject);
             }
             // `decide` emits nothing else before onboarding, so a sound stream never gets here.
             (_, None) => {}

@@ -414,6 +414,7 @@ impl Generator {
                         } else {
                             parse("consultant-2")
                         },
+                        customer: None,
                     }),
                 );
                 flow.step = Step::Resolve;
@@ -450,6 +451,7 @@ impl Generator {
                         origin: JudgmentOrigin::Decision {
                             decision_id,
                             diagnosis_id: flow.diagnosis,
+                            customer: None,
                         },
                         content: JudgmentContent {
                             title: parse("Late notice and grace periods"),

@@ -25,6 +25,7 @@ fn proposed(confidence: f64) -> DiagnosisSnapshot {
         diagnosis_id: DIAGNOSIS,
         tenant_id: TENANT,
         proposed_confidence: Some(conf(confidence)),
+        customer: Some(user(Role::Customer)),
     }
 }
 
@@ -62,6 +63,7 @@ fn made(verdict: Verdict, decided_by: Role) -> DecisionEvent {
             Role::System => Actor::system(TENANT).user_id,
             role => user(role),
         },
+        customer: Some(user(Role::Customer)),
     }
 }
 
@@ -298,6 +300,7 @@ fn a_decision_is_stored_in_a_stable_json_shape() {
             "tenant_id": TENANT.to_string(),
             "verdict": { "kind": "AutoApproved", "threshold": 0.9, "confidence": 0.95 },
             "decided_by": "casebook:system",
+            "customer": user(Role::Customer).as_str(),
         })
     );
     assert_eq!(

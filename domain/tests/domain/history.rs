@@ -47,13 +47,13 @@ const AUTHORED: &str = "00000000-0000-0000-0000-000000000077";
 
 /// One row of the events table.
 #[derive(Debug, Clone, Deserialize)]
-struct StoredRow {
-    aggregate_type: String,
+pub(crate) struct StoredRow {
+    pub(crate) aggregate_type: String,
     aggregate_id: String,
     sequence: usize,
-    event_type: String,
-    event_version: String,
-    payload: Value,
+    pub(crate) event_type: String,
+    pub(crate) event_version: String,
+    pub(crate) payload: Value,
     metadata: Value,
 }
 
@@ -70,7 +70,7 @@ impl StoredRow {
         )
     }
 
-    fn at(&self) -> String {
+    pub(crate) fn at(&self) -> String {
         format!(
             "{} {} #{} ({} v{})",
             self.aggregate_type,
@@ -94,7 +94,7 @@ impl StoredRow {
 }
 
 /// Every row of every fixture file.
-fn history() -> Vec<StoredRow> {
+pub(crate) fn history() -> Vec<StoredRow> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/history");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|err| panic!("{}: {err}", dir.display()))

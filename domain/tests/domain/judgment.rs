@@ -42,6 +42,7 @@ fn decided(outcome: Outcome) -> DecisionSnapshot {
         diagnosis_id: DIAGNOSIS,
         tenant_id: TENANT,
         outcome,
+        customer: Some(user(Role::Customer)),
     }
 }
 
@@ -85,6 +86,7 @@ fn the_system_captures_an_approved_or_amended_decision() {
                 origin: JudgmentOrigin::Decision {
                     decision_id,
                     diagnosis_id: DIAGNOSIS,
+                    customer: Some(user(Role::Customer)),
                 },
                 content: content(),
                 captured_by: Actor::system(TENANT).user_id,

@@ -8,6 +8,7 @@ mod finetune;
 mod history;
 mod judgment;
 mod people;
+mod personal;
 mod policy;
 mod properties;
 mod session;

@@ -231,6 +231,7 @@ fn decision_command() -> impl Strategy<Value = DecisionCommand> {
                 diagnosis_id: DIAGNOSIS,
                 tenant_id,
                 proposed_confidence,
+                customer: None,
             },
         )
     };

@@ -5,7 +5,7 @@ use casebook_domain::tenant::{Tenant, TenantCommand, TenantError, TenantEvent};
 use cqrs_es::test::TestFramework;
 use cqrs_es::Aggregate;
 
-use crate::support::{actor, conf, onboarded, v, OTHER_TENANT, TENANT};
+use crate::support::{actor, conf, onboarded, user, v, OTHER_TENANT, TENANT};
 
 fn tenant() -> TestFramework<Tenant> {
     TestFramework::with(())
@@ -371,4 +371,45 @@ fn only_the_system_records_usage_keys() {
         .then_expect_error(TenantError::Access(AccessError::Forbidden {
             role: Role::Admin,
         }));
+}
+
+fn erase(actor: casebook_domain::actor::Actor) -> TenantCommand {
+    TenantCommand::EraseSubject {
+        actor,
+        subject: user(Role::Customer),
+    }
+}
+
+#[test]
+fn an_admin_erases_a_customer() {
+    tenant()
+        .given(onboarded())
+        .when(erase(admin()))
+        .then_expect_events(vec![TenantEvent::SubjectErased {
+            subject: user(Role::Customer),
+            erased_by: user(Role::Admin),
+        }]);
+}
+
+#[test]
+fn erasing_a_subject_twice_is_refused() {
+    let mut history = onboarded();
+    history.push(TenantEvent::SubjectErased {
+        subject: user(Role::Customer),
+        erased_by: user(Role::Admin),
+    });
+    tenant()
+        .given(history)
+        .when(erase(admin()))
+        .then_expect_error(TenantError::AlreadyErased(user(Role::Customer)));
+}
+
+#[test]
+fn only_an_admin_erases_a_subject() {
+    for role in [Role::Consultant, Role::Customer, Role::Auditor] {
+        tenant()
+            .given(onboarded())
+            .when(erase(actor(role, TENANT)))
+            .then_expect_error(TenantError::Access(AccessError::Forbidden { role }));
+    }
 }

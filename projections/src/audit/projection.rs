@@ -119,6 +119,12 @@ fn row_in(e: &DecodedEvent, encoding: Encoding) -> Result<AuditRecord, ApplyErro
             TenantEvent::TokenBudgetThresholdCrossed { threshold, .. } => {
                 r.outcome = Some(format!("{}%", threshold.percent()));
             }
+            // For whom, as the people events: the subject's id, which names no one once their
+            // key is gone.
+            TenantEvent::SubjectErased { subject, .. } => {
+                r.reason = Some(subject.to_string());
+                r.outcome = Some("erased".to_owned());
+            }
         },
         AnyEvent::Session(event) => {
             r.session_id = Some(SessionId::from_uuid(e.aggregate_uuid()?));
@@ -210,6 +216,7 @@ fn row_in(e: &DecodedEvent, encoding: Encoding) -> Result<AuditRecord, ApplyErro
                         JudgmentOrigin::Decision {
                             decision_id,
                             diagnosis_id,
+                            ..
                         },
                     ..
                 } => {

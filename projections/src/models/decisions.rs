@@ -144,6 +144,7 @@ impl Projection for DecisionsProjection {
                 tenant_id,
                 verdict,
                 decided_by: by,
+                ..
             }) = &e.event
             else {
                 continue;

@@ -158,7 +158,8 @@ fn fold(
         | TenantEvent::UserRoleChanged { .. }
         | TenantEvent::UserDisabled { .. }
         | TenantEvent::UserEnabled { .. }
-        | TenantEvent::UserProvisioned { .. } => {}
+        | TenantEvent::UserProvisioned { .. }
+        | TenantEvent::SubjectErased { .. } => {}
         TenantEvent::PlanChanged { plan } => row.plan = *plan,
         TenantEvent::AutoResolveThresholdSet { threshold } => {
             row.auto_resolve_threshold = *threshold;

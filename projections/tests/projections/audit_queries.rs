@@ -1162,6 +1162,7 @@ impl Seeder {
             diagnosis_id: diagnosis,
             tenant_id: tenant,
             proposed_confidence: Some(confidence(plan.confidence)),
+            customer: None,
         };
         let (actor, meta, command, outcome, reason) = match plan.end {
             End::Pending | End::Failed => {
@@ -1265,6 +1266,7 @@ impl Seeder {
                     diagnosis_id: diagnosis,
                     tenant_id: tenant,
                     outcome,
+                    customer: None,
                 },
                 content: JudgmentContent {
                     title: parse("Notice periods".to_owned()),

@@ -128,7 +128,8 @@ pub async fn fold_log(owner: &PgPool) -> Expected {
                     | TenantEvent::UserProvisioned { .. }
                     | TenantEvent::UsageKeyAssigned { .. }
                     | TenantEvent::FinetuneExported { .. }
-                    | TenantEvent::TokenBudgetThresholdCrossed { .. } => {}
+                    | TenantEvent::TokenBudgetThresholdCrossed { .. }
+                    | TenantEvent::SubjectErased { .. } => {}
                 }
                 t.updated_at = at;
                 t.version = sequence;
@@ -294,6 +295,7 @@ pub async fn fold_log(owner: &PgPool) -> Expected {
                 tenant_id,
                 verdict,
                 decided_by,
+                ..
             }) => {
                 let d = x.diagnoses.get_mut(diagnosis_id.as_uuid()).unwrap();
                 d.decision = Some(DiagnosisDecision {

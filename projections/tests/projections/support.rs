@@ -994,6 +994,7 @@ impl Driver {
                 diagnosis_id: diagnosis,
                 tenant_id: tenant,
                 outcome,
+                customer: None,
             },
             content: JudgmentContent {
                 title: parse("Notice periods"),

@@ -370,6 +370,8 @@ fn fields_to_edit(event: &AnyEvent) -> &'static [&'static str] {
             TenantEvent::UserDisabled { .. } | TenantEvent::UserEnabled { .. } => &[""],
             // The row keeps the threshold; the budget's figures are only in the event.
             TenantEvent::TokenBudgetThresholdCrossed { .. } => &["/tokens_used", "/month"],
+            // The row names the subject; who asked is only in the event.
+            TenantEvent::SubjectErased { .. } => &["/erased_by"],
         },
         AnyEvent::Session(event) => match event {
             SessionEvent::SessionOpened { .. } => &["/subject", "/attachments"],
