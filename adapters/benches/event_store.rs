@@ -51,6 +51,13 @@ impl DomainEvent for LedgerEvent {
 #[error("never")]
 struct Never;
 
+// About nobody in particular: nothing to seal.
+impl casebook_domain::personal::DataSubject for Ledger {
+    fn data_subject(&self) -> Option<casebook_domain::ids::UserId> {
+        None
+    }
+}
+
 impl Aggregate for Ledger {
     const TYPE: &'static str = "Ledger";
     type Command = Record;

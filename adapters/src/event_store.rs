@@ -23,8 +23,13 @@
 //! - it commits each command alone; here concurrent commands' appends share a statement and
 //!   a commit ([`Appender`]), and a command that finds the store idle reads and appends in one
 //!   transaction (a raw read-and-append's round trips).
+//!
+//! With a [`Vault`] ([`EventStore::with_vault`]), the personal fields of each event are sealed
+//! under the stream's data subject's key as they are appended, and opened as they are loaded,
+//! the keys read in the command's own transaction (decision 0027). Snapshots hold no personal
+//! data: the aggregates' states keep ids and statuses only.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::error::Error as StdError;
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -40,6 +45,10 @@ use uuid::Uuid;
 use async_trait::async_trait;
 use casebook_application::ports::{CommandError, Committed, EventRepository};
 use casebook_domain::ids::TenantId;
+use casebook_domain::personal::DataSubject;
+use casebook_vault::cipher::Key;
+use casebook_vault::payload::{self, EventContext};
+use casebook_vault::{Vault, VaultError};
 
 use crate::postgres::{begin_for_tenants, Access};
 
@@ -135,6 +144,18 @@ impl From<sqlx::Error> for StoreError {
             | sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::WorkerCrashed => StoreError::Unavailable(Arc::new(err)),
+            other => StoreError::Unexpected(Arc::new(other)),
+        }
+    }
+}
+
+impl From<VaultError> for StoreError {
+    fn from(err: VaultError) -> Self {
+        match err {
+            VaultError::Erased(subject) => StoreError::InvalidEvent(format!(
+                "the data subject {subject} is erased: nothing more of theirs is recorded"
+            )),
+            VaultError::Database(err) => err.into(),
             other => StoreError::Unexpected(Arc::new(other)),
         }
     }
@@ -246,6 +267,8 @@ pub struct EventStore<A> {
     upcasters: Arc<[Box<dyn EventUpcaster>]>,
     /// The tenant whose streams the cqrs-es loads read; `None` until [`Self::for_tenant`].
     tenant: Option<Uuid>,
+    /// Seals and opens the events' personal fields; `None` stores them in the clear.
+    vault: Option<Arc<Vault>>,
     _aggregate: PhantomData<fn() -> A>,
 }
 
@@ -255,12 +278,13 @@ impl<A> Clone for EventStore<A> {
             appender: self.appender.clone(),
             upcasters: self.upcasters.clone(),
             tenant: self.tenant,
+            vault: self.vault.clone(),
             _aggregate: PhantomData,
         }
     }
 }
 
-impl<A: Aggregate> EventStore<A> {
+impl<A: Aggregate + DataSubject> EventStore<A> {
     /// A store appending through `pool`, upcasting old events with `upcasters` on load.
     pub fn new(pool: PgPool, upcasters: Vec<Box<dyn EventUpcaster>>) -> Self {
         Self::with_appender(Appender::new(pool), upcasters)
@@ -273,7 +297,16 @@ impl<A: Aggregate> EventStore<A> {
             appender,
             upcasters: upcasters.into(),
             tenant: None,
+            vault: None,
             _aggregate: PhantomData,
+        }
+    }
+
+    /// This store, sealing its events' personal fields with `vault`.
+    pub fn with_vault(self, vault: Arc<Vault>) -> Self {
+        Self {
+            vault: Some(vault),
+            ..self
         }
     }
 
@@ -323,39 +356,92 @@ impl<A: Aggregate> EventStore<A> {
 
     async fn events_after(
         &self,
-        alone: Option<&mut Alone>,
+        mut alone: Option<&mut Alone>,
         aggregate_id: &str,
         after_sequence: usize,
     ) -> Result<Vec<EventEnvelope<A>>, AggregateError<A::Error>> {
         let rows = self
-            .read_stream(alone, EVENTS_AFTER, aggregate_id, Some(after_sequence))
+            .read_stream(
+                alone.as_deref_mut(),
+                EVENTS_AFTER,
+                aggregate_id,
+                Some(after_sequence),
+            )
             .await
             .map_err(aggregate_error)?;
-        rows.iter()
-            .map(|row| self.envelope(serialized_event(row).map_err(aggregate_error)?))
+        let mut events = rows
+            .iter()
+            .map(serialized_event)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(aggregate_error)?;
+        self.open(alone, events.iter_mut().collect())
+            .await
+            .map_err(aggregate_error)?;
+        events
+            .into_iter()
+            .map(|event| self.envelope(event))
             .collect()
     }
 
-    /// Folds the loaded rows; `None` when the snapshot no longer deserializes (the aggregate
-    /// changed shape), in which case the caller replays from the start.
+    /// Opens the sealed fields of `events`, with their subjects' keys read in `alone`'s
+    /// transaction or else in a read-only one of the store's tenant; an erased subject's
+    /// fields open as redactions.
+    async fn open(
+        &self,
+        alone: Option<&mut Alone>,
+        mut events: Vec<&mut SerializedEvent>,
+    ) -> Result<(), StoreError> {
+        let Some(vault) = &self.vault else {
+            return Ok(());
+        };
+        let tenant = self.scope()?;
+        let subjects: BTreeSet<String> = events
+            .iter()
+            .flat_map(|event| {
+                payload::subjects(&event.payload, Self::event_context(tenant, &event.event_type))
+            })
+            .map(str::to_owned)
+            .collect();
+        if subjects.is_empty() {
+            return Ok(());
+        }
+        let subjects: Vec<&str> = subjects.iter().map(String::as_str).collect();
+        let keys = match alone {
+            Some(alone) => vault.keys_for(alone.connection(), tenant, &subjects).await?,
+            None => {
+                let mut tx =
+                    begin_for_tenants(self.appender.pool(), Access::ReadOnly, &[tenant]).await?;
+                let keys = vault.keys_for(&mut tx, tenant, &subjects).await?;
+                tx.commit().await?;
+                keys
+            }
+        };
+        for event in &mut events {
+            let context = Self::event_context(tenant, &event.event_type);
+            payload::open(&mut event.payload, context, &keys)?;
+        }
+        Ok(())
+    }
+
+    fn event_context(tenant: Uuid, event_type: &str) -> EventContext<'_> {
+        EventContext {
+            tenant,
+            aggregate_type: A::TYPE,
+            event_type,
+        }
+    }
+
+    /// Folds a stream's snapshot and events; `None` when the snapshot no longer deserializes
+    /// (the aggregate changed shape), in which case the caller replays from the start.
     fn fold(
         &self,
         aggregate_id: &str,
-        rows: &[PgRow],
+        stored: Vec<Stored>,
     ) -> Result<Option<StoreContext<A>>, AggregateError<A::Error>> {
         let mut context = StoreContext::<A>::empty(aggregate_id);
-        for row in rows {
-            let is_snapshot: bool = row
-                .try_get("is_snapshot")
-                .map_err(|err| aggregate_error(err.into()))?;
-            if is_snapshot {
-                let (sequence, payload): (i64, Value) = (
-                    row.try_get("sequence")
-                        .map_err(|e| aggregate_error(e.into()))?,
-                    row.try_get("payload")
-                        .map_err(|e| aggregate_error(e.into()))?,
-                );
-                match serde_json::from_value(payload) {
+        for item in stored {
+            match item {
+                Stored::Snapshot { sequence, state } => match serde_json::from_value(state) {
                     Ok(state) => {
                         context.aggregate = state;
                         context.current_sequence = sequence as usize;
@@ -367,12 +453,13 @@ impl<A: Aggregate> EventStore<A> {
                             "ignoring a snapshot that no longer deserializes");
                         return Ok(None);
                     }
+                },
+                Stored::Event(event) => {
+                    let envelope = self.envelope(event)?;
+                    context.current_sequence = envelope.sequence;
+                    context.aggregate.apply(envelope.payload);
                 }
-                continue;
             }
-            let envelope = self.envelope(serialized_event(row).map_err(aggregate_error)?)?;
-            context.current_sequence = envelope.sequence;
-            context.aggregate.apply(envelope.payload);
         }
         Ok(Some(context))
     }
@@ -407,9 +494,24 @@ impl<A: Aggregate> EventStore<A> {
             .read_stream(alone.as_mut(), LOAD_AGGREGATE, aggregate_id, None)
             .await
             .map_err(aggregate_error)?;
-        // A row without a sequence sorts first and fails in the fold.
+        // A row without a sequence sorts first and fails here.
         rows.sort_by_cached_key(|row| row.try_get::<i64, _>("sequence").ok());
-        let mut context = match self.fold(aggregate_id, &rows)? {
+        let mut stored = rows
+            .iter()
+            .map(Stored::of)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(aggregate_error)?;
+        let events = stored
+            .iter_mut()
+            .filter_map(|item| match item {
+                Stored::Event(event) => Some(event),
+                Stored::Snapshot { .. } => None,
+            })
+            .collect();
+        self.open(alone.as_mut(), events)
+            .await
+            .map_err(aggregate_error)?;
+        let mut context = match self.fold(aggregate_id, stored)? {
             Some(context) => context,
             None => {
                 let mut context = StoreContext::<A>::empty(aggregate_id);
@@ -424,29 +526,34 @@ impl<A: Aggregate> EventStore<A> {
         Ok(context)
     }
 
+    /// Appends the events of `tenant`, their personal fields sealed with `sealing`'s key.
     async fn append(
         &self,
+        tenant: Uuid,
         aggregate_id: &str,
         envelopes: &[EventEnvelope<A>],
         snapshot: Option<(usize, Value)>,
         alone: Option<Alone>,
+        sealing: Option<(&str, &Key)>,
     ) -> Result<Vec<i64>, StoreError> {
         let events = envelopes
             .iter()
             .map(|envelope| {
+                let event_type = envelope.payload.event_type();
+                let mut payload = serde_json::to_value(&envelope.payload).map_err(serialization)?;
+                if let Some((subject, key)) = sealing {
+                    let context = Self::event_context(tenant, &event_type);
+                    payload::seal(&mut payload, context, subject, key)?;
+                }
                 Ok(NewEvent {
                     sequence: envelope.sequence as i64,
-                    event_type: envelope.payload.event_type(),
+                    event_type,
                     event_version: envelope.payload.event_version(),
-                    payload: serde_json::to_value(&envelope.payload).map_err(serialization)?,
+                    payload,
                     metadata: serde_json::to_value(&envelope.metadata).map_err(serialization)?,
                 })
             })
             .collect::<Result<_, StoreError>>()?;
-        let tenant = envelopes
-            .first()
-            .and_then(|envelope| tenant_of(&envelope.metadata))
-            .ok_or_else(|| StoreError::InvalidEvent(NO_TENANT.to_owned()))?;
         let append = StreamAppend {
             tenant,
             aggregate_type: A::TYPE,
@@ -480,7 +587,7 @@ fn aggregate_error<E: StdError>(err: StoreError) -> AggregateError<E> {
 
 impl<A> cqrs_es::EventStore<A> for EventStore<A>
 where
-    A: Aggregate + Send + Sync,
+    A: Aggregate + DataSubject + Send + Sync,
     A::Error: Send,
 {
     type AC = StoreContext<A>;
@@ -522,7 +629,7 @@ where
 
 impl<A> EventStore<A>
 where
-    A: Aggregate + Send + Sync,
+    A: Aggregate + DataSubject + Send + Sync,
     A::Error: Send,
 {
     /// Loads the aggregate, lets it handle `command`, and appends the resulting events with
@@ -659,6 +766,9 @@ where
         let Some(last) = envelopes.last() else {
             return Ok((envelopes, Vec::new()));
         };
+        let tenant =
+            tenant_of(&metadata).ok_or_else(|| StoreError::InvalidEvent(NO_TENANT.to_owned()))?;
+        let sealing = self.sealing_key(&mut context, tenant, &envelopes).await?;
         let snapshot = if last.sequence - context.snapshot_sequence >= SNAPSHOT_EVERY {
             let state = serde_json::to_value(&context.aggregate).map_err(serialization)?;
             Some((last.sequence, state))
@@ -667,13 +777,65 @@ where
         };
         let positions = self
             .append(
+                tenant,
                 &context.aggregate_id,
                 &envelopes,
                 snapshot,
                 context.alone.take(),
+                sealing.as_ref().map(|(subject, key)| (subject.as_str(), key)),
             )
             .await?;
         Ok((envelopes, positions))
+    }
+
+    /// The key sealing the events' personal fields, if they have any and their stream has a
+    /// data subject: the subject's, read (or made) in the command's transaction if it goes
+    /// alone.
+    async fn sealing_key(
+        &self,
+        context: &mut StoreContext<A>,
+        tenant: Uuid,
+        envelopes: &[EventEnvelope<A>],
+    ) -> Result<Option<(String, Key)>, StoreError> {
+        let Some(vault) = &self.vault else {
+            return Ok(None);
+        };
+        let personal = envelopes
+            .iter()
+            .any(|envelope| Self::event_context(tenant, &envelope.payload.event_type()).is_personal());
+        let Some(subject) = context.aggregate.data_subject().filter(|_| personal) else {
+            return Ok(None);
+        };
+        let key = match context.alone.as_mut().filter(|alone| alone.tenant() == tenant) {
+            Some(alone) => vault.sealing_key(alone.connection(), tenant, subject.as_str()).await?,
+            None => {
+                let mut tx =
+                    begin_for_tenants(self.appender.pool(), Access::ReadWrite, &[tenant]).await?;
+                let key = vault.sealing_key(&mut tx, tenant, subject.as_str()).await?;
+                tx.commit().await?;
+                key
+            }
+        };
+        Ok(Some((subject.to_string(), key)))
+    }
+}
+
+/// A row of a stream's load: its snapshot or one of its events, as stored.
+enum Stored {
+    Snapshot { sequence: i64, state: Value },
+    Event(SerializedEvent),
+}
+
+impl Stored {
+    fn of(row: &PgRow) -> Result<Self, StoreError> {
+        Ok(if row.try_get("is_snapshot")? {
+            Self::Snapshot {
+                sequence: row.try_get("sequence")?,
+                state: row.try_get("payload")?,
+            }
+        } else {
+            Self::Event(serialized_event(row)?)
+        })
     }
 }
 
@@ -694,7 +856,7 @@ fn serialized_event(row: &PgRow) -> Result<SerializedEvent, StoreError> {
 #[async_trait]
 impl<A> EventRepository<A> for EventStore<A>
 where
-    A: Aggregate<Services = ()> + Send + Sync + 'static,
+    A: Aggregate<Services = ()> + DataSubject + Send + Sync + 'static,
     A::Command: Clone + Send + 'static,
     A::Error: Send,
 {

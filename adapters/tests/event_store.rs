@@ -59,6 +59,13 @@ enum Refused {
     NothingToTake,
 }
 
+// About nobody in particular: nothing to seal.
+impl casebook_domain::personal::DataSubject for Counter {
+    fn data_subject(&self) -> Option<casebook_domain::ids::UserId> {
+        None
+    }
+}
+
 impl Aggregate for Counter {
     const TYPE: &'static str = "Counter";
     type Command = CounterCommand;

@@ -1,0 +1,54 @@
+-- The vault (decision 0027): each tenant's keys, wrapped by the root key (KMS deployed, a key
+-- file locally), and each data subject's key, wrapped by its tenant's. A schema of its own so
+-- that backups can hold the keys apart from the data, on a retention of their own: an erasure
+-- is complete once no backup holds the destroyed key (docs/architecture/erasure.md).
+CREATE SCHEMA vault;
+
+CREATE TABLE vault.tenant_keys (
+    tenant_id  uuid        NOT NULL,
+    version    integer     NOT NULL CHECK (version >= 1),
+    wrapped    bytea       NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, version)
+);
+
+-- An erased subject keeps a tombstone (no key, `erased_at` set), so that nothing seals under a
+-- new key of theirs afterwards.
+CREATE TABLE vault.subject_keys (
+    tenant_id          uuid        NOT NULL,
+    subject_id         text        NOT NULL,
+    tenant_key_version integer,
+    wrapped            bytea,
+    created_at         timestamptz NOT NULL DEFAULT now(),
+    erased_at          timestamptz,
+    PRIMARY KEY (tenant_id, subject_id),
+    CHECK ((wrapped IS NULL) = (erased_at IS NOT NULL)),
+    CHECK ((wrapped IS NULL) = (tenant_key_version IS NULL))
+);
+
+-- The request path (casebook_app: commands seal and load) makes and reads its tenants' keys;
+-- the auditor reads its tenants'; the projector reads every tenant's, erases subjects and
+-- rotates tenant keys.
+GRANT USAGE ON SCHEMA vault TO casebook_app, casebook_projector, casebook_auditor;
+
+ALTER TABLE vault.tenant_keys ENABLE ROW LEVEL SECURITY;
+ALTER TABLE vault.tenant_keys FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_keys ON vault.tenant_keys FOR ALL TO casebook_app, casebook_auditor
+    USING (tenant_id = ANY (casebook_tenants_in_scope()))
+    WITH CHECK (tenant_id = ANY (casebook_tenants_in_scope()));
+CREATE POLICY projector_keys ON vault.tenant_keys FOR ALL TO casebook_projector
+    USING (true) WITH CHECK (true);
+GRANT SELECT, INSERT ON vault.tenant_keys TO casebook_app;
+GRANT SELECT ON vault.tenant_keys TO casebook_auditor;
+GRANT SELECT, INSERT, DELETE ON vault.tenant_keys TO casebook_projector;
+
+ALTER TABLE vault.subject_keys ENABLE ROW LEVEL SECURITY;
+ALTER TABLE vault.subject_keys FORCE ROW LEVEL SECURITY;
+CREATE POLICY subject_keys ON vault.subject_keys FOR ALL TO casebook_app, casebook_auditor
+    USING (tenant_id = ANY (casebook_tenants_in_scope()))
+    WITH CHECK (tenant_id = ANY (casebook_tenants_in_scope()));
+CREATE POLICY projector_keys ON vault.subject_keys FOR ALL TO casebook_projector
+    USING (true) WITH CHECK (true);
+GRANT SELECT, INSERT ON vault.subject_keys TO casebook_app;
+GRANT SELECT ON vault.subject_keys TO casebook_auditor;
+GRANT SELECT, INSERT, UPDATE ON vault.subject_keys TO casebook_projector;

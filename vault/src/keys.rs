@@ -1,0 +1,308 @@
+//! The key tables (schema `vault`): each tenant's keys, wrapped by the root key, and each data
+//! subject's key, wrapped by its tenant's. Erasing a subject keeps a tombstone in place of
+//! its key, so nothing seals under a new key for them afterwards.
+//!
+//! Every function runs on the caller's connection, in the caller's role and tenant scope
+//! (row-level security decides what it sees), so a command reads its keys in its own
+//! transaction.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use sqlx::{PgConnection, Row};
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+use crate::cipher::Key;
+use crate::root::RootKey;
+use crate::VaultError;
+
+/// The keys of the subjects a batch of payloads names: `None` for one erased.
+#[derive(Debug, Default)]
+pub struct SubjectKeys(HashMap<String, Option<Key>>);
+
+impl SubjectKeys {
+    /// The key of `subject`, `Ok(None)` if erased; an error if it was not fetched.
+    pub fn get(&self, subject: &str) -> Result<Option<&Key>, VaultError> {
+        self.0
+            .get(subject)
+            .map(Option::as_ref)
+            .ok_or_else(|| VaultError::Damaged(format!("no key was fetched for {subject:?}")))
+    }
+
+    /// Keys holding only `subject`'s.
+    pub fn single(subject: &str, key: Key) -> Self {
+        Self(HashMap::from([(subject.to_owned(), Some(key))]))
+    }
+
+    #[cfg(test)]
+    pub(crate) fn erased(subject: &str) -> Self {
+        Self(HashMap::from([(subject.to_owned(), None)]))
+    }
+}
+
+/// The root key and the tenant keys it unwrapped.
+///
+/// Only tenant keys are kept in memory: a data key lives as long as the call that fetched it,
+/// so once a subject's row is a tombstone no process can open their values. A tenant key kept
+/// elsewhere opens nothing without the subject keys' rows.
+pub struct Vault {
+    root: Arc<dyn RootKey>,
+    tenant_keys: Mutex<HashMap<(Uuid, i32), Arc<Key>>>,
+}
+
+impl std::fmt::Debug for Vault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vault").finish_non_exhaustive()
+    }
+}
+
+fn subject_context(tenant: Uuid, subject: &str) -> Vec<u8> {
+    format!("casebook/subject-key/v1/{tenant}/{subject}").into_bytes()
+}
+
+impl Vault {
+    /// A vault whose tenant keys `root` wraps.
+    pub fn new(root: Arc<dyn RootKey>) -> Self {
+        Self {
+            root,
+            tenant_keys: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `subject`'s data key, made on first use. [`VaultError::Erased`] once the subject is.
+    pub async fn sealing_key(
+        &self,
+        conn: &mut PgConnection,
+        tenant: Uuid,
+        subject: &str,
+    ) -> Result<Key, VaultError> {
+        let mut keys = self.keys_for(conn, tenant, &[subject]).await?;
+        match keys.0.remove(subject) {
+            Some(Some(key)) => return Ok(key),
+            Some(None) => return Err(VaultError::Erased(subject.to_owned())),
+            None => {}
+        }
+        let (version, tenant_key) = self.current_tenant_key(conn, tenant).await?;
+        let material = Key::generate_material()?;
+        let wrapped = tenant_key.seal(&subject_context(tenant, subject), &material)?;
+        // Two first commands of one subject race here: one key wins, both use it.
+        sqlx::query(
+            "INSERT INTO vault.subject_keys (tenant_id, subject_id, tenant_key_version, wrapped)
+             VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id, subject_id) DO NOTHING",
+        )
+        .bind(tenant)
+        .bind(subject)
+        .bind(version)
+        .bind(&wrapped)
+        .execute(&mut *conn)
+        .await?;
+        match self.keys_for(conn, tenant, &[subject]).await?.0.remove(subject) {
+            Some(Some(key)) => Ok(key),
+            Some(None) => Err(VaultError::Erased(subject.to_owned())),
+            None => Err(VaultError::Damaged(format!(
+                "the key made for {subject:?} is not there"
+            ))),
+        }
+    }
+
+    /// The keys of `subjects` that have one: `None` for an erased subject, absent for one
+    /// that never had a key.
+    pub async fn keys_for(
+        &self,
+        conn: &mut PgConnection,
+        tenant: Uuid,
+        subjects: &[&str],
+    ) -> Result<SubjectKeys, VaultError> {
+        let materials = self.materials(conn, tenant, subjects, false).await?;
+        let mut keys = HashMap::with_capacity(materials.len());
+        for (subject, material) in materials {
+            let key = material.map(|m| Key::from_bytes(&m)).transpose()?;
+            keys.insert(subject, key);
+        }
+        Ok(SubjectKeys(keys))
+    }
+
+    /// The unwrapped material of `subjects`' keys (`None` for an erased subject), the rows
+    /// locked for update if `lock`.
+    async fn materials(
+        &self,
+        conn: &mut PgConnection,
+        tenant: Uuid,
+        subjects: &[&str],
+        lock: bool,
+    ) -> Result<Vec<(String, Option<Zeroizing<Vec<u8>>>)>, VaultError> {
+        let statement = format!(
+            "SELECT s.subject_id, s.wrapped, s.tenant_key_version, t.wrapped AS tenant_wrapped
+               FROM vault.subject_keys s
+               LEFT JOIN vault.tenant_keys t
+                 ON t.tenant_id = s.tenant_id AND t.version = s.tenant_key_version
+              WHERE s.tenant_id = $1 AND s.subject_id = ANY($2){}",
+            if lock { " FOR UPDATE OF s" } else { "" }
+        );
+        let rows = sqlx::query(&statement)
+            .bind(tenant)
+            .bind(subjects)
+            .fetch_all(&mut *conn)
+            .await?;
+        let mut materials = Vec::with_capacity(rows.len());
+        for row in rows {
+            let subject: String = row.try_get("subject_id")?;
+            let wrapped: Option<Vec<u8>> = row.try_get("wrapped")?;
+            let version: Option<i32> = row.try_get("tenant_key_version")?;
+            let tenant_wrapped: Option<Vec<u8>> = row.try_get("tenant_wrapped")?;
+            let material = match (wrapped, version, tenant_wrapped) {
+                (Some(wrapped), Some(version), Some(tenant_wrapped)) => {
+                    let tenant_key = self.tenant_key(tenant, version, &tenant_wrapped).await?;
+                    Some(tenant_key.open(&subject_context(tenant, &subject), &wrapped)?)
+                }
+                // A tombstone, or a subject of a tenant whose keys were destroyed.
+                _ => None,
+            };
+            materials.push((subject, material));
+        }
+        Ok(materials)
+    }
+
+    /// Destroys `subject`'s data key, leaving a tombstone; `false` if it already was.
+    pub async fn erase_subject(
+        &self,
+        conn: &mut PgConnection,
+        tenant: Uuid,
+        subject: &str,
+    ) -> Result<bool, VaultError> {
+        let erased = sqlx::query(
+            "INSERT INTO vault.subject_keys (tenant_id, subject_id, erased_at)
+             VALUES ($1, $2, now())
+             ON CONFLICT (tenant_id, subject_id) DO UPDATE
+                SET wrapped = NULL, tenant_key_version = NULL, erased_at = now()
+              WHERE vault.subject_keys.erased_at IS NULL",
+        )
+        .bind(tenant)
+        .bind(subject)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+        Ok(erased > 0)
+    }
+
+    /// Makes a new tenant key, rewraps every live subject key under it and destroys the old
+    /// ones; the sealed values never change. Returns the new version.
+    pub async fn rotate_tenant_key(
+        &self,
+        conn: &mut PgConnection,
+        tenant: Uuid,
+    ) -> Result<i32, VaultError> {
+        let (old_version, _) = self.current_tenant_key(conn, tenant).await?;
+        let version = old_version + 1;
+        let material = Key::generate_material()?;
+        let wrapped = self.root.wrap(tenant, &material).await?;
+        let new_key = Key::from_bytes(&material)?;
+        sqlx::query("INSERT INTO vault.tenant_keys (tenant_id, version, wrapped) VALUES ($1, $2, $3)")
+            .bind(tenant)
+            .bind(version)
+            .bind(&wrapped)
+            .execute(&mut *conn)
+            .await?;
+        let subjects: Vec<String> = sqlx::query_scalar(
+            "SELECT subject_id FROM vault.subject_keys
+              WHERE tenant_id = $1 AND wrapped IS NOT NULL AND tenant_key_version < $2",
+        )
+        .bind(tenant)
+        .bind(version)
+        .fetch_all(&mut *conn)
+        .await?;
+        let refs: Vec<&str> = subjects.iter().map(String::as_str).collect();
+        for (subject, material) in self.materials(conn, tenant, &refs, true).await? {
+            // Erased since it was listed: nothing to rewrap.
+            let Some(material) = material else {
+                continue;
+            };
+            let rewrapped = new_key.seal(&subject_context(tenant, &subject), &material)?;
+            sqlx::query(
+                "UPDATE vault.subject_keys SET wrapped = $3, tenant_key_version = $4
+                  WHERE tenant_id = $1 AND subject_id = $2",
+            )
+            .bind(tenant)
+            .bind(&subject)
+            .bind(&rewrapped)
+            .bind(version)
+            .execute(&mut *conn)
+            .await?;
+        }
+        sqlx::query("DELETE FROM vault.tenant_keys WHERE tenant_id = $1 AND version < $2")
+            .bind(tenant)
+            .bind(version)
+            .execute(&mut *conn)
+            .await?;
+        self.forget_tenant_keys(tenant);
+        Ok(version)
+    }
+
+    /// The tenant's newest key, made on first use.
+    async fn current_tenant_key(
+        &self,
+        conn: &mut PgConnection,
+        tenant: Uuid,
+    ) -> Result<(i32, Arc<Key>), VaultError> {
+        let newest = || {
+            sqlx::query(
+                "SELECT version, wrapped FROM vault.tenant_keys
+                  WHERE tenant_id = $1 ORDER BY version DESC LIMIT 1",
+            )
+            .bind(tenant)
+        };
+        let row = match newest().fetch_optional(&mut *conn).await? {
+            Some(row) => row,
+            None => {
+                let material = Key::generate_material()?;
+                let wrapped = self.root.wrap(tenant, &material).await?;
+                sqlx::query(
+                    "INSERT INTO vault.tenant_keys (tenant_id, version, wrapped) VALUES ($1, 1, $2)
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(tenant)
+                .bind(&wrapped)
+                .execute(&mut *conn)
+                .await?;
+                newest().fetch_one(&mut *conn).await?
+            }
+        };
+        let version: i32 = row.try_get("version")?;
+        let wrapped: Vec<u8> = row.try_get("wrapped")?;
+        Ok((version, self.tenant_key(tenant, version, &wrapped).await?))
+    }
+
+    async fn tenant_key(
+        &self,
+        tenant: Uuid,
+        version: i32,
+        wrapped: &[u8],
+    ) -> Result<Arc<Key>, VaultError> {
+        if let Some(key) = self.cached(tenant, version) {
+            return Ok(key);
+        }
+        let material = self.root.unwrap(tenant, wrapped).await?;
+        let key = Arc::new(Key::from_bytes(&material)?);
+        self.tenant_keys
+            .lock()
+            .expect("tenant key cache poisoned")
+            .insert((tenant, version), key.clone());
+        Ok(key)
+    }
+
+    fn cached(&self, tenant: Uuid, version: i32) -> Option<Arc<Key>> {
+        self.tenant_keys
+            .lock()
+            .expect("tenant key cache poisoned")
+            .get(&(tenant, version))
+            .cloned()
+    }
+
+    fn forget_tenant_keys(&self, tenant: Uuid) {
+        self.tenant_keys
+            .lock()
+            .expect("tenant key cache poisoned")
+            .retain(|(cached, _), _| *cached != tenant);
+    }
+}
