@@ -1,7 +1,7 @@
 -- The vault (decision 0027): each tenant's keys, wrapped by the root key (KMS deployed, a key
 -- file locally), and each data subject's key, wrapped by its tenant's. A schema of its own so
 -- that backups can hold the keys apart from the data, on a retention of their own: an erasure
--- is complete once no backup holds the destroyed key (docs/architecture/erasure.md).
+-- is complete once no backup holds the destroyed key (docs/decisions/0027).
 CREATE SCHEMA vault;
 
 CREATE TABLE vault.tenant_keys (

@@ -284,7 +284,7 @@ impl<A> Clone for EventStore<A> {
     }
 }
 
-impl<A: Aggregate + DataSubject> EventStore<A> {
+impl<A: Aggregate> EventStore<A> {
     /// A store appending through `pool`, upcasting old events with `upcasters` on load.
     pub fn new(pool: PgPool, upcasters: Vec<Box<dyn EventUpcaster>>) -> Self {
         Self::with_appender(Appender::new(pool), upcasters)
@@ -398,7 +398,10 @@ impl<A: Aggregate + DataSubject> EventStore<A> {
         let subjects: BTreeSet<String> = events
             .iter()
             .flat_map(|event| {
-                payload::subjects(&event.payload, Self::event_context(tenant, &event.event_type))
+                payload::subjects(
+                    &event.payload,
+                    Self::event_context(tenant, &event.event_type),
+                )
             })
             .map(str::to_owned)
             .collect();
@@ -407,7 +410,11 @@ impl<A: Aggregate + DataSubject> EventStore<A> {
         }
         let subjects: Vec<&str> = subjects.iter().map(String::as_str).collect();
         let keys = match alone {
-            Some(alone) => vault.keys_for(alone.connection(), tenant, &subjects).await?,
+            Some(alone) => {
+                vault
+                    .keys_for(alone.connection(), tenant, &subjects)
+                    .await?
+            }
             None => {
                 let mut tx =
                     begin_for_tenants(self.appender.pool(), Access::ReadOnly, &[tenant]).await?;
@@ -782,7 +789,9 @@ where
                 &envelopes,
                 snapshot,
                 context.alone.take(),
-                sealing.as_ref().map(|(subject, key)| (subject.as_str(), key)),
+                sealing
+                    .as_ref()
+                    .map(|(subject, key)| (subject.as_str(), key)),
             )
             .await?;
         Ok((envelopes, positions))
@@ -800,14 +809,22 @@ where
         let Some(vault) = &self.vault else {
             return Ok(None);
         };
-        let personal = envelopes
-            .iter()
-            .any(|envelope| Self::event_context(tenant, &envelope.payload.event_type()).is_personal());
+        let personal = envelopes.iter().any(|envelope| {
+            Self::event_context(tenant, &envelope.payload.event_type()).is_personal()
+        });
         let Some(subject) = context.aggregate.data_subject().filter(|_| personal) else {
             return Ok(None);
         };
-        let key = match context.alone.as_mut().filter(|alone| alone.tenant() == tenant) {
-            Some(alone) => vault.sealing_key(alone.connection(), tenant, subject.as_str()).await?,
+        let key = match context
+            .alone
+            .as_mut()
+            .filter(|alone| alone.tenant() == tenant)
+        {
+            Some(alone) => {
+                vault
+                    .sealing_key(alone.connection(), tenant, subject.as_str())
+                    .await?
+            }
             None => {
                 let mut tx =
                     begin_for_tenants(self.appender.pool(), Access::ReadWrite, &[tenant]).await?;

@@ -34,7 +34,9 @@ impl Scene {
     async fn new() -> Self {
         let db = TestDb::new().await;
         let pool = db.pool(DbRole::App, 4).await;
-        let vault = Arc::new(Vault::new(Arc::new(LocalRootKey::generate().expect("a key"))));
+        let vault = Arc::new(Vault::new(Arc::new(
+            LocalRootKey::generate().expect("a key"),
+        )));
         let tenant = TenantId::from_uuid(Uuid::new_v4());
         let customer = Actor {
             user_id: UserId::parse(format!("customer-{}", Uuid::new_v4())).expect("an id"),
@@ -121,7 +123,11 @@ impl Scene {
             .expect("the projector's role");
         assert!(self
             .vault
-            .erase_subject(&mut tx, *self.tenant.as_uuid(), self.customer.user_id.as_str())
+            .erase_subject(
+                &mut tx,
+                *self.tenant.as_uuid(),
+                self.customer.user_id.as_str()
+            )
             .await
             .expect("erases"));
         tx.commit().await.expect("commits");
@@ -143,10 +149,16 @@ fn texts(events: &[SessionEvent]) -> Vec<String> {
 async fn personal_fields_are_stored_sealed_and_load_in_the_clear() {
     let scene = Scene::new().await;
     let session = SessionId::new();
-    scene.open_and_ask(&scene.customer, session).await.expect("recorded");
+    scene
+        .open_and_ask(&scene.customer, session)
+        .await
+        .expect("recorded");
 
     let stored = scene.stored_payloads().await;
-    assert!(!stored.contains("Ann Smith"), "plaintext in the log: {stored}");
+    assert!(
+        !stored.contains("Ann Smith"),
+        "plaintext in the log: {stored}"
+    );
     assert!(stored.contains("\"sealed\""));
     assert!(stored.contains(&scene.customer.user_id.to_string()));
 
@@ -157,11 +169,17 @@ async fn personal_fields_are_stored_sealed_and_load_in_the_clear() {
 async fn an_erased_subjects_fields_load_as_redactions_and_nothing_more_of_theirs_is_recorded() {
     let scene = Scene::new().await;
     let session = SessionId::new();
-    scene.open_and_ask(&scene.customer, session).await.expect("recorded");
+    scene
+        .open_and_ask(&scene.customer, session)
+        .await
+        .expect("recorded");
 
     scene.erase().await;
 
-    assert_eq!(texts(&scene.loaded(session).await), ["[erased]", "[erased]"]);
+    assert_eq!(
+        texts(&scene.loaded(session).await),
+        ["[erased]", "[erased]"]
+    );
     let refused = scene.open_and_ask(&scene.customer, SessionId::new()).await;
     assert!(
         matches!(&refused, Err(CommandError::Invalid(reason)) if reason.contains("erased")),
@@ -177,7 +195,10 @@ async fn another_subjects_data_is_untouched_by_an_erasure() {
         ..scene.customer.clone()
     };
     let (erased, kept) = (SessionId::new(), SessionId::new());
-    scene.open_and_ask(&scene.customer, erased).await.expect("recorded");
+    scene
+        .open_and_ask(&scene.customer, erased)
+        .await
+        .expect("recorded");
     scene.open_and_ask(&other, kept).await.expect("recorded");
 
     scene.erase().await;

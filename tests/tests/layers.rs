@@ -124,6 +124,7 @@ fn the_application_layer_knows_no_database_transport_or_cloud() {
             "casebook-adapters",
             "casebook-projections",
             "casebook-handlers",
+            "casebook-vault",
         ],
     );
 }
@@ -141,6 +142,7 @@ fn the_domain_depends_on_nothing_of_ours_and_nothing_outside() {
             "casebook-adapters",
             "casebook-projections",
             "casebook-handlers",
+            "casebook-vault",
         ],
     );
 }
@@ -149,4 +151,23 @@ fn the_domain_depends_on_nothing_of_ours_and_nothing_outside() {
 fn adapters_and_projections_never_meet_and_neither_reaches_up() {
     assert_depends_on_none("adapters", &["casebook-projections", "casebook-handlers"]);
     assert_depends_on_none("projections", &["casebook-adapters", "casebook-handlers"]);
+}
+
+/// The vault seals what the domain lists as personal, for the stores and the readers of the
+/// log alike, so it knows the domain and none of them.
+#[test]
+fn the_vault_knows_the_domain_and_nothing_that_uses_it() {
+    assert!(
+        dependencies("vault").contains(&"casebook-domain".to_owned()),
+        "the manifest was read"
+    );
+    assert_depends_on_none(
+        "vault",
+        &[
+            "casebook-application",
+            "casebook-adapters",
+            "casebook-projections",
+            "casebook-handlers",
+        ],
+    );
 }

@@ -60,7 +60,9 @@ impl Key {
     /// Opens what [`Self::seal`] sealed under the same context.
     pub fn open(&self, context: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, VaultError> {
         if sealed.len() < NONCE_LEN {
-            return Err(VaultError::Damaged("a sealed value is too short".to_owned()));
+            return Err(VaultError::Damaged(
+                "a sealed value is too short".to_owned(),
+            ));
         }
         let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
         let nonce = Nonce::try_assume_unique_for_key(nonce)
@@ -92,13 +94,18 @@ mod tests {
     #[test]
     fn a_value_opens_under_its_own_context_only() {
         let key = key();
-        let sealed = key.seal(b"tenant/subject/QuerySubmitted//text", b"my lease").expect("seals");
+        let sealed = key
+            .seal(b"tenant/subject/QuerySubmitted//text", b"my lease")
+            .expect("seals");
         assert_eq!(sealed.len(), b"my lease".len() + 28);
         assert_eq!(
-            &key.open(b"tenant/subject/QuerySubmitted//text", &sealed).expect("opens")[..],
+            &key.open(b"tenant/subject/QuerySubmitted//text", &sealed)
+                .expect("opens")[..],
             b"my lease"
         );
-        assert!(key.open(b"tenant/other/QuerySubmitted//text", &sealed).is_err());
+        assert!(key
+            .open(b"tenant/other/QuerySubmitted//text", &sealed)
+            .is_err());
     }
 
     #[test]

@@ -97,7 +97,12 @@ impl Vault {
         .bind(&wrapped)
         .execute(&mut *conn)
         .await?;
-        match self.keys_for(conn, tenant, &[subject]).await?.0.remove(subject) {
+        match self
+            .keys_for(conn, tenant, &[subject])
+            .await?
+            .0
+            .remove(subject)
+        {
             Some(Some(key)) => Ok(key),
             Some(None) => Err(VaultError::Erased(subject.to_owned())),
             None => Err(VaultError::Damaged(format!(
@@ -198,12 +203,14 @@ impl Vault {
         let material = Key::generate_material()?;
         let wrapped = self.root.wrap(tenant, &material).await?;
         let new_key = Key::from_bytes(&material)?;
-        sqlx::query("INSERT INTO vault.tenant_keys (tenant_id, version, wrapped) VALUES ($1, $2, $3)")
-            .bind(tenant)
-            .bind(version)
-            .bind(&wrapped)
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query(
+            "INSERT INTO vault.tenant_keys (tenant_id, version, wrapped) VALUES ($1, $2, $3)",
+        )
+        .bind(tenant)
+        .bind(version)
+        .bind(&wrapped)
+        .execute(&mut *conn)
+        .await?;
         let subjects: Vec<String> = sqlx::query_scalar(
             "SELECT subject_id FROM vault.subject_keys
               WHERE tenant_id = $1 AND wrapped IS NOT NULL AND tenant_key_version < $2",

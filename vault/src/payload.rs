@@ -194,6 +194,9 @@ mod tests {
             event_type: "SessionClosed",
         };
         assert_eq!(seal(&mut payload, event, "c-1", &key()).expect("seals"), 0);
-        assert_eq!(payload, json!({"type": "SessionClosed", "closed_by": "c-1"}));
+        assert_eq!(
+            payload,
+            json!({"type": "SessionClosed", "closed_by": "c-1"})
+        );
     }
 }

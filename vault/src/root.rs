@@ -34,7 +34,10 @@ impl LocalRootKey {
     /// Reads the key file.
     pub fn from_file(path: &Path) -> Result<Self, VaultError> {
         let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|err| {
-            VaultError::Root(format!("cannot read the vault key {}: {err}", path.display()))
+            VaultError::Root(format!(
+                "cannot read the vault key {}: {err}",
+                path.display()
+            ))
         })?);
         let material = Zeroizing::new(
             base64::engine::general_purpose::STANDARD
@@ -101,7 +104,12 @@ impl RootKey for KmsRootKey {
             .encryption_context(TENANT_CONTEXT_KEY, tenant.to_string())
             .send()
             .await
-            .map_err(|err| VaultError::Root(format!("KMS Encrypt: {}", aws_sdk_kms::error::DisplayErrorContext(err))))?;
+            .map_err(|err| {
+                VaultError::Root(format!(
+                    "KMS Encrypt: {}",
+                    aws_sdk_kms::error::DisplayErrorContext(err)
+                ))
+            })?;
         out.ciphertext_blob
             .map(|blob| blob.into_inner())
             .ok_or_else(|| VaultError::Root("KMS Encrypt returned no ciphertext".to_owned()))
@@ -116,7 +124,12 @@ impl RootKey for KmsRootKey {
             .encryption_context(TENANT_CONTEXT_KEY, tenant.to_string())
             .send()
             .await
-            .map_err(|err| VaultError::Root(format!("KMS Decrypt: {}", aws_sdk_kms::error::DisplayErrorContext(err))))?;
+            .map_err(|err| {
+                VaultError::Root(format!(
+                    "KMS Decrypt: {}",
+                    aws_sdk_kms::error::DisplayErrorContext(err)
+                ))
+            })?;
         out.plaintext
             .map(|blob| Zeroizing::new(blob.into_inner()))
             .ok_or_else(|| VaultError::Root("KMS Decrypt returned no plaintext".to_owned()))

@@ -811,7 +811,7 @@ impl Seeder {
         meta: &EventMetadata,
     ) -> Committed
     where
-        A: Aggregate<Services = ()> + Send + Sync,
+        A: Aggregate<Services = ()> + casebook_domain::personal::DataSubject + Send + Sync,
         A::Error: Send + Debug,
     {
         let mut committed = EventStore::<A>::new(self.pool.clone(), upcasters())

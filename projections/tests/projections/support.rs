@@ -350,7 +350,7 @@ impl Driver {
 
     async fn state<A>(&self, tenant: TenantId, id: impl ToString) -> A
     where
-        A: Aggregate + Send + Sync + Clone,
+        A: Aggregate + casebook_domain::personal::DataSubject + Send + Sync + Clone,
         A::Error: Send,
     {
         self.store::<A>()
@@ -371,7 +371,7 @@ impl Driver {
         source: Source,
     ) -> bool
     where
-        A: Aggregate<Services = ()> + Send + Sync,
+        A: Aggregate<Services = ()> + casebook_domain::personal::DataSubject + Send + Sync,
         A::Error: Send + std::fmt::Debug,
     {
         self.requests += 1;
