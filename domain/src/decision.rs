@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 use crate::actor::{Actor, Owned, Role};
 use crate::diagnosis::DiagnosisSnapshot;
 use crate::error::{AccessError, DomainError, ErrorKind};
-use crate::personal::DataSubject;
 use crate::ids::{DecisionId, DiagnosisId, TenantId, UserId};
+use crate::personal::DataSubject;
 use crate::policy::{check_auto_approval, AutoApproveRefusal};
 use crate::values::{Confidence, DiagnosisText, Reason};
 

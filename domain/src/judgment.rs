@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use crate::actor::{Actor, Owned, Role};
 use crate::decision::Outcome;
 use crate::error::{ensure, AccessError, DomainError, ErrorKind};
-use crate::personal::DataSubject;
 use crate::ids::{DecisionId, DiagnosisId, JudgmentId, TenantId, UserId};
+use crate::personal::DataSubject;
 use crate::values::{JudgmentBody, JudgmentTitle, Reason, Tag};
 
 /// Consultants author, revise and retire judgment.

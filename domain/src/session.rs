@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::actor::{Actor, Owned, Role};
 use crate::error::{ensure, AccessError, DomainError, ErrorKind};
-use crate::personal::DataSubject;
 use crate::ids::{QueryId, SessionId, TenantId, UserId};
+use crate::personal::DataSubject;
 use crate::values::{QueryText, Subject, UploadKey};
 
 /// Sessions are the customers' own.

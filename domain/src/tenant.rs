@@ -10,8 +10,8 @@ use crate::actor::{Actor, Owned, Role};
 use crate::budget::{BudgetMonth, BudgetThreshold, BudgetUse};
 use crate::error::{ensure, AccessError, DomainError, ErrorKind};
 use crate::finetune::{FinetuneExport, LastExport, LogPosition};
-use crate::personal::DataSubject;
 use crate::ids::{TenantId, UserId};
+use crate::personal::DataSubject;
 use crate::policy::{ModelPolicy, PlanTier};
 use crate::values::{Confidence, Email, PersonName, Reason, TenantName};
 

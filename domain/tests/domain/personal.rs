@@ -16,7 +16,11 @@ fn every_personal_field_names_a_value_the_stored_events_hold() {
     let mut found = BTreeSet::new();
     for row in &rows {
         for field in personal_fields(&row.aggregate_type, &row.event_type) {
-            if row.payload.pointer(field.pointer).is_some_and(|v| !v.is_null()) {
+            if row
+                .payload
+                .pointer(field.pointer)
+                .is_some_and(|v| !v.is_null())
+            {
                 found.insert((row.event_type.as_str(), field.pointer));
             }
         }
@@ -42,8 +46,8 @@ fn every_event_decodes_with_its_personal_fields_redacted() {
         for field in personal_fields(&row.aggregate_type, &row.event_type) {
             if let Some(value) = payload.pointer_mut(field.pointer) {
                 if !value.is_null() {
-                    *value = serde_json::from_str::<Value>(field.redacted)
-                        .expect("a redaction is JSON");
+                    *value =
+                        serde_json::from_str::<Value>(field.redacted).expect("a redaction is JSON");
                     redacted_some += 1;
                 }
             }
