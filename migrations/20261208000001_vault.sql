@@ -22,14 +22,19 @@ CREATE TABLE vault.subject_keys (
     created_at         timestamptz NOT NULL DEFAULT now(),
     erased_at          timestamptz,
     PRIMARY KEY (tenant_id, subject_id),
+    -- A tenant key goes (rotated out, or its tenant erased) only once no live subject key is
+    -- wrapped under it: a subject key made while a rotation runs fails its command, which a
+    -- retry makes under the new tenant key.
+    FOREIGN KEY (tenant_id, tenant_key_version) REFERENCES vault.tenant_keys (tenant_id, version),
     CHECK ((wrapped IS NULL) = (erased_at IS NOT NULL)),
     CHECK ((wrapped IS NULL) = (tenant_key_version IS NULL))
 );
 
 -- The request path (casebook_app: commands seal and load) makes and reads its tenants' keys;
 -- the auditor reads its tenants'; the projector reads every tenant's, erases subjects and
--- rotates tenant keys.
-GRANT USAGE ON SCHEMA vault TO casebook_app, casebook_projector, casebook_auditor;
+-- rotates tenant keys; the data teams' rebuilds (casebook_maintainer) read every tenant's.
+GRANT USAGE ON SCHEMA vault
+    TO casebook_app, casebook_projector, casebook_auditor, casebook_maintainer;
 
 ALTER TABLE vault.tenant_keys ENABLE ROW LEVEL SECURITY;
 ALTER TABLE vault.tenant_keys FORCE ROW LEVEL SECURITY;
@@ -41,6 +46,9 @@ CREATE POLICY projector_keys ON vault.tenant_keys FOR ALL TO casebook_projector
 GRANT SELECT, INSERT ON vault.tenant_keys TO casebook_app;
 GRANT SELECT ON vault.tenant_keys TO casebook_auditor;
 GRANT SELECT, INSERT, DELETE ON vault.tenant_keys TO casebook_projector;
+CREATE POLICY maintainer_reads ON vault.tenant_keys FOR SELECT TO casebook_maintainer
+    USING (true);
+GRANT SELECT ON vault.tenant_keys TO casebook_maintainer;
 
 ALTER TABLE vault.subject_keys ENABLE ROW LEVEL SECURITY;
 ALTER TABLE vault.subject_keys FORCE ROW LEVEL SECURITY;
@@ -52,3 +60,6 @@ CREATE POLICY projector_keys ON vault.subject_keys FOR ALL TO casebook_projector
 GRANT SELECT, INSERT ON vault.subject_keys TO casebook_app;
 GRANT SELECT ON vault.subject_keys TO casebook_auditor;
 GRANT SELECT, INSERT, UPDATE ON vault.subject_keys TO casebook_projector;
+CREATE POLICY maintainer_reads ON vault.subject_keys FOR SELECT TO casebook_maintainer
+    USING (true);
+GRANT SELECT ON vault.subject_keys TO casebook_maintainer;

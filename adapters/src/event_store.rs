@@ -155,6 +155,15 @@ impl From<VaultError> for StoreError {
             VaultError::Erased(subject) => StoreError::InvalidEvent(format!(
                 "the data subject {subject} is erased: nothing more of theirs is recorded"
             )),
+            // A subject key made under a tenant key a rotation just retired: a retry makes it
+            // under the new one.
+            VaultError::Database(err)
+                if err
+                    .as_database_error()
+                    .is_some_and(|db| db.code().as_deref() == Some("23503")) =>
+            {
+                StoreError::Conflict
+            }
             VaultError::Database(err) => err.into(),
             other => StoreError::Unexpected(Arc::new(other)),
         }

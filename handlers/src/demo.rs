@@ -108,12 +108,11 @@ pub async fn set_up(database: &DatabaseConfig, cognito: CognitoAdmin) -> Result<
     let service = crate::compose::service(app.clone());
     let mailbox = Arc::new(KeptMailbox::default());
     let identity = Arc::new(CognitoPeople::new(cognito.clone(), pool.clone()));
-    let people =
-        || {
-            Runner::new(projector.clone()).with_subscription(ReactionSubscription::new(
-                People::new(service.clone(), identity.clone(), mailbox.clone()),
-            ))
-        };
+    let people = || {
+        crate::compose::runner(projector.clone()).with_subscription(ReactionSubscription::new(
+            People::new(service.clone(), identity.clone(), mailbox.clone()),
+        ))
+    };
 
     // A rerun finds the same sign-up (same tenant, same admin) and replays it.
     let admin = demo_user(Role::Admin);

@@ -182,7 +182,7 @@ impl Relay {
             return Ok(None);
         }
         let Ok(DiagnosisEvent::DiagnosisProposed { confidence, .. }) =
-            serde_json::from_str::<DiagnosisEvent>(event.payload.get())
+            event.payload::<DiagnosisEvent>()
         else {
             // Another version's shape: let the rule not fire rather than stop the relay.
             return Ok(Some(false));

@@ -34,6 +34,7 @@
 //! | `EVENT_SOURCE` | `casebook serve`, `projector` | `casebook` |
 //! | `CASEBOOK_STAGE` | all: the metrics' `Stage` dimension | `local` locally; required deployed |
 //! | `CASEBOOK_LOG_KEY_FILE`, `CASEBOOK_LOG_KEY_SECRET` | `casebook serve`, `projector`: the verifiable logs' signing key, from a file (local) or a Secrets Manager secret (deployed) | unset: nothing integrated |
+//! | `CASEBOOK_VAULT_KEY_FILE` | all that read or append events: the root key sealing personal data (decision 0027), a file of 32 bytes in base64 (the stack script creates it) | unset: personal data in the clear |
 //! | `LAG_ALERT_SECONDS` | `casebook serve`, `scheduler` | 60 |
 //! | `SCHEDULE_LAG_CHECK`, `SCHEDULE_FINETUNE_EXPORT`, `SCHEDULE_AUDIT_ARCHIVE`, `SCHEDULE_BUDGET_RESUME` | `casebook serve` | as the EventBridge schedules |
 //! | the names of [`Resource`] | `aws` only, per [`Process::resources`] | required |
@@ -345,6 +346,9 @@ pub struct Settings {
     /// Where the verifiable logs' signing key is, a C2SP signed-note private key
     /// (`PRIVATE+KEY+<name>+<id>+<key>`); without one no checkpoint is signed.
     pub log_key: Option<LogKeySource>,
+    /// `CASEBOOK_VAULT_KEY_FILE`: the vault's root key; without one, personal data is stored
+    /// in the clear.
+    pub vault_key: Option<PathBuf>,
     /// The other deployed resources' names (the jobs' buckets are in `jobs`).
     names: BTreeMap<Resource, String>,
 }
@@ -480,6 +484,7 @@ impl Settings {
                 (None, Some(file)) => Some(LogKeySource::File(PathBuf::from(file))),
                 (None, None) => None,
             },
+            vault_key: lookup("CASEBOOK_VAULT_KEY_FILE").map(PathBuf::from),
             names,
         })
     }

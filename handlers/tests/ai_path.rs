@@ -416,7 +416,7 @@ async fn index_until(
 ) {
     let mut last = (Vec::new(), String::new());
     for _ in 0..200 {
-        casebook_projections::runner::Runner::new(projector.clone())
+        casebook_handlers::compose::runner(projector.clone())
             .with_subscription(JudgmentIndexSubscription::new(embedder.clone()))
             .drain(Duration::from_secs(5))
             .await

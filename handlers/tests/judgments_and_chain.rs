@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use casebook_projections::judgment_index::JudgmentIndexSubscription;
-use casebook_projections::runner::Runner;
 use serde_json::{json, Value};
 use support::scenario::FixedEmbedder;
 use support::spawn_app;
@@ -48,7 +47,7 @@ async fn a_practices_active_judgments_are_listed_newest_first_to_its_consultants
     // The index catches up (bounded: events become readable once older transactions end).
     let mut listed = Value::Null;
     for _ in 0..200 {
-        Runner::new(app.projector_pool().await)
+        casebook_handlers::compose::runner(app.projector_pool().await)
             .with_subscription(JudgmentIndexSubscription::new(Arc::new(FixedEmbedder)))
             .drain(Duration::from_secs(5))
             .await

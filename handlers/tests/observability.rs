@@ -34,7 +34,6 @@ use casebook_handlers::relay::{Relay, RelayConfig};
 use casebook_handlers::telemetry;
 use casebook_handlers::worker::{handle_sqs_event, Worker};
 use casebook_projections::jobs::SubscriptionBoard;
-use casebook_projections::runner::Runner;
 use serde_json::{json, Value};
 use sqlx::{Connection, Executor, PgPool};
 use support::scenario::{
@@ -221,7 +220,7 @@ async fn tell_the_story() -> Story {
         bus_name: format!("{prefix}-missing"),
         ..config.clone()
     };
-    Runner::new(projector.clone())
+    casebook_handlers::compose::runner(projector.clone())
         .with_subscription(Relay::new(&aws, &unreachable, app.pool.clone()))
         .drain(Duration::from_secs(2))
         .await
@@ -229,7 +228,7 @@ async fn tell_the_story() -> Story {
     let queue = Queue::new(&aws, &resources.diagnosis_queue_url);
     let mut received = Vec::new();
     for _ in 0..100 {
-        Runner::new(projector.clone())
+        casebook_handlers::compose::runner(projector.clone())
             .with_subscription(Relay::new(&aws, &config, app.pool.clone()))
             .drain(Duration::from_secs(5))
             .await

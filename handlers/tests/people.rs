@@ -62,13 +62,13 @@ impl<'a> People<'a> {
 
     /// The people subscription over `identity`.
     async fn runner(&self, identity: Arc<dyn IdentityProvider>) -> Runner {
-        Runner::new(self.app.projector_pool().await).with_subscription(ReactionSubscription::new(
-            PeopleReaction::new(
+        casebook_handlers::compose::runner(self.app.projector_pool().await).with_subscription(
+            ReactionSubscription::new(PeopleReaction::new(
                 self.app.state.service.clone(),
                 identity,
                 self.mailbox.clone(),
-            ),
-        ))
+            )),
+        )
     }
 
     /// Runs the people subscription until `email`'s account is recorded on the tenant, then

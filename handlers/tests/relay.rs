@@ -24,7 +24,7 @@ use casebook_handlers::relay::{
 };
 use casebook_handlers::worker::Worker;
 use casebook_projections::error::ApplyError;
-use casebook_projections::runner::{DrainOutcome, Runner};
+use casebook_projections::runner::DrainOutcome;
 use casebook_tests::TestDb;
 use sqlx::PgPool;
 use support::scenario::{diagnoser, onboard, tenant_with_question, CountingLlm, FixedEmbedder};
@@ -71,7 +71,7 @@ async fn drain(env: &Env, make: impl Fn() -> Relay) {
         .unwrap();
     let mut applied = 0;
     for _ in 0..600 {
-        let reports = Runner::new(env.projector.clone())
+        let reports = casebook_handlers::compose::runner(env.projector.clone())
             .with_subscription(make())
             .drain(Duration::from_secs(10))
             .await
@@ -112,7 +112,7 @@ async fn a_requested_diagnosis_becomes_exactly_one_message_on_the_diagnosis_queu
     let relay = || Relay::new(&env.aws, &env.config, env.app.clone());
     drain(&env, relay).await;
     // A second drain finds nothing new: still one message.
-    let reports = Runner::new(env.projector.clone())
+    let reports = casebook_handlers::compose::runner(env.projector.clone())
         .with_subscription(relay())
         .drain(Duration::from_secs(10))
         .await
@@ -317,7 +317,7 @@ async fn without_a_local_jobs_queue_an_export_stops_the_relay_instead_of_being_d
     record_export(&service, tenant, "artifacts").await;
     let mut outcome = None;
     for _ in 0..100 {
-        let reports = Runner::new(env.projector.clone())
+        let reports = casebook_handlers::compose::runner(env.projector.clone())
             .with_subscription(Relay::new(&env.aws, &env.config, env.app.clone()))
             .drain(Duration::from_secs(10))
             .await

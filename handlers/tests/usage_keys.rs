@@ -15,7 +15,6 @@ use casebook_domain::policy::PlanTier;
 use casebook_handlers::authorizer::{Authorizer, TokenAuthorizerEvent};
 use casebook_handlers::operator::{Operator, OperatorAction};
 use casebook_handlers::reactions::ReactionSubscription;
-use casebook_projections::runner::Runner;
 use serde_json::Value;
 use support::{spawn_app, TestApp, User};
 use uuid::Uuid;
@@ -25,7 +24,7 @@ use uuid::Uuid;
 async fn key_on_current_plan(app: &TestApp, plans: &UsagePlans, tenant: TenantId) -> String {
     let pool = app.projector_pool().await;
     for _ in 0..200 {
-        Runner::new(pool.clone())
+        casebook_handlers::compose::runner(pool.clone())
             .with_subscription(ReactionSubscription::new(UsageKeyAssignment::new(
                 app.state.service.clone(),
                 Arc::new(plans.clone()),

@@ -23,7 +23,6 @@ use casebook_domain::ports::{DiagnosisPrompt, Embedder, Llm, LlmAnswer, LlmError
 use casebook_domain::tenant::TenantCommand;
 use casebook_domain::values::{Confidence, DiagnosisText, JudgmentBody, JudgmentTitle, TenantName};
 use casebook_projections::judgment_index::JudgmentIndexSubscription;
-use casebook_projections::runner::Runner;
 use serde_json::{json, Value};
 
 use aws_lambda_events::event::sqs::SqsEvent;
@@ -309,7 +308,7 @@ async fn a_low_confidence_answer_escalates_one_tier_once_with_priced_provenance_
     let embedder: Arc<dyn Embedder> = Arc::new(FixedEmbedder);
     let mut indexed = 0_i64;
     for _ in 0..200 {
-        Runner::new(projector.clone())
+        casebook_handlers::compose::runner(projector.clone())
             .with_subscription(JudgmentIndexSubscription::new(embedder.clone()))
             .drain(Duration::from_secs(5))
             .await

@@ -56,6 +56,9 @@ ENV_FILE=$CACHE/stack.env
 LOG_KEY=$CACHE/log.key
 LOG_KEY_PUB=$CACHE/log.pub
 LOG_KEY_NAME=${CASEBOOK_LOG_KEY_NAME:-casebook.local}
+# The vault's root key (decision 0027): 32 random bytes in base64, wrapping every tenant's key.
+# Kept across restarts: a new one would leave every sealed value of the database unreadable.
+VAULT_KEY=$CACHE/vault.key
 WORK_TMP=""
 trap '[[ -z $WORK_TMP ]] || rm -rf -- "$WORK_TMP"' EXIT
 
@@ -320,6 +323,14 @@ PY
   chmod 644 "$LOG_KEY_PUB"
 }
 
+# ------------------------------------------------------------ vault key ---
+
+ensure_vault_key() {
+  [[ -s $VAULT_KEY ]] && return 0
+  log "creating the vault's root key $VAULT_KEY"
+  (umask 077 && head -c 32 /dev/urandom | base64 >"$VAULT_KEY")
+}
+
 # ---------------------------------------------------------------- exports ---
 
 print_env() {
@@ -334,6 +345,7 @@ AWS_ACCESS_KEY_ID=test
 AWS_SECRET_ACCESS_KEY=test
 CASEBOOK_CACHE=$CACHE
 CASEBOOK_LOG_KEY_FILE=$LOG_KEY
+CASEBOOK_VAULT_KEY_FILE=$VAULT_KEY
 EOF
 }
 
@@ -373,6 +385,7 @@ cmd_up() {
     start_moto
   fi
   ensure_log_key
+  ensure_vault_key
   print_env >"$ENV_FILE"
   print_env
 }

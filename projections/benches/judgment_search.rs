@@ -141,6 +141,7 @@ fn captured(line: usize, tenant: TenantId, text: &str) -> (JudgmentId, RecordedE
         event_type: event.event_type(),
         event_version: event.event_version(),
         payload: RawValue::from_string(serde_json::to_string(&event).unwrap()).unwrap(),
+        opened: None,
         metadata: RawValue::from_string(format!(r#"{{"tenant_id":"{tenant}"}}"#)).unwrap(),
         recorded_at: chrono::Utc::now(),
     };

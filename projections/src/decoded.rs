@@ -46,7 +46,7 @@ impl DecodedEvent {
     /// Decodes a stored event. An event that doesn't decode is a permanent failure: it would
     /// not decode on a retry either.
     pub fn decode(recorded: &RecordedEvent) -> Result<Self, ApplyError> {
-        let payload = serde_json::from_str(recorded.payload.get())
+        let payload = serde_json::from_str(recorded.readable_payload().get())
             .map_err(|err| ApplyError::permanent_from("payload is not JSON", err))?;
         let event = AnyEvent::decode(
             &recorded.aggregate_type,

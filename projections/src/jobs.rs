@@ -2,6 +2,8 @@
 //! reads every tenant's events): the onboarded tenants, a tenant's decisions in log order,
 //! and every subscription's lag.
 
+use std::sync::Arc;
+
 use casebook_application::jobs::{
     DecisionLog, LoggedDecision, SubscriptionLag, SubscriptionLags, TenantDirectory,
 };
@@ -9,6 +11,7 @@ use casebook_application::ports::BoxError;
 use casebook_domain::decision::DecisionEvent;
 use casebook_domain::finetune::LogPosition;
 use casebook_domain::ids::TenantId;
+use casebook_vault::Vault;
 use futures::TryStreamExt;
 use sqlx::PgPool;
 
@@ -50,12 +53,14 @@ impl TenantDirectory for OnboardedTenants {
 #[derive(Clone)]
 pub struct TenantDecisions {
     log: PgPool,
+    vault: Option<Arc<Vault>>,
 }
 
 impl TenantDecisions {
-    /// Decisions read through `log` (a projector pool).
-    pub fn new(log: PgPool) -> Self {
-        Self { log }
+    /// Decisions read through `log` (a projector pool), their sealed texts opened with
+    /// `vault`.
+    pub fn new(log: PgPool, vault: Option<Arc<Vault>>) -> Self {
+        Self { log, vault }
     }
 }
 
@@ -70,9 +75,9 @@ impl DecisionLog for TenantDecisions {
             transaction_id: p.transaction_id,
             global_position: p.global_position,
         });
-        let mut events = std::pin::pin!(
-            LogReader::new(self.log.clone()).catch_up(from, Scope::Tenant(*tenant.as_uuid()))
-        );
+        let mut events = std::pin::pin!(LogReader::new(self.log.clone())
+            .with_vault(self.vault.clone())
+            .catch_up(from, Scope::Tenant(*tenant.as_uuid())));
         let mut decisions = Vec::new();
         while let Some(event) = events.try_next().await? {
             if event.event_type != "DecisionMade" {

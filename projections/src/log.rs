@@ -6,8 +6,17 @@
 //! only reads events of transactions older than the oldest one still running
 //! (`pg_snapshot_xmin`): everything below that horizon is final, and nothing new can appear
 //! below it.
+//!
+//! Given a [`Vault`] ([`LogReader::with_vault`]), the reader opens each page's sealed personal
+//! fields with the keys of the subjects it names (decision 0027), fetched once per tenant and
+//! page; the stored payload stays as it is for whatever hashes it (the audit chain).
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
+
+use casebook_vault::payload::{self, EventContext};
+use casebook_vault::{Vault, VaultError};
 
 use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt};
@@ -60,8 +69,11 @@ pub struct RecordedEvent {
     pub event_type: String,
     /// The payload's schema version (upcast before deserializing older ones).
     pub event_version: String,
-    /// The event body, as stored.
+    /// The event body, as stored (personal fields sealed).
     pub payload: Box<RawValue>,
+    /// The event body with its sealed fields opened (or redacted, their subject erased), when
+    /// it has any and the reader was given the vault; see [`Self::readable_payload`].
+    pub opened: Option<Box<RawValue>>,
     /// Actor, request, correlation and causation ids, source, tenant, as stored.
     pub metadata: Box<RawValue>,
     /// When the store accepted it.
@@ -74,9 +86,22 @@ impl RecordedEvent {
         self.checkpoint.global_position
     }
 
-    /// The payload deserialized into the consumer's type.
+    /// The payload deserialized into the consumer's type, its sealed fields opened.
     pub fn payload<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
-        serde_json::from_str(self.payload.get())
+        serde_json::from_str(self.readable_payload().get())
+    }
+
+    /// The payload to decode: opened if it was sealed, else as stored.
+    pub fn readable_payload(&self) -> &RawValue {
+        self.opened.as_deref().unwrap_or(&self.payload)
+    }
+
+    fn event_context(&self) -> EventContext<'_> {
+        EventContext {
+            tenant: self.tenant_id,
+            aggregate_type: &self.aggregate_type,
+            event_type: &self.event_type,
+        }
     }
 
     /// The metadata deserialized into the consumer's type.
@@ -104,6 +129,9 @@ pub enum ReadError {
     /// A stored payload or metadata column is not JSON (cannot happen for `jsonb`).
     #[error("stored event is not valid JSON")]
     Json(#[from] serde_json::Error),
+    /// A sealed field does not open, or its keys could not be read.
+    #[error("a sealed field does not open")]
+    Sealed(#[from] VaultError),
 }
 
 /// One page of the log in reading order; `$filter` narrows it (the tenant variant gets its
@@ -131,6 +159,7 @@ const PAGE_TENANT: &str = page_sql!("AND tenant_id = $4");
 #[derive(Clone)]
 pub struct LogReader {
     pool: PgPool,
+    vault: Option<Arc<Vault>>,
     page_size: u32,
     poll_interval: Duration,
     settle_interval: Duration,
@@ -142,6 +171,7 @@ impl LogReader {
     pub fn new(pool: PgPool) -> Self {
         Self {
             pool,
+            vault: None,
             page_size: 2_000,
             poll_interval: Duration::from_millis(500),
             settle_interval: Duration::from_millis(25),
@@ -174,6 +204,11 @@ impl LogReader {
         }
     }
 
+    /// This reader, opening sealed fields with `vault`.
+    pub fn with_vault(self, vault: Option<Arc<Vault>>) -> Self {
+        Self { vault, ..self }
+    }
+
     /// At most `limit` events after `after`, in reading order, all of them final.
     pub async fn read_page(
         &self,
@@ -181,7 +216,11 @@ impl LogReader {
         scope: Scope,
         limit: u32,
     ) -> Result<Vec<RecordedEvent>, ReadError> {
-        read_page(&self.pool, after, scope, limit).await
+        let mut page = read_page(&self.pool, after, scope, limit).await?;
+        if let Some(vault) = &self.vault {
+            open_page(&self.pool, vault, &mut page).await?;
+        }
+        Ok(page)
     }
 
     /// Every final event after `from`, ending when the reader has caught up with the head.
@@ -315,9 +354,51 @@ fn recorded_event(row: &PgRow) -> Result<RecordedEvent, ReadError> {
         event_type: row.try_get("event_type")?,
         event_version: row.try_get("event_version")?,
         payload: RawValue::from_string(row.try_get("payload")?)?,
+        opened: None,
         metadata: RawValue::from_string(row.try_get("metadata")?)?,
         recorded_at: row.try_get("recorded_at")?,
     })
+}
+
+/// Opens the sealed fields of `page`'s events: the keys of the subjects they name read once
+/// per tenant, in a transaction scoped to it (the auditor's role sees its tenants' keys only).
+pub async fn open_page(
+    pool: &PgPool,
+    vault: &Vault,
+    page: &mut [RecordedEvent],
+) -> Result<(), ReadError> {
+    let mut sealed: BTreeMap<Uuid, Vec<(usize, serde_json::Value)>> = BTreeMap::new();
+    for (index, event) in page.iter().enumerate() {
+        if !event.event_context().is_personal() {
+            continue;
+        }
+        let value: serde_json::Value = serde_json::from_str(event.payload.get())?;
+        if !payload::subjects(&value, event.event_context()).is_empty() {
+            sealed
+                .entry(event.tenant_id)
+                .or_default()
+                .push((index, value));
+        }
+    }
+    for (tenant, events) in sealed {
+        let subjects: BTreeSet<&str> = events
+            .iter()
+            .flat_map(|(index, value)| payload::subjects(value, page[*index].event_context()))
+            .collect();
+        let subjects: Vec<&str> = subjects.into_iter().collect();
+        let mut tx = pool.begin().await?;
+        sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
+            .bind(tenant.to_string())
+            .execute(&mut *tx)
+            .await?;
+        let keys = vault.keys_for(&mut tx, tenant, &subjects).await?;
+        tx.commit().await?;
+        for (index, mut value) in events {
+            payload::open(&mut value, page[index].event_context(), &keys)?;
+            page[index].opened = Some(RawValue::from_string(value.to_string())?);
+        }
+    }
+    Ok(())
 }
 
 /// [`LogReader::read_page`] through `executor`: a transaction the caller scoped (the request

@@ -28,8 +28,10 @@
 
 use std::collections::{HashMap, HashSet};
 use std::future::{pending, Future};
+use std::sync::Arc;
 use std::time::Duration;
 
+use casebook_vault::Vault;
 use futures::StreamExt;
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::watch;
@@ -130,6 +132,7 @@ pub struct DrainReport {
 /// Runs subscriptions; see the module documentation.
 pub struct Runner {
     pool: PgPool,
+    vault: Option<Arc<Vault>>,
     subscriptions: Vec<Box<dyn Subscription>>,
     config: RunnerConfig,
 }
@@ -141,9 +144,15 @@ impl Runner {
     pub fn new(pool: PgPool) -> Self {
         Self {
             pool,
+            vault: None,
             subscriptions: Vec::new(),
             config: RunnerConfig::default(),
         }
+    }
+
+    /// Opens the events' sealed fields with `vault` before any subscription sees them.
+    pub fn with_vault(self, vault: Option<Arc<Vault>>) -> Self {
+        Self { vault, ..self }
     }
 
     /// Adds the live projections `ids` (e.g. [`ProjectionId::ALL`]).
@@ -238,6 +247,7 @@ impl Runner {
             }
         }
         let reader = LogReader::new(self.pool.clone())
+            .with_vault(self.vault.clone())
             .with_page_size(u32::try_from(self.config.batch_size).unwrap_or(u32::MAX))
             .with_poll_interval(self.config.poll_interval)
             .with_settle_interval(self.config.settle_interval);

@@ -5,8 +5,13 @@
 //! read-model tables and connect as the user of `DATABASE_URL` itself, its rows read and
 //! written as `casebook_maintainer`.
 
+use std::path::Path;
+use std::sync::Arc;
+
 use casebook_adapters::config::Config;
 use casebook_adapters::postgres::{self, DbRole};
+use casebook_vault::root::LocalRootKey;
+use casebook_vault::Vault;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -39,4 +44,14 @@ pub async fn auditor_pool(
 /// `casebook_maintainer`, with `connections` connections.
 pub async fn maintainer(connections: u32) -> Result<PgPool, Error> {
     Ok(postgres::connect(options_from_env()?, DbRole::Maintainer, connections).await?)
+}
+
+/// The vault whose root key `CASEBOOK_VAULT_KEY_FILE` holds, as the server reads it: a rebuild
+/// projects the sealed fields opened (or redacted, their subject erased). `None` without one.
+pub fn vault() -> Result<Option<Arc<Vault>>, Error> {
+    let Some(file) = std::env::var_os("CASEBOOK_VAULT_KEY_FILE").filter(|f| !f.is_empty()) else {
+        return Ok(None);
+    };
+    let root = LocalRootKey::from_file(Path::new(&file))?;
+    Ok(Some(Arc::new(Vault::new(Arc::new(root)))))
 }

@@ -105,6 +105,9 @@ pub enum Error {
     /// The database contradicts itself (e.g. the audit chain skips an event of the log).
     #[error("{0}")]
     Inconsistent(String),
+    /// The vault's root key could not be read.
+    #[error("the vault")]
+    Vault(#[from] casebook_vault::VaultError),
     /// A rebuild stopped (Ctrl-C) before it caught up; `--resume` continues it.
     #[error("stopped before catching up; run again with --resume to continue")]
     Interrupted,

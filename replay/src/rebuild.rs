@@ -31,12 +31,12 @@ impl FromStr for Target {
     }
 }
 
-fn rebuild_of(pool: PgPool, target: &TargetArgs) -> Rebuild {
+fn rebuild_of(pool: PgPool, target: &TargetArgs) -> Result<Rebuild, Error> {
     let scope = match target.tenant {
         Some(tenant) => RebuildScope::Tenant(TenantId::from_uuid(tenant)),
         None => RebuildScope::All,
     };
-    Rebuild::new(pool, target.projection.0.iter().copied(), scope)
+    Ok(Rebuild::new(pool, target.projection.0.iter().copied(), scope).with_vault(db::vault()?))
 }
 
 /// Connections a rebuild of `target` needs: one per projection, plus the session's and the
@@ -68,7 +68,7 @@ pub struct RebuildReport {
 /// later).
 pub async fn run_rebuild(args: RebuildArgs, output: Output) -> Result<Verdict, Error> {
     let pool = maintainer_pool(&args.target).await?;
-    let rebuild = rebuild_of(pool, &args.target).with_batch_size(args.batch_size);
+    let rebuild = rebuild_of(pool, &args.target)?.with_batch_size(args.batch_size);
     if !args.resume {
         rebuild.discard().await?;
     }
@@ -154,7 +154,7 @@ impl From<&TableVerdict> for TableReport {
 /// Runs `verify`: 0 when every table matches, 1 otherwise.
 pub async fn run_verify(target: TargetArgs, output: Output) -> Result<Verdict, Error> {
     let pool = maintainer_pool(&target).await?;
-    let verdicts = rebuild_of(pool, &target).verify().await?;
+    let verdicts = rebuild_of(pool, &target)?.verify().await?;
     let tables: Vec<TableReport> = verdicts.iter().map(TableReport::from).collect();
     let all_match = tables.iter().all(|t| t.matches);
     if output.json {
@@ -186,7 +186,7 @@ pub async fn run_verify(target: TargetArgs, output: Output) -> Result<Verdict, E
 /// Runs `swap`.
 pub async fn run_swap(target: TargetArgs, output: Output) -> Result<Verdict, Error> {
     let pool = maintainer_pool(&target).await?;
-    rebuild_of(pool, &target).swap().await?;
+    rebuild_of(pool, &target)?.swap().await?;
     let names: Vec<&str> = target.projection.0.iter().map(|id| id.name()).collect();
     if output.json {
         println!("{}", serde_json::json!({ "swapped": names }));

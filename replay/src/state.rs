@@ -10,6 +10,7 @@ use casebook_domain::diagnosis::Diagnosis;
 use casebook_domain::judgment::Judgment;
 use casebook_domain::session::TenantSession;
 use casebook_domain::tenant::Tenant;
+use casebook_vault::payload::{self, EventContext};
 use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
 use serde::Serialize;
@@ -138,11 +139,21 @@ pub async fn state_as_of(
     for row in &rows {
         let event_type: String = row.try_get("event_type")?;
         let event_version: String = row.try_get("event_version")?;
+        // States hold nothing personal, so sealed fields are read as their redactions, with
+        // no key needed (decision 0027).
+        let mut payload: Value = row.try_get("payload")?;
+        let context = EventContext {
+            tenant,
+            aggregate_type: &aggregate.aggregate_type,
+            event_type: &event_type,
+        };
+        payload::redact(&mut payload, context)
+            .map_err(|err| Error::Inconsistent(err.to_string()))?;
         let decoded = AnyEvent::decode(
             &aggregate.aggregate_type,
             &event_type,
             &event_version,
-            row.try_get("payload")?,
+            payload,
         )
         .map_err(|source| Error::Decode {
             event: format!(

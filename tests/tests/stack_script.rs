@@ -83,6 +83,9 @@ fn the_stack_starts_once_and_stops_only_what_it_started() {
         .unwrap();
     let origin = checkpoint::origin("casebook.local", LogName::Audit, tenant);
     checkpoint::open(&note, &verifier, &origin).expect("the verifier key opens its checkpoints");
+    let vault_key_file = Path::new(&first_env["CASEBOOK_VAULT_KEY_FILE"]);
+    let vault_key = std::fs::read_to_string(vault_key_file).expect("the vault key");
+    casebook_vault::root::LocalRootKey::from_file(vault_key_file).expect("a 32-byte root key");
 
     let (ok, second) = stack(&cache, "up");
     assert!(ok, "second up");
@@ -92,6 +95,11 @@ fn the_stack_starts_once_and_stops_only_what_it_started() {
         std::fs::read_to_string(key_file).unwrap(),
         private,
         "the same key"
+    );
+    assert_eq!(
+        std::fs::read_to_string(vault_key_file).unwrap(),
+        vault_key,
+        "the same vault key: a new one would leave every sealed value unreadable"
     );
 
     let (ok, _) = stack(&cache, "down");

@@ -48,7 +48,9 @@ impl SubjectKeys {
 /// elsewhere opens nothing without the subject keys' rows.
 pub struct Vault {
     root: Arc<dyn RootKey>,
-    tenant_keys: Mutex<HashMap<(Uuid, i32), Arc<Key>>>,
+    /// Each unwrapped tenant key with the wrapped bytes it came from: a key made in a
+    /// transaction that rolled back may come back under the same version with other bytes.
+    tenant_keys: Mutex<HashMap<(Uuid, i32), UnwrappedTenantKey>>,
 }
 
 impl std::fmt::Debug for Vault {
@@ -56,6 +58,9 @@ impl std::fmt::Debug for Vault {
         f.debug_struct("Vault").finish_non_exhaustive()
     }
 }
+
+/// A tenant key and the wrapped bytes it was unwrapped from.
+type UnwrappedTenantKey = (Vec<u8>, Arc<Key>);
 
 fn subject_context(tenant: Uuid, subject: &str) -> Vec<u8> {
     format!("casebook/subject-key/v1/{tenant}/{subject}").into_bytes()
@@ -161,8 +166,13 @@ impl Vault {
                     let tenant_key = self.tenant_key(tenant, version, &tenant_wrapped).await?;
                     Some(tenant_key.open(&subject_context(tenant, &subject), &wrapped)?)
                 }
-                // A tombstone, or a subject of a tenant whose keys were destroyed.
-                _ => None,
+                (None, _, _) => None,
+                // The foreign key keeps a live subject key's tenant key in place.
+                (Some(_), _, _) => {
+                    return Err(VaultError::Damaged(format!(
+                        "the tenant key of {subject:?} is missing"
+                    )))
+                }
             };
             materials.push((subject, material));
         }
@@ -286,7 +296,7 @@ impl Vault {
         version: i32,
         wrapped: &[u8],
     ) -> Result<Arc<Key>, VaultError> {
-        if let Some(key) = self.cached(tenant, version) {
+        if let Some(key) = self.cached(tenant, version, wrapped) {
             return Ok(key);
         }
         let material = self.root.unwrap(tenant, wrapped).await?;
@@ -294,16 +304,17 @@ impl Vault {
         self.tenant_keys
             .lock()
             .expect("tenant key cache poisoned")
-            .insert((tenant, version), key.clone());
+            .insert((tenant, version), (wrapped.to_vec(), key.clone()));
         Ok(key)
     }
 
-    fn cached(&self, tenant: Uuid, version: i32) -> Option<Arc<Key>> {
+    fn cached(&self, tenant: Uuid, version: i32, wrapped: &[u8]) -> Option<Arc<Key>> {
         self.tenant_keys
             .lock()
             .expect("tenant key cache poisoned")
             .get(&(tenant, version))
-            .cloned()
+            .filter(|(cached_from, _)| cached_from.as_slice() == wrapped)
+            .map(|(_, key)| key.clone())
     }
 
     fn forget_tenant_keys(&self, tenant: Uuid) {

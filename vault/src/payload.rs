@@ -87,6 +87,20 @@ pub fn open(
     event: EventContext<'_>,
     keys: &SubjectKeys,
 ) -> Result<bool, VaultError> {
+    open_with(payload, event, |subject| keys.get(subject))
+}
+
+/// Replaces the payload's sealed fields by their redactions, without any key: what a reader
+/// without the vault (an auditor replaying state, which holds nothing personal) decodes.
+pub fn redact(payload: &mut Value, event: EventContext<'_>) -> Result<bool, VaultError> {
+    open_with(payload, event, |_| Ok(None))
+}
+
+fn open_with<'k>(
+    payload: &mut Value,
+    event: EventContext<'_>,
+    key_of: impl Fn(&str) -> Result<Option<&'k Key>, VaultError>,
+) -> Result<bool, VaultError> {
     let mut redacted = false;
     for field in personal_fields(event.aggregate_type, event.event_type) {
         let Some(value) = payload.pointer_mut(field.pointer) else {
@@ -95,7 +109,7 @@ pub fn open(
         let Some(subject) = sealed_subject(value) else {
             continue;
         };
-        let opened = match keys.get(subject)? {
+        let opened = match key_of(subject)? {
             Some(key) => {
                 let ciphertext = value
                     .pointer("/sealed/value")

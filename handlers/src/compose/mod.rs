@@ -48,6 +48,7 @@ use crate::worker::Worker;
 
 #[cfg(feature = "cognito")]
 mod subscriptions;
+pub mod vault;
 #[cfg(feature = "cognito")]
 pub use subscriptions::Subscriptions;
 
@@ -70,7 +71,11 @@ pub fn service(pool: PgPool) -> Service {
 }
 
 fn store<A: Aggregate>(appender: &Appender) -> Arc<EventStore<A>> {
-    Arc::new(EventStore::with_appender(appender.clone(), upcasters()))
+    let store = EventStore::with_appender(appender.clone(), upcasters());
+    Arc::new(match vault::installed() {
+        Some(vault) => store.with_vault(vault),
+        None => store,
+    })
 }
 
 /// The pool the diagnosis searches the judgment index on (as `casebook_search`): a worker
@@ -134,7 +139,7 @@ pub fn projector(
     embedder: Arc<dyn Embedder>,
     relay: Option<Relay>,
 ) -> Runner {
-    let runner = Runner::new(pool)
+    let runner = runner(pool)
         .with_projections(ProjectionId::ALL)
         .with_subscription(ReactionSubscription::new(Reactions::new(service)))
         .with_subscription(JudgmentIndexSubscription::new(embedder));
@@ -142,6 +147,12 @@ pub fn projector(
         Some(relay) => runner.with_subscription(relay),
         None => runner,
     }
+}
+
+/// A runner over `pool` (the projector role) whose subscriptions see the events' sealed
+/// fields opened with the process's vault.
+pub fn runner(pool: PgPool) -> Runner {
+    Runner::new(pool).with_vault(vault::installed())
 }
 
 /// Why a process could not be built from its settings.
@@ -162,6 +173,9 @@ pub enum BuildError {
     /// The emulator's resources could not be created, or a client could not be made.
     #[error("cannot set up the AWS side")]
     Aws(#[source] BoxError),
+    /// The vault's root key could not be read.
+    #[error("cannot read the vault key")]
+    Vault(#[source] casebook_vault::VaultError),
     /// The verifiable logs' signing key could not be read.
     #[error("cannot read the log key from {place}: {reason}")]
     LogKey {
@@ -194,6 +208,12 @@ impl Composition {
     /// queues, buckets; the usage plans for a process that keeps or reads keys) are created on
     /// the spot and their names put in the settings. Nothing else is reached yet.
     pub async fn new(settings: Settings) -> Result<Self, BuildError> {
+        match &settings.vault_key {
+            Some(key_file) => vault::install_from_file(key_file).map_err(BuildError::Vault)?,
+            None => tracing::warn!(
+                "no CASEBOOK_VAULT_KEY_FILE: personal data is stored in the clear (decision 0027)"
+            ),
+        }
         let verifier = settings
             .auth
             .as_ref()

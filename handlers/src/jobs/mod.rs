@@ -160,7 +160,10 @@ impl Jobs {
                 Arc::new(FinetuneExport::new(
                     crate::compose::service(pool.clone()),
                     tenants.clone(),
-                    Arc::new(TenantDecisions::new(log)),
+                    Arc::new(TenantDecisions::new(
+                        log,
+                        crate::compose::vault::installed(),
+                    )),
                     bucket(name),
                 ))
             }),

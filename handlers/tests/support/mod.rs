@@ -92,6 +92,11 @@ pub async fn spawn_app() -> TestApp {
 /// [`spawn_app`] with every tier's rate limits multiplied by `scale` (tests that send many
 /// requests on purpose).
 pub async fn spawn_app_with_rate_scale(scale: u32) -> TestApp {
+    // As `casebook serve` does with the stack's key: personal data is sealed (decision 0027).
+    if let Some(key_file) = std::env::var_os("CASEBOOK_VAULT_KEY_FILE") {
+        casebook_handlers::compose::vault::install_from_file(std::path::Path::new(&key_file))
+            .expect("the stack's vault key");
+    }
     let db = TestDb::new().await;
     let pool = db.pool(DbRole::App, 8).await;
     let cognito = CognitoAdmin::from_env().await.expect("emulator configured");
@@ -385,7 +390,7 @@ impl TestApp {
 
     pub async fn project(&self) {
         let pool = self._db.pool(casebook_tests::DbRole::Projector, 16).await;
-        casebook_projections::runner::Runner::new(pool.clone())
+        casebook_handlers::compose::runner(pool.clone())
             .with_projections(casebook_projections::projection::ProjectionId::ALL)
             .drain(std::time::Duration::from_secs(5))
             .await

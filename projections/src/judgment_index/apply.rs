@@ -250,11 +250,12 @@ fn decode(recorded: &RecordedEvent) -> Result<Option<AnyEvent>, IndexError> {
         return Ok(None);
     }
     let position = recorded.global_position();
-    let payload =
-        serde_json::from_str(recorded.payload.get()).map_err(|err| IndexError::MalformedEvent {
+    let payload = serde_json::from_str(recorded.readable_payload().get()).map_err(|err| {
+        IndexError::MalformedEvent {
             position,
             reason: err.to_string(),
-        })?;
+        }
+    })?;
     AnyEvent::decode(
         &recorded.aggregate_type,
         &recorded.event_type,

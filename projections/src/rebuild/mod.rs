@@ -32,6 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use casebook_domain::ids::TenantId;
+use casebook_vault::Vault;
 use futures::StreamExt;
 use sqlx::{Connection, Executor, PgConnection, PgPool};
 use tokio::sync::mpsc;
@@ -160,6 +161,7 @@ impl TableVerdict {
 #[derive(Debug, Clone)]
 pub struct Rebuild {
     pool: PgPool,
+    vault: Option<Arc<Vault>>,
     projections: Vec<ProjectionId>,
     scope: RebuildScope,
     batch_size: usize,
@@ -185,10 +187,21 @@ impl Rebuild {
         projections.dedup();
         Self {
             pool,
+            vault: None,
             projections,
             scope,
             batch_size: 25_000,
         }
+    }
+
+    /// Opens the events' sealed fields with `vault`; without it, a sealed event does not
+    /// decode and stops the rebuild.
+    pub fn with_vault(self, vault: Option<Arc<Vault>>) -> Self {
+        Self { vault, ..self }
+    }
+
+    fn reader(&self) -> LogReader {
+        LogReader::new(self.pool.clone()).with_vault(self.vault.clone())
     }
 
     /// Events per transaction (and per page read); 25,000 by default. Larger batches fold more
@@ -458,7 +471,8 @@ impl Rebuild {
         &self,
         from: Checkpoint,
     ) -> mpsc::Receiver<Result<Vec<DecodedEvent>, RebuildError>> {
-        let reader = LogReader::new(self.pool.clone())
+        let reader = self
+            .reader()
             .with_page_size(u32::try_from(self.batch_size).unwrap_or(u32::MAX));
         let mut pages = reader
             .catch_up(from, self.log_scope())
@@ -654,7 +668,7 @@ impl Rebuild {
         from: Checkpoint,
         to: Checkpoint,
     ) -> Result<(), RebuildError> {
-        let reader = LogReader::new(self.pool.clone());
+        let reader = self.reader();
         let projection = id.build(&self.naming());
         let page_size = u32::try_from(self.batch_size).unwrap_or(u32::MAX);
         let mut after = from;
