@@ -63,3 +63,33 @@ GRANT SELECT, INSERT, UPDATE ON vault.subject_keys TO casebook_projector;
 CREATE POLICY maintainer_reads ON vault.subject_keys FOR SELECT TO casebook_maintainer
     USING (true);
 GRANT SELECT ON vault.subject_keys TO casebook_maintainer;
+
+-- Erasing a subject is an admin's request on the request path, which may neither update nor
+-- delete keys: this function, run as its owner, tombstones one subject's key of a tenant in the
+-- caller's scope, and nothing else. `false` when it already was.
+CREATE FUNCTION vault.erase_subject(p_tenant uuid, p_subject text) RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+DECLARE
+    erased integer;
+BEGIN
+    IF NOT (p_tenant = ANY (casebook_tenants_in_scope())) THEN
+        RAISE EXCEPTION 'tenant % is not in scope', p_tenant USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    INSERT INTO vault.subject_keys (tenant_id, subject_id, erased_at)
+    VALUES (p_tenant, p_subject, now())
+    ON CONFLICT (tenant_id, subject_id) DO UPDATE
+       SET wrapped = NULL, tenant_key_version = NULL, erased_at = now()
+     WHERE vault.subject_keys.erased_at IS NULL;
+    GET DIAGNOSTICS erased = ROW_COUNT;
+    RETURN erased > 0;
+END $$;
+REVOKE ALL ON FUNCTION vault.erase_subject(uuid, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vault.erase_subject(uuid, text) TO casebook_app;
+
+-- The read models purge an erased subject's rows by whose they are: decisions and the
+-- judgment index name the customer too (NULL for rows recorded before it was carried).
+ALTER TABLE decisions ADD COLUMN customer text;
+CREATE INDEX decisions_by_customer ON decisions (tenant_id, customer) WHERE customer IS NOT NULL;
+ALTER TABLE judgment_index ADD COLUMN customer text;
+CREATE INDEX sessions_by_customer ON sessions (tenant_id, opened_by);
+CREATE INDEX diagnoses_by_customer ON diagnoses (tenant_id, requested_by);

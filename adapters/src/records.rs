@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use async_trait::async_trait;
 use casebook_application::ports::{RecordError, RequestRecords, SignUpAttemptRecord};
 use casebook_domain::actor::Actor;
-use casebook_domain::ids::TenantId;
+use casebook_domain::ids::{TenantId, UserId};
 use casebook_domain::values::{Email, UploadKey};
 use sqlx::PgPool;
 
@@ -124,5 +124,24 @@ impl RequestRecords for PgRequestRecords {
         .await
         .map_err(record_error)?;
         tx.commit().await.map_err(record_error)
+    }
+
+    async fn destroy_subject_key(
+        &self,
+        tenant: TenantId,
+        subject: &UserId,
+    ) -> Result<bool, RecordError> {
+        let tenant = *tenant.as_uuid();
+        let mut tx = begin_for_tenants(&self.pool, Access::ReadWrite, &[tenant])
+            .await
+            .map_err(record_error)?;
+        let destroyed = casebook_vault::keys::erase_subject(&mut tx, tenant, subject.as_str())
+            .await
+            .map_err(|err| match err {
+                casebook_vault::VaultError::Database(err) => record_error(err),
+                other => RecordError::Unexpected(Box::new(other)),
+            })?;
+        tx.commit().await.map_err(record_error)?;
+        Ok(destroyed)
     }
 }

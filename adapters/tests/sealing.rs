@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use casebook_adapters::event_store::EventStore;
-use casebook_adapters::postgres::DbRole;
+use casebook_adapters::postgres::{begin_for_tenants, Access, DbRole};
 use casebook_application::ports::CommandError;
 use casebook_domain::actor::{Actor, Role};
 use casebook_domain::ids::{QueryId, SessionId, TenantId, UserId};
@@ -15,8 +15,8 @@ use casebook_domain::session::{SessionCommand, SessionError, SessionEvent, Tenan
 use casebook_domain::values::{QueryText, Subject};
 use casebook_tests::TestDb;
 use casebook_vault::root::LocalRootKey;
-use casebook_vault::Vault;
-use sqlx::{Connection, PgPool};
+use casebook_vault::{keys, Vault};
+use sqlx::PgPool;
 use uuid::Uuid;
 
 const SUBJECT_LINE: &str = "Ann Smith's lease on 4 Elm Row";
@@ -25,7 +25,6 @@ const QUERY: &str = "May my landlord Ann Smith keep the deposit?";
 struct Scene {
     db: TestDb,
     store: EventStore<TenantSession>,
-    vault: Arc<Vault>,
     tenant: TenantId,
     customer: Actor,
 }
@@ -44,9 +43,8 @@ impl Scene {
             role: Role::Customer,
         };
         Self {
-            store: EventStore::new(pool, vec![]).with_vault(vault.clone()),
+            store: EventStore::new(pool, vec![]).with_vault(vault),
             db,
-            vault,
             tenant,
             customer,
         }
@@ -114,22 +112,18 @@ impl Scene {
         payloads.join("\n")
     }
 
+    /// Erases the customer as the request path does, in their tenant's scope.
     async fn erase(&self) {
-        let mut conn = self.db.superuser().await;
-        let mut tx = conn.begin().await.expect("a transaction");
-        sqlx::query("SET LOCAL ROLE casebook_projector")
-            .execute(&mut *tx)
+        let pool = self.db.pool(DbRole::App, 1).await;
+        let tenant = *self.tenant.as_uuid();
+        let mut tx = begin_for_tenants(&pool, Access::ReadWrite, &[tenant])
             .await
-            .expect("the projector's role");
-        assert!(self
-            .vault
-            .erase_subject(
-                &mut tx,
-                *self.tenant.as_uuid(),
-                self.customer.user_id.as_str()
-            )
-            .await
-            .expect("erases"));
+            .expect("a transaction");
+        assert!(
+            keys::erase_subject(&mut tx, tenant, self.customer.user_id.as_str())
+                .await
+                .expect("erases")
+        );
         tx.commit().await.expect("commits");
     }
 }

@@ -16,7 +16,7 @@ use casebook_domain::actor::Actor;
 use casebook_domain::budget::BudgetMonth;
 use casebook_domain::decision::ConsultantDecision;
 use casebook_domain::diagnosis::{Diagnosis, DiagnosisStatus};
-use casebook_domain::ids::{DiagnosisId, TenantId};
+use casebook_domain::ids::{DiagnosisId, TenantId, UserId};
 use casebook_domain::judgment::Judgment;
 use casebook_domain::session::TenantSession;
 use casebook_domain::tenant::Tenant;
@@ -270,9 +270,18 @@ pub struct InMemoryRecords {
     grants: Mutex<BTreeSet<(TenantId, String, String)>>,
     claims: Mutex<HashMap<Email, TenantId>>,
     attempts: Mutex<Vec<SignUpAttemptRecord>>,
+    destroyed_keys: Mutex<BTreeSet<(TenantId, UserId)>>,
 }
 
 impl InMemoryRecords {
+    /// Whether `subject`'s data key in `tenant` was destroyed.
+    pub fn subject_key_destroyed(&self, tenant: TenantId, subject: &UserId) -> bool {
+        self.destroyed_keys
+            .lock()
+            .expect("destroyed keys")
+            .contains(&(tenant, subject.clone()))
+    }
+
     /// Every sign-up attempt kept, in order.
     pub fn sign_up_attempts(&self) -> Vec<SignUpAttemptRecord> {
         self.attempts.lock().expect("attempts").clone()
@@ -323,6 +332,18 @@ impl RequestRecords for InMemoryRecords {
             .expect("attempts")
             .push(attempt.clone());
         Ok(())
+    }
+
+    async fn destroy_subject_key(
+        &self,
+        tenant: TenantId,
+        subject: &UserId,
+    ) -> Result<bool, RecordError> {
+        Ok(self
+            .destroyed_keys
+            .lock()
+            .expect("destroyed keys")
+            .insert((tenant, subject.clone())))
     }
 }
 

@@ -10,7 +10,7 @@ use std::error::Error as StdError;
 use async_trait::async_trait;
 use casebook_domain::actor::Actor;
 use casebook_domain::budget::BudgetMonth;
-use casebook_domain::ids::{DiagnosisId, TenantId};
+use casebook_domain::ids::{DiagnosisId, TenantId, UserId};
 use casebook_domain::policy::PlanTier;
 use casebook_domain::ports::Precedent;
 use casebook_domain::tenant::Member;
@@ -150,6 +150,15 @@ pub trait RequestRecords: Send + Sync {
         &self,
         attempt: &SignUpAttemptRecord,
     ) -> Result<(), RecordError>;
+
+    /// Destroys `subject`'s data key in `tenant` (decision 0027): every value of theirs the
+    /// log holds sealed reads as a redaction from then on, and nothing of theirs is sealed
+    /// again. `false` when it already was.
+    async fn destroy_subject_key(
+        &self,
+        tenant: TenantId,
+        subject: &UserId,
+    ) -> Result<bool, RecordError>;
 }
 
 /// A precedent the judgment index found, with the event its stored content came from.

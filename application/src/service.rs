@@ -14,7 +14,9 @@ use casebook_domain::actor::{Actor, Role};
 use casebook_domain::decision::{ConsultantDecision, DecisionCommand};
 use casebook_domain::diagnosis::{Diagnosis, DiagnosisCommand, DiagnosisEvent, DiagnosisSnapshot};
 use casebook_domain::error::{DomainError, ErrorKind};
-use casebook_domain::ids::{DecisionId, DiagnosisId, JudgmentId, QueryId, SessionId, TenantId};
+use casebook_domain::ids::{
+    DecisionId, DiagnosisId, JudgmentId, QueryId, SessionId, TenantId, UserId,
+};
 use casebook_domain::judgment::{DecisionSnapshot, Judgment, JudgmentCommand, JudgmentContent};
 use casebook_domain::metadata::{EventMetadata, Source};
 use casebook_domain::policy::{should_auto_approve, PlanTier};
@@ -230,6 +232,31 @@ impl Service {
         .await;
         self.inner.active_tenants.forget(tenant_id);
         result
+    }
+
+    /// Erases a data subject (a customer) of the caller's tenant, for an admin (decision 0027).
+    /// Their key is destroyed first, so that nothing of theirs is sealed or opened from then
+    /// on, whatever is in flight; then `SubjectErased` is recorded, from which the projections
+    /// purge what they derived. A repeat is refused as `subject_already_erased`, having
+    /// destroyed nothing more.
+    pub async fn erase_subject(
+        &self,
+        ctx: &RequestContext,
+        subject: UserId,
+    ) -> Result<Accepted, ServiceError> {
+        // The aggregate checks the role again, but only after the key is gone.
+        ctx.actor
+            .require(&[Role::Admin])
+            .map_err(|_| ServiceError::Forbidden)?;
+        self.inner
+            .records
+            .destroy_subject_key(ctx.actor.tenant_id, &subject)
+            .await?;
+        let command = TenantCommand::EraseSubject {
+            actor: ctx.actor.clone(),
+            subject,
+        };
+        self.administer_tenant(ctx, command).await
     }
 
     /// Creates a tenant from the public sign-up, its first admin invited, unless the key's

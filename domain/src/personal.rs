@@ -48,7 +48,12 @@ const fn list(pointer: &'static str) -> PersonalField {
 const SESSION_OPENED: &[PersonalField] = &[text("/subject"), list("/attachments")];
 const QUERY_SUBMITTED: &[PersonalField] = &[text("/text")];
 const DIAGNOSIS_REQUESTED: &[PersonalField] = &[text("/query")];
-const DIAGNOSIS_PROPOSED: &[PersonalField] = &[text("/text"), list("/findings")];
+// The attachments a proposal read are named by their upload keys, which end in the file's name.
+const DIAGNOSIS_PROPOSED: &[PersonalField] = &[
+    text("/text"),
+    list("/findings"),
+    list("/provenance/attachments"),
+];
 const DECISION_MADE: &[PersonalField] = &[text("/verdict/text"), text("/verdict/reason")];
 const JUDGMENT_CONTENT: &[PersonalField] = &[PersonalField {
     pointer: "/content",

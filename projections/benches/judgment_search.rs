@@ -142,6 +142,7 @@ fn captured(line: usize, tenant: TenantId, text: &str) -> (JudgmentId, RecordedE
         event_version: event.event_version(),
         payload: RawValue::from_string(serde_json::to_string(&event).unwrap()).unwrap(),
         opened: None,
+        redacted: false,
         metadata: RawValue::from_string(format!(r#"{{"tenant_id":"{tenant}"}}"#)).unwrap(),
         recorded_at: chrono::Utc::now(),
     };

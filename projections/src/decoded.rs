@@ -5,6 +5,7 @@
 
 use casebook_domain::any_event::AnyEvent;
 use casebook_domain::metadata::EventMetadata;
+use casebook_domain::tenant::TenantEvent;
 use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
 use uuid::Uuid;
@@ -40,6 +41,11 @@ pub struct DecodedEvent {
     pub stored_payload: Box<RawValue>,
     /// The metadata, as stored.
     pub stored_metadata: Box<RawValue>,
+    /// Whether personal fields were stored sealed: they stay out of whatever outlives an
+    /// erasure (the audit rows).
+    pub sealed: bool,
+    /// Whether a sealed field read as its redaction: its subject is erased.
+    pub redacted: bool,
 }
 
 impl DecodedEvent {
@@ -71,6 +77,8 @@ impl DecodedEvent {
             stored_version: recorded.event_version.clone(),
             stored_payload: recorded.payload.clone(),
             stored_metadata: recorded.metadata.clone(),
+            sealed: recorded.opened.is_some(),
+            redacted: recorded.redacted,
         })
     }
 
@@ -119,4 +127,20 @@ pub fn describe(event: &RecordedEvent) -> String {
 /// Decodes a batch; the first event that doesn't decode fails it.
 pub fn decode_all(events: &[RecordedEvent]) -> Result<Vec<DecodedEvent>, ApplyError> {
     events.iter().map(DecodedEvent::decode).collect()
+}
+
+/// The data subjects `events` erase, as `(tenant, subject)` in log order. Each projection
+/// purges what it holds of them once it has stored the batch: the batch's own events of an
+/// erased subject were read after their key was destroyed and hold redactions already, but
+/// rows it loaded may still hold what earlier batches wrote.
+pub fn erased_subjects(events: &[DecodedEvent]) -> Vec<(Uuid, &str)> {
+    events
+        .iter()
+        .filter_map(|e| match &e.event {
+            AnyEvent::Tenant(TenantEvent::SubjectErased { subject, .. }) => {
+                Some((e.tenant_id, subject.as_str()))
+            }
+            _ => None,
+        })
+        .collect()
 }

@@ -74,6 +74,8 @@ pub struct RecordedEvent {
     /// The event body with its sealed fields opened (or redacted, their subject erased), when
     /// it has any and the reader was given the vault; see [`Self::readable_payload`].
     pub opened: Option<Box<RawValue>>,
+    /// Whether a sealed field opened as its redaction: its subject is erased.
+    pub redacted: bool,
     /// Actor, request, correlation and causation ids, source, tenant, as stored.
     pub metadata: Box<RawValue>,
     /// When the store accepted it.
@@ -355,6 +357,7 @@ fn recorded_event(row: &PgRow) -> Result<RecordedEvent, ReadError> {
         event_version: row.try_get("event_version")?,
         payload: RawValue::from_string(row.try_get("payload")?)?,
         opened: None,
+        redacted: false,
         metadata: RawValue::from_string(row.try_get("metadata")?)?,
         recorded_at: row.try_get("recorded_at")?,
     })
@@ -394,8 +397,10 @@ pub async fn open_page(
         let keys = vault.keys_for(&mut tx, tenant, &subjects).await?;
         tx.commit().await?;
         for (index, mut value) in events {
-            payload::open(&mut value, page[index].event_context(), &keys)?;
-            page[index].opened = Some(RawValue::from_string(value.to_string())?);
+            let redacted = payload::open(&mut value, page[index].event_context(), &keys)?;
+            let event = &mut page[index];
+            event.opened = Some(RawValue::from_string(value.to_string())?);
+            event.redacted = redacted;
         }
     }
     Ok(())

@@ -91,6 +91,7 @@ impl Log {
             event_version: event.event_version(),
             payload: RawValue::from_string(serde_json::to_string(event).unwrap()).unwrap(),
             opened: None,
+            redacted: false,
             metadata: RawValue::from_string(format!(r#"{{"tenant_id":"{tenant}"}}"#)).unwrap(),
             recorded_at: chrono::Utc::now(),
         }

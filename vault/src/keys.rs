@@ -179,28 +179,6 @@ impl Vault {
         Ok(materials)
     }
 
-    /// Destroys `subject`'s data key, leaving a tombstone; `false` if it already was.
-    pub async fn erase_subject(
-        &self,
-        conn: &mut PgConnection,
-        tenant: Uuid,
-        subject: &str,
-    ) -> Result<bool, VaultError> {
-        let erased = sqlx::query(
-            "INSERT INTO vault.subject_keys (tenant_id, subject_id, erased_at)
-             VALUES ($1, $2, now())
-             ON CONFLICT (tenant_id, subject_id) DO UPDATE
-                SET wrapped = NULL, tenant_key_version = NULL, erased_at = now()
-              WHERE vault.subject_keys.erased_at IS NULL",
-        )
-        .bind(tenant)
-        .bind(subject)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected();
-        Ok(erased > 0)
-    }
-
     /// Makes a new tenant key, rewraps every live subject key under it and destroys the old
     /// ones; the sealed values never change. Returns the new version.
     pub async fn rotate_tenant_key(
@@ -323,4 +301,18 @@ impl Vault {
             .expect("tenant key cache poisoned")
             .retain(|(cached, _), _| *cached != tenant);
     }
+}
+
+/// Destroys `subject`'s data key, leaving a tombstone; `false` if it already was. The caller's
+/// scope must hold the tenant (the request path runs it for an admin of the tenant).
+pub async fn erase_subject(
+    conn: &mut PgConnection,
+    tenant: Uuid,
+    subject: &str,
+) -> Result<bool, VaultError> {
+    Ok(sqlx::query_scalar("SELECT vault.erase_subject($1, $2)")
+        .bind(tenant)
+        .bind(subject)
+        .fetch_one(conn)
+        .await?)
 }

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use casebook_tests::{DbRole, TestDb};
+use casebook_vault::keys;
 use casebook_vault::payload::{self, EventContext};
 use casebook_vault::root::LocalRootKey;
 use casebook_vault::{SubjectKeys, Vault, VaultError};
@@ -130,12 +131,10 @@ impl Scene {
         (payload, redacted)
     }
 
+    /// Erases as the request path does, for an admin of `tenant`.
     async fn erase(&self, tenant: Uuid, subject: &str) -> bool {
-        let mut conn = self.db.superuser().await;
-        let mut tx = as_projector(&mut conn).await;
-        let erased = self
-            .vault
-            .erase_subject(&mut tx, tenant, subject)
+        let mut tx = as_app(&self.app, tenant).await;
+        let erased = keys::erase_subject(&mut tx, tenant, subject)
             .await
             .expect("erases");
         tx.commit().await.expect("commits");
@@ -364,7 +363,8 @@ async fn the_request_path_sees_only_its_tenants_keys_and_cannot_alter_or_destroy
     );
     tx.rollback().await.expect("rolls back");
 
-    // And it may change no key, even its own tenant's: no UPDATE, no DELETE, so no erasure.
+    // And it may change no key, even its own tenant's: no UPDATE, no DELETE; it erases only
+    // through `vault.erase_subject`, and only its own tenant's subjects.
     for statement in [
         "UPDATE vault.subject_keys SET wrapped = NULL, tenant_key_version = NULL, erased_at = now()",
         "DELETE FROM vault.subject_keys",
@@ -383,7 +383,7 @@ async fn the_request_path_sees_only_its_tenants_keys_and_cannot_alter_or_destroy
         tx.rollback().await.expect("rolls back");
     }
     let mut tx = as_app(&scene.app, tenant_a).await;
-    let refused = scene.vault.erase_subject(&mut tx, tenant_a, "c-a").await;
+    let refused = keys::erase_subject(&mut tx, tenant_b, "c-b").await;
     assert!(
         matches!(&refused, Err(VaultError::Database(err))
             if sqlstate(err).as_deref() == Some(INSUFFICIENT_PRIVILEGE)),

@@ -13,6 +13,7 @@ pub mod access_log;
 pub mod caller;
 pub mod commands;
 pub mod cursor;
+pub mod erasure;
 pub mod events;
 pub mod idempotency;
 pub mod json;
@@ -183,7 +184,8 @@ fn v1() -> (Router<AppState>, utoipa::openapi::OpenApi) {
                 .routes(routes!(people::invite_user, people::list_users))
                 .routes(routes!(people::change_role))
                 .routes(routes!(people::disable_user))
-                .routes(routes!(people::enable_user)),
+                .routes(routes!(people::enable_user))
+                .routes(routes!(erasure::erase_subject)),
         ))
         .merge(allow(
             &[Role::Customer],

@@ -193,12 +193,14 @@ fn row_in(e: &DecodedEvent, encoding: Encoding) -> Result<AuditRecord, ApplyErro
             r.decision_id = Some(*decision_id);
             r.diagnosis_id = Some(*diagnosis_id);
             r.outcome = Some(enum_value(&verdict.outcome())?);
+            // A sealed reason stays out of the chained row: the row outlives an erasure.
             match verdict {
                 Verdict::Approved => {}
-                Verdict::Amended { reason, .. } => {
+                Verdict::Amended { reason, .. } if !e.sealed => {
                     r.reason = reason.as_ref().map(|x| x.to_string())
                 }
-                Verdict::Rejected { reason } => r.reason = Some(reason.to_string()),
+                Verdict::Rejected { reason } if !e.sealed => r.reason = Some(reason.to_string()),
+                Verdict::Amended { .. } | Verdict::Rejected { .. } => {}
                 Verdict::AutoApproved {
                     threshold,
                     confidence,
@@ -223,9 +225,10 @@ fn row_in(e: &DecodedEvent, encoding: Encoding) -> Result<AuditRecord, ApplyErro
                     r.decision_id = Some(*decision_id);
                     r.diagnosis_id = Some(*diagnosis_id);
                 }
-                JudgmentEvent::JudgmentRetired { reason, .. } => {
+                JudgmentEvent::JudgmentRetired { reason, .. } if !e.sealed => {
                     r.reason = Some(reason.to_string());
                 }
+                JudgmentEvent::JudgmentRetired { .. } => {}
                 JudgmentEvent::JudgmentCaptured { .. } | JudgmentEvent::JudgmentRevised { .. } => {}
             }
         }

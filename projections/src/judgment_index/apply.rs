@@ -32,6 +32,8 @@ enum Change {
         tenant: Uuid,
         position: i64,
         content: JudgmentContent,
+        /// The customer it was captured from; `None` on a revision (the row keeps its own).
+        customer: Option<String>,
     },
     Retire {
         tenant: Uuid,
@@ -44,7 +46,9 @@ enum Change {
 /// - `TenantOnboarded` (or `TenantSignedUp`) creates the tenant's partition;
 /// - `JudgmentCaptured` and `JudgmentRevised` embed `title + "\n" + body` with `embedder`
 ///   and insert or replace the row (creating the partition if need be);
-/// - `JudgmentRetired` removes the row: a retired judgment is never retrieved again;
+/// - `JudgmentRetired` removes the row: a retired judgment is never retrieved again; so does
+///   a capture or revision whose content reads as its redaction (its customer is erased);
+/// - `SubjectErased` removes every row captured from the erased customer (decision 0027);
 /// - every other event is skipped without being decoded.
 ///
 /// Only a judgment's last change in the batch is written (and embedded). A row is only
@@ -59,12 +63,25 @@ pub async fn apply(
     let mut onboarded = BTreeSet::new();
     let mut order: Vec<Uuid> = Vec::new();
     let mut changes: HashMap<Uuid, Change> = HashMap::new();
+    let mut erased = Vec::new();
     for recorded in events {
         let Some(event) = decode(recorded)? else {
             continue;
         };
         let position = recorded.global_position();
         let (judgment, change) = match event {
+            AnyEvent::Judgment(
+                JudgmentEvent::JudgmentCaptured { .. } | JudgmentEvent::JudgmentRevised { .. },
+            ) if recorded.redacted => (
+                aggregate_uuid(recorded)?,
+                Change::Retire {
+                    tenant: recorded.tenant_id,
+                },
+            ),
+            AnyEvent::Tenant(TenantEvent::SubjectErased { subject, .. }) => {
+                erased.push((recorded.tenant_id, subject.to_string()));
+                continue;
+            }
             AnyEvent::Tenant(
                 TenantEvent::TenantOnboarded { tenant_id, .. }
                 | TenantEvent::TenantSignedUp { tenant_id, .. },
@@ -76,6 +93,7 @@ pub async fn apply(
                 judgment_id,
                 tenant_id,
                 content,
+                origin,
                 ..
             }) => (
                 *judgment_id.as_uuid(),
@@ -83,6 +101,7 @@ pub async fn apply(
                     tenant: *tenant_id.as_uuid(),
                     position,
                     content,
+                    customer: origin.customer().map(ToString::to_string),
                 },
             ),
             AnyEvent::Judgment(JudgmentEvent::JudgmentRevised { content, .. }) => (
@@ -91,6 +110,7 @@ pub async fn apply(
                     tenant: recorded.tenant_id,
                     position,
                     content,
+                    customer: None,
                 },
             ),
             AnyEvent::Judgment(JudgmentEvent::JudgmentRetired { .. }) => (
@@ -106,7 +126,10 @@ pub async fn apply(
         }
     }
     if onboarded.is_empty() && changes.is_empty() {
-        return Ok(Applied::default());
+        return purge(conn, &erased).await.map(|retired| Applied {
+            retired,
+            ..Applied::default()
+        });
     }
 
     ensure_model(conn, embedder).await?;
@@ -119,9 +142,10 @@ pub async fn apply(
                 tenant,
                 position,
                 content,
+                customer,
             } => {
                 tenants.insert(*tenant);
-                upserts.push(*tenant, *judgment, *position, content);
+                upserts.push(*tenant, *judgment, *position, content, customer.clone());
             }
             Change::Retire { tenant } => {
                 retired.0.push(*tenant);
@@ -177,13 +201,30 @@ pub async fn apply(
                 .bind(&upserts.bodies)
                 .bind(&upserts.tags)
                 .bind(&embeddings)
+                .bind(&upserts.customers)
                 .execute(&mut *conn)
                 .await?
                 .rows_affected(),
         )
         .unwrap_or(usize::MAX);
     }
+    applied.retired += purge(conn, &erased).await?;
     Ok(applied)
+}
+
+/// Removes every row captured from each erased `(tenant, customer)`; returns how many.
+async fn purge(conn: &mut PgConnection, erased: &[(Uuid, String)]) -> Result<usize, IndexError> {
+    let mut removed = 0;
+    for (tenant, customer) in erased {
+        let rows = sqlx::query("DELETE FROM judgment_index WHERE tenant_id = $1 AND customer = $2")
+            .bind(tenant)
+            .bind(customer)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+        removed += usize::try_from(rows).unwrap_or(usize::MAX);
+    }
+    Ok(removed)
 }
 
 /// Inserts or replaces a batch of rows given as parallel arrays; a row is only replaced by
@@ -192,13 +233,15 @@ pub async fn apply(
 const UPSERT: &str = "
     INSERT INTO judgment_index AS j
            (tenant_id, judgment_id, source_position, embedding_model, embedding_dim,
-            title, body, tags, embedding)
+            title, body, tags, embedding, customer)
     SELECT u.tenant_id, u.judgment_id, u.source_position, $4, $5, u.title, u.body,
-           ARRAY(SELECT jsonb_array_elements_text(u.tags::jsonb)), u.embedding
-      FROM UNNEST($1::uuid[], $2::uuid[], $3::bigint[], $6::text[], $7::text[], $8::text[], $9::halfvec[])
-           AS u(tenant_id, judgment_id, source_position, title, body, tags, embedding)
+           ARRAY(SELECT jsonb_array_elements_text(u.tags::jsonb)), u.embedding, u.customer
+      FROM UNNEST($1::uuid[], $2::uuid[], $3::bigint[], $6::text[], $7::text[], $8::text[], $9::halfvec[],
+                  $10::text[])
+           AS u(tenant_id, judgment_id, source_position, title, body, tags, embedding, customer)
     ON CONFLICT (tenant_id, judgment_id) DO UPDATE
        SET source_position = EXCLUDED.source_position,
+           customer = COALESCE(EXCLUDED.customer, j.customer),
            embedding_model = EXCLUDED.embedding_model,
            embedding_dim = EXCLUDED.embedding_dim,
            title = EXCLUDED.title,
@@ -217,12 +260,21 @@ struct Upserts {
     titles: Vec<String>,
     bodies: Vec<String>,
     tags: Vec<String>,
+    customers: Vec<Option<String>>,
     texts: Vec<String>,
 }
 
 impl Upserts {
-    fn push(&mut self, tenant: Uuid, judgment: Uuid, position: i64, content: &JudgmentContent) {
+    fn push(
+        &mut self,
+        tenant: Uuid,
+        judgment: Uuid,
+        position: i64,
+        content: &JudgmentContent,
+        customer: Option<String>,
+    ) {
         let tags: Vec<&str> = content.tags.iter().map(|tag| tag.as_str()).collect();
+        self.customers.push(customer);
         self.tenants.push(tenant);
         self.judgments.push(judgment);
         self.positions.push(position);
@@ -244,7 +296,7 @@ fn decode(recorded: &RecordedEvent) -> Result<Option<AnyEvent>, IndexError> {
         || (recorded.aggregate_type == "Tenant"
             && matches!(
                 recorded.event_type.as_str(),
-                "TenantOnboarded" | "TenantSignedUp"
+                "TenantOnboarded" | "TenantSignedUp" | "SubjectErased"
             ));
     if !relevant {
         return Ok(None);

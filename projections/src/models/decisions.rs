@@ -5,12 +5,13 @@ use casebook_domain::actor::Role;
 use casebook_domain::any_event::AnyEvent;
 use casebook_domain::decision::{DecisionEvent, Outcome, Verdict};
 use casebook_domain::ids::{DecisionId, DiagnosisId, TenantId, UserId};
+use casebook_domain::personal::ERASED;
 use casebook_domain::values::{Confidence, DiagnosisText, Reason};
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 
-use crate::decoded::DecodedEvent;
+use crate::decoded::{erased_subjects, DecodedEvent};
 use crate::error::ApplyError;
 use crate::projection::{Naming, Projection, ProjectionId};
 use crate::sql::{
@@ -51,6 +52,7 @@ pub(crate) const COLUMNS: &[Column] = &[
     col("decided_by_role", "text"),
     col("decided_at", "timestamptz"),
     col("position", "int8"),
+    col("customer", "text"),
 ];
 
 fn verdict_from_row(row: &PgRow) -> Result<Verdict, sqlx::Error> {
@@ -103,13 +105,23 @@ pub(crate) fn from_row(row: &PgRow) -> Result<Decision, sqlx::Error> {
 /// Writes `decisions`; each `DecisionMade` inserts one row.
 pub struct DecisionsProjection {
     insert: String,
+    purge: String,
 }
 
 impl DecisionsProjection {
     /// The projection over the tables `naming` names.
     pub fn new(naming: &Naming) -> Self {
+        let table = naming.table("decisions");
         Self {
-            insert: insert_unnest(&naming.table("decisions"), COLUMNS),
+            insert: insert_unnest(&table, COLUMNS),
+            // What a rebuild reads once the customer's key is gone: the verdict's texts
+            // redacted (decision 0027).
+            purge: format!(
+                "UPDATE {table}
+                    SET amended_text = CASE WHEN amended_text IS NOT NULL THEN '{ERASED}' END,
+                        reason = CASE WHEN reason IS NOT NULL THEN '{ERASED}' END
+                  WHERE tenant_id = $1 AND customer = $2"
+            ),
         }
     }
 }
@@ -137,6 +149,7 @@ impl Projection for DecisionsProjection {
         let mut roles = Vec::new();
         let mut decided_at = Vec::new();
         let mut positions = Vec::new();
+        let mut customers = Vec::new();
         for e in events {
             let AnyEvent::Decision(DecisionEvent::DecisionMade {
                 decision_id,
@@ -144,7 +157,7 @@ impl Projection for DecisionsProjection {
                 tenant_id,
                 verdict,
                 decided_by: by,
-                ..
+                customer,
             }) = &e.event
             else {
                 continue;
@@ -180,25 +193,33 @@ impl Projection for DecisionsProjection {
             roles.push(enum_value(&e.metadata.actor_role)?);
             decided_at.push(e.recorded_at);
             positions.push(e.position());
+            customers.push(customer.as_ref().map(ToString::to_string));
         }
-        if ids.is_empty() {
-            return Ok(());
+        if !ids.is_empty() {
+            sqlx::query_with(&self.insert, reserved(positions.len() * 256))
+                .bind(ids)
+                .bind(diagnoses)
+                .bind(tenants)
+                .bind(outcomes)
+                .bind(amended)
+                .bind(reasons)
+                .bind(thresholds)
+                .bind(confidences)
+                .bind(decided_by)
+                .bind(roles)
+                .bind(decided_at)
+                .bind(positions)
+                .bind(customers)
+                .execute(&mut *conn)
+                .await?;
         }
-        sqlx::query_with(&self.insert, reserved(positions.len() * 256))
-            .bind(ids)
-            .bind(diagnoses)
-            .bind(tenants)
-            .bind(outcomes)
-            .bind(amended)
-            .bind(reasons)
-            .bind(thresholds)
-            .bind(confidences)
-            .bind(decided_by)
-            .bind(roles)
-            .bind(decided_at)
-            .bind(positions)
-            .execute(conn)
-            .await?;
+        for (tenant, subject) in erased_subjects(events) {
+            sqlx::query(&self.purge)
+                .bind(tenant)
+                .bind(subject)
+                .execute(&mut *conn)
+                .await?;
+        }
         Ok(())
     }
 }

@@ -10,13 +10,14 @@ use casebook_domain::diagnosis::{
     Deferral, DiagnosisEvent, DiagnosisStatus, EmbeddingModel, Finding, Provenance,
 };
 use casebook_domain::ids::{DiagnosisId, JudgmentId, QueryId, SessionId, TenantId, UserId};
+use casebook_domain::personal::ERASED;
 use casebook_domain::values::Confidence;
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
-use crate::decoded::DecodedEvent;
+use crate::decoded::{erased_subjects, DecodedEvent};
 use crate::error::ApplyError;
 use crate::projection::{Naming, Projection, ProjectionId};
 use crate::sql::{
@@ -411,6 +412,7 @@ fn fold(rows: &mut HashMap<Uuid, Diagnosis>, e: &DecodedEvent) -> Result<(), App
 pub struct DiagnosesProjection {
     load: String,
     store: String,
+    purge: String,
 }
 
 impl DiagnosesProjection {
@@ -420,7 +422,70 @@ impl DiagnosesProjection {
         Self {
             load: load_by_key(&table, COLUMNS, "diagnosis_id", "uuid"),
             store: upsert_unnest(&table, COLUMNS, &["diagnosis_id"]),
+            // What a rebuild reads once the subject's key is gone: the redactions of the
+            // query, the proposal, its findings and the attachments it read (decision 0027).
+            purge: format!(
+                "UPDATE {table} SET query = '{ERASED}',
+                        proposal = CASE WHEN proposal IS NOT NULL THEN '{ERASED}' END,
+                        findings = CASE WHEN findings IS NOT NULL THEN '[]'::jsonb END,
+                        attachments = CASE WHEN attachments IS NOT NULL THEN '[]'::jsonb END
+                  WHERE tenant_id = $1 AND requested_by = $2"
+            ),
         }
+    }
+
+    async fn store_rows(
+        &self,
+        conn: &mut PgConnection,
+        rows: HashMap<Uuid, Diagnosis>,
+    ) -> Result<(), ApplyError> {
+        let rows_len = rows.len();
+        let mut a = Arrays::with_capacity(rows_len);
+        for row in rows.into_values() {
+            a.push(row)?;
+        }
+        sqlx::query_with(&self.store, reserved(rows_len * 1024))
+            .bind(a.diagnosis_id)
+            .bind(a.tenant_id)
+            .bind(a.session_id)
+            .bind(a.query_id)
+            .bind(a.query)
+            .bind(a.requested_by)
+            .bind(a.requested_at)
+            .bind(a.position)
+            .bind(a.status)
+            .bind(a.attempt)
+            .bind(a.retryable)
+            .bind(a.failure_reason)
+            .bind(a.budget_renews_on)
+            .bind(a.proposal)
+            .bind(a.findings)
+            .bind(a.confidence)
+            .bind(a.proposed_at)
+            .bind(a.proposed_position)
+            .bind(a.model_id)
+            .bind(a.model_tier)
+            .bind(a.prompt_template_id)
+            .bind(a.prompt_template_hash)
+            .bind(a.retrieved_judgment_ids)
+            .bind(a.input_tokens)
+            .bind(a.output_tokens)
+            .bind(a.cost_usd_micros)
+            .bind(a.stop_reason)
+            .bind(a.embedding_model_id)
+            .bind(a.embedding_dimension)
+            .bind(a.precedents)
+            .bind(a.attachments)
+            .bind(a.decision_outcome)
+            .bind(a.decided_by)
+            .bind(a.decided_at)
+            .bind(a.resolution_outcome)
+            .bind(a.resolved_at)
+            .bind(a.updated_at)
+            .bind(a.version)
+            .execute(conn)
+            .await?;
+        Ok(())
     }
 }
 
@@ -625,61 +690,22 @@ impl Projection for DiagnosesProjection {
                 touched.touch(id, creates);
             }
         }
-        if touched.is_empty() {
-            return Ok(());
+        if !touched.is_empty() {
+            let mut rows = touched
+                .load(conn, &self.load, "diagnosis_id", from_row)
+                .await?;
+            for e in events {
+                fold(&mut rows, e)?;
+            }
+            self.store_rows(conn, rows).await?;
         }
-        let mut rows = touched
-            .load(conn, &self.load, "diagnosis_id", from_row)
-            .await?;
-        for e in events {
-            fold(&mut rows, e)?;
+        for (tenant, subject) in erased_subjects(events) {
+            sqlx::query(&self.purge)
+                .bind(tenant)
+                .bind(subject)
+                .execute(&mut *conn)
+                .await?;
         }
-        let rows_len = rows.len();
-        let mut a = Arrays::with_capacity(rows_len);
-        for row in rows.into_values() {
-            a.push(row)?;
-        }
-        sqlx::query_with(&self.store, reserved(rows_len * 1024))
-            .bind(a.diagnosis_id)
-            .bind(a.tenant_id)
-            .bind(a.session_id)
-            .bind(a.query_id)
-            .bind(a.query)
-            .bind(a.requested_by)
-            .bind(a.requested_at)
-            .bind(a.position)
-            .bind(a.status)
-            .bind(a.attempt)
-            .bind(a.retryable)
-            .bind(a.failure_reason)
-            .bind(a.budget_renews_on)
-            .bind(a.proposal)
-            .bind(a.findings)
-            .bind(a.confidence)
-            .bind(a.proposed_at)
-            .bind(a.proposed_position)
-            .bind(a.model_id)
-            .bind(a.model_tier)
-            .bind(a.prompt_template_id)
-            .bind(a.prompt_template_hash)
-            .bind(a.retrieved_judgment_ids)
-            .bind(a.input_tokens)
-            .bind(a.output_tokens)
-            .bind(a.cost_usd_micros)
-            .bind(a.stop_reason)
-            .bind(a.embedding_model_id)
-            .bind(a.embedding_dimension)
-            .bind(a.precedents)
-            .bind(a.attachments)
-            .bind(a.decision_outcome)
-            .bind(a.decided_by)
-            .bind(a.decided_at)
-            .bind(a.resolution_outcome)
-            .bind(a.resolved_at)
-            .bind(a.updated_at)
-            .bind(a.version)
-            .execute(conn)
-            .await?;
         Ok(())
     }
 }

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use casebook_domain::any_event::AnyEvent;
 use casebook_domain::ids::{QueryId, SessionId, TenantId, UserId};
+use casebook_domain::personal::ERASED;
 use casebook_domain::session::SessionEvent;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -12,7 +13,7 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
-use crate::decoded::DecodedEvent;
+use crate::decoded::{erased_subjects, DecodedEvent};
 use crate::error::ApplyError;
 use crate::projection::{Naming, Projection, ProjectionId};
 use crate::sql::{
@@ -214,6 +215,8 @@ pub struct SessionsProjection {
     load: String,
     store: String,
     insert_queries: String,
+    purge_sessions: String,
+    purge_queries: String,
 }
 
 impl SessionsProjection {
@@ -224,6 +227,16 @@ impl SessionsProjection {
             load: load_by_key(&sessions, SESSION_COLUMNS, "session_id", "uuid"),
             store: upsert_unnest(&sessions, SESSION_COLUMNS, &["session_id"]),
             insert_queries: insert_unnest(&naming.table("session_queries"), QUERY_COLUMNS),
+            // What a rebuild reads once the subject's key is gone: the redactions of the
+            // sealed fields (decision 0027).
+            purge_sessions: format!(
+                "UPDATE {sessions} SET subject = '{ERASED}', attachments = '[]'
+                  WHERE tenant_id = $1 AND opened_by = $2"
+            ),
+            purge_queries: format!(
+                "UPDATE {} SET text = '{ERASED}' WHERE tenant_id = $1 AND submitted_by = $2",
+                naming.table("session_queries")
+            ),
         }
     }
 
@@ -337,19 +350,28 @@ impl Projection for SessionsProjection {
                 touched.touch(e.aggregate_uuid()?, creates);
             }
         }
-        if touched.is_empty() {
-            return Ok(());
+        if !touched.is_empty() {
+            let mut rows = touched
+                .load(conn, &self.load, "session_id", session_from_row)
+                .await?;
+            let mut queries = Vec::new();
+            for e in events {
+                if let AnyEvent::Session(event) = &e.event {
+                    fold(&mut rows, &mut queries, e, event)?;
+                }
+            }
+            self.store_sessions(conn, rows).await?;
+            self.insert_queries(conn, queries).await?;
         }
-        let mut rows = touched
-            .load(conn, &self.load, "session_id", session_from_row)
-            .await?;
-        let mut queries = Vec::new();
-        for e in events {
-            if let AnyEvent::Session(event) = &e.event {
-                fold(&mut rows, &mut queries, e, event)?;
+        for (tenant, subject) in erased_subjects(events) {
+            for purge in [&self.purge_sessions, &self.purge_queries] {
+                sqlx::query(purge)
+                    .bind(tenant)
+                    .bind(subject)
+                    .execute(&mut *conn)
+                    .await?;
             }
         }
-        self.store_sessions(conn, rows).await?;
-        self.insert_queries(conn, queries).await
+        Ok(())
     }
 }
