@@ -16,6 +16,9 @@ use casebook_domain::ids::DiagnosisId;
 use casebook_handlers::reactions::ReactionSubscription;
 use casebook_projections::judgment_index::JudgmentIndexSubscription;
 use casebook_projections::projection::ProjectionId;
+use casebook_projections::tlog::{Integrator, LogKey};
+use casebook_replay::Verdict;
+use clap::Parser;
 use serde_json::{json, Value};
 use support::scenario::FixedEmbedder;
 use support::{spawn_app, TestApp, User};
@@ -200,6 +203,62 @@ async fn an_erased_customers_data_is_nowhere_in_the_database_and_the_others_is_i
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["code"], "subject_already_erased");
+
+    receipt_verifies_offline(&app, &subject).await;
+}
+
+/// The erasure's receipt, once a checkpoint covers it, checked by `casebook-replay erasure
+/// verify` with the published key; altered, or checked with another key, it fails.
+async fn receipt_verifies_offline(app: &TestApp, subject: &str) {
+    let path = format!("/v1/subjects/{subject}/erasure/receipt");
+    let (status, body) = app.get(&app.acme.auditor, &path).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["code"], "receipt_pending");
+
+    let (private, verifier) = LogKey::generate("casebook.test");
+    let pool = app.projector_pool().await;
+    Integrator::new(Arc::new(LogKey::from_private(&private).unwrap()))
+        .integrate_all(&pool)
+        .await
+        .expect("integrated");
+    let (status, receipt) = app.get(&app.acme.admin, &path).await;
+    assert_eq!(status, StatusCode::OK, "{receipt}");
+    for text in ERASED_STRINGS {
+        assert!(
+            !receipt.to_string().contains(text),
+            "{text:?} in the receipt"
+        );
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: String| {
+        let file = dir.path().join(name);
+        std::fs::write(&file, text).unwrap();
+        file.to_str().unwrap().to_owned()
+    };
+    let key = write("log.pub", verifier);
+    let (_, other_key) = LogKey::generate("casebook.test");
+    let other_key = write("other.pub", other_key);
+    let mut forged = receipt.clone();
+    forged["row"]["actor_id"] = json!("someone-else");
+    let receipt_file = write("receipt.json", receipt.to_string());
+    let forged_file = write("forged.json", forged.to_string());
+    let verify = |receipt: &str, key: &str| {
+        let cli = casebook_replay::cli::Cli::parse_from([
+            "casebook-replay",
+            "--json",
+            "erasure",
+            "verify",
+            "--receipt",
+            receipt,
+            "--key",
+            key,
+        ]);
+        async move { cli.run().await.expect("runs") }
+    };
+    assert_eq!(verify(&receipt_file, &key).await, Verdict::Passed);
+    assert_eq!(verify(&forged_file, &key).await, Verdict::Failed);
+    assert_eq!(verify(&receipt_file, &other_key).await, Verdict::Failed);
 }
 
 #[tokio::test]

@@ -7,12 +7,13 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use uuid::Uuid;
 
 use crate::bound::Bound;
+use crate::erasure::ReceiptArgs;
 use crate::rebuild::Target;
 use crate::sink::Destination;
 use crate::state::AggregateRef;
 use crate::stream::AggregateFilter;
 use crate::verifiable::{self, LogCheckArgs, ProveArgs};
-use crate::{access_log, audit, db, rebuild, state, stream, Error, Verdict};
+use crate::{access_log, audit, db, erasure, rebuild, state, stream, Error, Verdict};
 
 /// Replay a tenant's event log: stream it, rebuild an aggregate's past state, verify the
 /// audit chain, export and verify the access log, and rebuild projections.
@@ -57,6 +58,17 @@ pub enum Command {
     Swap(TargetArgs),
     /// Every subscription with its checkpoint, lag, state and last error.
     Status,
+    /// A data subject's erasure.
+    #[command(subcommand)]
+    Erasure(ErasureCommand),
+}
+
+/// `erasure …`.
+#[derive(Debug, Subcommand)]
+pub enum ErasureCommand {
+    /// Check an erasure's receipt offline: the audit row of the erasure, proven in a
+    /// checkpoint signed with the operator's published key.
+    Verify(ReceiptArgs),
 }
 
 /// `stream`.
@@ -250,6 +262,7 @@ impl Cli {
                 let pool = db::auditor(None).await?;
                 rebuild::run_status(&pool, output).await
             }
+            Command::Erasure(ErasureCommand::Verify(args)) => erasure::run_verify(args, output),
         }
     }
 }

@@ -30,6 +30,7 @@ pub mod audit;
 pub mod bound;
 pub mod cli;
 pub mod db;
+pub mod erasure;
 pub mod progress;
 pub mod rebuild;
 pub mod sink;

@@ -158,7 +158,7 @@ fn leaves_of(
 }
 
 /// The key itself, or the contents of the file it names.
-fn key_text(key: &str) -> Result<String, Error> {
+pub(crate) fn key_text(key: &str) -> Result<String, Error> {
     if Path::new(key).is_file() {
         Ok(std::fs::read_to_string(key)?.trim().to_owned())
     } else {

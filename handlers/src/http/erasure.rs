@@ -5,13 +5,39 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::Json;
+use casebook_adapters::postgres::{begin_for_tenants, Access};
 use casebook_domain::ids::UserId;
+use casebook_projections::audit::AuditRecord;
+use casebook_projections::read;
+use casebook_projections::tlog::{self, LogName, ProofBundle, ProofRequest, TlogError};
+use serde::Serialize;
 use serde_json::json;
+use utoipa::ToSchema;
 
 use super::caller::Acting;
 use super::commands::{answer, context, Answer, CommandAccepted};
+use super::problem::ApiError;
 use super::request_id::RequestId;
 use super::AppState;
+
+/// The problem code of an erasure whose row no signed checkpoint covers yet.
+pub const RECEIPT_PENDING: &str = "receipt_pending";
+
+/// An erasure's receipt: its audit row, which names the subject and nothing personal, proven
+/// in the tenant's verifiable audit log. `casebook-replay erasure verify --receipt --key`
+/// checks it offline against the operator's published key.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErasureReceipt {
+    /// The erased subject's id.
+    pub subject: String,
+    /// The `SubjectErased` audit row, as the audit routes return rows.
+    #[schema(value_type = Object)]
+    pub row: AuditRecord,
+    /// A signed checkpoint of the tenant's audit log and the row's inclusion proof in it.
+    #[schema(value_type = Object)]
+    pub proofs: ProofBundle,
+}
 
 /// Erases a customer of the caller's practice (admin): every value of theirs in the log reads
 /// as `[erased]` from now on, and their sessions, queries, diagnoses, decisions and the
@@ -38,4 +64,53 @@ pub async fn erase_subject(
         json!({ "subject": subject }),
         accepted,
     )
+}
+
+/// The receipt of a customer's erasure (admin, auditor): the `SubjectErased` audit row proven
+/// in a signed checkpoint of the tenant's audit log, for the record of the request.
+#[utoipa::path(get, path = "/v1/subjects/{subject}/erasure/receipt",
+    params(("subject" = String, Path, description = "The customer's user id")),
+    responses(
+        (status = 200, body = ErasureReceipt),
+        (status = 404, description = "`erasure_not_found`: not erased, or not projected yet"),
+        (status = 409, description = "`receipt_pending`: no signed checkpoint covers the row yet"),
+        (status = 422, description = "`validation_failed`: not a user id"),
+    ),
+    tag = "people")]
+pub async fn erasure_receipt(
+    State(state): State<AppState>,
+    Acting(actor): Acting,
+    Path(subject): Path<String>,
+) -> Result<Json<ErasureReceipt>, ApiError> {
+    let subject = UserId::parse(subject)?;
+    let tenant = actor.tenant_id;
+    let mut tx = begin_for_tenants(&state.pool, Access::ReadOnly, &[*tenant.as_uuid()]).await?;
+    let row = read::audit::erasure(&mut tx, tenant, subject.as_str())
+        .await?
+        .ok_or_else(|| ApiError::Refused {
+            status: StatusCode::NOT_FOUND,
+            code: "erasure_not_found",
+            message: format!("no erasure of {subject} is recorded"),
+        })?;
+    let request = ProofRequest {
+        seqs: vec![row.seq],
+        ..ProofRequest::default()
+    };
+    let pending = || ApiError::Refused {
+        status: StatusCode::CONFLICT,
+        code: RECEIPT_PENDING,
+        message: "the erasure is recorded; no signed checkpoint covers it yet".into(),
+    };
+    let proofs = match tlog::prove(&mut tx, LogName::Audit, tenant, &request).await {
+        Ok(Some(proofs)) => proofs,
+        Ok(None) | Err(TlogError::OutOfRange { .. }) => return Err(pending()),
+        Err(TlogError::Database(err)) => return Err(err.into()),
+        Err(err) => return Err(ApiError::Internal(Box::new(err))),
+    };
+    tx.commit().await?;
+    Ok(Json(ErasureReceipt {
+        subject: subject.to_string(),
+        row,
+        proofs,
+    }))
 }

@@ -188,6 +188,10 @@ fn v1() -> (Router<AppState>, utoipa::openapi::OpenApi) {
                 .routes(routes!(erasure::erase_subject)),
         ))
         .merge(allow(
+            TENANT_READERS,
+            OpenApiRouter::new().routes(routes!(erasure::erasure_receipt)),
+        ))
+        .merge(allow(
             &[Role::Customer],
             OpenApiRouter::new()
                 .routes(routes!(commands::open_session))

@@ -8,6 +8,17 @@ use sqlx::{PgConnection, Row};
 use super::{fetch_limit, page, Page, PageRequest};
 use crate::audit::AuditRecord;
 
+/// An audit row as JSON (`record`), hashes in hex: decoded by [`AuditRecord`]'s own
+/// `Deserialize`, as the chain verifier reads rows.
+macro_rules! record_json {
+    () => {
+        "to_jsonb(a) || jsonb_build_object('prev_hash', encode(a.prev_hash, 'hex'),
+                                            'hash', encode(a.hash, 'hex'),
+                                            'event_digest', encode(a.event_digest, 'hex'))
+            AS record"
+    };
+}
+
 /// Which rows an auditor asks for; every filter given must match.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AuditFilter {
@@ -38,12 +49,10 @@ pub async fn list(
     filter: &AuditFilter,
     request: PageRequest,
 ) -> Result<Page<AuditRecord>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT to_jsonb(a) || jsonb_build_object('prev_hash', encode(a.prev_hash, 'hex'),
-                                                  'hash', encode(a.hash, 'hex'),
-                                                  'event_digest', encode(a.event_digest, 'hex'))
-                AS record
-           FROM audit_log a
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        record_json!(),
+        " FROM audit_log a
           WHERE a.tenant_id = $1
             AND ($2::text IS NULL OR a.action = $2)
             AND ($3::text IS NULL OR a.actor_id = $3)
@@ -53,8 +62,8 @@ pub async fn list(
             AND ($7::timestamptz IS NULL OR a.recorded_at >= $7)
             AND ($8::timestamptz IS NULL OR a.recorded_at < $8)
             AND ($9::bigint IS NULL OR a.seq > $9)
-          ORDER BY a.seq LIMIT $10",
-    )
+          ORDER BY a.seq LIMIT $10"
+    ))
     .bind(tenant.as_uuid())
     .bind(filter.action.as_deref())
     .bind(filter.actor_id.as_deref())
@@ -73,4 +82,28 @@ pub async fn list(
 fn record_from_row(row: &PgRow) -> Result<AuditRecord, sqlx::Error> {
     let sqlx::types::Json(record) = row.try_get::<sqlx::types::Json<AuditRecord>, _>("record")?;
     Ok(record)
+}
+
+/// The audit row of `subject`'s erasure in `tenant` (a `SubjectErased` row names its subject
+/// in `reason`), once projected: the erasure's receipt is this row proven in the verifiable
+/// log.
+pub async fn erasure(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    subject: &str,
+) -> Result<Option<AuditRecord>, sqlx::Error> {
+    sqlx::query(concat!(
+        "SELECT ",
+        record_json!(),
+        " FROM audit_log a
+          WHERE a.tenant_id = $1 AND a.action = 'SubjectErased' AND a.reason = $2
+          ORDER BY a.seq LIMIT 1"
+    ))
+    .bind(tenant.as_uuid())
+    .bind(subject)
+    .fetch_optional(conn)
+    .await?
+    .as_ref()
+    .map(record_from_row)
+    .transpose()
 }
