@@ -425,14 +425,23 @@ impl Diagnoser {
                     Err(AttachmentError::OutsideTenant { .. }) => {
                         // Sessions refuse foreign keys, so a stored one is corruption or
                         // tampering: worth an alert, never a read.
-                        tracing::error!(%tenant, %key, "attachment outside the tenant's prefix refused");
+                        tracing::error!(
+                            %tenant,
+                            key = key.without_file_name(),
+                            "attachment outside the tenant's prefix refused"
+                        );
                         (None, skipped(SkipReason::OutsideTenant), None)
                     }
                     Err(err @ AttachmentError::Unavailable(_)) => return Err(err),
                 },
             };
             if let AttachmentOutcome::Skipped { reason } = outcome {
-                tracing::info!(%tenant, %key, ?reason, "attachment skipped");
+                tracing::info!(
+                    %tenant,
+                    key = key.without_file_name(),
+                    ?reason,
+                    "attachment skipped"
+                );
             }
             if let Some(text) = text {
                 budget = budget.saturating_sub(text.len() as u64);

@@ -353,6 +353,12 @@ impl UploadKey {
             && is_file_name(name)
     }
 
+    /// The key without its last segment, the uploaded file's name, which is personal data
+    /// (decision 0027): what logs may name an upload by.
+    pub fn without_file_name(&self) -> &str {
+        self.0.rsplit_once('/').map_or("", |(prefix, _)| prefix)
+    }
+
     /// Whether the key lies under `<tenant_id>/` (with something after the slash).
     pub fn belongs_to(&self, tenant_id: crate::ids::TenantId) -> bool {
         self.0

@@ -1,7 +1,8 @@
 //! Erasing a customer end to end (issue 32, decision 0027): an admin erases one customer of a
 //! practice; afterwards nothing of theirs is left in the database in the clear — searched in a
 //! full `pg_dump` — while another customer's data is intact, and the reads show the erased
-//! values as `[erased]`.
+//! values as `[erased]`. Nothing the process logged along the way, at any level, holds any
+//! of the customers' strings.
 
 mod support;
 
@@ -21,7 +22,7 @@ use casebook_replay::Verdict;
 use clap::Parser;
 use serde_json::{json, Value};
 use support::scenario::FixedEmbedder;
-use support::{spawn_app, TestApp, User};
+use support::{spawn_app, Lines, TestApp, User};
 use uuid::Uuid;
 
 /// What the erased customer wrote, and what was derived from it: none of it may survive.
@@ -113,6 +114,11 @@ fn pg_dump(app: &TestApp) -> String {
 
 #[tokio::test]
 async fn an_erased_customers_data_is_nowhere_in_the_database_and_the_others_is_intact() {
+    // Every level, the statements the database driver logs included.
+    std::env::set_var("RUST_LOG", "debug");
+    let logs = Lines::default();
+    let writer = logs.clone();
+    casebook_handlers::telemetry::init_writing_to(move || writer.clone());
     let app = spawn_app().await;
     app.onboard_both("professional").await;
     let kept_customer = app
@@ -205,6 +211,12 @@ async fn an_erased_customers_data_is_nowhere_in_the_database_and_the_others_is_i
     assert_eq!(body["code"], "subject_already_erased");
 
     receipt_verifies_offline(&app, &subject).await;
+
+    let logged = logs.text();
+    assert!(logged.contains(&subject), "the logs were not captured");
+    for text in ERASED_STRINGS.iter().chain(KEPT_STRINGS) {
+        assert!(!logged.contains(text), "{text:?} was logged");
+    }
 }
 
 /// The erasure's receipt, once a checkpoint covers it, checked by `casebook-replay erasure

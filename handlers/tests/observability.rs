@@ -39,35 +39,9 @@ use sqlx::{Connection, Executor, PgPool};
 use support::scenario::{
     ask, ctx, diagnoser, onboard, propose, request, CountingLlm, FixedEmbedder, Spendthrift,
 };
-use support::{json_body, spawn_app, TestApp, User};
+use support::{json_body, spawn_app, Lines, TestApp, User};
 use tower::ServiceExt;
 use uuid::Uuid;
-
-/// Lines written into memory, shared by every writer made of it.
-#[derive(Clone, Default)]
-struct Lines(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Lines {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Lines {
-    fn json(&self) -> Vec<Value> {
-        let bytes = self.0.lock().unwrap().clone();
-        String::from_utf8(bytes)
-            .expect("UTF-8 lines")
-            .lines()
-            .filter_map(|line| serde_json::from_str(line).ok())
-            .collect()
-    }
-}
 
 /// What the story leaves for the assertions.
 struct Story {
