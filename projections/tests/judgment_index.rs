@@ -657,6 +657,11 @@ async fn an_index_deployed_before_half_precision_and_the_search_role_upgrades_in
     // As a deployment stood before `20261203000001_judgment_index_halfvec.sql`: single
     // precision vectors, partitions the search role did not exist for.
     let db = TestDb::migrated_before(20261203000001).await;
+    // Today's writer fills the column of the erasure's purge (added later, `IF NOT EXISTS`).
+    sqlx::raw_sql("ALTER TABLE judgment_index ADD COLUMN customer text")
+        .execute(&mut db.superuser().await)
+        .await
+        .unwrap();
     let projector = db.pool(DbRole::Projector, 2).await;
     let (tenant_a, tenant_b) = (TenantId::new(), TenantId::new());
     let (boiler, roof, other_boiler) = (JudgmentId::new(), JudgmentId::new(), JudgmentId::new());

@@ -632,6 +632,20 @@ impl Driver {
         assert!(recorded, "the tenant's first usage key");
     }
 
+    /// An admin of `tenant` erases one of its customers (`SubjectErased`; the stores here hold
+    /// no vault, so there is no key to destroy).
+    pub async fn erase_subject(&mut self, tenant: TenantId) {
+        let admin = self.user(Role::Admin, tenant);
+        let command = TenantCommand::EraseSubject {
+            actor: admin.clone(),
+            subject: parse("customer-erased"),
+        };
+        let erased = self
+            .execute::<Tenant>(tenant, command, &admin, Source::Api)
+            .await;
+        assert!(erased, "the customer's first erasure");
+    }
+
     /// The worker records that `tenant` reached 80 % of its month's token budget.
     pub async fn record_budget_threshold(&mut self, tenant: TenantId) {
         let system = Actor::system(tenant);
