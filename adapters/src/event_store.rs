@@ -48,7 +48,7 @@ use casebook_domain::ids::TenantId;
 use casebook_domain::personal::DataSubject;
 use casebook_vault::cipher::Key;
 use casebook_vault::payload::{self, EventContext};
-use casebook_vault::{Vault, VaultError};
+use casebook_vault::{SubjectKeys, Vault, VaultError};
 
 use crate::postgres::{begin_for_tenants, Access};
 
@@ -219,6 +219,9 @@ pub struct StoreContext<A: Aggregate> {
     /// The transaction the aggregate was read in, when its command goes alone: the command's
     /// events are appended in it.
     alone: Option<Alone>,
+    /// The keys the load opened the stream's sealed fields with: the stream's subject's, which
+    /// the command's append seals with too, without reading it again.
+    keys: Option<SubjectKeys>,
 }
 
 impl<A: Aggregate> StoreContext<A> {
@@ -229,6 +232,7 @@ impl<A: Aggregate> StoreContext<A> {
             current_sequence: 0,
             snapshot_sequence: 0,
             alone: None,
+            keys: None,
         }
     }
 
@@ -394,14 +398,14 @@ impl<A: Aggregate> EventStore<A> {
 
     /// Opens the sealed fields of `events`, with their subjects' keys read in `alone`'s
     /// transaction or else in a read-only one of the store's tenant; an erased subject's
-    /// fields open as redactions.
+    /// fields open as redactions. The keys read, if any were needed.
     async fn open(
         &self,
         alone: Option<&mut Alone>,
         mut events: Vec<&mut SerializedEvent>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<SubjectKeys>, StoreError> {
         let Some(vault) = &self.vault else {
-            return Ok(());
+            return Ok(None);
         };
         let tenant = self.scope()?;
         let subjects: BTreeSet<String> = events
@@ -415,7 +419,7 @@ impl<A: Aggregate> EventStore<A> {
             .map(str::to_owned)
             .collect();
         if subjects.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let subjects: Vec<&str> = subjects.iter().map(String::as_str).collect();
         let keys = match alone {
@@ -436,7 +440,7 @@ impl<A: Aggregate> EventStore<A> {
             let context = Self::event_context(tenant, &event.event_type);
             payload::open(&mut event.payload, context, &keys)?;
         }
-        Ok(())
+        Ok(Some(keys))
     }
 
     fn event_context(tenant: Uuid, event_type: &str) -> EventContext<'_> {
@@ -524,7 +528,8 @@ impl<A: Aggregate> EventStore<A> {
                 Stored::Snapshot { .. } => None,
             })
             .collect();
-        self.open(alone.as_mut(), events)
+        let keys = self
+            .open(alone.as_mut(), events)
             .await
             .map_err(aggregate_error)?;
         let mut context = match self.fold(aggregate_id, stored)? {
@@ -539,6 +544,7 @@ impl<A: Aggregate> EventStore<A> {
             }
         };
         context.alone = alone;
+        context.keys = keys;
         Ok(context)
     }
 
@@ -824,6 +830,14 @@ where
         let Some(subject) = context.aggregate.data_subject().filter(|_| personal) else {
             return Ok(None);
         };
+        if let Some(loaded) = context
+            .keys
+            .as_mut()
+            .and_then(|keys| keys.take(subject.as_str()))
+        {
+            let key = loaded.ok_or_else(|| VaultError::Erased(subject.to_string()))?;
+            return Ok(Some((subject.to_string(), key)));
+        }
         let key = match context
             .alone
             .as_mut()

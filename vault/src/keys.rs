@@ -30,6 +30,11 @@ impl SubjectKeys {
             .ok_or_else(|| VaultError::Damaged(format!("no key was fetched for {subject:?}")))
     }
 
+    /// Takes `subject`'s entry out: `None` if it was not fetched, `Some(None)` if erased.
+    pub fn take(&mut self, subject: &str) -> Option<Option<Key>> {
+        self.0.remove(subject)
+    }
+
     /// Keys holding only `subject`'s.
     pub fn single(subject: &str, key: Key) -> Self {
         Self(HashMap::from([(subject.to_owned(), Some(key))]))
