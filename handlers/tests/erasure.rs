@@ -37,24 +37,8 @@ const KEPT_STRINGS: &[&str] = &["Bob Jones", "Harbour Lane"];
 /// A customer's matter: a session, a query, a proposal and a consultant's amendment, which the
 /// practice captures as judgment.
 async fn matter(app: &TestApp, customer: &User, subject: &str, query: &str, amended: &str) -> Uuid {
-    let session = Uuid::new_v4();
-    let (status, body) = app
-        .post(
-            customer,
-            "/v1/sessions",
-            json!({ "session_id": session, "subject": subject }),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    let diagnosis = Uuid::new_v4();
-    let (status, body) = app
-        .post(
-            customer,
-            &format!("/v1/sessions/{session}/queries"),
-            json!({ "query_id": diagnosis, "text": query }),
-        )
-        .await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let session = app.open_session(customer, subject).await;
+    let diagnosis = app.ask(customer, session, query).await;
     app.propose(app.acme.tenant, DiagnosisId::from_uuid(diagnosis), 0.6)
         .await;
     let (status, body) = app
@@ -66,6 +50,12 @@ async fn matter(app: &TestApp, customer: &User, subject: &str, query: &str, amen
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     session
+}
+
+/// `admin` erases `subject`.
+async fn erase(app: &TestApp, admin: &User, subject: &str) -> (StatusCode, Value) {
+    app.post(admin, &format!("/v1/subjects/{subject}/erasure"), json!({}))
+        .await
 }
 
 /// Runs every projection, the reactions (which capture judgment) and the judgment index.
@@ -160,13 +150,7 @@ async fn an_erased_customers_data_is_nowhere_in_the_database_and_the_others_is_i
         .expect("the customer's id")
         .to_owned();
 
-    let (status, body) = app
-        .post(
-            &app.acme.admin,
-            &format!("/v1/subjects/{subject}/erasure"),
-            json!({}),
-        )
-        .await;
+    let (status, body) = erase(&app, &app.acme.admin, &subject).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     assert_eq!(body["ids"]["subject"], subject);
     let judgments = judgments_when(&app, |items| items.len() == 1).await;
@@ -200,13 +184,7 @@ async fn an_erased_customers_data_is_nowhere_in_the_database_and_the_others_is_i
         .await;
     assert_eq!(kept["subject"], "Bob Jones's lease at 2 Harbour Lane");
 
-    let (status, body) = app
-        .post(
-            &app.acme.admin,
-            &format!("/v1/subjects/{subject}/erasure"),
-            json!({}),
-        )
-        .await;
+    let (status, body) = erase(&app, &app.acme.admin, &subject).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["code"], "subject_already_erased");
 
@@ -279,26 +257,12 @@ async fn only_an_admin_erases_and_only_in_their_own_practice() {
     app.onboard_both("professional").await;
     let subject = "a-customer-id";
     for user in [&app.acme.consultant, &app.acme.customer, &app.acme.auditor] {
-        let (status, body) = app
-            .post(user, &format!("/v1/subjects/{subject}/erasure"), json!({}))
-            .await;
+        let (status, body) = erase(&app, user, subject).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     }
     // Globex's admin erases in Globex: Acme's keys are out of its reach.
-    let (status, body) = app
-        .post(
-            &app.globex.admin,
-            &format!("/v1/subjects/{subject}/erasure"),
-            json!({}),
-        )
-        .await;
+    let (status, body) = erase(&app, &app.globex.admin, subject).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    let (status, body) = app
-        .post(
-            &app.acme.admin,
-            &format!("/v1/subjects/{subject}/erasure"),
-            json!({}),
-        )
-        .await;
+    let (status, body) = erase(&app, &app.acme.admin, subject).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
 }

@@ -7,34 +7,8 @@ use axum::http::StatusCode;
 use casebook_domain::actor::Role;
 use casebook_domain::ids::DiagnosisId;
 use serde_json::{json, Value};
-use support::{spawn_app, TestApp, User};
+use support::{spawn_app, TestApp};
 use uuid::Uuid;
-
-async fn open_session(app: &TestApp, customer: &User, subject: &str) -> Uuid {
-    let session = Uuid::new_v4();
-    let (status, body) = app
-        .post(
-            customer,
-            "/v1/sessions",
-            json!({ "session_id": session, "subject": subject }),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    session
-}
-
-async fn ask(app: &TestApp, customer: &User, session: Uuid, text: &str) -> Uuid {
-    let query = Uuid::new_v4();
-    let (status, body) = app
-        .post(
-            customer,
-            &format!("/v1/sessions/{session}/queries"),
-            json!({ "query_id": query, "text": text }),
-        )
-        .await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    query
-}
 
 /// Acme: one session with two queries, both proposed; the first approved by the consultant.
 struct AcmeCase {
@@ -45,21 +19,19 @@ struct AcmeCase {
 
 async fn acme_case(app: &TestApp) -> AcmeCase {
     app.onboard_both("enterprise").await;
-    let session = open_session(app, &app.acme.customer, "Supplier contract").await;
-    let decided = ask(
-        app,
-        &app.acme.customer,
-        session,
-        "Is the indemnity cap enforceable?",
-    )
-    .await;
-    let waiting = ask(
-        app,
-        &app.acme.customer,
-        session,
-        "And the liability carve-outs?",
-    )
-    .await;
+    let session = app
+        .open_session(&app.acme.customer, "Supplier contract")
+        .await;
+    let decided = app
+        .ask(
+            &app.acme.customer,
+            session,
+            "Is the indemnity cap enforceable?",
+        )
+        .await;
+    let waiting = app
+        .ask(&app.acme.customer, session, "And the liability carve-outs?")
+        .await;
     for diagnosis in [decided, waiting] {
         app.propose(app.acme.tenant, DiagnosisId::from_uuid(diagnosis), 0.6)
             .await;
@@ -283,7 +255,7 @@ async fn lists_page_with_opaque_cursors() {
     app.onboard_both("enterprise").await;
     let mut opened = Vec::new();
     for subject in ["one", "two", "three"] {
-        opened.push(open_session(&app, &app.acme.customer, subject).await);
+        opened.push(app.open_session(&app.acme.customer, subject).await);
     }
     app.read_when(&app.acme.customer, "/v1/sessions", |b| items(b).len() == 3)
         .await;
@@ -479,8 +451,8 @@ async fn customers_read_only_their_own_sessions_and_diagnoses() {
     let colleague = app
         .another_user(app.acme.tenant, "acme-second-customer", Role::Customer)
         .await;
-    let theirs = open_session(&app, &colleague, "Lease renewal").await;
-    let their_query = ask(&app, &colleague, theirs, "Can we leave early?").await;
+    let theirs = app.open_session(&colleague, "Lease renewal").await;
+    let their_query = app.ask(&colleague, theirs, "Can we leave early?").await;
     app.read_when(&app.acme.consultant, "/v1/diagnoses", |b| {
         items(b).len() == 3
     })
@@ -550,7 +522,9 @@ async fn customers_read_only_their_own_sessions_and_diagnoses() {
 
 /// A new query in `session`, proposed, then decided with `verdict` by the consultant.
 async fn proposed_and_decided(app: &TestApp, session: Uuid, verdict: Value) -> Uuid {
-    let query = ask(app, &app.acme.customer, session, "What of the warranty?").await;
+    let query = app
+        .ask(&app.acme.customer, session, "What of the warranty?")
+        .await;
     app.propose(app.acme.tenant, DiagnosisId::from_uuid(query), 0.6)
         .await;
     let (status, body) = app

@@ -306,6 +306,34 @@ impl TestApp {
         ticket["key"].as_str().expect("a key").to_owned()
     }
 
+    /// `customer` opens a session about `subject`; its id.
+    pub async fn open_session(&self, customer: &User, subject: &str) -> uuid::Uuid {
+        let session = uuid::Uuid::new_v4();
+        let (status, body) = self
+            .post(
+                customer,
+                "/v1/sessions",
+                serde_json::json!({ "session_id": session, "subject": subject }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        session
+    }
+
+    /// `customer` asks `text` in `session`; the query's id (also its diagnosis').
+    pub async fn ask(&self, customer: &User, session: uuid::Uuid, text: &str) -> uuid::Uuid {
+        let query = uuid::Uuid::new_v4();
+        let (status, body) = self
+            .post(
+                customer,
+                &format!("/v1/sessions/{session}/queries"),
+                serde_json::json!({ "query_id": query, "text": text }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        query
+    }
+
     /// Both tenants onboarded through the API by their admins, on `plan`.
     pub async fn onboard_both(&self, plan: &str) {
         for admin in [&self.acme.admin, &self.globex.admin] {
