@@ -4,8 +4,9 @@
 //!
 //! `cargo bench -p casebook-adapters --bench sealing` (with the local stack up) prints a
 //! Markdown report: a customer's `SubmitQuery` on one of 200 open sessions (load, decide,
-//! append: the query's text sealed, the subject's key read in the command's transaction), and a
-//! load of such a session's whole stream (its subject line and queries opened), each p50 / p99
+//! append: the query's text sealed, the subject's key read by the load's statement), the
+//! load of such a session's state (its snapshot and tail, sealed fields read as redactions),
+//! and the load of its whole stream (its subject line and every query opened), each p50 / p99
 //! over `BENCH_ROUNDS` (default 3) interleaved rounds of `BENCH_SECONDS` (default 5).
 
 use std::collections::BTreeSet;
@@ -90,7 +91,14 @@ impl Side {
             .expect("a query");
     }
 
-    async fn load(&self, n: usize) {
+    async fn load_state(&self, n: usize) {
+        let (session, _) = &self.sessions[n % SESSIONS];
+        EventRepository::load(&self.store, self.tenant, &session.to_string())
+            .await
+            .expect("the state");
+    }
+
+    async fn load_stream(&self, n: usize) {
         let (session, _) = &self.sessions[n % SESSIONS];
         EventRepository::load_events(&self.store, self.tenant, &session.to_string())
             .await
@@ -113,11 +121,13 @@ async fn run<F: std::future::Future<Output = ()>>(
     Run::new(took, start.elapsed())
 }
 
-const CELLS: [&str; 4] = [
+const CELLS: [&str; 6] = [
     "command, clear",
     "command, sealed",
-    "load, clear",
-    "load, sealed",
+    "state, clear",
+    "state, sealed",
+    "stream, clear",
+    "stream, sealed",
 ];
 
 #[tokio::main]
@@ -134,8 +144,10 @@ async fn main() {
     for _ in 0..rounds {
         runs[0].push(run(cell, |n| clear.submit(n)).await);
         runs[1].push(run(cell, |n| sealed.submit(n)).await);
-        runs[2].push(run(cell, |n| clear.load(n)).await);
-        runs[3].push(run(cell, |n| sealed.load(n)).await);
+        runs[2].push(run(cell, |n| clear.load_state(n)).await);
+        runs[3].push(run(cell, |n| sealed.load_state(n)).await);
+        runs[4].push(run(cell, |n| clear.load_stream(n)).await);
+        runs[5].push(run(cell, |n| sealed.load_stream(n)).await);
     }
 
     let p50 = |cell: usize| Spread::of(runs[cell].iter().map(|r| millis(r.latencies.p50())));
@@ -151,7 +163,11 @@ async fn main() {
     );
     println!("| operation | clear p50 / p99 ms | sealed p50 / p99 ms | sealed / clear p50 |");
     println!("|---|---|---|---|");
-    for (name, (of, to)) in [("command (SubmitQuery)", (1, 0)), ("stream load", (3, 2))] {
+    for (name, (of, to)) in [
+        ("command (SubmitQuery)", (1, 0)),
+        ("state load", (3, 2)),
+        ("whole-stream load", (5, 4)),
+    ] {
         println!(
             "| {name} | {:.3} / {:.3} | {:.3} / {:.3} | {:.2} |",
             p50(to),

@@ -26,13 +26,13 @@
 //!
 //! With a [`Vault`] ([`EventStore::with_vault`]), the personal fields of each event are sealed
 //! under the stream's data subject's key as they are appended, and opened as they are loaded,
-//! the keys read in the command's own transaction (decision 0027). Snapshots hold no personal
+//! the keys read by the load's own statement (decision 0027). Snapshots hold no personal
 //! data: the aggregates' states keep ids and statuses only.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::error::Error as StdError;
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::{EventUpcaster, PersistenceError, SerializedEvent};
@@ -48,7 +48,7 @@ use casebook_domain::ids::TenantId;
 use casebook_domain::personal::DataSubject;
 use casebook_vault::cipher::Key;
 use casebook_vault::payload::{self, EventContext};
-use casebook_vault::{SubjectKeys, Vault, VaultError};
+use casebook_vault::{subject_keys_query, SubjectKeys, Vault, VaultError, WrappedSubjectKey};
 
 use crate::postgres::{begin_for_tenants, Access};
 
@@ -68,7 +68,7 @@ fn tenant_of(metadata: &HashMap<String, String>) -> Option<Uuid> {
 pub const SNAPSHOT_EVERY: usize = 20;
 
 const EVENTS_AFTER: &str = "
-SELECT aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata
+SELECT false AS is_snapshot, aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata
   FROM events
  WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3
  ORDER BY sequence";
@@ -95,6 +95,56 @@ SELECT false, aggregate_type, aggregate_id, sequence, event_type, event_version,
  WHERE aggregate_type = $1 AND aggregate_id = $2
    AND sequence > (SELECT COALESCE(max(last_sequence), 0)
                      FROM snapshots WHERE aggregate_type = $1 AND aggregate_id = $2)";
+
+/// `stream` (one of the statements above, `$1`–`$n`) and, bound at `$tenant_param`, the stored
+/// keys of the data subjects its events' sealed fields name — in one round trip, so a vault
+/// costs a load no extra statement (decision 0027). Key rows have a `subject_id` and nothing
+/// else; stream rows have no `subject_id`. The stream is read once, materialized, so the
+/// plan that reads only its tail stays what the test below holds it to.
+fn with_subject_keys(stream: &str, tenant_param: usize) -> String {
+    let subjects = "IN (SELECT jsonb_path_query(payload, 'lax $.**.sealed.subject') #>> '{}'
+                         FROM stream WHERE NOT is_snapshot)";
+    format!(
+        "WITH stream AS MATERIALIZED ({stream})
+         SELECT stream.*, NULL::text AS subject_id, NULL::bytea AS wrapped,
+                NULL::int AS tenant_key_version, NULL::bytea AS tenant_wrapped
+           FROM stream
+         UNION ALL
+         SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, subject_keys.*
+           FROM ({}) AS subject_keys",
+        subject_keys_query(tenant_param, subjects)
+    )
+}
+
+static LOAD_AGGREGATE_SEALED: LazyLock<String> =
+    LazyLock::new(|| with_subject_keys(LOAD_AGGREGATE, 3));
+static EVENTS_AFTER_SEALED: LazyLock<String> = LazyLock::new(|| with_subject_keys(EVENTS_AFTER, 4));
+
+/// What a read of one stream asks for.
+#[derive(Debug, Clone, Copy)]
+enum StreamRead {
+    /// Its snapshot and the events after it.
+    Load,
+    /// Its events after a sequence.
+    After(usize),
+}
+
+/// How a read gives back sealed fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unseal {
+    /// Opened with their subjects' keys, read with the stream: for whoever reads what the
+    /// events say.
+    Open,
+    /// As their redactions, without a key: enough to fold an aggregate, whose state holds
+    /// nothing personal (the domain's tests hold it to that).
+    Redact,
+}
+
+/// A stream's rows as stored, and the keys of the subjects they name when asked for.
+struct StreamRows {
+    rows: Vec<PgRow>,
+    keys: Option<SubjectKeys>,
+}
 
 /// A failure of the event store, classified for the caller. Cheap to clone: a statement shared
 /// by several commands fails for all of them at once.
@@ -219,8 +269,8 @@ pub struct StoreContext<A: Aggregate> {
     /// The transaction the aggregate was read in, when its command goes alone: the command's
     /// events are appended in it.
     alone: Option<Alone>,
-    /// The keys the load opened the stream's sealed fields with: the stream's subject's, which
-    /// the command's append seals with too, without reading it again.
+    /// The keys of the subjects the stream names, read with it for a command: the stream's
+    /// subject's seals the command's events without another statement.
     keys: Option<SubjectKeys>,
 }
 
@@ -342,53 +392,84 @@ impl<A: Aggregate> EventStore<A> {
         &self.appender
     }
 
-    /// Runs `statement` (binding the aggregate's type and id, and `after`) in the command's
-    /// transaction when it goes alone, else in a read-only transaction scoped to the store's
-    /// tenant.
+    /// Reads the stream in the command's transaction when it goes alone, else in a read-only
+    /// transaction scoped to the store's tenant; with a vault and `with_keys`, the keys of the
+    /// subjects its sealed fields name come in the same statement.
     async fn read_stream(
         &self,
         alone: Option<&mut Alone>,
-        statement: &'static str,
+        read: StreamRead,
         aggregate_id: &str,
-        after: Option<usize>,
-    ) -> Result<Vec<PgRow>, StoreError> {
+        with_keys: bool,
+    ) -> Result<StreamRows, StoreError> {
+        let tenant = self.scope()?;
+        let vault = self.vault.as_ref().filter(|_| with_keys);
+        let statement = match (read, vault) {
+            (StreamRead::Load, None) => LOAD_AGGREGATE,
+            (StreamRead::Load, Some(_)) => LOAD_AGGREGATE_SEALED.as_str(),
+            (StreamRead::After(_), None) => EVENTS_AFTER,
+            (StreamRead::After(_), Some(_)) => EVENTS_AFTER_SEALED.as_str(),
+        };
         let query = sqlx::query(statement).bind(A::TYPE).bind(aggregate_id);
-        let query = match after {
-            Some(after) => query.bind(after as i64),
+        let query = match read {
+            StreamRead::After(after) => query.bind(after as i64),
+            StreamRead::Load => query,
+        };
+        let query = match vault {
+            Some(_) => query.bind(tenant),
             None => query,
         };
-        if let Some(alone) = alone {
-            return Ok(query.fetch_all(alone.connection()).await?);
+        let rows = match alone {
+            Some(alone) => query.fetch_all(alone.connection()).await?,
+            None => {
+                let mut tx =
+                    begin_for_tenants(self.appender.pool(), Access::ReadOnly, &[tenant]).await?;
+                let rows = query.fetch_all(&mut *tx).await?;
+                tx.commit().await?;
+                rows
+            }
+        };
+        let Some(vault) = vault else {
+            return Ok(StreamRows { rows, keys: None });
+        };
+        let mut wrapped = Vec::new();
+        let mut stream = Vec::with_capacity(rows.len());
+        for row in rows {
+            if row.try_get::<Option<&str>, _>("subject_id")?.is_some() {
+                wrapped.push(WrappedSubjectKey::from_row(&row)?);
+            } else {
+                stream.push(row);
+            }
         }
-        let mut tx =
-            begin_for_tenants(self.appender.pool(), Access::ReadOnly, &[self.scope()?]).await?;
-        let rows = query.fetch_all(&mut *tx).await?;
-        tx.commit().await?;
-        Ok(rows)
+        Ok(StreamRows {
+            rows: stream,
+            keys: Some(vault.open_keys(tenant, wrapped).await?),
+        })
     }
 
     async fn events_after(
         &self,
-        mut alone: Option<&mut Alone>,
+        alone: Option<&mut Alone>,
         aggregate_id: &str,
         after_sequence: usize,
+        unseal: Unseal,
     ) -> Result<Vec<EventEnvelope<A>>, AggregateError<A::Error>> {
-        let rows = self
+        let stream = self
             .read_stream(
-                alone.as_deref_mut(),
-                EVENTS_AFTER,
+                alone,
+                StreamRead::After(after_sequence),
                 aggregate_id,
-                Some(after_sequence),
+                unseal == Unseal::Open,
             )
             .await
             .map_err(aggregate_error)?;
-        let mut events = rows
+        let mut events = stream
+            .rows
             .iter()
             .map(serialized_event)
             .collect::<Result<Vec<_>, _>>()
             .map_err(aggregate_error)?;
-        self.open(alone, events.iter_mut().collect())
-            .await
+        self.unseal(events.iter_mut(), stream.keys.as_ref())
             .map_err(aggregate_error)?;
         events
             .into_iter()
@@ -396,51 +477,26 @@ impl<A: Aggregate> EventStore<A> {
             .collect()
     }
 
-    /// Opens the sealed fields of `events`, with their subjects' keys read in `alone`'s
-    /// transaction or else in a read-only one of the store's tenant; an erased subject's
-    /// fields open as redactions. The keys read, if any were needed.
-    async fn open(
+    /// Readies the sealed fields of `events` for decoding: opened with their subjects' `keys`
+    /// (read with them; an erased subject's fields open as redactions), or without keys read
+    /// as redactions.
+    fn unseal<'e>(
         &self,
-        alone: Option<&mut Alone>,
-        mut events: Vec<&mut SerializedEvent>,
-    ) -> Result<Option<SubjectKeys>, StoreError> {
-        let Some(vault) = &self.vault else {
-            return Ok(None);
-        };
+        events: impl Iterator<Item = &'e mut SerializedEvent>,
+        keys: Option<&SubjectKeys>,
+    ) -> Result<(), StoreError> {
+        if self.vault.is_none() {
+            return Ok(());
+        }
         let tenant = self.scope()?;
-        let subjects: BTreeSet<String> = events
-            .iter()
-            .flat_map(|event| {
-                payload::subjects(
-                    &event.payload,
-                    Self::event_context(tenant, &event.event_type),
-                )
-            })
-            .map(str::to_owned)
-            .collect();
-        if subjects.is_empty() {
-            return Ok(None);
-        }
-        let subjects: Vec<&str> = subjects.iter().map(String::as_str).collect();
-        let keys = match alone {
-            Some(alone) => {
-                vault
-                    .keys_for(alone.connection(), tenant, &subjects)
-                    .await?
-            }
-            None => {
-                let mut tx =
-                    begin_for_tenants(self.appender.pool(), Access::ReadOnly, &[tenant]).await?;
-                let keys = vault.keys_for(&mut tx, tenant, &subjects).await?;
-                tx.commit().await?;
-                keys
-            }
-        };
-        for event in &mut events {
+        for event in events {
             let context = Self::event_context(tenant, &event.event_type);
-            payload::open(&mut event.payload, context, &keys)?;
+            match keys {
+                Some(keys) => payload::open(&mut event.payload, context, keys)?,
+                None => payload::redact(&mut event.payload, context)?,
+            };
         }
-        Ok(Some(keys))
+        Ok(())
     }
 
     fn event_context(tenant: Uuid, event_type: &str) -> EventContext<'_> {
@@ -503,15 +559,18 @@ impl<A: Aggregate> EventStore<A> {
         })
     }
 
-    /// Loads the aggregate: in `alone`'s transaction, which the context then carries to the
-    /// command's append, or else in a read-only transaction of its own.
+    /// Loads the aggregate, its events' sealed fields read as redactions: in `alone`'s
+    /// transaction, which the context then carries to the command's append, or else in a
+    /// read-only transaction of its own. For a command (`for_command`), the keys of the
+    /// subjects the stream names come with it, to seal the command's events.
     async fn load_context(
         &self,
         aggregate_id: &str,
         mut alone: Option<Alone>,
+        for_command: bool,
     ) -> Result<StoreContext<A>, AggregateError<A::Error>> {
-        let mut rows = self
-            .read_stream(alone.as_mut(), LOAD_AGGREGATE, aggregate_id, None)
+        let StreamRows { mut rows, keys } = self
+            .read_stream(alone.as_mut(), StreamRead::Load, aggregate_id, for_command)
             .await
             .map_err(aggregate_error)?;
         // A row without a sequence sorts first and fails here.
@@ -521,22 +580,19 @@ impl<A: Aggregate> EventStore<A> {
             .map(Stored::of)
             .collect::<Result<Vec<_>, _>>()
             .map_err(aggregate_error)?;
-        let events = stored
-            .iter_mut()
-            .filter_map(|item| match item {
-                Stored::Event(event) => Some(event),
-                Stored::Snapshot { .. } => None,
-            })
-            .collect();
-        let keys = self
-            .open(alone.as_mut(), events)
-            .await
-            .map_err(aggregate_error)?;
+        let events = stored.iter_mut().filter_map(|item| match item {
+            Stored::Event(event) => Some(event),
+            Stored::Snapshot { .. } => None,
+        });
+        self.unseal(events, None).map_err(aggregate_error)?;
         let mut context = match self.fold(aggregate_id, stored)? {
             Some(context) => context,
             None => {
                 let mut context = StoreContext::<A>::empty(aggregate_id);
-                for envelope in self.events_after(alone.as_mut(), aggregate_id, 0).await? {
+                let events = self
+                    .events_after(alone.as_mut(), aggregate_id, 0, Unseal::Redact)
+                    .await?;
+                for envelope in events {
                     context.current_sequence = envelope.sequence;
                     context.aggregate.apply(envelope.payload);
                 }
@@ -618,7 +674,7 @@ where
         &self,
         aggregate_id: &str,
     ) -> Result<Vec<EventEnvelope<A>>, AggregateError<A::Error>> {
-        self.events_after(None, aggregate_id, 0).await
+        self.events_after(None, aggregate_id, 0, Unseal::Open).await
     }
 
     /// Loads the aggregate for a command, which goes alone if the store is idle.
@@ -632,7 +688,7 @@ where
             .alone(Reading::Yes, tenant)
             .await
             .map_err(aggregate_error)?;
-        self.load_context(aggregate_id, alone).await
+        self.load_context(aggregate_id, alone, true).await
     }
 
     async fn commit(
@@ -678,10 +734,10 @@ where
             // another tenant's, which row-level security hides.
             Err(CommandError::Conflict) if loaded_empty => {
                 match store
-                    .read_stream(None, EVENTS_AFTER, aggregate_id, Some(0))
+                    .read_stream(None, StreamRead::After(0), aggregate_id, false)
                     .await
                 {
-                    Ok(rows) if rows.is_empty() => Err(CommandError::NotFound),
+                    Ok(stream) if stream.rows.is_empty() => Err(CommandError::NotFound),
                     Ok(_) => Err(CommandError::Conflict),
                     Err(err) => Err(command_error(aggregate_error::<A::Error>(err))),
                 }
@@ -903,7 +959,7 @@ where
     async fn load(&self, tenant: TenantId, id: &str) -> Result<A, CommandError<A::Error>> {
         let context = self
             .for_tenant(*tenant.as_uuid())
-            .load_context(id, None)
+            .load_context(id, None, false)
             .await
             .map_err(command_error)?;
         Ok(context.into_state())
@@ -984,7 +1040,12 @@ mod tests {
         .execute(&mut conn)
         .await
         .unwrap();
-        let prepare = format!("PREPARE load_aggregate(text, text) AS {LOAD_AGGREGATE}");
+        // In the clear, and as a sealing store loads: with its subjects' keys.
+        let prepare = format!(
+            "PREPARE load_aggregate(text, text) AS {LOAD_AGGREGATE};
+             PREPARE load_aggregate_sealed(text, text, uuid) AS {}",
+            *LOAD_AGGREGATE_SEALED
+        );
         sqlx::raw_sql(&prepare).execute(&mut conn).await.unwrap();
 
         // Without statistics, then with them; each with the plan made for the values and the
@@ -996,7 +1057,18 @@ mod tests {
                     .await
                     .unwrap();
             }
-            for plan_cache_mode in ["force_custom_plan", "force_generic_plan"] {
+            for (plan_cache_mode, execute) in ["force_custom_plan", "force_generic_plan"]
+                .into_iter()
+                .flat_map(|mode| {
+                    [
+                        (mode, "load_aggregate('Plan', 'long')".to_owned()),
+                        (
+                            mode,
+                            format!("load_aggregate_sealed('Plan', 'long', '{tenant}')"),
+                        ),
+                    ]
+                })
+            {
                 let mut tx = conn.begin().await.unwrap();
                 sqlx::raw_sql(&format!(
                     "SET LOCAL ROLE casebook_app; SET LOCAL app.tenant_id = '{tenant}';
@@ -1005,17 +1077,16 @@ mod tests {
                 .execute(&mut *tx)
                 .await
                 .unwrap();
-                let (explained,): (Value,) = sqlx::query_as(
-                    "EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE load_aggregate('Plan', 'long')",
-                )
-                .fetch_one(&mut *tx)
-                .await
-                .unwrap();
+                let (explained,): (Value,) =
+                    sqlx::query_as(&format!("EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE {execute}"))
+                        .fetch_one(&mut *tx)
+                        .await
+                        .unwrap();
                 tx.rollback().await.unwrap();
                 assert_eq!(
                     events_touched(&explained[0]["Plan"]),
                     10,
-                    "{plan_cache_mode}, analyzed: {analyzed}: {explained:#}"
+                    "{execute}, {plan_cache_mode}, analyzed: {analyzed}: {explained:#}"
                 );
             }
         }

@@ -30,7 +30,8 @@ impl ReactionSubscription {
 /// `event` decoded for a reaction; an event that can't be is a final failure, as it would
 /// fail the same way on every delivery.
 pub fn delivered(event: &RecordedEvent) -> Result<Delivered, ApplyError> {
-    let payload = serde_json::from_str(event.readable_payload().get())
+    let payload = event
+        .payload()
         .map_err(|err| undecodable(event, "the payload", err))?;
     let decoded = AnyEvent::decode(
         &event.aggregate_type,

@@ -8,6 +8,7 @@ use casebook_domain::metadata::EventMetadata;
 use casebook_domain::tenant::TenantEvent;
 use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::audit::content::EventContent;
@@ -52,7 +53,8 @@ impl DecodedEvent {
     /// Decodes a stored event. An event that doesn't decode is a permanent failure: it would
     /// not decode on a retry either.
     pub fn decode(recorded: &RecordedEvent) -> Result<Self, ApplyError> {
-        let payload = serde_json::from_str(recorded.readable_payload().get())
+        let payload = recorded
+            .payload()
             .map_err(|err| ApplyError::permanent_from("payload is not JSON", err))?;
         let event = AnyEvent::decode(
             &recorded.aggregate_type,
@@ -129,18 +131,30 @@ pub fn decode_all(events: &[RecordedEvent]) -> Result<Vec<DecodedEvent>, ApplyEr
     events.iter().map(DecodedEvent::decode).collect()
 }
 
-/// The data subjects `events` erase, as `(tenant, subject)` in log order. Each projection
-/// purges what it holds of them once it has stored the batch: the batch's own events of an
-/// erased subject were read after their key was destroyed and hold redactions already, but
-/// rows it loaded may still hold what earlier batches wrote.
-pub fn erased_subjects(events: &[DecodedEvent]) -> Vec<(Uuid, &str)> {
-    events
-        .iter()
-        .filter_map(|e| match &e.event {
-            AnyEvent::Tenant(TenantEvent::SubjectErased { subject, .. }) => {
-                Some((e.tenant_id, subject.as_str()))
-            }
-            _ => None,
-        })
-        .collect()
+/// Runs each of `purges` (binding `$1` the tenant, `$2` the subject) for every data subject
+/// `events` erase, in log order. Each projection purges what it holds of them once it has
+/// stored the batch: the batch's own events of an erased subject were read after their key
+/// was destroyed and hold redactions already, but rows it loaded may still hold what earlier
+/// batches wrote.
+pub async fn purge_erased_subjects(
+    conn: &mut PgConnection,
+    events: &[DecodedEvent],
+    purges: &[&str],
+) -> Result<(), sqlx::Error> {
+    let erased = events.iter().filter_map(|e| match &e.event {
+        AnyEvent::Tenant(TenantEvent::SubjectErased { subject, .. }) => {
+            Some((e.tenant_id, subject.as_str()))
+        }
+        _ => None,
+    });
+    for (tenant, subject) in erased {
+        for purge in purges {
+            sqlx::query(purge)
+                .bind(tenant)
+                .bind(subject)
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
+    Ok(())
 }

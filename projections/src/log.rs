@@ -72,8 +72,8 @@ pub struct RecordedEvent {
     /// The event body, as stored (personal fields sealed).
     pub payload: Box<RawValue>,
     /// The event body with its sealed fields opened (or redacted, their subject erased), when
-    /// it has any and the reader was given the vault; see [`Self::readable_payload`].
-    pub opened: Option<Box<RawValue>>,
+    /// it has any and the reader was given the vault; see [`Self::payload`].
+    pub opened: Option<serde_json::Value>,
     /// Whether a sealed field opened as its redaction: its subject is erased.
     pub redacted: bool,
     /// Actor, request, correlation and causation ids, source, tenant, as stored.
@@ -90,12 +90,10 @@ impl RecordedEvent {
 
     /// The payload deserialized into the consumer's type, its sealed fields opened.
     pub fn payload<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
-        serde_json::from_str(self.readable_payload().get())
-    }
-
-    /// The payload to decode: opened if it was sealed, else as stored.
-    pub fn readable_payload(&self) -> &RawValue {
-        self.opened.as_deref().unwrap_or(&self.payload)
+        match &self.opened {
+            Some(opened) => T::deserialize(opened),
+            None => serde_json::from_str(self.payload.get()),
+        }
     }
 
     fn event_context(&self) -> EventContext<'_> {
@@ -370,25 +368,24 @@ pub async fn open_page(
     vault: &Vault,
     page: &mut [RecordedEvent],
 ) -> Result<(), ReadError> {
-    let mut sealed: BTreeMap<Uuid, Vec<(usize, serde_json::Value)>> = BTreeMap::new();
+    let mut sealed: BTreeMap<Uuid, SealedEvents> = BTreeMap::new();
     for (index, event) in page.iter().enumerate() {
         if !event.event_context().is_personal() {
             continue;
         }
         let value: serde_json::Value = serde_json::from_str(event.payload.get())?;
-        if !payload::subjects(&value, event.event_context()).is_empty() {
-            sealed
-                .entry(event.tenant_id)
-                .or_default()
-                .push((index, value));
+        let subjects = payload::subjects(&value, event.event_context());
+        if subjects.is_empty() {
+            continue;
         }
+        let tenant = sealed.entry(event.tenant_id).or_default();
+        tenant
+            .subjects
+            .extend(subjects.into_iter().map(str::to_owned));
+        tenant.events.push((index, value));
     }
-    for (tenant, events) in sealed {
-        let subjects: BTreeSet<&str> = events
-            .iter()
-            .flat_map(|(index, value)| payload::subjects(value, page[*index].event_context()))
-            .collect();
-        let subjects: Vec<&str> = subjects.into_iter().collect();
+    for (tenant, SealedEvents { subjects, events }) in sealed {
+        let subjects: Vec<&str> = subjects.iter().map(String::as_str).collect();
         let mut tx = pool.begin().await?;
         sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
             .bind(tenant.to_string())
@@ -397,13 +394,19 @@ pub async fn open_page(
         let keys = vault.keys_for(&mut tx, tenant, &subjects).await?;
         tx.commit().await?;
         for (index, mut value) in events {
-            let redacted = payload::open(&mut value, page[index].event_context(), &keys)?;
             let event = &mut page[index];
-            event.opened = Some(RawValue::from_string(value.to_string())?);
-            event.redacted = redacted;
+            event.redacted = payload::open(&mut value, event.event_context(), &keys)?;
+            event.opened = Some(value);
         }
     }
     Ok(())
+}
+
+/// One tenant's sealed events of a page (their indexes, parsed) and the subjects they name.
+#[derive(Default)]
+struct SealedEvents {
+    subjects: BTreeSet<String>,
+    events: Vec<(usize, serde_json::Value)>,
 }
 
 /// [`LogReader::read_page`] through `executor`: a transaction the caller scoped (the request

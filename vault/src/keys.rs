@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 use zeroize::Zeroizing;
@@ -44,6 +45,42 @@ impl SubjectKeys {
     pub(crate) fn erased(subject: &str) -> Self {
         Self(HashMap::from([(subject.to_owned(), None)]))
     }
+}
+
+/// A subject's key as the key tables hold it: wrapped by its tenant's key, which the root key
+/// wraps; no key when the subject is erased.
+#[derive(Debug)]
+pub struct WrappedSubjectKey {
+    subject: String,
+    wrapped: Option<Vec<u8>>,
+    tenant_key_version: Option<i32>,
+    tenant_wrapped: Option<Vec<u8>>,
+}
+
+impl WrappedSubjectKey {
+    /// The key a row of [`subject_keys_query`] holds.
+    pub fn from_row(row: &PgRow) -> Result<Self, VaultError> {
+        Ok(Self {
+            subject: row.try_get("subject_id")?,
+            wrapped: row.try_get("wrapped")?,
+            tenant_key_version: row.try_get("tenant_key_version")?,
+            tenant_wrapped: row.try_get("tenant_wrapped")?,
+        })
+    }
+}
+
+/// The statement reading the stored keys of the subjects whose ids satisfy `subject_id
+/// {subjects}` (e.g. `= ANY($2)`, or `IN (SELECT …)`), in the tenant bound at
+/// `$tenant_param`; [`WrappedSubjectKey::from_row`] reads its rows. Another statement may
+/// embed it, so that a stream's keys come back with its events in one round trip.
+pub fn subject_keys_query(tenant_param: usize, subjects: &str) -> String {
+    format!(
+        "SELECT s.subject_id, s.wrapped, s.tenant_key_version, t.wrapped AS tenant_wrapped
+           FROM vault.subject_keys s
+           LEFT JOIN vault.tenant_keys t
+             ON t.tenant_id = s.tenant_id AND t.version = s.tenant_key_version
+          WHERE s.tenant_id = ${tenant_param} AND s.subject_id {subjects}"
+    )
 }
 
 /// The root key and the tenant keys it unwrapped.
@@ -129,59 +166,77 @@ impl Vault {
         tenant: Uuid,
         subjects: &[&str],
     ) -> Result<SubjectKeys, VaultError> {
-        let materials = self.materials(conn, tenant, subjects, false).await?;
-        let mut keys = HashMap::with_capacity(materials.len());
-        for (subject, material) in materials {
-            let key = material.map(|m| Key::from_bytes(&m)).transpose()?;
-            keys.insert(subject, key);
+        let rows = self.wrapped_keys(conn, tenant, subjects, false).await?;
+        self.open_keys(tenant, rows).await
+    }
+
+    /// Unwraps keys read from the key tables (by [`subject_keys_query`] inside another
+    /// statement): `None` for an erased subject.
+    pub async fn open_keys(
+        &self,
+        tenant: Uuid,
+        rows: Vec<WrappedSubjectKey>,
+    ) -> Result<SubjectKeys, VaultError> {
+        let mut keys = HashMap::with_capacity(rows.len());
+        for row in rows {
+            let key = self
+                .material(tenant, &row)
+                .await?
+                .map(|m| Key::from_bytes(&m))
+                .transpose()?;
+            keys.insert(row.subject, key);
         }
         Ok(SubjectKeys(keys))
     }
 
-    /// The unwrapped material of `subjects`' keys (`None` for an erased subject), the rows
-    /// locked for update if `lock`.
-    async fn materials(
+    /// `subjects`' keys as stored, the rows locked for update if `lock`.
+    async fn wrapped_keys(
         &self,
         conn: &mut PgConnection,
         tenant: Uuid,
         subjects: &[&str],
         lock: bool,
-    ) -> Result<Vec<(String, Option<Zeroizing<Vec<u8>>>)>, VaultError> {
+    ) -> Result<Vec<WrappedSubjectKey>, VaultError> {
         let statement = format!(
-            "SELECT s.subject_id, s.wrapped, s.tenant_key_version, t.wrapped AS tenant_wrapped
-               FROM vault.subject_keys s
-               LEFT JOIN vault.tenant_keys t
-                 ON t.tenant_id = s.tenant_id AND t.version = s.tenant_key_version
-              WHERE s.tenant_id = $1 AND s.subject_id = ANY($2){}",
+            "{}{}",
+            subject_keys_query(1, "= ANY($2)"),
             if lock { " FOR UPDATE OF s" } else { "" }
         );
-        let rows = sqlx::query(&statement)
+        sqlx::query(&statement)
             .bind(tenant)
             .bind(subjects)
             .fetch_all(&mut *conn)
-            .await?;
-        let mut materials = Vec::with_capacity(rows.len());
-        for row in rows {
-            let subject: String = row.try_get("subject_id")?;
-            let wrapped: Option<Vec<u8>> = row.try_get("wrapped")?;
-            let version: Option<i32> = row.try_get("tenant_key_version")?;
-            let tenant_wrapped: Option<Vec<u8>> = row.try_get("tenant_wrapped")?;
-            let material = match (wrapped, version, tenant_wrapped) {
-                (Some(wrapped), Some(version), Some(tenant_wrapped)) => {
-                    let tenant_key = self.tenant_key(tenant, version, &tenant_wrapped).await?;
-                    Some(tenant_key.open(&subject_context(tenant, &subject), &wrapped)?)
-                }
-                (None, _, _) => None,
-                // The foreign key keeps a live subject key's tenant key in place.
-                (Some(_), _, _) => {
-                    return Err(VaultError::Damaged(format!(
-                        "the tenant key of {subject:?} is missing"
-                    )))
-                }
-            };
-            materials.push((subject, material));
+            .await?
+            .iter()
+            .map(WrappedSubjectKey::from_row)
+            .collect()
+    }
+
+    /// The unwrapped material of a stored subject key, `None` if erased.
+    async fn material(
+        &self,
+        tenant: Uuid,
+        row: &WrappedSubjectKey,
+    ) -> Result<Option<Zeroizing<Vec<u8>>>, VaultError> {
+        let WrappedSubjectKey {
+            subject,
+            wrapped,
+            tenant_key_version,
+            tenant_wrapped,
+        } = row;
+        match (wrapped, tenant_key_version, tenant_wrapped) {
+            (Some(wrapped), Some(version), Some(tenant_wrapped)) => {
+                let tenant_key = self.tenant_key(tenant, *version, tenant_wrapped).await?;
+                Ok(Some(
+                    tenant_key.open(&subject_context(tenant, subject), wrapped)?,
+                ))
+            }
+            (None, _, _) => Ok(None),
+            // The foreign key keeps a live subject key's tenant key in place.
+            (Some(_), _, _) => Err(VaultError::Damaged(format!(
+                "the tenant key of {subject:?} is missing"
+            ))),
         }
-        Ok(materials)
     }
 
     /// Makes a new tenant key, rewraps every live subject key under it and destroys the old
@@ -213,11 +268,12 @@ impl Vault {
         .fetch_all(&mut *conn)
         .await?;
         let refs: Vec<&str> = subjects.iter().map(String::as_str).collect();
-        for (subject, material) in self.materials(conn, tenant, &refs, true).await? {
+        for row in self.wrapped_keys(conn, tenant, &refs, true).await? {
             // Erased since it was listed: nothing to rewrap.
-            let Some(material) = material else {
+            let Some(material) = self.material(tenant, &row).await? else {
                 continue;
             };
+            let subject = row.subject;
             let rewrapped = new_key.seal(&subject_context(tenant, &subject), &material)?;
             sqlx::query(
                 "UPDATE vault.subject_keys SET wrapped = $3, tenant_key_version = $4

@@ -12,7 +12,7 @@ pub mod keys;
 pub mod payload;
 pub mod root;
 
-pub use keys::{SubjectKeys, Vault};
+pub use keys::{subject_keys_query, SubjectKeys, Vault, WrappedSubjectKey};
 
 /// Why a value could not be sealed or opened.
 #[derive(Debug, thiserror::Error)]

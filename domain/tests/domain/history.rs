@@ -230,7 +230,7 @@ fn every_stored_event_type_and_version_has_a_history_fixture() {
 }
 
 /// An aggregate whose events [`AnyEvent`] wraps.
-trait Wrapped: Aggregate + PartialEq + fmt::Debug {
+pub(crate) trait Wrapped: Aggregate + PartialEq + fmt::Debug {
     fn wrap(event: Self::Event) -> AnyEvent;
 }
 
@@ -265,8 +265,8 @@ impl Wrapped for Judgment {
 }
 
 /// One stream, rebuilt.
-struct Rebuilt<A: Aggregate> {
-    aggregate: A,
+pub(crate) struct Rebuilt<A: Aggregate> {
+    pub(crate) aggregate: A,
     events: Vec<A::Event>,
 }
 
@@ -274,7 +274,7 @@ struct Rebuilt<A: Aggregate> {
 /// store does (the upcasters, then the event enum's `Deserialize`) and as the projections do
 /// ([`AnyEvent::decode`]), which must agree, its metadata read as [`EventMetadata`], and the
 /// event applied. The rebuilt aggregate must survive a snapshot, the store's other read.
-fn rebuild<A: Wrapped>(history: &[StoredRow]) -> BTreeMap<String, Rebuilt<A>> {
+pub(crate) fn rebuild<A: Wrapped>(history: &[StoredRow]) -> BTreeMap<String, Rebuilt<A>> {
     let upcasters = upcasters();
     let mut streams = BTreeMap::<String, Rebuilt<A>>::new();
     for row in history.iter().filter(|row| row.aggregate_type == A::TYPE) {

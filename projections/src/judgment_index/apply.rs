@@ -302,12 +302,12 @@ fn decode(recorded: &RecordedEvent) -> Result<Option<AnyEvent>, IndexError> {
         return Ok(None);
     }
     let position = recorded.global_position();
-    let payload = serde_json::from_str(recorded.readable_payload().get()).map_err(|err| {
-        IndexError::MalformedEvent {
+    let payload = recorded
+        .payload()
+        .map_err(|err| IndexError::MalformedEvent {
             position,
             reason: err.to_string(),
-        }
-    })?;
+        })?;
     AnyEvent::decode(
         &recorded.aggregate_type,
         &recorded.event_type,

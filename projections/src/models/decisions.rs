@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 
-use crate::decoded::{erased_subjects, DecodedEvent};
+use crate::decoded::{purge_erased_subjects, DecodedEvent};
 use crate::error::ApplyError;
 use crate::projection::{Naming, Projection, ProjectionId};
 use crate::sql::{
@@ -213,13 +213,7 @@ impl Projection for DecisionsProjection {
                 .execute(&mut *conn)
                 .await?;
         }
-        for (tenant, subject) in erased_subjects(events) {
-            sqlx::query(&self.purge)
-                .bind(tenant)
-                .bind(subject)
-                .execute(&mut *conn)
-                .await?;
-        }
+        purge_erased_subjects(conn, events, &[&self.purge]).await?;
         Ok(())
     }
 }

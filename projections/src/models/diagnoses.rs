@@ -17,7 +17,7 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
-use crate::decoded::{erased_subjects, DecodedEvent};
+use crate::decoded::{purge_erased_subjects, DecodedEvent};
 use crate::error::ApplyError;
 use crate::projection::{Naming, Projection, ProjectionId};
 use crate::sql::{
@@ -699,13 +699,7 @@ impl Projection for DiagnosesProjection {
             }
             self.store_rows(conn, rows).await?;
         }
-        for (tenant, subject) in erased_subjects(events) {
-            sqlx::query(&self.purge)
-                .bind(tenant)
-                .bind(subject)
-                .execute(&mut *conn)
-                .await?;
-        }
+        purge_erased_subjects(conn, events, &[&self.purge]).await?;
         Ok(())
     }
 }

@@ -13,7 +13,7 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
-use crate::decoded::{erased_subjects, DecodedEvent};
+use crate::decoded::{purge_erased_subjects, DecodedEvent};
 use crate::error::ApplyError;
 use crate::projection::{Naming, Projection, ProjectionId};
 use crate::sql::{
@@ -363,15 +363,7 @@ impl Projection for SessionsProjection {
             self.store_sessions(conn, rows).await?;
             self.insert_queries(conn, queries).await?;
         }
-        for (tenant, subject) in erased_subjects(events) {
-            for purge in [&self.purge_sessions, &self.purge_queries] {
-                sqlx::query(purge)
-                    .bind(tenant)
-                    .bind(subject)
-                    .execute(&mut *conn)
-                    .await?;
-            }
-        }
+        purge_erased_subjects(conn, events, &[&self.purge_sessions, &self.purge_queries]).await?;
         Ok(())
     }
 }
