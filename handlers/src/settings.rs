@@ -34,7 +34,7 @@
 //! | `EVENT_SOURCE` | `casebook serve`, `projector` | `casebook` |
 //! | `CASEBOOK_STAGE` | all: the metrics' `Stage` dimension | `local` locally; required deployed |
 //! | `CASEBOOK_LOG_KEY_FILE`, `CASEBOOK_LOG_KEY_SECRET` | `casebook serve`, `projector`: the verifiable logs' signing key, from a file (local) or a Secrets Manager secret (deployed) | unset: nothing integrated |
-//! | `CASEBOOK_VAULT_KEY_FILE` | all that read or append events: the root key sealing personal data (decision 0027), a file of 32 bytes in base64 (the stack script creates it) | unset: personal data in the clear |
+//! | `CASEBOOK_VAULT_KMS_KEY`, `CASEBOOK_VAULT_KEY_FILE` | all that read or append events: the root key sealing personal data (decision 0027), a KMS key (deployed) or a file of 32 bytes in base64 (local; the stack script creates it) | required deployed; locally, unset stores personal data in the clear |
 //! | `LAG_ALERT_SECONDS` | `casebook serve`, `scheduler` | 60 |
 //! | `SCHEDULE_LAG_CHECK`, `SCHEDULE_FINETUNE_EXPORT`, `SCHEDULE_AUDIT_ARCHIVE`, `SCHEDULE_BUDGET_RESUME` | `casebook serve` | as the EventBridge schedules |
 //! | the names of [`Resource`] | `aws` only, per [`Process::resources`] | required |
@@ -70,6 +70,17 @@ pub enum LogKeySource {
     /// the projector's role only). Wins over a file.
     Secret(String),
     /// `CASEBOOK_LOG_KEY_FILE`: a file (local; the stack script creates it).
+    File(PathBuf),
+}
+
+/// Where the vault's root key is (decision 0027).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VaultKeySource {
+    /// `CASEBOOK_VAULT_KMS_KEY`: a KMS key's id, ARN or alias (deployed), which wraps each
+    /// tenant's key under the encryption context of its tenant. Wins over a file.
+    Kms(String),
+    /// `CASEBOOK_VAULT_KEY_FILE`: a file of 32 bytes in base64 (local; the stack script
+    /// creates it).
     File(PathBuf),
 }
 
@@ -153,6 +164,12 @@ impl Process {
         }
     }
 
+    /// Whether it reads or appends events, and so opens or seals personal data (all but the
+    /// authorizer, which reads only its usage keys).
+    pub fn reads_events(self) -> bool {
+        self != Process::Authorizer
+    }
+
     /// Whether it calls AWS (and so, locally, needs the emulator).
     pub fn uses_aws(self) -> bool {
         self != Process::Operator
@@ -193,10 +210,13 @@ impl Process {
             // Nothing listens for NOTIFY in Lambda: each commit nudges the projector function.
             Process::Api => vec![UploadsBucket, ProjectorFunction],
             Process::Authorizer => vec![UsagePlanPrefix],
+            // The erasure purge deletes uploads and rewrites the fine-tune exports.
             Process::Projector => vec![
+                UploadsBucket,
                 EventBus,
                 DiagnosisQueue,
                 LocalJobsQueue,
+                ArtifactsBucket,
                 AuditArchiveBucket,
                 UsagePlanPrefix,
                 UserPool,
@@ -213,7 +233,8 @@ impl Process {
 /// A deployed resource a process may need, named by one environment variable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Resource {
-    /// `UPLOADS_BUCKET`: customers' uploads (presigned URLs, the worker's attachments).
+    /// `UPLOADS_BUCKET`: customers' uploads (presigned URLs, the worker's attachments, the
+    /// erasure purge).
     UploadsBucket,
     /// `EVENT_BUS_NAME`: where the relay publishes every event.
     EventBus,
@@ -346,9 +367,8 @@ pub struct Settings {
     /// Where the verifiable logs' signing key is, a C2SP signed-note private key
     /// (`PRIVATE+KEY+<name>+<id>+<key>`); without one no checkpoint is signed.
     pub log_key: Option<LogKeySource>,
-    /// `CASEBOOK_VAULT_KEY_FILE`: the vault's root key; without one, personal data is stored
-    /// in the clear.
-    pub vault_key: Option<PathBuf>,
+    /// The vault's root key; without one, personal data is stored in the clear.
+    pub vault_key: Option<VaultKeySource>,
     /// The other deployed resources' names (the jobs' buckets are in `jobs`).
     names: BTreeMap<Resource, String>,
 }
@@ -407,6 +427,19 @@ impl Settings {
                 String::new()
             }
         };
+        let vault_key = match (
+            lookup("CASEBOOK_VAULT_KMS_KEY"),
+            lookup("CASEBOOK_VAULT_KEY_FILE"),
+        ) {
+            (Some(key), _) => Some(VaultKeySource::Kms(key)),
+            (None, Some(file)) => Some(VaultKeySource::File(PathBuf::from(file))),
+            (None, None) => None,
+        };
+        // Deployed, a process without the root key would store personal data in the clear,
+        // beyond the reach of any erasure.
+        if environment == Environment::Aws && process.reads_events() && vault_key.is_none() {
+            missing.push("CASEBOOK_VAULT_KMS_KEY");
+        }
         let jobs = JobsConfig::from_lookup(lookup)?;
         // Deployed, a process reads the names it needs and nothing else; locally they are
         // the emulator's, filled in by `with_local_resources`.
@@ -484,7 +517,7 @@ impl Settings {
                 (None, Some(file)) => Some(LogKeySource::File(PathBuf::from(file))),
                 (None, None) => None,
             },
-            vault_key: lookup("CASEBOOK_VAULT_KEY_FILE").map(PathBuf::from),
+            vault_key,
             names,
         })
     }
@@ -579,6 +612,9 @@ mod tests {
             ("CASEBOOK_STAGE", "prod"),
         ];
         vars.extend(TOKENS);
+        if process.reads_events() {
+            vars.push(("CASEBOOK_VAULT_KMS_KEY", "alias/casebook-prod-vault"));
+        }
         if in_lambda {
             vars.push(("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001"));
         }
@@ -595,6 +631,26 @@ mod tests {
         Process::Worker,
         Process::Scheduler,
     ];
+
+    #[test]
+    fn a_deployed_function_that_reads_events_is_refused_without_the_vault_key() {
+        for process in FUNCTIONS.into_iter().filter(|p| p.reads_events()) {
+            let vars: Vec<_> = deployed(process, true)
+                .into_iter()
+                .filter(|(name, _)| *name != "CASEBOOK_VAULT_KMS_KEY")
+                .collect();
+            assert_eq!(
+                missing(settings(process, &vars).unwrap_err()),
+                vec!["CASEBOOK_VAULT_KMS_KEY"],
+                "{process}"
+            );
+            let settings = settings(process, &deployed(process, true)).unwrap();
+            assert_eq!(
+                settings.vault_key,
+                Some(VaultKeySource::Kms("alias/casebook-prod-vault".into()))
+            );
+        }
+    }
 
     #[test]
     fn a_function_without_casebook_env_is_refused_by_name() {

@@ -208,12 +208,6 @@ impl Composition {
     /// queues, buckets; the usage plans for a process that keeps or reads keys) are created on
     /// the spot and their names put in the settings. Nothing else is reached yet.
     pub async fn new(settings: Settings) -> Result<Self, BuildError> {
-        match &settings.vault_key {
-            Some(key_file) => vault::install_from_file(key_file).map_err(BuildError::Vault)?,
-            None => tracing::warn!(
-                "no CASEBOOK_VAULT_KEY_FILE: personal data is stored in the clear (decision 0027)"
-            ),
-        }
         let verifier = settings
             .auth
             .as_ref()
@@ -244,6 +238,13 @@ impl Composition {
                 (settings, aws)
             }
         };
+        match &settings.vault_key {
+            Some(source) => vault::install_from(source, &aws).map_err(BuildError::Vault)?,
+            None => tracing::warn!(
+                "no vault key (CASEBOOK_VAULT_KMS_KEY, CASEBOOK_VAULT_KEY_FILE): personal data \
+                 is stored in the clear (decision 0027)"
+            ),
+        }
         Ok(Self {
             settings,
             aws,
