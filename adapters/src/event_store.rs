@@ -205,6 +205,9 @@ impl From<VaultError> for StoreError {
             VaultError::Erased(subject) => StoreError::InvalidEvent(format!(
                 "the data subject {subject} is erased: nothing more of theirs is recorded"
             )),
+            VaultError::TenantErased(tenant) => StoreError::InvalidEvent(format!(
+                "the tenant {tenant} is erased: nothing more of it is recorded"
+            )),
             // A subject key made under a tenant key a rotation just retired: a retry makes it
             // under the new one.
             VaultError::Database(err)

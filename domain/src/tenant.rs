@@ -179,6 +179,13 @@ pub enum TenantCommand {
         /// The customer.
         subject: UserId,
     },
+    /// Forget the whole tenant, a practice leaving the product: every data key of its
+    /// subjects is destroyed, what was derived from them purged, and the tenant refuses every
+    /// command from then on (decision 0027).
+    EraseTenant {
+        /// The operator.
+        actor: Actor,
+    },
 }
 
 impl TenantCommand {
@@ -200,7 +207,8 @@ impl TenantCommand {
             | Self::RecordUsageKey { actor, .. }
             | Self::RecordBudgetThreshold { actor, .. }
             | Self::RecordFinetuneExport { actor, .. }
-            | Self::EraseSubject { actor, .. } => actor,
+            | Self::EraseSubject { actor, .. }
+            | Self::EraseTenant { actor } => actor,
         }
     }
 }
@@ -315,6 +323,12 @@ pub enum TenantEvent {
         /// The admin who asked.
         erased_by: UserId,
     },
+    /// The tenant was forgotten: every data key of its subjects is destroyed, and what was
+    /// derived from their data purged. Nothing follows it.
+    TenantErased {
+        /// The operator who did it.
+        erased_by: UserId,
+    },
 }
 
 impl DomainEvent for TenantEvent {
@@ -336,6 +350,7 @@ impl DomainEvent for TenantEvent {
             Self::TokenBudgetThresholdCrossed { .. } => "TokenBudgetThresholdCrossed",
             Self::FinetuneExported { .. } => "FinetuneExported",
             Self::SubjectErased { .. } => "SubjectErased",
+            Self::TenantErased { .. } => "TenantErased",
         }
         .to_owned()
     }
@@ -422,6 +437,9 @@ pub enum TenantError {
     /// The subject was already erased.
     #[error("the subject {0} is already erased")]
     AlreadyErased(UserId),
+    /// The tenant is erased: it takes no command any more.
+    #[error("the tenant is erased")]
+    TenantErased,
 }
 
 impl DomainError for TenantError {
@@ -442,7 +460,8 @@ impl DomainError for TenantError {
             | Self::LastAdmin
             | Self::AlreadyProvisioned(_)
             | Self::BudgetThresholdAlreadyRecorded { .. }
-            | Self::AlreadyErased(_) => ErrorKind::Conflict,
+            | Self::AlreadyErased(_)
+            | Self::TenantErased => ErrorKind::Conflict,
             Self::NoSuchMember(_) => ErrorKind::NotFound,
             Self::EmptyExport | Self::NotATenantRole(_) => ErrorKind::Invalid,
         }
@@ -458,6 +477,7 @@ impl DomainError for TenantError {
             Self::LastAdmin => "last_admin",
             Self::NotATenantRole(_) => "invalid_role",
             Self::AlreadyErased(_) => "subject_already_erased",
+            Self::TenantErased => "tenant_erased",
             _ => return None,
         })
     }
@@ -489,6 +509,9 @@ struct TenantState {
     /// The data subjects erased. Snapshots taken before erasure existed lack it.
     #[serde(default)]
     erased: BTreeSet<UserId>,
+    /// Whether the whole tenant is erased. Snapshots taken before tenant erasure lack it.
+    #[serde(default)]
+    tenant_erased: bool,
     /// The latest month a budget threshold was crossed in, and the thresholds crossed in it.
     /// Snapshots taken before budgets existed lack it.
     #[serde(default)]
@@ -536,6 +559,7 @@ impl TenantState {
             usage_key: None,
             members: BTreeMap::new(),
             erased: BTreeSet::new(),
+            tenant_erased: false,
             budget_thresholds: None,
         }
     }
@@ -561,7 +585,9 @@ impl Owned for TenantState {
 impl Tenant {
     /// Onboarded and not suspended: the precondition the application passes as `tenant_active`.
     pub fn is_active(&self) -> bool {
-        self.state.as_ref().is_some_and(|s| !s.suspended)
+        self.state
+            .as_ref()
+            .is_some_and(|s| !s.suspended && !s.tenant_erased)
     }
 
     /// The id of the gateway API key that meters the tenant, once one was assigned.
@@ -623,8 +649,18 @@ impl Tenant {
             .and_then(|s| s.last_finetune_export.as_ref())
     }
 
+    /// How many data subjects were erased: it only grows, so a change tells that an erasure
+    /// was recorded in between.
+    pub fn erasures(&self) -> usize {
+        self.state.as_ref().map_or(0, |s| s.erased.len())
+    }
+
     fn decide(&self, command: TenantCommand) -> Result<TenantEvent, TenantError> {
         let state = self.state.as_ref();
+        ensure(
+            !state.is_some_and(|s| s.tenant_erased),
+            TenantError::TenantErased,
+        )?;
         let event = match command {
             TenantCommand::SignUp {
                 actor,
@@ -798,6 +834,12 @@ impl Tenant {
                     erased_by: actor.user_id,
                 }
             }
+            TenantCommand::EraseTenant { actor } => {
+                actor.authorize(OPERATORS, state)?;
+                TenantEvent::TenantErased {
+                    erased_by: actor.user_id,
+                }
+            }
         };
         Ok(event)
     }
@@ -904,6 +946,7 @@ impl Aggregate for Tenant {
             (TenantEvent::SubjectErased { subject, .. }, Some(state)) => {
                 state.erased.insert(subject);
             }
+            (TenantEvent::TenantErased { .. }, Some(state)) => state.tenant_erased = true,
             // `decide` emits nothing else before onboarding, so a sound stream never gets here.
             (_, None) => {}
         }

@@ -131,11 +131,11 @@ pub fn decode_all(events: &[RecordedEvent]) -> Result<Vec<DecodedEvent>, ApplyEr
     events.iter().map(DecodedEvent::decode).collect()
 }
 
-/// Runs each of `purges` (binding `$1` the tenant, `$2` the subject) for every data subject
-/// `events` erase, in log order. Each projection purges what it holds of them once it has
-/// stored the batch: the batch's own events of an erased subject were read after their key
-/// was destroyed and hold redactions already, but rows it loaded may still hold what earlier
-/// batches wrote.
+/// Runs each of `purges` (binding `$1` the tenant, `$2` the subject, or `NULL` for every
+/// subject of an erased tenant) for every erasure `events` record, in log order. Each
+/// projection purges what it holds of them once it has stored the batch: the batch's own
+/// events of an erased subject were read after their key was destroyed and hold redactions
+/// already, but rows it loaded may still hold what earlier batches wrote.
 pub async fn purge_erased_subjects(
     conn: &mut PgConnection,
     events: &[DecodedEvent],
@@ -143,8 +143,9 @@ pub async fn purge_erased_subjects(
 ) -> Result<(), sqlx::Error> {
     let erased = events.iter().filter_map(|e| match &e.event {
         AnyEvent::Tenant(TenantEvent::SubjectErased { subject, .. }) => {
-            Some((e.tenant_id, subject.as_str()))
+            Some((e.tenant_id, Some(subject.as_str())))
         }
+        AnyEvent::Tenant(TenantEvent::TenantErased { .. }) => Some((e.tenant_id, None)),
         _ => None,
     });
     for (tenant, subject) in erased {

@@ -313,15 +313,21 @@ impl Vault {
             None => {
                 let material = Key::generate_material()?;
                 let wrapped = self.root.wrap(tenant, &material).await?;
+                // An erased tenant gets no key again, so nothing of it is sealed anew.
                 sqlx::query(
-                    "INSERT INTO vault.tenant_keys (tenant_id, version, wrapped) VALUES ($1, 1, $2)
+                    "INSERT INTO vault.tenant_keys (tenant_id, version, wrapped)
+                     SELECT $1, 1, $2
+                      WHERE NOT EXISTS (SELECT 1 FROM vault.erased_tenants WHERE tenant_id = $1)
                      ON CONFLICT DO NOTHING",
                 )
                 .bind(tenant)
                 .bind(&wrapped)
                 .execute(&mut *conn)
                 .await?;
-                newest().fetch_one(&mut *conn).await?
+                newest()
+                    .fetch_optional(&mut *conn)
+                    .await?
+                    .ok_or(VaultError::TenantErased(tenant))?
             }
         };
         let version: i32 = row.try_get("version")?;
@@ -362,6 +368,16 @@ impl Vault {
             .expect("tenant key cache poisoned")
             .retain(|(cached, _), _| *cached != tenant);
     }
+}
+
+/// Destroys every data key of `tenant` and its tenant keys, and marks it so that no key is
+/// made for it again; `false` if it already was. The caller's scope must hold the tenant (the
+/// operator's command runs it as the request path does).
+pub async fn erase_tenant(conn: &mut PgConnection, tenant: Uuid) -> Result<bool, VaultError> {
+    Ok(sqlx::query_scalar("SELECT vault.erase_tenant($1)")
+        .bind(tenant)
+        .fetch_one(conn)
+        .await?)
 }
 
 /// Destroys `subject`'s data key, leaving a tombstone; `false` if it already was. The caller's

@@ -20,6 +20,9 @@ pub enum VaultError {
     /// The subject is erased: nothing seals under a key of theirs again.
     #[error("the data subject {0} is erased")]
     Erased(String),
+    /// The whole tenant is erased: no key is made for it again.
+    #[error("the tenant {0} is erased")]
+    TenantErased(uuid::Uuid),
     /// A key or a sealed value does not open, or is malformed.
     #[error("{0}")]
     Damaged(String),

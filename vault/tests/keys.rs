@@ -581,3 +581,45 @@ async fn a_subject_key_made_while_the_tenant_key_rotates_survives_the_rotation()
     assert_eq!(opened, query_by("c-2"));
     assert_eq!(scene.tenant_key_versions(tenant).await, [2]);
 }
+
+#[tokio::test]
+async fn an_erased_tenant_loses_every_key_and_never_gets_one_again_while_another_keeps_its_own() {
+    // Given two customers with sealed values in one tenant, and one in another.
+    let scene = Scene::new().await;
+    let (tenant, other) = (Uuid::new_v4(), Uuid::new_v4());
+    let sealed = scene.sealed_query(tenant, "c-1").await;
+    scene.sealed_query(tenant, "c-2").await;
+    let kept = scene.sealed_query(other, "c-1").await;
+
+    // When the operator erases the first tenant (as the request path's role does it).
+    let erase = || async {
+        let mut tx = as_app(&scene.app, tenant).await;
+        let erased = keys::erase_tenant(&mut tx, tenant).await.expect("erases");
+        tx.commit().await.expect("commits");
+        erased
+    };
+    assert!(erase().await);
+
+    // Then every subject of it is a tombstone and its tenant keys are gone...
+    for subject in ["c-1", "c-2"] {
+        assert_eq!(scene.row(tenant, subject).await.wrapped, None, "{subject}");
+    }
+    assert!(scene.tenant_key_versions(tenant).await.is_empty());
+    let (opened, redacted) = scene.opened(&scene.fresh_vault(), tenant, &sealed).await;
+    assert!(redacted);
+    assert_eq!(opened["text"], "[erased]");
+    // ...no key is made for a new subject of it, nor a new tenant key...
+    let mut tx = as_app(&scene.app, tenant).await;
+    let refused = scene.vault.sealing_key(&mut tx, tenant, "c-3").await;
+    assert!(
+        matches!(refused, Err(VaultError::TenantErased(t)) if t == tenant),
+        "{refused:?}"
+    );
+    tx.rollback().await.expect("rolls back");
+    assert!(scene.tenant_key_versions(tenant).await.is_empty());
+    // ...a repeat does nothing, and the other tenant's values still open.
+    assert!(!erase().await);
+    let (opened, redacted) = scene.opened(&scene.fresh_vault(), other, &kept).await;
+    assert!(!redacted);
+    assert_ne!(opened["text"], "[erased]");
+}

@@ -323,9 +323,12 @@ fn history_past_todays_limits_decodes_and_rebuilds_every_aggregate() {
     assert_eq!((ann.role, ann.enabled), (Role::Auditor, true));
     assert!(ann.user_id.is_some());
     let signed_up = &tenants[SIGNED_UP].aggregate;
-    let [TenantEvent::TenantSignedUp { admin, .. }] = tenants[SIGNED_UP].events.as_slice() else {
-        panic!("expected one sign-up");
+    let [TenantEvent::TenantSignedUp { admin, .. }, TenantEvent::TenantErased { .. }] =
+        tenants[SIGNED_UP].events.as_slice()
+    else {
+        panic!("expected a sign-up, then the tenant's erasure");
     };
+    assert!(!signed_up.is_active());
     let first_admin = signed_up.member(&admin.email).expect("the first admin");
     assert_eq!(
         (first_admin.role, first_admin.name.as_str()),

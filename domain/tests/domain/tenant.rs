@@ -413,3 +413,48 @@ fn only_an_admin_erases_a_subject() {
             .then_expect_error(TenantError::Access(AccessError::Forbidden { role }));
     }
 }
+
+fn erased_tenant() -> Vec<TenantEvent> {
+    let mut history = onboarded();
+    history.push(TenantEvent::TenantErased {
+        erased_by: operator().user_id,
+    });
+    history
+}
+
+#[test]
+fn the_operator_erases_a_tenant_which_then_takes_no_command() {
+    tenant()
+        .given(onboarded())
+        .when(TenantCommand::EraseTenant { actor: operator() })
+        .then_expect_events(vec![TenantEvent::TenantErased {
+            erased_by: operator().user_id,
+        }]);
+    assert!(!replay(erased_tenant()).is_active());
+    for command in [
+        TenantCommand::EraseTenant { actor: operator() },
+        TenantCommand::Reactivate { actor: operator() },
+        erase(admin()),
+        TenantCommand::SetAutoResolveThreshold {
+            actor: admin(),
+            threshold: None,
+        },
+    ] {
+        tenant()
+            .given(erased_tenant())
+            .when(command)
+            .then_expect_error(TenantError::TenantErased);
+    }
+}
+
+#[test]
+fn only_the_operator_erases_a_tenant() {
+    for role in [Role::Admin, Role::Consultant, Role::Customer, Role::Auditor] {
+        tenant()
+            .given(onboarded())
+            .when(TenantCommand::EraseTenant {
+                actor: actor(role, TENANT),
+            })
+            .then_expect_error(TenantError::Access(AccessError::Forbidden { role }));
+    }
+}

@@ -125,6 +125,7 @@ fn row_in(e: &DecodedEvent, encoding: Encoding) -> Result<AuditRecord, ApplyErro
                 r.reason = Some(subject.to_string());
                 r.outcome = Some("erased".to_owned());
             }
+            TenantEvent::TenantErased { .. } => r.outcome = Some("erased".to_owned()),
         },
         AnyEvent::Session(event) => {
             r.session_id = Some(SessionId::from_uuid(e.aggregate_uuid()?));

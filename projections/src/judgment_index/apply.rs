@@ -48,7 +48,8 @@ enum Change {
 ///   and insert or replace the row (creating the partition if need be);
 /// - `JudgmentRetired` removes the row: a retired judgment is never retrieved again; so does
 ///   a capture or revision whose content reads as its redaction (its customer is erased);
-/// - `SubjectErased` removes every row captured from the erased customer (decision 0027);
+/// - `SubjectErased` removes every row captured from the erased customer, `TenantErased`
+///   every row of the tenant (decision 0027);
 /// - every other event is skipped without being decoded.
 ///
 /// Only a judgment's last change in the batch is written (and embedded). A row is only
@@ -79,7 +80,11 @@ pub async fn apply(
                 },
             ),
             AnyEvent::Tenant(TenantEvent::SubjectErased { subject, .. }) => {
-                erased.push((recorded.tenant_id, subject.to_string()));
+                erased.push((recorded.tenant_id, Some(subject.to_string())));
+                continue;
+            }
+            AnyEvent::Tenant(TenantEvent::TenantErased { .. }) => {
+                erased.push((recorded.tenant_id, None));
                 continue;
             }
             AnyEvent::Tenant(
@@ -212,16 +217,23 @@ pub async fn apply(
     Ok(applied)
 }
 
-/// Removes every row captured from each erased `(tenant, customer)`; returns how many.
-async fn purge(conn: &mut PgConnection, erased: &[(Uuid, String)]) -> Result<usize, IndexError> {
+/// Removes every row captured from each erased `(tenant, customer)`, every row of the tenant
+/// without a customer (the tenant erased); returns how many.
+async fn purge(
+    conn: &mut PgConnection,
+    erased: &[(Uuid, Option<String>)],
+) -> Result<usize, IndexError> {
     let mut removed = 0;
     for (tenant, customer) in erased {
-        let rows = sqlx::query("DELETE FROM judgment_index WHERE tenant_id = $1 AND customer = $2")
-            .bind(tenant)
-            .bind(customer)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected();
+        let rows = sqlx::query(
+            "DELETE FROM judgment_index
+              WHERE tenant_id = $1 AND ($2::text IS NULL OR customer = $2)",
+        )
+        .bind(tenant)
+        .bind(customer)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
         removed += usize::try_from(rows).unwrap_or(usize::MAX);
     }
     Ok(removed)
@@ -296,7 +308,7 @@ fn decode(recorded: &RecordedEvent) -> Result<Option<AnyEvent>, IndexError> {
         || (recorded.aggregate_type == "Tenant"
             && matches!(
                 recorded.event_type.as_str(),
-                "TenantOnboarded" | "TenantSignedUp" | "SubjectErased"
+                "TenantOnboarded" | "TenantSignedUp" | "SubjectErased" | "TenantErased"
             ));
     if !relevant {
         return Ok(None);

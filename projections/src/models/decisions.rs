@@ -120,7 +120,7 @@ impl DecisionsProjection {
                 "UPDATE {table}
                     SET amended_text = CASE WHEN amended_text IS NOT NULL THEN '{ERASED}' END,
                         reason = CASE WHEN reason IS NOT NULL THEN '{ERASED}' END
-                  WHERE tenant_id = $1 AND customer = $2"
+                  WHERE tenant_id = $1 AND ($2::text IS NULL OR customer = $2)"
             ),
         }
     }

@@ -429,7 +429,7 @@ impl DiagnosesProjection {
                         proposal = CASE WHEN proposal IS NOT NULL THEN '{ERASED}' END,
                         findings = CASE WHEN findings IS NOT NULL THEN '[]'::jsonb END,
                         attachments = CASE WHEN attachments IS NOT NULL THEN '[]'::jsonb END
-                  WHERE tenant_id = $1 AND requested_by = $2"
+                  WHERE tenant_id = $1 AND ($2::text IS NULL OR requested_by = $2)"
             ),
         }
     }

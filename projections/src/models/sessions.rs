@@ -231,10 +231,10 @@ impl SessionsProjection {
             // sealed fields (decision 0027).
             purge_sessions: format!(
                 "UPDATE {sessions} SET subject = '{ERASED}', attachments = '[]'
-                  WHERE tenant_id = $1 AND opened_by = $2"
+                  WHERE tenant_id = $1 AND ($2::text IS NULL OR opened_by = $2)"
             ),
             purge_queries: format!(
-                "UPDATE {} SET text = '{ERASED}' WHERE tenant_id = $1 AND submitted_by = $2",
+                "UPDATE {} SET text = '{ERASED}' WHERE tenant_id = $1 AND ($2::text IS NULL OR submitted_by = $2)",
                 naming.table("session_queries")
             ),
         }

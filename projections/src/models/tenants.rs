@@ -32,6 +32,8 @@ pub enum TenantStatus {
     Active,
     /// Suspended: its sessions, diagnoses and auto-approvals refuse work.
     Suspended,
+    /// Erased (decision 0027): it takes no command any more.
+    Erased,
 }
 
 /// A row of `tenants`.
@@ -173,6 +175,7 @@ fn fold(
             row.status = TenantStatus::Active;
             row.suspended_reason = None;
         }
+        TenantEvent::TenantErased { .. } => row.status = TenantStatus::Erased,
     }
     row.updated_at = e.recorded_at;
     row.version = e.sequence;

@@ -118,6 +118,7 @@ pub async fn fold_log(owner: &PgPool) -> Expected {
                         t.status = TenantStatus::Active;
                         t.suspended_reason = None;
                     }
+                    TenantEvent::TenantErased { .. } => t.status = TenantStatus::Erased,
                     // People are `tenant_users`', which the rebuild tests compare.
                     TenantEvent::TenantOnboarded { .. }
                     | TenantEvent::TenantSignedUp { .. }

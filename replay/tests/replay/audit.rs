@@ -372,6 +372,8 @@ fn fields_to_edit(event: &AnyEvent) -> &'static [&'static str] {
             TenantEvent::TokenBudgetThresholdCrossed { .. } => &["/tokens_used", "/month"],
             // The row names the subject; who asked is only in the event.
             TenantEvent::SubjectErased { .. } => &["/erased_by"],
+            // The row's actor comes from the metadata; the payload's copy is only in the event.
+            TenantEvent::TenantErased { .. } => &["/erased_by"],
         },
         AnyEvent::Session(event) => match event {
             SessionEvent::SessionOpened { .. } => &["/subject", "/attachments"],

@@ -170,7 +170,7 @@ export interface UploadTicket {
 export interface TenantView {
   tenant_id: string;
   name: string;
-  status: 'active' | 'suspended';
+  status: 'active' | 'suspended' | 'erased';
   plan: string;
   model_policy: string;
   auto_resolve_threshold: number | null;

@@ -376,4 +376,12 @@ describe('admin settings', () => {
     expect(settingsBody('threshold', '')).toEqual({ auto_resolve_threshold: null });
     expect(settingsBody('policy', 'open_weights_only')).toEqual({ model_policy: 'open_weights_only' });
   });
+
+  it('reads the practice as active, suspended (with why) or erased', async () => {
+    const { tenantStatus } = await import('./admin');
+    expect(tenantStatus({ status: 'active', suspended_reason: null })).toBe('Active');
+    expect(tenantStatus({ status: 'suspended', suspended_reason: 'Unpaid' })).toBe('Suspended: Unpaid');
+    expect(tenantStatus({ status: 'suspended', suspended_reason: null })).toBe('Suspended');
+    expect(tenantStatus({ status: 'erased', suspended_reason: null })).toBe('Erased');
+  });
 });

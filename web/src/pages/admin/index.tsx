@@ -194,6 +194,18 @@ function Invite({ onInvited }: { onInvited: (message: string, until: (users: Use
 }
 
 /** The body of `POST /v1/tenant/settings`: exactly one setting. */
+/** How the practice's standing reads on its settings page. */
+export function tenantStatus(tenant: Pick<TenantView, 'status' | 'suspended_reason'>): string {
+  switch (tenant.status) {
+    case 'active':
+      return 'Active';
+    case 'suspended':
+      return tenant.suspended_reason ? `Suspended: ${tenant.suspended_reason}` : 'Suspended';
+    case 'erased':
+      return 'Erased';
+  }
+}
+
 export function settingsBody(setting: 'threshold' | 'policy', value: string): Record<string, unknown> {
   if (setting === 'policy') return { model_policy: value };
   return { auto_resolve_threshold: value === '' ? null : Number(value) / 100 };
@@ -310,7 +322,7 @@ export function Practice() {
             </div>
             <div>
               <dt>Status</dt>
-              <dd>{t.status === 'active' ? 'Active' : `Suspended${t.suspended_reason ? `: ${t.suspended_reason}` : ''}`}</dd>
+              <dd>{tenantStatus(t)}</dd>
             </div>
             <div>
               <dt>Models allowed</dt>
