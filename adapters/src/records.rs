@@ -1,5 +1,6 @@
 //! The request path's records beside the events, in Postgres: upload grants, address claims
-//! and sign-up attempts ([`PgRequestRecords`], the application's `RequestRecords`).
+//! and sign-up attempts ([`PgRequestRecords`], the application's `RequestRecords`), and the
+//! grants as an erasure's purge finds and revokes them (`UploadGrants`).
 //!
 //! Each statement runs in a transaction scoped to its tenant, as the application role:
 //! row-level security keeps a tenant's grants its own. An address claim goes through
@@ -9,7 +10,7 @@
 use std::collections::BTreeSet;
 
 use async_trait::async_trait;
-use casebook_application::ports::{RecordError, RequestRecords, SignUpAttemptRecord};
+use casebook_application::ports::{RecordError, RequestRecords, SignUpAttemptRecord, UploadGrants};
 use casebook_domain::actor::Actor;
 use casebook_domain::ids::{TenantId, UserId};
 use casebook_domain::values::{Email, UploadKey};
@@ -35,6 +36,13 @@ fn record_error(err: sqlx::Error) -> RecordError {
         sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
             RecordError::Unavailable(Box::new(err))
         }
+        other => RecordError::Unexpected(Box::new(other)),
+    }
+}
+
+fn vault_error(err: casebook_vault::VaultError) -> RecordError {
+    match err {
+        casebook_vault::VaultError::Database(err) => record_error(err),
         other => RecordError::Unexpected(Box::new(other)),
     }
 }
@@ -137,11 +145,63 @@ impl RequestRecords for PgRequestRecords {
             .map_err(record_error)?;
         let destroyed = casebook_vault::keys::erase_subject(&mut tx, tenant, subject.as_str())
             .await
-            .map_err(|err| match err {
-                casebook_vault::VaultError::Database(err) => record_error(err),
-                other => RecordError::Unexpected(Box::new(other)),
-            })?;
+            .map_err(vault_error)?;
         tx.commit().await.map_err(record_error)?;
         Ok(destroyed)
+    }
+
+    async fn destroy_tenant_keys(&self, tenant: TenantId) -> Result<bool, RecordError> {
+        let tenant = *tenant.as_uuid();
+        let mut tx = begin_for_tenants(&self.pool, Access::ReadWrite, &[tenant])
+            .await
+            .map_err(record_error)?;
+        let destroyed = casebook_vault::keys::erase_tenant(&mut tx, tenant)
+            .await
+            .map_err(vault_error)?;
+        tx.commit().await.map_err(record_error)?;
+        Ok(destroyed)
+    }
+}
+
+#[async_trait]
+impl UploadGrants for PgRequestRecords {
+    async fn granted_to(
+        &self,
+        tenant: TenantId,
+        subject: Option<&UserId>,
+    ) -> Result<Vec<UploadKey>, RecordError> {
+        let mut tx = begin_for_tenants(&self.pool, Access::ReadOnly, &[*tenant.as_uuid()])
+            .await
+            .map_err(record_error)?;
+        let keys: Vec<String> = sqlx::query_scalar(
+            "SELECT key FROM upload_grants
+              WHERE tenant_id = $1 AND ($2::text IS NULL OR issued_to = $2) ORDER BY key",
+        )
+        .bind(tenant.as_uuid())
+        .bind(subject.map(UserId::as_str))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(record_error)?;
+        tx.commit().await.map_err(record_error)?;
+        keys.into_iter()
+            .map(|key| UploadKey::parse(key).map_err(|err| RecordError::Unexpected(err.into())))
+            .collect()
+    }
+
+    async fn revoke(&self, tenant: TenantId, keys: &[UploadKey]) -> Result<(), RecordError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<&str> = keys.iter().map(UploadKey::as_str).collect();
+        let mut tx = begin_for_tenants(&self.pool, Access::ReadWrite, &[*tenant.as_uuid()])
+            .await
+            .map_err(record_error)?;
+        sqlx::query("DELETE FROM upload_grants WHERE tenant_id = $1 AND key = ANY($2)")
+            .bind(tenant.as_uuid())
+            .bind(keys)
+            .execute(&mut *tx)
+            .await
+            .map_err(record_error)?;
+        tx.commit().await.map_err(record_error)
     }
 }

@@ -1,12 +1,14 @@
 //! Every port of the application in memory, for tests that run in milliseconds: event
 //! streams that keep each tenant's apart as row-level security does, the request path's
-//! records, a judgment index of fixed answers, and a mailbox that keeps invitations.
+//! records, a judgment index of fixed answers, a mailbox that keeps invitations, and buckets.
 //!
 //! They behave as the real adapters do where a use case can tell: a stream of another tenant
 //! reads as no stream and can't be created again; a command the aggregate refuses appends
-//! nothing. A store can be told to fail its next appends, to drive the retry branches.
+//! nothing; once a subject's key is destroyed, their streams read with every personal field
+//! its redaction, as the sealing store's do. A store can be told to fail its next appends, to
+//! drive the retry branches.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::error::Error as StdError;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,10 +16,12 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use casebook_domain::actor::Actor;
 use casebook_domain::budget::BudgetMonth;
-use casebook_domain::decision::ConsultantDecision;
+use casebook_domain::decision::{ConsultantDecision, DecisionEvent};
 use casebook_domain::diagnosis::{Diagnosis, DiagnosisStatus};
+use casebook_domain::finetune::LogPosition;
 use casebook_domain::ids::{DiagnosisId, TenantId, UserId};
 use casebook_domain::judgment::Judgment;
+use casebook_domain::personal::{personal_fields, DataSubject};
 use casebook_domain::session::TenantSession;
 use casebook_domain::tenant::Tenant;
 use casebook_domain::values::{Email, UploadKey};
@@ -26,10 +30,11 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent, EventEnvelope};
 
 use crate::business::{BusinessEvent, BusinessLog};
+use crate::jobs::{DecisionLog, LoggedDecision, TenantObjects};
 use crate::ports::{
     BoxError, Clock, CommandError, Committed, DeferredDiagnoses, EventRepository, FoundPrecedent,
     Mailbox, PrecedentSearch, Pricing, RecordError, RequestRecords, SignUpAttemptRecord,
-    TokenLedger,
+    TokenLedger, UploadGrants,
 };
 use crate::service::{Service, Stores};
 
@@ -56,29 +61,45 @@ impl Positions {
     }
 }
 
+/// The data keys destroyed, by tenant and subject or of a whole tenant: what the records
+/// destroy and the streams read their subjects' fields as redactions for.
+#[derive(Debug, Default)]
+pub struct DestroyedKeys {
+    subjects: Mutex<BTreeSet<(TenantId, UserId)>>,
+    tenants: Mutex<BTreeSet<TenantId>>,
+}
+
+impl DestroyedKeys {
+    fn contains(&self, tenant: TenantId, subject: &UserId) -> bool {
+        self.tenants
+            .lock()
+            .expect("erased tenants")
+            .contains(&tenant)
+            || self
+                .subjects
+                .lock()
+                .expect("destroyed keys")
+                .contains(&(tenant, subject.clone()))
+    }
+}
+
 struct Stream<A: Aggregate> {
     tenant: TenantId,
     events: Vec<EventEnvelope<A>>,
+    /// Each event's position in the global log.
+    positions: Vec<i64>,
 }
 
 /// One aggregate type's streams in memory.
 pub struct InMemoryEvents<A: Aggregate> {
     positions: Arc<Positions>,
+    destroyed: Arc<DestroyedKeys>,
     streams: Mutex<HashMap<String, Stream<A>>>,
     /// What the next appends do: `None` lands, `Some` fails; empty, all land.
     appends: Mutex<VecDeque<Option<Failure>>>,
 }
 
 impl<A: Aggregate> InMemoryEvents<A> {
-    /// Empty streams numbering their events from `positions`.
-    pub fn new(positions: Arc<Positions>) -> Self {
-        Self {
-            positions,
-            streams: Mutex::default(),
-            appends: Mutex::default(),
-        }
-    }
-
     /// The next append (after those already scripted) fails with `failure`.
     pub fn fail_next_append(&self, failure: Failure) {
         self.appends
@@ -113,13 +134,6 @@ impl<A: Aggregate> InMemoryEvents<A> {
             .unwrap_or_default()
     }
 
-    fn visible(&self, tenant: TenantId, id: &str) -> Vec<EventEnvelope<A>> {
-        match self.streams.lock().expect("streams").get(id) {
-            Some(stream) if stream.tenant == tenant => stream.events.clone(),
-            _ => Vec::new(),
-        }
-    }
-
     fn tenant_of(metadata: &HashMap<String, String>) -> Result<TenantId, CommandError<A::Error>>
     where
         A::Error: StdError,
@@ -131,10 +145,62 @@ impl<A: Aggregate> InMemoryEvents<A> {
     }
 }
 
+impl<A: Aggregate + DataSubject> InMemoryEvents<A> {
+    /// Empty streams numbering their events from `positions`, read as redactions once their
+    /// subject's key is among `destroyed`.
+    pub fn new(positions: Arc<Positions>, destroyed: Arc<DestroyedKeys>) -> Self {
+        Self {
+            positions,
+            destroyed,
+            streams: Mutex::default(),
+            appends: Mutex::default(),
+        }
+    }
+
+    fn visible(&self, tenant: TenantId, id: &str) -> Vec<EventEnvelope<A>> {
+        match self.streams.lock().expect("streams").get(id) {
+            Some(stream) if stream.tenant == tenant => self.readable(stream),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The stream's events as a reader sees them: in the clear, or with every personal field
+    /// its redaction once the stream's subject is erased.
+    fn readable(&self, stream: &Stream<A>) -> Vec<EventEnvelope<A>> {
+        let mut state = A::default();
+        for envelope in &stream.events {
+            state.apply(envelope.payload.clone());
+        }
+        let erased = state
+            .data_subject()
+            .is_some_and(|subject| self.destroyed.contains(stream.tenant, &subject));
+        if !erased {
+            return stream.events.clone();
+        }
+        stream.events.iter().cloned().map(redacted).collect()
+    }
+}
+
+/// `envelope` with each personal field of its event its redaction, as the sealing store opens
+/// it once the key is gone.
+fn redacted<A: Aggregate>(envelope: EventEnvelope<A>) -> EventEnvelope<A> {
+    let fields = personal_fields(A::TYPE, &envelope.payload.event_type());
+    let mut payload = serde_json::to_value(&envelope.payload).expect("an event serializes");
+    for field in fields {
+        if let Some(value) = payload.pointer_mut(field.pointer).filter(|v| !v.is_null()) {
+            *value = serde_json::from_str(field.redacted).expect("a redaction is JSON");
+        }
+    }
+    EventEnvelope {
+        payload: serde_json::from_value(payload).expect("a redacted event decodes"),
+        ..envelope
+    }
+}
+
 #[async_trait]
 impl<A> EventRepository<A> for InMemoryEvents<A>
 where
-    A: Aggregate<Services = ()> + 'static,
+    A: Aggregate<Services = ()> + DataSubject + 'static,
     A::Command: Send + 'static,
     A::Event: DomainEvent,
     A::Error: StdError + Send,
@@ -183,6 +249,7 @@ where
         let stream = streams.entry(id.to_owned()).or_insert_with(|| Stream {
             tenant,
             events: Vec::new(),
+            positions: Vec::new(),
         });
         if stream.tenant != tenant {
             return Err(CommandError::NotFound);
@@ -193,11 +260,13 @@ where
         let mut committed = Vec::with_capacity(events.len());
         for event in events {
             let sequence = stream.events.len() + 1;
+            let global_position = self.positions.next();
+            stream.positions.push(global_position);
             committed.push(Committed {
                 aggregate_type: A::TYPE,
                 aggregate_id: id.to_owned(),
                 sequence,
-                global_position: self.positions.next(),
+                global_position,
                 event_type: event.event_type(),
             });
             stream.events.push(EventEnvelope {
@@ -239,13 +308,15 @@ pub struct InMemoryStores {
 impl Default for InMemoryStores {
     fn default() -> Self {
         let positions = Arc::new(Positions::default());
+        let records = Arc::new(InMemoryRecords::default());
+        let destroyed = records.destroyed_keys.clone();
         Self {
-            tenants: Arc::new(InMemoryEvents::new(positions.clone())),
-            sessions: Arc::new(InMemoryEvents::new(positions.clone())),
-            diagnoses: Arc::new(InMemoryEvents::new(positions.clone())),
-            decisions: Arc::new(InMemoryEvents::new(positions.clone())),
-            judgments: Arc::new(InMemoryEvents::new(positions)),
-            records: Arc::default(),
+            tenants: Arc::new(InMemoryEvents::new(positions.clone(), destroyed.clone())),
+            sessions: Arc::new(InMemoryEvents::new(positions.clone(), destroyed.clone())),
+            diagnoses: Arc::new(InMemoryEvents::new(positions.clone(), destroyed.clone())),
+            decisions: Arc::new(InMemoryEvents::new(positions.clone(), destroyed.clone())),
+            judgments: Arc::new(InMemoryEvents::new(positions, destroyed)),
+            records,
         }
     }
 }
@@ -270,16 +341,23 @@ pub struct InMemoryRecords {
     grants: Mutex<BTreeSet<(TenantId, String, String)>>,
     claims: Mutex<HashMap<Email, TenantId>>,
     attempts: Mutex<Vec<SignUpAttemptRecord>>,
-    destroyed_keys: Mutex<BTreeSet<(TenantId, UserId)>>,
+    destroyed_keys: Arc<DestroyedKeys>,
 }
 
 impl InMemoryRecords {
     /// Whether `subject`'s data key in `tenant` was destroyed.
     pub fn subject_key_destroyed(&self, tenant: TenantId, subject: &UserId) -> bool {
-        self.destroyed_keys
-            .lock()
-            .expect("destroyed keys")
-            .contains(&(tenant, subject.clone()))
+        self.destroyed_keys.contains(tenant, subject)
+    }
+
+    /// The key of every upload granted in `tenant`, whoever to.
+    pub fn granted_keys(&self, tenant: TenantId) -> Vec<String> {
+        let grants = self.grants.lock().expect("grants");
+        grants
+            .iter()
+            .filter(|(owner, _, _)| *owner == tenant)
+            .map(|(_, key, _)| key.clone())
+            .collect()
     }
 
     /// Every sign-up attempt kept, in order.
@@ -341,9 +419,47 @@ impl RequestRecords for InMemoryRecords {
     ) -> Result<bool, RecordError> {
         Ok(self
             .destroyed_keys
+            .subjects
             .lock()
             .expect("destroyed keys")
             .insert((tenant, subject.clone())))
+    }
+
+    async fn destroy_tenant_keys(&self, tenant: TenantId) -> Result<bool, RecordError> {
+        Ok(self
+            .destroyed_keys
+            .tenants
+            .lock()
+            .expect("erased tenants")
+            .insert(tenant))
+    }
+}
+
+#[async_trait]
+impl UploadGrants for InMemoryRecords {
+    async fn granted_to(
+        &self,
+        tenant: TenantId,
+        subject: Option<&UserId>,
+    ) -> Result<Vec<UploadKey>, RecordError> {
+        let grants = self.grants.lock().expect("grants");
+        grants
+            .iter()
+            .filter(|(owner, _, issued_to)| {
+                *owner == tenant && subject.is_none_or(|subject| issued_to == subject.as_str())
+            })
+            .map(|(_, key, _)| {
+                UploadKey::parse(key.clone()).map_err(|err| RecordError::Unexpected(err.into()))
+            })
+            .collect()
+    }
+
+    async fn revoke(&self, tenant: TenantId, keys: &[UploadKey]) -> Result<(), RecordError> {
+        let mut grants = self.grants.lock().expect("grants");
+        grants.retain(|(owner, key, _)| {
+            *owner != tenant || !keys.iter().any(|revoked| revoked.as_str() == key)
+        });
+        Ok(())
     }
 }
 
@@ -501,6 +617,123 @@ impl DeferredDiagnoses for InMemoryEvents<Diagnosis> {
         }
         deferred.sort_unstable_by_key(|id| *id.as_uuid());
         Ok(deferred)
+    }
+}
+
+/// The decisions log without its lag: every decision of the tenant's streams, as they read
+/// now, in the order they were appended (one position stands for both of a [`LogPosition`]'s).
+#[async_trait]
+impl DecisionLog for InMemoryEvents<ConsultantDecision> {
+    async fn decisions_after(
+        &self,
+        tenant: TenantId,
+        after: Option<LogPosition>,
+    ) -> Result<Vec<LoggedDecision>, BoxError> {
+        let streams = self.streams.lock().expect("streams");
+        let mut decisions = Vec::new();
+        for stream in streams.values().filter(|s| s.tenant == tenant) {
+            for (envelope, position) in self.readable(stream).into_iter().zip(&stream.positions) {
+                let DecisionEvent::DecisionMade {
+                    diagnosis_id,
+                    verdict,
+                    ..
+                } = envelope.payload;
+                let position = LogPosition {
+                    transaction_id: *position,
+                    global_position: *position,
+                };
+                if after.is_none_or(|after| position > after) {
+                    decisions.push(LoggedDecision {
+                        diagnosis_id,
+                        verdict,
+                        position,
+                    });
+                }
+            }
+        }
+        decisions.sort_unstable_by_key(|decision| decision.position);
+        Ok(decisions)
+    }
+}
+
+/// A bucket whose keys start with their tenant's id, in memory: bodies by key, and an outage
+/// on demand.
+pub struct InMemoryBucket {
+    name: String,
+    bodies: Mutex<BTreeMap<String, Vec<u8>>>,
+    down: Mutex<bool>,
+}
+
+impl InMemoryBucket {
+    /// An empty bucket called `name`.
+    pub fn new(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            bodies: Mutex::default(),
+            down: Mutex::default(),
+        }
+    }
+
+    /// From now on every call fails (`true`) or lands (`false`).
+    pub fn set_down(&self, down: bool) {
+        *self.down.lock().expect("down") = down;
+    }
+
+    /// Every key it holds, in order.
+    pub fn keys(&self) -> Vec<String> {
+        self.bodies
+            .lock()
+            .expect("bodies")
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// The body at `key`, if any.
+    pub fn body(&self, key: &str) -> Option<Vec<u8>> {
+        self.bodies.lock().expect("bodies").get(key).cloned()
+    }
+
+    fn available(&self, tenant: TenantId, key: &str) -> Result<(), BoxError> {
+        if !key.starts_with(&format!("{tenant}/")) {
+            return Err(format!("{key:?} is outside the tenant's prefix").into());
+        }
+        if *self.down.lock().expect("down") {
+            return Err(outage("the bucket"));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl TenantObjects for InMemoryBucket {
+    fn bucket(&self) -> &str {
+        &self.name
+    }
+
+    fn key(&self, tenant: TenantId, relative: &str) -> Result<String, BoxError> {
+        Ok(format!("{tenant}/{relative}"))
+    }
+
+    async fn put(
+        &self,
+        tenant: TenantId,
+        key: &str,
+        body: Vec<u8>,
+        _content_type: &str,
+    ) -> Result<(), BoxError> {
+        self.available(tenant, key)?;
+        self.bodies
+            .lock()
+            .expect("bodies")
+            .insert(key.to_owned(), body);
+        Ok(())
+    }
+
+    async fn delete(&self, tenant: TenantId, key: &str) -> Result<(), BoxError> {
+        self.available(tenant, key)?;
+        self.bodies.lock().expect("bodies").remove(key);
+        Ok(())
     }
 }
 

@@ -15,6 +15,11 @@
 //! concurrent run) or a second one the same day. Files are written before they are
 //! recorded: a crash between the two leaves a file the next run overwrites with the same
 //! rows and more, never a recorded file that doesn't exist.
+//!
+//! An export file holds nothing of an erased customer (decision 0027): their texts read from
+//! the log as redactions, and [`ExportFiles`] leaves such examples out, both when the job
+//! writes a file and when an erasure's purge ([`ErasurePurge`](crate::erasure::ErasurePurge))
+//! rewrites every file recorded before it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +29,8 @@ use casebook_domain::decision::Verdict;
 use casebook_domain::finetune::{FinetuneExport as ExportRecord, LogPosition};
 use casebook_domain::ids::{DiagnosisId, TenantId};
 use casebook_domain::metadata::{EventMetadata, Source};
-use casebook_domain::tenant::TenantCommand;
+use casebook_domain::personal::ERASED;
+use casebook_domain::tenant::{TenantCommand, TenantEvent};
 use chrono::{DateTime, Datelike, Days, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -49,6 +55,20 @@ pub enum JobError {
     /// A line could not be encoded.
     #[error("cannot encode a JSONL line")]
     Encode(#[source] serde_json::Error),
+}
+
+impl JobError {
+    /// Whether running again may succeed: a port or the store was unavailable or raced.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            JobError::Port(..)
+                | JobError::Command {
+                    source: ServiceError::Unavailable(_) | ServiceError::Concurrency,
+                    ..
+                }
+        )
+    }
 }
 
 fn port(what: &'static str) -> impl FnOnce(BoxError) -> JobError {
@@ -101,6 +121,10 @@ pub trait TenantObjects: Send + Sync {
         body: Vec<u8>,
         content_type: &str,
     ) -> Result<(), BoxError>;
+
+    /// Deletes the object at `key` (under `tenant`'s prefix). A key that holds nothing is
+    /// deleted already, as S3 answers it, so a purge repeats safely.
+    async fn delete(&self, tenant: TenantId, key: &str) -> Result<(), BoxError>;
 }
 
 /// One row of a tenant's audit chain, as an archive file holds it.
@@ -230,29 +254,173 @@ pub fn export_path(date: NaiveDate) -> String {
     format!("finetune/{}.jsonl", date.format("%Y-%m-%d"))
 }
 
-/// The fine-tune export.
-pub struct FinetuneExport {
+/// A tenant's fine-tune export files: the chat examples of a range of the log, read as the
+/// log reads now, written to the artifacts bucket. The weekly job writes each file once; an
+/// erasure's purge writes every recorded one again, so that a file holds no example of a
+/// customer erased since.
+#[derive(Clone)]
+pub struct ExportFiles {
     service: Service,
-    tenants: Arc<dyn TenantDirectory>,
     decisions: Arc<dyn DecisionLog>,
     artifacts: Arc<dyn TenantObjects>,
 }
 
-impl FinetuneExport {
-    /// Exports the decisions `decisions` holds of the tenants `tenants` lists into
-    /// `artifacts`, recording each through `service`.
+impl ExportFiles {
+    /// Files of the decisions `decisions` holds, with the diagnoses' texts read through
+    /// `service`, in `artifacts`.
     pub fn new(
         service: Service,
-        tenants: Arc<dyn TenantDirectory>,
         decisions: Arc<dyn DecisionLog>,
         artifacts: Arc<dyn TenantObjects>,
     ) -> Self {
         Self {
             service,
-            tenants,
             decisions,
             artifacts,
         }
+    }
+
+    async fn decisions_after(
+        &self,
+        tenant: TenantId,
+        after: Option<LogPosition>,
+    ) -> Result<Vec<LoggedDecision>, JobError> {
+        self.decisions
+            .decisions_after(tenant, after)
+            .await
+            .map_err(port("reading the decisions"))
+    }
+
+    /// The examples of `decisions`, and the position of the last one made an example of.
+    ///
+    /// Approved and amended decisions are examples; rejected ones teach nothing, and an
+    /// auto-approval was no consultant's judgment. A decision whose query or answer reads as
+    /// erased is left out as well: its customer was forgotten, and an example of a redaction
+    /// would teach a model to answer `[erased]`.
+    async fn examples(
+        &self,
+        tenant: TenantId,
+        decisions: &[LoggedDecision],
+    ) -> Result<(Vec<ChatExample>, Option<LogPosition>), JobError> {
+        let mut examples = Vec::new();
+        let mut last = None;
+        for decision in decisions {
+            let amended = match &decision.verdict {
+                Verdict::Approved => None,
+                Verdict::Amended { text, .. } => Some(text.as_str().to_owned()),
+                Verdict::Rejected { .. } | Verdict::AutoApproved { .. } => continue,
+            };
+            let (query, proposal) = self
+                .service
+                .diagnosis_texts(tenant, decision.diagnosis_id)
+                .await
+                .map_err(|source| JobError::Command { tenant, source })?;
+            let answer = amended.unwrap_or(proposal);
+            if query == ERASED || answer == ERASED {
+                continue;
+            }
+            examples.push(ChatExample::new(query, answer));
+            last = Some(decision.position);
+        }
+        Ok((examples, last))
+    }
+
+    /// Writes `examples` to `key`, one JSON line each.
+    async fn write(
+        &self,
+        tenant: TenantId,
+        key: &str,
+        examples: &[ChatExample],
+    ) -> Result<(), JobError> {
+        let mut body = Vec::new();
+        for example in examples {
+            push_line(&mut body, example)?;
+        }
+        self.artifacts
+            .put(tenant, key, body, "application/x-ndjson")
+            .await
+            .map_err(port("writing the export"))
+    }
+
+    /// Writes every export recorded on `tenant` again from the log as it reads now: a file
+    /// keeps the examples it had but those whose customer was erased since. The log is read
+    /// once, from where the first of them starts. Returns the files written.
+    ///
+    /// The count each `FinetuneExported` recorded stays what the file held when it was first
+    /// written: the log is never rewritten, and the file itself is the count that holds.
+    pub async fn rewrite_recorded(&self, tenant: TenantId) -> Result<usize, JobError> {
+        let exports = self.recorded(tenant).await?;
+        self.rewrite(tenant, &exports).await?;
+        Ok(exports.len())
+    }
+
+    /// Deletes every export recorded on `tenant` (the whole tenant erased: nothing of its
+    /// customers may stay, history sealed or not). Returns the files deleted.
+    pub async fn delete_recorded(&self, tenant: TenantId) -> Result<usize, JobError> {
+        let exports = self.recorded(tenant).await?;
+        for export in &exports {
+            self.artifacts
+                .delete(tenant, &export.key)
+                .await
+                .map_err(port("deleting an export"))?;
+        }
+        Ok(exports.len())
+    }
+
+    /// The exports recorded on `tenant`, in the log's order.
+    async fn recorded(&self, tenant: TenantId) -> Result<Vec<ExportRecord>, JobError> {
+        Ok(self
+            .service
+            .stores()
+            .tenants
+            .load_events(tenant, &tenant.to_string())
+            .await
+            .map_err(|err| JobError::Command {
+                tenant,
+                source: err.into(),
+            })?
+            .into_iter()
+            .filter_map(|envelope| match envelope.payload {
+                TenantEvent::FinetuneExported { export } => Some(export),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Writes each of `exports` (ranges of the log in order) again from the log.
+    async fn rewrite(&self, tenant: TenantId, exports: &[ExportRecord]) -> Result<(), JobError> {
+        let Some(first) = exports.first() else {
+            return Ok(());
+        };
+        let decisions = self.decisions_after(tenant, first.after).await?;
+        for export in exports {
+            let in_range: Vec<LoggedDecision> = decisions
+                .iter()
+                .filter(|decision| {
+                    export.after.is_none_or(|after| decision.position > after)
+                        && decision.position <= export.up_to
+                })
+                .cloned()
+                .collect();
+            let (examples, _) = self.examples(tenant, &in_range).await?;
+            // Where it was recorded, in this bucket: the stage's artifacts bucket, whose name
+            // the template fixes.
+            self.write(tenant, &export.key, &examples).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The fine-tune export.
+pub struct FinetuneExport {
+    tenants: Arc<dyn TenantDirectory>,
+    files: ExportFiles,
+}
+
+impl FinetuneExport {
+    /// Exports the decisions of the tenants `tenants` lists into `files`.
+    pub fn new(tenants: Arc<dyn TenantDirectory>, files: ExportFiles) -> Self {
+        Self { tenants, files }
     }
 
     /// Exports every tenant with new approved or amended decisions, as of `now`, the run
@@ -274,9 +442,9 @@ impl FinetuneExport {
         now: DateTime<Utc>,
         run_id: &str,
     ) -> Result<Option<TenantExport>, JobError> {
+        let service = &self.files.service;
         let today = now.date_naive();
-        let state = self
-            .service
+        let state = service
             .tenant_state(tenant)
             .await
             .map_err(|source| JobError::Command { tenant, source })?;
@@ -285,60 +453,49 @@ impl FinetuneExport {
             return Ok(None);
         }
         let after = last.map(|l| l.up_to);
-        let mut examples = Vec::new();
-        let mut up_to = None;
-        let decisions = self
-            .decisions
-            .decisions_after(tenant, after)
-            .await
-            .map_err(port("reading the decisions"))?;
-        for decision in decisions {
-            let amended = match decision.verdict {
-                Verdict::Approved => None,
-                Verdict::Amended { text, .. } => Some(text.as_str().to_owned()),
-                Verdict::Rejected { .. } | Verdict::AutoApproved { .. } => continue,
-            };
-            let (query, proposal) = self
-                .service
-                .diagnosis_texts(tenant, decision.diagnosis_id)
-                .await
-                .map_err(|source| JobError::Command { tenant, source })?;
-            examples.push(ChatExample::new(query, amended.unwrap_or(proposal)));
-            up_to = Some(decision.position);
-        }
+        let decisions = self.files.decisions_after(tenant, after).await?;
+        let (examples, up_to) = self.files.examples(tenant, &decisions).await?;
         let Some(up_to) = up_to else {
             return Ok(None);
         };
         let key = self
+            .files
             .artifacts
             .key(tenant, &export_path(today))
             .map_err(port("the export's key"))?;
-        let mut body = Vec::new();
-        for example in &examples {
-            push_line(&mut body, example)?;
-        }
-        self.artifacts
-            .put(tenant, &key, body, "application/x-ndjson")
-            .await
-            .map_err(port("writing the export"))?;
+        self.files.write(tenant, &key, &examples).await?;
         let examples = u32::try_from(examples.len()).unwrap_or(u32::MAX);
         let actor = Actor::system(tenant);
         let metadata = EventMetadata::new(&actor, run_id, Source::Scheduler);
+        let export = ExportRecord {
+            bucket: self.files.artifacts.bucket().to_owned(),
+            key: key.clone(),
+            exported_on: today,
+            examples,
+            after,
+            up_to,
+        };
         let command = TenantCommand::RecordFinetuneExport {
             actor: actor.clone(),
-            export: ExportRecord {
-                bucket: self.artifacts.bucket().to_owned(),
-                key: key.clone(),
-                exported_on: today,
-                examples,
-                after,
-                up_to,
-            },
+            export: export.clone(),
         };
-        self.service
+        service
             .administer_tenant(&RequestContext { actor, metadata }, command)
             .await
             .map_err(|source| JobError::Command { tenant, source })?;
+        // A customer erased while this file was being written may have been read in the
+        // clear, and their purge may have looked for exports before this one was recorded.
+        // Recorded before their erasure, the purge rewrites it; recorded after, this run does.
+        let erasures_now = service
+            .tenant_state(tenant)
+            .await
+            .map_err(|source| JobError::Command { tenant, source })?
+            .erasures();
+        if erasures_now > state.erasures() {
+            self.files
+                .rewrite(tenant, std::slice::from_ref(&export))
+                .await?;
+        }
         tracing::info!(%tenant, %key, examples, "fine-tune export written");
         Ok(Some(TenantExport {
             tenant_id: tenant,

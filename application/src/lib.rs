@@ -7,8 +7,9 @@
 //! | [`budget`] | monthly token budgets: diagnoses deferred while one is spent and resumed when it allows, thresholds recorded and counted once a month |
 //! | [`business`] | business events: each query, proposal, decision, auto-approval and sign-up told once, in words and measures |
 //! | [`reactions`] | what follows an event: resolve and capture a decision, auto-approve, provision people, put a tenant's key on its plan |
+//! | [`erasure`] | what an erasure purges in S3: the customer's uploads, and the fine-tune exports rewritten without them |
 //! | [`jobs`] | the scheduled jobs: the fine-tune export, the audit archive, the lag check |
-//! | [`ports`] | what the use cases need from outside: the event store, precedent search, identity provider, gateway keys, the request path's records |
+//! | [`ports`] | what the use cases need from outside: the event store, precedent search, identity provider, gateway keys, the request path's records, upload grants |
 //! | [`in_memory`] | every port in memory, for tests that run in milliseconds without Postgres or the emulator |
 //!
 //! Nothing here knows SQL, HTTP, SQS or Lambda: `casebook-adapters` and
@@ -18,6 +19,7 @@
 pub mod budget;
 pub mod business;
 pub mod diagnosis;
+pub mod erasure;
 pub mod in_memory;
 pub mod jobs;
 pub mod ports;

@@ -159,6 +159,25 @@ pub trait RequestRecords: Send + Sync {
         tenant: TenantId,
         subject: &UserId,
     ) -> Result<bool, RecordError>;
+
+    /// Destroys every data key of `tenant` (decision 0027), and keeps any from being made for
+    /// it again. `false` when it already was.
+    async fn destroy_tenant_keys(&self, tenant: TenantId) -> Result<bool, RecordError>;
+}
+
+/// Who was issued which upload, as an erasure's purge needs it: an upload's key ends in the
+/// name of the customer's file, so the purge deletes the objects and then the grants.
+#[async_trait]
+pub trait UploadGrants: Send + Sync {
+    /// The keys of every upload issued to `subject` in `tenant`, or to anyone without one.
+    async fn granted_to(
+        &self,
+        tenant: TenantId,
+        subject: Option<&UserId>,
+    ) -> Result<Vec<UploadKey>, RecordError>;
+
+    /// Forgets the grants of `keys` in `tenant` (a key without one is forgotten already).
+    async fn revoke(&self, tenant: TenantId, keys: &[UploadKey]) -> Result<(), RecordError>;
 }
 
 /// A precedent the judgment index found, with the event its stored content came from.

@@ -7,6 +7,8 @@
 //!   tenant says now, and its subject recorded on the tenant.
 //! - [`UsageKeyAssignment`]: a tenant onboarded or on a new plan → its own gateway key put on
 //!   that plan and recorded.
+//! - [`ErasurePurge`](crate::erasure::ErasurePurge): a customer erased → their uploads
+//!   deleted and the fine-tune exports rewritten without them.
 //!
 //! Each issues its commands as the system, with the triggering event as causation and the
 //! chain's correlation id. Delivery is at least once, so every reaction is idempotent: the
@@ -27,6 +29,7 @@ use casebook_domain::metadata::{EventMetadata, Source};
 use casebook_domain::tenant::{TenantCommand, TenantEvent};
 use casebook_domain::values::{JudgmentBody, JudgmentTitle, ValidationError};
 
+use crate::jobs::JobError;
 use crate::ports::{BoxError, IdentityError, IdentityProvider, Mailbox, UsageKeys};
 use crate::service::{RequestContext, Service, ServiceError};
 
@@ -66,7 +69,7 @@ impl Delivered {
     }
 
     /// The aggregate id, parsed as the id its type requires.
-    fn id<T: std::str::FromStr>(&self) -> Result<T, ReactionError> {
+    pub(crate) fn id<T: std::str::FromStr>(&self) -> Result<T, ReactionError> {
         self.aggregate_id
             .parse()
             .map_err(|_| ReactionError::AggregateId {
@@ -111,17 +114,23 @@ pub enum ReactionError {
     /// The resulting command failed for another reason than "already done".
     #[error("reaction command failed")]
     Command(#[from] ServiceError),
+    /// The fine-tune exports could not be written again.
+    #[error("rewriting the fine-tune exports failed")]
+    Exports(#[from] JobError),
 }
 
 impl ReactionError {
     /// Whether delivering the event again may succeed: the store or a service outside was
     /// unavailable or raced. Anything else will fail the same way every time.
     pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
+        match self {
             ReactionError::Outside(..)
-                | ReactionError::Command(ServiceError::Unavailable(_) | ServiceError::Concurrency)
-        )
+            | ReactionError::Command(ServiceError::Unavailable(_) | ServiceError::Concurrency) => {
+                true
+            }
+            ReactionError::Exports(err) => err.is_retryable(),
+            _ => false,
+        }
     }
 }
 

@@ -237,8 +237,10 @@ impl Service {
     /// Erases a data subject (a customer) of the caller's tenant, for an admin (decision 0027).
     /// Their key is destroyed first, so that nothing of theirs is sealed or opened from then
     /// on, whatever is in flight; then `SubjectErased` is recorded, from which the projections
-    /// purge what they derived. A repeat is refused as `subject_already_erased`, having
-    /// destroyed nothing more.
+    /// purge what they derived and [`ErasurePurge`](crate::erasure::ErasurePurge) their uploads
+    /// and exports in S3 (retried there until done, which a request could not be: its repeat
+    /// is refused). A repeat is refused as `subject_already_erased`, having destroyed nothing
+    /// more.
     pub async fn erase_subject(
         &self,
         ctx: &RequestContext,
@@ -255,6 +257,23 @@ impl Service {
         let command = TenantCommand::EraseSubject {
             actor: ctx.actor.clone(),
             subject,
+        };
+        self.administer_tenant(ctx, command).await
+    }
+
+    /// Erases the whole tenant, for the operator (decision 0027): every data key of its
+    /// subjects is destroyed first, then `TenantErased` recorded, after which the tenant takes
+    /// no command; the projections and the purge remove what was derived from its data. A
+    /// repeat is refused as `tenant_erased`, having destroyed nothing more.
+    pub async fn erase_tenant(&self, ctx: &RequestContext) -> Result<Accepted, ServiceError> {
+        // The aggregate checks the role again, but only after the keys are gone.
+        ctx.actor
+            .require(&[Role::Operator])
+            .map_err(|_| ServiceError::Forbidden)?;
+        let tenant = ctx.actor.tenant_id;
+        self.inner.records.destroy_tenant_keys(tenant).await?;
+        let command = TenantCommand::EraseTenant {
+            actor: ctx.actor.clone(),
         };
         self.administer_tenant(ctx, command).await
     }

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use casebook_application::business::BusinessEvents;
-use casebook_application::in_memory::{InMemoryEvents, KeptBusinessLog, KeptMailbox};
+use casebook_application::in_memory::{KeptBusinessLog, KeptMailbox};
 use casebook_application::ports::{
     BoxError, IdentityError, IdentityProvider, Provisioned, UsageKeys,
 };
@@ -23,51 +23,11 @@ use casebook_domain::decision::ConsultantDecision;
 use casebook_domain::diagnosis::{Diagnosis, DiagnosisEvent};
 use casebook_domain::ids::{DecisionId, DiagnosisId, JudgmentId, TenantId};
 use casebook_domain::judgment::JudgmentEvent;
-use casebook_domain::metadata::EventMetadata;
 use casebook_domain::policy::{ModelTier, PlanTier};
 use casebook_domain::session::TenantSession;
-use casebook_domain::tenant::{Invitee, Member, Tenant, TenantCommand, TenantEvent};
+use casebook_domain::tenant::{Invitee, Member, TenantCommand, TenantEvent};
 use casebook_domain::values::{Confidence, DiagnosisText, Email, PersonName, QueryText, Reason};
-use cqrs_es::{Aggregate, DomainEvent};
-use support::{ctx, Scenario};
-
-/// Every event of stream `id` as the log delivers it.
-fn delivered<A>(
-    store: &InMemoryEvents<A>,
-    id: &str,
-    wrap: fn(A::Event) -> AnyEvent,
-) -> Vec<Delivered>
-where
-    A: Aggregate,
-{
-    store
-        .events(id)
-        .into_iter()
-        .zip(store.metadata(id))
-        .enumerate()
-        .map(|(n, (event, metadata))| Delivered {
-            aggregate_type: A::TYPE.to_owned(),
-            event_type: event.event_type(),
-            aggregate_id: id.to_owned(),
-            sequence: n as i64 + 1,
-            global_position: 0,
-            recorded_at: chrono::Utc::now(),
-            event: wrap(event),
-            metadata: EventMetadata::from_json(serde_json::to_value(metadata).unwrap()).unwrap(),
-        })
-        .collect()
-}
-
-/// Delivers every event to `reaction` twice.
-async fn deliver_twice(reaction: &dyn Reaction, events: &[Delivered]) {
-    for _ in 0..2 {
-        for event in events {
-            if reaction.wants(&event.aggregate_type, &event.event_type) {
-                reaction.react(event).await.expect("reaction");
-            }
-        }
-    }
-}
+use support::{ctx, deliver_twice, delivered, tenant_events, Scenario};
 
 /// A proposed diagnosis of `scenario`'s tenant, asked `question` and answered `answer`.
 async fn proposed(scenario: &Scenario, question: &str, answer: Option<String>) -> DiagnosisId {
@@ -386,14 +346,6 @@ impl IdentityProvider for Accounts {
             }
         }
     }
-}
-
-fn tenant_events(scenario: &Scenario) -> Vec<Delivered> {
-    delivered::<Tenant>(
-        &scenario.stores.tenants,
-        &scenario.tenant.to_string(),
-        AnyEvent::Tenant,
-    )
 }
 
 async fn invite(scenario: &Scenario, address: &str, role: Role) -> Email {

@@ -30,7 +30,9 @@ pub struct FinetuneExport {
     pub key: String,
     /// The day of the export (serialized `YYYY-MM-DD`).
     pub exported_on: NaiveDate,
-    /// Chat examples in the file (one per decision).
+    /// Chat examples the file held when it was written (one per decision). An erasure
+    /// rewrites the file without the erased customer's examples and leaves this as it was
+    /// recorded (the log is never rewritten): the file's lines are the count that holds.
     pub examples: u32,
     /// Where the previous export ended (exclusive); `None` for the tenant's first.
     pub after: Option<LogPosition>,

@@ -1,6 +1,7 @@
-//! The operator's commands: a tenant's plan tier and its suspension.
+//! The operator's commands: a tenant's plan tier, its suspension and its erasure.
 //!
-//! They are the platform's decisions (what a practice pays for, whether it may work), so no
+//! They are the platform's decisions (what a practice pays for, whether it may work, when it
+//! leaves for good), so no
 //! route exposes them and no tenant token can reach them: the operator runs them from the
 //! command line (`casebook operator …`) with the database's credentials. Each is an ordinary
 //! command on the tenant, recorded like every other one — actor `operator:<name>`, role
@@ -24,6 +25,9 @@ pub enum OperatorAction {
     Suspend(Reason),
     /// Lift a suspension.
     Reactivate,
+    /// Erase the tenant for good (decision 0027): every data key of its customers destroyed,
+    /// what was derived from their data purged, and no command taken from then on.
+    Erase,
 }
 
 /// The operator acting on one tenant.
@@ -58,6 +62,8 @@ impl Operator {
             OperatorAction::ChangePlan(plan) => TenantCommand::ChangePlan { actor, plan },
             OperatorAction::Suspend(reason) => TenantCommand::Suspend { actor, reason },
             OperatorAction::Reactivate => TenantCommand::Reactivate { actor },
+            // The keys go first, which only the service's erasure does.
+            OperatorAction::Erase => return service.erase_tenant(&self.ctx).await,
         };
         service.administer_tenant(&self.ctx, command).await
     }

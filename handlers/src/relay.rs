@@ -126,7 +126,7 @@ pub struct FinetuneJobMessage {
     pub bucket: String,
     /// The JSONL file's key, under `<tenant>/finetune/`.
     pub key: String,
-    /// Chat examples in the file.
+    /// Chat examples in the file as it was written; an erasure since may have left fewer.
     pub examples: u32,
 }
 

@@ -164,10 +164,11 @@ impl Process {
         }
     }
 
-    /// Whether it reads or appends events, and so opens or seals personal data (all but the
-    /// authorizer, which reads only its usage keys).
-    pub fn reads_events(self) -> bool {
-        self != Process::Authorizer
+    /// Whether it opens or seals personal data: all that read or append the events of
+    /// customers' streams; not the authorizer (it reads usage keys) nor the operator's
+    /// command line (its commands are the tenant's, which holds nothing sealed).
+    pub fn seals_personal_data(self) -> bool {
+        !matches!(self, Process::Authorizer | Process::Operator)
     }
 
     /// Whether it calls AWS (and so, locally, needs the emulator).
@@ -437,7 +438,7 @@ impl Settings {
         };
         // Deployed, a process without the root key would store personal data in the clear,
         // beyond the reach of any erasure.
-        if environment == Environment::Aws && process.reads_events() && vault_key.is_none() {
+        if environment == Environment::Aws && process.seals_personal_data() && vault_key.is_none() {
             missing.push("CASEBOOK_VAULT_KMS_KEY");
         }
         let jobs = JobsConfig::from_lookup(lookup)?;
@@ -612,7 +613,7 @@ mod tests {
             ("CASEBOOK_STAGE", "prod"),
         ];
         vars.extend(TOKENS);
-        if process.reads_events() {
+        if process.seals_personal_data() {
             vars.push(("CASEBOOK_VAULT_KMS_KEY", "alias/casebook-prod-vault"));
         }
         if in_lambda {
@@ -634,7 +635,7 @@ mod tests {
 
     #[test]
     fn a_deployed_function_that_reads_events_is_refused_without_the_vault_key() {
-        for process in FUNCTIONS.into_iter().filter(|p| p.reads_events()) {
+        for process in FUNCTIONS.into_iter().filter(|p| p.seals_personal_data()) {
             let vars: Vec<_> = deployed(process, true)
                 .into_iter()
                 .filter(|(name, _)| *name != "CASEBOOK_VAULT_KMS_KEY")
@@ -775,10 +776,12 @@ mod tests {
             ],
         )
         .unwrap_err();
-        let expected: Vec<_> = Resource::ALL
+        let resources = Resource::ALL
             .into_iter()
             .filter(|resource| *resource != Resource::ProjectorFunction)
-            .map(Resource::variable)
+            .map(Resource::variable);
+        let expected: Vec<_> = std::iter::once("CASEBOOK_VAULT_KMS_KEY")
+            .chain(resources)
             .collect();
         assert_eq!(missing(err), expected);
     }

@@ -1,7 +1,8 @@
-//! `erasure verify`: an erasure's receipt (`GET /v1/subjects/{id}/erasure/receipt`) checked
-//! offline (decision 0027). The receipt is the `SubjectErased` audit row and a bundle proving
-//! it in a checkpoint of the tenant's audit log; it verifies when the row is the erasure of
-//! the subject it names and the bundle, signed with the operator's published key, includes
+//! `erasure verify`: an erasure's receipt (`GET /v1/subjects/{id}/erasure/receipt` for a
+//! customer, `casebook operator … erasure-receipt` for a whole tenant) checked offline
+//! (decision 0027). The receipt is the `SubjectErased` (or `TenantErased`) audit row and a
+//! bundle proving it in a checkpoint of the tenant's audit log; it verifies when the row is
+//! the erasure it names and the bundle, signed with the operator's published key, includes
 //! that row as it is. Nothing personal is in it, nor needed to check it.
 
 use std::collections::BTreeMap;
@@ -30,10 +31,11 @@ pub struct ReceiptArgs {
     pub key: String,
 }
 
-/// An erasure's receipt.
+/// An erasure's receipt: of a subject, or without one of the whole tenant.
 #[derive(Debug, Deserialize)]
 struct Receipt {
-    subject: String,
+    #[serde(default)]
+    subject: Option<String>,
     row: AuditRecord,
     proofs: ProofBundle,
 }
@@ -43,8 +45,8 @@ struct Receipt {
 pub struct ReceiptReport {
     /// Whether the receipt verified.
     pub ok: bool,
-    /// The erased subject.
-    pub subject: String,
+    /// The erased subject; none when the whole tenant was erased.
+    pub subject: Option<String>,
     /// Their tenant.
     pub tenant_id: Uuid,
     /// The erasure's row in the tenant's audit log.
@@ -64,21 +66,24 @@ pub fn run_verify(args: ReceiptArgs, output: Output) -> Result<Verdict, Error> {
     let report = check(&receipt, &key_text(&args.key)?);
     if output.json {
         println!("{}", serde_json::to_string(&report)?);
-    } else if report.ok {
-        println!(
-            "OK: subject {} of tenant {} erased at {} (audit row {}), in the checkpoint of size {}",
-            report.subject,
-            report.tenant_id,
-            report.recorded_at,
-            report.seq,
-            report.checkpoint_size.unwrap_or_default()
-        );
     } else {
-        println!(
-            "FAILED: the receipt of {}'s erasure: {}",
-            report.subject,
-            report.problem.as_deref().unwrap_or("unknown")
-        );
+        let erased = match &report.subject {
+            Some(subject) => format!("subject {subject} of tenant {}", report.tenant_id),
+            None => format!("tenant {}", report.tenant_id),
+        };
+        if report.ok {
+            println!(
+                "OK: {erased} erased at {} (audit row {}), in the checkpoint of size {}",
+                report.recorded_at,
+                report.seq,
+                report.checkpoint_size.unwrap_or_default()
+            );
+        } else {
+            println!(
+                "FAILED: the receipt of the erasure of {erased}: {}",
+                report.problem.as_deref().unwrap_or("unknown")
+            );
+        }
     }
     Ok(if report.ok {
         Verdict::Passed
@@ -98,10 +103,19 @@ fn check(receipt: &Receipt, key: &str) -> ReceiptReport {
         checkpoint_size: None,
         problem: None,
     };
-    if row.action != "SubjectErased" || row.reason.as_deref() != Some(receipt.subject.as_str()) {
+    let names_the_erasure = match &receipt.subject {
+        Some(subject) => {
+            row.action == "SubjectErased" && row.reason.as_deref() == Some(subject.as_str())
+        }
+        None => row.action == "TenantErased",
+    };
+    if !names_the_erasure {
         report.problem = Some(format!(
             "audit row {} is {} of {:?}, not the erasure of {}",
-            row.seq, row.action, row.reason, receipt.subject
+            row.seq,
+            row.action,
+            row.reason,
+            receipt.subject.as_deref().unwrap_or("the tenant")
         ));
         return report;
     }

@@ -170,6 +170,20 @@ impl TenantBucket {
         Ok(())
     }
 
+    /// Deletes the object at `key`; a key that holds nothing is no error (S3 answers both
+    /// alike), so a purge repeats safely.
+    pub async fn delete(&self, tenant: TenantId, key: &str) -> Result<(), S3Error> {
+        check(tenant, key)?;
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|err| S3Error::aws("DeleteObject", err))?;
+        Ok(())
+    }
+
     /// Reads the object at `key`.
     pub async fn get(&self, tenant: TenantId, key: &str) -> Result<Vec<u8>, S3Error> {
         check(tenant, key)?;
@@ -359,7 +373,7 @@ fn validate(key: &str) -> Result<(), S3Error> {
     Ok(())
 }
 
-/// The scheduled jobs' buckets (artifacts, audit archive).
+/// The scheduled jobs' buckets (artifacts, audit archive), and the uploads an erasure purges.
 #[async_trait]
 impl casebook_application::jobs::TenantObjects for TenantBucket {
     fn bucket(&self) -> &str {
@@ -378,6 +392,10 @@ impl casebook_application::jobs::TenantObjects for TenantBucket {
         content_type: &str,
     ) -> Result<(), BoxError> {
         Ok(TenantBucket::put(self, tenant, key, body, content_type).await?)
+    }
+
+    async fn delete(&self, tenant: TenantId, key: &str) -> Result<(), BoxError> {
+        Ok(TenantBucket::delete(self, tenant, key).await?)
     }
 }
 

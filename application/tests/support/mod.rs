@@ -12,11 +12,14 @@ use casebook_application::diagnosis::{
     Diagnoser, DiagnoserPorts, DiagnosisError, DiagnosisRequest, SystemPrompt,
 };
 use casebook_application::in_memory::{
-    FixedClock, FixedPrecedents, FlatPrices, InMemoryLedger, InMemoryStores,
+    FixedClock, FixedPrecedents, FlatPrices, InMemoryEvents, InMemoryLedger, InMemoryStores,
 };
-use casebook_application::ports::{FoundPrecedent, PrecedentSearch};
+use casebook_application::jobs::TenantDirectory;
+use casebook_application::ports::{BoxError, FoundPrecedent, PrecedentSearch};
+use casebook_application::reactions::{Delivered, Reaction};
 use casebook_application::service::{RequestContext, Service};
 use casebook_domain::actor::{Actor, Role};
+use casebook_domain::any_event::AnyEvent;
 use casebook_domain::diagnosis::{DiagnosisEvent, Finding, Provenance, Severity};
 use casebook_domain::ids::{DiagnosisId, JudgmentId, QueryId, SessionId, TenantId, UserId};
 use casebook_domain::metadata::{EventMetadata, Source};
@@ -25,13 +28,13 @@ use casebook_domain::ports::{
     AttachmentError, AttachmentInfo, AttachmentStore, DiagnosisPrompt, EmbedError, Embedder, Llm,
     LlmAnswer, LlmError, Precedent, StopReason,
 };
-use casebook_domain::tenant::TenantCommand;
+use casebook_domain::tenant::{Tenant, TenantCommand};
 use casebook_domain::values::{
     Confidence, DiagnosisText, JudgmentBody, JudgmentTitle, QueryText, Subject, TenantName,
     UploadKey,
 };
 use chrono::{TimeZone, Utc};
-use cqrs_es::DomainEvent;
+use cqrs_es::{Aggregate, DomainEvent};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 
 /// `user` of `tenant` acting as `role`.
@@ -43,6 +46,63 @@ pub fn ctx(tenant: TenantId, role: Role, user: &str) -> RequestContext {
     };
     let metadata = EventMetadata::new(&actor, format!("req-{user}"), Source::Api);
     RequestContext { actor, metadata }
+}
+
+/// Every event of stream `id` as the log delivers it.
+pub fn delivered<A>(
+    store: &InMemoryEvents<A>,
+    id: &str,
+    wrap: fn(A::Event) -> AnyEvent,
+) -> Vec<Delivered>
+where
+    A: Aggregate,
+{
+    store
+        .events(id)
+        .into_iter()
+        .zip(store.metadata(id))
+        .enumerate()
+        .map(|(n, (event, metadata))| Delivered {
+            aggregate_type: A::TYPE.to_owned(),
+            event_type: event.event_type(),
+            aggregate_id: id.to_owned(),
+            sequence: n as i64 + 1,
+            global_position: 0,
+            recorded_at: chrono::Utc::now(),
+            event: wrap(event),
+            metadata: EventMetadata::from_json(serde_json::to_value(metadata).unwrap()).unwrap(),
+        })
+        .collect()
+}
+
+/// Delivers every event to `reaction` twice.
+pub async fn deliver_twice(reaction: &dyn Reaction, events: &[Delivered]) {
+    for _ in 0..2 {
+        for event in events {
+            if reaction.wants(&event.aggregate_type, &event.event_type) {
+                reaction.react(event).await.expect("reaction");
+            }
+        }
+    }
+}
+
+/// Every event of the scenario's tenant as the log delivers it.
+pub fn tenant_events(scenario: &Scenario) -> Vec<Delivered> {
+    delivered::<Tenant>(
+        &scenario.stores.tenants,
+        &scenario.tenant.to_string(),
+        AnyEvent::Tenant,
+    )
+}
+
+/// A fixed list of tenants.
+pub struct Tenants(pub Vec<TenantId>);
+
+#[async_trait]
+impl TenantDirectory for Tenants {
+    async fn tenants(&self) -> Result<Vec<TenantId>, BoxError> {
+        Ok(self.0.clone())
+    }
 }
 
 /// The embedder: the same vector for every text, unless told to fail or to return the wrong
@@ -334,16 +394,26 @@ impl Scenario {
 
     /// The customer opens a session with `attachments` and asks `question`.
     pub async fn asked(&self, question: &str, attachments: Vec<UploadKey>) -> DiagnosisId {
+        self.asked_by(&self.customer, question, attachments).await
+    }
+
+    /// `customer` opens a session with `attachments` (issued to them) and asks `question`.
+    pub async fn asked_by(
+        &self,
+        customer: &RequestContext,
+        question: &str,
+        attachments: Vec<UploadKey>,
+    ) -> DiagnosisId {
         for key in &attachments {
             self.service
-                .grant_upload(&self.customer.actor, key)
+                .grant_upload(&customer.actor, key)
                 .await
                 .unwrap();
         }
         let session = SessionId::new();
         self.service
             .open_session(
-                &self.customer,
+                customer,
                 session,
                 Subject::parse("Contract").unwrap(),
                 attachments,
@@ -353,7 +423,7 @@ impl Scenario {
         let query = QueryId::new();
         self.service
             .submit_query(
-                &self.customer,
+                customer,
                 session,
                 query,
                 QueryText::parse(question).unwrap(),
@@ -494,7 +564,7 @@ impl PrecedentSearch for RacingIndex {
         tenant: TenantId,
         vector: &[f32],
         k: u32,
-    ) -> Result<Vec<FoundPrecedent>, casebook_application::ports::BoxError> {
+    ) -> Result<Vec<FoundPrecedent>, BoxError> {
         self.rival.run_once().await;
         self.inner.nearest(tenant, vector, k).await
     }

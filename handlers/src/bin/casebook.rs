@@ -9,6 +9,7 @@ use casebook_adapters::postgres::{self, DbRole};
 use casebook_domain::ids::TenantId;
 use casebook_domain::values::Reason;
 use casebook_handlers::compose::{self, Composition};
+use casebook_handlers::http::erasure;
 use casebook_handlers::operator::{Operator, OperatorAction};
 use casebook_handlers::server::Application;
 use casebook_handlers::settings::{Process, Settings};
@@ -38,8 +39,8 @@ enum Command {
         #[arg(long)]
         api_only: bool,
     },
-    /// The operator's commands on a tenant: its plan tier and its suspension (no tenant user,
-    /// admins included, can change either). Recorded as `operator:<name>`.
+    /// The operator's commands on a tenant: its plan tier, its suspension and its erasure (no
+    /// tenant user, admins included, can do any of them). Recorded as `operator:<name>`.
     Operator {
         /// Who is acting, for the audit record.
         #[arg(long = "as", env = "CASEBOOK_OPERATOR")]
@@ -82,6 +83,16 @@ enum OperatorCommand {
     },
     /// Lift the tenant's suspension.
     Reactivate,
+    /// Erase the tenant for good: every data key of its customers destroyed, what was derived
+    /// from their data purged, no command taken from then on. Asks for the tenant's id again.
+    Erase {
+        /// The tenant's id, again: an erasure cannot be undone.
+        #[arg(long)]
+        confirm: uuid::Uuid,
+    },
+    /// Print the receipt of the tenant's erasure (JSON) once a signed checkpoint covers it:
+    /// `casebook-replay erasure verify --receipt` checks it. Changes nothing.
+    ErasureReceipt,
 }
 
 #[tokio::main]
@@ -114,7 +125,23 @@ async fn main() -> anyhow::Result<()> {
             tenant,
             action,
         } => {
+            // One command over the database: no AWS, so no composition of a whole process.
+            let pool = postgres::connect_database(&settings.database, DbRole::App, 1)
+                .await
+                .context("connecting to the database")?;
+            let tenant = TenantId::from_uuid(tenant);
             let action = match action {
+                OperatorCommand::ErasureReceipt => {
+                    let receipt = erasure::receipt(&pool, tenant, None)
+                        .await
+                        .context("the tenant's erasure receipt")?;
+                    println!("{}", serde_json::to_string_pretty(&receipt)?);
+                    return Ok(());
+                }
+                OperatorCommand::Erase { confirm } if confirm != *tenant.as_uuid() => {
+                    anyhow::bail!("--confirm must repeat the tenant's id: nothing was erased")
+                }
+                OperatorCommand::Erase { .. } => OperatorAction::Erase,
                 OperatorCommand::Plan { plan } => OperatorAction::ChangePlan(
                     serde_json::from_value(serde_json::Value::String(plan.clone()))
                         .with_context(|| format!("unknown plan {plan:?}"))?,
@@ -125,11 +152,7 @@ async fn main() -> anyhow::Result<()> {
                 OperatorCommand::Reactivate => OperatorAction::Reactivate,
             };
             let run_id = uuid::Uuid::new_v4().to_string();
-            let operator = Operator::new(&name, TenantId::from_uuid(tenant), &run_id)?;
-            // One command over the database: no AWS, so no composition of a whole process.
-            let pool = postgres::connect_database(&settings.database, DbRole::App, 1)
-                .await
-                .context("connecting to the database")?;
+            let operator = Operator::new(&name, tenant, &run_id)?;
             let accepted = operator
                 .apply(&compose::service(pool), action)
                 .await

@@ -1,8 +1,8 @@
 //! The composition root: the application's use cases over the real adapters, and each
 //! process's parts wired from its [`Settings`]. `casebook serve`, every Lambda `main` and the
 //! tests build them here and nowhere else: a process through one [`Composition`]; tests
-//! assemble their own from [`service`], [`diagnoser`], [`search_pool`], [`projector`] and
-//! [`verifier`].
+//! assemble their own from [`service`], [`diagnoser`], [`search_pool`], [`projector`],
+//! [`export_files`], [`erasure_purge`] and [`verifier`].
 
 use std::sync::Arc;
 
@@ -19,11 +19,14 @@ use casebook_adapters::postgres::{self, ConnectError, DbRole};
 use casebook_adapters::records::PgRequestRecords;
 use casebook_application::budget::{Budgets, Resumption};
 use casebook_application::diagnosis::{Diagnoser, DiagnoserPorts};
+use casebook_application::erasure::ErasurePurge;
+use casebook_application::jobs::ExportFiles;
 use casebook_application::ports::SystemClock;
 use casebook_application::reactions::Reactions;
 use casebook_application::service::{Service, Stores};
 use casebook_domain::ports::Embedder;
 use casebook_domain::upcast::upcasters;
+use casebook_projections::jobs::TenantDecisions;
 use casebook_projections::judgment_index::{IndexSearch, JudgmentIndexSubscription};
 use casebook_projections::projection::ProjectionId;
 use casebook_projections::runner::Runner;
@@ -76,6 +79,27 @@ fn store<A: Aggregate>(appender: &Appender) -> Arc<EventStore<A>> {
         Some(vault) => store.with_vault(vault),
         None => store,
     })
+}
+
+/// The tenants' fine-tune export files in `artifacts`: the decisions read from the log through
+/// `log` (a projector pool) and opened with the process's vault, the diagnoses' texts and the
+/// exports recorded through the application service over `pool` (as `casebook_app`).
+pub fn export_files(pool: PgPool, log: PgPool, artifacts: TenantBucket) -> ExportFiles {
+    ExportFiles::new(
+        service(pool),
+        Arc::new(TenantDecisions::new(log, vault::installed())),
+        Arc::new(artifacts),
+    )
+}
+
+/// The purge of an erased customer's uploads from `uploads` (their grants read and revoked
+/// through `pool`, as `casebook_app`) and of their examples from `exports`.
+pub fn erasure_purge(pool: PgPool, uploads: TenantBucket, exports: ExportFiles) -> ErasurePurge {
+    ErasurePurge::new(
+        Arc::new(PgRequestRecords::new(pool)),
+        Arc::new(uploads),
+        exports,
+    )
 }
 
 /// The pool the diagnosis searches the judgment index on (as `casebook_search`): a worker

@@ -12,6 +12,7 @@ use casebook_adapters::people::{CognitoPeople, PrintedMailbox};
 use casebook_adapters::postgres::DbRole;
 use casebook_application::budget::{BudgetResumption, Resumption};
 use casebook_application::business::{BusinessEvents, BusinessLog};
+use casebook_application::erasure::ErasurePurge;
 use casebook_application::reactions::{People, UsageKeyAssignment};
 use casebook_application::service::Service;
 use casebook_domain::ports::Embedder;
@@ -25,7 +26,9 @@ use crate::reactions::ReactionSubscription;
 use crate::relay::{Relay, RelayConfig};
 use crate::settings::{LogKeySource, Resource};
 
-use super::{aws_error, projector, resumption, service, BuildError, Composition};
+use super::{
+    aws_error, erasure_purge, export_files, projector, resumption, service, BuildError, Composition,
+};
 
 impl Composition {
     /// An administrator's Cognito client: the emulator's locally.
@@ -34,8 +37,8 @@ impl Composition {
     }
 
     /// Every subscription's parts: the projections, the reactions, the judgment index (with
-    /// the worker's embedder), the relay to the bus and queues, each tenant's usage key and
-    /// each member's account in the user pool.
+    /// the worker's embedder), the relay to the bus and queues, each tenant's usage key,
+    /// each member's account in the user pool, and an erased customer's uploads and exports.
     pub async fn subscriptions(&self) -> Result<Subscriptions, BuildError> {
         let app_pool = self.app_pool().await?;
         let relay = Relay::new(
@@ -54,16 +57,28 @@ impl Composition {
             self.settings.require(Resource::UserPoolClient)?,
         );
         // The projections, the reactions, the judgment index, the relay, the usage keys, the
-        // people, the business events and the budget resumption, each with a connection to
-        // read and one to commit, and two spare.
-        let subscriptions = ProjectionId::ALL.len() + 7;
+        // people, the business events, the budget resumption and the erasure purge, each with
+        // a connection to read and one to commit, and two spare (the purge reads the log's
+        // decisions on one of them).
+        let subscriptions = ProjectionId::ALL.len() + 8;
+        let projector_pool = self
+            .connect(DbRole::Projector, (2 * subscriptions + 2) as u32)
+            .await?;
+        let erasure_purge = erasure_purge(
+            app_pool.clone(),
+            self.bucket(Resource::UploadsBucket)?,
+            export_files(
+                app_pool.clone(),
+                projector_pool.clone(),
+                self.bucket(Resource::ArtifactsBucket)?,
+            ),
+        );
         Ok(Subscriptions {
             integrator: self.integrator().await?,
-            pool: self
-                .connect(DbRole::Projector, (2 * subscriptions + 2) as u32)
-                .await?,
+            pool: projector_pool,
             service: service(app_pool.clone()),
             resumption: resumption(app_pool),
+            erasure_purge,
             embedder: self.providers().await.embedder.clone(),
             relay,
             usage_plans: self.usage_plans()?,
@@ -151,6 +166,7 @@ pub struct Subscriptions {
     usage_plans: UsagePlans,
     people: Arc<CognitoPeople>,
     business_log: Arc<dyn BusinessLog>,
+    erasure_purge: ErasurePurge,
 }
 
 impl Subscriptions {
@@ -180,6 +196,7 @@ impl Subscriptions {
         .with_subscription(ReactionSubscription::new(BudgetResumption::new(
             self.resumption.clone(),
         )))
+        .with_subscription(ReactionSubscription::new(self.erasure_purge.clone()))
     }
 
     /// Integrates every tenant's new audit and access rows into its verifiable logs and signs

@@ -7,12 +7,13 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use casebook_adapters::postgres::{begin_for_tenants, Access};
-use casebook_domain::ids::UserId;
+use casebook_domain::ids::{TenantId, UserId};
 use casebook_projections::audit::AuditRecord;
 use casebook_projections::read;
 use casebook_projections::tlog::{self, LogName, ProofBundle, ProofRequest, TlogError};
 use serde::Serialize;
 use serde_json::json;
+use sqlx::PgPool;
 use utoipa::ToSchema;
 
 use super::caller::Acting;
@@ -29,8 +30,9 @@ pub const RECEIPT_PENDING: &str = "receipt_pending";
 /// checks it offline against the operator's published key.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErasureReceipt {
-    /// The erased subject's id.
-    pub subject: String,
+    /// The erased subject's id; absent for the erasure of the whole tenant.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
     /// The `SubjectErased` audit row, as the audit routes return rows.
     #[schema(value_type = Object)]
     pub row: AuditRecord,
@@ -83,14 +85,28 @@ pub async fn erasure_receipt(
     Path(subject): Path<String>,
 ) -> Result<Json<ErasureReceipt>, ApiError> {
     let subject = UserId::parse(subject)?;
-    let tenant = actor.tenant_id;
-    let mut tx = begin_for_tenants(&state.pool, Access::ReadOnly, &[*tenant.as_uuid()]).await?;
-    let row = read::audit::erasure(&mut tx, tenant, subject.as_str())
+    receipt(&state.pool, actor.tenant_id, Some(&subject))
+        .await
+        .map(Json)
+}
+
+/// The receipt of `subject`'s erasure in `tenant`, or without a subject of the tenant's own
+/// (which the operator asks for from the command line, the tenant's people being gone).
+pub async fn receipt(
+    pool: &PgPool,
+    tenant: TenantId,
+    subject: Option<&UserId>,
+) -> Result<ErasureReceipt, ApiError> {
+    let mut tx = begin_for_tenants(pool, Access::ReadOnly, &[*tenant.as_uuid()]).await?;
+    let row = read::audit::erasure(&mut tx, tenant, subject.map(UserId::as_str))
         .await?
         .ok_or_else(|| ApiError::Refused {
             status: StatusCode::NOT_FOUND,
             code: "erasure_not_found",
-            message: format!("no erasure of {subject} is recorded"),
+            message: match subject {
+                Some(subject) => format!("no erasure of {subject} is recorded"),
+                None => "no erasure of the tenant is recorded".to_owned(),
+            },
         })?;
     let request = ProofRequest {
         seqs: vec![row.seq],
@@ -108,9 +124,9 @@ pub async fn erasure_receipt(
         Err(err) => return Err(ApiError::Internal(Box::new(err))),
     };
     tx.commit().await?;
-    Ok(Json(ErasureReceipt {
-        subject: subject.to_string(),
+    Ok(ErasureReceipt {
+        subject: subject.map(ToString::to_string),
         row,
         proofs,
-    }))
+    })
 }

@@ -38,7 +38,7 @@ use casebook_application::jobs::{
 use casebook_application::ports::BoxError;
 use casebook_domain::ids::TenantId;
 use casebook_projections::audit::archives;
-use casebook_projections::jobs::{OnboardedTenants, SubscriptionBoard, TenantDecisions};
+use casebook_projections::jobs::{OnboardedTenants, SubscriptionBoard};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
@@ -146,7 +146,6 @@ impl Jobs {
     /// buckets from `config` (clients from `aws`).
     pub fn new(pool: PgPool, log: PgPool, aws: &SdkConfig, config: &JobsConfig) -> Self {
         let tenants = Arc::new(OnboardedTenants::new(log.clone()));
-        let bucket = |name: &String| Arc::new(TenantBucket::new(aws, name));
         Self {
             budget_resume: Arc::new(BudgetResume::new(
                 tenants.clone(),
@@ -158,20 +157,15 @@ impl Jobs {
             )),
             finetune_export: config.artifacts_bucket.as_ref().map(|name| {
                 Arc::new(FinetuneExport::new(
-                    crate::compose::service(pool.clone()),
                     tenants.clone(),
-                    Arc::new(TenantDecisions::new(
-                        log,
-                        crate::compose::vault::installed(),
-                    )),
-                    bucket(name),
+                    crate::compose::export_files(pool.clone(), log, TenantBucket::new(aws, name)),
                 ))
             }),
             audit_archive: config.audit_archive_bucket.as_ref().map(|name| {
                 Arc::new(AuditArchive::new(
                     tenants.clone(),
                     Arc::new(ScopedAuditTrail { pool }),
-                    bucket(name),
+                    Arc::new(TenantBucket::new(aws, name)),
                 ))
             }),
         }

@@ -85,18 +85,20 @@ fn record_from_row(row: &PgRow) -> Result<AuditRecord, sqlx::Error> {
 }
 
 /// The audit row of `subject`'s erasure in `tenant` (a `SubjectErased` row names its subject
-/// in `reason`), once projected: the erasure's receipt is this row proven in the verifiable
-/// log.
+/// in `reason`), or without a subject of the tenant's own (`TenantErased`), once projected:
+/// the erasure's receipt is this row proven in the verifiable log.
 pub async fn erasure(
     conn: &mut PgConnection,
     tenant: TenantId,
-    subject: &str,
+    subject: Option<&str>,
 ) -> Result<Option<AuditRecord>, sqlx::Error> {
     sqlx::query(concat!(
         "SELECT ",
         record_json!(),
         " FROM audit_log a
-          WHERE a.tenant_id = $1 AND a.action = 'SubjectErased' AND a.reason = $2
+          WHERE a.tenant_id = $1
+            AND a.action = CASE WHEN $2::text IS NULL THEN 'TenantErased' ELSE 'SubjectErased' END
+            AND ($2::text IS NULL OR a.reason = $2)
           ORDER BY a.seq LIMIT 1"
     ))
     .bind(tenant.as_uuid())

@@ -46,12 +46,14 @@ async fn every_read_model_equals_a_straightforward_fold_after_random_commands_ac
 }
 
 #[tokio::test]
-async fn a_signed_up_practice_and_its_people_are_folded_into_tenants_and_tenant_users_and_rebuild_alike(
+async fn a_signed_up_practice_its_people_and_its_erasure_are_folded_into_tenants_and_tenant_users_and_rebuild_alike(
 ) {
     let stack = Stack::new().await;
     let mut driver = Driver::new(stack.app.clone(), 11);
     let tenant = driver.sign_up().await;
     driver.people_work(tenant).await;
+    // The practice leaves at last: its people stay on record, the tenant shows as erased.
+    driver.erase_tenant(tenant).await;
     stack.drain_all(100).await;
 
     let mut su = stack.db.superuser().await;
@@ -74,15 +76,15 @@ async fn a_signed_up_practice_and_its_people_are_folded_into_tenants_and_tenant_
             ),
         ]
     );
-    let (plan, onboarded_by): (String, String) =
-        sqlx::query_as("SELECT plan, onboarded_by FROM tenants WHERE tenant_id = $1")
+    let (plan, onboarded_by, status): (String, String, String) =
+        sqlx::query_as("SELECT plan, onboarded_by, status FROM tenants WHERE tenant_id = $1")
             .bind(*tenant.as_uuid())
             .fetch_one(&mut su)
             .await
             .unwrap();
     assert_eq!(
-        (plan.as_str(), onboarded_by.as_str()),
-        ("starter", "casebook:system")
+        (plan.as_str(), onboarded_by.as_str(), status.as_str()),
+        ("starter", "casebook:system", "erased")
     );
 
     let rebuild = Rebuild::new(

@@ -646,6 +646,18 @@ impl Driver {
         assert!(erased, "the customer's first erasure");
     }
 
+    /// The operator erases `tenant` for good (`TenantErased`): nothing of it follows.
+    pub async fn erase_tenant(&mut self, tenant: TenantId) {
+        let operator = self.user(Role::Operator, tenant);
+        let command = TenantCommand::EraseTenant {
+            actor: operator.clone(),
+        };
+        let erased = self
+            .execute::<Tenant>(tenant, command, &operator, Source::Operator)
+            .await;
+        assert!(erased, "the tenant's erasure");
+    }
+
     /// The worker records that `tenant` reached 80 % of its month's token budget.
     pub async fn record_budget_threshold(&mut self, tenant: TenantId) {
         let system = Actor::system(tenant);

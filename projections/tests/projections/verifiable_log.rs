@@ -3,12 +3,9 @@
 //! catches a tampered, dropped or rewritten row, a forked tree and another key's checkpoint.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use async_trait::async_trait;
-use casebook_application::jobs::TenantObjects;
-use casebook_application::ports::BoxError;
+use casebook_application::in_memory::InMemoryBucket;
 
 use casebook_domain::ids::TenantId;
 use casebook_projections::audit;
@@ -317,32 +314,6 @@ fn a_forked_tree_is_caught_and_a_checkpoint_signed_by_another_key_is_refused() {
     ));
 }
 
-/// The archive bucket: what was put, by key; refuses every put while `down`.
-#[derive(Default)]
-struct Bucket {
-    objects: Mutex<BTreeMap<String, Vec<u8>>>,
-    down: AtomicBool,
-}
-
-#[async_trait]
-impl TenantObjects for Bucket {
-    fn bucket(&self) -> &str {
-        "audit-archive"
-    }
-
-    fn key(&self, tenant: TenantId, relative: &str) -> Result<String, BoxError> {
-        Ok(format!("{tenant}/{relative}"))
-    }
-
-    async fn put(&self, _: TenantId, key: &str, body: Vec<u8>, _: &str) -> Result<(), BoxError> {
-        if self.down.load(Ordering::SeqCst) {
-            return Err("the bucket refuses writes".into());
-        }
-        self.objects.lock().unwrap().insert(key.to_owned(), body);
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn every_checkpoint_signed_is_archived_once_the_bucket_takes_it() {
     let stack = Stack::new().await;
@@ -351,12 +322,12 @@ async fn every_checkpoint_signed_is_archived_once_the_bucket_takes_it() {
     driver.run(60).await;
     stack.drain_all(50).await;
     let (key, _) = key();
-    let bucket = Arc::new(Bucket::default());
+    let bucket = Arc::new(InMemoryBucket::new("audit-archive"));
     let integrator = Integrator::new(key)
         .with_batch(25)
         .with_archive(bucket.clone());
 
-    bucket.down.store(true, Ordering::SeqCst);
+    bucket.set_down(true);
     let signed = integrator
         .integrate(&stack.projector, LogName::Audit, driver.tenants[0])
         .await;
@@ -365,9 +336,9 @@ async fn every_checkpoint_signed_is_archived_once_the_bucket_takes_it() {
         integrator.integrate_all(&stack.projector).await.is_err(),
         "the bucket is down"
     );
-    assert!(bucket.objects.lock().unwrap().is_empty());
+    assert!(bucket.keys().is_empty());
 
-    bucket.down.store(false, Ordering::SeqCst);
+    bucket.set_down(false);
     assert!(integrator
         .integrate_all(&stack.projector)
         .await
@@ -381,11 +352,10 @@ async fn every_checkpoint_signed_is_archived_once_the_bucket_takes_it() {
     .await
     .unwrap();
     assert!(notes.len() > 2, "several checkpoints: {}", notes.len());
-    let objects = bucket.objects.lock().unwrap();
-    assert_eq!(objects.len(), notes.len());
+    assert_eq!(bucket.keys().len(), notes.len());
     for (tenant, size, note, archived) in notes {
         let key = format!("{tenant}/checkpoints/audit/{size:020}.note");
         assert_eq!(archived.as_deref(), Some(key.as_str()));
-        assert_eq!(objects[&key], note.into_bytes());
+        assert_eq!(bucket.body(&key), Some(note.into_bytes()));
     }
 }
