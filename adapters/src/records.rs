@@ -54,16 +54,30 @@ impl RequestRecords for PgRequestRecords {
             begin_for_tenants(&self.pool, Access::ReadWrite, &[*actor.tenant_id.as_uuid()])
                 .await
                 .map_err(record_error)?;
-        sqlx::query(
-            "INSERT INTO upload_grants (tenant_id, key, issued_to) VALUES ($1, $2, $3)
-             ON CONFLICT (tenant_id, key) DO NOTHING",
+        // An erased customer (or one of an erased tenant) is granted nothing: the key ends in
+        // their file's name.
+        let erased: bool = sqlx::query_scalar(
+            "WITH erased AS (
+                 SELECT EXISTS (SELECT 1 FROM vault.subject_keys
+                                 WHERE tenant_id = $1 AND subject_id = $3
+                                   AND erased_at IS NOT NULL)
+                     OR EXISTS (SELECT 1 FROM vault.erased_tenants WHERE tenant_id = $1) AS yes
+             ), granted AS (
+                 INSERT INTO upload_grants (tenant_id, key, issued_to)
+                 SELECT $1, $2, $3 FROM erased WHERE NOT yes
+                 ON CONFLICT (tenant_id, key) DO NOTHING
+             )
+             SELECT yes FROM erased",
         )
         .bind(actor.tenant_id.as_uuid())
         .bind(key.as_str())
         .bind(actor.user_id.as_str())
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await
         .map_err(record_error)?;
+        if erased {
+            return Err(RecordError::Erased);
+        }
         tx.commit().await.map_err(record_error)
     }
 

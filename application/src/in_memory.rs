@@ -369,6 +369,12 @@ impl InMemoryRecords {
 #[async_trait]
 impl RequestRecords for InMemoryRecords {
     async fn grant_upload(&self, actor: &Actor, key: &UploadKey) -> Result<(), RecordError> {
+        if self
+            .destroyed_keys
+            .contains(actor.tenant_id, &actor.user_id)
+        {
+            return Err(RecordError::Erased);
+        }
         self.grants.lock().expect("grants").insert((
             actor.tenant_id,
             key.as_str().to_owned(),

@@ -103,6 +103,10 @@ where
 /// Why a record of the request path could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
+    /// The actor is an erased data subject, or of an erased tenant (decision 0027): nothing
+    /// more of theirs is recorded.
+    #[error("the data subject is erased")]
+    Erased,
     /// The database could not be reached or shed the request; retrying may succeed.
     #[error("records unavailable")]
     Unavailable(#[source] BoxError),
@@ -132,6 +136,8 @@ pub struct SignUpAttemptRecord {
 #[async_trait]
 pub trait RequestRecords: Send + Sync {
     /// Records that the upload at `key` was issued to `actor`.
+    /// [`RecordError::Erased`] for an erased actor: their file's name is personal, and nothing
+    /// of theirs is recorded again.
     async fn grant_upload(&self, actor: &Actor, key: &UploadKey) -> Result<(), RecordError>;
 
     /// Those of `keys` issued to `actor`.

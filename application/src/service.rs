@@ -147,6 +147,12 @@ struct Inner {
 impl From<RecordError> for ServiceError {
     fn from(err: RecordError) -> Self {
         match err {
+            RecordError::Erased => ServiceError::Refused {
+                code: "subject_erased",
+                kind: ErrorKind::Conflict,
+                message: "you were erased from this practice: nothing more of yours is recorded"
+                    .to_owned(),
+            },
             RecordError::Unavailable(err) => ServiceError::Unavailable(err),
             RecordError::Unexpected(err) => ServiceError::Internal(err),
         }

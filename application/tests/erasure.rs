@@ -14,7 +14,7 @@ use casebook_application::in_memory::InMemoryBucket;
 use casebook_application::jobs::{ChatExample, ExportFiles, FinetuneExport, TenantObjects};
 use casebook_application::ports::BoxError;
 use casebook_application::reactions::{Reaction, ReactionError};
-use casebook_application::service::{ConsultantVerdict, Service};
+use casebook_application::service::{ConsultantVerdict, Service, ServiceError};
 use casebook_domain::actor::Role;
 use casebook_domain::ids::{TenantId, UserId};
 use casebook_domain::policy::ModelTier;
@@ -293,4 +293,72 @@ async fn an_export_that_an_erasure_overtakes_rewrites_its_file_without_them() {
         .unwrap();
 
     assert_eq!(practice.export_lines(&exports[0].key), [bobs_example()]);
+}
+
+#[tokio::test]
+async fn an_erased_customer_is_granted_no_upload_any_more() {
+    let practice = Practice::given().await;
+    practice.ann_erased().await;
+    let ann = &practice.scenario.customer;
+
+    let refused = practice
+        .scenario
+        .service
+        .grant_upload(&ann.actor, &practice.scenario.upload("Ann Smith again.txt"))
+        .await;
+
+    assert!(
+        matches!(
+            &refused,
+            Err(ServiceError::Refused {
+                code: "subject_erased",
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    assert!(!practice.grants().iter().any(|key| key.contains("again")));
+}
+
+#[tokio::test]
+async fn an_erased_tenant_loses_every_upload_and_every_export_and_takes_no_command() {
+    let practice = Practice::given().await;
+    let key = practice.exported().await;
+    let operator = ctx(practice.tenant(), Role::Operator, "operator:ops");
+
+    practice
+        .scenario
+        .service
+        .erase_tenant(&operator)
+        .await
+        .expect("erased");
+    deliver_twice(&practice.purge(), &tenant_events(&practice.scenario)).await;
+
+    assert!(practice.uploads.keys().is_empty());
+    assert!(practice.grants().is_empty());
+    assert!(
+        practice.artifacts.body(&key).is_none(),
+        "the export is deleted"
+    );
+    let again = practice.scenario.service.erase_tenant(&operator).await;
+    assert!(
+        matches!(
+            &again,
+            Err(ServiceError::Refused {
+                code: "tenant_erased",
+                ..
+            })
+        ),
+        "{again:?}"
+    );
+    let bob = ctx(practice.tenant(), Role::Customer, BOB);
+    let refused = practice
+        .scenario
+        .service
+        .grant_upload(&bob.actor, &practice.scenario.upload("Bob Jones again.txt"))
+        .await;
+    assert!(
+        matches!(refused, Err(ServiceError::Refused { .. })),
+        "{refused:?}"
+    );
 }

@@ -387,6 +387,16 @@ async fn an_erased_customers_data_is_nowhere_in_the_database_and_the_others_is_i
     let (status, body) = erase(app, &app.acme.admin, &subject).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["code"], "subject_already_erased");
+    // Nothing more of theirs is recorded: not even an upload's file name.
+    let (status, body) = app
+        .post(
+            &app.acme.customer,
+            "/v1/uploads",
+            json!({ "file_name": "Ann Smith again.txt", "content_type": "text/plain", "size_bytes": 10 }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["code"], "subject_erased");
 
     let path = format!("/v1/subjects/{subject}/erasure/receipt");
     receipt_verifies_offline(app, || app.get(&app.acme.auditor, &path)).await;
