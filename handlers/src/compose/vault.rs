@@ -54,30 +54,35 @@ pub fn installed() -> Option<Arc<Vault>> {
 
 #[cfg(test)]
 mod tests {
-    use aws_sdk_kms::primitives::Blob;
     use casebook_adapters::aws::shared_config;
     use casebook_adapters::postgres::{begin_for_tenants, Access};
     use casebook_tests::{DbRole, TestDb};
+    use casebook_vault::root::KmsRootKey;
     use uuid::Uuid;
 
     use super::*;
 
-    /// Deployed (`CASEBOOK_VAULT_KMS_KEY`), the process's vault has KMS wrap each tenant's key
-    /// under that tenant's encryption context: KMS opens it for the tenant and for no other.
-    #[tokio::test]
-    async fn a_kms_key_installs_a_vault_whose_tenant_keys_kms_wraps_for_their_tenant_only() {
-        let aws = shared_config().await;
-        let kms = aws_sdk_kms::Client::new(&aws);
-        let key_id = kms
-            .create_key()
+    /// A fresh symmetric key in the emulator.
+    async fn kms_key(kms: &aws_sdk_kms::Client) -> String {
+        kms.create_key()
             .description(format!("casebook-test/compose-{}", Uuid::new_v4().simple()))
             .send()
             .await
             .expect("the emulator creates a key")
             .key_metadata
             .expect("the key's metadata")
-            .key_id;
-        install_from(&VaultKeySource::Kms(key_id), &aws).expect("installed");
+            .key_id
+    }
+
+    /// Deployed (`CASEBOOK_VAULT_KMS_KEY`), the process's vault has KMS wrap each tenant's key:
+    /// another process on the same KMS key (nothing cached) opens what it sealed, and one on
+    /// another KMS key cannot.
+    #[tokio::test]
+    async fn a_kms_key_installs_a_vault_whose_tenant_keys_only_that_kms_key_opens() {
+        let aws = shared_config().await;
+        let kms = aws_sdk_kms::Client::new(&aws);
+        let key_id = kms_key(&kms).await;
+        install_from(&VaultKeySource::Kms(key_id.clone()), &aws).expect("installed");
         let vault = installed().expect("the process's vault");
 
         let db = TestDb::new().await;
@@ -86,26 +91,32 @@ mod tests {
         let mut tx = begin_for_tenants(&pool, Access::ReadWrite, &[tenant])
             .await
             .expect("a transaction");
-        vault
+        let sealed = vault
             .sealing_key(&mut tx, tenant, "customer-1")
             .await
-            .expect("a subject key, made under a new tenant key");
-        let wrapped: Vec<u8> =
-            sqlx::query_scalar("SELECT wrapped FROM vault.tenant_keys WHERE tenant_id = $1")
-                .bind(tenant)
-                .fetch_one(&mut *tx)
-                .await
-                .expect("the tenant key");
+            .expect("a subject key, made under a new tenant key")
+            .seal(b"context", b"Ann Smith")
+            .expect("sealed");
         tx.commit().await.expect("committed");
 
-        let decrypt = |context: Uuid| {
-            kms.decrypt()
-                .ciphertext_blob(Blob::new(wrapped.clone()))
-                .encryption_context("casebook:tenant", context.to_string())
-                .send()
+        let opened_by = |root_key: String| {
+            let vault = Vault::new(Arc::new(KmsRootKey::new(kms.clone(), root_key)));
+            let pool = pool.clone();
+            let sealed = sealed.clone();
+            async move {
+                let mut tx = begin_for_tenants(&pool, Access::ReadOnly, &[tenant])
+                    .await
+                    .expect("a transaction");
+                let keys = vault.keys_for(&mut tx, tenant, &["customer-1"]).await?;
+                let key = keys.get("customer-1")?.expect("a live key");
+                key.open(b"context", &sealed)
+                    .map(|plaintext| plaintext.to_vec())
+            }
         };
-        let opened = decrypt(tenant).await.expect("KMS opens it for its tenant");
-        assert_eq!(opened.plaintext.expect("the key").as_ref().len(), 32);
-        assert!(decrypt(Uuid::new_v4()).await.is_err());
+        assert_eq!(
+            opened_by(key_id).await.expect("opens"),
+            b"Ann Smith".to_vec()
+        );
+        assert!(opened_by(kms_key(&kms).await).await.is_err());
     }
 }
