@@ -81,6 +81,17 @@ async fn matter(
     session
 }
 
+/// Acme's customer (Ann) uploads her lease: her name in the file's name and body.
+async fn upload_anns_lease(app: &TestApp) {
+    app.upload(
+        &app.acme.customer,
+        "Ann Smith lease.txt",
+        "text/plain",
+        b"Ann Smith's tenancy at 4 Elm Row",
+    )
+    .await;
+}
+
 /// `admin` erases `subject`.
 async fn erase(app: &TestApp, admin: &User, subject: &str) -> (StatusCode, Value) {
     app.post(admin, &format!("/v1/subjects/{subject}/erasure"), json!({}))
@@ -268,13 +279,7 @@ async fn an_erased_customers_data_is_nowhere_in_the_database_and_the_others_is_i
             b"Bob Jones's tenancy at 2 Harbour Lane",
         )
         .await;
-    app.upload(
-        &app.acme.customer,
-        "Ann Smith lease.txt",
-        "text/plain",
-        b"Ann Smith's tenancy at 4 Elm Row",
-    )
-    .await;
+    upload_anns_lease(app).await;
     let erased_session = matter(app, &app.acme, &app.acme.customer, ANN_MATTER).await;
     let kept_session = matter(app, &app.acme, &kept_customer, BOB_MATTER).await;
     judgments_when(&practice, |items| items.len() == 2).await;
@@ -492,13 +497,7 @@ async fn an_erased_tenant_keeps_nothing_of_its_customers_and_the_other_practice_
     let second_customer = app
         .another_user(app.acme.tenant, "second-customer", Role::Customer)
         .await;
-    app.upload(
-        &app.acme.customer,
-        "Ann Smith lease.txt",
-        "text/plain",
-        b"Ann Smith's tenancy at 4 Elm Row",
-    )
-    .await;
+    upload_anns_lease(app).await;
     matter(app, &app.acme, &app.acme.customer, ANN_MATTER).await;
     matter(app, &app.acme, &second_customer, BOB_MATTER).await;
     let other_practice = [
