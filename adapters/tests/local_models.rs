@@ -13,8 +13,14 @@ use casebook_adapters::ai::prompt::DIAGNOSIS_V1;
 use casebook_adapters::ai::AiProviders;
 use casebook_domain::ids::JudgmentId;
 use casebook_domain::policy::ModelTier;
-use casebook_domain::ports::{DiagnosisPrompt, EmbedError, Embedder, LlmError, Precedent};
+use casebook_domain::ports::{
+    DiagnosisPrompt, EmbedError, Embedder, LlmError, Precedent, StopReason,
+};
 use casebook_domain::values::{JudgmentBody, JudgmentTitle, QueryText};
+
+/// The generation benchmark's questions, shared with it.
+#[path = "../benches/data/generation_queries.rs"]
+mod generation_queries;
 
 fn config() -> AiConfig {
     AiConfig::from_env().expect("AI configuration")
@@ -144,11 +150,11 @@ async fn a_missing_model_names_the_command_that_fetches_it() {
     let message = std::error::Error::source(&err).unwrap().to_string();
     assert!(message.contains("infra/local/models.sh"), "{message}");
 
-    let llm = GgufLlm::new(GgufSettings {
-        path: PathBuf::from("/nonexistent/model.gguf"),
-        max_new_tokens: 8,
-        dequantize: false,
-    });
+    let llm = GgufLlm::new(GgufSettings::new(
+        PathBuf::from("/nonexistent/model.gguf"),
+        8,
+        false,
+    ));
     let err = llm.preload().unwrap_err();
     assert!(err.to_string().contains("infra/local/models.sh"), "{err}");
 }
@@ -197,6 +203,35 @@ async fn the_gguf_model_answers_deterministically() {
     assert_eq!(first.model_id, "gguf:SmolLM2-135M-Instruct.Q4_1");
     if first.findings.is_empty() {
         assert!((first.confidence.value() - UNSTRUCTURED_CONFIDENCE).abs() < 1e-9);
+    }
+}
+
+/// Two of the generation benchmark's questions on which the raw greedy decoding loops until
+/// the token limit (BENCHMARKS.md, "Local answers"): the two shortest answers, since each
+/// takes seconds in a debug build; the benchmark asks all 20.
+const LOOPING_QUESTIONS: [usize; 2] = [3, 9];
+
+#[test]
+fn short_questions_get_answers_that_end_their_turn_without_repeating_themselves() {
+    let llm = GgufLlm::new(config().gguf_settings());
+    let queries = generation_queries::queries();
+    for question in LOOPING_QUESTIONS {
+        let query = &queries[question];
+        let (system, user) = query.chat();
+        let answer = llm.complete_blocking(&system, &user).expect("an answer");
+        assert_eq!(
+            answer.stop_reason,
+            StopReason::EndTurn,
+            "{:?} ran to the token limit: {answer:?}",
+            query.query
+        );
+        assert!(!answer.text.is_empty(), "{:?}: {answer:?}", query.query);
+        let ratio = answer.distinct_ngram_ratio(4);
+        assert!(
+            ratio >= generation_queries::DISTINCT_4_FLOOR,
+            "{:?} repeats itself (distinct-4-gram ratio {ratio:.3}): {answer:?}",
+            query.query
+        );
     }
 }
 

@@ -228,11 +228,11 @@ impl AiConfig {
 
     /// The custom-model provider's settings.
     pub fn gguf_settings(&self) -> crate::ai::local::GgufSettings {
-        crate::ai::local::GgufSettings {
-            path: self.gguf_path.clone(),
-            max_new_tokens: self.gguf_max_new_tokens,
-            dequantize: self.gguf_dequantize,
-        }
+        crate::ai::local::GgufSettings::new(
+            self.gguf_path.clone(),
+            self.gguf_max_new_tokens,
+            self.gguf_dequantize,
+        )
     }
 
     /// The all-MiniLM-L6-v2 directory inside the models directory.

