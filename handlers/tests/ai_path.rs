@@ -146,7 +146,7 @@ async fn nearest(
 ) -> Vec<judgment_index::JudgmentHit> {
     let vector = embedder.embed(&[text.to_owned()]).await.unwrap().remove(0);
     let mut conn = searcher.acquire().await.unwrap();
-    judgment_index::search(&mut conn, tenant, &vector, 10)
+    judgment_index::search(&mut conn, tenant, embedder.model_id(), &vector, 10)
         .await
         .unwrap()
 }
@@ -407,14 +407,14 @@ impl Embedder for ConstantEmbedder {
 }
 
 /// Drains the judgment index subscription embedding with `embedder` until `done` holds for
-/// the index's `(embedding_model, embedding_dim)` rows and the subscription's status (a hang
-/// guard: events become readable once older transactions end).
+/// the index's `(embedding_model, embedding_dim)` rows and the subscription's status and last
+/// error (a hang guard: events become readable once older transactions end).
 async fn index_until(
     projector: &sqlx::PgPool,
     embedder: Arc<dyn Embedder>,
-    done: impl Fn(&[(String, i32)], &str) -> bool,
+    done: impl Fn(&[(String, i32)], &str, Option<&str>) -> bool,
 ) {
-    let mut last = (Vec::new(), String::new());
+    let mut last = (Vec::new(), String::new(), None);
     for _ in 0..200 {
         casebook_handlers::compose::runner(projector.clone())
             .with_subscription(JudgmentIndexSubscription::new(embedder.clone()))
@@ -426,27 +426,31 @@ async fn index_until(
                 .fetch_all(projector)
                 .await
                 .unwrap();
-        let status: String = sqlx::query_scalar("SELECT status FROM subscriptions WHERE name = $1")
-            .bind(judgment_index::SUBSCRIPTION)
-            .fetch_optional(projector)
-            .await
-            .unwrap()
-            .unwrap_or_default();
-        if done(&rows, &status) {
+        let (status, error): (String, Option<String>) =
+            sqlx::query_as("SELECT status, last_error FROM subscriptions WHERE name = $1")
+                .bind(judgment_index::SUBSCRIPTION)
+                .fetch_optional(projector)
+                .await
+                .unwrap()
+                .unwrap_or_default();
+        if done(&rows, &status, error.as_deref()) {
             return;
         }
-        last = (rows, status);
+        last = (rows, status, error);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("the judgment index never got there; last: {last:?}");
 }
 
 #[tokio::test]
-async fn a_model_change_stops_the_index_until_it_is_rebuilt_with_the_new_model() {
+async fn a_model_change_waits_until_a_rebuild_for_the_new_model_is_swapped_in() {
+    use casebook_adapters::postgres::HNSW_EF_SEARCH;
     use casebook_domain::actor::Role;
     use casebook_domain::ids::JudgmentId;
     use casebook_domain::judgment::{JudgmentCommand, JudgmentContent};
     use casebook_domain::values::{JudgmentBody, JudgmentTitle};
+    use casebook_projections::judgment_index::{IndexRebuild, RecallCheck};
+    use casebook_projections::rebuild::RebuildScope;
     use support::scenario::{ctx, onboard as onboard_tenant};
 
     let db = casebook_tests::TestDb::new().await;
@@ -477,28 +481,36 @@ async fn a_model_change_stops_the_index_until_it_is_rebuilt_with_the_new_model()
         model: "new-model",
         dimension: 8,
     });
+    let old_rows = || vec![("old-model".to_owned(), 4)];
 
     author("First").await.expect("authored");
-    index_until(&projector, old.clone(), |rows, _| {
-        rows == [("old-model".to_owned(), 4)]
+    index_until(&projector, old.clone(), |rows, _, _| rows == old_rows()).await;
+
+    // A process of another model on the same index: the subscription waits, retrying,
+    // rather than mix vectors; nothing is skipped.
+    author("Second").await.expect("authored");
+    index_until(&projector, new.clone(), |rows, status, error| {
+        status == "running" && rows == old_rows() && error.is_some_and(|e| e.contains("rebuild"))
     })
     .await;
 
-    // Another model on the same index: the subscription stops rather than mix vectors.
-    author("Second").await.expect("authored");
-    index_until(&projector, new.clone(), |_, status| status == "failed").await;
-    let error: String = sqlx::query_scalar("SELECT last_error FROM subscriptions WHERE name = $1")
-        .bind(judgment_index::SUBSCRIPTION)
-        .fetch_one(&projector)
+    // The data teams' blue/green rebuild for the new model, swapped in once verified: the
+    // waiting subscription carries on from there.
+    let rebuild = IndexRebuild::new(
+        db.pool(DbRole::Maintainer, 3).await,
+        new.clone(),
+        RebuildScope::All,
+        RecallCheck::new(HNSW_EF_SEARCH),
+    );
+    let verdict = rebuild
+        .run(std::future::pending(), |_| {})
         .await
-        .unwrap();
-    assert!(error.contains("rebuild"), "{error}");
-
-    let mut conn = projector.acquire().await.unwrap();
-    judgment_index::rebuild(&mut conn).await.expect("rebuilt");
-    drop(conn);
-    index_until(&projector, new, |rows, status| {
+        .expect("rebuilt")
+        .expect("caught up");
+    assert!(verdict.passes(), "{verdict}");
+    index_until(&projector, new, |rows, status, error| {
         status == "running"
+            && error.is_none()
             && rows.len() == 2
             && rows.iter().all(|r| r == &("new-model".to_owned(), 8))
     })

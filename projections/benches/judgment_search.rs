@@ -38,6 +38,8 @@ const DIMENSION: usize = 384;
 const INDEXED: usize = 100_000;
 const TENANTS: usize = 20;
 const K: usize = 10;
+/// The corpus' model.
+const MODEL: &str = "sentence-transformers/all-MiniLM-L6-v2";
 
 /// Hands back the corpus' cached vectors: a judgment's title is its corpus line number, so
 /// the text the index embeds is `"<line number>\n<line>"`.
@@ -48,7 +50,7 @@ struct CachedEmbedder<'a> {
 #[async_trait]
 impl Embedder for CachedEmbedder<'_> {
     fn model_id(&self) -> &str {
-        "sentence-transformers/all-MiniLM-L6-v2"
+        MODEL
     }
 
     fn dimension(&self) -> usize {
@@ -169,7 +171,7 @@ async fn recall(
 ) -> f64 {
     let mut recall_sum = 0.0;
     for query in queries {
-        let hits = judgment_index::search(conn, tenant, query, K as u32)
+        let hits = judgment_index::search(conn, tenant, MODEL, query, K as u32)
             .await
             .unwrap();
         let exact = exact_top_k(members, vectors, query);
@@ -194,7 +196,7 @@ async fn latency(
     for _ in 0..rounds {
         for query in queries {
             let started = Instant::now();
-            let hits = judgment_index::search(conn, tenant, query, K as u32)
+            let hits = judgment_index::search(conn, tenant, MODEL, query, K as u32)
                 .await
                 .unwrap();
             latencies.push(started.elapsed());

@@ -4,61 +4,20 @@
 //! Vectors come from a small bag-of-words embedder, so the expected order of results is
 //! known exactly; the real models are tested in `casebook-adapters`.
 
-use async_trait::async_trait;
+#[path = "judgment_index/words.rs"]
+mod words;
+
 use casebook_adapters::postgres::HNSW_EF_SEARCH;
 use casebook_domain::ids::{JudgmentId, TenantId, UserId};
 use casebook_domain::judgment::{JudgmentContent, JudgmentEvent, JudgmentOrigin};
-use casebook_domain::ports::{EmbedError, Embedder};
+use casebook_domain::ports::Embedder;
 use casebook_domain::values::{JudgmentBody, JudgmentTitle, Reason, Tag};
 use casebook_projections::judgment_index::{self, IndexError};
 use casebook_projections::log::{Checkpoint, RecordedEvent};
 use casebook_tests::{DbRole, TestDb};
 use serde_json::value::RawValue;
 use sqlx::{PgConnection, PgPool, Row};
-
-const DIMENSION: usize = 64;
-
-/// Words hashed into buckets, normalized: texts sharing more words are closer.
-struct WordsEmbedder {
-    model_id: &'static str,
-}
-
-#[async_trait]
-impl Embedder for WordsEmbedder {
-    fn model_id(&self) -> &str {
-        self.model_id
-    }
-
-    fn dimension(&self) -> usize {
-        DIMENSION
-    }
-
-    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        Ok(texts.iter().map(|text| words_vector(text)).collect())
-    }
-}
-
-fn words_vector(text: &str) -> Vec<f32> {
-    let mut vector = vec![0.0_f32; DIMENSION];
-    for word in text
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-    {
-        let hash = word
-            .to_lowercase()
-            .bytes()
-            .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-                (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-            });
-        vector[(hash % DIMENSION as u64) as usize] += 1.0;
-    }
-    let norm = vector.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-6);
-    vector.iter().map(|v| v / norm).collect()
-}
-
-const WORDS: WordsEmbedder = WordsEmbedder {
-    model_id: "test/words-v1",
-};
+use words::{words_vector, WordsEmbedder, DIMENSION, WORDS};
 
 /// Builds events as the store records them (cqrs-es payloads, generated tenant column).
 struct Log {
@@ -140,7 +99,7 @@ async fn apply(
 
 async fn search(pool: &PgPool, tenant: TenantId, query: &str, k: u32) -> Vec<(JudgmentId, f32)> {
     let mut conn = pool.acquire().await.unwrap();
-    judgment_index::search(&mut conn, tenant, &words_vector(query), k)
+    judgment_index::search(&mut conn, tenant, WORDS.model_id, &words_vector(query), k)
         .await
         .expect("search")
         .into_iter()
@@ -305,34 +264,64 @@ async fn a_revision_replaces_the_content_a_retirement_removes_it_and_replays_cha
 }
 
 #[tokio::test]
-async fn an_embedder_of_another_model_is_refused_until_the_index_is_rebuilt() {
+async fn an_embedder_or_a_query_of_another_model_is_refused_and_may_be_retried() {
     let db = TestDb::new().await;
     let projector = db.pool(DbRole::Projector, 2).await;
+    let searcher = db.pool(DbRole::Search, 1).await;
     let tenant = TenantId::new();
     let mut log = Log::new();
+    let judgment = JudgmentId::new();
     apply(
         &projector,
-        &[log.captured(tenant, JudgmentId::new(), "A", "a")],
+        &[log.captured(tenant, judgment, "Boiler", "boiler pressure")],
         &WORDS,
     )
     .await
     .expect("apply");
-    let other = WordsEmbedder {
+    let same_dimension = WordsEmbedder {
         model_id: "test/words-v2",
+        dimension: DIMENSION,
     };
     let event = log.captured(tenant, JudgmentId::new(), "B", "b");
-    let err = apply(&projector, std::slice::from_ref(&event), &other)
+    let err = apply(&projector, std::slice::from_ref(&event), &same_dimension)
         .await
         .unwrap_err();
     assert!(matches!(err, IndexError::ModelChanged { .. }), "{err:?}");
-    assert!(!err.is_retryable());
+    // Retried, not failed: a deploy of the index's model, or the swap of a rebuild for this
+    // one, resolves it (the live subscription waits meanwhile).
+    assert!(err.is_retryable());
 
-    let mut conn = projector.acquire().await.unwrap();
-    judgment_index::reset(&mut conn).await.expect("reset");
-    drop(conn);
-    apply(&projector, &[event], &other)
-        .await
-        .expect("apply after the rebuild's reset");
+    // A query of another model is refused, whether its vectors happen to have the index's
+    // dimension or not; the index's own model still finds the judgment.
+    let mut conn = searcher.acquire().await.unwrap();
+    for (model, dimension) in [("test/words-v2", DIMENSION), ("test/words-v3", 48)] {
+        let query = words::words_vector_of("boiler pressure", dimension);
+        let err = judgment_index::search(&mut conn, tenant, model, &query, 10)
+            .await
+            .unwrap_err();
+        match &err {
+            IndexError::QueryModel {
+                indexed_model,
+                query_model,
+            } => assert_eq!(
+                (indexed_model.as_str(), query_model.as_str()),
+                (WORDS.model_id, model)
+            ),
+            other => panic!("{model}: {other:?}"),
+        }
+        assert!(err.is_retryable());
+    }
+    let hits = judgment_index::search(
+        &mut conn,
+        tenant,
+        WORDS.model_id,
+        &words_vector("boiler pressure"),
+        10,
+    )
+    .await
+    .unwrap();
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0].judgment_id, judgment);
 }
 
 #[tokio::test]
@@ -440,9 +429,15 @@ async fn the_prepared_search_walks_the_tenants_hnsw_index_also_on_a_small_partit
 
     // The statement the product prepares is planned once per connection, not per call.
     for _ in 0..3 {
-        judgment_index::search(&mut conn, tenant_b, &words_vector("pump valve"), 10)
-            .await
-            .unwrap();
+        judgment_index::search(
+            &mut conn,
+            tenant_b,
+            WORDS.model_id,
+            &words_vector("pump valve"),
+            10,
+        )
+        .await
+        .unwrap();
     }
     let (generic, custom): (i64, i64) = sqlx::query_as(
         "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement = $1",
@@ -455,7 +450,7 @@ async fn the_prepared_search_walks_the_tenants_hnsw_index_also_on_a_small_partit
 }
 
 #[tokio::test]
-async fn a_search_finds_nothing_while_the_tenant_has_no_partition_also_across_a_rebuild() {
+async fn a_search_finds_nothing_while_the_tenant_has_no_partition() {
     let db = TestDb::new().await;
     let projector = db.pool(DbRole::Projector, 2).await;
     // One connection, so every search below reuses the statement the first one prepared.
@@ -471,27 +466,12 @@ async fn a_search_finds_nothing_while_the_tenant_has_no_partition_also_across_a_
     apply(&projector, std::slice::from_ref(&captured), &WORDS)
         .await
         .expect("apply");
-    let found =
-        |hits: Vec<(JudgmentId, f32)>| hits.into_iter().map(|hit| hit.0).collect::<Vec<_>>();
-    assert_eq!(
-        found(search(&searcher, tenant, "boiler", 10).await),
-        [judgment]
-    );
-
-    judgment_index::reset(&mut projector.acquire().await.unwrap())
+    let found: Vec<JudgmentId> = search(&searcher, tenant, "boiler", 10)
         .await
-        .expect("reset for a rebuild");
-    assert!(
-        search(&searcher, tenant, "boiler", 10).await.is_empty(),
-        "while the rebuild has not reached the tenant"
-    );
-    apply(&projector, &[captured], &WORDS)
-        .await
-        .expect("replay");
-    assert_eq!(
-        found(search(&searcher, tenant, "boiler", 10).await),
-        [judgment]
-    );
+        .into_iter()
+        .map(|hit| hit.0)
+        .collect();
+    assert_eq!(found, [judgment]);
 }
 
 #[tokio::test]
@@ -528,8 +508,8 @@ async fn the_search_role_reads_the_judgment_index_partitions_and_nothing_else() 
         ]
     );
     // The search role reads partitions and nothing else; the request-path role, which
-    // searched through a function before, reads the index's text (the consultants' list of
-    // judgments) but not its vectors, its model or a partition.
+    // searched through a function before, reads nothing of the index (consultants list their
+    // judgments from the `judgments` read model).
     let app = db.pool(DbRole::App, 1).await;
     let partition = format!("judgment_index_{}", tenant.as_uuid().simple());
     let as_app = |sql: &str| format!("BEGIN; SET LOCAL ROLE casebook_app; {sql}");
@@ -539,6 +519,7 @@ async fn the_search_role_reads_the_judgment_index_partitions_and_nothing_else() 
         (&searcher, "SELECT 1 FROM judgment_index".to_owned()),
         (&searcher, "SELECT 1 FROM judgment_index_model".to_owned()),
         (&app, as_app("SELECT embedding FROM judgment_index")),
+        (&app, as_app("SELECT title, body, tags FROM judgment_index")),
         (&app, as_app("SELECT 1 FROM judgment_index_model")),
         (&app, as_app(&format!("SELECT title FROM {partition}"))),
     ];
@@ -555,13 +536,6 @@ async fn the_search_role_reads_the_judgment_index_partitions_and_nothing_else() 
         );
         sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await.ok();
     }
-    let mut conn = app.acquire().await.unwrap();
-    sqlx::raw_sql(&as_app(
-        "SELECT title, body, tags FROM judgment_index; ROLLBACK",
-    ))
-    .execute(&mut *conn)
-    .await
-    .expect("the text columns are readable");
 }
 
 #[tokio::test]
@@ -581,9 +555,15 @@ async fn a_search_for_more_judgments_than_the_graph_walk_holds_returns_them_all_
 
     let searcher = db.pool(DbRole::Search, 1).await;
     let mut conn = searcher.acquire().await.unwrap();
-    let hits = judgment_index::search(&mut conn, tenant, &words_vector("boiler valve"), wanted)
-        .await
-        .unwrap();
+    let hits = judgment_index::search(
+        &mut conn,
+        tenant,
+        WORDS.model_id,
+        &words_vector("boiler valve"),
+        wanted,
+    )
+    .await
+    .unwrap();
     assert_eq!(hits.len(), wanted as usize);
     assert!(
         hits.windows(2).all(|pair| pair[0].score >= pair[1].score),
@@ -634,6 +614,7 @@ async fn retired_judgments_nearest_the_query_do_not_crowd_out_the_live_ones() {
     let hits = judgment_index::search(
         &mut conn,
         tenant,
+        WORDS.model_id,
         &words_vector("boiler valve pressure"),
         10,
     )

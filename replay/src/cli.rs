@@ -8,19 +8,24 @@ use uuid::Uuid;
 
 use crate::bound::Bound;
 use crate::erasure::ReceiptArgs;
+use crate::judgment_index::JudgmentIndexCommand;
 use crate::rebuild::Target;
 use crate::sink::Destination;
 use crate::state::AggregateRef;
 use crate::stream::AggregateFilter;
 use crate::verifiable::{self, LogCheckArgs, ProveArgs};
-use crate::{access_log, audit, db, erasure, rebuild, state, stream, Error, Verdict};
+use crate::{
+    access_log, audit, db, erasure, judgment_index, rebuild, state, stream, Error, Verdict,
+};
 
 /// Replay a tenant's event log: stream it, rebuild an aggregate's past state, verify the
-/// audit chain, export and verify the access log, and rebuild projections.
+/// audit chain, export and verify the access log, rebuild projections and the judgment index.
 ///
 /// Reads `DATABASE_URL` like the server. Auditor commands (stream, state, audit, access-log,
-/// status) connect as the read-only `casebook_auditor` role; rebuild, verify and swap run as
-/// the connecting user, which must own the read-model tables.
+/// status) connect as the read-only `casebook_auditor` role; rebuild, verify and swap (and
+/// every `judgment-index` command) run as the connecting user, which must own the read-model
+/// tables. `judgment-index` embeds with the server's AI configuration (`CASEBOOK_AI_PROVIDER`,
+/// `CASEBOOK_MODELS_DIR`, `CASEBOOK_BEDROCK_*`, …).
 ///
 /// Exit codes: 0 ok, 1 verification failed, 2 usage error, 3 runtime error.
 #[derive(Debug, Parser)]
@@ -58,6 +63,10 @@ pub enum Command {
     Swap(TargetArgs),
     /// Every subscription with its checkpoint, lag, state and last error.
     Status,
+    /// The judgment index's blue/green rebuild: a new index built beside the live one (for
+    /// another embedding model, or to repair it), verified, and swapped in.
+    #[command(subcommand)]
+    JudgmentIndex(JudgmentIndexCommand),
     /// A data subject's erasure.
     #[command(subcommand)]
     Erasure(ErasureCommand),
@@ -263,6 +272,17 @@ impl Cli {
                 rebuild::run_status(&pool, output).await
             }
             Command::Erasure(ErasureCommand::Verify(args)) => erasure::run_verify(args, output),
+            Command::JudgmentIndex(command) => match command {
+                JudgmentIndexCommand::Rebuild(args) => {
+                    judgment_index::run_rebuild(args, output).await
+                }
+                JudgmentIndexCommand::Verify(args) => {
+                    judgment_index::run_verify(args, output).await
+                }
+                JudgmentIndexCommand::Swap(args) => judgment_index::run_swap(args, output).await,
+                JudgmentIndexCommand::Status => judgment_index::run_status(output).await,
+                JudgmentIndexCommand::Discard => judgment_index::run_discard(output).await,
+            },
         }
     }
 }

@@ -18,6 +18,7 @@
 //! | [`access_log`] | the access log's export, and its chain's verification in the database or from exports |
 //! | [`verifiable`] | the verifiable logs: proof bundles read from the database (`prove`), and checked offline with the published key (`verify --proofs`) |
 //! | [`rebuild`] | rebuild, verify, swap and status |
+//! | [`judgment_index`] | the judgment index's blue/green rebuild, verification, swap and status, embedding with the server's AI configuration |
 //! | [`progress`] | progress bars on stderr (hidden when not a terminal or `--quiet`) |
 //!
 //! Exit codes: [`Verdict::Passed`] 0, [`Verdict::Failed`] 1 (a verification found a
@@ -31,6 +32,7 @@ pub mod bound;
 pub mod cli;
 pub mod db;
 pub mod erasure;
+pub mod judgment_index;
 pub mod progress;
 pub mod rebuild;
 pub mod sink;

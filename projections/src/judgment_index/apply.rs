@@ -11,8 +11,9 @@ use pgvector::HalfVector;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::partition::{create_partition, ensure_model};
+use super::partition::{create_partition, ensure_model_of, Generation};
 use super::IndexError;
+use crate::decoded::DecodedEvent;
 use crate::log::RecordedEvent;
 
 /// What one [`apply`] changed.
@@ -40,6 +41,26 @@ enum Change {
     },
 }
 
+/// What the index reads of an event: a stored one decoded for it alone (the live
+/// subscription), or one a rebuild decoded for every part.
+struct Seen<'a> {
+    position: i64,
+    tenant: Uuid,
+    aggregate_id: &'a str,
+    /// Its sealed content read as its redaction: its customer is erased.
+    redacted: bool,
+    event: &'a AnyEvent,
+}
+
+impl Seen<'_> {
+    fn aggregate_uuid(&self) -> Result<Uuid, IndexError> {
+        Uuid::parse_str(self.aggregate_id).map_err(|err| IndexError::MalformedEvent {
+            position: self.position,
+            reason: format!("aggregate id {:?}: {err}", self.aggregate_id),
+        })
+    }
+}
+
 /// Applies a batch of the log (in reading order) to the index through `conn`, inside the
 /// caller's transaction:
 ///
@@ -61,30 +82,67 @@ pub async fn apply(
     events: &[RecordedEvent],
     embedder: &dyn Embedder,
 ) -> Result<Applied, IndexError> {
+    let mut decoded = Vec::new();
+    for recorded in events {
+        if let Some(event) = decode(recorded)? {
+            decoded.push((recorded, event));
+        }
+    }
+    let seen = decoded.iter().map(|(recorded, event)| Seen {
+        position: recorded.global_position(),
+        tenant: recorded.tenant_id,
+        aggregate_id: &recorded.aggregate_id,
+        redacted: recorded.redacted,
+        event,
+    });
+    write(conn, seen, embedder, Generation::Live).await
+}
+
+/// [`apply`] to `generation`, for events a rebuild decoded already.
+pub(crate) async fn apply_decoded(
+    conn: &mut PgConnection,
+    events: &[DecodedEvent],
+    embedder: &dyn Embedder,
+    generation: Generation,
+) -> Result<Applied, IndexError> {
+    let seen = events.iter().map(|event| Seen {
+        position: event.position(),
+        tenant: event.tenant_id,
+        aggregate_id: &event.aggregate_id,
+        redacted: event.redacted,
+        event: &event.event,
+    });
+    write(conn, seen, embedder, generation).await
+}
+
+/// The body of [`apply`] and [`apply_decoded`]: `events` folded into `generation`.
+async fn write<'a>(
+    conn: &mut PgConnection,
+    events: impl Iterator<Item = Seen<'a>>,
+    embedder: &dyn Embedder,
+    generation: Generation,
+) -> Result<Applied, IndexError> {
     let mut onboarded = BTreeSet::new();
     let mut order: Vec<Uuid> = Vec::new();
     let mut changes: HashMap<Uuid, Change> = HashMap::new();
     let mut erased = Vec::new();
-    for recorded in events {
-        let Some(event) = decode(recorded)? else {
-            continue;
-        };
-        let position = recorded.global_position();
-        let (judgment, change) = match event {
+    for seen in events {
+        let position = seen.position;
+        let (judgment, change) = match seen.event {
             AnyEvent::Judgment(
                 JudgmentEvent::JudgmentCaptured { .. } | JudgmentEvent::JudgmentRevised { .. },
-            ) if recorded.redacted => (
-                aggregate_uuid(recorded)?,
+            ) if seen.redacted => (
+                seen.aggregate_uuid()?,
                 Change::Retire {
-                    tenant: recorded.tenant_id,
+                    tenant: seen.tenant,
                 },
             ),
             AnyEvent::Tenant(TenantEvent::SubjectErased { subject, .. }) => {
-                erased.push((recorded.tenant_id, Some(subject.to_string())));
+                erased.push((seen.tenant, Some(subject.to_string())));
                 continue;
             }
             AnyEvent::Tenant(TenantEvent::TenantErased { .. }) => {
-                erased.push((recorded.tenant_id, None));
+                erased.push((seen.tenant, None));
                 continue;
             }
             AnyEvent::Tenant(
@@ -105,23 +163,23 @@ pub async fn apply(
                 Change::Upsert {
                     tenant: *tenant_id.as_uuid(),
                     position,
-                    content,
+                    content: content.clone(),
                     customer: origin.customer().map(ToString::to_string),
                 },
             ),
             AnyEvent::Judgment(JudgmentEvent::JudgmentRevised { content, .. }) => (
-                aggregate_uuid(recorded)?,
+                seen.aggregate_uuid()?,
                 Change::Upsert {
-                    tenant: recorded.tenant_id,
+                    tenant: seen.tenant,
                     position,
-                    content,
+                    content: content.clone(),
                     customer: None,
                 },
             ),
             AnyEvent::Judgment(JudgmentEvent::JudgmentRetired { .. }) => (
-                aggregate_uuid(recorded)?,
+                seen.aggregate_uuid()?,
                 Change::Retire {
-                    tenant: recorded.tenant_id,
+                    tenant: seen.tenant,
                 },
             ),
             _ => continue,
@@ -131,13 +189,15 @@ pub async fn apply(
         }
     }
     if onboarded.is_empty() && changes.is_empty() {
-        return purge(conn, &erased).await.map(|retired| Applied {
-            retired,
-            ..Applied::default()
-        });
+        return purge(conn, generation, &erased)
+            .await
+            .map(|retired| Applied {
+                retired,
+                ..Applied::default()
+            });
     }
 
-    ensure_model(conn, embedder).await?;
+    ensure_model_of(conn, generation, embedder).await?;
     let mut upserts = Upserts::default();
     let mut retired = (Vec::new(), Vec::new());
     let mut tenants = onboarded;
@@ -169,16 +229,17 @@ pub async fn apply(
 
     let mut applied = Applied::default();
     for tenant in tenants {
-        if create_partition(conn, TenantId::from_uuid(tenant)).await? {
+        if create_partition(conn, generation, TenantId::from_uuid(tenant)).await? {
             applied.partitions_created += 1;
         }
     }
     if !retired.1.is_empty() {
         applied.retired = usize::try_from(
-            sqlx::query(
-                "DELETE FROM judgment_index
+            sqlx::query(&format!(
+                "DELETE FROM {}
                   WHERE (tenant_id, judgment_id) IN (SELECT * FROM UNNEST($1::uuid[], $2::uuid[]))",
-            )
+                generation.table()
+            ))
             .bind(&retired.0)
             .bind(&retired.1)
             .execute(&mut *conn)
@@ -196,7 +257,7 @@ pub async fn apply(
             .map(|v| HalfVector::from_f32_slice(v))
             .collect();
         applied.upserted = usize::try_from(
-            sqlx::query(UPSERT)
+            sqlx::query(&upsert(generation))
                 .bind(&upserts.tenants)
                 .bind(&upserts.judgments)
                 .bind(&upserts.positions)
@@ -213,7 +274,7 @@ pub async fn apply(
         )
         .unwrap_or(usize::MAX);
     }
-    applied.retired += purge(conn, &erased).await?;
+    applied.retired += purge(conn, generation, &erased).await?;
     Ok(applied)
 }
 
@@ -221,14 +282,16 @@ pub async fn apply(
 /// without a customer (the tenant erased); returns how many.
 async fn purge(
     conn: &mut PgConnection,
+    generation: Generation,
     erased: &[(Uuid, Option<String>)],
 ) -> Result<usize, IndexError> {
     let mut removed = 0;
     for (tenant, customer) in erased {
-        let rows = sqlx::query(
-            "DELETE FROM judgment_index
+        let rows = sqlx::query(&format!(
+            "DELETE FROM {}
               WHERE tenant_id = $1 AND ($2::text IS NULL OR customer = $2)",
-        )
+            generation.table()
+        ))
         .bind(tenant)
         .bind(customer)
         .execute(&mut *conn)
@@ -239,11 +302,13 @@ async fn purge(
     Ok(removed)
 }
 
-/// Inserts or replaces a batch of rows given as parallel arrays; a row is only replaced by
-/// a later event. Tags travel as JSON arrays (a `text[][]` must be rectangular), vectors as
-/// `halfvec[]`.
-const UPSERT: &str = "
-    INSERT INTO judgment_index AS j
+/// Inserts or replaces a batch of rows of `generation` given as parallel arrays; a row is
+/// only replaced by a later event. Tags travel as JSON arrays (a `text[][]` must be
+/// rectangular), vectors as `halfvec[]`.
+fn upsert(generation: Generation) -> String {
+    format!(
+        "
+    INSERT INTO {} AS j
            (tenant_id, judgment_id, source_position, embedding_model, embedding_dim,
             title, body, tags, embedding, customer)
     SELECT u.tenant_id, u.judgment_id, u.source_position, $4, $5, u.title, u.body,
@@ -261,7 +326,10 @@ const UPSERT: &str = "
            tags = EXCLUDED.tags,
            embedding = EXCLUDED.embedding,
            indexed_at = now()
-     WHERE j.source_position < EXCLUDED.source_position";
+     WHERE j.source_position < EXCLUDED.source_position",
+        generation.table()
+    )
+}
 
 /// Rows to upsert as parallel arrays, plus the texts to embed.
 #[derive(Default)]
@@ -293,12 +361,14 @@ impl Upserts {
         self.titles.push(content.title.as_str().to_owned());
         self.bodies.push(content.body.as_str().to_owned());
         self.tags.push(serde_json::Value::from(tags).to_string());
-        self.texts.push(format!(
-            "{}\n{}",
-            content.title.as_str(),
-            content.body.as_str()
-        ));
+        self.texts
+            .push(embedded_text(content.title.as_str(), content.body.as_str()));
     }
+}
+
+/// The text a judgment is embedded as: its title, a line break, its body.
+pub(super) fn embedded_text(title: &str, body: &str) -> String {
+    format!("{title}\n{body}")
 }
 
 /// The event in domain terms, if the index cares about it (decoding only those).
@@ -328,11 +398,4 @@ fn decode(recorded: &RecordedEvent) -> Result<Option<AnyEvent>, IndexError> {
     )
     .map(Some)
     .map_err(|source| IndexError::Decode { position, source })
-}
-
-fn aggregate_uuid(recorded: &RecordedEvent) -> Result<Uuid, IndexError> {
-    Uuid::parse_str(&recorded.aggregate_id).map_err(|err| IndexError::MalformedEvent {
-        position: recorded.global_position(),
-        reason: format!("aggregate id {:?}: {err}", recorded.aggregate_id),
-    })
 }

@@ -8,12 +8,16 @@ use sqlx::postgres::PgRow;
 use sqlx::{Connection, PgConnection, Row};
 use uuid::Uuid;
 
-use super::partition::partition_name;
+use super::partition::{Generation, IndexedModel};
 use super::IndexError;
 
 /// SQLSTATE of a statement naming a table that does not exist: the tenant's partition is
-/// created with its first judgment (or when it is onboarded), and dropped by a rebuild.
+/// created with its first judgment (or when it is onboarded).
 const UNDEFINED_TABLE: &str = "42P01";
+
+/// SQLSTATE pgvector raises for a vector of another dimension than the cast's (a query of
+/// another model than the index's).
+const DATA_EXCEPTION: &str = "22000";
 
 /// One judgment found by [`search`].
 #[derive(Debug, Clone, PartialEq)]
@@ -55,23 +59,33 @@ impl JudgmentHit {
 /// time). The tenant filter is explicit all the same. The cast matches the expression the
 /// partition's HNSW index is built on; the distance is computed once, for the order and the
 /// score.
+///
+/// Each hit also carries the model its vector was made with, which [`search`] checks
+/// against the query's: a swap may have put another model's vectors under the same name
+/// (decision 0028).
 pub fn search_statement(tenant: TenantId, dimension: usize) -> String {
+    statement_on(Generation::Live, tenant, dimension)
+}
+
+/// [`search_statement`] over `generation`'s partition of `tenant`.
+pub(crate) fn statement_on(generation: Generation, tenant: TenantId, dimension: usize) -> String {
     format!(
         "SELECT hit.judgment_id, (1 - hit.distance)::real AS score,
-                hit.title, hit.body, hit.tags, hit.source_position
+                hit.title, hit.body, hit.tags, hit.source_position, hit.embedding_model
            FROM (SELECT j.judgment_id, j.title, j.body, j.tags, j.source_position,
+                        j.embedding_model,
                         j.embedding::halfvec({dimension}) <=> $2::halfvec({dimension}) AS distance
                    FROM {partition} j
                   WHERE j.tenant_id = $1
                   ORDER BY distance
                   LIMIT $3) hit
           ORDER BY hit.distance",
-        partition = partition_name(tenant),
+        partition = generation.partition(tenant),
     )
 }
 
-/// The `k` judgments of `tenant` nearest to `query` (a vector of the index's model), best
-/// first; none while the tenant has no partition.
+/// The `k` judgments of `tenant` nearest to `query`, a vector of `model`, best first; none
+/// while the tenant has no partition.
 ///
 /// `conn` must be a connection of the search role (`DbRole::Search` in
 /// `casebook-adapters`), outside a transaction (a tenant without a partition fails the
@@ -85,15 +99,39 @@ pub fn search_statement(tenant: TenantId, dimension: usize) -> String {
 /// versions a revision or retirement left dead until vacuum took up candidates) walks again
 /// with the iterative scan on, until it has `k` or the tenant has no more. A tenant holding
 /// fewer than `k` judgments pays that second walk on every search; its graph is tiny.
+///
+/// The index's vectors must be `model`'s: after a rebuild for another model is swapped in,
+/// a process still embedding queries with the old one gets [`IndexError::QueryModel`] until
+/// it runs the new one, never a ranking of one model's query among another's vectors.
 pub async fn search(
     conn: &mut PgConnection,
     tenant: TenantId,
+    model: &str,
     query: &[f32],
     k: u32,
 ) -> Result<Vec<JudgmentHit>, IndexError> {
     let statement = search_statement(tenant, query.len());
     let wanted = usize::try_from(k).unwrap_or(usize::MAX);
-    let rows = match fetch(&mut *conn, &statement, tenant, query, k).await? {
+    let first = match fetch(&mut *conn, &statement, tenant, query, k).await {
+        Err(IndexError::Database(sqlx::Error::Database(err)))
+            if err.code().as_deref() == Some(DATA_EXCEPTION) =>
+        {
+            // The stored vectors are not of the query's dimension, so of another model;
+            // any other data error keeps its own report.
+            let indexed = partition_model(conn, Generation::Live, tenant).await?;
+            return Err(match indexed {
+                Some(indexed) if !same_model(&indexed, model, query.len()) => {
+                    IndexError::QueryModel {
+                        indexed_model: indexed.model,
+                        query_model: model.to_owned(),
+                    }
+                }
+                _ => IndexError::Database(sqlx::Error::Database(err)),
+            });
+        }
+        other => other?,
+    };
+    let rows = match first {
         Some(rows) if rows.len() >= wanted => rows,
         Some(_) => {
             let mut tx = conn.begin().await?;
@@ -106,6 +144,20 @@ pub async fn search(
         }
         None => Vec::new(),
     };
+    hits(&rows, model)
+}
+
+/// The hits in `rows` of a search statement, refused when their vectors are not `model`'s.
+pub(crate) fn hits(rows: &[PgRow], model: &str) -> Result<Vec<JudgmentHit>, IndexError> {
+    if let Some(row) = rows.first() {
+        let indexed: String = row.try_get("embedding_model")?;
+        if indexed != model {
+            return Err(IndexError::QueryModel {
+                indexed_model: indexed,
+                query_model: model.to_owned(),
+            });
+        }
+    }
     rows.iter()
         .map(|row| {
             let judgment_id: Uuid = row.try_get("judgment_id")?;
@@ -123,8 +175,35 @@ pub async fn search(
         .collect()
 }
 
+fn same_model(indexed: &IndexedModel, model: &str, dimension: usize) -> bool {
+    indexed.model == model && indexed.dimension == dimension
+}
+
+/// The model of the vectors in `generation`'s partition of `tenant` (`None`: no rows, or no
+/// partition).
+async fn partition_model(
+    conn: &mut PgConnection,
+    generation: Generation,
+    tenant: TenantId,
+) -> Result<Option<IndexedModel>, IndexError> {
+    let row: Option<(String, i32)> = match sqlx::query_as(&format!(
+        "SELECT embedding_model, embedding_dim FROM {} LIMIT 1",
+        generation.partition(tenant)
+    ))
+    .fetch_optional(conn)
+    .await
+    {
+        Err(sqlx::Error::Database(err)) if err.code().as_deref() == Some(UNDEFINED_TABLE) => None,
+        other => other?,
+    };
+    Ok(row.map(|(model, dimension)| IndexedModel {
+        model,
+        dimension: usize::try_from(dimension).unwrap_or(0),
+    }))
+}
+
 /// Runs the search `statement`; `None` if the tenant's partition does not exist.
-async fn fetch(
+pub(crate) async fn fetch(
     conn: &mut PgConnection,
     statement: &str,
     tenant: TenantId,
@@ -153,12 +232,18 @@ async fn fetch(
 #[derive(Clone)]
 pub struct IndexSearch {
     pool: sqlx::PgPool,
+    model: String,
 }
 
 impl IndexSearch {
-    /// Searches through `pool` (which should run as `casebook_search`).
-    pub fn new(pool: sqlx::PgPool) -> Self {
-        Self { pool }
+    /// Searches through `pool` (which should run as `casebook_search`) with query vectors
+    /// of `model` (the process's embedder's): an index holding another model's answers
+    /// [`IndexError::QueryModel`].
+    pub fn new(pool: sqlx::PgPool, model: impl Into<String>) -> Self {
+        Self {
+            pool,
+            model: model.into(),
+        }
     }
 }
 
@@ -171,7 +256,7 @@ impl PrecedentSearch for IndexSearch {
         k: u32,
     ) -> Result<Vec<FoundPrecedent>, BoxError> {
         let mut conn = self.pool.acquire().await?;
-        let hits = search(&mut conn, tenant, vector, k).await?;
+        let hits = search(&mut conn, tenant, &self.model, vector, k).await?;
         Ok(hits
             .into_iter()
             .map(|hit| FoundPrecedent {

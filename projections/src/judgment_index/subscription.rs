@@ -1,4 +1,4 @@
-//! The index as a live subscription, and its rebuild.
+//! The index as a live subscription.
 
 use std::sync::Arc;
 
@@ -6,16 +6,21 @@ use async_trait::async_trait;
 use casebook_domain::ports::Embedder;
 use sqlx::PgConnection;
 
-use super::{apply, reset, IndexError};
-use crate::checkpoints::{self, State, TX_PARAM};
+use super::{apply, IndexError};
 use crate::error::ApplyError;
-use crate::log::{Checkpoint, RecordedEvent};
+use crate::log::RecordedEvent;
 use crate::subscription::Subscription;
 
 /// The subscription's name: its row in `subscriptions`.
 pub const SUBSCRIPTION: &str = "judgment_index";
 
 /// Keeps the index up to date with the log, embedding with `embedder` (see [`apply`]).
+///
+/// An index holding another model's vectors (a rebuild for a new model was swapped in, and
+/// this process still runs the old one; or this process was deployed with a new model before
+/// the swap) is a transient failure: the runner retries, with `last_error` saying why, and
+/// applies nothing until a process embedding with the index's model holds the subscription.
+/// No event is skipped.
 pub struct JudgmentIndexSubscription {
     embedder: Arc<dyn Embedder>,
 }
@@ -45,39 +50,13 @@ impl Subscription for JudgmentIndexSubscription {
     }
 }
 
-/// A database failure keeps its own classification; a transient embedder failure is retried;
-/// anything else (a changed model, an undecodable event) stops the subscription there.
-fn into_apply_error(err: IndexError) -> ApplyError {
+/// A database failure keeps its own classification; a transient embedder failure and an
+/// index of another model (see [`JudgmentIndexSubscription`]) are retried; anything else (an
+/// undecodable event) stops the subscription there.
+pub(super) fn into_apply_error(err: IndexError) -> ApplyError {
     match err {
         IndexError::Database(db) => db.into(),
         err if err.is_retryable() => ApplyError::Transient(Box::new(err)),
         err => ApplyError::permanent_from("cannot index judgments", err),
     }
-}
-
-/// Rebuilds the index from history, e.g. for another embedding model: in one transaction on
-/// `conn`, waits for the live subscription's batch in flight, empties the index (every
-/// partition and the recorded model, see [`reset`]) and moves the subscription back to the
-/// start of the log (`running`, also if it had failed on a changed model). The live runner
-/// then notices its checkpoint moved and replays the log into the empty index with its
-/// embedder; searches find fewer precedents until it has caught up.
-pub async fn rebuild(conn: &mut PgConnection) -> Result<(), IndexError> {
-    let mut tx = sqlx::Connection::begin(conn).await?;
-    checkpoints::ensure(&mut tx, SUBSCRIPTION, State::Running).await?;
-    checkpoints::lock(&mut tx, SUBSCRIPTION).await?;
-    reset(&mut tx).await?;
-    sqlx::query(&format!(
-        "UPDATE subscriptions
-            SET checkpoint_tx = $2{TX_PARAM}, checkpoint_position = $3, status = $4,
-                last_error = NULL, updated_at = now()
-          WHERE name = $1"
-    ))
-    .bind(SUBSCRIPTION)
-    .bind(Checkpoint::START.transaction_id)
-    .bind(Checkpoint::START.global_position)
-    .bind(State::Running.as_str())
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(())
 }

@@ -23,28 +23,31 @@
 //! rows as `casebook_maintainer` (`DbRole::Maintainer` in `casebook-adapters`): creating,
 //! dropping and renaming tables takes ownership, which only the DDL takes back (see
 //! `shadow`). Its pool needs a connection per projection plus two.
+//!
+//! The build loop (`feed`) is shared with the judgment index's blue/green rebuild
+//! ([`IndexRebuild`](crate::judgment_index::IndexRebuild)), whose errors are these too.
 
 pub mod digest;
-mod shadow;
+pub(crate) mod feed;
+pub(crate) mod shadow;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use casebook_domain::ids::TenantId;
 use casebook_vault::Vault;
-use futures::StreamExt;
 use sqlx::{Connection, Executor, PgConnection, PgPool};
-use tokio::sync::mpsc;
-use tokio::task::JoinSet;
-use tokio::time::Instant;
 
 use crate::checkpoints::{self, State, TX_PARAM};
-use crate::decoded::{describe, DecodedEvent};
+use crate::decoded::DecodedEvent;
 use crate::error::ApplyError;
-use crate::log::{Checkpoint, LogReader, ReadError, Scope};
+use crate::judgment_index::IndexError;
+use crate::log::{Checkpoint, ReadError};
 use crate::projection::{Naming, Projection, ProjectionId, TableSpec};
 use digest::{canonical_settings, first_difference, table_digest, TableDigest};
+use feed::{count_between, end_session, Feed, Part, Writer};
 
 /// Whose rows a rebuild covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,37 +79,54 @@ pub enum RebuildError {
         #[source]
         source: ApplyError,
     },
-    /// A projection could not apply a batch.
-    #[error("projection {projection} failed")]
+    /// A rebuild could not apply a batch.
+    #[error("the rebuild of {subscription} failed")]
     Apply {
-        /// The projection.
-        projection: ProjectionId,
+        /// The live subscription (projection or index) being rebuilt.
+        subscription: String,
         /// Why.
         #[source]
         source: ApplyError,
     },
     /// Swap or verify before anything was built.
-    #[error("projection {0} has no rebuild to use")]
-    NotBuilt(ProjectionId),
-    /// A one-tenant swap found the live projection behind the rebuild: let it catch up first.
-    #[error("live projection {projection} ({live:?}) is behind its rebuild ({rebuilt:?})")]
+    #[error("{0} has no rebuild to use")]
+    NotBuilt(String),
+    /// A one-tenant swap found the live subscription behind the rebuild: let it catch up
+    /// first.
+    #[error("live {subscription} ({live:?}) is behind its rebuild ({rebuilt:?})")]
     LiveBehind {
-        /// The projection.
-        projection: ProjectionId,
+        /// The live subscription.
+        subscription: String,
         /// The live checkpoint.
         live: Checkpoint,
         /// The rebuild's checkpoint.
         rebuilt: Checkpoint,
     },
     /// Verify found the live tables and the rebuild at different points of the log.
-    #[error("projection {projection}: live ({live:?}) and rebuild ({rebuilt:?}) are at different points of the log")]
+    #[error("{subscription}: live ({live:?}) and rebuild ({rebuilt:?}) are at different points of the log")]
     CheckpointsDiffer {
-        /// The projection.
-        projection: ProjectionId,
+        /// The live subscription.
+        subscription: String,
         /// The live checkpoint.
         live: Checkpoint,
         /// The rebuild's checkpoint.
         rebuilt: Checkpoint,
+    },
+    /// The judgment index's model, partitions or search failed the rebuild.
+    #[error("judgment index")]
+    Index(#[from] IndexError),
+    /// The judgment index's green generation failed its verification, so it was not
+    /// swapped in.
+    #[error("the rebuilt judgment index failed its verification: {0}")]
+    Unverified(String),
+    /// A `--resume` found the judgment index's green generation built for another scope or
+    /// model: discard it first.
+    #[error(
+        "the judgment index's rebuild in place ({existing}) is not this one: discard it first"
+    )]
+    OtherRebuild {
+        /// The rebuild in place: its checkpoint row and model.
+        existing: String,
     },
 }
 
@@ -167,11 +187,18 @@ pub struct Rebuild {
     batch_size: usize,
 }
 
-/// A projection being rebuilt: its shadow writer and rebuild checkpoint.
-struct Part {
-    id: ProjectionId,
-    projection: Box<dyn Projection>,
-    checkpoint: Checkpoint,
+/// A projection writing to its shadow tables, as a part of a build.
+struct ShadowWriter(Box<dyn Projection>);
+
+#[async_trait]
+impl Writer for ShadowWriter {
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        events: &[DecodedEvent],
+    ) -> Result<(), ApplyError> {
+        self.0.apply(conn, events).await
+    }
 }
 
 impl Rebuild {
@@ -200,8 +227,13 @@ impl Rebuild {
         Self { vault, ..self }
     }
 
-    fn reader(&self) -> LogReader {
-        LogReader::new(self.pool.clone()).with_vault(self.vault.clone())
+    fn feed(&self) -> Feed {
+        Feed::new(
+            self.pool.clone(),
+            self.vault.clone(),
+            self.batch_size,
+            self.tenant(),
+        )
     }
 
     /// Events per transaction (and per page read); 25,000 by default. Larger batches fold more
@@ -235,13 +267,6 @@ impl Rebuild {
         }
     }
 
-    fn log_scope(&self) -> Scope {
-        match self.scope {
-            RebuildScope::All => Scope::All,
-            RebuildScope::Tenant(tenant) => Scope::Tenant(*tenant.as_uuid()),
-        }
-    }
-
     fn tenant(&self) -> Option<uuid::Uuid> {
         match self.scope {
             RebuildScope::All => None,
@@ -251,14 +276,12 @@ impl Rebuild {
 
     /// A connection of its own holding every rebuild row's advisory lock.
     async fn session(&self) -> Result<PgConnection, RebuildError> {
-        let mut conn = self.pool.acquire().await?.detach();
-        for id in &self.projections {
-            let name = self.row_name(*id);
-            if !checkpoints::try_lock(&mut conn, &name).await? {
-                return Err(RebuildError::Busy(name));
-            }
-        }
-        Ok(conn)
+        let rows: Vec<String> = self
+            .projections
+            .iter()
+            .map(|id| self.row_name(*id))
+            .collect();
+        self.feed().session(&rows).await
     }
 
     /// Resumes each projection's rebuild where its checkpoint row says, or starts it afresh
@@ -296,24 +319,13 @@ impl Rebuild {
                 }
             };
             parts.push(Part {
-                id,
-                projection: id.build(&naming),
+                live: id.name().to_owned(),
+                row,
+                writer: Arc::new(ShadowWriter(id.build(&naming))),
                 checkpoint,
             });
         }
         Ok(parts)
-    }
-
-    /// The earliest live checkpoint of the projections (a one-tenant build stops there).
-    async fn live_floor(&self, conn: &mut PgConnection) -> Result<Checkpoint, RebuildError> {
-        let mut floor: Option<Checkpoint> = None;
-        for id in &self.projections {
-            let live = checkpoints::get(conn, id.name())
-                .await?
-                .map_or(Checkpoint::START, |(cp, _)| cp);
-            floor = Some(floor.map_or(live, |f| f.min(live)));
-        }
-        Ok(floor.unwrap_or(Checkpoint::START))
     }
 
     /// Builds the shadow tables up to the head of the log (a one-tenant build: up to the
@@ -338,165 +350,14 @@ impl Rebuild {
         &self,
         session: &mut PgConnection,
         stop: impl Future<Output = ()>,
-        mut progress: impl FnMut(&RebuildProgress),
+        progress: impl FnMut(&RebuildProgress),
     ) -> Result<BuildOutcome, RebuildError> {
         let parts = self.prepare(session).await?;
-        let from = parts
-            .iter()
-            .map(|p| p.checkpoint)
-            .min()
-            .unwrap_or(Checkpoint::START);
-        let total = count_between(session, from, None, self.tenant()).await?;
-        let started = Instant::now();
-        tracing::info!(projections = ?self.projections, scope = ?self.scope, from = ?from, total, "rebuild started");
-
-        let (acks_sender, mut acks) = mpsc::unbounded_channel();
-        let mut feeds = Vec::with_capacity(parts.len());
-        let mut workers = JoinSet::new();
-        for (index, part) in parts.into_iter().enumerate() {
-            let (feed, batches) = mpsc::channel(2);
-            feeds.push(feed);
-            let row = self.row_name(part.id);
-            workers.spawn(apply_part(
-                index,
-                part,
-                row,
-                self.pool.clone(),
-                batches,
-                acks_sender.clone(),
-            ));
-        }
-        drop(acks_sender);
-
-        let mut batches = self.decoded_batches(from);
-        let mut outcome = BuildOutcome {
-            resumed_from: from,
-            checkpoint: from,
-            applied: 0,
-            caught_up: false,
-        };
-        // Batches handed out (their size and last checkpoint), and how many each part has
-        // committed: a batch counts as applied once every part has committed it.
-        let mut dispatched: Vec<(u64, Checkpoint)> = Vec::new();
-        let mut committed = vec![0_usize; feeds.len()];
-        let mut reported = 0;
-        let mut feeding = true;
-        tokio::pin!(stop);
-        let result = loop {
-            tokio::select! {
-                biased;
-                ack = acks.recv() => match ack {
-                    Some((_, Err(err))) => break Err(err),
-                    Some((index, Ok(()))) => {
-                        committed[index] += 1;
-                        let done = committed.iter().copied().min().unwrap_or(0);
-                        while reported < done {
-                            let (size, checkpoint) = dispatched[reported];
-                            reported += 1;
-                            outcome.applied += size;
-                            outcome.checkpoint = checkpoint;
-                            progress(&RebuildProgress {
-                                applied: outcome.applied,
-                                total,
-                                checkpoint,
-                                elapsed: started.elapsed(),
-                            });
-                        }
-                    }
-                    // Every part has finished its feed.
-                    None => break Ok(()),
-                },
-                () = &mut stop, if feeding => {
-                    feeding = false;
-                    feeds.clear();
-                }
-                batch = batches.recv(), if feeding => {
-                    let Some(batch) = batch else {
-                        outcome.caught_up = true;
-                        feeding = false;
-                        feeds.clear();
-                        continue;
-                    };
-                    let mut batch = match batch {
-                        Ok(batch) => batch,
-                        Err(err) => break Err(err),
-                    };
-                    if self.tenant().is_some() {
-                        let floor = match self.live_floor(session).await {
-                            Ok(floor) => floor,
-                            Err(err) => break Err(err),
-                        };
-                        let keep = batch.partition_point(|e| e.checkpoint <= floor);
-                        if keep < batch.len() {
-                            batch.truncate(keep);
-                            outcome.caught_up = true;
-                            feeding = false;
-                        }
-                    }
-                    if let Some(last) = batch.last() {
-                        dispatched.push((batch.len() as u64, last.checkpoint));
-                        let batch = Arc::new(batch);
-                        for feed in &feeds {
-                            // A part that stopped has reported why on `acks`.
-                            let _ = feed.send(batch.clone()).await;
-                        }
-                    }
-                    if !feeding {
-                        feeds.clear();
-                    }
-                }
-            }
-        };
-        if result.is_err() {
-            workers.abort_all();
-        }
-        while let Some(joined) = workers.join_next().await {
-            if let Err(err) = joined {
-                if err.is_panic() {
-                    std::panic::resume_unwind(err.into_panic());
-                }
-            }
-        }
-        result?;
+        let outcome = self.feed().build(session, parts, stop, progress).await?;
         if outcome.caught_up {
             self.add_deferred_indexes(session).await?;
         }
-        tracing::info!(applied = outcome.applied, caught_up = outcome.caught_up, elapsed = ?started.elapsed(), "rebuild build ended");
         Ok(outcome)
-    }
-
-    /// Reads and decodes the log after `from` in the rebuild's scope on a task of its own,
-    /// a batch ahead of the writer.
-    fn decoded_batches(
-        &self,
-        from: Checkpoint,
-    ) -> mpsc::Receiver<Result<Vec<DecodedEvent>, RebuildError>> {
-        let reader = self
-            .reader()
-            .with_page_size(u32::try_from(self.batch_size).unwrap_or(u32::MAX));
-        let mut pages = reader
-            .catch_up(from, self.log_scope())
-            .ready_chunks(self.batch_size);
-        let (sender, receiver) = mpsc::channel(2);
-        tokio::spawn(async move {
-            while let Some(page) = pages.next().await {
-                let batch = page
-                    .into_iter()
-                    .map(|event| {
-                        let event = event?;
-                        DecodedEvent::decode(&event).map_err(|source| RebuildError::Decode {
-                            event: describe(&event),
-                            source,
-                        })
-                    })
-                    .collect::<Result<Vec<_>, _>>();
-                let failed = batch.is_err();
-                if sender.send(batch).await.is_err() || failed {
-                    return;
-                }
-            }
-        });
-        receiver
     }
 
     /// Compares the rebuilt and live tables, all in one snapshot. Both must be at the same
@@ -527,12 +388,12 @@ impl Rebuild {
                 .map_or(Checkpoint::START, |(cp, _)| cp);
             let rebuilt = checkpoints::get(conn, &self.row_name(id))
                 .await?
-                .ok_or(RebuildError::NotBuilt(id))?
+                .ok_or_else(|| RebuildError::NotBuilt(id.name().to_owned()))?
                 .0;
             let (low, high) = (live.min(rebuilt), live.max(rebuilt));
             if count_between(conn, low, Some(high), tenant).await? > 0 {
                 return Err(RebuildError::CheckpointsDiffer {
-                    projection: id,
+                    subscription: id.name().to_owned(),
                     live,
                     rebuilt,
                 });
@@ -595,11 +456,11 @@ impl Rebuild {
             let row = self.row_name(id);
             let rebuilt = checkpoints::lock(&mut tx, &row)
                 .await?
-                .ok_or(RebuildError::NotBuilt(id))?
+                .ok_or_else(|| RebuildError::NotBuilt(id.name().to_owned()))?
                 .0;
             for table in id.tables() {
                 if !shadow::exists(&mut tx, &naming.table(table.name)).await? {
-                    return Err(RebuildError::NotBuilt(id));
+                    return Err(RebuildError::NotBuilt(id.name().to_owned()));
                 }
             }
             match self.scope {
@@ -622,12 +483,15 @@ impl Rebuild {
                 RebuildScope::Tenant(tenant) => {
                     if rebuilt > live {
                         return Err(RebuildError::LiveBehind {
-                            projection: id,
+                            subscription: id.name().to_owned(),
                             live,
                             rebuilt,
                         });
                     }
-                    self.catch_up_tenant(&mut tx, id, rebuilt, live).await?;
+                    let writer = ShadowWriter(id.build(&self.naming()));
+                    self.feed()
+                        .catch_up(&mut tx, id.name(), &writer, rebuilt, live)
+                        .await?;
                     for table in id.tables() {
                         shadow::merge_tenant(
                             &mut tx,
@@ -656,44 +520,6 @@ impl Rebuild {
             }
         }
         tracing::info!(projections = ?self.projections, scope = ?self.scope, "rebuild swapped in");
-        Ok(())
-    }
-
-    /// Applies the scope's events in `(from, to]` to projection `id`'s shadow, inside the
-    /// swap's transaction.
-    async fn catch_up_tenant(
-        &self,
-        conn: &mut PgConnection,
-        id: ProjectionId,
-        from: Checkpoint,
-        to: Checkpoint,
-    ) -> Result<(), RebuildError> {
-        let reader = self.reader();
-        let projection = id.build(&self.naming());
-        let page_size = u32::try_from(self.batch_size).unwrap_or(u32::MAX);
-        let mut after = from;
-        while after < to {
-            let page = reader.read_page(after, self.log_scope(), page_size).await?;
-            let keep: Vec<_> = page.iter().take_while(|e| e.checkpoint <= to).collect();
-            let Some(last) = keep.last() else { break };
-            after = last.checkpoint;
-            let events = keep
-                .iter()
-                .map(|event| {
-                    DecodedEvent::decode(event).map_err(|source| RebuildError::Decode {
-                        event: describe(event),
-                        source,
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            projection
-                .apply(conn, &events)
-                .await
-                .map_err(|source| RebuildError::Apply {
-                    projection: id,
-                    source,
-                })?;
-        }
         Ok(())
     }
 
@@ -740,99 +566,4 @@ impl Rebuild {
         tx.commit().await?;
         Ok(())
     }
-}
-
-/// Releases a session's advisory locks at once (closing alone leaves them to the server's
-/// own pace, and the caller may lock again right away), then closes it.
-async fn end_session(mut conn: PgConnection) {
-    if let Err(err) = checkpoints::unlock_all(&mut conn).await {
-        tracing::debug!(error = %err, "cannot release the rebuild's locks; closing");
-    }
-    let _ = conn.close().await;
-}
-
-/// Applies the batches of `feed` to one part, each in a transaction that also moves the
-/// part's checkpoint row (only the events after that checkpoint: a resumed build re-reads
-/// from the earliest part). Reports each batch, or the error that stops it, on `acks`.
-async fn apply_part(
-    index: usize,
-    mut part: Part,
-    row: String,
-    pool: PgPool,
-    mut feed: mpsc::Receiver<Arc<Vec<DecodedEvent>>>,
-    acks: mpsc::UnboundedSender<(usize, Result<(), RebuildError>)>,
-) {
-    let mut conn = match pool.acquire().await {
-        Ok(conn) => conn,
-        Err(err) => {
-            let _ = acks.send((index, Err(err.into())));
-            return;
-        }
-    };
-    while let Some(batch) = feed.recv().await {
-        let start = batch.partition_point(|e| e.checkpoint <= part.checkpoint);
-        let result = match batch[start..].last() {
-            None => Ok(()),
-            Some(last) => {
-                let last = last.checkpoint;
-                let applied =
-                    apply_in_transaction(&mut conn, &part, &row, &batch[start..], last).await;
-                if applied.is_ok() {
-                    part.checkpoint = last;
-                }
-                applied
-            }
-        };
-        let failed = result.is_err();
-        if acks.send((index, result)).is_err() || failed {
-            return;
-        }
-    }
-}
-
-async fn apply_in_transaction(
-    conn: &mut PgConnection,
-    part: &Part,
-    row: &str,
-    events: &[DecodedEvent],
-    last: Checkpoint,
-) -> Result<(), RebuildError> {
-    let mut tx = conn.begin().await?;
-    part.projection
-        .apply(&mut tx, events)
-        .await
-        .map_err(|source| RebuildError::Apply {
-            projection: part.id,
-            source,
-        })?;
-    checkpoints::advance(&mut tx, row, last).await?;
-    tx.commit().await?;
-    Ok(())
-}
-
-/// Events after `from` (up to and including `to`, when given), of `tenant` when given.
-async fn count_between(
-    conn: &mut PgConnection,
-    from: Checkpoint,
-    to: Option<Checkpoint>,
-    tenant: Option<uuid::Uuid>,
-) -> Result<u64, RebuildError> {
-    let to = to.unwrap_or(Checkpoint {
-        transaction_id: i64::MAX,
-        global_position: i64::MAX,
-    });
-    let count: i64 = sqlx::query_scalar(&format!(
-        "SELECT count(*) FROM events
-          WHERE (transaction_id, global_position) > ($1{TX_PARAM}, $2)
-            AND (transaction_id, global_position) <= ($3{TX_PARAM}, $4)
-            AND ($5::uuid IS NULL OR tenant_id = $5)"
-    ))
-    .bind(from.transaction_id)
-    .bind(from.global_position)
-    .bind(to.transaction_id)
-    .bind(to.global_position)
-    .bind(tenant)
-    .fetch_one(conn)
-    .await?;
-    Ok(u64::try_from(count).unwrap_or(0))
 }

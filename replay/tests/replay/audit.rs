@@ -374,6 +374,12 @@ fn fields_to_edit(event: &AnyEvent) -> &'static [&'static str] {
             TenantEvent::SubjectErased { .. } => &["/erased_by"],
             // The row's actor comes from the metadata; the payload's copy is only in the event.
             TenantEvent::TenantErased { .. } => &["/erased_by"],
+            // The row names the model and the outcome; the artifact and the scores are only
+            // in the event.
+            TenantEvent::ModelRegistered { .. } => &["/artifact/key", "/artifact/size_bytes"],
+            TenantEvent::ModelPromoted { .. } => &["/evaluation/candidate_score"],
+            TenantEvent::ModelRejected { .. } => &["/evaluation/baseline_score"],
+            TenantEvent::ModelRetired { .. } => &["/retired_by"],
         },
         AnyEvent::Session(event) => match event {
             SessionEvent::SessionOpened { .. } => &["/subject", "/attachments"],
@@ -478,6 +484,7 @@ async fn an_export_whose_event_of_any_type_was_edited_moved_or_repeated_fails_at
     driver.record_finetune_export(driver.tenants[0]).await;
     driver.record_usage_key(driver.tenants[0]).await;
     driver.record_budget_threshold(driver.tenants[0]).await;
+    driver.model_lifecycle(driver.tenants[0]).await;
     driver.erase_subject(driver.tenants[0]).await;
     // A tenant is created once, by onboarding or by sign-up: the second kind, with the people
     // events, is a second tenant's history.
@@ -510,7 +517,7 @@ async fn an_export_whose_event_of_any_type_was_edited_moved_or_repeated_fails_at
     .concat()
     .into_iter()
     .collect();
-    assert_eq!(every_type.len(), 31, "{every_type:?}");
+    assert_eq!(every_type.len(), 35, "{every_type:?}");
     let exported: BTreeSet<String> = first
         .keys()
         .chain(people_first.keys())

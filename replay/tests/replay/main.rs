@@ -4,6 +4,7 @@
 mod access_log;
 mod audit;
 mod helpers;
+mod judgment_index;
 mod rebuild;
 mod stream;
 mod verifiable_log;
@@ -13,3 +14,8 @@ mod verifiable_log;
 #[allow(dead_code)]
 #[path = "../../../projections/tests/projections/support.rs"]
 mod support;
+
+// The judgment index tests' bag-of-words embedder: the live index's model before a rebuild.
+#[allow(dead_code)]
+#[path = "../../../projections/tests/judgment_index/words.rs"]
+mod words;

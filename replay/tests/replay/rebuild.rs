@@ -2,6 +2,8 @@
 
 use std::time::{Duration, Instant};
 
+use casebook_projections::projection::ProjectionId;
+
 use crate::helpers::{command, replay, seed};
 
 #[tokio::test]
@@ -25,7 +27,7 @@ async fn a_rebuild_killed_half_way_resumes_and_verify_reports_equality() {
         .fetch_all(&stack.owner)
         .await
         .unwrap();
-        if progress.len() == 6 && progress.iter().all(|p| *p > 0) {
+        if progress.len() == ProjectionId::ALL.len() && progress.iter().all(|p| *p > 0) {
             break;
         }
         assert!(
