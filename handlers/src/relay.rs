@@ -116,8 +116,16 @@ pub struct DiagnosisMessage {
 
 /// The body of a fine-tune job on the `local-jobs` queue (its message attributes repeat
 /// `event_id`, `tenant_id` and `type`): the exported file for the practice's trainer.
+///
+/// Its contract is `docs/schemas/local-jobs/v<N>.schema.json` for `schema_version` N; a test
+/// checks this type's messages against the file. Fields may be added within a version
+/// (consumers ignore what they do not know); anything else takes a new version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FinetuneJobMessage {
+    /// The version of the body's schema: [`Self::SCHEMA_VERSION`] when sent. A body without
+    /// one, sent before the field existed, is version 1.
+    #[serde(default = "FinetuneJobMessage::first_version")]
+    pub schema_version: u32,
     /// The `FinetuneExported` event's id.
     pub event_id: String,
     /// The tenant.
@@ -128,6 +136,35 @@ pub struct FinetuneJobMessage {
     pub key: String,
     /// Chat examples in the file as it was written; an erasure since may have left fewer.
     pub examples: u32,
+}
+
+impl FinetuneJobMessage {
+    /// The schema version the relay sends.
+    pub const SCHEMA_VERSION: u32 = 1;
+
+    fn first_version() -> u32 {
+        1
+    }
+
+    /// The job of a recorded `FinetuneExported` event.
+    pub fn for_event(event: &RecordedEvent) -> Result<Self, ApplyError> {
+        let TenantEvent::FinetuneExported { export } = event
+            .payload::<TenantEvent>()
+            .map_err(|err| ApplyError::permanent_from("cannot decode FinetuneExported", err))?
+        else {
+            return Err(ApplyError::permanent(
+                "FinetuneExported decodes as another event",
+            ));
+        };
+        Ok(Self {
+            schema_version: Self::SCHEMA_VERSION,
+            event_id: event_id(event),
+            tenant_id: event.tenant_id,
+            bucket: export.bucket,
+            key: export.key,
+            examples: export.examples,
+        })
+    }
 }
 
 /// A hook run after publishing a batch and before the runner checkpoints it (tests
@@ -345,22 +382,7 @@ impl Subscription for Relay {
                         "FinetuneExported needs the local-jobs queue (LOCAL_JOBS_QUEUE_URL)",
                     ));
                 };
-                let TenantEvent::FinetuneExported { export } =
-                    event.payload::<TenantEvent>().map_err(|err| {
-                        ApplyError::permanent_from("cannot decode FinetuneExported", err)
-                    })?
-                else {
-                    return Err(ApplyError::permanent(
-                        "FinetuneExported decodes as another event",
-                    ));
-                };
-                let message = FinetuneJobMessage {
-                    event_id: event_id(event),
-                    tenant_id: event.tenant_id,
-                    bucket: export.bucket,
-                    key: export.key,
-                    examples: export.examples,
-                };
+                let message = FinetuneJobMessage::for_event(event)?;
                 send(queue, event, FINETUNE_EXPORTED, &message).await?;
             }
         }
@@ -372,5 +394,94 @@ impl Subscription for Relay {
             hook(events)?;
         }
         Ok(())
+    }
+}
+
+/// The contract fine-tune jobs are published under (`docs/schemas/local-jobs/v1.schema.json`),
+/// for the tests of what the relay sends and what the trainer takes.
+#[cfg(test)]
+pub(crate) fn local_jobs_v1_schema() -> jsonschema::Validator {
+    let schema: serde_json::Value =
+        serde_json::from_str(include_str!("../../docs/schemas/local-jobs/v1.schema.json"))
+            .expect("the schema is JSON");
+    jsonschema::meta::validate(&schema).expect("a valid JSON Schema");
+    jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft202012)
+        .should_validate_formats(true)
+        .build(&schema)
+        .expect("the schema compiles")
+}
+
+#[cfg(test)]
+mod tests {
+    use casebook_domain::finetune::{FinetuneExport, LogPosition};
+    use casebook_projections::log::Checkpoint;
+    use serde_json::json;
+
+    use super::*;
+
+    /// A `FinetuneExported` event as the log reader hands it to the relay.
+    fn recorded_export(tenant: Uuid) -> RecordedEvent {
+        let export = TenantEvent::FinetuneExported {
+            export: FinetuneExport {
+                bucket: "casebook-dev-artifacts".to_owned(),
+                key: format!("{tenant}/finetune/2026-11-23.jsonl"),
+                exported_on: chrono::NaiveDate::from_ymd_opt(2026, 11, 23).unwrap(),
+                examples: 7,
+                after: None,
+                up_to: LogPosition {
+                    transaction_id: 1,
+                    global_position: 1,
+                },
+            },
+        };
+        RecordedEvent {
+            checkpoint: Checkpoint {
+                transaction_id: 10,
+                global_position: 42,
+            },
+            tenant_id: tenant,
+            aggregate_type: "Tenant".to_owned(),
+            aggregate_id: tenant.to_string(),
+            sequence: 5,
+            event_type: FINETUNE_EXPORTED.to_owned(),
+            event_version: "1".to_owned(),
+            payload: serde_json::value::to_raw_value(&export).unwrap(),
+            opened: None,
+            redacted: false,
+            metadata: serde_json::value::to_raw_value(&json!({})).unwrap(),
+            recorded_at: chrono::Utc::now(),
+        }
+    }
+
+    #[test]
+    fn the_relays_fine_tune_job_validates_against_the_v1_schema_and_a_malformed_one_does_not() {
+        let schema = local_jobs_v1_schema();
+        let tenant = Uuid::new_v4();
+        let job = FinetuneJobMessage::for_event(&recorded_export(tenant)).unwrap();
+        let body = serde_json::to_value(&job).unwrap();
+        let errors: Vec<String> = schema.iter_errors(&body).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{body}: {errors:?}");
+        assert_eq!(body["schema_version"], 1);
+        assert_eq!(body["event_id"], format!("Tenant/{tenant}/5"));
+
+        let mut malformed = body.clone();
+        malformed["key"] = json!(format!("{tenant}/uploads/secret.pdf"));
+        assert!(!schema.is_valid(&malformed), "{malformed}");
+    }
+
+    #[test]
+    fn a_job_sent_before_the_schema_version_existed_reads_as_version_1() {
+        let tenant = Uuid::new_v4();
+        let body = json!({
+            "event_id": format!("Tenant/{tenant}/5"),
+            "tenant_id": tenant,
+            "bucket": "casebook-dev-artifacts",
+            "key": format!("{tenant}/finetune/2026-11-23.jsonl"),
+            "examples": 7,
+        });
+        assert!(local_jobs_v1_schema().is_valid(&body));
+        let job: FinetuneJobMessage = serde_json::from_value(body).unwrap();
+        assert_eq!(job.schema_version, 1);
     }
 }

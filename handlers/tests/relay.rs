@@ -292,6 +292,7 @@ async fn a_recorded_fine_tune_export_becomes_one_job_on_local_jobs_with_its_s3_k
     assert_eq!(
         job,
         FinetuneJobMessage {
+            schema_version: FinetuneJobMessage::SCHEMA_VERSION,
             event_id: format!("Tenant/{tenant}/{sequence}"),
             tenant_id: *tenant.as_uuid(),
             bucket: env.resources.artifacts_bucket.clone(),

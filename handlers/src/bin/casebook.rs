@@ -1,8 +1,10 @@
-//! `casebook`: the all-in-one binary — `serve`, `operator`, `demo`. Unlike the Lambda
+//! `casebook`: the all-in-one binary — `serve`, `operator`, `demo`, `trainer`. Unlike the Lambda
 //! functions it runs with `CASEBOOK_ENV=local` when the variable is unset (see
 //! [`casebook_handlers::settings`]).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use casebook_adapters::postgres::{self, DbRole};
@@ -14,6 +16,7 @@ use casebook_handlers::operator::{Operator, OperatorAction};
 use casebook_handlers::server::Application;
 use casebook_handlers::settings::{Process, Settings};
 use casebook_handlers::signal::shutdown_signal;
+use casebook_handlers::trainer::{Trainer, TrainerConfig};
 use casebook_handlers::{demo, metrics, telemetry};
 use casebook_projections::tlog::checkpoint::is_valid_key_name;
 use casebook_projections::tlog::LogKey;
@@ -66,6 +69,51 @@ enum Command {
         #[arg(long)]
         exports: bool,
     },
+    /// The practice's trainer: take fine-tune jobs from the local-jobs queue, run the training
+    /// command on each export and upload the GGUF model it writes for the model registry
+    /// (docs/architecture/trainer.md), until SIGINT/SIGTERM. Needs AWS credentials with the
+    /// template's LocalJobsConsumerPolicy, no database.
+    Trainer(TrainerArgs),
+}
+
+/// `casebook trainer`'s settings.
+#[derive(clap::Args)]
+struct TrainerArgs {
+    /// The local-jobs queue's URL.
+    #[arg(long, env = "LOCAL_JOBS_QUEUE_URL")]
+    queue_url: String,
+    /// The artifacts bucket: the exports are read from it and the models written to it.
+    #[arg(long, env = "ARTIFACTS_BUCKET")]
+    bucket: String,
+    /// The base model the command fine-tunes (a GGUF file).
+    #[arg(long, env = "CASEBOOK_TRAINER_BASE_MODEL")]
+    base_model: PathBuf,
+    /// The base model's name in the artifact's metadata [default: the file's name without
+    /// `.gguf`].
+    #[arg(long)]
+    base_model_name: Option<String>,
+    /// Where each job's files are kept while it runs (a failed job's stay, with its
+    /// `train.log`, until it is tried again).
+    #[arg(long, env = "CASEBOOK_TRAINER_WORK_DIR")]
+    work_dir: PathBuf,
+    /// How often a running job's message has its visibility extended.
+    #[arg(long, default_value_t = TrainerConfig::DEFAULT_HEARTBEAT.as_secs())]
+    heartbeat_seconds: u64,
+    /// How far each extension reaches: how soon another trainer takes over after this one dies.
+    #[arg(long, default_value_t = TrainerConfig::DEFAULT_VISIBILITY.as_secs())]
+    visibility_seconds: u64,
+    /// How long a failed job waits before it is tried again.
+    #[arg(long, default_value_t = TrainerConfig::DEFAULT_RETRY_DELAY.as_secs())]
+    retry_delay_seconds: u64,
+    /// Stop taking jobs after this many seconds (a job in flight is finished first).
+    #[arg(long)]
+    budget_seconds: Option<u64>,
+    /// The training command and its arguments, after `--`. It runs in the job's folder with
+    /// CASEBOOK_EXPORT, CASEBOOK_BASE_MODEL, CASEBOOK_OUTPUT, CASEBOOK_METRICS and friends
+    /// set, and `{export}`, `{base_model}`, `{output}`, `{metrics}`, `{job_dir}` in its
+    /// arguments replaced; it must write a GGUF file to CASEBOOK_OUTPUT and exit 0.
+    #[arg(last = true, required = true)]
+    command: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -105,6 +153,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve { api_only: true } => Process::ServeApiOnly,
         Command::Operator { .. } => Process::Operator,
         Command::Demo { .. } => Process::Demo,
+        // Runs on the practice's machine, with no database: it reads no settings.
+        Command::Trainer(args) => return run_trainer(args).await,
     };
     let settings = Settings::from_env(process).context("reading the settings")?;
     telemetry::init();
@@ -164,7 +214,9 @@ async fn main() -> anyhow::Result<()> {
                 );
             }
         }
-        Command::LogKey { .. } => unreachable!("answered before the settings are read"),
+        Command::LogKey { .. } | Command::Trainer(_) => {
+            unreachable!("answered before the settings are read")
+        }
         Command::Demo { exports } => {
             let listen = settings.listen;
             let compose = Composition::new(settings).await.context("starting")?;
@@ -207,6 +259,32 @@ fn print_walkthrough(demo: &demo::Demo, listen: SocketAddr) {
     eprintln!(
         "# The tenant's events and audit rows as the auditor:\ncurl -s {base}/v1/events -H \"Authorization: Bearer $AUDITOR_TOKEN\"\ncurl -s '{base}/v1/audit?action=SessionOpened' -H \"Authorization: Bearer $AUDITOR_TOKEN\"\n"
     );
+}
+
+/// `casebook trainer`: takes jobs until SIGINT/SIGTERM or the budget's end.
+async fn run_trainer(args: &TrainerArgs) -> anyhow::Result<()> {
+    telemetry::init();
+    let config = TrainerConfig {
+        queue_url: args.queue_url.clone(),
+        bucket: args.bucket.clone(),
+        command: args.command.clone(),
+        work_dir: args.work_dir.clone(),
+        base_model: args.base_model.clone(),
+        base_model_name: args.base_model_name.clone(),
+        heartbeat: Duration::from_secs(args.heartbeat_seconds),
+        visibility: Duration::from_secs(args.visibility_seconds),
+        retry_delay: Duration::from_secs(args.retry_delay_seconds),
+    };
+    let aws = casebook_adapters::aws::shared_config().await;
+    let trainer = Trainer::new(&aws, config).context("starting the trainer")?;
+    let report = trainer
+        .run_until(
+            args.budget_seconds.map(Duration::from_secs),
+            shutdown_signal(),
+        )
+        .await;
+    tracing::info!(?report, "trainer stopped");
+    Ok(())
 }
 
 /// `casebook log-key`: a new signing key named `name`, private then verifier.
