@@ -1,14 +1,15 @@
 # The five Lambda functions and the casebook-handlers features each is built with: only what
 # its work needs (sourced by infra/lambda-build.sh, which builds them, and by
 # infra/local/check-deps.sh, which checks what each one links).
-#   api, authorizer, scheduler   no model provider, no Cognito administration
+#   authorizer, scheduler        no model provider, no Cognito administration
+#   api                          Bedrock (embeddings for consultants' judgment search)
 #   worker                       Bedrock (embeddings for the search, Converse for the diagnosis)
 #   projector                    Bedrock (the judgment index's embeddings), Cognito (members'
 #                                accounts) and Secrets Manager (the verifiable logs' signing key)
 # shellcheck disable=SC2034  # read by the scripts that source this file
 FUNCTIONS=(api authorizer worker scheduler projector)
 declare -A FUNCTION_FEATURES=(
-  [api]=""
+  [api]="bedrock"
   [authorizer]=""
   [scheduler]=""
   [worker]="bedrock"

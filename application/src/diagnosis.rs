@@ -27,8 +27,7 @@ use casebook_domain::policy::{
     next_call, Complexity, ModelPolicy, ModelTier, NextCall, PlanTier, QueryFeatures, RoutedAnswer,
 };
 use casebook_domain::ports::{
-    AttachmentError, AttachmentStore, DiagnosisPrompt, EmbedError, Embedder, Llm, LlmAnswer,
-    LlmError,
+    AttachmentError, AttachmentStore, DiagnosisPrompt, Embedder, Llm, LlmAnswer, LlmError,
 };
 use casebook_domain::session::SessionEvent;
 use casebook_domain::tenant::Tenant;
@@ -36,7 +35,9 @@ use casebook_domain::values::{QueryText, Reason, UploadKey};
 use cqrs_es::Aggregate;
 
 use crate::budget::Budgets;
-use crate::ports::{BoxError, FoundPrecedent, PrecedentSearch, Pricing};
+use crate::judgments::{nearest, SearchError};
+use crate::own_models::{load_named, ModelArtifacts};
+use crate::ports::{BoxError, PrecedentSearch, Pricing};
 use crate::service::{RequestContext, Service, ServiceError};
 
 /// Precedents retrieved per diagnosis.
@@ -93,6 +94,7 @@ pub struct Diagnoser {
     prompt: Arc<SystemPrompt>,
     budgets: Budgets,
     attachments: Option<Arc<dyn AttachmentStore>>,
+    own_models: Option<Arc<dyn ModelArtifacts>>,
 }
 
 /// The ports a [`Diagnoser`] always needs.
@@ -126,7 +128,15 @@ impl Diagnoser {
             prompt: Arc::new(ports.prompt),
             budgets: ports.budgets,
             attachments: None,
+            own_models: None,
         }
+    }
+
+    /// The same diagnoser, running a tenant's promoted own model (loaded from `models`)
+    /// where the routing policy picks the tier it serves.
+    pub fn with_own_models(mut self, models: Arc<dyn ModelArtifacts>) -> Self {
+        self.own_models = Some(models);
+        self
     }
 
     /// Reads sessions' attachments from `store` (the uploads bucket), so the text ones are
@@ -246,12 +256,17 @@ impl Diagnoser {
                 }
             };
 
-        let hits = match self
-            .retrieve(tenant_id, &retrieval_text(&query, &attachment_texts))
-            .await
+        let hits = match nearest(
+            self.embedder.as_ref(),
+            self.search.as_ref(),
+            tenant_id,
+            &retrieval_text(&query, &attachment_texts),
+            PRECEDENTS,
+        )
+        .await
         {
             Ok(hits) => hits,
-            Err(Retrieval::Embed(err)) => {
+            Err(SearchError::Embed(err)) => {
                 let retryable = err.is_retryable();
                 return self
                     .fail(
@@ -263,7 +278,15 @@ impl Diagnoser {
                     )
                     .await;
             }
-            Err(Retrieval::Other(err)) => return Err(err),
+            Err(SearchError::Index(err)) => {
+                return Err(DiagnosisError::Failed(
+                    "search the judgment index".into(),
+                    err,
+                ))
+            }
+            Err(err @ (SearchError::Malformed(_) | SearchError::Invalid(_))) => {
+                return Err(DiagnosisError::Malformed(err.to_string()))
+            }
         };
         if status != Some(DiagnosisStatus::ContextRetrieved) {
             let judgments = hits
@@ -302,7 +325,7 @@ impl Diagnoser {
             attachments: attachment_texts,
             tier: ModelTier::Standard,
         };
-        let (answer, usage) = match self.ask(&mut prompt, &routing).await {
+        let (answer, usage) = match self.ask(&mut prompt, &routing, &tenant).await {
             Ok(answered) => answered,
             Err(err) => {
                 let retryable = err.is_retryable();
@@ -465,6 +488,7 @@ impl Diagnoser {
         &self,
         prompt: &mut DiagnosisPrompt,
         routing: &Routing,
+        tenant: &Tenant,
     ) -> Result<(LlmAnswer, Usage), LlmError> {
         let mut routed = Vec::new();
         let mut usage = Usage::default();
@@ -473,7 +497,7 @@ impl Diagnoser {
             next_call(routing.plan, routing.policy, routing.features, &routed)
         {
             prompt.tier = tier;
-            let answer = self.llm.diagnose(prompt).await?;
+            let answer = self.model_for(tenant, tier).await?.diagnose(prompt).await?;
             usage.add(&answer, self.cost_usd_micros(&answer));
             routed.push(RoutedAnswer {
                 tier,
@@ -488,41 +512,28 @@ impl Diagnoser {
         Ok((answer, usage))
     }
 
+    /// The model serving `tier` for `tenant`: its promoted own model, or the platform's.
+    /// A promoted model that cannot be loaded fails the attempt (retried) rather than
+    /// quietly answering with another model than the practice chose.
+    async fn model_for(&self, tenant: &Tenant, tier: ModelTier) -> Result<Arc<dyn Llm>, LlmError> {
+        match (&self.own_models, tenant.promoted_model(tier)) {
+            (Some(models), Some(promoted)) => {
+                load_named(models.as_ref(), &promoted).await.map_err(|err| {
+                    LlmError::Transient(
+                        format!("loading {}: {err}", promoted.model_id.provenance_name()).into(),
+                    )
+                })
+            }
+            _ => Ok(self.llm.clone()),
+        }
+    }
+
     /// `answer`'s cost by the price table; 0 for a model it doesn't price (one run in
     /// process: configuration checks every configured Bedrock model has a price).
     fn cost_usd_micros(&self, answer: &LlmAnswer) -> u64 {
         self.pricing
             .cost_usd_micros(&answer.model_id, answer.input_tokens, answer.output_tokens)
             .unwrap_or(0)
-    }
-
-    /// The tenant's judgments nearest to `text`, best first (none before its first judgment
-    /// is indexed).
-    async fn retrieve(
-        &self,
-        tenant: TenantId,
-        text: &str,
-    ) -> Result<Vec<FoundPrecedent>, Retrieval> {
-        let vectors = self
-            .embedder
-            .embed(&[text.to_owned()])
-            .await
-            .map_err(Retrieval::Embed)?;
-        let [vector] = vectors.as_slice() else {
-            return Err(Retrieval::Other(DiagnosisError::Malformed(format!(
-                "the embedder returned {} vectors for one query",
-                vectors.len()
-            ))));
-        };
-        self.search
-            .nearest(tenant, vector, PRECEDENTS)
-            .await
-            .map_err(|e| {
-                Retrieval::Other(DiagnosisError::Failed(
-                    "search the judgment index".into(),
-                    e,
-                ))
-            })
     }
 
     /// Records a failed attempt; a retryable failure also fails the message (SQS retries it).
@@ -551,12 +562,6 @@ impl Diagnoser {
             Ok(())
         }
     }
-}
-
-/// Why retrieving precedents failed: the embedder (recorded on the diagnosis) or the rest.
-enum Retrieval {
-    Embed(EmbedError),
-    Other(DiagnosisError),
 }
 
 /// What the routing policy decides from: the tenant's plan and model policy, and the query's

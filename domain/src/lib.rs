@@ -13,6 +13,7 @@
 //! | [`tenant`], [`session`], [`diagnosis`], [`decision`], [`judgment`] | one aggregate each |
 //! | [`budget`] | each plan's monthly token budget ([`budget::BudgetUse`]), its reported thresholds, the month it is spent in |
 //! | [`finetune`] | [`finetune::FinetuneExport`]: the weekly export's file and log range |
+//! | [`own_model`] | a practice's own model: its artifact, the evaluation gate, the held-out decisions |
 //! | [`policy`] | model routing ([`policy::route_model`]) and auto-resolve ([`policy::should_auto_approve`]) |
 //! | [`ports`] | [`ports::Embedder`], [`ports::Llm`] and [`ports::AttachmentStore`], implemented by the adapters |
 //! | [`upcast`], [`any_event`] | older event versions, and decoding any stored event |
@@ -50,6 +51,9 @@
 //! | active, suspended | `RecordBudgetThreshold` (S; once per month and threshold, never for a month before the last recorded) | `TokenBudgetThresholdCrossed` | unchanged |
 //! | active, suspended | `RecordFinetuneExport` (S) | `FinetuneExported` | unchanged (the next export starts after this one) |
 //! | suspended | `Reactivate` (O) | `TenantReactivated` | active |
+//! | active, suspended | `RegisterModel` (S; an artifact under `<tenant>/models/`, once) | `ModelRegistered` | the model a candidate |
+//! | active, suspended | `RecordModelEvaluation` (S; a candidate) | `ModelPromoted` (the gate passed; the tier's model before retired) or `ModelRejected` | the model serves its tier, or is unused |
+//! | active, suspended | `RetireModel` (A; a model not retired) | `ModelRetired` | its tier back to the platform's model |
 //!
 //! A suspended tenant's other aggregates refuse work: sessions, diagnosis requests and
 //! auto-approval check the `tenant_active` flag they are given; the application gates the rest.
@@ -107,6 +111,7 @@ pub mod finetune;
 pub mod ids;
 pub mod judgment;
 pub mod metadata;
+pub mod own_model;
 pub mod personal;
 pub mod policy;
 pub mod ports;

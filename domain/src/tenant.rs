@@ -11,8 +11,11 @@ use crate::budget::{BudgetMonth, BudgetThreshold, BudgetUse};
 use crate::error::{ensure, AccessError, DomainError, ErrorKind};
 use crate::finetune::{FinetuneExport, LastExport, LogPosition};
 use crate::ids::{TenantId, UserId};
+use crate::own_model::{
+    ModelArtifact, ModelEvaluation, ModelId, ModelStatus, PromotedModel, METRIC,
+};
 use crate::personal::DataSubject;
-use crate::policy::{ModelPolicy, PlanTier};
+use crate::policy::{ModelPolicy, ModelTier, PlanTier};
 use crate::values::{Confidence, Email, PersonName, Reason, TenantName};
 
 /// A tenant's admins onboard it and choose its AI settings.
@@ -186,6 +189,33 @@ pub enum TenantCommand {
         /// The operator.
         actor: Actor,
     },
+    /// Register a practice's own model uploaded under its models prefix, as a candidate.
+    RegisterModel {
+        /// The system (the reaction to the upload's notification).
+        actor: Actor,
+        /// The weights.
+        artifact: ModelArtifact,
+    },
+    /// Record a candidate's evaluation: the gate promotes it to serve the evaluated tier
+    /// (retiring the model serving it before) or rejects it.
+    RecordModelEvaluation {
+        /// The system (the evaluation gate).
+        actor: Actor,
+        /// The candidate.
+        model_id: ModelId,
+        /// What the gate measured.
+        evaluation: ModelEvaluation,
+    },
+    /// Withdraw a model: a promoted one stops serving, and its tier goes back to the
+    /// platform's model.
+    RetireModel {
+        /// An admin.
+        actor: Actor,
+        /// The model.
+        model_id: ModelId,
+        /// Why.
+        reason: Reason,
+    },
 }
 
 impl TenantCommand {
@@ -208,7 +238,10 @@ impl TenantCommand {
             | Self::RecordBudgetThreshold { actor, .. }
             | Self::RecordFinetuneExport { actor, .. }
             | Self::EraseSubject { actor, .. }
-            | Self::EraseTenant { actor } => actor,
+            | Self::EraseTenant { actor }
+            | Self::RegisterModel { actor, .. }
+            | Self::RecordModelEvaluation { actor, .. }
+            | Self::RetireModel { actor, .. } => actor,
         }
     }
 }
@@ -329,6 +362,38 @@ pub enum TenantEvent {
         /// The operator who did it.
         erased_by: UserId,
     },
+    /// A practice's own model was uploaded and registered as a candidate.
+    ModelRegistered {
+        /// The model.
+        model_id: ModelId,
+        /// Its weights.
+        artifact: ModelArtifact,
+    },
+    /// A candidate passed the evaluation gate and serves its tier from now on.
+    ModelPromoted {
+        /// The model.
+        model_id: ModelId,
+        /// What the gate measured (its tier is the one the model serves).
+        evaluation: ModelEvaluation,
+        /// The model that served the tier before, retired by this promotion.
+        replaces: Option<ModelId>,
+    },
+    /// A candidate scored below the gate and is not used.
+    ModelRejected {
+        /// The model.
+        model_id: ModelId,
+        /// What the gate measured.
+        evaluation: ModelEvaluation,
+    },
+    /// A model was withdrawn.
+    ModelRetired {
+        /// The model.
+        model_id: ModelId,
+        /// Why.
+        reason: Reason,
+        /// The admin.
+        retired_by: UserId,
+    },
 }
 
 impl DomainEvent for TenantEvent {
@@ -351,6 +416,10 @@ impl DomainEvent for TenantEvent {
             Self::FinetuneExported { .. } => "FinetuneExported",
             Self::SubjectErased { .. } => "SubjectErased",
             Self::TenantErased { .. } => "TenantErased",
+            Self::ModelRegistered { .. } => "ModelRegistered",
+            Self::ModelPromoted { .. } => "ModelPromoted",
+            Self::ModelRejected { .. } => "ModelRejected",
+            Self::ModelRetired { .. } => "ModelRetired",
         }
         .to_owned()
     }
@@ -440,6 +509,26 @@ pub enum TenantError {
     /// The tenant is erased: it takes no command any more.
     #[error("the tenant is erased")]
     TenantErased,
+    /// The artifact lies outside the tenant's `<tenant>/models/` prefix.
+    #[error("the artifact {0} is not under the tenant's models prefix")]
+    ForeignArtifact(String),
+    /// The model is registered already (the same upload notified again).
+    #[error("the model {0} is already registered")]
+    ModelAlreadyRegistered(ModelId),
+    /// No model with this id.
+    #[error("no model {0}")]
+    NoSuchModel(ModelId),
+    /// The model is not in a state the command applies to (evaluated twice, retired twice).
+    #[error("the model {model_id} is {status:?}")]
+    ModelNotCandidate {
+        /// The model.
+        model_id: ModelId,
+        /// Where it stands.
+        status: ModelStatus,
+    },
+    /// An evaluation by another metric than the gate's.
+    #[error("the evaluation used {0}, not {METRIC}")]
+    UnknownMetric(String),
 }
 
 impl DomainError for TenantError {
@@ -461,9 +550,14 @@ impl DomainError for TenantError {
             | Self::AlreadyProvisioned(_)
             | Self::BudgetThresholdAlreadyRecorded { .. }
             | Self::AlreadyErased(_)
-            | Self::TenantErased => ErrorKind::Conflict,
-            Self::NoSuchMember(_) => ErrorKind::NotFound,
-            Self::EmptyExport | Self::NotATenantRole(_) => ErrorKind::Invalid,
+            | Self::TenantErased
+            | Self::ModelAlreadyRegistered(_)
+            | Self::ModelNotCandidate { .. } => ErrorKind::Conflict,
+            Self::NoSuchMember(_) | Self::NoSuchModel(_) => ErrorKind::NotFound,
+            Self::EmptyExport
+            | Self::NotATenantRole(_)
+            | Self::ForeignArtifact(_)
+            | Self::UnknownMetric(_) => ErrorKind::Invalid,
         }
     }
 
@@ -478,6 +572,9 @@ impl DomainError for TenantError {
             Self::NotATenantRole(_) => "invalid_role",
             Self::AlreadyErased(_) => "subject_already_erased",
             Self::TenantErased => "tenant_erased",
+            Self::ModelAlreadyRegistered(_) => "model_already_registered",
+            Self::NoSuchModel(_) => "model_not_found",
+            Self::ModelNotCandidate { .. } => "model_state_conflict",
             _ => return None,
         })
     }
@@ -512,13 +609,39 @@ struct TenantState {
     /// Whether the whole tenant is erased. Snapshots taken before tenant erasure lack it.
     #[serde(default)]
     tenant_erased: bool,
+    /// The practice's own models. Snapshots taken before the registry existed lack it.
+    #[serde(default)]
+    models: BTreeMap<ModelId, RegisteredModel>,
     /// The latest month a budget threshold was crossed in, and the thresholds crossed in it.
     /// Snapshots taken before budgets existed lack it.
     #[serde(default)]
     budget_thresholds: Option<(BudgetMonth, BTreeSet<BudgetThreshold>)>,
 }
 
+/// A model in the tenant's registry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct RegisteredModel {
+    artifact: ModelArtifact,
+    status: ModelStatus,
+    /// The tier it serves, while promoted.
+    tier: Option<ModelTier>,
+}
+
 impl TenantState {
+    fn model(&self, model_id: ModelId) -> Result<&RegisteredModel, TenantError> {
+        self.models
+            .get(&model_id)
+            .ok_or(TenantError::NoSuchModel(model_id))
+    }
+
+    /// The promoted model serving `tier`, if any.
+    fn serving(&self, tier: ModelTier) -> Option<(ModelId, &RegisteredModel)> {
+        self.models
+            .iter()
+            .find(|(_, m)| m.status == ModelStatus::Promoted && m.tier == Some(tier))
+            .map(|(id, m)| (*id, m))
+    }
+
     fn member(&self, email: &Email) -> Result<&Member, TenantError> {
         self.members
             .get(email)
@@ -560,6 +683,7 @@ impl TenantState {
             members: BTreeMap::new(),
             erased: BTreeSet::new(),
             tenant_erased: false,
+            models: BTreeMap::new(),
             budget_thresholds: None,
         }
     }
@@ -647,6 +771,32 @@ impl Tenant {
         self.state
             .as_ref()
             .and_then(|s| s.last_finetune_export.as_ref())
+    }
+
+    /// The practice's own model promoted to serve `tier`, if one is.
+    pub fn promoted_model(&self, tier: ModelTier) -> Option<PromotedModel> {
+        let (model_id, model) = self.state.as_ref()?.serving(tier)?;
+        Some(PromotedModel {
+            model_id,
+            bucket: model.artifact.bucket.clone(),
+            key: model.artifact.key.clone(),
+            etag: model.artifact.etag.clone(),
+            tier,
+        })
+    }
+
+    /// Where the registered model `model_id` stands, if it is registered.
+    pub fn model_status(&self, model_id: ModelId) -> Option<ModelStatus> {
+        self.state.as_ref()?.models.get(&model_id).map(|m| m.status)
+    }
+
+    /// The registered model's weights, if it is registered.
+    pub fn model_artifact(&self, model_id: ModelId) -> Option<&ModelArtifact> {
+        self.state
+            .as_ref()?
+            .models
+            .get(&model_id)
+            .map(|m| &m.artifact)
     }
 
     /// How many data subjects were erased: it only grows, so a change tells that an erasure
@@ -840,6 +990,70 @@ impl Tenant {
                     erased_by: actor.user_id,
                 }
             }
+            TenantCommand::RegisterModel { actor, artifact } => {
+                let state = actor.authorize(SYSTEM, state)?;
+                ensure(
+                    artifact.belongs_to(state.tenant_id),
+                    TenantError::ForeignArtifact(artifact.key.clone()),
+                )?;
+                let model_id = ModelId::for_artifact(state.tenant_id, &artifact.key);
+                ensure(
+                    !state.models.contains_key(&model_id),
+                    TenantError::ModelAlreadyRegistered(model_id),
+                )?;
+                TenantEvent::ModelRegistered { model_id, artifact }
+            }
+            TenantCommand::RecordModelEvaluation {
+                actor,
+                model_id,
+                evaluation,
+            } => {
+                let state = actor.authorize(SYSTEM, state)?;
+                let model = state.model(model_id)?;
+                ensure(
+                    model.status == ModelStatus::Candidate,
+                    TenantError::ModelNotCandidate {
+                        model_id,
+                        status: model.status,
+                    },
+                )?;
+                ensure(
+                    evaluation.metric == METRIC,
+                    TenantError::UnknownMetric(evaluation.metric.clone()),
+                )?;
+                if evaluation.passes() {
+                    TenantEvent::ModelPromoted {
+                        model_id,
+                        replaces: state.serving(evaluation.tier).map(|(id, _)| id),
+                        evaluation,
+                    }
+                } else {
+                    TenantEvent::ModelRejected {
+                        model_id,
+                        evaluation,
+                    }
+                }
+            }
+            TenantCommand::RetireModel {
+                actor,
+                model_id,
+                reason,
+            } => {
+                let state = actor.authorize(ADMINS, state)?;
+                let model = state.model(model_id)?;
+                ensure(
+                    model.status != ModelStatus::Retired,
+                    TenantError::ModelNotCandidate {
+                        model_id,
+                        status: model.status,
+                    },
+                )?;
+                TenantEvent::ModelRetired {
+                    model_id,
+                    reason,
+                    retired_by: actor.user_id,
+                }
+            }
         };
         Ok(event)
     }
@@ -947,6 +1161,44 @@ impl Aggregate for Tenant {
                 state.erased.insert(subject);
             }
             (TenantEvent::TenantErased { .. }, Some(state)) => state.tenant_erased = true,
+            (TenantEvent::ModelRegistered { model_id, artifact }, Some(state)) => {
+                state.models.insert(
+                    model_id,
+                    RegisteredModel {
+                        artifact,
+                        status: ModelStatus::Candidate,
+                        tier: None,
+                    },
+                );
+            }
+            (
+                TenantEvent::ModelPromoted {
+                    model_id,
+                    evaluation,
+                    replaces,
+                },
+                Some(state),
+            ) => {
+                if let Some(before) = replaces.and_then(|id| state.models.get_mut(&id)) {
+                    before.status = ModelStatus::Retired;
+                    before.tier = None;
+                }
+                if let Some(model) = state.models.get_mut(&model_id) {
+                    model.status = ModelStatus::Promoted;
+                    model.tier = Some(evaluation.tier);
+                }
+            }
+            (TenantEvent::ModelRejected { model_id, .. }, Some(state)) => {
+                if let Some(model) = state.models.get_mut(&model_id) {
+                    model.status = ModelStatus::Rejected;
+                }
+            }
+            (TenantEvent::ModelRetired { model_id, .. }, Some(state)) => {
+                if let Some(model) = state.models.get_mut(&model_id) {
+                    model.status = ModelStatus::Retired;
+                    model.tier = None;
+                }
+            }
             // `decide` emits nothing else before onboarding, so a sound stream never gets here.
             (_, None) => {}
         }

@@ -14,8 +14,12 @@
 //! - [`metrics`]: CloudWatch Embedded Metric Format lines, aggregated and per business event.
 //! - [`jobs`]: the scheduled jobs of the `scheduler` function.
 //! - [`budget`]: the monthly token budgets' reads of the usage and diagnoses read models.
+//! - [`own_models`]: the evaluation gate's held-out decisions, read from the decisions and
+//!   diagnoses read models.
 //! - [`relay`]: the subscription publishing events to EventBridge and SQS.
 //! - [`worker`]: the SQS message handlers, for the `worker` Lambda and the local loop.
+//! - [`trainer`]: the practice's trainer (`casebook trainer`), the reference consumer of the
+//!   `local-jobs` queue: a fine-tune export in, a GGUF model for the registry out.
 //! - [`reactions`]: the application's reactions as subscriptions of the global log.
 //! - [`compose`]: the application's use cases over the real adapters — the composition root,
 //!   which builds every process's parts from its settings.
@@ -37,6 +41,7 @@ pub mod http;
 pub mod jobs;
 pub mod metrics;
 pub mod operator;
+pub mod own_models;
 pub mod reactions;
 pub mod relay;
 #[cfg(feature = "cognito")]
@@ -44,4 +49,5 @@ pub mod server;
 pub mod settings;
 pub mod signal;
 pub mod telemetry;
+pub mod trainer;
 pub mod worker;

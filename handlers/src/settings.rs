@@ -30,7 +30,7 @@
 //! | `CASEBOOK_WEB_DIR` | `casebook serve` | `web/dist` |
 //! | `UPLOAD_URL_EXPIRY_SECONDS` | `casebook serve`, `api` | 900 (at most 604800) |
 //! | `CASEBOOK_ACCESS_LOG`, `CASEBOOK_ACCESS_LOG_QUEUE` | `casebook serve`, `api` | `on`, 10000 (see [`AccessLogSettings`]) |
-//! | `CASEBOOK_AI_PROVIDER`, `CASEBOOK_MODELS_DIR`, `CASEBOOK_BEDROCK_*`, … | `casebook serve`, `projector`, `worker` | see [`casebook_adapters::ai::config`] |
+//! | `CASEBOOK_AI_PROVIDER`, `CASEBOOK_MODELS_DIR`, `CASEBOOK_BEDROCK_*`, … | `casebook serve`, `api`, `projector`, `worker` | see [`casebook_adapters::ai::config`] |
 //! | `EVENT_SOURCE` | `casebook serve`, `projector` | `casebook` |
 //! | `CASEBOOK_STAGE` | all: the metrics' `Stage` dimension | `local` locally; required deployed |
 //! | `CASEBOOK_LOG_KEY_FILE`, `CASEBOOK_LOG_KEY_SECRET` | `casebook serve`, `projector`: the verifiable logs' signing key, from a file (local) or a Secrets Manager secret (deployed) | unset: nothing integrated |
@@ -143,10 +143,17 @@ impl fmt::Display for Process {
 }
 
 impl Process {
-    /// Whether it embeds or asks a model (the worker, the projector's judgment index, and
-    /// `casebook serve`, which runs both).
+    /// Whether it embeds or asks a model (the worker, the projector's judgment index, the
+    /// API's judgment search, and `casebook serve`, which runs them all).
     pub fn uses_models(self) -> bool {
-        matches!(self, Process::Serve | Process::Projector | Process::Worker)
+        matches!(
+            self,
+            Process::Serve
+                | Process::ServeApiOnly
+                | Process::Api
+                | Process::Projector
+                | Process::Worker
+        )
     }
 
     /// The environment when `CASEBOOK_ENV` is unset: `local` for the `casebook` binary, none

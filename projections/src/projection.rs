@@ -17,8 +17,8 @@ use crate::decoded::{decode_all, DecodedEvent};
 use crate::error::ApplyError;
 use crate::log::RecordedEvent;
 use crate::models::{
-    DecisionsProjection, DiagnosesProjection, SessionsProjection, TenantsProjection,
-    UsageProjection,
+    DecisionsProjection, DiagnosesProjection, JudgmentsProjection, SessionsProjection,
+    TenantsProjection, UsageProjection,
 };
 use crate::subscription::Subscription;
 
@@ -59,18 +59,21 @@ pub enum ProjectionId {
     Decisions,
     /// `tenant_usage`: tokens and cost per tenant, model and day.
     Usage,
+    /// `judgments` and `judgment_revisions`: captured judgment as consultants browse it.
+    Judgments,
     /// `audit_log`: one hash-chained row per event.
     Audit,
 }
 
 impl ProjectionId {
     /// Every projection.
-    pub const ALL: [ProjectionId; 6] = [
+    pub const ALL: [ProjectionId; 7] = [
         Self::Tenants,
         Self::Sessions,
         Self::Diagnoses,
         Self::Decisions,
         Self::Usage,
+        Self::Judgments,
         Self::Audit,
     ];
 
@@ -82,6 +85,7 @@ impl ProjectionId {
             Self::Diagnoses => "diagnoses",
             Self::Decisions => "decisions",
             Self::Usage => "tenant_usage",
+            Self::Judgments => "judgments",
             Self::Audit => "audit",
         }
     }
@@ -120,6 +124,16 @@ impl ProjectionId {
             name: "tenant_usage",
             key: &["tenant_id", "day", "model_id"],
         }];
+        const JUDGMENTS: &[TableSpec] = &[
+            TableSpec {
+                name: "judgments",
+                key: &["judgment_id"],
+            },
+            TableSpec {
+                name: "judgment_revisions",
+                key: &["judgment_id", "revision"],
+            },
+        ];
         const AUDIT: &[TableSpec] = &[TableSpec {
             name: "audit_log",
             key: &["tenant_id", "seq"],
@@ -130,6 +144,7 @@ impl ProjectionId {
             Self::Diagnoses => DIAGNOSES,
             Self::Decisions => DECISIONS,
             Self::Usage => USAGE,
+            Self::Judgments => JUDGMENTS,
             Self::Audit => AUDIT,
         }
     }
@@ -142,6 +157,7 @@ impl ProjectionId {
             Self::Diagnoses => Box::new(DiagnosesProjection::new(naming)),
             Self::Decisions => Box::new(DecisionsProjection::new(naming)),
             Self::Usage => Box::new(UsageProjection::new(naming)),
+            Self::Judgments => Box::new(JudgmentsProjection::new(naming)),
             Self::Audit => Box::new(AuditProjection::new(naming)),
         }
     }

@@ -1,7 +1,8 @@
 // The whole product in a real browser, against a live `casebook serve` with the AWS emulator
 // and the local models: a practice signs up, invites its people, a customer asks with an
-// attachment, a consultant amends and approves the model's draft, the customer reads it, an
-// auditor sees the trail with the chain verified, and another practice sees none of it.
+// attachment, a consultant amends and approves the model's draft and then browses, filters and
+// searches the practice's judgments, the customer reads the answer, an auditor sees the trail
+// with the chain verified, and another practice sees none of it.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect, test, type Locator, type Page } from '@playwright/test';
@@ -12,6 +13,10 @@ const PASSWORD = 'Casebook-e2e-Pass-1!';
 const QUESTION = `Our supplier wants to end the cleaning contract with one week's notice (${RUN}). Is that allowed?`;
 const AMENDED = `Amended by the consultant (${RUN}): the contract requires 30 days' written notice, so one week's notice is not enough.`;
 const ATTACHMENT = 'Cleaning services agreement\nClause 9: either party may terminate with 30 days written notice.\n';
+const LEASE = `Office leases renew for a year unless ended in writing (${RUN})`;
+const LEASE_REVISED = `Office leases renew yearly unless ended in writing three months ahead (${RUN})`;
+const VERBAL = `Verbal notice is enough to end a service contract (${RUN})`;
+const RETIRED_BECAUSE = 'Superseded: the practice now requires written notice.';
 
 test.describe.configure({ mode: 'serial' });
 
@@ -26,6 +31,22 @@ async function signUpPractice(page: Page, practice: string, admin: { name: strin
   await page.getByRole('button', { name: 'Sign up', exact: true }).click();
   await expect(page.getByText('Your practice is signed up.')).toBeVisible();
   if (shootAs) await shot(page, `${shootAs}-signed-up`);
+}
+
+/** The card of the judgment titled `title` on the judgments page. */
+function judgmentCard(page: Page, title: string): Locator {
+  return page.locator('li[data-judgment]').filter({ has: page.getByRole('heading', { name: title, exact: true }) });
+}
+
+/** Writes a judgment on the judgments page and waits for it in the list. */
+async function writeJudgment(page: Page, title: string, body: string, tags: string): Promise<void> {
+  const form = page.getByRole('region', { name: 'Write a judgment' });
+  await form.getByLabel('Title', { exact: true }).fill(title);
+  await form.getByLabel('Judgment', { exact: true }).fill(body);
+  await form.getByLabel('Tags', { exact: true }).fill(tags);
+  await form.getByRole('button', { name: 'Capture judgment' }).click();
+  await expect(page.getByText(`Captured “${title}”.`)).toBeVisible();
+  await reloadUntilVisible(page, judgmentCard(page, title));
 }
 
 /** Reloads until `locator` shows: read models follow the log a moment after a command. */
@@ -218,6 +239,132 @@ test('a practice from sign-up to an audited, amended answer, and another practic
     await shot(page, 'consultant-judgments');
   });
 
+  let capturedJudgmentId = '';
+  await test.step('the consultant writes, revises and retires judgments, filters them, arrives from a review, searches them and reads a history', async () => {
+    const { page } = consultant;
+    const cards = page.locator('li[data-judgment]');
+    const captured = cards.filter({ has: page.locator(`a[href="/review/${diagnosisId}"]`) });
+    capturedJudgmentId = (await captured.getAttribute('data-judgment')) ?? '';
+    expect(capturedJudgmentId).toMatch(/^[0-9a-f-]{36}$/);
+    await expect(captured.locator('.pill')).toHaveText('Active');
+
+    await writeJudgment(page, LEASE, 'A tenant who does not end an office lease in writing before it ends is held to another year.', 'leases, property');
+    await writeJudgment(page, VERBAL, 'A supplier may end a service contract by telling the customer, without anything in writing.', 'contracts, notice');
+
+    // Revise the first: its status becomes "Revised".
+    await judgmentCard(page, LEASE).getByRole('button', { name: 'Revise', exact: true }).click();
+    const lease = page.locator('li[data-judgment]').filter({ has: page.getByRole('button', { name: 'Save revision' }) });
+    await lease.getByLabel('Title', { exact: true }).fill(LEASE_REVISED);
+    await lease.getByLabel('Judgment', { exact: true }).fill('An office lease renews for a year unless the tenant ends it in writing at least three months before it ends.');
+    await shot(page, 'consultant-judgment-revise');
+    await lease.getByRole('button', { name: 'Save revision' }).click();
+    await expect(page.getByText(`Revised “${LEASE_REVISED}”.`)).toBeVisible();
+    await reloadUntilVisible(page, judgmentCard(page, LEASE_REVISED));
+    await expect(judgmentCard(page, LEASE_REVISED).locator('.pill')).toHaveText('Revised');
+
+    // Retire the second, with the reason: no more actions on it but its history.
+    await judgmentCard(page, VERBAL).getByRole('button', { name: 'Retire', exact: true }).click();
+    await judgmentCard(page, VERBAL).getByLabel('Why it no longer holds (required)').fill(RETIRED_BECAUSE);
+    await judgmentCard(page, VERBAL).getByRole('button', { name: 'Retire judgment' }).click();
+    await expect(page.getByText(`Retired “${VERBAL}”: it is no longer retrieved.`)).toBeVisible();
+    const verbal = judgmentCard(page, VERBAL);
+    await reloadUntilVisible(page, verbal.locator('.pill', { hasText: 'Retired' }));
+    await expect(verbal).toContainText(RETIRED_BECAUSE);
+    await expect(verbal.getByRole('button', { name: 'Revise', exact: true })).toHaveCount(0);
+    await expect(verbal.getByRole('button', { name: 'Retire', exact: true })).toHaveCount(0);
+    await expect(verbal.getByRole('button', { name: 'History' })).toBeVisible();
+    await expect(cards).toHaveCount(3);
+    await shot(page, 'consultant-judgments-all');
+
+    // Filters go into the URL: the retired ones only.
+    const filters = page.getByRole('form', { name: 'Filters' });
+    await filters.getByRole('checkbox', { name: 'Retired' }).check();
+    await filters.getByRole('button', { name: 'Apply filters' }).click();
+    await expect(page).toHaveURL(/[?&]status=retired(&|$)/);
+    await expect(cards).toHaveCount(1);
+    await expect(verbal).toBeVisible();
+    await shot(page, 'consultant-judgments-retired');
+
+    // Active or revised, written by a consultant, captured today (UTC): the revised lease only.
+    const today = new Date().toISOString().slice(0, 10);
+    await filters.getByRole('checkbox', { name: 'Retired' }).uncheck();
+    await filters.getByRole('checkbox', { name: 'Active' }).check();
+    await filters.getByRole('checkbox', { name: 'Revised' }).check();
+    await filters.getByLabel('Origin').selectOption('authored');
+    await filters.getByLabel('Captured from').fill(today);
+    await filters.getByLabel('Captured until').fill(today);
+    await filters.getByRole('button', { name: 'Apply filters' }).click();
+    await expect(page).toHaveURL(/origin=authored/);
+    await expect(cards).toHaveCount(1);
+    await expect(judgmentCard(page, LEASE_REVISED)).toBeVisible();
+    // The view is bookmarkable: a reload (or a shared link) shows the same.
+    await page.reload();
+    await expect(filters.getByRole('checkbox', { name: 'Revised' })).toBeChecked();
+    await expect(filters.getByRole('checkbox', { name: 'Retired' })).not.toBeChecked();
+    await expect(filters.getByLabel('Origin')).toHaveValue('authored');
+    await expect(filters.getByLabel('Captured from')).toHaveValue(today);
+    await expect(cards).toHaveCount(1);
+    await expect(judgmentCard(page, LEASE_REVISED)).toBeVisible();
+    await shot(page, 'consultant-judgments-filtered');
+
+    // From the review of the decision to the judgment it captured.
+    await page.goto(`/review/${diagnosisId}`);
+    await page.getByRole('link', { name: 'The judgment captured from this decision' }).click();
+    await expect(page).toHaveURL(new RegExp(`/judgments\\?decision_id=${diagnosisId}$`));
+    await expect(filters.getByLabel('Source decision')).toHaveValue(diagnosisId);
+    await expect(cards).toHaveCount(1);
+    await expect(page.locator(`li[data-judgment="${capturedJudgmentId}"] a[href="/review/${diagnosisId}"]`)).toBeVisible();
+    await shot(page, 'consultant-judgments-from-review');
+    await filters.getByRole('button', { name: 'Clear filters' }).click();
+    await expect(page).toHaveURL(/\/judgments$/);
+    await expect(cards).toHaveCount(3);
+
+    // A search by meaning: the amended decision about the cleaning contract comes first. The
+    // index follows the log, so search again until it has it and has dropped the retired one.
+    const search = page.getByRole('search', { name: 'Search judgments' });
+    await search.getByLabel('Search by meaning').fill('How much notice is needed to end the cleaning contract?');
+    await search.getByRole('button', { name: 'Search', exact: true }).click();
+    await expect(page).toHaveURL(/[?&]q=/);
+    const results = page.getByRole('region', { name: 'Search results for “How much notice is needed to end the cleaning contract?”' });
+    await expect(results).toBeVisible();
+    await expect(async () => {
+      await page.reload();
+      await expect(results).toContainText('found', { timeout: 5000 });
+      await expect(cards.first()).toHaveAttribute('data-judgment', capturedJudgmentId, { timeout: 1000 });
+      await expect(verbal).toHaveCount(0, { timeout: 1000 });
+    }).toPass({ timeout: 60_000, intervals: [1000, 2000] });
+    await expect(cards.first().locator('.score')).toHaveText(/^Similarity [01]\.\d{3}$/);
+    await expect(page.getByRole('list', { name: 'Judgments found' })).toBeVisible();
+    await shot(page, 'consultant-judgments-search');
+    await results.getByRole('button', { name: 'Back to the list' }).click();
+    await expect(page).toHaveURL(/\/judgments$/);
+    await expect(results).toHaveCount(0);
+    await expect(cards).toHaveCount(3);
+    await expect(cards.locator('.score')).toHaveCount(0);
+
+    // A history, opened from the keyboard: the capture and the revision, who and when.
+    const revised = judgmentCard(page, LEASE_REVISED);
+    const toggle = revised.getByRole('button', { name: 'History' });
+    await toggle.focus();
+    await page.keyboard.press('Enter');
+    await expect(toggle).toHaveAttribute('aria-expanded', 'true');
+    const leaseHistory = page.getByRole('region', { name: `History of “${LEASE_REVISED}”` });
+    const versions = leaseHistory.locator('.versions > li');
+    await expect(versions).toHaveCount(2);
+    await expect(versions.nth(0)).toContainText('Captured version 1 · by you');
+    await expect(versions.nth(0)).toContainText(LEASE);
+    await expect(versions.nth(1)).toContainText('Revised version 2 · by you');
+    await expect(versions.nth(1)).toContainText('Changed the title and the text.');
+    await verbal.getByRole('button', { name: 'History' }).click();
+    const verbalHistory = page.getByRole('region', { name: `History of “${VERBAL}”` });
+    await expect(verbalHistory.locator('.versions > li')).toHaveCount(2);
+    await expect(verbalHistory.locator('.version-retired')).toContainText(`Why: ${RETIRED_BECAUSE}`);
+    await shot(page, 'consultant-judgment-history');
+    await page.setViewportSize({ width: 390, height: 844 });
+    await shot(page, 'consultant-judgments-phone');
+    await page.setViewportSize({ width: 1280, height: 860 });
+  });
+
   await test.step('the customer reads the amended answer', async () => {
     const { page } = customer;
     await expect
@@ -284,12 +431,20 @@ test('a practice from sign-up to an audited, amended answer, and another practic
     await expect(other.page.getByText('Not found: it does not exist, or it is not yours to see.')).toBeVisible();
     await expect(other.page.getByText(QUESTION)).toHaveCount(0);
     await shot(other.page, 'other-practice-diagnosis-404');
-    const status = await other.page.evaluate(async (id) => {
-      const session = JSON.parse(sessionStorage.getItem('casebook.session') ?? '{}') as { idToken?: string };
-      const response = await fetch(`/v1/diagnoses/${id}`, { headers: { Authorization: `Bearer ${session.idToken ?? ''}` } });
-      return response.status;
-    }, diagnosisId);
-    expect(status).toBe(404);
+    const statusOf = (path: string) =>
+      other.page.evaluate(async (url) => {
+        const session = JSON.parse(sessionStorage.getItem('casebook.session') ?? '{}') as { idToken?: string };
+        const response = await fetch(url, { headers: { Authorization: `Bearer ${session.idToken ?? ''}` } });
+        return response.status;
+      }, path);
+    expect(await statusOf(`/v1/diagnoses/${diagnosisId}`)).toBe(404);
+    // Nor its judgments: none listed, none found by a search, and the captured one is not found.
+    await other.page.goto('/judgments');
+    await expect(other.page.getByText('No judgment captured yet')).toBeVisible();
+    await other.page.goto(`/judgments?q=${encodeURIComponent('notice to end the cleaning contract')}`);
+    await expect(other.page.getByText('No captured judgment is close to “notice to end the cleaning contract”.')).toBeVisible();
+    await shot(other.page, 'other-practice-judgments-search');
+    expect(await statusOf(`/v1/judgments/${capturedJudgmentId}`)).toBe(404);
     // The first practice's admin's temporary password is not the second's business either.
     expect(await temporaryPassword(south.admin)).not.toBe(await temporaryPassword(north.admin));
   });

@@ -7,6 +7,7 @@ mod diagnosis;
 mod finetune;
 mod history;
 mod judgment;
+mod own_model;
 mod people;
 mod personal;
 mod policy;

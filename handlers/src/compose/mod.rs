@@ -21,6 +21,7 @@ use casebook_application::budget::{Budgets, Resumption};
 use casebook_application::diagnosis::{Diagnoser, DiagnoserPorts};
 use casebook_application::erasure::ErasurePurge;
 use casebook_application::jobs::ExportFiles;
+use casebook_application::judgments::JudgmentSearch;
 use casebook_application::ports::SystemClock;
 use casebook_application::reactions::Reactions;
 use casebook_application::service::{Service, Stores};
@@ -136,7 +137,7 @@ pub fn diagnoser(pool: PgPool, search_pool: PgPool, providers: &AiProviders) -> 
     Diagnoser::new(DiagnoserPorts {
         service: service(pool.clone()),
         budgets: budgets(pool),
-        search: Arc::new(IndexSearch::new(search_pool)),
+        search: Arc::new(IndexSearch::new(search_pool, providers.embedder.model_id())),
         embedder: providers.embedder.clone(),
         llm: providers.llm.clone(),
         pricing: Arc::new(providers.prices.clone()),
@@ -369,10 +370,22 @@ impl Composition {
                 })
             }
         };
-        Ok(match self.settings.name(Resource::ProjectorFunction) {
+        let state = match self.settings.name(Resource::ProjectorFunction) {
             Some(function) => state.with_nudge(Arc::new(ProjectorNudge::new(&self.aws, function))),
             None => state,
-        })
+        };
+        Ok(state.with_judgment_search(self.judgment_search().await?))
+    }
+
+    /// Consultants' search of their judgments: embedded by the worker's embedder, searched on
+    /// a pool of the search role of its own (one connection in Lambda, which serves one
+    /// request at a time; a few where requests come in together).
+    async fn judgment_search(&self) -> Result<JudgmentSearch, BuildError> {
+        let connections = if self.settings.in_lambda { 1 } else { 4 };
+        let search_pool = self.connect(DbRole::Search, connections).await?;
+        let embedder = self.providers().await.embedder.clone();
+        let index = IndexSearch::new(search_pool, embedder.model_id());
+        Ok(JudgmentSearch::new(embedder, Arc::new(index)))
     }
 
     /// The web app built into `CASEBOOK_WEB_DIR`, signing users in with the pool whose tokens

@@ -17,6 +17,7 @@ pub mod erasure;
 pub mod events;
 pub mod idempotency;
 pub mod json;
+pub mod judgments;
 pub mod metrics;
 pub mod nudge;
 pub mod people;
@@ -50,6 +51,7 @@ use crate::relay::RelayNudge;
 use access::AccessList;
 use caller::Authenticator;
 use casebook_adapters::idempotency::IdempotencyKeys;
+use casebook_application::judgments::JudgmentSearch;
 use casebook_application::service::Service;
 use rate_limit::TenantLimiter;
 use request_id::{MakeUuid, X_REQUEST_ID};
@@ -79,6 +81,8 @@ pub struct AppState {
     pub web: Option<Arc<web::WebApp>>,
     /// Where every `/v1` request's access record goes; `None` records nothing.
     pub access_log: Option<AccessLog>,
+    /// Consultants' search of their judgments; `None` answers `503 search_unavailable`.
+    pub judgment_search: Option<JudgmentSearch>,
 }
 
 impl AppState {
@@ -96,6 +100,7 @@ impl AppState {
             nudge: None,
             web: None,
             access_log: None,
+            judgment_search: None,
         }
     }
 
@@ -128,6 +133,14 @@ impl AppState {
     pub fn with_nudge(self, nudge: Arc<dyn RelayNudge>) -> Self {
         Self {
             nudge: Some(nudge),
+            ..self
+        }
+    }
+
+    /// The same state, searching judgments with `search`.
+    pub fn with_judgment_search(self, search: JudgmentSearch) -> Self {
+        Self {
+            judgment_search: Some(search),
             ..self
         }
     }
@@ -204,7 +217,11 @@ fn v1() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             &[Role::Consultant],
             OpenApiRouter::new()
                 .routes(routes!(commands::decide))
-                .routes(routes!(commands::author_judgment, reads::list_judgments))
+                .routes(routes!(
+                    commands::author_judgment,
+                    judgments::list_judgments
+                ))
+                .routes(routes!(judgments::get_judgment))
                 .routes(routes!(commands::revise_judgment))
                 .routes(routes!(commands::retire_judgment))
                 .routes(routes!(reads::review_queue)),

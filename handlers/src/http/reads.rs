@@ -27,9 +27,7 @@ use casebook_domain::actor::{Actor, Role};
 use casebook_domain::budget::{BudgetMonth, BudgetUse};
 use casebook_domain::decision::{Outcome, Verdict};
 use casebook_domain::diagnosis::{DiagnosisStatus, Finding, Provenance};
-use casebook_domain::ids::{
-    DecisionId, DiagnosisId, JudgmentId, QueryId, SessionId, TenantId, UserId,
-};
+use casebook_domain::ids::{DecisionId, DiagnosisId, QueryId, SessionId, TenantId, UserId};
 use casebook_domain::policy::{ModelPolicy, PlanTier};
 use casebook_projections::audit::AuditRecord;
 use casebook_projections::audit::{self, VerifyError};
@@ -38,7 +36,6 @@ use casebook_projections::models::{
 };
 use casebook_projections::read::audit::AuditFilter;
 use casebook_projections::read::diagnoses::QueueItem;
-use casebook_projections::read::judgments::IndexedJudgment;
 use casebook_projections::read::{self, Page, PageRequest, Reach};
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
@@ -962,50 +959,6 @@ pub async fn get_tenant(
     Ok(Json(tenant.into()))
 }
 
-/// An active judgment of the practice.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct JudgmentView {
-    /// The judgment.
-    #[schema(value_type = Uuid)]
-    pub judgment_id: JudgmentId,
-    /// Its title.
-    pub title: String,
-    /// Its text.
-    pub body: String,
-    /// Its labels.
-    pub tags: Vec<String>,
-    /// When its current content was indexed.
-    pub indexed_at: DateTime<Utc>,
-}
-
-impl From<IndexedJudgment> for JudgmentView {
-    fn from(judgment: IndexedJudgment) -> Self {
-        Self {
-            judgment_id: judgment.judgment_id,
-            title: judgment.title,
-            body: judgment.body,
-            tags: judgment.tags,
-            indexed_at: judgment.indexed_at,
-        }
-    }
-}
-
-/// The practice's captured judgment, as diagnoses are grounded in it: its active judgments,
-/// the most recently captured or revised first (consultant).
-#[utoipa::path(get, path = "/v1/judgments", params(PageParams),
-    responses((status = 200, body = Listing<JudgmentView>)), tag = "judgment")]
-pub async fn list_judgments(
-    State(state): State<AppState>,
-    Acting(reader): Acting,
-    Params(params): Params<PageParams>,
-) -> Result<Listing<JudgmentView>, ApiError> {
-    let request = params.request()?;
-    let mut tx = tenant_read(&state.pool, reader.tenant_id).await?;
-    let page = read::judgments::list(&mut tx, reader.tenant_id, request).await?;
-    tx.commit().await?;
-    Ok(Listing::of(page, JudgmentView::from))
-}
-
 /// Whether the tenant's audit chain holds, checked now.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ChainVerification {
@@ -1093,11 +1046,5 @@ impl Identified for DecisionView {
 impl Identified for AuditRow {
     fn resource_id(&self) -> String {
         format!("audit:{}", self.0.seq)
-    }
-}
-
-impl Identified for JudgmentView {
-    fn resource_id(&self) -> String {
-        self.judgment_id.to_string()
     }
 }

@@ -126,6 +126,36 @@ fn row_in(e: &DecodedEvent, encoding: Encoding) -> Result<AuditRecord, ApplyErro
                 r.outcome = Some("erased".to_owned());
             }
             TenantEvent::TenantErased { .. } => r.outcome = Some("erased".to_owned()),
+            // The practice's own models, named as provenance names them: "every promotion
+            // of tenant X" is a filter on the outcome.
+            TenantEvent::ModelRegistered { model_id, .. } => {
+                r.model_id = Some(model_id.provenance_name());
+                r.outcome = Some("registered".to_owned());
+            }
+            TenantEvent::ModelPromoted {
+                model_id,
+                evaluation,
+                ..
+            } => {
+                r.model_id = Some(model_id.provenance_name());
+                r.model_tier = Some(enum_value(&evaluation.tier)?);
+                r.outcome = Some("promoted".to_owned());
+            }
+            TenantEvent::ModelRejected {
+                model_id,
+                evaluation,
+            } => {
+                r.model_id = Some(model_id.provenance_name());
+                r.model_tier = Some(enum_value(&evaluation.tier)?);
+                r.outcome = Some("rejected".to_owned());
+            }
+            TenantEvent::ModelRetired {
+                model_id, reason, ..
+            } => {
+                r.model_id = Some(model_id.provenance_name());
+                r.reason = Some(reason.to_string());
+                r.outcome = Some("retired".to_owned());
+            }
         },
         AnyEvent::Session(event) => {
             r.session_id = Some(SessionId::from_uuid(e.aggregate_uuid()?));

@@ -10,18 +10,26 @@
 
 mod decisions;
 mod diagnoses;
+mod judgments;
 mod sessions;
 mod tenants;
 mod usage;
 
 pub use decisions::{Decision, DecisionsProjection};
 pub use diagnoses::{DiagnosesProjection, Diagnosis, DiagnosisDecision, Proposal};
+pub use judgments::{
+    JudgmentRevision, JudgmentSource, JudgmentStatus, JudgmentSummary, JudgmentsProjection,
+    RevisionContent, RevisionKind,
+};
 pub use sessions::{Session, SessionQuery, SessionStatus, SessionsProjection};
 pub use tenants::{Tenant, TenantStatus, TenantsProjection};
 pub use usage::{Usage, UsageProjection};
 
 pub(crate) use decisions::{from_row as decision_from_row, COLUMNS as DECISION_COLUMNS};
 pub(crate) use diagnoses::{from_row as diagnosis_from_row, COLUMNS as DIAGNOSIS_COLUMNS};
+pub(crate) use judgments::{
+    from_row as judgment_from_row, revision_from_row, COLUMNS as JUDGMENT_COLUMNS, REVISION_COLUMNS,
+};
 pub(crate) use sessions::{query_from_row, session_from_row, QUERY_COLUMNS, SESSION_COLUMNS};
 pub(crate) use tenants::{from_row as tenant_from_row, COLUMNS as TENANT_COLUMNS};
 pub(crate) use usage::{from_row as usage_from_row, COLUMNS as USAGE_COLUMNS};

@@ -149,7 +149,7 @@ fn fold(
         ApplyError::permanent(format!("{} for unknown tenant {id}", e.event_type))
     })?;
     match event {
-        // An export, a usage key or a budget threshold changes nothing shown here; the row
+        // An export, a usage key, a budget threshold or a model changes nothing shown here; the row
         // still moves to the new version.
         TenantEvent::TenantOnboarded { .. }
         | TenantEvent::TenantSignedUp { .. }
@@ -161,7 +161,11 @@ fn fold(
         | TenantEvent::UserDisabled { .. }
         | TenantEvent::UserEnabled { .. }
         | TenantEvent::UserProvisioned { .. }
-        | TenantEvent::SubjectErased { .. } => {}
+        | TenantEvent::SubjectErased { .. }
+        | TenantEvent::ModelRegistered { .. }
+        | TenantEvent::ModelPromoted { .. }
+        | TenantEvent::ModelRejected { .. }
+        | TenantEvent::ModelRetired { .. } => {}
         TenantEvent::PlanChanged { plan } => row.plan = *plan,
         TenantEvent::AutoResolveThresholdSet { threshold } => {
             row.auto_resolve_threshold = *threshold;

@@ -130,7 +130,11 @@ pub async fn fold_log(owner: &PgPool) -> Expected {
                     | TenantEvent::UsageKeyAssigned { .. }
                     | TenantEvent::FinetuneExported { .. }
                     | TenantEvent::TokenBudgetThresholdCrossed { .. }
-                    | TenantEvent::SubjectErased { .. } => {}
+                    | TenantEvent::SubjectErased { .. }
+                    | TenantEvent::ModelRegistered { .. }
+                    | TenantEvent::ModelPromoted { .. }
+                    | TenantEvent::ModelRejected { .. }
+                    | TenantEvent::ModelRetired { .. } => {}
                 }
                 t.updated_at = at;
                 t.version = sequence;

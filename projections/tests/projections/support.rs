@@ -20,6 +20,7 @@ use casebook_domain::ids::{
 };
 use casebook_domain::judgment::{DecisionSnapshot, Judgment, JudgmentCommand, JudgmentContent};
 use casebook_domain::metadata::{EventMetadata, Source};
+use casebook_domain::own_model::{ModelArtifact, ModelEvaluation, ModelFormat, ModelId, METRIC};
 use casebook_domain::policy::{ModelPolicy, ModelTier, PlanTier};
 use casebook_domain::ports::StopReason;
 use casebook_domain::session::{SessionCommand, TenantSession};
@@ -656,6 +657,63 @@ impl Driver {
             .execute::<Tenant>(tenant, command, &operator, Source::Operator)
             .await;
         assert!(erased, "the tenant's erasure");
+    }
+
+    /// Two of `tenant`'s own models uploaded: the gate promotes one and rejects the other,
+    /// then an admin retires the promoted one (`ModelRegistered` ×2, `ModelPromoted`,
+    /// `ModelRejected`, `ModelRetired`).
+    pub async fn model_lifecycle(&mut self, tenant: TenantId) {
+        let system = Actor::system(tenant);
+        let mut models = Vec::new();
+        for job in ["job-1", "job-2"] {
+            let artifact = ModelArtifact {
+                bucket: "artifacts".into(),
+                key: format!("{tenant}/models/{job}/model.gguf"),
+                size_bytes: 1 << 20,
+                etag: format!("etag-{job}"),
+                format: ModelFormat::Gguf,
+                base_model: Some("SmolLM2-135M-Instruct".into()),
+                training_job: None,
+                metrics: Default::default(),
+            };
+            models.push(ModelId::for_artifact(tenant, &artifact.key));
+            let command = TenantCommand::RegisterModel {
+                actor: system.clone(),
+                artifact,
+            };
+            let registered = self
+                .execute::<Tenant>(tenant, command, &system, Source::Worker)
+                .await;
+            assert!(registered, "the model's first registration");
+        }
+        for (model_id, candidate_score) in models.iter().zip([0.8, 0.4]) {
+            let command = TenantCommand::RecordModelEvaluation {
+                actor: system.clone(),
+                model_id: *model_id,
+                evaluation: ModelEvaluation {
+                    metric: METRIC.into(),
+                    tier: ModelTier::OpenWeights,
+                    baseline_model: "platform".into(),
+                    held_out: 5,
+                    candidate_score,
+                    baseline_score: 0.6,
+                },
+            };
+            let evaluated = self
+                .execute::<Tenant>(tenant, command, &system, Source::Worker)
+                .await;
+            assert!(evaluated, "the model's evaluation");
+        }
+        let admin = self.user(Role::Admin, tenant);
+        let command = TenantCommand::RetireModel {
+            actor: admin.clone(),
+            model_id: models[0],
+            reason: parse("drifted"),
+        };
+        let retired = self
+            .execute::<Tenant>(tenant, command, &admin, Source::Api)
+            .await;
+        assert!(retired, "the promoted model retired");
     }
 
     /// The worker records that `tenant` reached 80 % of its month's token budget.

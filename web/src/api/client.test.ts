@@ -119,6 +119,7 @@ describe('the API client', () => {
   it('words the codes people meet', async () => {
     expect(describeProblem({ status: 404, code: 'not_found', detail: undefined, field: undefined, retryAfter: undefined })).toMatch(/not yours/);
     expect(describeProblem({ status: 409, code: 'email_taken', detail: undefined, field: undefined, retryAfter: undefined })).toMatch(/already belongs/);
+    expect(describeProblem({ status: 503, code: 'search_unavailable', detail: 'not configured', field: undefined, retryAfter: undefined })).toMatch(/Search is not available/);
     expect(describeProblem({ status: 409, code: 'some_new_code', detail: 'as the API says', field: undefined, retryAfter: undefined })).toBe('as the API says');
     expect((await problemOf(new Response('not json', { status: 500, headers: { 'content-type': 'application/json' } }))).code).toBe('http_500');
   });

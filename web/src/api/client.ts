@@ -66,6 +66,8 @@ export function describeProblem(err: Pick<ApiError, 'code' | 'detail' | 'field' 
       return 'This form was already sent with other values. Reload the page and try again.';
     case 'uploads_unavailable':
       return 'Attachments are not available on this server.';
+    case 'search_unavailable':
+      return 'Search is not available on this server: the list and its filters still work.';
     case 'network_error':
       return 'The server could not be reached. Check your connection and try again.';
     case 'token_expired':

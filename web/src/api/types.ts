@@ -272,13 +272,53 @@ export interface EventLine {
   metadata: unknown;
 }
 
-/** An active judgment of the practice (`GET /v1/judgments`). */
+/** `active` (as captured), `revised` (content revised, still retrieved), `retired` (no longer retrieved). */
+export type JudgmentStatus = 'active' | 'revised' | 'retired';
+
+/** `decision`: captured from an approved or amended decision; `authored`: written by a consultant. */
+export type JudgmentOrigin = 'decision' | 'authored';
+
+/** A judgment of the practice (`GET /v1/judgments`), newest change first. */
 export interface JudgmentView {
   judgment_id: string;
+  status: JudgmentStatus;
+  origin: JudgmentOrigin;
+  /** The decision it was captured from (origin `decision`). */
+  decision_id: string | null;
+  /** The diagnosis that decision decided: its review is at `/review/{diagnosis_id}`. */
+  diagnosis_id: string | null;
   title: string;
   body: string;
   tags: string[];
-  indexed_at: string;
+  /** How many times its content was revised. */
+  revisions: number;
+  retired_reason: string | null;
+  /** `system` for a capture from a decision, or the authoring consultant's user id. */
+  captured_by: string;
+  captured_at: string;
+  updated_at: string;
+  /** Search results only (`?q=`): cosine similarity to the search text, 0..1. */
+  score?: number;
+}
+
+/** One version of a judgment: its capture, a revision of its content, or its retirement. */
+export interface JudgmentRevision {
+  /** 1 for the capture, then one per change. */
+  revision: number;
+  kind: 'captured' | 'revised' | 'retired';
+  /** The content it set (captures and revisions); null for a retirement. */
+  title: string | null;
+  body: string | null;
+  tags: string[] | null;
+  /** Why (retirements). */
+  reason: string | null;
+  acted_by: string;
+  recorded_at: string;
+}
+
+/** A judgment with its history, oldest version first (`GET /v1/judgments/{id}`). */
+export interface JudgmentDetail extends JudgmentView {
+  history: JudgmentRevision[];
 }
 
 /** The server's check of the tenant's whole audit chain (`GET /v1/audit/verification`). */

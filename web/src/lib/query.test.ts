@@ -1,5 +1,19 @@
 import { describe, expect, it } from 'vitest';
-import { auditApiQuery, auditFiltersFrom, auditPageQuery, dateRangeProblem, emptyAuditFilters, nextDay, toQueryString } from './query';
+import {
+  auditApiQuery,
+  auditFiltersFrom,
+  auditPageQuery,
+  dateRangeProblem,
+  emptyAuditFilters,
+  emptyJudgmentFilters,
+  hasJudgmentFilters,
+  judgmentApiQuery,
+  judgmentFiltersFrom,
+  judgmentFiltersProblem,
+  judgmentPageQuery,
+  nextDay,
+  toQueryString,
+} from './query';
 
 describe('filters to query strings', () => {
   it('drops empty values and encodes the rest', () => {
@@ -37,5 +51,54 @@ describe('filters to query strings', () => {
     expect(dateRangeProblem('2025-05-01', '2025-05-01')).toBeNull();
     expect(dateRangeProblem('', '')).toBeNull();
     expect(dateRangeProblem('May 1', '')).toMatch(/date/);
+  });
+});
+
+describe('the judgments’ search and filters', () => {
+  const decision = '3f1c2a9e-0000-4000-8000-000000000001';
+
+  it('reads the page URL, keeping known statuses in order and ignoring the rest', () => {
+    expect(judgmentFiltersFrom({})).toEqual(emptyJudgmentFilters());
+    expect(judgmentFiltersFrom({ status: 'retired, active,bogus,active', origin: 'authored', q: '  notice period ', junk: 'x' })).toEqual({
+      ...emptyJudgmentFilters(),
+      q: 'notice period',
+      status: ['active', 'retired'],
+      origin: 'authored',
+    });
+    expect(judgmentFiltersFrom({ origin: 'someone', decision_id: ` ${decision} ` })).toEqual({ ...emptyJudgmentFilters(), decision_id: decision });
+  });
+
+  it('round-trips the search and the filters through the page URL', () => {
+    const filters = { q: 'ending a cleaning contract', status: ['active', 'revised'] as const, origin: 'decision' as const, decision_id: decision, from: '2025-05-01', to: '2025-05-31' };
+    const query = judgmentPageQuery({ ...filters, status: [...filters.status] });
+    expect(query).toBe(`?q=ending+a+cleaning+contract&status=active%2Crevised&origin=decision&decision_id=${decision}&from=2025-05-01&to=2025-05-31`);
+    expect(judgmentFiltersFrom(Object.fromEntries(new URLSearchParams(query)))).toEqual({ ...filters, status: ['active', 'revised'] });
+    expect(judgmentPageQuery(emptyJudgmentFilters())).toBe('');
+  });
+
+  it('asks the API for a list page by page, days as instants with the last day whole', () => {
+    const filters = { ...emptyJudgmentFilters(), status: ['retired' as const], from: '2025-05-01', to: '2025-05-31' };
+    expect(judgmentApiQuery(filters, { after: 'c1', limit: 50 })).toBe(
+      '?status=retired&from=2025-05-01T00%3A00%3A00Z&to=2025-06-01T00%3A00%3A00Z&after=c1&limit=50',
+    );
+  });
+
+  it('sends a search as one page, with the filters and no cursor', () => {
+    const filters = { ...emptyJudgmentFilters(), q: 'notice', origin: 'authored' as const };
+    expect(judgmentApiQuery(filters, { after: 'c1', limit: 20 })).toBe('?q=notice&origin=authored&limit=20');
+  });
+
+  it('knows when filters are set besides the search', () => {
+    expect(hasJudgmentFilters({ ...emptyJudgmentFilters(), q: 'x' })).toBe(false);
+    expect(hasJudgmentFilters({ ...emptyJudgmentFilters(), status: ['active'] })).toBe(true);
+    expect(hasJudgmentFilters({ ...emptyJudgmentFilters(), to: '2025-01-01' })).toBe(true);
+  });
+
+  it('names the field of a problem before asking the API', () => {
+    expect(judgmentFiltersProblem(emptyJudgmentFilters())).toBeNull();
+    expect(judgmentFiltersProblem({ ...emptyJudgmentFilters(), decision_id: 'd1' })).toMatchObject({ field: 'decision_id' });
+    expect(judgmentFiltersProblem({ ...emptyJudgmentFilters(), decision_id: decision })).toBeNull();
+    expect(judgmentFiltersProblem({ ...emptyJudgmentFilters(), from: '2025-05-03', to: '2025-05-01' })).toMatchObject({ field: 'to', message: expect.stringMatching(/not be after/) as unknown });
+    expect(judgmentFiltersProblem({ ...emptyJudgmentFilters(), from: 'May 1' })).toMatchObject({ field: 'from' });
   });
 });

@@ -11,7 +11,7 @@ import { fileNameOf, formatBytes, formatDateTime, formatMicros, formatPercent, s
 import { KeyForBody } from '../../lib/idempotency';
 import { useResource } from '../../lib/useResource';
 import { useClaims, useServices } from '../../services';
-import { activeJudgments, capturedJudgments, loadQueue, neighbour, queueOrder, type CapturedFrom } from './data';
+import { judgmentDetail, loadQueue, neighbour, queueOrder } from './data';
 import { ShortcutHelp } from './ShortcutHelp';
 import { Findings } from '../../components/Findings';
 
@@ -133,10 +133,10 @@ function DiagnosisBody({ d, canDecide, reload, go }: { d: StaffDiagnosis; canDec
             </Empty>
           )}
 
-          {d.decision ? <DecisionRecord d={d} /> : canDecide && proposal && d.status === 'proposed' ? <DecisionPanel d={d} reload={reload} go={go} /> : null}
+          {d.decision ? <DecisionRecord d={d} canDecide={canDecide} /> : canDecide && proposal && d.status === 'proposed' ? <DecisionPanel d={d} reload={reload} go={go} /> : null}
         </div>
         <aside class="review-side">
-          {proposal && <Precedents d={d} />}
+          {proposal && <Precedents d={d} canDecide={canDecide} />}
           {proposal && <ProvenancePanel d={d} />}
           {canDecide && <ShortcutHelp actions={['next', 'previous', 'approve', 'amend', 'reject']} />}
         </aside>
@@ -175,15 +175,25 @@ function Attachments({ d }: { d: StaffDiagnosis }) {
   );
 }
 
-function Precedents({ d }: { d: StaffDiagnosis }) {
+/** The judgments retrieved for the draft: consultants see each one's title, status and source (auditors can't read judgments: only their ids). */
+function Precedents({ d, canDecide }: { d: StaffDiagnosis; canDecide: boolean }) {
   const { api } = useServices();
   const provenance = d.proposal?.provenance;
   const precedents = provenance?.precedents ?? (provenance?.retrieved_judgment_ids ?? []).map((judgment_id) => ({ judgment_id, score: Number.NaN, source_position: 0 }));
   const known = useResource(
-    async () => {
-      if (!precedents.length) return { captured: new Map<string, CapturedFrom>(), active: new Map<string, JudgmentView>() };
-      const [captured, active] = await Promise.all([capturedJudgments(api), activeJudgments(api).catch(() => new Map<string, JudgmentView>())]);
-      return { captured, active };
+    async (signal) => {
+      const found = new Map<string, JudgmentView>();
+      if (!canDecide) return found;
+      await Promise.all(
+        precedents.map(async (p) => {
+          try {
+            found.set(p.judgment_id, await judgmentDetail(api, p.judgment_id, signal));
+          } catch {
+            // Shown by its id: a precedent's title is a convenience, the draft stands without it.
+          }
+        }),
+      );
+      return found;
     },
     [d.diagnosis_id],
   );
@@ -195,22 +205,23 @@ function Precedents({ d }: { d: StaffDiagnosis }) {
       ) : (
         <ol class="precedents">
           {precedents.map((p) => {
-            const from = known.data?.captured.get(p.judgment_id);
-            const judgment = known.data?.active.get(p.judgment_id);
+            const judgment = known.data?.get(p.judgment_id);
             const name = judgment ? `“${judgment.title}”` : `Judgment ${p.judgment_id.slice(0, 8)}`;
             return (
               <li key={p.judgment_id}>
                 <span class="score" title="Similarity to the query (higher is closer)">
                   {Number.isNaN(p.score) ? '—' : p.score.toFixed(3)}
                 </span>{' '}
-                {from ? (
-                  <a href={`/review/${from.decision.diagnosis_id}`} title={`The ${from.decision.verdict.kind === 'Amended' ? 'amended' : 'approved'} review it was captured from`}>
+                {!canDecide ? (
+                  <span>{name}</span>
+                ) : judgment?.diagnosis_id ? (
+                  <a href={`/review/${judgment.diagnosis_id}`} title="The review it was captured from">
                     {name}
                   </a>
                 ) : (
                   <a href={`/judgments#${p.judgment_id}`}>{name}</a>
                 )}
-                {!judgment && known.status === 'ready' && <span class="meta"> (since revised or retired)</span>}
+                {judgment && judgment.status !== 'active' && <span class="meta"> ({judgment.status === 'retired' ? 'since retired' : 'revised'})</span>}
               </li>
             );
           })}
@@ -249,10 +260,12 @@ function ProvenancePanel({ d }: { d: StaffDiagnosis }) {
   );
 }
 
-function DecisionRecord({ d }: { d: StaffDiagnosis }) {
+function DecisionRecord({ d, canDecide }: { d: StaffDiagnosis; canDecide: boolean }) {
   const { api } = useServices();
   const decision = useResource((signal) => api.get<DecisionView>(`/v1/decisions/${d.diagnosis_id}`, { signal }), [d.diagnosis_id]);
   const verdict = decision.data?.verdict;
+  // An approval or an amendment is captured as a judgment; consultants can open it.
+  const captured = canDecide && (verdict?.kind === 'Approved' || verdict?.kind === 'Amended') ? decision.data : undefined;
   return (
     <section class="card decided" aria-labelledby="dec-title">
       <h2 id="dec-title">Decision</h2>
@@ -270,6 +283,11 @@ function DecisionRecord({ d }: { d: StaffDiagnosis }) {
       {verdict?.kind === 'AutoApproved' && (
         <p>
           Approved without review: confidence {formatPercent(verdict.confidence)} ≥ the practice’s threshold {formatPercent(verdict.threshold)}.
+        </p>
+      )}
+      {captured && (
+        <p>
+          <a href={`/judgments?decision_id=${encodeURIComponent(captured.decision_id)}`}>The judgment captured from this decision</a>
         </p>
       )}
     </section>
@@ -341,7 +359,6 @@ function DecisionPanel({ d, reload, go }: { d: StaffDiagnosis; reload: () => voi
       clearDraft(d.diagnosis_id);
       setDone(mode === 'approve' ? 'Approved: the answer is released to the customer.' : mode === 'amend' ? 'Amended and approved: your text is released to the customer.' : 'Rejected: the customer sees your reason.');
       setMode('none');
-      void capturedJudgments(api, true).catch(() => undefined);
     } catch (err) {
       if (err instanceof ApiError && err.code === 'validation_failed' && (err.field === 'diagnosis_text' || err.field === 'reason')) {
         setProblem({ field: err.field === 'reason' ? 'reason' : 'text', message: err.userMessage });

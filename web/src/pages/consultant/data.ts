@@ -1,9 +1,9 @@
-// Data the review desk shares between its pages: the queue (for j/k across diagnoses) and the
-// map from captured judgments to the decisions they came from (for precedent links).
+// Data the review desk shares between its pages: the queue (for j/k across diagnoses), and the
+// practice's judgments (the judgments page, and the precedents of a diagnosis).
 
-import type { ApiClient } from '../../api/client';
-import type { DecisionView, JudgmentView, Page, QueueEntry } from '../../api/types';
-import { judgmentIdForDecision } from '../../lib/ids';
+import { ApiError, type ApiClient } from '../../api/client';
+import type { JudgmentDetail, JudgmentRevision, JudgmentView, Page, QueueEntry } from '../../api/types';
+import { judgmentApiQuery, type JudgmentFilters } from '../../lib/query';
 
 export const QUEUE_PAGE = 50;
 
@@ -38,66 +38,74 @@ export function neighbour(order: readonly string[], id: string, step: 1 | -1): s
   return order[index + step] ?? null;
 }
 
-/** What a captured judgment came from: its decision, read from the decisions list. */
-export interface CapturedFrom {
-  judgmentId: string;
-  decision: DecisionView;
+/** Judgments per page of the list, and the most a search returns. */
+export const JUDGMENTS_PAGE = 50;
+export const SEARCH_RESULTS = 20;
+
+/** A page of the judgments the filters admit, newest change first; with `q`, the search's results, nearest first (one page). */
+export function judgmentsPage(api: ApiClient, filters: JudgmentFilters, after: string | null, signal?: AbortSignal): Promise<Page<JudgmentView>> {
+  const query = judgmentApiQuery(filters, { after, limit: filters.q ? SEARCH_RESULTS : JUDGMENTS_PAGE });
+  return api.get<Page<JudgmentView>>('/v1/judgments', { query, ...(signal ? { signal } : {}) });
 }
 
-let capturedCache: Promise<Map<string, CapturedFrom>> | null = null;
+/** One judgment with its history. */
+export function judgmentDetail(api: ApiClient, judgmentId: string, signal?: AbortSignal): Promise<JudgmentDetail> {
+  return api.get<JudgmentDetail>(`/v1/judgments/${encodeURIComponent(judgmentId)}`, signal ? { signal } : {});
+}
 
 /**
- * The practice's captured judgments, by judgment id: every approved or amended decision (up to
- * 500, newest first) with the judgment id it was captured into (`JudgmentId::for_decision`).
- * Judgments authored directly (`POST /v1/judgments`) can't be listed: the API has no route.
+ * Waits until the judgments' read model shows a command's effect (`shows`; a new judgment is
+ * a 404 until then), polling for up to `forMs`: it follows the log a moment after the command.
+ * Whether it did in time; the caller reloads either way.
  */
-export function capturedJudgments(api: ApiClient, fresh = false): Promise<Map<string, CapturedFrom>> {
-  if (capturedCache && !fresh) return capturedCache;
-  capturedCache = (async () => {
-    const map = new Map<string, CapturedFrom>();
-    let after: string | null = null;
-    for (let i = 0; i < 5; i++) {
-      const query: string = `limit=100${after ? `&after=${encodeURIComponent(after)}` : ''}`;
-      const page: Page<DecisionView> = await api.get<Page<DecisionView>>('/v1/decisions', { query });
-      for (const decision of page.items) {
-        if (decision.verdict.kind === 'Approved' || decision.verdict.kind === 'Amended') {
-          const judgmentId = await judgmentIdForDecision(decision.decision_id);
-          map.set(judgmentId, { judgmentId, decision });
-        }
-      }
-      after = page.next_cursor;
-      if (!after) break;
+export async function whenProjected(api: ApiClient, judgmentId: string, shows: (judgment: JudgmentView) => boolean, forMs = 10_000, everyMs = 500): Promise<boolean> {
+  const started = Date.now();
+  for (;;) {
+    try {
+      if (shows(await judgmentDetail(api, judgmentId))) return true;
+    } catch (err) {
+      if (!(err instanceof ApiError && err.status === 404)) throw err;
     }
-    return map;
-  })();
-  capturedCache.catch(() => {
-    capturedCache = null;
-  });
-  return capturedCache;
+    if (Date.now() - started > forMs) return false;
+    await new Promise((resolve) => setTimeout(resolve, everyMs));
+  }
 }
 
-let judgmentsCache: Promise<Map<string, JudgmentView>> | null = null;
-
-/** The practice's active judgments by id (up to 500, most recent first), for precedent titles. */
-export function activeJudgments(api: ApiClient, fresh = false): Promise<Map<string, JudgmentView>> {
-  if (judgmentsCache && !fresh) return judgmentsCache;
-  judgmentsCache = (async () => {
-    const map = new Map<string, JudgmentView>();
-    let after: string | null = null;
-    for (let i = 0; i < 5; i++) {
-      const page: Page<JudgmentView> = await judgmentsPage(api, after);
-      for (const judgment of page.items) map.set(judgment.judgment_id, judgment);
-      after = page.next_cursor;
-      if (!after) break;
-    }
-    return map;
-  })();
-  judgmentsCache.catch(() => {
-    judgmentsCache = null;
-  });
-  return judgmentsCache;
+/** What one version of a judgment changed, against the content before it. */
+export interface VersionChanges {
+  /** Its content fields that differ from the previous version's (every field of a capture). */
+  fields: ('title' | 'body' | 'tags')[];
+  tagsAdded: string[];
+  tagsRemoved: string[];
 }
 
-export function judgmentsPage(api: ApiClient, after: string | null, limit = 100): Promise<Page<JudgmentView>> {
-  return api.get<Page<JudgmentView>>('/v1/judgments', { query: `limit=${limit}${after ? `&after=${encodeURIComponent(after)}` : ''}` });
+/** What `history[index]` changed: a capture sets everything, a retirement no content. */
+export function versionChanges(history: readonly JudgmentRevision[], index: number): VersionChanges {
+  const version = history[index];
+  if (!version || version.kind === 'retired') return { fields: [], tagsAdded: [], tagsRemoved: [] };
+  // The content before it: the latest earlier version that set content.
+  const before = history.slice(0, index).reverse().find((v) => v.kind !== 'retired');
+  const tags = version.tags ?? [];
+  const beforeTags = before?.tags ?? [];
+  const fields: VersionChanges['fields'] = [];
+  if (!before || version.title !== before.title) fields.push('title');
+  if (!before || version.body !== before.body) fields.push('body');
+  const tagsAdded = tags.filter((t) => !beforeTags.includes(t));
+  const tagsRemoved = before ? beforeTags.filter((t) => !tags.includes(t)) : [];
+  if (!before || tagsAdded.length || tagsRemoved.length) fields.push('tags');
+  return { fields, tagsAdded, tagsRemoved };
+}
+
+/** A revision's changes in words: "Changed the title and the text; tags added #a, removed #b." */
+export function describeChanges({ fields, tagsAdded, tagsRemoved }: VersionChanges): string {
+  const names = fields.filter((f) => f !== 'tags').map((f) => (f === 'title' ? 'the title' : 'the text'));
+  const tags = [tagsAdded.length ? `added ${hashTags(tagsAdded)}` : '', tagsRemoved.length ? `removed ${hashTags(tagsRemoved)}` : ''].filter(Boolean);
+  if (!names.length && !tags.length) return 'Saved again with the same content.';
+  const parts = [names.length ? `Changed ${names.join(' and ')}` : '', tags.length ? `${names.length ? 'tags' : 'Tags'} ${tags.join(', ')}` : ''];
+  return `${parts.filter(Boolean).join('; ')}.`;
+}
+
+/** `["a", "b"]` → `"#a #b"`. */
+export function hashTags(tags: readonly string[]): string {
+  return tags.map((t) => `#${t}`).join(' ');
 }
