@@ -17,7 +17,7 @@ use casebook_application::own_models::{
 use casebook_application::ports::BoxError;
 use casebook_domain::actor::Role;
 use casebook_domain::ids::TenantId;
-use casebook_domain::own_model::{ModelId, ModelStatus, PromotedModel};
+use casebook_domain::own_model::{ModelEvaluation, ModelId, ModelStatus, PromotedModel};
 use casebook_domain::policy::{ModelPolicy, ModelTier};
 use casebook_domain::ports::{
     DiagnosisPrompt, EmbedError, Embedder, Llm, LlmAnswer, LlmError, StopReason,
@@ -250,6 +250,27 @@ impl Practice {
             .collect()
     }
 
+    /// `model` uploaded as `job`'s weights and put through the gate: what it measured and
+    /// whether it promoted the model.
+    async fn evaluated(&self, job: &str, model: TableLlm) -> (ModelId, ModelEvaluation, bool) {
+        let upload = self.upload(job);
+        self.artifacts.put(&upload.key, model);
+        let outcome = self
+            .gate
+            .on_upload(&upload, &format!("s3-event-{job}"))
+            .await
+            .unwrap();
+        let GateOutcome::Evaluated {
+            model_id,
+            evaluation,
+            promoted,
+        } = outcome
+        else {
+            panic!("not evaluated: {outcome:?}");
+        };
+        (model_id, evaluation, promoted)
+    }
+
     async fn status(&self, job: &str) -> Option<ModelStatus> {
         self.scenario
             .service
@@ -263,24 +284,9 @@ impl Practice {
 #[tokio::test]
 async fn a_model_closer_to_the_approved_decisions_is_promoted_and_answers_the_next_diagnosis() {
     let practice = Practice::new(TableLlm::off_topic("platform-open-weights")).await;
-    let upload = practice.upload("job-1");
-    practice
-        .artifacts
-        .put(&upload.key, TableLlm::faithful("ignored-name"));
-
-    let outcome = practice
-        .gate
-        .on_upload(&upload, "s3-event-1")
-        .await
-        .unwrap();
-    let GateOutcome::Evaluated {
-        model_id,
-        evaluation,
-        promoted,
-    } = outcome
-    else {
-        panic!("not evaluated: {outcome:?}");
-    };
+    let (model_id, evaluation, promoted) = practice
+        .evaluated("job-1", TableLlm::faithful("ignored-name"))
+        .await;
     assert!(promoted, "{evaluation:?}");
     assert_eq!(model_id, practice.model("job-1"));
     assert_eq!(evaluation.held_out, 3);
@@ -309,24 +315,9 @@ async fn a_model_closer_to_the_approved_decisions_is_promoted_and_answers_the_ne
 #[tokio::test]
 async fn a_model_below_the_current_route_is_rejected_and_the_platform_keeps_serving() {
     let practice = Practice::new(TableLlm::faithful("platform-open-weights")).await;
-    let upload = practice.upload("job-1");
-    practice
-        .artifacts
-        .put(&upload.key, TableLlm::off_topic("ignored-name"));
-
-    let outcome = practice
-        .gate
-        .on_upload(&upload, "s3-event-1")
-        .await
-        .unwrap();
-    let GateOutcome::Evaluated {
-        promoted,
-        evaluation,
-        ..
-    } = outcome
-    else {
-        panic!("not evaluated: {outcome:?}");
-    };
+    let (_, evaluation, promoted) = practice
+        .evaluated("job-1", TableLlm::off_topic("ignored-name"))
+        .await;
     assert!(!promoted, "{evaluation:?}");
     assert!(evaluation.candidate_score < evaluation.baseline_score);
     assert_eq!(practice.status("job-1").await, Some(ModelStatus::Rejected));
@@ -342,24 +333,14 @@ async fn a_model_below_the_current_route_is_rejected_and_the_platform_keeps_serv
 #[tokio::test]
 async fn a_second_model_must_beat_the_promoted_one_not_the_platform() {
     let practice = Practice::new(TableLlm::off_topic("platform-open-weights")).await;
-    let first = practice.upload("job-1");
     practice
-        .artifacts
-        .put(&first.key, TableLlm::faithful("first"));
-    practice.gate.on_upload(&first, "s3-event-1").await.unwrap();
-    // Better than the platform, worse than the promoted model.
-    let second = practice.upload("job-2");
-    practice
-        .artifacts
-        .put(&second.key, TableLlm::off_topic("second"));
-    let outcome = practice
-        .gate
-        .on_upload(&second, "s3-event-2")
-        .await
-        .unwrap();
-    let GateOutcome::Evaluated { evaluation, .. } = outcome else {
-        panic!("not evaluated: {outcome:?}");
-    };
+        .evaluated("job-1", TableLlm::faithful("first"))
+        .await;
+    // As good as the platform, worse than the promoted model.
+    let (_, evaluation, promoted) = practice
+        .evaluated("job-2", TableLlm::off_topic("second"))
+        .await;
+    assert!(!promoted, "{evaluation:?}");
     assert_eq!(
         evaluation.baseline_model,
         practice.model("job-1").provenance_name()

@@ -35,3 +35,11 @@ pub fn bar(output: Output, total: Option<u64>, unit: &str) -> ProgressBar {
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
     bar
 }
+
+/// Resolves on Ctrl-C, which stops a rebuild after its batch in flight; never where no signal
+/// handler can be installed (the build still ends once caught up).
+pub async fn interrupted() {
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}

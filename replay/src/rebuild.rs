@@ -73,14 +73,8 @@ pub async fn run_rebuild(args: RebuildArgs, output: Output) -> Result<Verdict, E
         rebuild.discard().await?;
     }
     let bar = progress::bar(output, None, "events");
-    let stop = async {
-        // Without a signal handler the stop never comes; the build still ends when caught up.
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
     let outcome = rebuild
-        .build(stop, |p| {
+        .build(progress::interrupted(), |p| {
             bar.set_length(p.total);
             bar.set_position(p.applied);
         })
