@@ -22,9 +22,10 @@ use casebook_application::diagnosis::{Diagnoser, DiagnoserPorts};
 use casebook_application::erasure::ErasurePurge;
 use casebook_application::jobs::ExportFiles;
 use casebook_application::judgments::JudgmentSearch;
-use casebook_application::ports::SystemClock;
+use casebook_application::ports::{FoundPrecedent, PrecedentSearch, SystemClock};
 use casebook_application::reactions::Reactions;
 use casebook_application::service::{Service, Stores};
+use casebook_domain::ids::TenantId;
 use casebook_domain::ports::Embedder;
 use casebook_domain::upcast::upcasters;
 use casebook_projections::jobs::TenantDecisions;
@@ -379,12 +380,15 @@ impl Composition {
 
     /// Consultants' search of their judgments: embedded by the worker's embedder, searched on
     /// a pool of the search role of its own (one connection in Lambda, which serves one
-    /// request at a time; a few where requests come in together).
+    /// request at a time; a few where requests come in together), opened by the first search.
     async fn judgment_search(&self) -> Result<JudgmentSearch, BuildError> {
-        let connections = if self.settings.in_lambda { 1 } else { 4 };
-        let search_pool = self.connect(DbRole::Search, connections).await?;
         let embedder = self.providers().await.embedder.clone();
-        let index = IndexSearch::new(search_pool, embedder.model_id());
+        let index = SearchOnFirstUse {
+            database: self.settings.database.clone(),
+            connections: if self.settings.in_lambda { 1 } else { 4 },
+            model: embedder.model_id().to_owned(),
+            index: OnceCell::new(),
+        };
         Ok(JudgmentSearch::new(embedder, Arc::new(index)))
     }
 
@@ -471,5 +475,35 @@ impl Composition {
             &self.aws,
             &self.settings.jobs,
         ))
+    }
+}
+
+/// The judgment index on a search-role pool opened by the first search: an `api` cold start
+/// that serves no search pays no second database connection.
+struct SearchOnFirstUse {
+    database: DatabaseConfig,
+    connections: u32,
+    model: String,
+    index: OnceCell<IndexSearch>,
+}
+
+#[async_trait::async_trait]
+impl PrecedentSearch for SearchOnFirstUse {
+    async fn nearest(
+        &self,
+        tenant: TenantId,
+        vector: &[f32],
+        k: u32,
+    ) -> Result<Vec<FoundPrecedent>, BoxError> {
+        let index = self
+            .index
+            .get_or_try_init(|| async {
+                let pool =
+                    postgres::connect_database(&self.database, DbRole::Search, self.connections)
+                        .await?;
+                Ok::<_, BoxError>(IndexSearch::new(pool, self.model.clone()))
+            })
+            .await?;
+        index.nearest(tenant, vector, k).await
     }
 }
